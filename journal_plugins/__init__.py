@@ -1,0 +1,1 @@
+"""Storage plugins for persistent_actors: one module per backend (journal and snapshot store)."""

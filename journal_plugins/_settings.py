@@ -1,0 +1,26 @@
+"""Settings validation shared by the plugins: unknown keys are errors, never silently ignored."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from persistent_actors._errors import ConfigError
+
+__all__ = ["check_keys"]
+
+# The runtime may hand a plugin its whole config section, which names the plugin itself.
+_SECTION_KEYS = frozenset({"class"})
+
+
+def check_keys(owner: str, settings: Mapping[str, Any], allowed: Collection[str]) -> None:
+    """Raise `ConfigError` naming the first key of `settings` that `owner` does not understand.
+
+    A typo in a settings key would otherwise silently fall back to a default (for example a
+    durability pragma), so every plugin rejects what it does not know.
+    """
+    for key in settings:
+        if key not in allowed and key not in _SECTION_KEYS:
+            known = ", ".join(sorted(allowed)) or "none"
+            msg = f"{owner}: unknown setting {key!r} (known settings: {known})"
+            raise ConfigError(msg)

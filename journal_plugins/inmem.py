@@ -1,0 +1,172 @@
+"""In-memory journal and snapshot store: fast, for tests and demos; everything is lost on exit.
+
+Both keep the objects they are given (immutable dataclasses holding payload bytes); payloads are
+never decoded or copied through any serializer.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+from journal_plugins._settings import check_keys
+from persistent_actors._errors import SequenceConflictError
+from persistent_actors.journal import AtomicWrite, Journal, PersistentRepr
+from persistent_actors.snapshot import (
+    SelectedSnapshot,
+    SnapshotMetadata,
+    SnapshotSelectionCriteria,
+    SnapshotStore,
+)
+
+__all__ = ["InmemJournal", "InmemSnapshotStore"]
+
+
+class _Log:
+    """The events of one persistence id, sorted by sequence number."""
+
+    __slots__ = ("events", "highest", "live_from", "sequence_nrs")
+
+    def __init__(self) -> None:
+        # Deleted events stay as `None` tombstones so their sequence numbers are never reused,
+        # matching the SQLite journal, whose unique key keeps deleted rows.
+        self.events: dict[int, PersistentRepr | None] = {}
+        self.sequence_nrs: list[int] = []
+        # Every index below `live_from` holds a tombstone: deletion and replay skip them.
+        self.live_from = 0
+        self.highest = 0
+
+    def conflicts(self, write: AtomicWrite) -> bool:
+        return any(repr_.sequence_nr in self.events for repr_ in write.payload)
+
+    def append(self, write: AtomicWrite) -> None:
+        for repr_ in write.payload:
+            nr = repr_.sequence_nr
+            self.events[nr] = repr_
+            if not self.sequence_nrs or nr > self.sequence_nrs[-1]:
+                self.sequence_nrs.append(nr)  # the usual case: writes arrive in order
+            else:
+                index = bisect.bisect_left(self.sequence_nrs, nr)
+                self.sequence_nrs.insert(index, nr)
+                self.live_from = min(self.live_from, index)
+            self.highest = max(self.highest, nr)
+
+    def delete_to(self, to_sequence_nr: int) -> None:
+        end = bisect.bisect_right(self.sequence_nrs, to_sequence_nr)
+        for index in range(self.live_from, end):
+            self.events[self.sequence_nrs[index]] = None
+        self.live_from = max(self.live_from, end)
+
+
+class InmemJournal(Journal):
+    """Plugin API: a journal kept in a dict; accepts no settings.
+
+    A write reusing a sequence number already stored (or deleted) for its persistence id is
+    rejected with `SequenceConflictError`; nothing is overwritten.
+    """
+
+    def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
+        super().__init__(settings)
+        check_keys(type(self).__name__, self.settings, ())
+        self._logs: dict[str, _Log] = {}
+
+    async def write_messages(self, writes: Sequence[AtomicWrite]) -> list[BaseException | None]:
+        """Plugin API: store each write whole, or reject it on a sequence-number conflict."""
+        results: list[BaseException | None] = []
+        for write in writes:
+            log = self._logs.setdefault(write.persistence_id, _Log())
+            if log.conflicts(write):
+                results.append(_conflict(write))
+            else:
+                log.append(write)
+                results.append(None)
+        return results
+
+    async def replay_messages(
+        self, persistence_id: str, from_sequence_nr: int, to_sequence_nr: int, max_count: int
+    ) -> AsyncIterator[PersistentRepr]:
+        """Plugin API: yield live events with `from <= sequence_nr <= to`, at most `max_count`."""
+        log = self._logs.get(persistence_id)
+        if log is None or max_count <= 0:
+            return
+        index = max(log.live_from, bisect.bisect_left(log.sequence_nrs, from_sequence_nr))
+        count = 0
+        while count < max_count and index < len(log.sequence_nrs):
+            nr = log.sequence_nrs[index]
+            if nr > to_sequence_nr:
+                break
+            event = log.events[nr]
+            index += 1
+            if event is not None:
+                count += 1
+                yield event
+
+    async def read_highest_sequence_nr(self, persistence_id: str, from_sequence_nr: int) -> int:
+        """Plugin API: the highest sequence number ever stored, deleted or not (0 if none)."""
+        log = self._logs.get(persistence_id)
+        return 0 if log is None else log.highest
+
+    async def delete_messages_to(self, persistence_id: str, to_sequence_nr: int) -> None:
+        """Plugin API: delete events with `sequence_nr <= to_sequence_nr` (inclusive)."""
+        log = self._logs.get(persistence_id)
+        if log is not None:
+            log.delete_to(to_sequence_nr)
+
+
+def _conflict(write: AtomicWrite) -> SequenceConflictError:
+    return SequenceConflictError(
+        f"persistence id {write.persistence_id!r} already has sequence numbers in "
+        f"{write.lowest_sequence_nr}..{write.highest_sequence_nr}"
+    )
+
+
+class InmemSnapshotStore(SnapshotStore):
+    """Plugin API: a snapshot store kept in a dict; accepts no settings."""
+
+    def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
+        super().__init__(settings)
+        check_keys(type(self).__name__, self.settings, ())
+        self._snapshots: dict[str, dict[int, SelectedSnapshot]] = {}
+
+    async def load(
+        self, persistence_id: str, criteria: SnapshotSelectionCriteria
+    ) -> SelectedSnapshot | None:
+        """Plugin API: the matching snapshot with the highest sequence number, or None."""
+        if criteria.is_none:
+            return None
+        matching = [
+            snapshot
+            for snapshot in self._snapshots.get(persistence_id, {}).values()
+            if criteria.matches(snapshot.metadata)
+        ]
+        return max(
+            matching,
+            key=lambda s: (s.metadata.sequence_nr, s.metadata.timestamp),
+            default=None,
+        )
+
+    async def save(self, metadata: SnapshotMetadata, manifest: str, payload: bytes) -> None:
+        """Plugin API: store a snapshot, replacing any at the same sequence number."""
+        by_nr = self._snapshots.setdefault(metadata.persistence_id, {})
+        by_nr[metadata.sequence_nr] = SelectedSnapshot(metadata, manifest, payload)
+
+    async def delete(self, metadata: SnapshotMetadata) -> None:
+        """Plugin API: delete the snapshot at `metadata.sequence_nr`.
+
+        A non-zero `metadata.timestamp` only deletes a snapshot taken at or before it.
+        """
+        by_nr = self._snapshots.get(metadata.persistence_id, {})
+        stored = by_nr.get(metadata.sequence_nr)
+        if stored is not None and (
+            metadata.timestamp == 0.0 or stored.metadata.timestamp <= metadata.timestamp
+        ):
+            del by_nr[metadata.sequence_nr]
+
+    async def delete_by_criteria(
+        self, persistence_id: str, criteria: SnapshotSelectionCriteria
+    ) -> None:
+        """Plugin API: delete every snapshot of `persistence_id` matching `criteria`."""
+        by_nr = self._snapshots.get(persistence_id, {})
+        for nr in [nr for nr, s in by_nr.items() if criteria.matches(s.metadata)]:
+            del by_nr[nr]
