@@ -1,0 +1,8 @@
+"""Test kits for plugin authors: the journal and snapshot-store TCKs (they need pytest)."""
+
+from __future__ import annotations
+
+from persistent_actors.testing.journal_spec import JournalSpec
+from persistent_actors.testing.snapshot_store_spec import SnapshotStoreSpec
+
+__all__ = ["JournalSpec", "SnapshotStoreSpec"]
