@@ -1,8 +1,9 @@
-"""Test kits for plugin authors: the journal and snapshot-store TCKs (they need pytest)."""
+"""Test kits: `TestProbe` for actor tests; the journal and snapshot-store TCKs (need pytest)."""
 
 from __future__ import annotations
 
 from persistent_actors.testing.journal_spec import JournalSpec
+from persistent_actors.testing.probe import TestProbe
 from persistent_actors.testing.snapshot_store_spec import SnapshotStoreSpec
 
-__all__ = ["JournalSpec", "SnapshotStoreSpec"]
+__all__ = ["JournalSpec", "SnapshotStoreSpec", "TestProbe"]

@@ -1,0 +1,252 @@
+"""Actors as users write them (`Actor`), references to them (`ActorRef`) and `ActorContext`.
+
+A user's actor is a plain object hosted by a thespian actor (see `_thespian/host.py`); it never
+subclasses thespian. The host installs an `ActorContext` before the user's ``__init__`` runs, so
+calling ``super().__init__()`` is optional and ``self.context`` works in the constructor.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any
+
+from persistent_actors.messages import Kill, PoisonPill
+
+if TYPE_CHECKING:
+    from persistent_actors._event_stream import EventStream
+    from persistent_actors._system import ActorSystem
+
+__all__ = ["Actor", "ActorContext", "ActorRef", "SystemView"]
+
+log = logging.getLogger("persistent_actors")
+
+# The context of the actor whose message is being processed on this thread, if any. Thread-local
+# because the simple base runs actors on the caller's thread and the multi-process base runs one
+# actor per process: either way "inside an actor" is a property of the current thread.
+_current = threading.local()
+
+
+def current_context() -> ActorContext | None:
+    """The context of the actor processing a message on this thread, or None outside actors."""
+    ctx: ActorContext | None = getattr(_current, "context", None)
+    return ctx
+
+
+def set_current_context(ctx: ActorContext | None) -> ActorContext | None:
+    """Install `ctx` as the current actor context; return the previous one."""
+    previous = current_context()
+    _current.context = ctx
+    return previous
+
+
+def normalize_message(message: Any) -> Any:
+    """Accept ``Kill``/``PoisonPill`` as classes too, as in ``ref.tell(Kill)``."""
+    if message is Kill or message is PoisonPill:
+        return message()
+    return message
+
+
+class ActorRef:
+    """An immutable, picklable handle to an actor: send it messages with `tell` (or `ask`).
+
+    Equal refs point at the same actor. A ref may cross processes inside messages.
+    """
+
+    __slots__ = ("_address", "_name", "_system")
+
+    def __init__(self, address: Any, name: str | None = None, system: ActorSystem | None = None):
+        self._address = address
+        self._name = name
+        self._system = system
+
+    @property
+    def address(self) -> Any:
+        """The thespian address behind this ref (opaque)."""
+        return self._address
+
+    @property
+    def name(self) -> str:
+        """The actor's name, or its address when it was created without one."""
+        return self._name if self._name is not None else str(self._address)
+
+    def tell(self, message: Any, sender: ActorRef | None = None) -> None:
+        """Send `message` without waiting.
+
+        Inside an actor the sender defaults to that actor; outside, to no sender (replies go to
+        dead letters). Pass `sender` to forward on someone's behalf.
+
+        Raises:
+            MessageNotSerializableError: on a multi-process base, if `message` cannot be pickled.
+        """
+        message = normalize_message(message)
+        ctx = current_context()
+        if ctx is not None:
+            ctx._send(self, message, sender)  # noqa: SLF001 - the runtime's own channel
+        else:
+            self._external_system().tell_external(self, message, sender)
+
+    def ask(self, message: Any, timeout: float = 5.0) -> Any:
+        """Send `message` and block until the actor replies to ``self.sender``; return the reply.
+
+        Only outside actors: an actor must never block, so inside one use `tell` and handle the
+        reply as a message.
+
+        Raises:
+            AskTimeoutError: no reply within `timeout` seconds (dead or busy actor).
+        """
+        if current_context() is not None:
+            raise RuntimeError(
+                "ActorRef.ask() cannot be used inside an actor (it would block the actor); "
+                "tell() the request and handle the reply as a message"
+            )
+        return self._external_system().ask_external(self, message, timeout)
+
+    def _external_system(self) -> ActorSystem:
+        if self._system is not None and not self._system.is_terminated:
+            return self._system
+        from persistent_actors._system import ActorSystem  # noqa: PLC0415 - import cycle
+
+        return ActorSystem.current()
+
+    def _wrap_reply(self, message: Any) -> Any:
+        return message
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ActorRef) and other._address == self._address
+
+    def __hash__(self) -> int:
+        return hash(getattr(self._address, "addressDetails", self._address))
+
+    def __repr__(self) -> str:
+        return f"ActorRef({self.name!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The bound system stays behind: it belongs to the process that created the ref.
+        return (type(self), (self._address, self._name))
+
+
+class AskRef(ActorRef):
+    """The sender of an ask: a reply to it is routed to the waiting caller by correlation id."""
+
+    __slots__ = ("_correlation_id",)
+
+    def __init__(self, address: Any, correlation_id: str) -> None:
+        super().__init__(address, f"ask-{correlation_id}")
+        self._correlation_id = correlation_id
+
+    def _wrap_reply(self, message: Any) -> Any:
+        from persistent_actors._protocol import Reply  # noqa: PLC0415 - import cycle
+
+        return Reply(self._correlation_id, message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self._address, self._correlation_id))
+
+
+class DeadLettersRef(ActorRef):
+    """The sender of a message that has none: what is told to it is dropped (and logged)."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        super().__init__(None, "deadLetters")
+
+    def tell(self, message: Any, sender: ActorRef | None = None) -> None:
+        """Drop `message`, logging it at debug level."""
+        log.debug("message to deadLetters dropped: %r", message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), ())
+
+
+DEAD_LETTERS = DeadLettersRef()
+
+
+class SystemView(ABC):
+    """What every actor sees of its system as ``context.system``."""
+
+    @property
+    @abstractmethod
+    def name(self) -> str:
+        """The actor system's name."""
+
+    @property
+    @abstractmethod
+    def event_stream(self) -> EventStream:
+        """The system-wide publish/subscribe bus."""
+
+
+class ActorContext(ABC):
+    """The actor's view of the runtime: itself, the current sender, its system, stopping."""
+
+    @property
+    @abstractmethod
+    def self(self) -> ActorRef:
+        """A ref to this actor."""
+
+    @property
+    @abstractmethod
+    def sender(self) -> ActorRef:
+        """The sender of the message being processed (dead letters if it has none)."""
+
+    @property
+    @abstractmethod
+    def system(self) -> SystemView:
+        """The actor system this actor runs in."""
+
+    @abstractmethod
+    def stop(self, ref: ActorRef | None = None) -> None:
+        """Stop this actor (or `ref`) after the current message."""
+
+    @abstractmethod
+    def _send(self, target: ActorRef, message: Any, sender: ActorRef | None) -> None:
+        """Deliver `message` to `target` from inside this actor."""
+
+    @abstractmethod
+    def _mark_unhandled(self, message: Any) -> None:
+        """Record that the current message was not handled."""
+
+
+class Actor:
+    """Base class of plain (non-persistent) actors: override `on_receive`.
+
+    The runtime constructs the actor with the arguments given to ``system.actor_of`` and sets
+    ``self.context`` first. An exception escaping a handler restarts the actor: a new instance
+    is built from the same arguments (Akka's default supervision).
+    """
+
+    context: ActorContext
+
+    @property
+    def sender(self) -> ActorRef:
+        """The sender of the message being processed (Akka's ``Sender``)."""
+        return self.context.sender
+
+    @property
+    def self_ref(self) -> ActorRef:
+        """A ref to this actor (Akka's ``Self``)."""
+        return self.context.self
+
+    def on_receive(self, message: Any) -> None:
+        """Handle one message. The default marks every message unhandled."""
+        self.unhandled(message)
+
+    def unhandled(self, message: Any) -> None:
+        """Declare `message` not handled (Akka's ``Unhandled``); it is logged at debug level."""
+        self.context._mark_unhandled(message)  # noqa: SLF001 - the runtime's own channel
+
+    def pre_start(self) -> None:
+        """Called after construction, before the first message."""
+
+    def post_stop(self) -> None:
+        """Called once when the actor stops."""
+
+    def pre_restart(self, reason: BaseException, message: Any) -> None:
+        """Called on the failing instance before it is replaced; the default calls post_stop."""
+        self.post_stop()
+
+    def post_restart(self, reason: BaseException) -> None:
+        """Called on the new instance after a restart; the default calls pre_start."""
+        self.pre_start()

@@ -1,0 +1,212 @@
+"""Configuration: a mapping or a TOML file, validated up front with errors that name the key.
+
+Shape (every key optional)::
+
+    [actor_system]
+    base = "simple"                  # or "multiproc-tcp"
+    admin_port = 19500               # multiproc-tcp only; default: a free port
+
+    [persistence.journal]
+    plugin = "inmem"                 # "inmem", "sqlite", an entry-point name, or "module:Class"
+    # ...the plugin's own settings sit beside `plugin`
+
+    [persistence.snapshot_store]
+    plugin = "inmem"
+
+    [persistence.journals.<id>]      # extra journals an actor selects with journal_plugin_id
+    [persistence.snapshot_stores.<id>]
+
+`ActorSystem(name)` with no config reads the TOML file named by ``PERSISTENT_ACTORS_CONFIG``
+if that variable is set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+import tomllib
+from collections.abc import Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Final
+
+from persistent_actors._errors import ConfigError, PluginError
+
+__all__ = ["CONFIG_ENV_VAR", "PluginConfig", "Settings", "load_settings", "resolve_plugin"]
+
+CONFIG_ENV_VAR: Final = "PERSISTENT_ACTORS_CONFIG"
+
+BASES: Final = {"simple": "simpleSystemBase", "multiproc-tcp": "multiprocTCPBase"}
+
+JOURNAL: Final = "journal"
+SNAPSHOT_STORE: Final = "snapshot_store"
+DEFAULT_PLUGIN_ID: Final = "default"
+
+_ENTRY_POINT_GROUPS: Final = {
+    JOURNAL: "persistent_actors.journal_plugins",
+    SNAPSHOT_STORE: "persistent_actors.snapshot_store_plugins",
+}
+# Built-ins resolve without entry points, so a source checkout works before `pip install`.
+_BUILTINS: Final = {
+    JOURNAL: {
+        "inmem": "journal_plugins.inmem:InmemJournal",
+        "sqlite": "journal_plugins.sqlite:SqliteJournal",
+    },
+    SNAPSHOT_STORE: {
+        "inmem": "journal_plugins.inmem:InmemSnapshotStore",
+        "sqlite": "journal_plugins.sqlite:SqliteSnapshotStore",
+    },
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PluginConfig:
+    """One configured journal or snapshot store: its plugin spec and its own settings."""
+
+    kind: str
+    plugin_id: str
+    spec: str
+    settings: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settings:
+    """Validated configuration of one actor system."""
+
+    base: str = "simple"
+    admin_port: int | None = None
+    journals: dict[str, PluginConfig] = dataclasses.field(default_factory=dict)
+    snapshot_stores: dict[str, PluginConfig] = dataclasses.field(default_factory=dict)
+
+    @property
+    def thespian_base(self) -> str:
+        """The thespian system base class name."""
+        return BASES[self.base]
+
+    def plugin(self, kind: str, plugin_id: str | None) -> PluginConfig:
+        """The plugin configured under `plugin_id` (the default when None)."""
+        table = self.journals if kind == JOURNAL else self.snapshot_stores
+        key = plugin_id or DEFAULT_PLUGIN_ID
+        if key in table:
+            return table[key]
+        if plugin_id is not None and plugin_id in _BUILTINS[kind]:
+            return PluginConfig(kind, plugin_id, plugin_id, {})
+        section = "persistence.journals" if kind == JOURNAL else "persistence.snapshot_stores"
+        raise ConfigError(
+            f"no {kind.replace('_', ' ')} named {plugin_id!r}: add a [{section}.{plugin_id}] "
+            f"section; configured: {sorted(table)}"
+        )
+
+
+def _expect_table(value: Any, key: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"config key {key!r} must be a table/mapping, got {type(value).__name__}")
+    return value
+
+
+def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    for key in table:
+        if key not in allowed:
+            raise ConfigError(
+                f"unknown config key {where + '.' if where else ''}{key}; "
+                f"accepted keys{' in [' + where + ']' if where else ''}: {sorted(allowed)}"
+            )
+
+
+def _plugin_config(kind: str, plugin_id: str, value: Any, key: str) -> PluginConfig:
+    table = dict(_expect_table(value, key))
+    spec = table.pop("plugin", "inmem")
+    if not isinstance(spec, str) or not spec:
+        raise ConfigError(f"config key {key}.plugin must be a non-empty string, got {spec!r}")
+    resolve_plugin(kind, spec)  # fail at start, naming the key, not at the first write
+    return PluginConfig(kind, plugin_id, spec, table)
+
+
+def load_settings(config: Mapping[str, Any] | str | os.PathLike[str] | None) -> Settings:
+    """Validate `config` (a mapping, a TOML path, or None for the environment/defaults)."""
+    if config is None:
+        env = os.environ.get(CONFIG_ENV_VAR)
+        config = env if env else {}
+    if isinstance(config, str | os.PathLike):
+        path = Path(config)
+        try:
+            with path.open("rb") as f:
+                config = tomllib.load(f)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {str(path)!r} does not exist") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config file {str(path)!r} is not valid TOML: {e}") from e
+    root = _expect_table(config, "<root>")
+    _check_keys(root, {"actor_system", "persistence"}, "")
+
+    system = _expect_table(root.get("actor_system", {}), "actor_system")
+    _check_keys(system, {"base", "admin_port"}, "actor_system")
+    base = system.get("base", "simple")
+    if base not in BASES:
+        raise ConfigError(
+            f"config key actor_system.base has unknown value {base!r}; accepted: {sorted(BASES)}"
+        )
+    admin_port = system.get("admin_port")
+    if admin_port is not None and (
+        not isinstance(admin_port, int) or isinstance(admin_port, bool)
+        or not 1024 <= admin_port <= 65535
+    ):
+        raise ConfigError(
+            f"config key actor_system.admin_port must be an int in 1024..65535, got {admin_port!r}"
+        )
+
+    persistence = _expect_table(root.get("persistence", {}), "persistence")
+    _check_keys(persistence, {"journal", "snapshot_store", "journals", "snapshot_stores"},
+                "persistence")
+    journals = {DEFAULT_PLUGIN_ID: _plugin_config(
+        JOURNAL, DEFAULT_PLUGIN_ID, persistence.get("journal", {}), "persistence.journal")}
+    snapshot_stores = {DEFAULT_PLUGIN_ID: _plugin_config(
+        SNAPSHOT_STORE, DEFAULT_PLUGIN_ID, persistence.get("snapshot_store", {}),
+        "persistence.snapshot_store")}
+    for kind, key, table in ((JOURNAL, "journals", journals),
+                             (SNAPSHOT_STORE, "snapshot_stores", snapshot_stores)):
+        for plugin_id, value in _expect_table(persistence.get(key, {}),
+                                              f"persistence.{key}").items():
+            table[plugin_id] = _plugin_config(kind, plugin_id, value,
+                                              f"persistence.{key}.{plugin_id}")
+    return Settings(base, admin_port, journals, snapshot_stores)
+
+
+def available_plugins(kind: str) -> list[str]:
+    """Names usable as `plugin = ...` for `kind`: built-ins plus installed entry points."""
+    names = set(_BUILTINS[kind])
+    names.update(ep.name for ep in metadata.entry_points(group=_ENTRY_POINT_GROUPS[kind]))
+    return sorted(names)
+
+
+def resolve_plugin(kind: str, spec: str) -> type[Any]:
+    """Import the plugin class named by `spec` (a plugin name or ``module:Class``)."""
+    target = _BUILTINS[kind].get(spec)
+    if target is None:
+        for ep in metadata.entry_points(group=_ENTRY_POINT_GROUPS[kind]):
+            if ep.name == spec:
+                target = ep.value
+                break
+    if target is None:
+        if ":" not in spec:
+            raise PluginError(
+                f"unknown {kind.replace('_', ' ')} plugin {spec!r}; available: "
+                f"{available_plugins(kind)}, or 'package.module:Class'"
+            )
+        target = spec
+    module_name, _, attr = target.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as e:
+        raise PluginError(f"cannot load {kind.replace('_', ' ')} plugin {spec!r}: {e}") from e
+    from persistent_actors.journal import Journal  # noqa: PLC0415 - avoid a cycle at import
+    from persistent_actors.snapshot import SnapshotStore  # noqa: PLC0415
+
+    base = Journal if kind == JOURNAL else SnapshotStore
+    if not (isinstance(obj, type) and issubclass(obj, base)):
+        raise PluginError(f"{kind.replace('_', ' ')} plugin {spec!r} is not a {base.__name__} "
+                          "subclass")
+    return obj

@@ -1,0 +1,86 @@
+"""The one error hierarchy of persistent_actors: every error the library raises derives from it."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ActorDeadError",
+    "ActorInitializationError",
+    "AskTimeoutError",
+    "ConfigError",
+    "IllegalActorStateError",
+    "InvalidActorNameError",
+    "JournalError",
+    "MessageNotSerializableError",
+    "PersistenceError",
+    "PersistentActorsError",
+    "PluginError",
+    "RecoveryError",
+    "RecoveryTimedOutError",
+    "SequenceConflictError",
+    "SerializationError",
+    "SnapshotStoreError",
+]
+
+
+class PersistentActorsError(Exception):
+    """Base of every error raised by persistent_actors."""
+
+
+class ConfigError(PersistentActorsError):
+    """A configuration value is missing, unknown or of the wrong type; the message names the key."""
+
+
+class PluginError(ConfigError):
+    """A journal or snapshot-store plugin cannot be found, imported or started."""
+
+
+class ActorInitializationError(PersistentActorsError):
+    """An actor could not be created (bad class, constructor raised, no persistence_id)."""
+
+
+class InvalidActorNameError(PersistentActorsError):
+    """An actor name is malformed or already taken by a live actor."""
+
+
+class AskTimeoutError(PersistentActorsError, TimeoutError):
+    """No reply arrived within the ask's timeout (the actor may be dead or busy)."""
+
+
+class ActorDeadError(PersistentActorsError):
+    """The target actor is not running."""
+
+
+class MessageNotSerializableError(PersistentActorsError):
+    """A message cannot be pickled to cross processes on a multi-process base."""
+
+
+class SerializationError(PersistentActorsError):
+    """An event or snapshot cannot be encoded, or stored bytes cannot be decoded."""
+
+
+class PersistenceError(PersistentActorsError):
+    """Base of errors raised by journals and snapshot stores."""
+
+
+class JournalError(PersistenceError):
+    """A journal operation failed; whether the write was stored is unknown."""
+
+
+class SequenceConflictError(JournalError):
+    """A write used a (persistence_id, sequence_nr) that is already stored; nothing was overwritten."""
+
+
+class SnapshotStoreError(PersistenceError):
+    """A snapshot-store operation failed."""
+
+
+class RecoveryError(PersistenceError):
+    """Recovery failed: the journal or snapshot store failed, or replayed data could not be decoded."""
+
+
+class RecoveryTimedOutError(RecoveryError):
+    """Recovery made no progress within the configured timeout."""
+
+
+class IllegalActorStateError(PersistentActorsError, RuntimeError):
+    """An operation is not allowed in the actor's current state (e.g. persist during replay)."""

@@ -1,0 +1,456 @@
+"""The event-sourcing state machine behind every `PersistentActor` (Akka's ``Eventsourced``).
+
+It is independent of thespian: it talks to the outside only through an `EntityCell`, so one
+thespian actor could host many entities. The rules it implements (akka_features.md section 3):
+
+* handlers run after the write, after the command handler returned, in call order; nested
+  persists run after the outer layer;
+* every persist call made while handling one message goes to the journal in one batch, with at
+  most one batch in flight; calls made meanwhile form the next batch;
+* while a stashing persist is pending, or during recovery, other messages are stashed and later
+  handled one by one in arrival order;
+* a rejected write consumes its sequence number and the actor continues; a failed write stops it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from persistent_actors import _protocol as p
+from persistent_actors._actor import ActorRef
+from persistent_actors._errors import IllegalActorStateError, RecoveryError, SerializationError
+from persistent_actors._serialization import Serializer
+from persistent_actors.journal import MAX_SEQUENCE_NR, AtomicWrite, PersistentRepr
+from persistent_actors.messages import (
+    DeleteMessagesFailure,
+    DeleteSnapshotFailure,
+    DeleteSnapshotsFailure,
+    PoisonPill,
+    RecoveryCompleted,
+    SaveSnapshotFailure,
+    SnapshotOffer,
+)
+from persistent_actors.recovery import Recovery
+from persistent_actors.snapshot import SnapshotMetadata, SnapshotSelectionCriteria
+
+if TYPE_CHECKING:
+    from persistent_actors._persistent_actor import PersistentActor
+
+log = logging.getLogger("persistent_actors.persistence")
+
+_FAILURE_REPLIES = (
+    SaveSnapshotFailure, DeleteMessagesFailure, DeleteSnapshotFailure, DeleteSnapshotsFailure,
+)
+
+
+class EntityCell(Protocol):
+    """What the machine needs from whatever hosts it."""
+
+    journal: Any
+    snapshot_store: Any
+
+    def send_to_address(self, address: Any, message: Any) -> None:
+        """Send a protocol message to a plugin actor."""
+
+    def send_to_self(self, message: Any) -> None:
+        """Enqueue `message` in this actor's own mailbox."""
+
+    def stop_self(self) -> None:
+        """Stop the actor after the current message."""
+
+    def set_sender(self, sender: ActorRef) -> None:
+        """Make `sender` what ``self.sender`` returns."""
+
+    def begin_handling(self) -> None:
+        """Forget whether the previous message was unhandled."""
+
+    def was_unhandled(self) -> bool:
+        """True if the user called ``unhandled`` since `begin_handling`."""
+
+
+@dataclasses.dataclass(slots=True)
+class _Invocation:
+    event: Any
+    handler: Callable[[Any], None]
+    stashing: bool
+    sender: ActorRef
+
+
+_RECOVERY_STARTED = "recovery-started"
+_REPLAYING = "replaying"
+_PROCESSING = "processing"
+_STOPPED = "stopped"
+
+
+class Eventsourced:
+    """Drives one `PersistentActor` instance: recovery, persist batching, stash, replies."""
+
+    def __init__(
+        self,
+        actor: PersistentActor,
+        cell: EntityCell,
+        persistence_id: str,
+        instance_id: int,
+        serializer: Serializer,
+        stash: deque[tuple[Any, ActorRef]] | None = None,
+    ) -> None:
+        self.actor = actor
+        self.cell = cell
+        self.persistence_id = persistence_id
+        self.instance_id = instance_id
+        self.serializer = serializer
+        self.log = log
+        self.writer_uuid = uuid.uuid4().hex
+        self.last_sequence_nr = 0
+        self._sequence_nr = 0  # last sequence number handed out by persist
+        self._state = _RECOVERY_STARTED
+        self._recovery = Recovery()
+        self._stash: deque[tuple[Any, ActorRef]] = stash if stash is not None else deque()
+        self._pending: deque[_Invocation] = deque()
+        self._pending_stashing = 0
+        self._event_batch: list[p.WriteItem] = []
+        self._journal_batch: list[p.WriteItem] = []
+        self._in_flight: list[p.WriteItem] = []
+        self._write_in_progress = False
+        self._sender: ActorRef | None = None
+
+    # -- state ------------------------------------------------------------------------------
+    @property
+    def is_recovering(self) -> bool:
+        """True until recovery has finished."""
+        return self._state in (_RECOVERY_STARTED, _REPLAYING)
+
+    @property
+    def stash(self) -> deque[tuple[Any, ActorRef]]:
+        """Messages waiting for the actor (kept across restarts)."""
+        return self._stash
+
+    # -- recovery ---------------------------------------------------------------------------
+    def start_recovery(self) -> None:
+        """Begin recovery: load a snapshot (unless the criteria select none), then replay."""
+        recovery = self.actor.recovery
+        if not isinstance(recovery, Recovery):
+            self._fail_recovery(
+                TypeError(f"{type(self.actor).__qualname__}.recovery must be a Recovery, got "
+                          f"{type(recovery).__name__}"), None)
+            return
+        self._recovery = recovery
+        to = recovery.to_sequence_nr
+        if recovery.from_snapshot.is_none or self.cell.snapshot_store is None:
+            self._on_snapshot_result(p.LoadSnapshotResult(None, to, self.instance_id))
+        else:
+            self.cell.send_to_address(
+                self.cell.snapshot_store,
+                p.LoadSnapshot(self.persistence_id, recovery.from_snapshot.limit(to), to,
+                               self.instance_id),
+            )
+
+    def _on_snapshot_result(self, result: p.LoadSnapshotResult) -> None:
+        if result.snapshot is not None:
+            md = result.snapshot.metadata
+            try:
+                state = self.serializer.from_binary(result.snapshot.manifest,
+                                                    result.snapshot.payload)
+            except SerializationError as e:
+                self._fail_recovery(RecoveryError(f"cannot decode snapshot at sequence_nr "
+                                                  f"{md.sequence_nr}: {e}"), None)
+                return
+            self.last_sequence_nr = md.sequence_nr
+            if not self._recover_with(SnapshotOffer(md, state)):
+                return
+            if self.cell.was_unhandled():
+                self.last_sequence_nr = 0  # unhandled offer: fall back to a full replay
+        self._state = _REPLAYING
+        self.cell.send_to_address(
+            self.cell.journal,
+            p.ReplayMessages(self.persistence_id, self.last_sequence_nr + 1,
+                             result.to_sequence_nr, self._recovery.replay_max, self.instance_id),
+        )
+
+    def _recover_with(self, message: Any) -> bool:
+        """Call on_recover; on an exception fail recovery and return False."""
+        self.cell.begin_handling()
+        try:
+            self.actor.on_recover(message)
+        except Exception as e:  # noqa: BLE001 - any user error fails recovery, as in Akka
+            event = None if isinstance(message, SnapshotOffer | RecoveryCompleted) else message
+            self._fail_recovery(e, event)
+            return False
+        return True
+
+    def _on_replayed(self, reprs: tuple[PersistentRepr, ...]) -> None:
+        for repr_ in reprs:
+            try:
+                event = self.serializer.from_binary(repr_.manifest, repr_.payload)
+            except SerializationError as e:
+                self._fail_recovery(RecoveryError(
+                    f"cannot decode event {repr_.sequence_nr} of {self.persistence_id!r}: {e}"),
+                    None)
+                return
+            self.last_sequence_nr = repr_.sequence_nr
+            if not self._recover_with(event):
+                return
+
+    def _on_recovery_success(self, highest: int) -> None:
+        self.last_sequence_nr = self._sequence_nr = max(highest, self.last_sequence_nr)
+        self._state = _PROCESSING
+        if not self._recover_with(RecoveryCompleted()):
+            return
+        self._flush_batch()
+
+    def _fail_recovery(self, cause: BaseException, event: Any | None) -> None:
+        try:
+            self.actor.on_recovery_failure(cause, event)
+        finally:
+            self._stop()
+
+    # -- message entry point ----------------------------------------------------------------
+    def receive(self, message: Any, sender: ActorRef) -> None:
+        """Handle one message from the mailbox, then any stashed messages that may now run."""
+        if self._state == _STOPPED:
+            return
+        match message:
+            case p.WriteMessagesResult() | p.ReplayedMessages() | p.RecoverySuccess() | \
+                    p.ReplayMessagesFailure() | p.LoadSnapshotResult() | p.LoadSnapshotFailed():
+                if message.actor_instance_id == self.instance_id:
+                    self._on_journal_response(message)
+            case _ if self._state != _PROCESSING or self._pending_stashing > 0:
+                self._stash.append((message, sender))
+            case _:
+                self._process_command(message, sender)
+        self.drain_stash()
+
+    def drain_stash(self) -> None:
+        """Handle stashed messages while nothing forces them to wait."""
+        while self._stash and self._state == _PROCESSING and self._pending_stashing == 0:
+            message, sender = self._stash.popleft()
+            self._process_command(message, sender)
+
+    def _on_journal_response(self, message: Any) -> None:
+        match message:
+            case p.LoadSnapshotResult() if self._state == _RECOVERY_STARTED:
+                self._on_snapshot_result(message)
+            case p.LoadSnapshotFailed() if self._state == _RECOVERY_STARTED:
+                self._fail_recovery(message.cause, None)
+            case p.ReplayedMessages() if self._state == _REPLAYING:
+                self._on_replayed(message.messages)
+            case p.RecoverySuccess() if self._state == _REPLAYING:
+                self._on_recovery_success(message.highest_sequence_nr)
+            case p.ReplayMessagesFailure() if self._state == _REPLAYING:
+                self._fail_recovery(message.cause, None)
+            case p.WriteMessagesResult():
+                self._on_write_result(message.outcomes)
+
+    def _process_command(self, message: Any, sender: ActorRef) -> None:
+        self._sender = sender
+        self.cell.set_sender(sender)
+        if isinstance(message, PoisonPill):
+            self._stop()
+            return
+        self.cell.begin_handling()
+        # An exception propagates to the host, which restarts the actor; events persisted by
+        # the failed handler are dropped with it (never flushed), as in Akka.
+        self.actor.on_command(message)
+        if isinstance(message, _FAILURE_REPLIES) and self.cell.was_unhandled():
+            log.warning("%s for %r was not handled: %s", type(message).__name__,
+                        self.persistence_id, message.cause)
+        self._flush_batch()
+
+    # -- persisting -------------------------------------------------------------------------
+    def _check_may_persist(self) -> None:
+        if self.is_recovering:
+            raise IllegalActorStateError(
+                f"cannot persist during replay (persistence id {self.persistence_id!r}): events "
+                "may be persisted from on_command, from handlers, or on RecoveryCompleted")
+        if self._state == _STOPPED:
+            raise IllegalActorStateError(f"{self.persistence_id!r} is stopped; cannot persist")
+
+    def persist(self, events: tuple[Any, ...], handler: Callable[[Any], None], *,
+                stashing: bool) -> None:
+        """Queue `events` as one atomic write, with one handler invocation per event."""
+        self._check_may_persist()
+        if not callable(handler):
+            raise TypeError(f"persist handler must be callable, got {handler!r}")
+        if not events:
+            return
+        sender = self._current_sender()
+        now = time.time()
+        reprs: list[PersistentRepr] = []
+        error: BaseException | None = None
+        for event in events:
+            self._sequence_nr += 1
+            self._pending.append(_Invocation(event, handler, stashing, sender))
+            if stashing:
+                self._pending_stashing += 1
+            if error is None:
+                try:
+                    manifest, payload = self.serializer.to_binary(event)
+                except SerializationError as e:
+                    error = e
+                    continue
+                reprs.append(PersistentRepr(self.persistence_id, self._sequence_nr, manifest,
+                                            payload, self.writer_uuid, now))
+        if error is not None:
+            first = self._sequence_nr - len(events) + 1
+            self._event_batch.append(
+                p.RejectedWrite(tuple(range(first, self._sequence_nr + 1)), error))
+        else:
+            self._event_batch.append(AtomicWrite(tuple(reprs)))
+
+    def defer(self, event: Any, handler: Callable[[Any], None], *, stashing: bool) -> None:
+        """Run `handler(event)` after all pending invocations (at once if there are none)."""
+        self._check_may_persist()
+        if not self._pending:
+            handler(event)
+            return
+        self._pending.append(_Invocation(event, handler, stashing, self._current_sender()))
+        if stashing:
+            self._pending_stashing += 1
+        self._event_batch.append(p.LoopMessage())
+
+    def _current_sender(self) -> ActorRef:
+        from persistent_actors._actor import DEAD_LETTERS  # noqa: PLC0415 - import cycle
+
+        return self._sender if self._sender is not None else DEAD_LETTERS
+
+    def _flush_batch(self) -> None:
+        if self._event_batch:
+            self._journal_batch.extend(self._event_batch)
+            self._event_batch = []
+        self._flush_journal_batch()
+
+    def _flush_journal_batch(self) -> None:
+        if self._write_in_progress or not self._journal_batch or self._state == _STOPPED:
+            return
+        self._in_flight = self._journal_batch
+        self._journal_batch = []
+        self._write_in_progress = True
+        self.cell.send_to_address(
+            self.cell.journal, p.WriteMessages(tuple(self._in_flight), self.instance_id))
+
+    def _on_write_result(self, outcomes: tuple[p.WriteOutcome, ...]) -> None:
+        items, self._in_flight = self._in_flight, []
+        self._write_in_progress = False
+        if len(outcomes) != len(items):
+            self._persist_failed(RecoveryError(
+                f"journal answered {len(outcomes)} outcomes for {len(items)} writes"),
+                None, self._sequence_nr)
+            return
+        # Akka sends the next batch before running this batch's handlers.
+        self._flush_journal_batch()
+        for item, outcome in zip(items, outcomes, strict=True):
+            if self._state == _STOPPED:
+                return
+            match item, outcome:
+                case p.LoopMessage(), _:
+                    self._apply_next_handler()
+                case AtomicWrite(), p.WriteStored():
+                    for repr_ in item.payload:
+                        self.last_sequence_nr = repr_.sequence_nr
+                        self._apply_next_handler()
+                case AtomicWrite(), p.WriteRejected() | p.WriteFailed():
+                    seqs = tuple(r.sequence_nr for r in item.payload)
+                    self._write_not_stored(seqs, outcome)
+                case p.RejectedWrite(), _:
+                    self._write_not_stored(item.sequence_nrs, p.WriteRejected(item.cause))
+
+    def _write_not_stored(self, sequence_nrs: tuple[int, ...], outcome: p.WriteOutcome) -> None:
+        for seq in sequence_nrs:
+            invocation = self._pop_invocation()
+            if isinstance(outcome, p.WriteFailed):
+                self._persist_failed(outcome.cause, invocation.event, seq)
+                return
+            assert isinstance(outcome, p.WriteRejected)  # noqa: S101 - narrowed by the caller
+            self.last_sequence_nr = seq
+            self.actor.on_persist_rejected(outcome.cause, invocation.event, seq)
+
+    def _persist_failed(self, cause: BaseException, event: Any, sequence_nr: int) -> None:
+        try:
+            self.actor.on_persist_failure(cause, event, sequence_nr)
+        finally:
+            self._stop()
+
+    def _apply_next_handler(self) -> None:
+        invocation = self._pending[0]
+        self._sender = invocation.sender
+        self.cell.set_sender(invocation.sender)
+        try:
+            invocation.handler(invocation.event)
+        finally:
+            self._pop_invocation()
+            self._flush_batch()
+
+    def _pop_invocation(self) -> _Invocation:
+        invocation = self._pending.popleft()
+        if invocation.stashing:
+            self._pending_stashing -= 1
+        return invocation
+
+    # -- snapshots and deletion --------------------------------------------------------------
+    def save_snapshot(self, snapshot: Any) -> None:
+        """Serialize and send `snapshot`; a serialization error becomes SaveSnapshotFailure."""
+        md = SnapshotMetadata(self.persistence_id, self.last_sequence_nr, time.time())
+        try:
+            manifest, payload = self.serializer.to_binary(snapshot)
+        except SerializationError as e:
+            self.cell.send_to_self(SaveSnapshotFailure(md, e))
+            return
+        if self.cell.snapshot_store is None:
+            self.cell.send_to_self(SaveSnapshotFailure(md, IllegalActorStateError(
+                "no snapshot store is configured")))
+            return
+        self.cell.send_to_address(self.cell.snapshot_store, p.SaveSnapshot(md, manifest, payload))
+
+    def delete_snapshot(self, sequence_nr: int) -> None:
+        """Ask the snapshot store to delete the snapshot at `sequence_nr`."""
+        _check_sequence_nr("sequence_nr", sequence_nr)
+        md = SnapshotMetadata(self.persistence_id, sequence_nr, 0.0)
+        if self.cell.snapshot_store is None:
+            self.cell.send_to_self(DeleteSnapshotFailure(md, IllegalActorStateError(
+                "no snapshot store is configured")))
+            return
+        self.cell.send_to_address(self.cell.snapshot_store, p.DeleteSnapshot(md))
+
+    def delete_snapshots(self, criteria: SnapshotSelectionCriteria) -> None:
+        """Ask the snapshot store to delete every snapshot matching `criteria`."""
+        if not isinstance(criteria, SnapshotSelectionCriteria):
+            raise TypeError("delete_snapshots expects a SnapshotSelectionCriteria, got "
+                            f"{type(criteria).__name__}")
+        if self.cell.snapshot_store is None:
+            self.cell.send_to_self(DeleteSnapshotsFailure(criteria, IllegalActorStateError(
+                "no snapshot store is configured")))
+            return
+        self.cell.send_to_address(self.cell.snapshot_store,
+                                  p.DeleteSnapshots(self.persistence_id, criteria))
+
+    def delete_messages(self, to_sequence_nr: int) -> None:
+        """Delete events up to `to_sequence_nr`, refusing anything beyond `last_sequence_nr`."""
+        _check_sequence_nr("to_sequence_nr", to_sequence_nr)
+        if to_sequence_nr == MAX_SEQUENCE_NR:
+            to_sequence_nr = self.last_sequence_nr
+        if to_sequence_nr > self.last_sequence_nr:
+            self.cell.send_to_self(DeleteMessagesFailure(
+                IllegalActorStateError(
+                    f"cannot delete messages up to {to_sequence_nr}: last_sequence_nr of "
+                    f"{self.persistence_id!r} is {self.last_sequence_nr}"),
+                to_sequence_nr))
+            return
+        self.cell.send_to_address(self.cell.journal,
+                                  p.DeleteMessagesTo(self.persistence_id, to_sequence_nr))
+
+    # -- stopping ---------------------------------------------------------------------------
+    def _stop(self) -> None:
+        if self._state != _STOPPED:
+            self._state = _STOPPED
+            self.cell.stop_self()
+
+
+def _check_sequence_nr(name: str, value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{name} must be an int >= 0, got {value!r}")

@@ -1,0 +1,176 @@
+"""`PersistentActor`: the user's event-sourced actor, with Akka.NET's contract in snake_case."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from persistent_actors._actor import Actor
+from persistent_actors.recovery import Recovery
+from persistent_actors.snapshot import SnapshotSelectionCriteria
+
+if TYPE_CHECKING:
+    from persistent_actors._eventsourced import Eventsourced
+
+__all__ = ["PersistentActor"]
+
+E = TypeVar("E")
+
+_DEFAULT_RECOVERY = Recovery()
+
+
+class PersistentActor(Actor):
+    """Base class of event-sourced actors (Akka.NET's ``UntypedPersistentActor``).
+
+    Subclasses set `persistence_id` (a class attribute, or a property computed from constructor
+    arguments) and implement `on_command` and `on_recover`. Commands call `persist` with the
+    events they cause; each handler runs after its event is stored, after `on_command` returned,
+    in call order, and with ``self.sender`` set to the command's sender. Commands arriving while
+    a `persist` (or `persist_all`, `defer`) handler is pending, or during recovery, are stashed
+    and handled afterwards in arrival order.
+
+    On start the actor recovers: `on_recover` receives a `SnapshotOffer` (if `recovery` selects
+    one), every later event, then `RecoveryCompleted`. An exception in `on_command` or in a
+    persist handler restarts the actor: a fresh instance recovers from the journal.
+    """
+
+    @property
+    def persistence_id(self) -> str:
+        """Identity of the event stream: override with a class attribute or a property.
+
+        It must be a non-empty str, or creating the actor fails with an error naming the class.
+        """
+        return ""
+
+    @property
+    def recovery(self) -> Recovery:
+        """How to recover (override with a class attribute or property); default: everything."""
+        return _DEFAULT_RECOVERY
+
+    journal_plugin_id: ClassVar[str | None] = None
+    """Name of a journal from config to use instead of the default (Akka's JournalPluginId)."""
+
+    snapshot_plugin_id: ClassVar[str | None] = None
+    """Name of a snapshot store from config instead of the default (Akka's SnapshotPluginId)."""
+
+    _eventsourced: Eventsourced
+
+    # -- what subclasses implement ------------------------------------------------------------
+    @abstractmethod
+    def on_command(self, message: Any) -> None:
+        """Handle a command: validate it, `persist` the events it causes, reply."""
+
+    @abstractmethod
+    def on_recover(self, message: Any) -> None:
+        """Apply a replayed event, a `SnapshotOffer` or `RecoveryCompleted` to the state."""
+
+    def on_receive(self, message: Any) -> None:
+        """Persistent actors handle commands in `on_command`; this just forwards to it."""
+        self.on_command(message)
+
+    # -- persisting -------------------------------------------------------------------------
+    def persist(self, event: E, handler: Callable[[E], None]) -> None:
+        """Store `event` atomically, then call ``handler(event)``; stash commands until then.
+
+        Raises:
+            IllegalActorStateError: while the actor is recovering.
+        """
+        self._eventsourced.persist((event,), handler, stashing=True)
+
+    def persist_all(self, events: Iterable[E], handler: Callable[[E], None]) -> None:
+        """Store `events` as one atomic write, then call `handler` for each, in order.
+
+        An empty iterable does nothing.
+        """
+        self._eventsourced.persist(tuple(events), handler, stashing=True)
+
+    def persist_async(self, event: E, handler: Callable[[E], None]) -> None:
+        """Like `persist`, but commands keep being handled while the write is pending."""
+        self._eventsourced.persist((event,), handler, stashing=False)
+
+    def persist_all_async(self, events: Iterable[E], handler: Callable[[E], None]) -> None:
+        """Like `persist_all`, but without stashing commands."""
+        self._eventsourced.persist(tuple(events), handler, stashing=False)
+
+    def defer_async(self, event: E, handler: Callable[[E], None]) -> None:
+        """Call ``handler(event)`` after every persist handler called before it; store nothing.
+
+        Runs at once when nothing is pending. Commands are not stashed meanwhile.
+        """
+        self._eventsourced.defer(event, handler, stashing=False)
+
+    def defer(self, event: E, handler: Callable[[E], None]) -> None:
+        """Like `defer_async`, but commands are stashed until the handler has run."""
+        self._eventsourced.defer(event, handler, stashing=True)
+
+    # -- snapshots and deletion --------------------------------------------------------------
+    def save_snapshot(self, snapshot: Any) -> None:
+        """Store `snapshot` at `snapshot_sequence_nr`; `SaveSnapshotSuccess`/`Failure` follows."""
+        self._eventsourced.save_snapshot(snapshot)
+
+    def delete_snapshot(self, sequence_nr: int) -> None:
+        """Delete the snapshot at `sequence_nr`; `DeleteSnapshotSuccess`/`Failure` follows."""
+        self._eventsourced.delete_snapshot(sequence_nr)
+
+    def delete_snapshots(self, criteria: SnapshotSelectionCriteria) -> None:
+        """Delete snapshots matching `criteria`; `DeleteSnapshotsSuccess`/`Failure` follows."""
+        self._eventsourced.delete_snapshots(criteria)
+
+    def delete_messages(self, to_sequence_nr: int) -> None:
+        """Delete events up to `to_sequence_nr` (inclusive).
+
+        `DeleteMessagesSuccess` or `DeleteMessagesFailure` follows as a command. Asking beyond
+        `last_sequence_nr` fails without touching the journal; `MAX_SEQUENCE_NR` means "all".
+        The sequence number itself never goes back: new events continue after the old ones.
+        """
+        self._eventsourced.delete_messages(to_sequence_nr)
+
+    # -- state ------------------------------------------------------------------------------
+    @property
+    def last_sequence_nr(self) -> int:
+        """Sequence number of the last event replayed or stored (0 if none)."""
+        return self._eventsourced.last_sequence_nr
+
+    @property
+    def snapshot_sequence_nr(self) -> int:
+        """The sequence number a snapshot taken now would cover (= `last_sequence_nr`)."""
+        return self._eventsourced.last_sequence_nr
+
+    @property
+    def is_recovering(self) -> bool:
+        """True until recovery is done (already False while `RecoveryCompleted` is handled)."""
+        return self._eventsourced.is_recovering
+
+    @property
+    def is_recovery_finished(self) -> bool:
+        """The opposite of `is_recovering`."""
+        return not self._eventsourced.is_recovering
+
+    # -- failure hooks ----------------------------------------------------------------------
+    def on_persist_failure(self, cause: BaseException, event: Any, sequence_nr: int) -> None:
+        """The journal failed to store `event`; the actor stops after this returns.
+
+        Whether the event was stored is unknown, so the actor cannot go on. The default logs.
+        """
+        self._eventsourced.log.error(
+            "failed to persist event %s (sequence_nr %d) for persistence id %r: %s",
+            type(event).__name__, sequence_nr, self._eventsourced.persistence_id, cause,
+        )
+
+    def on_persist_rejected(self, cause: BaseException, event: Any, sequence_nr: int) -> None:
+        """The journal rejected `event` (it was not stored); the actor continues.
+
+        The handler does not run and the sequence number is used up. The default logs.
+        """
+        self._eventsourced.log.error(
+            "rejected event %s (sequence_nr %d) for persistence id %r: %s",
+            type(event).__name__, sequence_nr, self._eventsourced.persistence_id, cause,
+        )
+
+    def on_recovery_failure(self, cause: BaseException, event: Any | None) -> None:
+        """Recovery failed (`event` is the replayed event, if any); the actor then stops."""
+        self._eventsourced.log.error(
+            "recovery of persistence id %r failed: %s",
+            self._eventsourced.persistence_id, cause,
+        )

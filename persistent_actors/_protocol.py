@@ -1,0 +1,366 @@
+"""Internal protocol between the runtime's thespian actors (hosts, plugin actors, guardian).
+
+Named as in Akka's JournalProtocol/SnapshotProtocol. Every message is a frozen dataclass that
+pickles, because on the multi-process base it crosses processes. Responses carry the
+``actor_instance_id`` of the request so a restarted actor ignores its predecessor's replies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+from persistent_actors.journal import AtomicWrite, PersistentRepr
+from persistent_actors.snapshot import SelectedSnapshot, SnapshotMetadata, SnapshotSelectionCriteria
+
+if TYPE_CHECKING:
+    from persistent_actors._actor import ActorRef
+
+Address = Any  # a thespian ActorAddress; opaque to us
+
+
+# -- journal ---------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True, slots=True)
+class RejectedWrite:
+    """An atomic write that was rejected before reaching the journal (e.g. not serializable)."""
+
+    sequence_nrs: tuple[int, ...]
+    cause: BaseException
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LoopMessage:
+    """A deferred handler's place in the write batch; the journal answers it in order."""
+
+
+WriteItem = AtomicWrite | RejectedWrite | LoopMessage
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WriteMessages:
+    """Store the atomic writes of one actor's batch; answered by one `WriteMessagesResult`."""
+
+    items: tuple[WriteItem, ...]
+    actor_instance_id: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WriteStored:
+    """The atomic write is stored."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WriteRejected:
+    """The atomic write was not stored; the actor continues."""
+
+    cause: BaseException
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WriteFailed:
+    """The journal failed; the write may or may not be stored."""
+
+    cause: BaseException
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Looped:
+    """Answer to a `LoopMessage`."""
+
+
+WriteOutcome = WriteStored | WriteRejected | WriteFailed | Looped
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WriteMessagesResult:
+    """One outcome per item of the `WriteMessages`, in order."""
+
+    outcomes: tuple[WriteOutcome, ...]
+    actor_instance_id: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReplayMessages:
+    """Replay events in [from, to] (at most max_count), then report the highest sequence nr."""
+
+    persistence_id: str
+    from_sequence_nr: int
+    to_sequence_nr: int
+    max_count: int
+    actor_instance_id: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReplayedMessages:
+    """A chunk of replayed events (chunked: thespian's TCP transport is slow per message)."""
+
+    messages: tuple[PersistentRepr, ...]
+    actor_instance_id: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RecoverySuccess:
+    """Replay finished; `highest_sequence_nr` is the id's highest ever stored."""
+
+    highest_sequence_nr: int
+    actor_instance_id: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReplayMessagesFailure:
+    """Replay failed."""
+
+    cause: BaseException
+    actor_instance_id: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeleteMessagesTo:
+    """Delete events up to `to_sequence_nr`; answered with DeleteMessagesSuccess/Failure."""
+
+    persistence_id: str
+    to_sequence_nr: int
+
+
+# -- snapshot store --------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True, slots=True)
+class LoadSnapshot:
+    """Load the youngest snapshot matching `criteria` (already limited to `to_sequence_nr`)."""
+
+    persistence_id: str
+    criteria: SnapshotSelectionCriteria
+    to_sequence_nr: int
+    actor_instance_id: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LoadSnapshotResult:
+    """The selected snapshot, or None."""
+
+    snapshot: SelectedSnapshot | None
+    to_sequence_nr: int
+    actor_instance_id: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LoadSnapshotFailed:
+    """The snapshot store failed to load."""
+
+    cause: BaseException
+    actor_instance_id: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SaveSnapshot:
+    """Store a serialized snapshot; answered with SaveSnapshotSuccess/Failure."""
+
+    metadata: SnapshotMetadata
+    manifest: str
+    payload: bytes
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeleteSnapshot:
+    """Delete one snapshot; answered with DeleteSnapshotSuccess/Failure."""
+
+    metadata: SnapshotMetadata
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeleteSnapshots:
+    """Delete snapshots matching criteria; answered with DeleteSnapshotsSuccess/Failure."""
+
+    persistence_id: str
+    criteria: SnapshotSelectionCriteria
+
+
+JOURNAL_RESPONSES = (WriteMessagesResult, ReplayedMessages, RecoverySuccess, ReplayMessagesFailure)
+SNAPSHOT_LOAD_RESPONSES = (LoadSnapshotResult, LoadSnapshotFailed)
+
+
+# -- runtime ---------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True, slots=True)
+class Envelope:
+    """A message with an explicit sender (external tells, forwards) or an ask's correlation id."""
+
+    message: Any
+    sender: ActorRef | None
+    correlation_id: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Reply:
+    """A message for an external asker, routed by correlation id."""
+
+    correlation_id: str
+    message: Any
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SystemInfo:
+    """What an actor needs to know about its system (``context.system``)."""
+
+    name: str
+    base: str
+    guardian: Address
+    event_stream: Address
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StartEntity:
+    """Guardian -> host: construct the user's actor; answered with EntityStarted/EntityFailed."""
+
+    cls: type[Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    name: str
+    system: SystemInfo
+    journal: Address | None
+    snapshot_store: Address | None
+    host_id: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EntityStarted:
+    """The host constructed the user's actor.
+
+    Its sender is the host's final address: on the TCP base, createActor first returns a
+    placeholder address that must not be handed to other actors.
+    """
+
+    host_id: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EntityFailed:
+    """The host could not construct the user's actor; it stops itself."""
+
+    host_id: int
+    error: BaseException
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StartEventStream:
+    """Guardian -> event stream actor; answered with EventStreamStarted (from its address)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EventStreamStarted:
+    """The event stream actor is running."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EntityStopping:
+    """Host -> guardian: this actor is stopping, so its name is about to be free."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class InitSystem:
+    """Facade -> guardian: start the event stream and the default plugins."""
+
+    name: str
+    base: str
+    settings: Any  # persistent_actors._config.Settings
+    correlation_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SystemReady:
+    """Guardian -> facade: the system is ready."""
+
+    info: SystemInfo
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CreateActor:
+    """Facade -> guardian: create a user actor; answered with ActorCreated or a failure."""
+
+    cls: type[Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    name: str | None
+    correlation_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ActorCreated:
+    """Guardian -> facade: the actor runs at `ref`."""
+
+    ref: ActorRef
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Failure:
+    """Any request failed with `error`."""
+
+    error: BaseException
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StartPlugin:
+    """Guardian -> plugin actor: construct and start a journal or snapshot-store plugin."""
+
+    kind: str  # "journal" | "snapshot_store"
+    plugin_id: str
+    spec: str
+    settings: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PluginStarted:
+    """Plugin actor -> guardian: ready."""
+
+    plugin_id: str
+    kind: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PluginFailed:
+    """Plugin actor -> guardian: could not start; it stops itself."""
+
+    plugin_id: str
+    kind: str
+    error: BaseException
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Flush:
+    """Plugin actor -> itself: write every write request gathered so far (group commit)."""
+
+
+# -- event stream ----------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True, slots=True)
+class Subscribe:
+    """Deliver every published instance of `cls` (and subclasses) to `subscriber`."""
+
+    subscriber: ActorRef
+    cls: type[Any]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    """Stop delivering `cls` (or everything, if None) to `subscriber`."""
+
+    subscriber: ActorRef
+    cls: type[Any] | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Publish:
+    """Publish `event` to its subscribers."""
+
+    event: Any
+
+
+# -- test probe ------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True, slots=True)
+class ProbeGet:
+    """External probe handle -> probe actor: send me the next message received."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ProbeMessage:
+    """A message the probe received, with its sender."""
+
+    message: Any
+    sender: ActorRef | None

@@ -1,0 +1,267 @@
+"""Serialization of events and snapshots: msgpack plus a type manifest, never pickle.
+
+User types are resolved only through an explicit registry (`register`). A stored manifest that
+names no registered type is an error, never an import: stored bytes cannot make this process
+load or run code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import decimal
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any, Final, TypeVar, overload
+
+import msgpack
+
+from persistent_actors._errors import SerializationError
+
+__all__ = ["Serializer", "default_serializer", "register"]
+
+T = TypeVar("T")
+
+# Manifest of a plain msgpack value (None, bool, int, float, str, bytes, list, dict).
+PLAIN_MANIFEST: Final = ""
+
+# msgpack extension codes: why ext types: they keep nested registered objects and common stdlib
+# values distinct from dicts/lists, so decoding is exact without guessing.
+_EXT_OBJECT: Final = 1
+_EXT_TUPLE: Final = 2
+_EXT_DATETIME: Final = 3
+_EXT_UUID: Final = 4
+_EXT_DECIMAL: Final = 5
+_EXT_SET: Final = 6
+_EXT_FROZENSET: Final = 7
+_EXT_DATE: Final = 8
+
+Encoder = Callable[[Any], Any]
+Decoder = Callable[[Any], Any]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Binding:
+    cls: type[Any]
+    manifest: str
+    encode: Encoder
+    decode: Decoder
+
+
+def _dataclass_encoder(cls: type[Any]) -> Encoder:
+    names = tuple(f.name for f in dataclasses.fields(cls) if f.init)
+
+    def encode(obj: Any) -> Any:
+        return {name: getattr(obj, name) for name in names}
+
+    return encode
+
+
+def _dataclass_decoder(cls: type[Any]) -> Decoder:
+    def decode(state: Any) -> Any:
+        if not isinstance(state, dict):
+            raise SerializationError(
+                f"stored state of {cls.__qualname__} must be a map of field names, "
+                f"got {type(state).__name__}"
+            )
+        return cls(**state)
+
+    return decode
+
+
+class Serializer:
+    """Encodes registered types and plain values to msgpack bytes and back.
+
+    Contract: `to_binary(obj)` returns `(manifest, payload)`; `from_binary(manifest, payload)`
+    returns an equal object, or raises `SerializationError` naming what is wrong.
+    """
+
+    def __init__(self) -> None:
+        self._by_type: dict[type[Any], _Binding] = {}
+        self._by_manifest: dict[str, _Binding] = {}
+        self._lock = threading.Lock()
+
+    # -- registry -----------------------------------------------------------------------------
+    def register(
+        self,
+        cls: type[T],
+        manifest: str | None = None,
+        *,
+        aliases: Iterable[str] = (),
+        encode: Callable[[T], Any] | None = None,
+        decode: Callable[[Any], T] | None = None,
+    ) -> type[T]:
+        """Bind `cls` to `manifest` (default `module:QualName`) and to each alias (read only)."""
+        if not isinstance(cls, type):
+            raise TypeError(f"register() expects a class, got {cls!r}")
+        if manifest is None:
+            manifest = f"{cls.__module__}:{cls.__qualname__}"
+        if not isinstance(manifest, str) or not manifest:
+            raise ValueError(f"manifest for {cls.__qualname__} must be a non-empty string")
+        if encode is None or decode is None:
+            if not dataclasses.is_dataclass(cls):
+                raise TypeError(
+                    f"{cls.__qualname__} is not a dataclass: pass encode= and decode= "
+                    "to register() to say how it is stored"
+                )
+            encode = encode or _dataclass_encoder(cls)
+            decode = decode or _dataclass_decoder(cls)
+        binding = _Binding(cls, manifest, encode, decode)
+        with self._lock:
+            for name in (manifest, *aliases):
+                existing = self._by_manifest.get(name)
+                if existing is not None and existing.cls is not cls and not _same_class(
+                    existing.cls, cls
+                ):
+                    raise ValueError(
+                        f"manifest {name!r} is already registered to "
+                        f"{existing.cls.__module__}.{existing.cls.__qualname__}"
+                    )
+                self._by_manifest[name] = binding if name == manifest else _Binding(
+                    cls, manifest, encode, decode
+                )
+            self._by_type[cls] = binding
+        return cls
+
+    def manifest_of(self, cls: type[Any]) -> str | None:
+        """Return the manifest `cls` is stored under, or None if it is not registered."""
+        binding = self._by_type.get(cls)
+        return binding.manifest if binding else None
+
+    def class_of(self, manifest: str) -> type[Any] | None:
+        """Return the class registered under `manifest` (or an alias), or None."""
+        binding = self._by_manifest.get(manifest)
+        return binding.cls if binding else None
+
+    # -- encoding -----------------------------------------------------------------------------
+    def to_binary(self, obj: Any) -> tuple[str, bytes]:
+        """Encode `obj`; raise `SerializationError` if it (or anything inside it) is not storable."""
+        binding = self._by_type.get(type(obj))
+        try:
+            if binding is not None:
+                return binding.manifest, self._pack(binding.encode(obj))
+            return PLAIN_MANIFEST, self._pack(obj)
+        except SerializationError:
+            raise
+        except Exception as e:
+            raise SerializationError(
+                f"cannot serialize {type(obj).__qualname__}: {e}; register the type with "
+                "persistent_actors.register or store plain msgpack values"
+            ) from e
+
+    def from_binary(self, manifest: str, payload: bytes) -> Any:
+        """Decode `payload` stored under `manifest`."""
+        try:
+            state = msgpack.unpackb(payload, ext_hook=self._ext_hook, raw=False, strict_map_key=False)
+        except SerializationError:
+            raise
+        except Exception as e:
+            raise SerializationError(
+                f"corrupted payload for manifest {manifest!r}: {e}"
+            ) from e
+        if manifest == PLAIN_MANIFEST:
+            return state
+        return self._decode_object(manifest, state)
+
+    def _pack(self, value: Any) -> bytes:
+        packed: bytes = msgpack.packb(
+            value, default=self._default, use_bin_type=True, datetime=False, strict_types=True
+        )
+        return packed
+
+    def _default(self, obj: Any) -> Any:
+        binding = self._by_type.get(type(obj))
+        if binding is not None:
+            return msgpack.ExtType(_EXT_OBJECT, self._pack([binding.manifest, binding.encode(obj)]))
+        match obj:
+            case tuple():
+                return msgpack.ExtType(_EXT_TUPLE, self._pack(list(obj)))
+            case _dt.datetime():
+                return msgpack.ExtType(_EXT_DATETIME, self._pack(obj.isoformat()))
+            case _dt.date():
+                return msgpack.ExtType(_EXT_DATE, self._pack(obj.isoformat()))
+            case uuid.UUID():
+                return msgpack.ExtType(_EXT_UUID, obj.bytes)
+            case decimal.Decimal():
+                return msgpack.ExtType(_EXT_DECIMAL, str(obj).encode())
+            case frozenset():
+                return msgpack.ExtType(_EXT_FROZENSET, self._pack(sorted(obj, key=repr)))
+            case set():
+                return msgpack.ExtType(_EXT_SET, self._pack(sorted(obj, key=repr)))
+        raise SerializationError(
+            f"{type(obj).__module__}.{type(obj).__qualname__} is not registered; "
+            "decorate it with @persistent_actors.register"
+        )
+
+    def _unpack(self, data: bytes) -> Any:
+        return msgpack.unpackb(data, ext_hook=self._ext_hook, raw=False, strict_map_key=False)
+
+    def _ext_hook(self, code: int, data: bytes) -> Any:
+        match code:
+            case 1:  # _EXT_OBJECT
+                manifest, state = self._unpack(data)
+                return self._decode_object(manifest, state)
+            case 2:  # _EXT_TUPLE
+                return tuple(self._unpack(data))
+            case 3:  # _EXT_DATETIME
+                return _dt.datetime.fromisoformat(self._unpack(data))
+            case 4:  # _EXT_UUID
+                return uuid.UUID(bytes=data)
+            case 5:  # _EXT_DECIMAL
+                return decimal.Decimal(data.decode())
+            case 6:  # _EXT_SET
+                return set(self._unpack(data))
+            case 7:  # _EXT_FROZENSET
+                return frozenset(self._unpack(data))
+            case 8:  # _EXT_DATE
+                return _dt.date.fromisoformat(self._unpack(data))
+        raise SerializationError(f"unknown msgpack extension code {code} in stored payload")
+
+    def _decode_object(self, manifest: str, state: Any) -> Any:
+        binding = self._by_manifest.get(manifest)
+        if binding is None:
+            raise SerializationError(
+                f"no type is registered for manifest {manifest!r}; register the class (or an "
+                "alias for its old name) with persistent_actors.register"
+            )
+        try:
+            return binding.decode(state)
+        except SerializationError:
+            raise
+        except Exception as e:
+            raise SerializationError(
+                f"cannot rebuild {binding.cls.__qualname__} from stored state: {e}"
+            ) from e
+
+
+def _same_class(a: type[Any], b: type[Any]) -> bool:
+    # A module imported twice (e.g. as __main__ and by name) yields two class objects for one
+    # definition; re-registering it must not be an error.
+    return a.__qualname__ == b.__qualname__
+
+
+default_serializer: Final = Serializer()
+
+
+@overload
+def register(cls: type[T], manifest: str | None = None, *, aliases: Iterable[str] = ()) -> type[T]: ...
+@overload
+def register(
+    cls: None = None, manifest: str | None = None, *, aliases: Iterable[str] = ()
+) -> Callable[[type[T]], type[T]]: ...
+def register(
+    cls: type[T] | None = None, manifest: str | None = None, *, aliases: Iterable[str] = ()
+) -> type[T] | Callable[[type[T]], type[T]]:
+    """Register a dataclass for storage, as `@register`, `@register(manifest=...)` or a call.
+
+    The manifest (default `module:QualName`) is what is stored; give it explicitly so the class
+    can be renamed or moved later, and list old names in `aliases` to keep replaying them.
+    """
+    if cls is None:
+
+        def decorator(c: type[T]) -> type[T]:
+            return default_serializer.register(c, manifest, aliases=aliases)
+
+        return decorator
+    return default_serializer.register(cls, manifest, aliases=aliases)

@@ -1,0 +1,40 @@
+"""Helpers shared by the runtime's thespian actors."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from typing import Any
+
+from persistent_actors._errors import MessageNotSerializableError, PersistenceError
+
+log = logging.getLogger("persistent_actors")
+
+
+def check_picklable(message: Any, target: Any) -> None:
+    """Raise a clear error if `message` cannot cross a process boundary.
+
+    Thespian's TCP base only reports this later, as a PoisonMessage to the sender (or not at
+    all from an actor), so without this check the message silently vanishes.
+    """
+    try:
+        pickle.dumps(message)
+    except Exception as e:
+        raise MessageNotSerializableError(
+            f"message {message!r} to {target} cannot be sent between processes on the "
+            f"multiproc-tcp base: {e} (send module-level classes and plain data, not lambdas, "
+            "local classes or open resources)"
+        ) from e
+
+
+def portable_error(error: BaseException) -> BaseException:
+    """Return `error` if it pickles, else a PersistenceError carrying its text.
+
+    Plugin errors travel back to the actor in a message; an exception holding a connection or
+    a lock would fail to pickle and the reply would be lost.
+    """
+    try:
+        pickle.dumps(error)
+    except Exception:  # noqa: BLE001 - any pickling failure means: send the text instead
+        return PersistenceError(f"{type(error).__name__}: {error}")
+    return error

@@ -1,0 +1,62 @@
+"""The event-stream actor: fans published events out to subscribers; handles dead letters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from thespian.actors import Actor, ActorExitRequest, DeadEnvelope
+
+from persistent_actors._actor import ActorRef
+from persistent_actors._protocol import (
+    Envelope,
+    EventStreamStarted,
+    Publish,
+    StartEventStream,
+    Subscribe,
+    Unsubscribe,
+)
+from persistent_actors._thespian.common import log
+from persistent_actors.messages import DeadLetter
+
+
+class EventStreamActor(Actor):  # type: ignore[misc]
+    """Keeps (subscriber, class) pairs; is the system's dead-letter handler, so it can drop
+    subscribers that died and publish `DeadLetter`s."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._subscriptions: list[tuple[ActorRef, type[Any]]] = []
+        self._handling_dead_letters = False
+
+    def receiveMessage(self, message: Any, sender: Any) -> None:  # noqa: N802 - thespian API
+        if not self._handling_dead_letters:
+            self.handleDeadLetters(startHandling=True)
+            self._handling_dead_letters = True
+        if isinstance(message, Envelope):
+            message = message.message
+        match message:
+            case StartEventStream():
+                self.send(sender, EventStreamStarted())
+            case Subscribe(subscriber, cls):
+                if (subscriber, cls) not in self._subscriptions:
+                    self._subscriptions.append((subscriber, cls))
+            case Unsubscribe(subscriber, cls):
+                self._subscriptions = [
+                    (s, c) for s, c in self._subscriptions
+                    if not (s == subscriber and (cls is None or c is cls))
+                ]
+            case Publish(event):
+                self._publish(event)
+            case DeadEnvelope():
+                dead = ActorRef(message.deadAddress)
+                self._subscriptions = [(s, c) for s, c in self._subscriptions if s != dead]
+                log.debug("dead letter to %s: %r", message.deadAddress, message.deadMessage)
+                if not isinstance(message.deadMessage, DeadLetter):
+                    self._publish(DeadLetter(message.deadMessage, None, dead))
+            case ActorExitRequest():
+                pass
+
+    def _publish(self, event: Any) -> None:
+        for subscriber, cls in self._subscriptions:
+            if isinstance(event, cls):
+                self.send(subscriber.address, subscriber._wrap_reply(event))  # noqa: SLF001

@@ -1,0 +1,314 @@
+"""`EntityHost`: the thespian actor that hosts one user actor (plain or persistent).
+
+The user's object never sees thespian. The host unwraps envelopes, sets the current context
+and sender, feeds persistent actors through their `Eventsourced` machine, and applies Akka's
+default supervision: an exception in a handler restarts the actor from the same arguments.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from thespian.actors import (
+    Actor as ThespianActor,
+)
+from thespian.actors import (
+    ActorExitRequest,
+    ChildActorExited,
+    PoisonMessage,
+    WakeupMessage,
+)
+
+from persistent_actors import _protocol as p
+from persistent_actors._actor import (
+    DEAD_LETTERS,
+    Actor,
+    ActorContext,
+    ActorRef,
+    AskRef,
+    SystemView,
+    set_current_context,
+)
+from persistent_actors._errors import ActorInitializationError
+from persistent_actors._event_stream import EventStream
+from persistent_actors._eventsourced import Eventsourced
+from persistent_actors._persistent_actor import PersistentActor
+from persistent_actors._serialization import default_serializer
+from persistent_actors._thespian.common import check_picklable, log, portable_error
+from persistent_actors.messages import DeadLetter, Kill, PoisonPill
+
+_instance_ids = itertools.count(1)
+
+
+class _SystemView(SystemView):
+    def __init__(self, info: p.SystemInfo) -> None:
+        self._info = info
+        self._event_stream = EventStream(ActorRef(info.event_stream, "eventStream"))
+
+    @property
+    def name(self) -> str:
+        return self._info.name
+
+    @property
+    def event_stream(self) -> EventStream:
+        return self._event_stream
+
+
+class _HostContext(ActorContext):
+    """The `ActorContext` of a hosted actor, and the `EntityCell` of its machine."""
+
+    def __init__(self, host: EntityHost, start: p.StartEntity) -> None:
+        self._host = host
+        self._self_ref = ActorRef(host.myAddress, start.name)
+        self._system = _SystemView(start.system)
+        self._sender: ActorRef = DEAD_LETTERS
+        self._unhandled = False
+        self._multiproc = start.system.base != "simple"
+        self.journal = start.journal
+        self.snapshot_store = start.snapshot_store
+
+    # ActorContext
+    @property
+    def self(self) -> ActorRef:
+        return self._self_ref
+
+    @property
+    def sender(self) -> ActorRef:
+        return self._sender
+
+    @property
+    def system(self) -> SystemView:
+        return self._system
+
+    def stop(self, ref: ActorRef | None = None) -> None:
+        if ref is None or ref == self._self_ref:
+            self._host.stop_entity()
+        else:
+            self._host.send(ref.address, ActorExitRequest())
+
+    def _send(self, target: ActorRef, message: Any, sender: ActorRef | None) -> None:
+        if target.address is None:
+            target.tell(message)  # dead letters
+            return
+        wrapped = target._wrap_reply(message)  # noqa: SLF001
+        if sender is not None and sender != self._self_ref and wrapped is message:
+            wrapped = p.Envelope(message, sender)
+        self.send_to_address(target.address, wrapped)
+
+    def _mark_unhandled(self, message: Any) -> None:
+        self._unhandled = True
+        log.debug("%s did not handle %r", self._self_ref.name, message)
+
+    # EntityCell
+    def send_to_address(self, address: Any, message: Any) -> None:
+        if self._multiproc:
+            check_picklable(message, address)
+        self._host.send(address, message)
+
+    def send_to_self(self, message: Any) -> None:
+        self._host.send(self._host.myAddress, message)
+
+    def stop_self(self) -> None:
+        self._host.stop_entity()
+
+    def set_sender(self, sender: ActorRef) -> None:
+        self._sender = sender
+
+    def begin_handling(self) -> None:
+        self._unhandled = False
+
+    def was_unhandled(self) -> bool:
+        return self._unhandled
+
+
+class EntityHost(ThespianActor):  # type: ignore[misc]
+    """Hosts one user actor; created by the guardian, started by a `StartEntity`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._start: p.StartEntity | None = None
+        self._ctx: _HostContext | None = None
+        self._actor: Actor | None = None
+        self._es: Eventsourced | None = None
+        self._stopped = False
+
+    # -- thespian entry point ----------------------------------------------------------------
+    def receiveMessage(self, message: Any, sender: Any) -> None:  # noqa: N802 - thespian API
+        match message:
+            case p.StartEntity():
+                self._on_start(message, sender)
+                return
+            case ActorExitRequest():
+                self._on_exit()
+                return
+            case ChildActorExited() | WakeupMessage():
+                return
+            case PoisonMessage():
+                log.error("%s: a message it sent could not be delivered: %r (%s)",
+                          self._name(), message.poisonMessage, message.details)
+                return
+        if self._stopped or self._actor is None or self._ctx is None:
+            self._dead_letter(message, sender)
+            return
+        if isinstance(message, p.Envelope):
+            if message.correlation_id is not None:
+                sender_ref: ActorRef = AskRef(sender, message.correlation_id)
+            else:
+                sender_ref = message.sender if message.sender is not None else DEAD_LETTERS
+            message = message.message
+        else:
+            sender_ref = ActorRef(sender)
+        if isinstance(message, Kill):
+            self.stop_entity()
+            return
+        previous = set_current_context(self._ctx)
+        try:
+            self._dispatch(message, sender_ref)
+        except Exception as e:  # noqa: BLE001 - Akka's default supervision: restart on any error
+            self._restart(e, message)
+        finally:
+            set_current_context(previous)
+
+    def _dispatch(self, message: Any, sender: ActorRef) -> None:
+        assert self._ctx is not None and self._actor is not None  # noqa: S101
+        if self._es is not None:
+            self._es.receive(message, sender)
+            return
+        self._ctx.set_sender(sender)
+        if isinstance(message, PoisonPill):
+            self.stop_entity()
+            return
+        self._ctx.begin_handling()
+        self._actor.on_receive(message)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def _on_start(self, start: p.StartEntity, guardian: Any) -> None:
+        self._start = start
+        self._ctx = _HostContext(self, start)
+        previous = set_current_context(self._ctx)
+        try:
+            self._construct(stash=None)
+        except Exception as e:  # noqa: BLE001 - reported to the creator, then we stop
+            error = e if isinstance(e, ActorInitializationError) else ActorInitializationError(
+                f"cannot create {start.cls.__qualname__}: {type(e).__name__}: {e}")
+            error.__cause__ = e
+            self._stopped = True
+            self.send(guardian, p.EntityFailed(start.host_id, portable_error(error)))
+            self.send(self.myAddress, ActorExitRequest())
+            return
+        finally:
+            set_current_context(previous)
+        self.send(guardian, p.EntityStarted(start.host_id))
+        self._run_user(self._after_start)
+
+    def _construct(self, stash: Any) -> None:
+        assert self._start is not None and self._ctx is not None  # noqa: S101
+        cls = self._start.cls
+        actor = cls.__new__(cls)
+        actor.context = self._ctx
+        es: Eventsourced | None = None
+        if isinstance(actor, PersistentActor):
+            es = Eventsourced(actor, self._ctx, "", next(_instance_ids), default_serializer, stash)
+            actor._eventsourced = es  # noqa: SLF001 - installed before the user's __init__
+        cls.__init__(actor, *self._start.args, **self._start.kwargs)
+        if es is not None:
+            pid = actor.persistence_id
+            if not isinstance(pid, str) or not pid:
+                raise ActorInitializationError(
+                    f"{cls.__module__}.{cls.__qualname__} has no persistence_id: set a class "
+                    f"attribute or a property returning a non-empty str (got {pid!r})")
+            es.persistence_id = pid
+        self._actor = actor
+        self._es = es
+
+    def _after_start(self) -> None:
+        assert self._actor is not None  # noqa: S101
+        self._actor.pre_start()
+        if self._es is not None:
+            self._es.start_recovery()
+
+    def _run_user(self, fn: Any) -> None:
+        previous = set_current_context(self._ctx)
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001 - Akka's default supervision
+            self._restart(e, None)
+        finally:
+            set_current_context(previous)
+
+    def _restart(self, reason: Exception, message: Any) -> None:
+        log.error("%s failed on %r and restarts: %s: %s", self._name(), message,
+                  type(reason).__name__, reason, exc_info=reason)
+        if self._stopped:
+            return
+        old = self._actor
+        try:
+            if old is not None:
+                old.pre_restart(reason, message)
+        except Exception:
+            log.exception("%s: pre_restart raised", self._name())
+        stash = self._es.stash if self._es is not None else None
+        try:
+            self._construct(stash)
+        except Exception:
+            log.exception("%s could not be re-created; it stops", self._name())
+            self.stop_entity()
+            return
+        assert self._actor is not None  # noqa: S101
+        actor = self._actor
+
+        def after_restart() -> None:
+            actor.post_restart(reason)
+            if self._es is not None:
+                self._es.start_recovery()
+
+        self._run_user(after_restart)
+
+    def stop_entity(self) -> None:
+        """Stop the hosted actor: post_stop, tell the guardian, then exit."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._call_post_stop()
+        assert self._start is not None  # noqa: S101
+        self.send(self._start.system.guardian, p.EntityStopping())
+        if self._es is not None:
+            for message, sender in self._es.stash:
+                self._dead_letter(message, sender.address)
+            self._es.stash.clear()
+        self.send(self.myAddress, ActorExitRequest())
+
+    def _on_exit(self) -> None:
+        if not self._stopped:
+            self._stopped = True
+            self._call_post_stop()
+
+    def _call_post_stop(self) -> None:
+        if self._actor is None:
+            return
+        previous = set_current_context(self._ctx)
+        try:
+            self._actor.post_stop()
+        except Exception:
+            log.exception("%s: post_stop raised", self._name())
+        finally:
+            set_current_context(previous)
+
+    def _dead_letter(self, message: Any, sender: Any) -> None:
+        if isinstance(message, p.Envelope):
+            message = message.message
+        log.debug("%s is stopped; dead letter %r", self._name(), message)
+        if self._start is not None and not isinstance(message, DeadLetter):
+            try:
+                self.send(self._start.system.event_stream, p.Publish(DeadLetter(
+                    message, ActorRef(sender) if sender is not None else None,
+                    ActorRef(self.myAddress, self._start.name))))
+            except Exception:  # noqa: BLE001 - a dead letter that cannot be published is logged
+                log.debug("dead letter could not be published", exc_info=True)
+
+    def _name(self) -> str:
+        if self._start is None:
+            return "actor"
+        return f"{self._start.cls.__qualname__}({self._start.name!r})"
+

@@ -1,0 +1,253 @@
+"""`PluginHost`: the thespian actor that runs one journal or snapshot-store plugin.
+
+Plugins are asyncio code; the host runs them on an event loop in a thread of its own and waits
+for each operation. Writes are group-committed: write requests are gathered until a `Flush`
+the host sends itself arrives (the mailbox is FIFO, so every request queued before it joins the
+batch), then go to the plugin in one `write_messages` call, i.e. one transaction for many actors.
+Any other request first flushes what is gathered, so a read never overtakes a write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any, TypeVar
+
+from thespian.actors import Actor as ThespianActor
+from thespian.actors import ActorExitRequest, ChildActorExited, PoisonMessage
+
+from persistent_actors import _protocol as p
+from persistent_actors._config import JOURNAL, resolve_plugin
+from persistent_actors._errors import JournalError
+from persistent_actors._thespian.common import log, portable_error
+from persistent_actors.journal import AtomicWrite, Journal, PersistentRepr
+from persistent_actors.messages import (
+    DeleteMessagesFailure,
+    DeleteMessagesSuccess,
+    DeleteSnapshotFailure,
+    DeleteSnapshotsFailure,
+    DeleteSnapshotsSuccess,
+    DeleteSnapshotSuccess,
+    SaveSnapshotFailure,
+    SaveSnapshotSuccess,
+)
+from persistent_actors.snapshot import SnapshotStore
+
+T = TypeVar("T")
+
+# Events per replay message: large enough to amortise thespian's per-message cost on TCP,
+# small enough to keep each message well under a megabyte for typical events.
+REPLAY_CHUNK = 500
+
+
+class _LoopThread:
+    """An asyncio loop on a daemon thread; `run` blocks the caller until a coroutine is done."""
+
+    def __init__(self, name: str) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name=name, daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+
+async def _take(source: AsyncIterator[PersistentRepr], n: int) -> list[PersistentRepr]:
+    chunk: list[PersistentRepr] = []
+    async for item in source:
+        chunk.append(item)
+        if len(chunk) >= n:
+            break
+    return chunk
+
+
+class PluginHost(ThespianActor):  # type: ignore[misc]
+    """Hosts one plugin instance; created and started by the guardian."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._loop: _LoopThread | None = None
+        self._journal: Journal | None = None
+        self._snapshots: SnapshotStore | None = None
+        self._pending: list[tuple[p.WriteMessages, Any]] = []
+        self._flush_scheduled = False
+        self._plugin_id = "?"
+
+    def receiveMessage(self, message: Any, sender: Any) -> None:  # noqa: N802 - thespian API
+        match message:
+            case p.StartPlugin():
+                self._on_start(message, sender)
+            case ActorExitRequest():
+                self._close()
+            case p.WriteMessages():
+                self._pending.append((message, sender))
+                if not self._flush_scheduled:
+                    self._flush_scheduled = True
+                    self.send(self.myAddress, p.Flush())
+            case p.Flush():
+                self._flush_scheduled = False
+                self._flush()
+            case ChildActorExited():
+                pass
+            case PoisonMessage():
+                log.warning("plugin %s: reply could not be delivered: %s", self._plugin_id,
+                            message.details)
+            case _:
+                self._flush()
+                self._handle_request(message, sender)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def _on_start(self, start: p.StartPlugin, guardian: Any) -> None:
+        self._plugin_id = f"{start.kind}:{start.plugin_id}"
+        try:
+            cls = resolve_plugin(start.kind, start.spec)
+            plugin = cls(start.settings)
+            self._loop = _LoopThread(f"persistent_actors-{self._plugin_id}")
+            self._loop.run(plugin.start())
+        except Exception as e:  # noqa: BLE001 - reported to the guardian, then we stop
+            log.debug("plugin %s failed to start", self._plugin_id, exc_info=True)
+            self._close()
+            self.send(guardian, p.PluginFailed(start.plugin_id, start.kind, portable_error(e)))
+            self.send(self.myAddress, ActorExitRequest())
+            return
+        if start.kind == JOURNAL:
+            self._journal = plugin
+        else:
+            self._snapshots = plugin
+        self.send(guardian, p.PluginStarted(start.plugin_id, start.kind))
+
+    def _close(self) -> None:
+        plugin = self._journal or self._snapshots
+        if self._loop is not None:
+            if plugin is not None:
+                try:
+                    self._loop.run(plugin.close())
+                except Exception:
+                    log.exception("plugin %s failed to close", self._plugin_id)
+            self._loop.close()
+            self._loop = None
+        self._journal = self._snapshots = None
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        assert self._loop is not None  # noqa: S101
+        return self._loop.run(coro)
+
+    # -- writes (group commit) ---------------------------------------------------------------
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, []
+        journal = self._journal
+        writes = [item for request, _ in batch for item in request.items
+                  if isinstance(item, AtomicWrite)]
+        results: list[BaseException | None] | None = None
+        failure: BaseException | None = None
+        if writes and journal is not None:
+            try:
+                results = self._run(journal.write_messages(writes))
+                if len(results) != len(writes):
+                    failure = JournalError(
+                        f"journal returned {len(results)} results for {len(writes)} writes")
+            except Exception as e:  # noqa: BLE001 - a failed batch fails every write in it
+                failure = e
+        elif writes:
+            failure = JournalError("no journal plugin is running")
+        if failure is not None:
+            failure = portable_error(failure)
+        result_iter = iter(results or ())
+        for request, requester in batch:
+            outcomes: list[p.WriteOutcome] = []
+            for item in request.items:
+                match item:
+                    case AtomicWrite():
+                        if failure is not None:
+                            outcomes.append(p.WriteFailed(failure))
+                        else:
+                            error = next(result_iter)
+                            outcomes.append(p.WriteStored() if error is None
+                                            else p.WriteRejected(portable_error(error)))
+                    case p.RejectedWrite():
+                        outcomes.append(p.WriteRejected(item.cause))
+                    case p.LoopMessage():
+                        outcomes.append(p.Looped())
+            self.send(requester, p.WriteMessagesResult(tuple(outcomes),
+                                                       request.actor_instance_id))
+
+    # -- everything else ---------------------------------------------------------------------
+    def _handle_request(self, message: Any, sender: Any) -> None:
+        journal, snapshots = self._journal, self._snapshots
+        match message:
+            case p.ReplayMessages() if journal is not None:
+                self._replay(journal, message, sender)
+            case p.DeleteMessagesTo(pid, to) if journal is not None:
+                try:
+                    self._run(journal.delete_messages_to(pid, to))
+                    reply: Any = DeleteMessagesSuccess(to)
+                except Exception as e:  # noqa: BLE001 - reported to the actor
+                    reply = DeleteMessagesFailure(portable_error(e), to)
+                self.send(sender, reply)
+            case p.LoadSnapshot() if snapshots is not None:
+                try:
+                    selected = self._run(snapshots.load(message.persistence_id, message.criteria))
+                    reply = p.LoadSnapshotResult(selected, message.to_sequence_nr,
+                                                 message.actor_instance_id)
+                except Exception as e:  # noqa: BLE001 - reported to the actor
+                    reply = p.LoadSnapshotFailed(portable_error(e), message.actor_instance_id)
+                self.send(sender, reply)
+            case p.SaveSnapshot(md, manifest, payload) if snapshots is not None:
+                try:
+                    self._run(snapshots.save(md, manifest, payload))
+                    reply = SaveSnapshotSuccess(md)
+                except Exception as e:  # noqa: BLE001 - reported to the actor
+                    reply = SaveSnapshotFailure(md, portable_error(e))
+                self.send(sender, reply)
+            case p.DeleteSnapshot(md) if snapshots is not None:
+                try:
+                    self._run(snapshots.delete(md))
+                    reply = DeleteSnapshotSuccess(md)
+                except Exception as e:  # noqa: BLE001 - reported to the actor
+                    reply = DeleteSnapshotFailure(md, portable_error(e))
+                self.send(sender, reply)
+            case p.DeleteSnapshots(pid, criteria) if snapshots is not None:
+                try:
+                    self._run(snapshots.delete_by_criteria(pid, criteria))
+                    reply = DeleteSnapshotsSuccess(criteria)
+                except Exception as e:  # noqa: BLE001 - reported to the actor
+                    reply = DeleteSnapshotsFailure(criteria, portable_error(e))
+                self.send(sender, reply)
+            case _:
+                log.warning("plugin %s ignored unexpected message %r", self._plugin_id, message)
+
+    def _replay(self, journal: Journal, request: p.ReplayMessages, sender: Any) -> None:
+        instance = request.actor_instance_id
+        try:
+            highest = self._run(journal.read_highest_sequence_nr(
+                request.persistence_id, max(0, request.from_sequence_nr - 1)))
+            to = min(request.to_sequence_nr, highest)
+            if to > 0 and request.from_sequence_nr <= to and request.max_count > 0:
+                source = journal.replay_messages(request.persistence_id,
+                                                 request.from_sequence_nr, to, request.max_count)
+                try:
+                    while True:
+                        chunk = self._run(_take(source, REPLAY_CHUNK))
+                        if chunk:
+                            self.send(sender, p.ReplayedMessages(tuple(chunk), instance))
+                        if len(chunk) < REPLAY_CHUNK:
+                            break
+                finally:
+                    aclose = getattr(source, "aclose", None)
+                    if aclose is not None:
+                        self._run(aclose())
+        except Exception as e:  # noqa: BLE001 - reported to the recovering actor
+            self.send(sender, p.ReplayMessagesFailure(portable_error(e), instance))
+            return
+        self.send(sender, p.RecoverySuccess(highest, instance))

@@ -1,0 +1,131 @@
+"""Messages the runtime delivers to actors, and the ones users send to control them.
+
+All are frozen dataclasses, so they pickle across processes on the multi-process base and
+compare by value. Match them with class patterns, e.g. ``case RecoveryCompleted():``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+from persistent_actors.snapshot import SnapshotMetadata, SnapshotSelectionCriteria
+
+if TYPE_CHECKING:
+    from persistent_actors._actor import ActorRef
+
+__all__ = [
+    "DeadLetter",
+    "DeleteMessagesFailure",
+    "DeleteMessagesSuccess",
+    "DeleteSnapshotFailure",
+    "DeleteSnapshotSuccess",
+    "DeleteSnapshotsFailure",
+    "DeleteSnapshotsSuccess",
+    "Kill",
+    "PoisonPill",
+    "RecoveryCompleted",
+    "SaveSnapshotFailure",
+    "SaveSnapshotSuccess",
+    "SnapshotOffer",
+]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Kill:
+    """Stop the actor at once (Akka's ``Kill``): pending persist handlers do not run.
+
+    ``ref.tell(Kill)`` and ``ref.tell(Kill())`` are the same.
+    """
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PoisonPill:
+    """Stop the actor after the messages before it. A persistent actor first finishes the
+    persist whose handler has not run yet (it is stashed like a command)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RecoveryCompleted:
+    """Sent to ``on_recover`` once recovery is done, also for a persistence id with no events."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SnapshotOffer:
+    """Sent to ``on_recover`` with the snapshot recovery starts from.
+
+    If ``on_recover`` calls ``self.unhandled(offer)``, the snapshot is ignored and every event
+    is replayed.
+    """
+
+    metadata: SnapshotMetadata
+    snapshot: Any
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SaveSnapshotSuccess:
+    """``save_snapshot`` stored the snapshot described by ``metadata``."""
+
+    metadata: SnapshotMetadata
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SaveSnapshotFailure:
+    """``save_snapshot`` failed; ``cause`` says why."""
+
+    metadata: SnapshotMetadata
+    cause: BaseException
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeleteMessagesSuccess:
+    """``delete_messages`` removed the events up to ``to_sequence_nr`` (inclusive)."""
+
+    to_sequence_nr: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeleteMessagesFailure:
+    """``delete_messages`` failed (or asked beyond ``last_sequence_nr``); nothing was deleted."""
+
+    cause: BaseException
+    to_sequence_nr: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeleteSnapshotSuccess:
+    """``delete_snapshot`` removed the snapshot described by ``metadata``."""
+
+    metadata: SnapshotMetadata
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeleteSnapshotFailure:
+    """``delete_snapshot`` failed; ``cause`` says why."""
+
+    metadata: SnapshotMetadata
+    cause: BaseException
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeleteSnapshotsSuccess:
+    """``delete_snapshots`` removed every snapshot matching ``criteria``."""
+
+    criteria: SnapshotSelectionCriteria
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeleteSnapshotsFailure:
+    """``delete_snapshots`` failed; ``cause`` says why."""
+
+    criteria: SnapshotSelectionCriteria
+    cause: BaseException
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """Published on the event stream when a message could not be delivered."""
+
+    message: Any
+    sender: ActorRef | None
+    recipient: ActorRef

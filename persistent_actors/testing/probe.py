@@ -1,0 +1,98 @@
+"""`TestProbe`: Akka.TestKit's probe, an actor whose received messages a test can expect."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import deque
+from typing import Any, Final
+
+from persistent_actors._actor import Actor, ActorRef
+from persistent_actors._protocol import ProbeGet, ProbeMessage
+from persistent_actors._system import ActorSystem
+
+__all__ = ["TestProbe"]
+
+_NOTHING: Final = object()
+
+
+class ProbeActor(Actor):
+    """Queues what it receives; hands messages to the probe's owner one `ProbeGet` at a time."""
+
+    def __init__(self) -> None:
+        self._received: deque[ProbeMessage] = deque()
+        self._waiting: deque[ActorRef] = deque()
+
+    def on_receive(self, message: Any) -> None:
+        if isinstance(message, ProbeGet):
+            if self._received:
+                self.sender.tell(self._received.popleft())
+            else:
+                self._waiting.append(self.sender)
+            return
+        delivery = ProbeMessage(message, self.sender)
+        if self._waiting:
+            self._waiting.popleft().tell(delivery)
+        else:
+            self._received.append(delivery)
+
+
+class TestProbe:
+    """A test's stand-in actor: pass `ref` to the code under test, then `expect_msg`."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, system: ActorSystem, name: str | None = None) -> None:
+        self._system = system
+        self._correlation_id = f"probe-{uuid.uuid4().hex}"
+        self._inbox = system._register_sink(self._correlation_id)  # noqa: SLF001
+        self._outstanding = 0
+        self.ref: ActorRef = system.actor_of(ProbeActor, name=name)
+        self.last_sender: ActorRef | None = None
+
+    def receive_one(self, timeout: float = 3.0) -> Any:
+        """Return the next message, or `_NOTHING` after `timeout` seconds."""
+        if not self._inbox:
+            if self._outstanding == 0:
+                self._system._tell_for_sink(self.ref, ProbeGet(), self._correlation_id)  # noqa: SLF001
+                self._outstanding = 1
+            self._system._pump(time.monotonic() + timeout, lambda: bool(self._inbox))  # noqa: SLF001
+        if not self._inbox:
+            return _NOTHING
+        self._outstanding = 0
+        delivery: ProbeMessage = self._inbox.popleft()
+        self.last_sender = delivery.sender
+        return delivery.message
+
+    def expect_msg(self, expected: Any = _NOTHING, timeout: float = 3.0) -> Any:
+        """Wait up to `timeout` seconds for the next message; return it.
+
+        Raises:
+            AssertionError: nothing arrived, or it differs from `expected` (when given).
+        """
+        message = self.receive_one(timeout)
+        if message is _NOTHING:
+            detail = "" if expected is _NOTHING else f" (expected {expected!r})"
+            raise AssertionError(f"timeout ({timeout}s) while waiting for a message{detail}")
+        if expected is not _NOTHING and message != expected:
+            raise AssertionError(f"expected {expected!r}, got {message!r}")
+        return message
+
+    def expect_msg_type(self, cls: type[Any], timeout: float = 3.0) -> Any:
+        """Like `expect_msg`, but check only that the message is an instance of `cls`."""
+        message = self.expect_msg(timeout=timeout)
+        if not isinstance(message, cls):
+            raise AssertionError(f"expected a {cls.__qualname__}, got {message!r}")
+        return message
+
+    def expect_no_msg(self, timeout: float = 0.3) -> None:
+        """Assert that nothing arrives within `timeout` seconds."""
+        message = self.receive_one(timeout)
+        if message is not _NOTHING:
+            raise AssertionError(f"expected no message, got {message!r}")
+
+    def reply(self, message: Any) -> None:
+        """Send `message` to the sender of the last message received."""
+        if self.last_sender is None:
+            raise AssertionError("reply() before any message was received")
+        self.last_sender.tell(message, sender=self.ref)
