@@ -56,7 +56,9 @@ class ActorRef:
 
     __slots__ = ("_address", "_name", "_system")
 
-    def __init__(self, address: Any, name: str | None = None, system: ActorSystem | None = None):
+    def __init__(
+        self, address: Any, name: str | None = None, system: ActorSystem | None = None
+    ) -> None:
         self._address = address
         self._name = name
         self._system = system
@@ -79,6 +81,7 @@ class ActorRef:
 
         Raises:
             MessageNotSerializableError: on a multi-process base, if `message` cannot be pickled.
+
         """
         message = normalize_message(message)
         ctx = current_context()
@@ -95,6 +98,7 @@ class ActorRef:
 
         Raises:
             AskTimeoutError: no reply within `timeout` seconds (dead or busy actor).
+
         """
         if current_context() is not None:
             raise RuntimeError(

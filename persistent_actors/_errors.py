@@ -67,7 +67,7 @@ class JournalError(PersistenceError):
 
 
 class SequenceConflictError(JournalError):
-    """A write used a (persistence_id, sequence_nr) that is already stored; nothing was overwritten."""
+    """A write reused a stored (persistence_id, sequence_nr); nothing was overwritten."""
 
 
 class SnapshotStoreError(PersistenceError):
@@ -75,7 +75,7 @@ class SnapshotStoreError(PersistenceError):
 
 
 class RecoveryError(PersistenceError):
-    """Recovery failed: the journal or snapshot store failed, or replayed data could not be decoded."""
+    """Recovery failed: a plugin failed, or replayed data could not be decoded."""
 
 
 class RecoveryTimedOutError(RecoveryError):

@@ -91,7 +91,7 @@ _STOPPED = "stopped"
 class Eventsourced:
     """Drives one `PersistentActor` instance: recovery, persist batching, stash, replies."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 - internal constructor, called in one place
         self,
         actor: PersistentActor,
         cell: EntityCell,

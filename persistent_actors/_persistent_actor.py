@@ -75,6 +75,7 @@ class PersistentActor(Actor):
 
         Raises:
             IllegalActorStateError: while the actor is recovering.
+
         """
         self._eventsourced.persist((event,), handler, stashing=True)
 

@@ -136,7 +136,7 @@ class Serializer:
 
     # -- encoding -----------------------------------------------------------------------------
     def to_binary(self, obj: Any) -> tuple[str, bytes]:
-        """Encode `obj`; raise `SerializationError` if it (or anything inside it) is not storable."""
+        """Encode `obj`; raise `SerializationError` if it (or anything in it) is not storable."""
         binding = self._by_type.get(type(obj))
         try:
             if binding is not None:
@@ -153,7 +153,7 @@ class Serializer:
     def from_binary(self, manifest: str, payload: bytes) -> Any:
         """Decode `payload` stored under `manifest`."""
         try:
-            state = msgpack.unpackb(payload, ext_hook=self._ext_hook, raw=False, strict_map_key=False)
+            state = self._unpack(payload)
         except SerializationError:
             raise
         except Exception as e:
@@ -245,7 +245,9 @@ default_serializer: Final = Serializer()
 
 
 @overload
-def register(cls: type[T], manifest: str | None = None, *, aliases: Iterable[str] = ()) -> type[T]: ...
+def register(
+    cls: type[T], manifest: str | None = None, *, aliases: Iterable[str] = ()
+) -> type[T]: ...
 @overload
 def register(
     cls: None = None, manifest: str | None = None, *, aliases: Iterable[str] = ()

@@ -73,6 +73,7 @@ class ActorSystem:
     Raises:
         ConfigError: a config key is unknown or has a bad value (the message names it).
         PluginError: a journal or snapshot-store plugin cannot start.
+
     """
 
     _live: ClassVar[weakref.WeakSet[ActorSystem]] = weakref.WeakSet()
@@ -163,6 +164,7 @@ class ActorSystem:
             ActorInitializationError: the constructor raised, or there is no persistence_id.
             InvalidActorNameError: the name is malformed or taken.
             MessageNotSerializableError: on multiproc-tcp, an argument cannot be pickled.
+
         """
         if not (isinstance(cls, type) and issubclass(cls, Actor)):
             raise TypeError(f"actor_of() needs a subclass of persistent_actors.Actor, got {cls!r}")
@@ -281,5 +283,5 @@ def _shutdown_all() -> None:
     for system in list(ActorSystem._live):  # noqa: SLF001
         try:
             system.shutdown()
-        except Exception:  # noqa: BLE001 - best effort at interpreter exit
+        except Exception:
             log.debug("shutdown at exit failed", exc_info=True)

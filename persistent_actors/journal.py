@@ -124,4 +124,4 @@ class Journal(ABC):
 
     @abstractmethod
     async def delete_messages_to(self, persistence_id: str, to_sequence_nr: int) -> None:
-        """Plugin API: permanently delete events with `sequence_nr <= to_sequence_nr` (inclusive)."""
+        """Plugin API: permanently delete events up to `to_sequence_nr` (inclusive)."""

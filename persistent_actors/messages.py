@@ -41,8 +41,11 @@ class Kill:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class PoisonPill:
-    """Stop the actor after the messages before it. A persistent actor first finishes the
-    persist whose handler has not run yet (it is stashed like a command)."""
+    """Stop the actor after the messages before it.
+
+    A persistent actor first finishes the persist whose handler has not run yet: the pill is
+    stashed like a command.
+    """
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

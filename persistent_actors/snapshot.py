@@ -43,7 +43,9 @@ class SnapshotSelectionCriteria:
         for name in ("max_sequence_nr", "min_sequence_nr"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"SnapshotSelectionCriteria.{name} must be an int >= 0, got {value!r}")
+                raise ValueError(
+                    f"SnapshotSelectionCriteria.{name} must be an int >= 0, got {value!r}"
+                )
 
     @classmethod
     def latest(cls) -> SnapshotSelectionCriteria:

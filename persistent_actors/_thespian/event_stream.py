@@ -20,8 +20,11 @@ from persistent_actors.messages import DeadLetter
 
 
 class EventStreamActor(Actor):  # type: ignore[misc]
-    """Keeps (subscriber, class) pairs; is the system's dead-letter handler, so it can drop
-    subscribers that died and publish `DeadLetter`s."""
+    """Keeps (subscriber, class) pairs and fans published events out to them.
+
+    It is also the system's dead-letter handler, so it can drop subscribers that died and
+    publish `DeadLetter`s.
+    """
 
     def __init__(self) -> None:
         super().__init__()

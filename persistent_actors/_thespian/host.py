@@ -171,7 +171,8 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
             set_current_context(previous)
 
     def _dispatch(self, message: Any, sender: ActorRef) -> None:
-        assert self._ctx is not None and self._actor is not None  # noqa: S101
+        assert self._ctx is not None  # noqa: S101
+        assert self._actor is not None  # noqa: S101
         if self._es is not None:
             self._es.receive(message, sender)
             return
@@ -203,8 +204,9 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
         self._run_user(self._after_start)
 
     def _construct(self, stash: Any) -> None:
-        assert self._start is not None and self._ctx is not None  # noqa: S101
-        cls = self._start.cls
+        assert self._start is not None  # noqa: S101
+        assert self._ctx is not None  # noqa: S101
+        cls: Any = self._start.cls
         actor = cls.__new__(cls)
         actor.context = self._ctx
         es: Eventsourced | None = None
@@ -246,12 +248,12 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
         try:
             if old is not None:
                 old.pre_restart(reason, message)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a hook failure is logged, never propagated
             log.exception("%s: pre_restart raised", self._name())
         stash = self._es.stash if self._es is not None else None
         try:
             self._construct(stash)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a hook failure is logged, never propagated
             log.exception("%s could not be re-created; it stops", self._name())
             self.stop_entity()
             return
@@ -290,7 +292,7 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
         previous = set_current_context(self._ctx)
         try:
             self._actor.post_stop()
-        except Exception:
+        except Exception:  # noqa: BLE001 - a hook failure is logged, never propagated
             log.exception("%s: post_stop raised", self._name())
         finally:
             set_current_context(previous)

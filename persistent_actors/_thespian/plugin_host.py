@@ -131,7 +131,7 @@ class PluginHost(ThespianActor):  # type: ignore[misc]
             if plugin is not None:
                 try:
                     self._loop.run(plugin.close())
-                except Exception:
+                except Exception:  # noqa: BLE001 - closing is best effort
                     log.exception("plugin %s failed to close", self._plugin_id)
             self._loop.close()
             self._loop = None

@@ -69,6 +69,7 @@ class TestProbe:
 
         Raises:
             AssertionError: nothing arrived, or it differs from `expected` (when given).
+
         """
         message = self.receive_one(timeout)
         if message is _NOTHING:
@@ -82,7 +83,7 @@ class TestProbe:
         """Like `expect_msg`, but check only that the message is an instance of `cls`."""
         message = self.expect_msg(timeout=timeout)
         if not isinstance(message, cls):
-            raise AssertionError(f"expected a {cls.__qualname__}, got {message!r}")
+            raise AssertionError(f"expected a {cls.__qualname__}, got {message!r}")  # noqa: TRY004
         return message
 
     def expect_no_msg(self, timeout: float = 0.3) -> None:

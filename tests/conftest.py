@@ -1,0 +1,51 @@
+"""Shared fixtures: one actor system per test, on each thespian base; no process left behind."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from thespian.actors import ActorSystem as ThespianActorSystem
+
+from persistent_actors import ActorSystem
+from persistent_actors._system import ADMIN_PORTS
+
+BASES = [
+    pytest.param("simple", id="simple"),
+    pytest.param("multiproc-tcp", id="multiproc-tcp", marks=pytest.mark.multiproc),
+]
+
+
+def system_config(base: str, **persistence: Any) -> dict[str, Any]:
+    """A config mapping for `base`, with optional persistence sections."""
+    config: dict[str, Any] = {"actor_system": {"base": base}}
+    if persistence:
+        config["persistence"] = persistence
+    return config
+
+
+@pytest.fixture(params=BASES)
+def base(request: pytest.FixtureRequest) -> str:
+    """Each behaviour test runs on the simple base (no pickling) and on multiproc-tcp."""
+    value: str = request.param
+    return value
+
+
+@pytest.fixture
+def system(base: str) -> Iterator[ActorSystem]:
+    """A fresh actor system for one test, always shut down afterwards."""
+    actor_system = ActorSystem("test", config=system_config(base))
+    try:
+        yield actor_system
+    finally:
+        actor_system.shutdown()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Re-attach to every admin port this session used and shut it down (thespian.md 8)."""
+    for port in set(ADMIN_PORTS):
+        with contextlib.suppress(Exception):  # nothing left to clean on that port
+            ThespianActorSystem("multiprocTCPBase", {"Admin Port": port},
+                                transientUnique=True).shutdown()
