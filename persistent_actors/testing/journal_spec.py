@@ -262,6 +262,18 @@ class JournalSpec:
         assert await self.replayed_nrs(journal, pid) == [1, 2, 3, 4, 5, 6, 7]
         assert await self.highest(journal, pid) == 7
 
+    async def test_reject_conflict_between_writes_of_one_batch(
+        self, journal: Journal, pid: str, writer_uuid: str
+    ) -> None:
+        """Two writes of one batch claiming sequence number 6: the first wins."""
+        if not self.supports_rejecting_sequence_conflicts:
+            pytest.skip("plugin does not reject sequence-number conflicts")
+        impostor = AtomicWrite((PersistentRepr(pid, 6, MANIFEST, b"impostor", writer_uuid),))
+        results = await journal.write_messages([_write(pid, writer_uuid, 6), impostor])
+        assert results[0] is None
+        assert isinstance(results[1], SequenceConflictError)
+        assert await self.replayed(journal, pid, 6) == [_event(pid, 6, writer_uuid)]
+
     # --- JVM TCK -----------------------------------------------------------------------------
 
     async def test_read_highest_sequence_nr_without_replaying(

@@ -1,0 +1,706 @@
+"""SQLite journal and snapshot store on aiosqlite: durable by default (WAL, synchronous=FULL).
+
+Settings (both classes):
+
+* ``path`` (required): the database file. Its folder must exist and be writable. Journal and
+  snapshot store may share one file or use two.
+* ``synchronous``: ``"FULL"`` (default: a commit survives power loss), ``"NORMAL"``, ``"OFF"``
+  or ``"EXTRA"``.
+* ``journal_mode``: ``"WAL"`` (default), ``"DELETE"``, ``"TRUNCATE"`` or ``"PERSIST"``.
+* ``busy_timeout``: milliseconds to wait for another connection's lock (default 5000).
+* ``replay_page_size`` (journal only): events fetched per query during replay (default 500).
+
+`start` never overwrites a file it does not recognise: a file that is not an SQLite database,
+is visibly truncated, or holds a foreign ``journal``/``snapshot`` table makes it raise
+`PluginError` naming the file.
+
+Schema: ``journal`` holds one row per event, keyed by a global insertion ``ordering`` for the
+read side, with ``UNIQUE(persistence_id, sequence_nr)``; ``journal_tags`` holds its tags, indexed
+by tag; ``journal_metadata`` records the highest sequence number of each id when events are
+deleted. Deleted events stay as tombstone rows (``deleted = 1``, payload and tags erased), so a
+sequence number is never reused, exactly as in the in-memory journal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import aiosqlite
+
+from journal_plugins._settings import check_keys
+from persistent_actors._errors import (
+    ConfigError,
+    JournalError,
+    PluginError,
+    SequenceConflictError,
+    SnapshotStoreError,
+)
+from persistent_actors.journal import MAX_SEQUENCE_NR, AtomicWrite, Journal, PersistentRepr
+from persistent_actors.snapshot import (
+    SelectedSnapshot,
+    SnapshotMetadata,
+    SnapshotSelectionCriteria,
+    SnapshotStore,
+)
+
+__all__ = ["SqliteJournal", "SqliteSnapshotStore"]
+
+_SQLITE_MAGIC: Final = b"SQLite format 3\x00"
+_HEADER_SIZE: Final = 100
+
+_SYNCHRONOUS_MODES: Final = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
+# MEMORY and OFF journal modes are left out: a crash mid-transaction can corrupt the file.
+_JOURNAL_MODES: Final = frozenset({"WAL", "DELETE", "TRUNCATE", "PERSIST"})
+_COMMON_KEYS: Final = frozenset({"path", "synchronous", "journal_mode", "busy_timeout"})
+_JOURNAL_KEYS: Final = _COMMON_KEYS | {"replay_page_size"}
+
+_JOURNAL_SCHEMA: Final = (
+    """CREATE TABLE IF NOT EXISTS journal (
+        ordering INTEGER PRIMARY KEY AUTOINCREMENT,
+        persistence_id TEXT NOT NULL,
+        sequence_nr INTEGER NOT NULL,
+        manifest TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        writer_uuid TEXT NOT NULL,
+        timestamp REAL NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (persistence_id, sequence_nr)
+    )""",
+    """CREATE TABLE IF NOT EXISTS journal_tags (
+        ordering INTEGER NOT NULL,
+        position INTEGER NOT NULL,
+        tag TEXT NOT NULL,
+        PRIMARY KEY (ordering, position)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS journal_tags_by_tag ON journal_tags (tag, ordering)",
+    """CREATE TABLE IF NOT EXISTS journal_metadata (
+        persistence_id TEXT PRIMARY KEY,
+        max_sequence_nr INTEGER NOT NULL
+    )""",
+)
+_JOURNAL_COLUMNS: Final = {
+    "journal": {
+        "ordering",
+        "persistence_id",
+        "sequence_nr",
+        "manifest",
+        "payload",
+        "writer_uuid",
+        "timestamp",
+        "deleted",
+    },
+    "journal_tags": {"ordering", "position", "tag"},
+    "journal_metadata": {"persistence_id", "max_sequence_nr"},
+}
+
+_SNAPSHOT_SCHEMA: Final = (
+    """CREATE TABLE IF NOT EXISTS snapshot (
+        persistence_id TEXT NOT NULL,
+        sequence_nr INTEGER NOT NULL,
+        timestamp REAL NOT NULL,
+        manifest TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        PRIMARY KEY (persistence_id, sequence_nr)
+    )""",
+)
+_SNAPSHOT_COLUMNS: Final = {
+    "snapshot": {"persistence_id", "sequence_nr", "timestamp", "manifest", "payload"},
+}
+
+_INSERT_EVENT: Final = """INSERT INTO journal
+    (persistence_id, sequence_nr, manifest, payload, writer_uuid, timestamp)
+    VALUES (?, ?, ?, ?, ?, ?)"""
+# Looks the event's ordering up by its key, so tags of a whole batch go in one executemany.
+_INSERT_TAG: Final = """INSERT INTO journal_tags (ordering, position, tag)
+    SELECT ordering, ?, ? FROM journal WHERE persistence_id = ? AND sequence_nr = ?"""
+# One page of live events, joined with their tags: several rows per event when it has tags.
+_REPLAY_PAGE: Final = """SELECT j.sequence_nr, j.manifest, j.payload, j.writer_uuid, j.timestamp,
+        t.tag
+    FROM (SELECT ordering, sequence_nr, manifest, payload, writer_uuid, timestamp
+          FROM journal
+          WHERE persistence_id = ? AND sequence_nr >= ? AND sequence_nr <= ? AND deleted = 0
+          ORDER BY sequence_nr
+          LIMIT ?) AS j
+    LEFT JOIN journal_tags AS t ON t.ordering = j.ordering
+    ORDER BY j.sequence_nr, t.position"""
+_HIGHEST: Final = """SELECT max(
+        coalesce((SELECT max(sequence_nr) FROM journal WHERE persistence_id = ?), 0),
+        coalesce((SELECT max_sequence_nr FROM journal_metadata WHERE persistence_id = ?), 0))"""
+# `WHERE` before `ON CONFLICT` is required by SQLite's grammar for an upsert from a SELECT.
+_REMEMBER_HIGHEST: Final = """INSERT INTO journal_metadata (persistence_id, max_sequence_nr)
+    SELECT persistence_id, max(sequence_nr) FROM journal WHERE persistence_id = ?
+    GROUP BY persistence_id
+    ON CONFLICT (persistence_id)
+    DO UPDATE SET max_sequence_nr = max(max_sequence_nr, excluded.max_sequence_nr)"""
+_DELETE_TAGS: Final = """DELETE FROM journal_tags WHERE ordering IN (
+    SELECT ordering FROM journal
+    WHERE persistence_id = ? AND sequence_nr <= ? AND deleted = 0)"""
+_TOMBSTONE: Final = """UPDATE journal SET deleted = 1, manifest = '', payload = x''
+    WHERE persistence_id = ? AND sequence_nr <= ? AND deleted = 0"""
+
+_SAVE_SNAPSHOT: Final = """INSERT INTO snapshot
+    (persistence_id, sequence_nr, timestamp, manifest, payload) VALUES (?, ?, ?, ?, ?)
+    ON CONFLICT (persistence_id, sequence_nr) DO UPDATE SET
+    timestamp = excluded.timestamp, manifest = excluded.manifest, payload = excluded.payload"""
+_LOAD_SNAPSHOT: Final = """SELECT sequence_nr, timestamp, manifest, payload FROM snapshot
+    WHERE persistence_id = ? AND sequence_nr >= ? AND sequence_nr <= ?
+    AND timestamp >= ? AND timestamp <= ?
+    ORDER BY sequence_nr DESC, timestamp DESC LIMIT 1"""
+_DELETE_SNAPSHOTS: Final = """DELETE FROM snapshot
+    WHERE persistence_id = ? AND sequence_nr >= ? AND sequence_nr <= ?
+    AND timestamp >= ? AND timestamp <= ?"""
+_DELETE_SNAPSHOT: Final = """DELETE FROM snapshot
+    WHERE persistence_id = ? AND sequence_nr = ? AND (? = 0.0 OR timestamp <= ?)"""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Options:
+    path: Path
+    synchronous: str
+    journal_mode: str
+    busy_timeout: int
+    replay_page_size: int
+
+
+def _parse_options(owner: str, settings: Mapping[str, Any], allowed: frozenset[str]) -> _Options:
+    check_keys(owner, settings, allowed)
+    path = settings.get("path")
+    if path is None:
+        msg = f"{owner}: setting 'path' (the database file) is required"
+        raise ConfigError(msg)
+    if not isinstance(path, str | os.PathLike) or not str(path):
+        msg = f"{owner}: setting 'path' must be a non-empty str, got {path!r}"
+        raise ConfigError(msg)
+    return _Options(
+        path=Path(path),
+        synchronous=_choice(owner, settings, "synchronous", "FULL", _SYNCHRONOUS_MODES),
+        journal_mode=_choice(owner, settings, "journal_mode", "WAL", _JOURNAL_MODES),
+        busy_timeout=_int(owner, settings, "busy_timeout", 5000, minimum=0),
+        replay_page_size=_int(owner, settings, "replay_page_size", 500, minimum=1),
+    )
+
+
+def _choice(
+    owner: str, settings: Mapping[str, Any], key: str, default: str, allowed: frozenset[str]
+) -> str:
+    value = settings.get(key, default)
+    if not isinstance(value, str) or value.upper() not in allowed:
+        msg = f"{owner}: setting {key!r} must be one of {sorted(allowed)}, got {value!r}"
+        raise ConfigError(msg)
+    return value.upper()
+
+
+def _int(owner: str, settings: Mapping[str, Any], key: str, default: int, *, minimum: int) -> int:
+    value = settings.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        msg = f"{owner}: setting {key!r} must be an int >= {minimum}, got {value!r}"
+        raise ConfigError(msg)
+    return value
+
+
+def _check_file(owner: str, path: Path) -> None:
+    """Raise `PluginError` unless `path` can become or already is a healthy SQLite database.
+
+    Runs before SQLite touches the file, because SQLite would happily write into a file it
+    only later finds to be damaged.
+    """
+    folder = path.parent
+    if not folder.is_dir():
+        msg = f"{owner}: cannot use database {str(path)!r}: folder {str(folder)!r} does not exist"
+        raise PluginError(msg)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        # SQLite creates the file and its -wal/-shm companions next to it.
+        msg = f"{owner}: cannot use database {str(path)!r}: folder {str(folder)!r} is not writable"
+        raise PluginError(msg)
+    if not path.exists():
+        return
+    if not path.is_file():
+        msg = f"{owner}: cannot use database {str(path)!r}: it is not a regular file"
+        raise PluginError(msg)
+    if not os.access(path, os.R_OK | os.W_OK):
+        msg = f"{owner}: cannot use database {str(path)!r}: the file is not readable and writable"
+        raise PluginError(msg)
+    size = path.stat().st_size
+    if size == 0:
+        return  # SQLite treats an empty file as a new database.
+    with path.open("rb") as file:
+        header = file.read(_HEADER_SIZE)
+    if len(header) < _HEADER_SIZE or not header.startswith(_SQLITE_MAGIC):
+        msg = f"{owner}: {str(path)!r} is not an SQLite database; refusing to open it"
+        raise PluginError(msg)
+    if _looks_truncated(path, header, size):
+        msg = (
+            f"{owner}: SQLite database {str(path)!r} is corrupted (truncated); refusing to open it"
+        )
+        raise PluginError(msg)
+
+
+def _looks_truncated(path: Path, header: bytes, size: int) -> bool:
+    """Return True if the header promises more pages than the file holds (SQLite file format)."""
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    if page_size < 512 or page_size & (page_size - 1):
+        return True
+    # The in-header page count is trustworthy only when its version number matches the change
+    # counter; and an unfinished WAL checkpoint may legitimately leave the file short.
+    change_counter = header[24:28]
+    valid_for = header[92:96]
+    wal = path.with_name(path.name + "-wal")
+    if change_counter != valid_for or (wal.exists() and wal.stat().st_size > 0):
+        return False
+    page_count = int.from_bytes(header[28:32], "big")
+    return size < page_count * page_size
+
+
+async def _open(
+    owner: str, options: _Options, *, set_journal_mode: bool, query_only: bool = False
+) -> aiosqlite.Connection:
+    """Connect with the configured pragmas; the caller wraps sqlite3 errors."""
+    # Autocommit mode: transactions are begun explicitly (BEGIN IMMEDIATE takes the write lock
+    # up front, so two writers wait on busy_timeout instead of failing with "locked").
+    db = await aiosqlite.connect(options.path, isolation_level=None)
+    try:
+        # Pragma values cannot be bound as parameters; all three were validated against fixed
+        # sets or as ints in _parse_options.
+        await db.execute(f"PRAGMA busy_timeout = {options.busy_timeout}")
+        if set_journal_mode:
+            rows = list(await db.execute_fetchall(f"PRAGMA journal_mode = {options.journal_mode}"))
+            _check_journal_mode(owner, options, str(rows[0][0]) if rows else "")
+        await db.execute(f"PRAGMA synchronous = {options.synchronous}")
+        if query_only:
+            await db.execute("PRAGMA query_only = 1")
+    except BaseException:
+        await db.close()
+        raise
+    return db
+
+
+def _check_journal_mode(owner: str, options: _Options, mode: str) -> None:
+    # SQLite answers a failed switch (e.g. WAL on a file system without shared memory) with
+    # the mode it stayed in, instead of an error.
+    if mode.upper() != options.journal_mode:
+        msg = (
+            f"{owner}: database {str(options.path)!r} refused journal_mode="
+            f"{options.journal_mode} (it is in {mode or 'an unknown'} mode)"
+        )
+        raise PluginError(msg)
+
+
+def _check_columns(owner: str, path: Path, table: str, expected: set[str], found: set[str]) -> None:
+    if found and not expected <= found:
+        msg = (
+            f"{owner}: database {str(path)!r} has a table {table!r} that this plugin "
+            f"did not create (missing columns {sorted(expected - found)}); refusing to use it"
+        )
+        raise PluginError(msg)
+
+
+async def _ensure_schema(
+    owner: str,
+    db: aiosqlite.Connection,
+    path: Path,
+    statements: Iterable[str],
+    columns: Mapping[str, set[str]],
+) -> None:
+    """Create missing tables in one transaction; reject same-named tables of another layout."""
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        for table, expected in columns.items():
+            rows = await db.execute_fetchall(f"PRAGMA table_info({table})")  # fixed names
+            _check_columns(owner, path, table, expected, {str(row[1]) for row in rows})
+        for statement in statements:
+            await db.execute(statement)
+        await db.execute("COMMIT")
+    except BaseException:
+        await _rollback(db)
+        raise
+
+
+async def _rollback(db: aiosqlite.Connection) -> None:
+    # Errors mean no transaction was active (the failure was BEGIN or COMMIT itself) or the
+    # connection is gone; either way there is nothing left to undo.
+    with contextlib.suppress(sqlite3.Error, ValueError):
+        await db.execute("ROLLBACK")
+
+
+async def _start(
+    owner: str,
+    options: _Options,
+    statements: Iterable[str],
+    columns: Mapping[str, set[str]],
+) -> aiosqlite.Connection:
+    """Check the file, open the main connection and set up the schema, or raise PluginError."""
+    path = options.path
+    try:
+        await asyncio.to_thread(_check_file, owner, path)
+        db = await _open(owner, options, set_journal_mode=True)
+    except (sqlite3.Error, OSError) as e:
+        msg = f"{owner}: cannot open SQLite database {str(path)!r}: {e}"
+        raise PluginError(msg) from e
+    try:
+        await _ensure_schema(owner, db, path, statements, columns)
+    except BaseException as e:
+        await db.close()
+        if isinstance(e, sqlite3.Error | OSError):
+            msg = f"{owner}: cannot use SQLite database {str(path)!r}: {e}"
+            raise PluginError(msg) from e
+        raise
+    return db
+
+
+class SqliteJournal(Journal):
+    """Plugin API: a journal in an SQLite file; see the module docstring for settings.
+
+    `write_messages` stores its whole list in one transaction (group commit). A write reusing a
+    stored sequence number is rejected with `SequenceConflictError` while the others commit
+    (a batch that hits a conflict is redone with one savepoint per `AtomicWrite`). A database
+    failure raises `JournalError` and commits nothing.
+    Replay reads pages on a second, read-only connection, so it never blocks writers in WAL
+    mode and holds at most `replay_page_size` events in memory.
+    """
+
+    def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
+        super().__init__(settings)
+        self._options = _parse_options(type(self).__name__, self.settings, _JOURNAL_KEYS)
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        # Transactions on the writer connection must not interleave across coroutines.
+        self._write_lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        """Plugin API: open the file (creating it and the schema if needed).
+
+        Raises:
+            PluginError: the folder is missing or read-only, the file is not an SQLite
+                database or is corrupted, or it holds foreign tables of the same names.
+
+        """
+        owner = type(self).__name__
+        writer = await _start(owner, self._options, _JOURNAL_SCHEMA, _JOURNAL_COLUMNS)
+        try:
+            reader = await _open(owner, self._options, set_journal_mode=False, query_only=True)
+        except BaseException as e:
+            await writer.close()
+            if isinstance(e, sqlite3.Error):
+                msg = f"{owner}: cannot open SQLite database {str(self._options.path)!r}: {e}"
+                raise PluginError(msg) from e
+            raise
+        self._writer, self._reader = writer, reader
+
+    async def close(self) -> None:
+        """Plugin API: close both connections; idempotent."""
+        writer, reader = self._writer, self._reader
+        self._writer = self._reader = None
+        for db in (writer, reader):
+            if db is not None:
+                await db.close()
+
+    def _connections(self) -> tuple[aiosqlite.Connection, aiosqlite.Connection]:
+        if self._writer is None or self._reader is None:
+            msg = f"{type(self).__name__} is not started (or already closed)"
+            raise JournalError(msg)
+        return self._writer, self._reader
+
+    async def write_messages(self, writes: Sequence[AtomicWrite]) -> list[BaseException | None]:
+        """Plugin API: store `writes` in one transaction; reject only conflicting AtomicWrites.
+
+        Raises:
+            JournalError: the database failed; nothing of this call was committed.
+
+        """
+        if not writes:
+            return []
+        writer, _ = self._connections()
+        async with self._write_lock:
+            try:
+                await writer.execute("BEGIN IMMEDIATE")
+                results = await self._write_all(writer, writes)
+                await writer.execute("COMMIT")
+            except BaseException as e:
+                await _rollback(writer)
+                if isinstance(e, sqlite3.Error | ValueError):  # ValueError: connection closed
+                    msg = f"{type(self).__name__}: writing {len(writes)} atomic writes failed: {e}"
+                    raise JournalError(msg) from e
+                raise
+        return results
+
+    @staticmethod
+    async def _write_all(
+        db: aiosqlite.Connection, writes: Sequence[AtomicWrite]
+    ) -> list[BaseException | None]:
+        """Insert every write; on any conflict, redo them one savepoint per AtomicWrite.
+
+        Each round-trip to the connection's thread costs tens of microseconds, so the usual,
+        conflict-free batch goes in as a single executemany; only a batch that hit a
+        constraint pays for per-write savepoints to find out which writes to reject.
+        """
+        await db.execute("SAVEPOINT batch")
+        try:
+            await _insert(db, writes)
+        except sqlite3.IntegrityError:
+            await db.execute("ROLLBACK TO batch")
+            await db.execute("RELEASE batch")
+            return [await SqliteJournal._write_atomic(db, write) for write in writes]
+        await db.execute("RELEASE batch")
+        return [None] * len(writes)
+
+    @staticmethod
+    async def _write_atomic(db: aiosqlite.Connection, write: AtomicWrite) -> BaseException | None:
+        """Insert one AtomicWrite under a savepoint; return its rejection, if any."""
+        await db.execute("SAVEPOINT atomic_write")
+        try:
+            await _insert(db, (write,))
+        except sqlite3.IntegrityError as e:
+            await db.execute("ROLLBACK TO atomic_write")
+            await db.execute("RELEASE atomic_write")
+            if e.sqlite_errorcode in (
+                sqlite3.SQLITE_CONSTRAINT_UNIQUE,
+                sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY,
+            ):
+                conflict = SequenceConflictError(
+                    f"persistence id {write.persistence_id!r} already has sequence numbers in "
+                    f"{write.lowest_sequence_nr}..{write.highest_sequence_nr}"
+                )
+                conflict.__cause__ = e
+                return conflict
+            rejected = JournalError(f"write of {write.persistence_id!r} rejected: {e}")
+            rejected.__cause__ = e
+            return rejected
+        await db.execute("RELEASE atomic_write")
+        return None
+
+    async def replay_messages(
+        self, persistence_id: str, from_sequence_nr: int, to_sequence_nr: int, max_count: int
+    ) -> AsyncIterator[PersistentRepr]:
+        """Plugin API: yield live events with `from <= sequence_nr <= to`, at most `max_count`.
+
+        Pages of `replay_page_size` events are read by sequence number, so writes committed
+        between pages never cause an event to be skipped or repeated.
+
+        Raises:
+            JournalError: the database failed.
+
+        """
+        _, reader = self._connections()
+        # Clamped so every bound fits SQLite's signed 64-bit INTEGER.
+        to_nr = min(to_sequence_nr, MAX_SEQUENCE_NR)
+        next_nr = max(from_sequence_nr, -MAX_SEQUENCE_NR)
+        remaining = max_count
+        while remaining > 0 and next_nr <= to_nr:
+            limit = min(self._options.replay_page_size, remaining)
+            try:
+                rows = await reader.execute_fetchall(
+                    _REPLAY_PAGE, (persistence_id, next_nr, to_nr, limit)
+                )
+            except (sqlite3.Error, ValueError) as e:
+                msg = f"{type(self).__name__}: replay of {persistence_id!r} failed: {e}"
+                raise JournalError(msg) from e
+            events = _group_events(persistence_id, rows)
+            for event in events:
+                yield event
+            if len(events) < limit:
+                return
+            remaining -= len(events)
+            next_nr = events[-1].sequence_nr + 1
+
+    async def read_highest_sequence_nr(self, persistence_id: str, from_sequence_nr: int) -> int:
+        """Plugin API: the highest sequence number ever stored, deleted or not (0 if none).
+
+        Waits for an in-flight write to finish, so the answer includes it.
+        """
+        writer, _ = self._connections()
+        async with self._write_lock:
+            try:
+                rows = list(await writer.execute_fetchall(_HIGHEST, (persistence_id,) * 2))
+            except (sqlite3.Error, ValueError) as e:
+                msg = f"{type(self).__name__}: reading highest of {persistence_id!r} failed: {e}"
+                raise JournalError(msg) from e
+        return int(rows[0][0])
+
+    async def delete_messages_to(self, persistence_id: str, to_sequence_nr: int) -> None:
+        """Plugin API: erase events with `sequence_nr <= to_sequence_nr` (inclusive).
+
+        Payloads and tags are erased; a tombstone row keeps each sequence number taken, and
+        `journal_metadata` records the highest in the same transaction.
+
+        Raises:
+            JournalError: the database failed; nothing was deleted.
+
+        """
+        writer, _ = self._connections()
+        to_nr = min(to_sequence_nr, MAX_SEQUENCE_NR)
+        async with self._write_lock:
+            try:
+                await writer.execute("BEGIN IMMEDIATE")
+                await writer.execute(_REMEMBER_HIGHEST, (persistence_id,))
+                await writer.execute(_DELETE_TAGS, (persistence_id, to_nr))
+                await writer.execute(_TOMBSTONE, (persistence_id, to_nr))
+                await writer.execute("COMMIT")
+            except BaseException as e:
+                await _rollback(writer)
+                if isinstance(e, sqlite3.Error | ValueError):
+                    msg = (
+                        f"{type(self).__name__}: deleting events of {persistence_id!r} failed: {e}"
+                    )
+                    raise JournalError(msg) from e
+                raise
+
+
+async def _insert(db: aiosqlite.Connection, writes: Iterable[AtomicWrite]) -> None:
+    events = [repr_ for write in writes for repr_ in write.payload]
+    await db.executemany(_INSERT_EVENT, [_event_row(repr_) for repr_ in events])
+    tags = [
+        (position, tag, repr_.persistence_id, repr_.sequence_nr)
+        for repr_ in events
+        for position, tag in enumerate(repr_.tags)
+    ]
+    if tags:
+        await db.executemany(_INSERT_TAG, tags)
+
+
+def _event_row(repr_: PersistentRepr) -> tuple[Any, ...]:
+    return (
+        repr_.persistence_id,
+        repr_.sequence_nr,
+        repr_.manifest,
+        repr_.payload,
+        repr_.writer_uuid,
+        repr_.timestamp,
+    )
+
+
+def _group_events(persistence_id: str, rows: Iterable[Any]) -> list[PersistentRepr]:
+    """Fold the replay query's rows (one per tag) into events, tags in their stored order."""
+    events: list[PersistentRepr] = []
+    current: tuple[Any, ...] | None = None
+    tags: list[str] = []
+
+    def flush() -> None:
+        if current is not None:
+            nr, manifest, payload, writer_uuid, timestamp = current
+            events.append(
+                PersistentRepr(
+                    persistence_id=persistence_id,
+                    sequence_nr=nr,
+                    manifest=manifest,
+                    payload=bytes(payload),
+                    writer_uuid=writer_uuid,
+                    timestamp=timestamp,
+                    tags=tuple(tags),
+                )
+            )
+
+    for nr, manifest, payload, writer_uuid, timestamp, tag in rows:
+        if current is None or current[0] != nr:
+            flush()
+            current = (nr, manifest, payload, writer_uuid, timestamp)
+            tags = []
+        if tag is not None:
+            tags.append(tag)
+    flush()
+    return events
+
+
+class SqliteSnapshotStore(SnapshotStore):
+    """Plugin API: a snapshot store in an SQLite file (table ``snapshot``).
+
+    Takes the same settings as `SqliteJournal` except ``replay_page_size``; it may share the
+    journal's file. Each operation is a single statement, hence atomic on its own.
+    """
+
+    def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
+        super().__init__(settings)
+        self._options = _parse_options(type(self).__name__, self.settings, _COMMON_KEYS)
+        self._db: aiosqlite.Connection | None = None
+
+    async def start(self) -> None:
+        """Plugin API: open the file (creating it and the schema if needed).
+
+        Raises:
+            PluginError: the folder is missing or read-only, the file is not an SQLite
+                database or is corrupted, or it holds a foreign ``snapshot`` table.
+
+        """
+        self._db = await _start(
+            type(self).__name__, self._options, _SNAPSHOT_SCHEMA, _SNAPSHOT_COLUMNS
+        )
+
+    async def close(self) -> None:
+        """Plugin API: close the connection; idempotent."""
+        db, self._db = self._db, None
+        if db is not None:
+            await db.close()
+
+    async def _run(self, what: str, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        if self._db is None:
+            msg = f"{type(self).__name__} is not started (or already closed)"
+            raise SnapshotStoreError(msg)
+        try:
+            return list(await self._db.execute_fetchall(sql, params))
+        except (sqlite3.Error, ValueError) as e:
+            msg = f"{type(self).__name__}: {what} failed: {e}"
+            raise SnapshotStoreError(msg) from e
+
+    async def load(
+        self, persistence_id: str, criteria: SnapshotSelectionCriteria
+    ) -> SelectedSnapshot | None:
+        """Plugin API: the matching snapshot with the highest sequence number, or None."""
+        if criteria.is_none:
+            return None
+        rows = await self._run(
+            f"loading a snapshot of {persistence_id!r}",
+            _LOAD_SNAPSHOT,
+            (persistence_id, *_criteria_params(criteria)),
+        )
+        if not rows:
+            return None
+        nr, timestamp, manifest, payload = rows[0]
+        return SelectedSnapshot(
+            SnapshotMetadata(persistence_id, nr, timestamp), manifest, bytes(payload)
+        )
+
+    async def save(self, metadata: SnapshotMetadata, manifest: str, payload: bytes) -> None:
+        """Plugin API: store a snapshot, replacing any at the same sequence number."""
+        await self._run(
+            f"saving a snapshot of {metadata.persistence_id!r}",
+            _SAVE_SNAPSHOT,
+            (metadata.persistence_id, metadata.sequence_nr, metadata.timestamp, manifest, payload),
+        )
+
+    async def delete(self, metadata: SnapshotMetadata) -> None:
+        """Plugin API: delete the snapshot at `metadata.sequence_nr`.
+
+        A non-zero `metadata.timestamp` only deletes a snapshot taken at or before it.
+        """
+        await self._run(
+            f"deleting a snapshot of {metadata.persistence_id!r}",
+            _DELETE_SNAPSHOT,
+            (metadata.persistence_id, metadata.sequence_nr, metadata.timestamp, metadata.timestamp),
+        )
+
+    async def delete_by_criteria(
+        self, persistence_id: str, criteria: SnapshotSelectionCriteria
+    ) -> None:
+        """Plugin API: delete every snapshot of `persistence_id` matching `criteria`."""
+        await self._run(
+            f"deleting snapshots of {persistence_id!r}",
+            _DELETE_SNAPSHOTS,
+            (persistence_id, *_criteria_params(criteria)),
+        )
+
+
+def _criteria_params(criteria: SnapshotSelectionCriteria) -> tuple[Any, ...]:
+    # SQLite stores and compares IEEE infinities, so the default open bound binds as is.
+    return (
+        criteria.min_sequence_nr,
+        min(criteria.max_sequence_nr, MAX_SEQUENCE_NR),
+        criteria.min_timestamp,
+        criteria.max_timestamp,
+    )
