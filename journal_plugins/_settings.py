@@ -9,9 +9,6 @@ from persistent_actors._errors import ConfigError
 
 __all__ = ["check_keys"]
 
-# The runtime may hand a plugin its whole config section, which names the plugin itself.
-_SECTION_KEYS = frozenset({"class"})
-
 
 def check_keys(owner: str, settings: Mapping[str, Any], allowed: Collection[str]) -> None:
     """Raise `ConfigError` naming the first key of `settings` that `owner` does not understand.
@@ -20,7 +17,7 @@ def check_keys(owner: str, settings: Mapping[str, Any], allowed: Collection[str]
     durability pragma), so every plugin rejects what it does not know.
     """
     for key in settings:
-        if key not in allowed and key not in _SECTION_KEYS:
+        if key not in allowed:
             known = ", ".join(sorted(allowed)) or "none"
             msg = f"{owner}: unknown setting {key!r} (known settings: {known})"
             raise ConfigError(msg)
