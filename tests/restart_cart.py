@@ -1,0 +1,31 @@
+"""Child process of the restart tests: ``python -m tests.restart_cart write|read|hang CONFIG``.
+
+``write`` tells the seed's four commands to a cart, prints the count and exits normally;
+``hang`` does the same, then waits to be killed; ``read`` starts a new system and prints the
+count the respawned cart recovered.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from persistent_actors import ActorSystem
+from samples.cart import COMMANDS, Cart
+
+
+def main(phase: str, config: str) -> None:
+    system = ActorSystem("restart", config=config)
+    cart = system.actor_of(Cart, name="persistentActor")
+    if phase in ("write", "hang"):
+        for command in COMMANDS:
+            cart.tell(command)
+    print(f"count={cart.ask('print', timeout=10)}", flush=True)
+    if phase == "hang":
+        while True:  # the test kills us with SIGKILL: no shutdown, no cleanup
+            time.sleep(1)
+    system.shutdown()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

@@ -1,0 +1,101 @@
+"""The cart survives a full restart: two separate processes share one SQLite config."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from thespian.actors import ActorSystem as ThespianActorSystem
+
+from tests.conftest import BASES
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Restart:
+    """Runs child processes on one config; output goes to files (thespian's admin daemon keeps
+    inherited pipes open, so capturing a pipe would hang)."""
+
+    def __init__(self, base: str, tmp_path: Path) -> None:
+        self.base = base
+        self.tmp_path = tmp_path
+        self.ports: list[int] = []
+        self.runs = 0
+
+    def config(self) -> Path:
+        port = _free_port()
+        self.ports.append(port)
+        path = self.tmp_path / f"config-{len(self.ports)}.toml"
+        path.write_text(
+            f'[actor_system]\nbase = "{self.base}"\nadmin_port = {port}\n'
+            f'[persistence.journal]\nplugin = "sqlite"\npath = "{self.tmp_path / "events.db"}"\n'
+            f'[persistence.snapshot_store]\nplugin = "sqlite"\n'
+            f'path = "{self.tmp_path / "snapshots.db"}"\n',
+            encoding="utf-8",
+        )
+        return path
+
+    def start(self, phase: str) -> tuple[subprocess.Popen[bytes], Path]:
+        self.runs += 1
+        out = self.tmp_path / f"out-{self.runs}.txt"
+        with out.open("wb") as f:
+            proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                [sys.executable, "-m", "tests.restart_cart", phase, str(self.config())],
+                cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )
+        return proc, out
+
+    def run(self, phase: str) -> str:
+        proc, out = self.start(phase)
+        assert proc.wait(timeout=60) == 0, out.read_text(errors="replace")
+        return out.read_text(errors="replace")
+
+    def cleanup(self) -> None:
+        # A killed process leaves its multiproc admin and actors behind: re-attach, shut down.
+        if self.base != "simple":
+            for port in self.ports:
+                with contextlib.suppress(Exception):
+                    ThespianActorSystem("multiprocTCPBase", {"Admin Port": port},
+                                        transientUnique=True).shutdown()
+
+
+@pytest.fixture(params=BASES)
+def restart(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Restart]:
+    helper = Restart(request.param, tmp_path)
+    try:
+        yield helper
+    finally:
+        helper.cleanup()
+
+
+def test_cart_recovers_in_a_new_process_after_a_normal_exit(restart: Restart) -> None:
+    assert "count=2" in restart.run("write")
+    assert "count=2" in restart.run("read")
+
+
+def test_cart_recovers_in_a_new_process_after_sigkill(restart: Restart) -> None:
+    proc, out = restart.start("hang")
+    deadline = time.monotonic() + 60
+    while "count=" not in out.read_text(errors="replace"):
+        assert proc.poll() is None, out.read_text(errors="replace")
+        assert time.monotonic() < deadline, "the writer never reported its count"
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert "count=2" in out.read_text(errors="replace")
+    assert "count=2" in restart.run("read")
