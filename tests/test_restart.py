@@ -54,7 +54,7 @@ class Restart:
         self.runs += 1
         out = self.tmp_path / f"out-{self.runs}.txt"
         with out.open("wb") as f:
-            proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            proc = subprocess.Popen(
                 [sys.executable, "-m", "tests.restart_cart", phase, str(self.config())],
                 cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )

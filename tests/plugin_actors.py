@@ -1,0 +1,47 @@
+"""Actors for the plugin-selection tests (module level, so the multiproc base can import them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from persistent_actors import ActorRef, PersistentActor, RecoveryCompleted
+
+
+class Counter(PersistentActor):
+    """Persists every int it is told; reports rejections and its recovered total to `probe`."""
+
+    def __init__(self, pid: str, probe: ActorRef) -> None:
+        self.pid = pid
+        self.probe = probe
+        self.total = 0
+
+    @property
+    def persistence_id(self) -> str:
+        return self.pid
+
+    def on_recover(self, message: Any) -> None:
+        match message:
+            case int():
+                self.total += message
+            case RecoveryCompleted():
+                self.probe.tell(("recovered", self.total, self.last_sequence_nr))
+
+    def on_command(self, message: Any) -> None:
+        match message:
+            case int():
+                self.persist(message, self._apply)
+            case "total":
+                self.probe.tell(("total", self.total))
+
+    def _apply(self, value: int) -> None:
+        self.total += value
+        self.probe.tell(("persisted", value, self.last_sequence_nr))
+
+    def on_persist_rejected(self, cause: BaseException, event: Any, sequence_nr: int) -> None:
+        self.probe.tell(("rejected", type(cause).__name__, event, sequence_nr))
+
+
+class AuditCounter(Counter):
+    """The same actor, stored in the journal configured under the id "audit"."""
+
+    journal_plugin_id = "audit"

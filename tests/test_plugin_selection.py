@@ -1,0 +1,104 @@
+"""Choosing journal plugins in config: defaults, per-class overrides, and bad settings."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from journal_plugins.sqlite import SqliteJournal
+from persistent_actors import MAX_SEQUENCE_NR, ActorSystem, ConfigError, PluginError
+from persistent_actors._serialization import default_serializer
+from persistent_actors.testing import TestProbe
+from tests.conftest import system_config
+from tests.plugin_actors import AuditCounter, Counter
+
+
+def sqlite(path: Path) -> dict[str, str]:
+    return {"plugin": "sqlite", "path": str(path)}
+
+
+async def stored_events(path: Path, pid: str) -> list[tuple[int, object]]:
+    """(sequence_nr, event) of every event stored for `pid`, read straight from the file."""
+    journal = SqliteJournal({"path": str(path)})
+    await journal.start()
+    try:
+        return [(r.sequence_nr, default_serializer.from_binary(r.manifest, r.payload))
+                async for r in journal.replay_messages(pid, 1, MAX_SEQUENCE_NR, MAX_SEQUENCE_NR)]
+    finally:
+        await journal.close()
+
+
+async def test_a_class_with_journal_plugin_id_writes_to_that_journal(
+        base: str, tmp_path: Path) -> None:
+    default_db, audit_db = tmp_path / "default.db", tmp_path / "audit.db"
+    config = system_config(base, journal=sqlite(default_db),
+                           journals={"audit": sqlite(audit_db)})
+    with ActorSystem("plugins", config=config) as system:
+        probe = TestProbe(system)
+        plain = system.actor_of(Counter, "plain", probe.ref)
+        assert probe.expect_msg(timeout=10) == ("recovered", 0, 0)
+        audited = system.actor_of(AuditCounter, "audited", probe.ref)
+        assert probe.expect_msg(timeout=10) == ("recovered", 0, 0)
+        plain.tell(5)
+        assert probe.expect_msg(timeout=10) == ("persisted", 5, 1)
+        audited.tell(7)
+        assert probe.expect_msg(timeout=10) == ("persisted", 7, 1)
+    assert await stored_events(default_db, "plain") == [(1, 5)]
+    assert await stored_events(default_db, "audited") == []
+    assert await stored_events(audit_db, "audited") == [(1, 7)]
+
+
+def test_a_missing_database_folder_fails_at_start_naming_the_path(
+        base: str, tmp_path: Path) -> None:
+    path = tmp_path / "no-such-folder" / "events.db"
+    with pytest.raises(PluginError, match="no-such-folder"):
+        ActorSystem("plugins", config=system_config(base, journal=sqlite(path)))
+
+
+def test_a_non_sqlite_file_fails_at_start_and_is_not_overwritten(
+        base: str, tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    path.write_bytes(b"these are not the bytes of an SQLite database\n" * 10)
+    before = path.read_bytes()
+    with pytest.raises(PluginError, match=r"events\.db"):
+        ActorSystem("plugins", config=system_config(base, journal=sqlite(path)))
+    assert path.read_bytes() == before
+
+
+def test_an_unknown_plugin_setting_names_the_key(tmp_path: Path) -> None:
+    journal = {**sqlite(tmp_path / "e.db"), "synchronus": "FULL"}
+    with pytest.raises(ConfigError, match="synchronus"):
+        ActorSystem("plugins", config={"persistence": {"journal": journal}})
+
+
+def test_an_unknown_journal_plugin_id_fails_actor_creation(system: ActorSystem) -> None:
+    probe = TestProbe(system)
+    with pytest.raises(ConfigError, match="audit"):
+        system.actor_of(AuditCounter, "x", probe.ref)
+
+
+def test_the_in_memory_default_warns_once(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="persistent_actors"), ActorSystem("warn"):
+        pass
+    warnings = [r for r in caplog.records if "in-memory journal" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+async def test_two_live_actors_with_one_persistence_id_conflict_instead_of_overwriting(
+        base: str, tmp_path: Path) -> None:
+    db = tmp_path / "events.db"
+    with ActorSystem("plugins", config=system_config(base, journal=sqlite(db))) as system:
+        probe = TestProbe(system)
+        first = system.actor_of(Counter, "shared", probe.ref, name="first")
+        assert probe.expect_msg(timeout=10) == ("recovered", 0, 0)
+        second = system.actor_of(Counter, "shared", probe.ref, name="second")
+        assert probe.expect_msg(timeout=10) == ("recovered", 0, 0)
+        first.tell(1)
+        assert probe.expect_msg(timeout=10) == ("persisted", 1, 1)
+        second.tell(100)
+        assert probe.expect_msg(timeout=10) == ("rejected", "SequenceConflictError", 100, 1)
+        second.tell("total")
+        assert probe.expect_msg(timeout=10) == ("total", 0)
+    assert await stored_events(db, "shared") == [(1, 1)]
