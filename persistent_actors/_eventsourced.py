@@ -254,9 +254,15 @@ class Eventsourced:
             self._stop()
             return
         self.cell.begin_handling()
-        # An exception propagates to the host, which restarts the actor; events persisted by
-        # the failed handler are dropped with it (never flushed), as in Akka.
-        self.actor.on_command(message)
+        try:
+            self.actor.on_command(message)
+        except BaseException:
+            # The exception propagates to the host, which restarts the actor. What the handler
+            # persisted before raising is still written, as in Akka (aroundReceiveComplete(err)
+            # flushes the batch; PersistentActorFailureSpec "restart when Persist followed by
+            # exception" expects the event to be replayed); its handlers never run.
+            self._flush_batch()
+            raise
         if isinstance(message, _FAILURE_REPLIES) and self.cell.was_unhandled():
             log.warning("%s for %r was not handled: %s", type(message).__name__,
                         self.persistence_id, message.cause)
