@@ -108,7 +108,10 @@ class ActorRef:
         return self._external_system().ask_external(self, message, timeout)
 
     def _external_system(self) -> ActorSystem:
-        if self._system is not None and not self._system.is_terminated:
+        if self._system is not None:
+            # A ref bound to a system that was shut down must fail clearly: falling back to
+            # another running system would send its address where it means nothing.
+            self._system._ensure_running()  # noqa: SLF001
             return self._system
         from persistent_actors._system import ActorSystem  # noqa: PLC0415 - import cycle
 

@@ -29,8 +29,9 @@ from persistent_actors._errors import (
     PersistentActorsError,
 )
 from persistent_actors._event_stream import EventStream
-from persistent_actors._thespian.common import check_picklable
+from persistent_actors._thespian.common import StopRequested, check_picklable
 from persistent_actors._thespian.guardian import Guardian
+from persistent_actors.messages import Kill, PoisonPill
 
 __all__ = ["ActorSystem"]
 
@@ -185,6 +186,7 @@ class ActorSystem:
         self._ensure_running()
         with self._lock:
             self._asys.tell(ref.address, ActorExitRequest())
+        self._stop_requested(ref)
 
     # -- external messaging (used by ActorRef) ------------------------------------------------
     def tell_external(self, ref: ActorRef, message: Any, sender: ActorRef | None) -> None:
@@ -193,6 +195,14 @@ class ActorSystem:
         if wrapped is message:
             wrapped = p.Envelope(message, sender)
         self._send(ref.address, wrapped)
+        if isinstance(message, Kill | PoisonPill):
+            self._stop_requested(ref)
+
+    def _stop_requested(self, ref: ActorRef) -> None:
+        # See StopRequested: lets an actor_of under the same name, sent right after, wait for
+        # the old actor to exit instead of failing with "not unique".
+        if ref.address is not None:
+            self._send(self._guardian, StopRequested(ref.address))
 
     def ask_external(self, ref: ActorRef, message: Any, timeout: float) -> Any:
         """Send `message` and wait for the reply (see `ActorRef.ask`)."""

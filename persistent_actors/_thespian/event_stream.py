@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from thespian.actors import Actor, ActorExitRequest, DeadEnvelope
+from thespian.actors import Actor, ActorAddress, ActorExitRequest, DeadEnvelope
 
 from persistent_actors._actor import ActorRef
 from persistent_actors._protocol import (
@@ -51,11 +51,22 @@ class EventStreamActor(Actor):  # type: ignore[misc]
             case Publish(event):
                 self._publish(event)
             case DeadEnvelope():
-                dead = ActorRef(message.deadAddress)
+                address = message.deadAddress
+                if isinstance(address, str):
+                    # thespian's simple base puts the address *string* in DeadEnvelope
+                    # (simpleSystemBase._runSingleSend); rebuild the ActorAddress, or the
+                    # dead subscriber is never matched (and so never dropped).
+                    address = ActorAddress(address)
+                dead = ActorRef(address)
                 self._subscriptions = [(s, c) for s, c in self._subscriptions if s != dead]
                 log.debug("dead letter to %s: %r", message.deadAddress, message.deadMessage)
-                if not isinstance(message.deadMessage, DeadLetter):
-                    self._publish(DeadLetter(message.deadMessage, None, dead))
+                dead_message, dead_sender = message.deadMessage, None
+                # Unwrap the runtime's envelope: subscribers must see the user's message (and
+                # its sender), not the internal Envelope it travelled in.
+                if isinstance(dead_message, Envelope):
+                    dead_message, dead_sender = dead_message.message, dead_message.sender
+                if not isinstance(dead_message, DeadLetter):
+                    self._publish(DeadLetter(dead_message, dead_sender, dead))
             case ActorExitRequest():
                 pass
 

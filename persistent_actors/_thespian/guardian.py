@@ -22,7 +22,7 @@ from persistent_actors._actor import Actor, ActorRef
 from persistent_actors._config import JOURNAL, SNAPSHOT_STORE, Settings
 from persistent_actors._errors import ActorInitializationError, InvalidActorNameError
 from persistent_actors._persistent_actor import PersistentActor
-from persistent_actors._thespian.common import log, portable_error
+from persistent_actors._thespian.common import StopRequested, log, portable_error
 from persistent_actors._thespian.event_stream import EventStreamActor
 from persistent_actors._thespian.host import EntityHost
 from persistent_actors._thespian.plugin_host import PluginHost
@@ -70,6 +70,10 @@ class Guardian(ThespianActor):  # type: ignore[misc]
                 self._entity_failed(host_id, error)
             case p.EntityStopping():
                 self._stopping.add(_key(sender))
+            case StopRequested(address):
+                # Only a live named actor: an address that already exited must not linger.
+                if _key(address) in self._by_address:
+                    self._stopping.add(_key(address))
             case p.EventStreamStarted():
                 self._event_stream = sender
                 self._plugin_ready.add(_EVENT_STREAM)

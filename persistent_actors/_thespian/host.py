@@ -35,7 +35,12 @@ from persistent_actors._event_stream import EventStream
 from persistent_actors._eventsourced import Eventsourced
 from persistent_actors._persistent_actor import PersistentActor
 from persistent_actors._serialization import default_serializer
-from persistent_actors._thespian.common import check_picklable, log, portable_error
+from persistent_actors._thespian.common import (
+    StopRequested,
+    check_picklable,
+    log,
+    portable_error,
+)
 from persistent_actors.messages import DeadLetter, Kill, PoisonPill
 
 _instance_ids = itertools.count(1)
@@ -65,6 +70,7 @@ class _HostContext(ActorContext):
         self._sender: ActorRef = DEAD_LETTERS
         self._unhandled = False
         self._multiproc = start.system.base != "simple"
+        self._guardian = start.system.guardian
         self.journal = start.journal
         self.snapshot_store = start.snapshot_store
 
@@ -86,6 +92,12 @@ class _HostContext(ActorContext):
             self._host.stop_entity()
         else:
             self._host.send(ref.address, ActorExitRequest())
+            self._stop_requested(ref)
+
+    def _stop_requested(self, ref: ActorRef) -> None:
+        # See StopRequested: the guardian defers a re-creation under the same name.
+        if ref != self._self_ref:
+            self._host.send(self._guardian, StopRequested(ref.address))
 
     def _send(self, target: ActorRef, message: Any, sender: ActorRef | None) -> None:
         if target.address is None:
@@ -95,6 +107,8 @@ class _HostContext(ActorContext):
         if sender is not None and sender != self._self_ref and wrapped is message:
             wrapped = p.Envelope(message, sender)
         self.send_to_address(target.address, wrapped)
+        if isinstance(message, Kill | PoisonPill):
+            self._stop_requested(target)
 
     def _mark_unhandled(self, message: Any) -> None:
         self._unhandled = True
@@ -298,14 +312,17 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
             set_current_context(previous)
 
     def _dead_letter(self, message: Any, sender: Any) -> None:
+        sender_ref = ActorRef(sender) if sender is not None else None
         if isinstance(message, p.Envelope):
-            message = message.message
+            # The envelope names the real sender (None for a plain tell from outside); the
+            # transport's sender would be the external endpoint, unlike the DeadLetter the
+            # event stream publishes for the same message once the actor has exited.
+            message, sender_ref = message.message, message.sender
         log.debug("%s is stopped; dead letter %r", self._name(), message)
         if self._start is not None and not isinstance(message, DeadLetter):
             try:
                 self.send(self._start.system.event_stream, p.Publish(DeadLetter(
-                    message, ActorRef(sender) if sender is not None else None,
-                    ActorRef(self.myAddress, self._start.name))))
+                    message, sender_ref, ActorRef(self.myAddress, self._start.name))))
             except Exception:  # noqa: BLE001 - a dead letter that cannot be published is logged
                 log.debug("dead letter could not be published", exc_info=True)
 

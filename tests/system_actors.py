@@ -1,0 +1,239 @@
+"""Actors and messages for the actor-system tests (module level: the multiproc base imports them).
+
+Every message is a frozen dataclass or a plain value, so it pickles across processes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from persistent_actors import Actor, ActorRef, MessageNotSerializableError
+
+
+# -- messages ---------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Forward:
+    """Ask a `Forwarder` to tell `message` to `target` on behalf of the current sender."""
+
+    target: ActorRef
+    message: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Holder:
+    """Carries anything, e.g. a lambda that cannot be pickled."""
+
+    value: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Ping:
+    """An event-stream event."""
+
+    n: int
+
+
+@dataclasses.dataclass(frozen=True)
+class SubPing(Ping):
+    """A subclass of `Ping`: subscribers of `Ping` receive it too."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Pong:
+    """An event unrelated to `Ping`."""
+
+    n: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Publish:
+    """Tell a `Publisher` to publish `event` on the event stream."""
+
+    event: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class SubscribeTo:
+    """Tell a `Subscriber` to subscribe itself to `cls` and then publish `marker`."""
+
+    cls: type[Any]
+    marker: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Lifecycle:
+    """What a `LifecycleActor` reports to its probe: a hook ran (with a detail)."""
+
+    hook: str
+    detail: str = ""
+
+
+# -- actors -----------------------------------------------------------------------------------
+class NotAnActor:
+    """A plain class: actor_of must refuse it."""
+
+
+class Echo(Actor):
+    """Replies to every message with the message itself."""
+
+    def on_receive(self, message: Any) -> None:
+        self.sender.tell(message)
+
+
+class Silent(Actor):
+    """Never replies."""
+
+    def on_receive(self, message: Any) -> None:
+        pass
+
+
+class CtorArgs(Actor):
+    """Replies to anything with the constructor arguments it was built from."""
+
+    def __init__(self, a: Any, b: Any = None, *, c: Any = None, d: Any = "default") -> None:
+        self.args = (a, b, c, d)
+
+    def on_receive(self, message: Any) -> None:
+        self.sender.tell(self.args)
+
+
+class FailingInit(Actor):
+    """A constructor that raises."""
+
+    def __init__(self, reason: str) -> None:
+        raise ValueError(reason)
+
+
+class LifecycleActor(Actor):
+    """Reports its lifecycle hooks and every message to `probe`; "stop" stops itself.
+
+    It counts the messages it handled: "count" replies with the count, "boom" raises (the
+    actor restarts, so the count starts again from zero).
+    """
+
+    def __init__(self, probe: ActorRef) -> None:
+        self.probe = probe
+        self.count = 0
+
+    def pre_start(self) -> None:
+        self.probe.tell(Lifecycle("pre_start"))
+
+    def post_stop(self) -> None:
+        self.probe.tell(Lifecycle("post_stop"))
+
+    def pre_restart(self, reason: BaseException, message: Any) -> None:
+        self.probe.tell(Lifecycle("pre_restart", f"{type(reason).__name__}: {reason} "
+                                                 f"on {message!r}"))
+
+    def post_restart(self, reason: BaseException) -> None:
+        self.probe.tell(Lifecycle("post_restart", f"{type(reason).__name__}: {reason}"))
+
+    def on_receive(self, message: Any) -> None:
+        match message:
+            case "stop":
+                self.context.stop()
+            case "boom":
+                raise RuntimeError("boom!")
+            case "count":
+                self.sender.tell(self.count)
+            case _:
+                self.count += 1
+                self.probe.tell(message)
+
+
+class Forwarder(Actor):
+    """On `Forward(target, message)`, tells `message` to `target` with the current sender."""
+
+    def on_receive(self, message: Any) -> None:
+        match message:
+            case Forward(target, inner):
+                target.tell(inner, sender=self.sender)
+            case _:
+                self.unhandled(message)
+
+
+class Publisher(Actor):
+    """Publishes events on the event stream from inside an actor."""
+
+    def on_receive(self, message: Any) -> None:
+        match message:
+            case Publish(event):
+                self.context.system.event_stream.publish(event)
+            case _:
+                self.unhandled(message)
+
+
+class Subscriber(Actor):
+    """Subscribes itself (from inside) on request; forwards every event it gets to `probe`.
+
+    After subscribing it publishes a marker: the event stream handles one sender's messages in
+    order, so once the marker reaches the probe the subscription is in place.
+    """
+
+    def __init__(self, probe: ActorRef) -> None:
+        self.probe = probe
+
+    def on_receive(self, message: Any) -> None:
+        match message:
+            case SubscribeTo(cls, marker):
+                stream = self.context.system.event_stream
+                stream.subscribe(self.self_ref, cls)
+                stream.publish(marker)
+            case "unsubscribe":
+                self.context.system.event_stream.unsubscribe(self.self_ref)
+            case _:
+                self.probe.tell(message)
+
+
+class LambdaSender(Actor):
+    """Tells `probe` a message holding a lambda; reports the error it gets as a string."""
+
+    def __init__(self, probe: ActorRef) -> None:
+        self.probe = probe
+
+    def on_receive(self, message: Any) -> None:
+        try:
+            self.probe.tell(Holder(lambda: 42))
+        except MessageNotSerializableError as e:
+            self.probe.tell(f"error: {type(e).__name__}: {e}")
+        else:
+            self.probe.tell("sent")
+
+
+class DefaultHooks(Actor):
+    """Overrides only pre_start/post_stop: the default restart hooks must call them."""
+
+    def __init__(self, probe: ActorRef) -> None:
+        self.probe = probe
+        self.count = 0
+
+    def pre_start(self) -> None:
+        self.probe.tell(Lifecycle("pre_start"))
+
+    def post_stop(self) -> None:
+        self.probe.tell(Lifecycle("post_stop"))
+
+    def on_receive(self, message: Any) -> None:
+        match message:
+            case "boom":
+                raise RuntimeError("boom!")
+            case "count":
+                self.sender.tell(self.count)
+            case _:
+                self.count += 1
+
+
+class AskInside(Actor):
+    """Tries `ask` inside an actor (refused) and replies with the error it got."""
+
+    def __init__(self, target: ActorRef) -> None:
+        self.target = target
+
+    def on_receive(self, message: Any) -> None:
+        try:
+            self.target.ask(message, timeout=1)
+        except RuntimeError as e:
+            self.sender.tell(f"{type(e).__name__}: {e}")
+        else:
+            self.sender.tell("no error")

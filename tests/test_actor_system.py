@@ -1,0 +1,479 @@
+"""The actor-system layer: creating, messaging, stopping and supervising plain actors."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from persistent_actors import (
+    ActorInitializationError,
+    ActorRef,
+    ActorSystem,
+    AskTimeoutError,
+    DeadLetter,
+    InvalidActorNameError,
+    Kill,
+    MessageNotSerializableError,
+    PersistentActorsError,
+    PoisonPill,
+)
+from persistent_actors.testing import TestProbe
+from tests.conftest import system_config
+from tests.system_actors import (
+    AskInside,
+    CtorArgs,
+    DefaultHooks,
+    Echo,
+    FailingInit,
+    Forward,
+    Forwarder,
+    Holder,
+    LambdaSender,
+    Lifecycle,
+    LifecycleActor,
+    NotAnActor,
+    Silent,
+)
+
+
+def started(probe: TestProbe, system: ActorSystem, **kwargs: Any) -> Any:
+    """Create a LifecycleActor reporting to `probe` and wait for its pre_start."""
+    ref = system.actor_of(LifecycleActor, probe.ref, **kwargs)
+    assert probe.expect_msg(timeout=5) == Lifecycle("pre_start")
+    return ref
+
+
+# -- lifecycle of the system -----------------------------------------------------------------
+def test_context_manager_shuts_down(base: str) -> None:
+    with ActorSystem("ctx", config=system_config(base)) as system:
+        echo = system.actor_of(Echo)
+        assert echo.ask("hi") == "hi"
+        assert not system.is_terminated
+    assert system.is_terminated
+
+
+def test_context_manager_shuts_down_on_error(base: str) -> None:
+    with pytest.raises(KeyError), ActorSystem("ctx-err", config=system_config(base)) as system:
+        raise KeyError("boom")
+    assert system.is_terminated
+
+
+def test_shutdown_is_idempotent(system: ActorSystem) -> None:
+    system.shutdown()
+    system.shutdown()
+    assert system.is_terminated
+    assert "terminated" in repr(system)
+
+
+def test_use_after_shutdown_raises_clear_error(system: ActorSystem) -> None:
+    echo = system.actor_of(Echo)
+    system.shutdown()
+    for action in (
+        lambda: system.actor_of(Echo),
+        lambda: echo.tell("hi"),
+        lambda: echo.ask("hi", timeout=1),
+        lambda: system.stop(echo),
+        lambda: system.event_stream.publish("x"),
+    ):
+        with pytest.raises(PersistentActorsError, match=r"shut down|no running ActorSystem"):
+            action()
+
+
+def test_ref_of_a_shut_down_system_never_routes_through_another(base: str) -> None:
+    # A ref bound to a system that was shut down must fail, not be sent through whichever
+    # other system happens to be running (its address means nothing there).
+    first = ActorSystem("first", config=system_config(base))
+    try:
+        echo = first.actor_of(Echo)
+    except BaseException:
+        first.shutdown()
+        raise
+    with ActorSystem("other", config=system_config(base)) as other:
+        first.shutdown()
+        with pytest.raises(PersistentActorsError, match="shut down"):
+            echo.tell("hi")
+        with pytest.raises(PersistentActorsError, match="shut down"):
+            echo.ask("hi", timeout=1)
+        assert other.actor_of(Echo).ask("still works") == "still works"
+
+
+def test_invalid_system_name() -> None:
+    with pytest.raises(ValueError, match="non-empty"):
+        ActorSystem("")
+
+
+# -- creating actors -------------------------------------------------------------------------
+def test_actor_of_positional_and_keyword_args(system: ActorSystem) -> None:
+    assert system.actor_of(CtorArgs, 1).ask("?") == (1, None, None, "default")
+    assert system.actor_of(CtorArgs, 1, 2).ask("?") == (1, 2, None, "default")
+    assert system.actor_of(CtorArgs, 1, c=3).ask("?") == (1, None, 3, "default")
+    ref = system.actor_of(CtorArgs, "x", b=(1, 2), c={"k": [1]}, d=None, name="kw")
+    assert ref.name == "kw"
+    assert ref.ask("?") == ("x", (1, 2), {"k": [1]}, None)
+
+
+def test_plain_actor_replies_to_ask(system: ActorSystem) -> None:
+    echo = system.actor_of(Echo, name="echo")
+    assert echo.ask("hello") == "hello"
+    assert echo.ask(Holder((1, "two"))) == Holder((1, "two"))
+    assert echo.ask(42, timeout=5) == 42
+
+
+def test_refs_compare_by_actor(system: ActorSystem) -> None:
+    a = system.actor_of(Echo, name="a")
+    b = system.actor_of(Echo, name="b")
+    assert a != b
+    assert {a, b, a} == {a, b}
+    assert repr(a) == "ActorRef('a')"
+
+
+def test_non_actor_class_is_a_type_error(system: ActorSystem) -> None:
+    with pytest.raises(TypeError, match=r"subclass of persistent_actors\.Actor"):
+        system.actor_of(NotAnActor)  # type: ignore[type-var]
+    with pytest.raises(TypeError, match=r"subclass of persistent_actors\.Actor"):
+        system.actor_of(Echo())  # type: ignore[arg-type]
+
+
+def test_constructor_error_names_the_class(system: ActorSystem) -> None:
+    with pytest.raises(ActorInitializationError, match=r"FailingInit.*ValueError.*bad arg"):
+        system.actor_of(FailingInit, "bad arg", name="failing")
+    # The name of an actor that failed to start is free again; the system keeps working.
+    assert system.actor_of(Echo, name="failing").ask("ok") == "ok"
+
+
+@pytest.mark.parametrize("name", ["", "a/b", "$x"])
+def test_invalid_names(system: ActorSystem, name: str) -> None:
+    with pytest.raises(InvalidActorNameError, match="invalid actor name"):
+        system.actor_of(Echo, name=name)
+
+
+def test_name_of_running_actor_is_taken(system: ActorSystem) -> None:
+    system.actor_of(Echo, name="unique")
+    with pytest.raises(InvalidActorNameError, match="'unique' is not unique"):
+        system.actor_of(Echo, name="unique")
+    with pytest.raises(InvalidActorNameError, match="not unique"):
+        system.actor_of(Silent, name="unique")
+
+
+def test_anonymous_actors_get_distinct_names(system: ActorSystem) -> None:
+    refs = [system.actor_of(Echo) for _ in range(3)]
+    assert len({r.name for r in refs}) == 3
+    assert len(set(refs)) == 3
+
+
+# -- ask -------------------------------------------------------------------------------------
+def test_ask_timeout_does_not_hang(system: ActorSystem) -> None:
+    silent = system.actor_of(Silent)
+    begin = time.monotonic()
+    with pytest.raises(AskTimeoutError, match="no reply"):
+        silent.ask("anyone?", timeout=0.3)
+    assert time.monotonic() - begin < 2.0
+    # AskTimeoutError is also the builtin TimeoutError.
+    with pytest.raises(TimeoutError):
+        silent.ask("anyone?", timeout=0.1)
+
+
+def test_ask_to_stopped_actor_times_out(system: ActorSystem) -> None:
+    probe = TestProbe(system)
+    actor = started(probe, system)
+    actor.tell(Kill)
+    assert probe.expect_msg(timeout=5) == Lifecycle("post_stop")
+    begin = time.monotonic()
+    with pytest.raises(AskTimeoutError):
+        actor.ask("count", timeout=0.5)
+    assert time.monotonic() - begin < 3.0
+
+
+@pytest.mark.parametrize("timeout", [0, -1, -0.5])
+def test_ask_non_positive_timeout(system: ActorSystem, timeout: float) -> None:
+    echo = system.actor_of(Echo)
+    with pytest.raises(ValueError, match="positive"):
+        echo.ask("x", timeout=timeout)
+
+
+def test_late_reply_after_timeout_is_dropped(system: ActorSystem) -> None:
+    # A reply to an ask that already timed out must not be returned to a later ask.
+    probe = TestProbe(system)
+    forwarder = system.actor_of(Forwarder)
+    with pytest.raises(AskTimeoutError):
+        forwarder.ask(Forward(probe.ref, "request"), timeout=0.2)
+    assert probe.expect_msg(timeout=5) == "request"
+    probe.reply("late answer")  # goes to the timed-out ask
+    echo = system.actor_of(Echo)
+    assert echo.ask("fresh") == "fresh"
+
+
+# -- stopping --------------------------------------------------------------------------------
+@pytest.mark.parametrize("kill", [Kill, Kill()], ids=["class", "instance"])
+def test_kill_stops_the_actor(system: ActorSystem, kill: Any) -> None:
+    probe = TestProbe(system)
+    actor = started(probe, system)
+    actor.tell(kill)
+    assert probe.expect_msg(timeout=5) == Lifecycle("post_stop")
+    with pytest.raises(AskTimeoutError):
+        actor.ask("count", timeout=0.3)
+
+
+def test_poison_pill_stops_after_earlier_messages(system: ActorSystem) -> None:
+    probe = TestProbe(system)
+    actor = started(probe, system)
+    actor.tell("a")
+    actor.tell("b")
+    actor.tell(PoisonPill)
+    actor.tell("c")
+    assert probe.expect_msg(timeout=5) == "a"
+    assert probe.expect_msg(timeout=5) == "b"
+    assert probe.expect_msg(timeout=5) == Lifecycle("post_stop")
+    probe.expect_no_msg(0.3)
+
+
+def test_poison_pill_instance(system: ActorSystem) -> None:
+    probe = TestProbe(system)
+    actor = started(probe, system)
+    actor.tell(PoisonPill())
+    assert probe.expect_msg(timeout=5) == Lifecycle("post_stop")
+
+
+def test_system_stop_runs_post_stop(system: ActorSystem) -> None:
+    probe = TestProbe(system)
+    actor = started(probe, system, name="to-stop")
+    system.stop(actor)
+    assert probe.expect_msg(timeout=5) == Lifecycle("post_stop")
+    with pytest.raises(AskTimeoutError):
+        actor.ask("count", timeout=0.3)
+
+
+def test_context_stop_from_inside(system: ActorSystem) -> None:
+    probe = TestProbe(system)
+    actor = started(probe, system)
+    actor.tell("before")
+    actor.tell("stop")
+    actor.tell("after")
+    assert probe.expect_msg(timeout=5) == "before"
+    assert probe.expect_msg(timeout=5) == Lifecycle("post_stop")
+    probe.expect_no_msg(0.3)
+
+
+def test_post_stop_runs_once(system: ActorSystem) -> None:
+    probe = TestProbe(system)
+    actor = started(probe, system)
+    actor.tell("stop")
+    actor.tell(Kill)
+    actor.tell(PoisonPill)
+    assert probe.expect_msg(timeout=5) == Lifecycle("post_stop")
+    probe.expect_no_msg(0.5)
+
+
+@pytest.mark.parametrize("how", ["kill", "kill-class", "poison-pill", "system-stop"])
+def test_respawn_under_same_name_without_waiting(system: ActorSystem, how: str) -> None:
+    probe = TestProbe(system)
+    first = started(probe, system, name="phoenix")
+    first.tell("one")
+    assert probe.expect_msg(timeout=5) == "one"
+    match how:
+        case "kill":
+            first.tell(Kill())
+        case "kill-class":
+            first.tell(Kill)
+        case "poison-pill":
+            first.tell(PoisonPill)
+        case "system-stop":
+            system.stop(first)
+    # No sleep: the guardian holds the creation until the old actor has exited.
+    second = system.actor_of(LifecycleActor, probe.ref, name="phoenix")
+    assert probe.expect_msg(timeout=5) == Lifecycle("post_stop")
+    assert probe.expect_msg(timeout=5) == Lifecycle("pre_start")
+    assert second != first
+    assert second.ask("count", timeout=5) == 0
+
+
+def test_respawn_repeatedly(system: ActorSystem) -> None:
+    echo = system.actor_of(Echo, name="again")
+    for i in range(5):
+        echo.tell(Kill)
+        echo = system.actor_of(Echo, name="again")
+        assert echo.ask(i, timeout=5) == i
+
+
+# -- supervision -----------------------------------------------------------------------------
+def test_exception_restarts_actor(system: ActorSystem) -> None:
+    probe = TestProbe(system)
+    actor = started(probe, system)
+    actor.tell("x")
+    actor.tell("y")
+    assert probe.expect_msg(timeout=5) == "x"
+    assert probe.expect_msg(timeout=5) == "y"
+    assert actor.ask("count") == 2
+    actor.tell("boom")
+    pre = probe.expect_msg_type(Lifecycle, timeout=5)
+    assert pre.hook == "pre_restart"
+    assert "RuntimeError: boom!" in pre.detail
+    assert "'boom'" in pre.detail
+    post = probe.expect_msg_type(Lifecycle, timeout=5)
+    assert post == Lifecycle("post_restart", "RuntimeError: boom!")
+    # A new instance from the same arguments: state is reset, the actor keeps answering.
+    assert actor.ask("count") == 0
+    actor.tell("z")
+    assert probe.expect_msg(timeout=5) == "z"
+    assert actor.ask("count") == 1
+    # It survives repeated failures too.
+    actor.tell("boom")
+    actor.tell("boom")
+    assert actor.ask("count", timeout=5) == 0
+
+
+def test_default_restart_hooks_call_post_stop_and_pre_start(system: ActorSystem) -> None:
+    probe = TestProbe(system)
+    actor = system.actor_of(DefaultHooks, probe.ref)
+    assert probe.expect_msg(timeout=5) == Lifecycle("pre_start")
+    actor.tell("boom")
+    assert probe.expect_msg(timeout=5) == Lifecycle("post_stop")
+    assert probe.expect_msg(timeout=5) == Lifecycle("pre_start")
+    assert actor.ask("count") == 0
+
+
+# -- dead letters and senders ----------------------------------------------------------------
+def expect_dead_letter(dead_letters: TestProbe, ref: ActorRef, message: Any,
+                       sender: ActorRef | None = None) -> DeadLetter:
+    """Tell `message` to the stopped `ref` until its DeadLetter is published; return it.
+
+    Why repeat: on multiproc-tcp a message that reaches an actor's process in the few
+    milliseconds while it exits is dropped by thespian's transport without a dead letter.
+    """
+    for _ in range(20):
+        ref.tell(message, sender=sender)
+        got = dead_letters.receive_one(0.5)
+        while isinstance(got, DeadLetter):
+            if got.message == message:
+                return got
+            got = dead_letters.receive_one(0.5)
+    raise AssertionError(f"no DeadLetter for {message!r}")
+
+
+def test_message_to_stopped_actor_is_a_dead_letter(system: ActorSystem) -> None:
+    dead_letters = TestProbe(system)
+    system.event_stream.subscribe(dead_letters.ref, DeadLetter)
+    probe = TestProbe(system)
+    actor = started(probe, system, name="gone")
+    actor.tell(Kill)
+    assert probe.expect_msg(timeout=5) == Lifecycle("post_stop")
+    letter = expect_dead_letter(dead_letters, actor, "hello?")
+    assert letter == DeadLetter("hello?", None, actor)
+    assert letter.recipient == actor
+    assert letter.sender is None
+
+
+def test_dead_letter_records_the_sender(system: ActorSystem) -> None:
+    dead_letters = TestProbe(system)
+    system.event_stream.subscribe(dead_letters.ref, DeadLetter)
+    probe = TestProbe(system)
+    actor = started(probe, system)
+    actor.tell(Kill)
+    assert probe.expect_msg(timeout=5) == Lifecycle("post_stop")
+    letter = expect_dead_letter(dead_letters, actor, Holder("from probe"), sender=probe.ref)
+    assert letter.sender == probe.ref
+    assert letter.recipient == actor
+
+
+def test_messages_after_poison_pill_are_dead_letters(system: ActorSystem) -> None:
+    # Sent right behind the pill: they reach the stopping actor (or, on multiproc-tcp, its
+    # exited address) and are published as DeadLetters with the envelope's sender.
+    dead_letters = TestProbe(system)
+    system.event_stream.subscribe(dead_letters.ref, DeadLetter)
+    probe = TestProbe(system)
+    actor = started(probe, system)
+    actor.tell(PoisonPill)
+    actor.tell("late", sender=probe.ref)
+    assert probe.expect_msg(timeout=5) == Lifecycle("post_stop")
+    letter = expect_dead_letter(dead_letters, actor, "late", sender=probe.ref)
+    assert letter.sender == probe.ref
+    assert letter.recipient == actor
+
+
+def test_tell_with_explicit_sender_from_outside(system: ActorSystem) -> None:
+    probe = TestProbe(system)
+    echo = system.actor_of(Echo)
+    echo.tell("bounce", sender=probe.ref)
+    assert probe.expect_msg(timeout=5) == "bounce"
+    assert probe.last_sender == echo
+
+
+def test_forward_from_inside_keeps_original_sender(system: ActorSystem) -> None:
+    probe = TestProbe(system)
+    echo = system.actor_of(Echo)
+    forwarder = system.actor_of(Forwarder)
+    forwarder.tell(Forward(echo, "via forwarder"), sender=probe.ref)
+    assert probe.expect_msg(timeout=5) == "via forwarder"
+    assert probe.last_sender == echo
+    # An ask through the forwarder is answered by the final actor.
+    assert forwarder.ask(Forward(echo, "asked")) == "asked"
+
+
+def test_tell_without_sender_replies_go_nowhere(system: ActorSystem) -> None:
+    echo = system.actor_of(Echo)
+    echo.tell("nobody to answer")  # the reply goes to deadLetters: no error anywhere
+    assert echo.ask("still alive") == "still alive"
+
+
+def test_ask_inside_an_actor_is_refused(system: ActorSystem) -> None:
+    asker = system.actor_of(AskInside, system.actor_of(Echo))
+    reply = asker.ask("go", timeout=5)
+    assert reply.startswith("RuntimeError")
+    assert "cannot be used inside an actor" in reply
+
+
+# -- pickling on the multi-process base ------------------------------------------------------
+@pytest.fixture
+def tcp_system() -> Any:
+    actor_system = ActorSystem("tcp", config=system_config("multiproc-tcp"))
+    try:
+        yield actor_system
+    finally:
+        actor_system.shutdown()
+
+
+@pytest.mark.multiproc
+def test_tell_unpicklable_raises_at_once(tcp_system: ActorSystem) -> None:
+    echo = tcp_system.actor_of(Echo)
+    begin = time.monotonic()
+    with pytest.raises(MessageNotSerializableError, match="cannot be sent"):
+        echo.tell(Holder(lambda: 1))
+    with pytest.raises(MessageNotSerializableError):
+        echo.ask(Holder(lambda: 1), timeout=5)
+    assert time.monotonic() - begin < 2.0
+    assert echo.ask("fine") == "fine"
+
+
+@pytest.mark.multiproc
+def test_actor_of_unpicklable_argument(tcp_system: ActorSystem) -> None:
+    with pytest.raises(MessageNotSerializableError):
+        tcp_system.actor_of(CtorArgs, lambda: 1)
+    with pytest.raises(MessageNotSerializableError):
+        tcp_system.actor_of(CtorArgs, 1, c=lambda: 1, name="unpicklable")
+    # The name was never taken.
+    assert tcp_system.actor_of(CtorArgs, 1, name="unpicklable").ask("?") == (
+        1, None, None, "default")
+
+
+@pytest.mark.multiproc
+def test_actor_telling_unpicklable_gets_error(tcp_system: ActorSystem) -> None:
+    probe = TestProbe(tcp_system)
+    sender = tcp_system.actor_of(LambdaSender, probe.ref)
+    sender.tell("go")
+    report = probe.expect_msg(timeout=5)
+    assert isinstance(report, str)
+    assert report.startswith("error: MessageNotSerializableError")
+    assert "multiproc-tcp" in report
+    probe.expect_no_msg(0.3)
+
+
+def test_simple_base_delivers_unpicklable_messages() -> None:
+    # The simple base never pickles: the same actor's message simply arrives.
+    with ActorSystem("simple", config=system_config("simple")) as system:
+        probe = TestProbe(system)
+        system.actor_of(LambdaSender, probe.ref).tell("go")
+        held = probe.expect_msg_type(Holder, timeout=5)
+        assert held.value() == 42
+        assert probe.expect_msg(timeout=5) == "sent"
