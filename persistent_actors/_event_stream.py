@@ -34,6 +34,10 @@ class EventStream:
         """Stop delivering `cls` (or, when None, everything) to `subscriber`."""
         if not isinstance(subscriber, ActorRef):
             raise TypeError(f"subscriber must be an ActorRef, got {type(subscriber).__name__}")
+        if cls is not None and not isinstance(cls, type):
+            # Checked like subscribe(): a non-class never matches, so the call would silently
+            # leave the subscription in place.
+            raise TypeError(f"unsubscribe() needs a class or None, got {cls!r}")
         self._ref.tell(Unsubscribe(subscriber, cls))
 
     def publish(self, event: Any) -> None:
