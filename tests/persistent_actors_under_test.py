@@ -181,9 +181,21 @@ class PersistAll:
 
 @dataclasses.dataclass(frozen=True)
 class PersistReply:
-    """persist(event); the handler replies Persisted to ``self.sender``."""
+    """persist(event) (or persist_async); the handler replies Persisted to ``self.sender``."""
 
     event: Any
+    asynchronous: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class PersistAsyncThenRelay:
+    """persist_async(first) replying to our sender, then send ourselves, on behalf of
+    `second_sender`, PersistReply(second, asynchronous=True): it is handled before the first
+    handler runs, so that handler must not use the latest command's sender."""
+
+    first: str
+    second: str
+    second_sender: ActorRef
 
 
 @dataclasses.dataclass(frozen=True)
@@ -467,8 +479,14 @@ class Journaled(PersistentActor):
             case PersistAll(events):
                 self.persist_all(events, self._report)
                 self.probe.tell("after-persist-all")
-            case PersistReply(event):
-                self.persist(event, self._reply)
+            case PersistReply(event, asynchronous):
+                if asynchronous:
+                    self.persist_async(event, self._reply)
+                else:
+                    self.persist(event, self._reply)
+            case PersistAsyncThenRelay(first, second, second_sender):
+                self.persist_async(first, self._reply)
+                self.self_ref.tell(PersistReply(second, asynchronous=True), sender=second_sender)
             case GetState():
                 self.sender.tell(State(tuple(self.events), self.last_sequence_nr))
             case Ping(n):

@@ -40,6 +40,7 @@ from tests.persistent_actors_under_test import (
     PersistAll,
     PersistAllWithBad,
     PersistAsyncEach,
+    PersistAsyncThenRelay,
     PersistEach,
     Persisted,
     PersistReply,
@@ -275,6 +276,21 @@ def test_each_handler_sees_its_own_commands_sender(system: ActorSystem) -> None:
 
     for i, sender in enumerate(senders):
         sender.expect_msg(Persisted(f"e{i}", i + 1))
+
+
+def test_async_handler_replies_to_its_own_commands_sender_after_a_later_command(
+        system: ActorSystem) -> None:
+    """A later command (from another sender) is handled before the persist_async handler."""
+    probe = TestProbe(system)
+    first, second = TestProbe(system), TestProbe(system)
+    ref = spawn(system, "pa-async-sender", probe)
+    probe.expect_msg(Recovered(0, ()))
+
+    ref.tell(PersistAsyncThenRelay("x", "y", second.ref), sender=first.ref)
+
+    first.expect_msg(Persisted("x", 1))
+    second.expect_msg(Persisted("y", 2))
+    first.expect_no_msg(0.1)
 
 
 # -- stashing ------------------------------------------------------------------------------------
