@@ -20,6 +20,7 @@ from persistent_actors import (
     ActorRef,
     ActorSystem,
     IllegalActorStateError,
+    InvalidActorNameError,
     Kill,
     PersistentActor,
     PoisonPill,
@@ -805,8 +806,21 @@ def read_journal_record(system: ActorSystem) -> JournalRecord:
 
 def spawn(system: ActorSystem, persistence_id: str, probe: TestProbe,
           cls: type[Journaled] = Journaled, **kwargs: Any) -> ActorRef:
-    """Create a `cls` named after its persistence id (so a respawn reuses the name)."""
-    return system.actor_of(cls, persistence_id, probe.ref, name=persistence_id, **kwargs)
+    """Create a `cls` named after its persistence id (so a respawn reuses the name).
+
+    A respawn right after `kill` may still find the name taken for a moment: the host runs
+    post_stop (our "it stopped" signal) before it tells the guardian it is stopping, and the
+    two messages travel on different connections. So a name conflict is retried (each attempt
+    is a round trip to the guardian) until a deadline, after which it is raised.
+    """
+    deadline = time.monotonic() + 5.0
+    while True:
+        try:
+            return system.actor_of(cls, persistence_id, probe.ref, name=persistence_id,
+                                   **kwargs)
+        except InvalidActorNameError:
+            if time.monotonic() > deadline:
+                raise
 
 
 def kill(ref: ActorRef, probe: TestProbe, persistence_id: str) -> None:
