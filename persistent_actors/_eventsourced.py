@@ -348,8 +348,11 @@ class Eventsourced:
                 f"journal answered {len(outcomes)} outcomes for {len(items)} writes"),
                 None, self._sequence_nr)
             return
-        # Akka sends the next batch before running this batch's handlers.
-        self._flush_journal_batch()
+        # Akka sends the next batch before running this batch's handlers, but not after a
+        # failed write: WriteMessagesFailed leaves the write in progress and the actor stops,
+        # so events batched behind the failure must not reach the journal.
+        if not any(isinstance(outcome, p.WriteFailed) for outcome in outcomes):
+            self._flush_journal_batch()
         for item, outcome in zip(items, outcomes, strict=True):
             if self._state == _STOPPED:
                 return

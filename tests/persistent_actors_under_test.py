@@ -21,6 +21,7 @@ from persistent_actors import (
     ActorSystem,
     IllegalActorStateError,
     InvalidActorNameError,
+    JournalError,
     Kill,
     PersistentActor,
     PoisonPill,
@@ -108,6 +109,23 @@ class Rejected:
 
 
 @dataclasses.dataclass(frozen=True)
+class PersistFailed:
+    """on_persist_failure was called."""
+
+    event: Any
+    sequence_nr: int
+    cause_type: str
+
+
+@dataclasses.dataclass(frozen=True)
+class RecoveryFailed:
+    """on_recovery_failure was called (`event` is the replayed event, if any)."""
+
+    cause: str
+    event: Any
+
+
+@dataclasses.dataclass(frozen=True)
 class Refused:
     """`operation` raised IllegalActorStateError with `message` (persist during replay)."""
 
@@ -162,6 +180,13 @@ class Marker:
 @dataclasses.dataclass(frozen=True)
 class Persist:
     """persist(event); the handler reports Persisted to the probe."""
+
+    event: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class PersistAsync:
+    """persist_async(event); the handler reports Persisted to the probe."""
 
     event: Any
 
@@ -397,6 +422,16 @@ def close_gate(directory: Path | str, persistence_id: str) -> str:
     return str(path)
 
 
+def set_switch(directory: Path | str, persistence_id: str, switch: str) -> None:
+    """Make a RecordingJournal fail for `persistence_id`: "fail-write" or "fail-replay"."""
+    (Path(directory) / f"{persistence_id}.{switch}").touch()
+
+
+def clear_switch(directory: Path | str, persistence_id: str, switch: str) -> None:
+    """Undo `set_switch`."""
+    (Path(directory) / f"{persistence_id}.{switch}").unlink(missing_ok=True)
+
+
 def open_gate(path: str | None) -> None:
     """Let held writes through (called by the actor under test at the decisive moment)."""
     if path is not None:
@@ -473,6 +508,8 @@ class Journaled(PersistentActor):
         match message:
             case Persist(event):
                 self.persist(event, self._report)
+            case PersistAsync(event):
+                self.persist_async(event, self._report)
             case PersistEach(events):
                 for event in events:
                     self.persist(event, self._report)
@@ -619,6 +656,12 @@ class Journaled(PersistentActor):
     def on_persist_rejected(self, cause: BaseException, event: Any, sequence_nr: int) -> None:
         self.probe.tell(Rejected(type(event).__name__, sequence_nr, type(cause).__name__))
 
+    def on_persist_failure(self, cause: BaseException, event: Any, sequence_nr: int) -> None:
+        self.probe.tell(PersistFailed(event, sequence_nr, type(cause).__name__))
+
+    def on_recovery_failure(self, cause: BaseException, event: Any | None) -> None:
+        self.probe.tell(RecoveryFailed(str(cause), event))
+
     def pre_restart(self, reason: BaseException, message: Any) -> None:
         self.probe.tell(Restarting(str(reason)))
 
@@ -654,6 +697,15 @@ class PersistsDuringReplay(Journaled):
                     self.probe.tell(Refused(operation, str(e)))
                 else:
                     self.probe.tell(Refused(operation, "NOT REFUSED"))
+        super().on_recover(message)
+
+
+class FailsOnReplay(Journaled):
+    """on_recover raises for the event "bad"."""
+
+    def on_recover(self, message: Any) -> None:
+        if message == "bad":
+            raise ValueError("cannot apply 'bad'")
         super().on_recover(message)
 
 
@@ -706,7 +758,9 @@ class RecordingJournal(InmemJournal):
 
     Setting ``gate_dir``: a write of persistence id P waits while ``<gate_dir>/P.closed``
     exists (at most `GATE_TIMEOUT` seconds), so a test can keep a write pending until the actor
-    under test has done something.
+    under test has done something. If ``P.fail-write`` exists, the next write_messages call
+    holding P raises (every write of the call fails) and removes the file; while
+    ``P.fail-replay`` exists, replaying P raises.
     """
 
     def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
@@ -719,9 +773,17 @@ class RecordingJournal(InmemJournal):
     async def write_messages(self, writes: Sequence[AtomicWrite]) -> list[BaseException | None]:
         """Plugin API: wait for closed gates, record the call, then store as InmemJournal."""
         await self._wait_for_gates(writes)
+        for pid in {w.persistence_id for w in writes}:
+            if self._switched(pid, "fail-write"):
+                clear_switch(self._gate_dir or "", pid, "fail-write")  # one shot
+                raise JournalError(f"simulated write failure for {pid!r}")
         self._calls.append([[w.persistence_id, [r.sequence_nr for r in w.payload]]
                             for w in writes])
         return await super().write_messages(writes)
+
+    def _switched(self, persistence_id: str, switch: str) -> bool:
+        return (self._gate_dir is not None
+                and (self._gate_dir / f"{persistence_id}.{switch}").exists())
 
     async def _wait_for_gates(self, writes: Sequence[AtomicWrite]) -> None:
         if self._gate_dir is None:
@@ -736,6 +798,8 @@ class RecordingJournal(InmemJournal):
         self, persistence_id: str, from_sequence_nr: int, to_sequence_nr: int, max_count: int
     ) -> AsyncIterator[PersistentRepr]:
         """Plugin API: the recorded calls for RECORD_PID, else as InmemJournal."""
+        if self._switched(persistence_id, "fail-replay"):
+            raise JournalError(f"simulated replay failure for {persistence_id!r}")
         if persistence_id != RECORD_PID:
             async for repr_ in super().replay_messages(
                     persistence_id, from_sequence_nr, to_sequence_nr, max_count):

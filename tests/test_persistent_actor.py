@@ -39,10 +39,13 @@ from tests.persistent_actors_under_test import (
     Persist,
     PersistAll,
     PersistAllWithBad,
+    PersistAsync,
     PersistAsyncEach,
     PersistAsyncThenRelay,
+    PersistAsyncThenSelf,
     PersistEach,
     Persisted,
+    PersistFailed,
     PersistReply,
     PersistThenBoom,
     PersistThenKill,
@@ -63,7 +66,9 @@ from tests.persistent_actors_under_test import (
     gate_path,
     kill,
     persist_events,
+    read_journal_record,
     respawn,
+    set_switch,
     spawn,
 )
 
@@ -521,6 +526,53 @@ def test_rejection_covers_the_whole_atomic_write(system: ActorSystem) -> None:
     respawn(system, ref, "pa-reject-all", probe)
     probe.expect_msg(Replayed("next", 3))
     probe.expect_msg(Recovered(3, ("next",)))
+
+
+@pytest.mark.parametrize("command", [Persist, PersistAsync])
+def test_failed_write_calls_on_persist_failure_and_stops(
+        gated: ActorSystem, tmp_path: Path, command: type[Persist | PersistAsync]) -> None:
+    """Akka: "call OnPersistFailure and stop when Persist (PersistAsync) fails"."""
+    probe = TestProbe(gated)
+    pid = f"pa-write-fails-{command.__name__}"
+    ref = spawn(gated, pid, probe)
+    probe.expect_msg(Recovered(0, ()))
+    persist_events(ref, probe, ["a"])
+    set_switch(tmp_path, pid, "fail-write")
+
+    ref.tell(command("b"))
+    ref.tell(Persist("never"))  # the actor stops before it gets to this
+
+    probe.expect_msg(PersistFailed("b", 2, "JournalError"))
+    probe.expect_msg(Stopped(pid))
+    spawn(gated, pid, probe)
+    probe.expect_msg(Replayed("a", 1))
+    probe.expect_msg(Recovered(1, ("a",)))
+    probe.expect_no_msg(0.1)
+
+
+def test_nothing_queued_behind_a_failed_write_is_written(gated: ActorSystem,
+                                                         tmp_path: Path) -> None:
+    """After a failed write the actor stops; what was batched behind it is not sent.
+
+    "later" is persisted while the failing write of "b" is in flight (persist_async does not
+    stash; the actor sends the command to itself). Akka keeps the write in progress after
+    WriteMessagesFailed, so that batch never reaches the journal.
+    """
+    probe = TestProbe(gated)
+    pid = "pa-failed-then-queued"
+    ref = spawn(gated, pid, probe)
+    probe.expect_msg(Recovered(0, ()))
+    persist_events(ref, probe, ["a"])
+    set_switch(tmp_path, pid, "fail-write")  # the next write fails, later ones would succeed
+
+    ref.tell(PersistAsyncThenSelf("b", "later"))
+
+    probe.expect_msg(PersistFailed("b", 2, "JournalError"))
+    probe.expect_msg(Stopped(pid))
+    spawn(gated, pid, probe)
+    probe.expect_msg(Replayed("a", 1))
+    probe.expect_msg(Recovered(1, ("a",)))
+    assert read_journal_record(gated).writes_of(pid) == [[(1,)]]
 
 
 # -- stopping ------------------------------------------------------------------------------------

@@ -6,6 +6,9 @@ RecoveryCompleted) and OptimizedRecoverySpec (Recovery.None). Every test runs on
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
 from persistent_actors import (
     MAX_SEQUENCE_NR,
     ActorSystem,
@@ -16,32 +19,41 @@ from persistent_actors import (
     SaveSnapshotSuccess,
 )
 from persistent_actors.testing import TestProbe
+from tests.conftest import system_config
 from tests.persistent_actors_under_test import (
     DeleteEvents,
+    FailsOnReplay,
     GetState,
     Persist,
     Persisted,
     PersistsDuringReplay,
     PersistsOnRecovery,
     Recovered,
+    RecoveryFailed,
     Refused,
     Replayed,
     Snap,
     State,
+    Stopped,
+    clear_switch,
     kill,
     persist_events,
     respawn,
+    set_switch,
     spawn,
 )
+
+RECORDING_JOURNAL = "tests.persistent_actors_under_test:RecordingJournal"
 
 EVENTS = ["a", "b", "c", "d", "e"]
 
 
-def _stored(system: ActorSystem, pid: str, probe: TestProbe) -> None:
-    """Persist EVENTS under `pid`, then kill the actor (its name is free again)."""
+def _stored(system: ActorSystem, pid: str, probe: TestProbe,
+            events: Sequence[str] = tuple(EVENTS)) -> None:
+    """Persist `events` under `pid`, then kill the actor."""
     ref = spawn(system, pid, probe)
     probe.expect_msg(Recovered(0, ()))
-    persist_events(ref, probe, EVENTS)
+    persist_events(ref, probe, events)
     kill(ref, probe, pid)
 
 
@@ -125,6 +137,42 @@ def test_persist_from_the_recovery_completed_handler(system: ActorSystem) -> Non
     probe.expect_msg(Recovered(1, ("started-1",)))
     probe.expect_msg(Persisted("started-2", 2))
     assert state == State(("started-1", "started-2"), 2)
+
+
+def test_exception_in_on_recover_calls_on_recovery_failure_and_stops(
+        system: ActorSystem) -> None:
+    """Akka: "stop if ReceiveRecover fails"; on_recovery_failure gets the replayed event."""
+    probe = TestProbe(system)
+    _stored(system, "rec-recover-raises", probe, ["a", "bad", "c"])
+
+    spawn(system, "rec-recover-raises", probe, cls=FailsOnReplay)
+
+    probe.expect_msg(Replayed("a", 1))
+    probe.expect_msg(RecoveryFailed("cannot apply 'bad'", "bad"))
+    probe.expect_msg(Stopped("rec-recover-raises"))
+    probe.expect_no_msg(0.1)  # in particular no Recovered
+
+
+def test_failed_replay_calls_on_recovery_failure_and_stops(base: str, tmp_path: Path) -> None:
+    """Akka: "call OnRecoveryFailure when recovery from persisted events fails", then stop."""
+    config = system_config(base, journal={"plugin": RECORDING_JOURNAL,
+                                          "gate_dir": str(tmp_path)})
+    with ActorSystem("replay-fails", config=config) as system:
+        probe = TestProbe(system)
+        _stored(system, "rec-replay-fails", probe, ["a", "b"])
+        set_switch(tmp_path, "rec-replay-fails", "fail-replay")
+
+        spawn(system, "rec-replay-fails", probe)
+
+        failed = probe.expect_msg_type(RecoveryFailed)
+        assert "simulated replay failure" in failed.cause
+        assert failed.event is None
+        probe.expect_msg(Stopped("rec-replay-fails"))
+        clear_switch(tmp_path, "rec-replay-fails", "fail-replay")
+        spawn(system, "rec-replay-fails", probe)
+        probe.expect_msg(Replayed("a", 1))
+        probe.expect_msg(Replayed("b", 2))
+        probe.expect_msg(Recovered(2, ("a", "b")))
 
 
 # -- deleting events -----------------------------------------------------------------------------
