@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install sample test lint typecheck fmt clean
+.PHONY: install sample test lint typecheck fmt clean torture
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 	$(PY) -m pytest -q
+
+CYCLES ?= 500
+torture: $(STAMP)
+	$(PY) -m tests.crash_torture $(CYCLES)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

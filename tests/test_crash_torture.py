@@ -1,0 +1,17 @@
+"""No acknowledged event is ever lost: a bounded crash torture (``make torture``: a long one)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.crash_torture import torture
+
+
+def test_sigkill_at_random_moments_loses_and_tears_nothing(tmp_path: Path) -> None:
+    totals = torture(tmp_path, cycles=20, seed=20261126)
+    assert totals.cycles == 20
+    assert totals.acknowledged > 0, "the writer never acknowledged an event"
+    assert totals.lost == 0, totals
+    assert totals.torn == 0, totals
+    assert totals.gaps == 0, totals
+    assert totals.integrity_errors == 0, totals
