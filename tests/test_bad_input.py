@@ -1,0 +1,122 @@
+"""The bad-input table: each row gets a clear error or the documented behaviour, and no stored
+event is lost or changed."""
+
+from __future__ import annotations
+
+import pickle
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+
+from journal_plugins.sqlite import SqliteJournal
+from persistent_actors import ActorSystem, Kill, SerializationError
+from persistent_actors._serialization import default_serializer
+from persistent_actors.journal import AtomicWrite, PersistentRepr
+from persistent_actors.testing import TestProbe
+from tests.bad_input_actors import Evil, Recorder
+from tests.conftest import system_config
+
+
+def sqlite_config(base: str, db: Path, plugin: str = "sqlite") -> dict[str, Any]:
+    return system_config(base, journal={"plugin": plugin, "path": str(db)})
+
+
+async def write_rows(db: Path, pid: str, rows: list[tuple[str, bytes]]) -> None:
+    """Store events straight through the plugin API, bypassing actors and the serializer."""
+    journal = SqliteJournal({"path": str(db)})
+    await journal.start()
+    try:
+        writes = [AtomicWrite((PersistentRepr(pid, n, manifest, payload),))
+                  for n, (manifest, payload) in enumerate(rows, start=1)]
+        assert await journal.write_messages(writes) == [None] * len(rows)
+    finally:
+        await journal.close()
+
+
+def stored_rows(db: Path) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        return conn.execute(
+            "SELECT ordering, persistence_id, sequence_nr, manifest, payload, deleted "
+            "FROM journal ORDER BY ordering").fetchall()
+
+
+def plain(value: Any) -> tuple[str, bytes]:
+    return default_serializer.to_binary(value)
+
+
+@pytest.mark.parametrize(("manifest", "payload", "expected"), [
+    pytest.param("tests.gone.OldEvent", msgpack.packb({"x": 1}), "tests.gone.OldEvent",
+                 id="type-no-longer-registered"),
+    pytest.param("", b"\xc1\xc1\xc1", "corrupted payload", id="corrupted-bytes"),
+    pytest.param("os:system", msgpack.packb("touch /tmp/never"), "os:system",
+                 id="manifest-naming-a-function"),
+])
+async def test_an_undecodable_replayed_event_fails_recovery_and_changes_nothing(
+        base: str, tmp_path: Path, manifest: str, payload: bytes, expected: str) -> None:
+    db = tmp_path / "events.db"
+    await write_rows(db, "victim", [plain("first"), (manifest, payload), plain("third")])
+    before = stored_rows(db)
+    with ActorSystem("bad", config=sqlite_config(base, db)) as system:
+        probe = TestProbe(system)
+        system.actor_of(Recorder, "victim", probe.ref)
+        kind, error, text = probe.expect_msg(timeout=10)
+        assert (kind, error) == ("recovery-failed", "RecoveryError")
+        assert expected in text
+        assert "sequence_nr 2" in text or "event 2" in text
+        assert probe.expect_msg(timeout=10) == "stopped"
+    assert stored_rows(db) == before
+
+
+async def test_a_pickle_payload_is_never_unpickled(base: str, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    db = tmp_path / "events.db"
+    crafted = pickle.dumps(Evil(str(marker)))
+    await write_rows(db, "victim", [("", crafted), ("tests.Evil", crafted)])
+    with pytest.raises(SerializationError):
+        default_serializer.from_binary("", crafted)
+    with ActorSystem("bad", config=sqlite_config(base, db)) as system:
+        probe = TestProbe(system)
+        system.actor_of(Recorder, "victim", probe.ref)
+        assert probe.expect_msg(timeout=10)[0] == "recovery-failed"
+    assert not marker.exists(), "a stored payload was unpickled and ran code"
+
+
+def test_a_ten_megabyte_event_is_stored_and_replayed(base: str, tmp_path: Path) -> None:
+    db = tmp_path / "events.db"
+    big = bytes(range(256)) * (10 * 1024 * 1024 // 256)
+    with ActorSystem("bad", config=sqlite_config(base, db)) as system:
+        probe = TestProbe(system)
+        actor = system.actor_of(Recorder, "big", probe.ref, name="big")
+        assert probe.expect_msg(timeout=10) == ("recovered", [], 0)
+        actor.tell(("persist", big))
+        assert probe.expect_msg(timeout=30) == ("persisted", ("bytes", len(big), big[:8]), 1)
+        actor.tell(Kill)
+        assert probe.expect_msg(timeout=10) == "stopped"
+    with ActorSystem("bad", config=sqlite_config(base, db)) as system:
+        probe = TestProbe(system)
+        system.actor_of(Recorder, "big", probe.ref, name="big")
+        assert probe.expect_msg(timeout=30) == ("recovered", [("bytes", len(big), big[:8])], 1)
+
+
+def test_a_full_disk_fails_the_write_stops_the_actor_and_keeps_earlier_events(
+        base: str, tmp_path: Path) -> None:
+    db = tmp_path / "events.db"
+    plugin = "tests.bad_input_actors:FullDiskJournal"
+    with ActorSystem("bad", config=sqlite_config(base, db, plugin)) as system:
+        probe = TestProbe(system)
+        actor = system.actor_of(Recorder, "full", probe.ref, name="full")
+        assert probe.expect_msg(timeout=10) == ("recovered", [], 0)
+        actor.tell(("persist", "small"))
+        assert probe.expect_msg(timeout=10) == ("persisted", "small", 1)
+        actor.tell(("persist", b"x" * 1_000_000))
+        kind, _, text, seq = probe.expect_msg(timeout=10)
+        assert (kind, seq) == ("persist-failed", 2)
+        assert "full" in text
+        assert probe.expect_msg(timeout=10) == "stopped"
+    with ActorSystem("bad", config=sqlite_config(base, db)) as system:
+        probe = TestProbe(system)
+        system.actor_of(Recorder, "full", probe.ref)
+        assert probe.expect_msg(timeout=10) == ("recovered", ["small"], 1)
