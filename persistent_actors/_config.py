@@ -143,7 +143,8 @@ def load_settings(config: Mapping[str, Any] | str | os.PathLike[str] | None) -> 
     system = _expect_table(root.get("actor_system", {}), "actor_system")
     _check_keys(system, {"base", "admin_port"}, "actor_system")
     base = system.get("base", "simple")
-    if base not in BASES:
+    # isinstance first: an unhashable value (a TOML array or table) made `in` raise TypeError.
+    if not isinstance(base, str) or base not in BASES:
         raise ConfigError(
             f"config key actor_system.base has unknown value {base!r}; accepted: {sorted(BASES)}"
         )

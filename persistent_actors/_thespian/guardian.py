@@ -127,15 +127,19 @@ class Guardian(ThespianActor):  # type: ignore[misc]
         self._wake_waiters()
 
     def _wake_waiters(self) -> None:
+        # A waiter is answered only once each of its keys is settled (ready or failed), not at
+        # the first failure. Why: thespian registers a child with its parent only when the
+        # child reports ready; a system whose start failed was shut down at once, while a
+        # sibling plugin host was still starting, and that orphaned host process (with its
+        # loop thread) lived on forever. Its PluginStarted/PluginFailed arrives after its
+        # ready report (same sender, FIFO), so once it is settled the shutdown reaches it.
         waiting = []
         for keys, callback in self._waiters:
-            errors = [self._plugin_errors[k] for k in keys if k in self._plugin_errors]
-            if errors:
-                callback(errors[0])
-            elif keys <= self._plugin_ready:
-                callback(None)
-            else:
+            if not all(k in self._plugin_ready or k in self._plugin_errors for k in keys):
                 waiting.append((keys, callback))
+                continue
+            errors = [self._plugin_errors[k] for k in keys if k in self._plugin_errors]
+            callback(errors[0] if errors else None)
         self._waiters = waiting
 
     # -- user actors -------------------------------------------------------------------------
