@@ -2,6 +2,10 @@
 
 Both keep the objects they are given (immutable dataclasses holding payload bytes); payloads are
 never decoded or copied through any serializer.
+
+The journal is also an `EventLog` for the read side: it numbers events in one global order as it
+stores them. The runtime's plugin actor answers queries from its data (``system.read_journal()``),
+so the log lives, and is queried, inside the actor system.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import Any
 from journal_plugins._settings import check_keys
 from persistent_actors._errors import SequenceConflictError
 from persistent_actors.journal import AtomicWrite, Journal, PersistentRepr
+from persistent_actors.query import EventLog, EventPage, PersistenceIdPage, StoredEvent
 from persistent_actors.snapshot import (
     SelectedSnapshot,
     SnapshotMetadata,
@@ -59,17 +64,26 @@ class _Log:
         self.live_from = max(self.live_from, end)
 
 
-class InmemJournal(Journal):
+class InmemJournal(Journal, EventLog):
     """Plugin API: a journal kept in a dict; accepts no settings.
 
     A write reusing a sequence number already stored (or deleted) for its persistence id is
     rejected with `SequenceConflictError`; nothing is overwritten.
+
+    As an `EventLog`, event number n in the global order is the n-th event stored. Every call
+    runs to completion on the plugin's single event loop without awaiting, so a write is
+    numbered and visible all at once: the visible events are always a prefix of the order.
     """
 
     def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
         super().__init__(settings)
         check_keys(type(self).__name__, self.settings, ())
         self._logs: dict[str, _Log] = {}
+        # Read side: event at ordering n is _ordered[n - 1]; per tag and per id, its orderings.
+        self._ordered: list[PersistentRepr] = []
+        self._ordering_of: dict[str, dict[int, int]] = {}
+        self._by_tag: dict[str, list[int]] = {}
+        self._first_seen: list[tuple[int, str]] = []
 
     async def write_messages(self, writes: Sequence[AtomicWrite]) -> list[BaseException | None]:
         """Plugin API: store each write whole, or reject it on a sequence-number conflict."""
@@ -80,8 +94,76 @@ class InmemJournal(Journal):
                 results.append(_conflict(write))
             else:
                 log.append(write)
+                self._number(write)
                 results.append(None)
         return results
+
+    def _number(self, write: AtomicWrite) -> None:
+        orderings = self._ordering_of.setdefault(write.persistence_id, {})
+        if not orderings:
+            self._first_seen.append((len(self._ordered) + 1, write.persistence_id))
+        for repr_ in write.payload:
+            self._ordered.append(repr_)
+            ordering = len(self._ordered)
+            orderings[repr_.sequence_nr] = ordering
+            for tag in dict.fromkeys(repr_.tags):
+                self._by_tag.setdefault(tag, []).append(ordering)
+
+    def _is_live(self, repr_: PersistentRepr) -> bool:
+        return self._logs[repr_.persistence_id].events.get(repr_.sequence_nr) is not None
+
+    def _bound(self, max_ordering: int | None) -> int:
+        highest = len(self._ordered)
+        return highest if max_ordering is None else min(max_ordering, highest)
+
+    async def highest_ordering(self) -> int:
+        """Plugin API (EventLog): the number of events ever stored."""
+        return len(self._ordered)
+
+    async def fetch_events(self, after_ordering: int, limit: int, *, tag: str | None = None,
+                           max_ordering: int | None = None) -> EventPage:
+        """Plugin API (EventLog): live events after `after_ordering`, by ordering."""
+        bound = self._bound(max_ordering)
+        if tag is None:
+            candidates: Sequence[int] = range(after_ordering + 1, bound + 1)
+        else:
+            tagged = self._by_tag.get(tag, [])
+            candidates = tagged[bisect.bisect_right(tagged, after_ordering):]
+        events: list[StoredEvent] = []
+        scanned = max(after_ordering, bound)
+        for ordering in candidates:
+            if ordering > bound or len(events) >= limit:
+                break
+            repr_ = self._ordered[ordering - 1]
+            if self._is_live(repr_):
+                events.append(StoredEvent(ordering, repr_))
+                if len(events) >= limit:
+                    scanned = ordering
+        return EventPage(tuple(events), len(self._ordered), scanned)
+
+    async def fetch_events_by_persistence_id(
+        self, persistence_id: str, from_sequence_nr: int, to_sequence_nr: int, limit: int, *,
+        max_ordering: int | None = None,
+    ) -> EventPage:
+        """Plugin API (EventLog): live events of one id, by sequence number."""
+        bound = self._bound(max_ordering)
+        orderings = self._ordering_of.get(persistence_id, {})
+        events = [
+            StoredEvent(orderings[repr_.sequence_nr], repr_)
+            async for repr_ in self.replay_messages(persistence_id, from_sequence_nr,
+                                                    to_sequence_nr, limit)
+            if orderings[repr_.sequence_nr] <= bound
+        ]
+        return EventPage(tuple(events), len(self._ordered), bound)
+
+    async def fetch_persistence_ids(self, after_ordering: int, limit: int, *,
+                                    max_ordering: int | None = None) -> PersistenceIdPage:
+        """Plugin API (EventLog): ids by the ordering of their first event."""
+        bound = self._bound(max_ordering)
+        start = bisect.bisect_right(self._first_seen, after_ordering, key=lambda entry: entry[0])
+        ids = tuple(entry for entry in self._first_seen[start:start + limit] if entry[0] <= bound)
+        scanned = ids[-1][0] if len(ids) == limit else max(after_ordering, bound)
+        return PersistenceIdPage(ids, len(self._ordered), scanned)
 
     async def replay_messages(
         self, persistence_id: str, from_sequence_nr: int, to_sequence_nr: int, max_count: int

@@ -35,6 +35,7 @@ from typing import Any, Final
 import aiosqlite
 
 from journal_plugins._settings import check_keys
+from journal_plugins._sqlite_signal import notify_commit
 from persistent_actors._errors import (
     ConfigError,
     JournalError,
@@ -43,6 +44,7 @@ from persistent_actors._errors import (
     SnapshotStoreError,
 )
 from persistent_actors.journal import MAX_SEQUENCE_NR, AtomicWrite, Journal, PersistentRepr
+from persistent_actors.query import EventLog
 from persistent_actors.snapshot import (
     SelectedSnapshot,
     SnapshotMetadata,
@@ -429,7 +431,19 @@ class SqliteJournal(Journal):
                     msg = f"{type(self).__name__}: writing {len(writes)} atomic writes failed: {e}"
                     raise JournalError(msg) from e
                 raise
+        notify_commit(self._options.path)  # wakes live queries of this process at once
         return results
+
+    @classmethod
+    def open_event_log(cls, settings: Mapping[str, Any] | None = None) -> EventLog:
+        """The read side of a journal with these settings: reads the file directly.
+
+        See `journal_plugins.sqlite_query.SqliteEventLog`; used by ``system.read_journal()``
+        and ``persistent_actors.query.open_read_journal``.
+        """
+        from journal_plugins.sqlite_query import SqliteEventLog  # noqa: PLC0415 - import cycle
+
+        return SqliteEventLog(settings)
 
     @staticmethod
     async def _write_all(

@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 import threading
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from persistent_actors.messages import Kill, PoisonPill
 
 if TYPE_CHECKING:
     from persistent_actors._event_stream import EventStream
     from persistent_actors._system import ActorSystem
+    from persistent_actors.supervision import BackoffOptions
 
 __all__ = ["Actor", "ActorContext", "ActorRef", "SystemView"]
 
@@ -225,6 +226,9 @@ class Actor:
     """
 
     context: ActorContext
+
+    backoff: ClassVar[BackoffOptions | None] = None
+    """Restart with back-off after a failure stop (``Backoff.on_stop(...)``); None: stay stopped."""
 
     @property
     def sender(self) -> ActorRef:

@@ -5,10 +5,16 @@ Shape (every key optional)::
     [actor_system]
     base = "simple"                  # or "multiproc-tcp"
     admin_port = 19500               # multiproc-tcp only; default: a free port
+    bind_address = "127.0.0.1"       # multiproc-tcp only: where actor ports listen
+
+    [persistence]
+    recovery_event_timeout = 30.0    # seconds recovery may go without progress
+    internal_stash_capacity = 100000 # messages stashed while persisting/recovering
 
     [persistence.journal]
     plugin = "inmem"                 # "inmem", "sqlite", an entry-point name, or "module:Class"
     # ...the plugin's own settings sit beside `plugin`
+    # event_adapters, event_adapter_bindings: the runtime's (persistent_actors.adapters)
 
     [persistence.snapshot_store]
     plugin = "inmem"
@@ -32,6 +38,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from persistent_actors._errors import ConfigError, PluginError
+from persistent_actors.adapters import AdapterSpec, split_adapter_settings
 
 __all__ = ["CONFIG_ENV_VAR", "PluginConfig", "Settings", "load_settings", "resolve_plugin"]
 
@@ -42,6 +49,14 @@ BASES: Final = {"simple": "simpleSystemBase", "multiproc-tcp": "multiprocTCPBase
 JOURNAL: Final = "journal"
 SNAPSHOT_STORE: Final = "snapshot_store"
 DEFAULT_PLUGIN_ID: Final = "default"
+
+# [persistence] keys of the runtime itself, with their defaults: the seconds recovery may go
+# without progress (Akka's recovery-event-timeout), and how many messages a persistent actor
+# stashes while persisting or recovering before its overflow strategy applies.
+_RUNTIME_DEFAULTS: Final[dict[str, float]] = {
+    "recovery_event_timeout": 30.0,
+    "internal_stash_capacity": 100_000,
+}
 
 _ENTRY_POINT_GROUPS: Final = {
     JOURNAL: "persistent_actors.journal_plugins",
@@ -68,6 +83,8 @@ class PluginConfig:
     plugin_id: str
     spec: str
     settings: dict[str, Any]
+    # Journals only: the event adapters bound in the section (runtime keys, not the plugin's).
+    adapters: AdapterSpec = dataclasses.field(default_factory=AdapterSpec)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -78,6 +95,9 @@ class Settings:
     admin_port: int | None = None
     journals: dict[str, PluginConfig] = dataclasses.field(default_factory=dict)
     snapshot_stores: dict[str, PluginConfig] = dataclasses.field(default_factory=dict)
+    bind_address: str = "127.0.0.1"
+    recovery_event_timeout: float = 30.0
+    internal_stash_capacity: int = 100_000
 
     @property
     def thespian_base(self) -> str:
@@ -120,6 +140,9 @@ def _plugin_config(kind: str, plugin_id: str, value: Any, key: str) -> PluginCon
     if not isinstance(spec, str) or not spec:
         raise ConfigError(f"config key {key}.plugin must be a non-empty string, got {spec!r}")
     resolve_plugin(kind, spec)  # fail at start, naming the key, not at the first write
+    if kind == JOURNAL:
+        table, adapters = split_adapter_settings(table, key)
+        return PluginConfig(kind, plugin_id, spec, table, adapters)
     return PluginConfig(kind, plugin_id, spec, table)
 
 
@@ -141,7 +164,7 @@ def load_settings(config: Mapping[str, Any] | str | os.PathLike[str] | None) -> 
     _check_keys(root, {"actor_system", "persistence"}, "")
 
     system = _expect_table(root.get("actor_system", {}), "actor_system")
-    _check_keys(system, {"base", "admin_port"}, "actor_system")
+    _check_keys(system, {"base", "admin_port", "bind_address"}, "actor_system")
     base = system.get("base", "simple")
     # isinstance first: an unhashable value (a TOML array or table) made `in` raise TypeError.
     if not isinstance(base, str) or base not in BASES:
@@ -157,9 +180,16 @@ def load_settings(config: Mapping[str, Any] | str | os.PathLike[str] | None) -> 
             f"config key actor_system.admin_port must be an int in 1024..65535, got {admin_port!r}"
         )
 
+    bind_address = system.get("bind_address", "127.0.0.1")
+    if not isinstance(bind_address, str) or not bind_address:
+        raise ConfigError(f"config key actor_system.bind_address must be an IP address string, "
+                          f"got {bind_address!r}")
+
     persistence = _expect_table(root.get("persistence", {}), "persistence")
-    _check_keys(persistence, {"journal", "snapshot_store", "journals", "snapshot_stores"},
-                "persistence")
+    _check_keys(persistence, {"journal", "snapshot_store", "journals", "snapshot_stores",
+                              *_RUNTIME_DEFAULTS}, "persistence")
+    runtime = {key: _number(persistence, key, default)
+               for key, default in _RUNTIME_DEFAULTS.items()}
     journals = {DEFAULT_PLUGIN_ID: _plugin_config(
         JOURNAL, DEFAULT_PLUGIN_ID, persistence.get("journal", {}), "persistence.journal")}
     snapshot_stores = {DEFAULT_PLUGIN_ID: _plugin_config(
@@ -171,7 +201,18 @@ def load_settings(config: Mapping[str, Any] | str | os.PathLike[str] | None) -> 
                                               f"persistence.{key}").items():
             table[plugin_id] = _plugin_config(kind, plugin_id, value,
                                               f"persistence.{key}.{plugin_id}")
-    return Settings(base, admin_port, journals, snapshot_stores)
+    return Settings(base, admin_port, journals, snapshot_stores, bind_address,
+                    float(runtime["recovery_event_timeout"]),
+                    int(runtime["internal_stash_capacity"]))
+
+
+def _number(table: Mapping[str, Any], key: str, default: float) -> float:
+    value = table.get(key, default)
+    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0 or (
+            isinstance(default, int) and not isinstance(value, int)):
+        kind = "an int" if isinstance(default, int) else "a number"
+        raise ConfigError(f"config key persistence.{key} must be {kind} > 0, got {value!r}")
+    return value
 
 
 def available_plugins(kind: str) -> list[str]:

@@ -19,6 +19,7 @@ __all__ = [
     "SequenceConflictError",
     "SerializationError",
     "SnapshotStoreError",
+    "StashOverflowError",
 ]
 
 
@@ -84,3 +85,7 @@ class RecoveryTimedOutError(RecoveryError):
 
 class IllegalActorStateError(PersistentActorsError, RuntimeError):
     """An operation is not allowed in the actor's current state (e.g. persist during replay)."""
+
+
+class StashOverflowError(PersistentActorsError):
+    """A persistent actor's internal stash is full (ThrowOverflowExceptionStrategy)."""

@@ -24,8 +24,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from persistent_actors import _protocol as p
 from persistent_actors._actor import ActorRef
-from persistent_actors._errors import IllegalActorStateError, RecoveryError, SerializationError
+from persistent_actors._errors import (
+    IllegalActorStateError,
+    RecoveryError,
+    RecoveryTimedOutError,
+    SerializationError,
+    StashOverflowError,
+)
 from persistent_actors._serialization import Serializer
+from persistent_actors.adapters import EventAdapters
 from persistent_actors.journal import MAX_SEQUENCE_NR, AtomicWrite, PersistentRepr
 from persistent_actors.messages import (
     DeleteMessagesFailure,
@@ -38,6 +45,11 @@ from persistent_actors.messages import (
 )
 from persistent_actors.recovery import Recovery
 from persistent_actors.snapshot import SnapshotMetadata, SnapshotSelectionCriteria
+from persistent_actors.supervision import (
+    DiscardToDeadLetterStrategy,
+    ReplyToStrategy,
+    ThrowOverflowExceptionStrategy,
+)
 
 if TYPE_CHECKING:
     from persistent_actors._persistent_actor import PersistentActor
@@ -54,6 +66,14 @@ class EntityCell(Protocol):
 
     journal: Any
     snapshot_store: Any
+    recovery_event_timeout: float
+    internal_stash_capacity: int
+
+    def schedule(self, delay: float, message: Any) -> None:
+        """Deliver `message` to this actor after `delay` seconds."""
+
+    def dead_letter(self, message: Any, sender: ActorRef) -> None:
+        """Publish `message` as a dead letter."""
 
     def send_to_address(self, address: Any, message: Any) -> None:
         """Send a protocol message to a plugin actor."""
@@ -61,8 +81,8 @@ class EntityCell(Protocol):
     def send_to_self(self, message: Any) -> None:
         """Enqueue `message` in this actor's own mailbox."""
 
-    def stop_self(self) -> None:
-        """Stop the actor after the current message."""
+    def stop_self(self, *, failed: bool = False) -> None:
+        """Stop the actor after the current message; `failed`: because a plugin failed."""
 
     def set_sender(self, sender: ActorRef) -> None:
         """Make `sender` what ``self.sender`` returns."""
@@ -99,12 +119,15 @@ class Eventsourced:
         instance_id: int,
         serializer: Serializer,
         stash: deque[tuple[Any, ActorRef]] | None = None,
+        adapters: EventAdapters | None = None,
     ) -> None:
         self.actor = actor
         self.cell = cell
         self.persistence_id = persistence_id
         self.instance_id = instance_id
         self.serializer = serializer
+        # The journal's event adapters (tags, upcasting); none bound: store and replay as is.
+        self.adapters = adapters if adapters is not None else EventAdapters(serializer=serializer)
         self.log = log
         self.writer_uuid = uuid.uuid4().hex
         self.last_sequence_nr = 0
@@ -119,6 +142,8 @@ class Eventsourced:
         self._in_flight: list[p.WriteItem] = []
         self._write_in_progress = False
         self._sender: ActorRef | None = None
+        self._snapshot_criteria = SnapshotSelectionCriteria.latest()
+        self._progress = 0.0  # monotonic time recovery last made progress
 
     # -- state ------------------------------------------------------------------------------
     @property
@@ -141,15 +166,34 @@ class Eventsourced:
                           f"{type(recovery).__name__}"), None)
             return
         self._recovery = recovery
+        self._progress = time.monotonic()
+        self.cell.schedule(self.cell.recovery_event_timeout, p.RecoveryTick(self.instance_id))
         to = recovery.to_sequence_nr
         if recovery.from_snapshot.is_none or self.cell.snapshot_store is None:
             self._on_snapshot_result(p.LoadSnapshotResult(None, to, self.instance_id))
         else:
-            self.cell.send_to_address(
-                self.cell.snapshot_store,
-                p.LoadSnapshot(self.persistence_id, recovery.from_snapshot.limit(to), to,
-                               self.instance_id),
-            )
+            self._load_snapshot(recovery.from_snapshot.limit(to))
+
+    def _load_snapshot(self, criteria: SnapshotSelectionCriteria) -> None:
+        self._snapshot_criteria = criteria
+        to = self._recovery.to_sequence_nr
+        self.cell.send_to_address(
+            self.cell.snapshot_store,
+            p.LoadSnapshot(self.persistence_id, criteria, to, self.instance_id))
+
+    def _check_recovery_progress(self) -> None:
+        """Fail recovery that went `recovery_event_timeout` seconds without progress."""
+        if not self.is_recovering:
+            return
+        timeout = self.cell.recovery_event_timeout
+        idle = time.monotonic() - self._progress
+        if idle < timeout:
+            self.cell.schedule(timeout - idle, p.RecoveryTick(self.instance_id))
+            return
+        phase = "loading a snapshot" if self._state == _RECOVERY_STARTED else "replaying events"
+        self._fail_recovery(RecoveryTimedOutError(
+            f"recovery of {self.persistence_id!r} made no progress for {timeout}s while "
+            f"{phase}; highest sequence number seen: {self.last_sequence_nr}"), None)
 
     def _on_snapshot_result(self, result: p.LoadSnapshotResult) -> None:
         if result.snapshot is not None:
@@ -158,8 +202,16 @@ class Eventsourced:
                 state = self.serializer.from_binary(result.snapshot.manifest,
                                                     result.snapshot.payload)
             except SerializationError as e:
-                self._fail_recovery(RecoveryError(f"cannot decode snapshot at sequence_nr "
-                                                  f"{md.sequence_nr}: {e}"), None)
+                # Akka's SnapshotDecodeFailure: try the next older snapshot; with none left,
+                # the result is None and every event is replayed.
+                log.warning("snapshot %d of %r cannot be decoded (%s); trying an older one",
+                            md.sequence_nr, self.persistence_id, e)
+                older = self._snapshot_criteria.limit(md.sequence_nr - 1)
+                if md.sequence_nr - 1 < older.min_sequence_nr:
+                    self._on_snapshot_result(p.LoadSnapshotResult(
+                        None, result.to_sequence_nr, self.instance_id))
+                else:
+                    self._load_snapshot(older)
                 return
             self.last_sequence_nr = md.sequence_nr
             if not self._recover_with(SnapshotOffer(md, state)):
@@ -187,15 +239,17 @@ class Eventsourced:
     def _on_replayed(self, reprs: tuple[PersistentRepr, ...]) -> None:
         for repr_ in reprs:
             try:
-                event = self.serializer.from_binary(repr_.manifest, repr_.payload)
+                # Read adapters may turn one stored event into several (or none): upcasting.
+                events = self.adapters.from_journal(repr_)
             except SerializationError as e:
                 self._fail_recovery(RecoveryError(
                     f"cannot decode event {repr_.sequence_nr} of {self.persistence_id!r}: {e}"),
                     None)
                 return
             self.last_sequence_nr = repr_.sequence_nr
-            if not self._recover_with(event):
-                return
+            for event in events:
+                if not self._recover_with(event):
+                    return
 
     def _on_recovery_success(self, highest: int) -> None:
         self.last_sequence_nr = self._sequence_nr = max(highest, self.last_sequence_nr)
@@ -208,7 +262,7 @@ class Eventsourced:
         try:
             self.actor.on_recovery_failure(cause, event)
         finally:
-            self._stop()
+            self._stop(failed=True)
 
     # -- message entry point ----------------------------------------------------------------
     def receive(self, message: Any, sender: ActorRef) -> None:
@@ -219,12 +273,39 @@ class Eventsourced:
             case p.WriteMessagesResult() | p.ReplayedMessages() | p.RecoverySuccess() | \
                     p.ReplayMessagesFailure() | p.LoadSnapshotResult() | p.LoadSnapshotFailed():
                 if message.actor_instance_id == self.instance_id:
+                    # A reply that comes too late is a timeout too: on the simple base a slow
+                    # plugin blocks the thread, so the timer can only fire after its reply.
+                    if self.is_recovering and time.monotonic() - self._progress >= \
+                            self.cell.recovery_event_timeout:
+                        self._check_recovery_progress()
+                        return
+                    self._progress = time.monotonic()
                     self._on_journal_response(message)
+            case p.RecoveryTick():
+                if message.actor_instance_id == self.instance_id:
+                    self._check_recovery_progress()
             case _ if self._state != _PROCESSING or self._pending_stashing > 0:
-                self._stash.append((message, sender))
+                self._stash_internally(message, sender)
             case _:
                 self._process_command(message, sender)
         self.drain_stash()
+
+    def _stash_internally(self, message: Any, sender: ActorRef) -> None:
+        capacity = getattr(self.actor, "internal_stash_capacity", None) or \
+            self.cell.internal_stash_capacity
+        if len(self._stash) < capacity:
+            self._stash.append((message, sender))
+            return
+        strategy = self.actor.internal_stash_overflow_strategy
+        match strategy:
+            case DiscardToDeadLetterStrategy():
+                self.cell.dead_letter(message, sender)
+            case ReplyToStrategy(response):
+                sender.tell(response)
+            case ThrowOverflowExceptionStrategy() | _:
+                raise StashOverflowError(
+                    f"internal stash of {self.persistence_id!r} is full ({capacity} messages); "
+                    f"{type(message).__name__} was not stashed")
 
     def drain_stash(self) -> None:
         """Handle stashed messages while nothing forces them to wait."""
@@ -296,12 +377,15 @@ class Eventsourced:
                 self._pending_stashing += 1
             if error is None:
                 try:
-                    manifest, payload = self.serializer.to_binary(event)
+                    # A write adapter may change what is stored and tag it; the handler still
+                    # gets `event`. Its failure rejects the write, as a serialization error does.
+                    stored, tags = self.adapters.to_journal(event)
+                    manifest, payload = self.serializer.to_binary(stored)
                 except SerializationError as e:
                     error = e
                     continue
                 reprs.append(PersistentRepr(self.persistence_id, self._sequence_nr, manifest,
-                                            payload, self.writer_uuid, now))
+                                            payload, self.writer_uuid, now, tags))
         if error is not None:
             first = self._sequence_nr - len(events) + 1
             self._event_batch.append(
@@ -383,7 +467,7 @@ class Eventsourced:
         try:
             self.actor.on_persist_failure(cause, event, sequence_nr)
         finally:
-            self._stop()
+            self._stop(failed=True)
 
     def _apply_next_handler(self) -> None:
         invocation = self._pending[0]
@@ -454,10 +538,10 @@ class Eventsourced:
                                   p.DeleteMessagesTo(self.persistence_id, to_sequence_nr))
 
     # -- stopping ---------------------------------------------------------------------------
-    def _stop(self) -> None:
+    def _stop(self, *, failed: bool = False) -> None:
         if self._state != _STOPPED:
             self._state = _STOPPED
-            self.cell.stop_self()
+            self.cell.stop_self(failed=failed)
 
 
 def _check_sequence_nr(name: str, value: int) -> None:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from persistent_actors._actor import Actor
 from persistent_actors.recovery import Recovery
 from persistent_actors.snapshot import SnapshotSelectionCriteria
+from persistent_actors.supervision import StashOverflowStrategy, ThrowOverflowExceptionStrategy
 
 if TYPE_CHECKING:
     from persistent_actors._eventsourced import Eventsourced
@@ -53,6 +54,13 @@ class PersistentActor(Actor):
 
     snapshot_plugin_id: ClassVar[str | None] = None
     """Name of a snapshot store from config instead of the default (Akka's SnapshotPluginId)."""
+
+    internal_stash_capacity: ClassVar[int | None] = None
+    """Messages stashed while persisting or recovering; None: ``[persistence]`` config value."""
+
+    internal_stash_overflow_strategy: ClassVar[StashOverflowStrategy] = (
+        ThrowOverflowExceptionStrategy())
+    """What happens to a message that does not fit the stash (Akka's three strategies)."""
 
     _eventsourced: Eventsourced
 

@@ -204,6 +204,8 @@ class SystemInfo:
     base: str
     guardian: Address
     event_stream: Address
+    recovery_event_timeout: float = 30.0
+    internal_stash_capacity: int = 100_000
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -218,6 +220,7 @@ class StartEntity:
     journal: Address | None
     snapshot_store: Address | None
     host_id: int
+    event_adapters: Any = None  # the journal's persistent_actors.adapters.AdapterSpec
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -364,3 +367,30 @@ class ProbeMessage:
 
     message: Any
     sender: ActorRef | None
+
+
+# -- plugin commands (Akka's ReceivePluginInternal) ------------------------------------------
+@dataclasses.dataclass(frozen=True, slots=True)
+class PluginCommand:
+    """Facade -> plugin actor: pass `message` to the plugin's `receive_plugin_internal`.
+
+    Answered with ``Reply(correlation_id, result)`` or ``Reply(correlation_id, Failure(...))``.
+    """
+
+    message: Any
+    correlation_id: str
+
+
+# -- timers ----------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True, slots=True)
+class RecoveryTick:
+    """Timer: check that recovery of `actor_instance_id` is still making progress."""
+
+    actor_instance_id: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BackoffRestart:
+    """Timer: start the actor again after a back-off delay."""
+
+    restarts: int

@@ -108,8 +108,11 @@ class Serializer:
             encode = encode or _dataclass_encoder(cls)
             decode = decode or _dataclass_decoder(cls)
         binding = _Binding(cls, manifest, encode, decode)
+        names = (manifest, *aliases)
         with self._lock:
-            for name in (manifest, *aliases):
+            # Check every name before binding any: a conflict on an alias used to leave the
+            # manifest (and earlier aliases) bound to a class whose registration failed.
+            for name in names:
                 existing = self._by_manifest.get(name)
                 if existing is not None and existing.cls is not cls and not _same_class(
                     existing.cls, cls
@@ -118,9 +121,8 @@ class Serializer:
                         f"manifest {name!r} is already registered to "
                         f"{existing.cls.__module__}.{existing.cls.__qualname__}"
                     )
-                self._by_manifest[name] = binding if name == manifest else _Binding(
-                    cls, manifest, encode, decode
-                )
+            for name in names:
+                self._by_manifest[name] = binding
             self._by_type[cls] = binding
         return cls
 
@@ -236,9 +238,15 @@ class Serializer:
 
 
 def _same_class(a: type[Any], b: type[Any]) -> bool:
-    # A module imported twice (e.g. as __main__ and by name) yields two class objects for one
-    # definition; re-registering it must not be an error.
-    return a.__qualname__ == b.__qualname__
+    # A module imported twice (e.g. as __main__ and by name, or as "actors" and "tests.actors")
+    # yields two class objects for one definition; re-registering it must not be an error.
+    # The module must match too (up to that): comparing only the qualname let two different
+    # classes, e.g. orders.events.Created and users.events.Created, share a manifest silently.
+    if a.__qualname__ != b.__qualname__:
+        return False
+    ma, mb = a.__module__, b.__module__
+    return (ma == mb or "__main__" in (ma, mb)
+            or ma.endswith("." + mb) or mb.endswith("." + ma))
 
 
 default_serializer: Final = Serializer()

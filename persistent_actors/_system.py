@@ -21,7 +21,7 @@ from thespian.actors import ActorSystem as ThespianActorSystem
 
 from persistent_actors import _protocol as p
 from persistent_actors._actor import Actor, ActorRef, normalize_message
-from persistent_actors._config import Settings, load_settings
+from persistent_actors._config import JOURNAL, SNAPSHOT_STORE, Settings, load_settings
 from persistent_actors._errors import (
     ActorInitializationError,
     AskTimeoutError,
@@ -30,8 +30,17 @@ from persistent_actors._errors import (
 )
 from persistent_actors._event_stream import EventStream
 from persistent_actors._thespian.common import StopRequested, check_picklable
+from persistent_actors._thespian.event_log import GetPlugin, HostedEventLog
 from persistent_actors._thespian.guardian import Guardian
+from persistent_actors._thespian.loopback import bind_where_advertised
+from persistent_actors._thespian.wakeups import fast_wakeup_checks
 from persistent_actors.messages import Kill, PoisonPill
+from persistent_actors.query import (
+    DEFAULT_PAGE_SIZE,
+    DEFAULT_REFRESH_INTERVAL,
+    ReadJournal,
+    connect_read_journal,
+)
 
 __all__ = ["ActorSystem"]
 
@@ -96,6 +105,12 @@ class ActorSystem:
             ADMIN_PORTS.append(port)
             capabilities["Admin Port"] = port
             log_defs = _THESPIAN_LOG_DEFS
+            # Thespian unpickles whatever reaches an actor's port, so by default every port
+            # listens on loopback only; forked actor processes inherit the variable.
+            os.environ["THESPIAN_BASE_IPADDR"] = self.settings.bind_address
+            bind_where_advertised()
+        else:
+            fast_wakeup_checks()  # the simple base scans every pending wakeup per message
         self._asys = ThespianActorSystem(self.settings.thespian_base, capabilities,
                                          logDefs=log_defs, transientUnique=True)
         ActorSystem._live.add(self)
@@ -188,6 +203,55 @@ class ActorSystem:
             self._asys.tell(ref.address, ActorExitRequest())
         self._stop_requested(ref)
 
+    # -- read side -----------------------------------------------------------------------------
+    def read_journal(self, plugin_id: str | None = None, *, page_size: int = DEFAULT_PAGE_SIZE,
+                     refresh_interval: float = DEFAULT_REFRESH_INTERVAL) -> ReadJournal:
+        """A `ReadJournal` over the journal `plugin_id` (the default journal when None).
+
+        A SQLite journal is read directly from its file; the in-memory journal through its
+        plugin actor. Events are decoded with the journal's read adapters. Close it when done.
+
+        Raises:
+            ConfigError: no journal is configured under `plugin_id`.
+            PluginError: the journal plugin supports no queries.
+
+        """
+        self._ensure_running()
+        return connect_read_journal(self.settings.plugin(JOURNAL, plugin_id),
+                                    self._hosted_event_log, page_size=page_size,
+                                    refresh_interval=refresh_interval)
+
+    def _hosted_event_log(self, plugin_id: str) -> HostedEventLog:
+        reply = self._request(self._guardian, lambda corr: GetPlugin(JOURNAL, plugin_id, corr),
+                              timeout=60.0, what=f"starting journal {plugin_id!r}")
+        if isinstance(reply, p.Failure):
+            raise reply.error
+        return HostedEventLog.connect(self._request, reply.address)
+
+    def plugin_command(self, kind: str, message: Any, plugin_id: str | None = None,
+                       timeout: float = 30.0) -> Any:
+        """Send `message` to a plugin's ``receive_plugin_internal`` and return its answer.
+
+        `kind` is ``"journal"`` or ``"snapshot_store"``; `plugin_id` names a configured plugin
+        (the default one when None). The persistence test kit is built on this.
+
+        Raises:
+            ConfigError: no such plugin is configured.
+            PluginError: the plugin does not accept the command.
+
+        """
+        if kind not in (JOURNAL, SNAPSHOT_STORE):
+            raise ValueError(f"plugin kind must be {JOURNAL!r} or {SNAPSHOT_STORE!r}, got {kind!r}")
+        reply = self._request(self._guardian, lambda corr: GetPlugin(kind, plugin_id, corr),
+                              timeout=60.0, what=f"starting {kind} {plugin_id!r}")
+        if isinstance(reply, p.Failure):
+            raise reply.error
+        result = self._request(reply.address, lambda corr: p.PluginCommand(message, corr),
+                               timeout=timeout, what=f"running a {kind} plugin command")
+        if isinstance(result, p.Failure):
+            raise result.error
+        return result
+
     # -- external messaging (used by ActorRef) ------------------------------------------------
     def tell_external(self, ref: ActorRef, message: Any, sender: ActorRef | None) -> None:
         """Send from outside any actor (see `ActorRef.tell`)."""
@@ -269,19 +333,21 @@ class ActorSystem:
         log.debug("dropped unsolicited message to the outside: %r", incoming)
 
     def _request(self, target: Any, build: Callable[[str], Any], timeout: float,
-                 what: str) -> Any:
+                 what: str, cancel: threading.Event | None = None) -> Any:
+        # `cancel`: a read-side worker thread gives up early (returns None) when it is set.
         box: list[Any] = []
         corr = uuid.uuid4().hex
         with self._lock:
             self._sinks[corr] = box.append
         try:
             self._send(target, build(corr))
-            if not self._pump(time.monotonic() + timeout, lambda: bool(box)):
+            if not self._pump(time.monotonic() + timeout,
+                              lambda: bool(box) or (cancel is not None and cancel.is_set())):
                 raise AskTimeoutError(f"timed out after {timeout}s {what}")
         finally:
             with self._lock:
                 self._sinks.pop(corr, None)
-        return box[0]
+        return box[0] if box else None
 
     def _ensure_running(self) -> None:
         if self._terminated:

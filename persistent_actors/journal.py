@@ -12,6 +12,8 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Final
 
+from persistent_actors._errors import PluginError
+
 __all__ = ["MAX_SEQUENCE_NR", "AtomicWrite", "Journal", "PersistentRepr"]
 
 # Largest sequence number; also what "no upper bound" means (fits SQLite's signed 64-bit INTEGER).
@@ -95,6 +97,14 @@ class Journal(ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook, empty by design
         """Plugin API: release every resource; must be idempotent."""
+
+    async def receive_plugin_internal(self, message: Any) -> Any:
+        """Plugin API: handle a plugin-specific command (Akka's ``ReceivePluginInternal``).
+
+        Reached through ``ActorSystem.plugin_command``; the persistence test kit uses it to
+        change a test plugin's behaviour. The default accepts nothing.
+        """
+        raise PluginError(f"{type(self).__name__} accepts no plugin commands (got {message!r})")
 
     @abstractmethod
     async def write_messages(self, writes: Sequence[AtomicWrite]) -> list[BaseException | None]:

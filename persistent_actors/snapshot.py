@@ -8,6 +8,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any
 
+from persistent_actors._errors import PluginError
 from persistent_actors.journal import MAX_SEQUENCE_NR
 
 __all__ = [
@@ -101,6 +102,14 @@ class SnapshotStore(ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook, empty by design
         """Plugin API: release every resource; must be idempotent."""
+
+    async def receive_plugin_internal(self, message: Any) -> Any:
+        """Plugin API: handle a plugin-specific command (Akka's ``ReceivePluginInternal``).
+
+        Reached through ``ActorSystem.plugin_command``; the persistence test kit uses it to
+        change a test plugin's behaviour. The default accepts nothing.
+        """
+        raise PluginError(f"{type(self).__name__} accepts no plugin commands (got {message!r})")
 
     @abstractmethod
     async def load(

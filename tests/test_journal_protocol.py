@@ -93,11 +93,15 @@ class _Cell:
 
     journal: Any = "journal"
     snapshot_store: Any = None
+    recovery_event_timeout: float = 30.0
+    internal_stash_capacity: int = 100_000
 
     def __init__(self) -> None:
         self.to_journal: list[Any] = []
         self.to_self: list[Any] = []
         self.stopped = False
+        self.scheduled: list[Any] = []
+        self.dead: list[Any] = []
         self.sender: ActorRef = DEAD_LETTERS
         self._unhandled = False
 
@@ -108,8 +112,14 @@ class _Cell:
     def send_to_self(self, message: Any) -> None:
         self.to_self.append(message)
 
-    def stop_self(self) -> None:
+    def stop_self(self, *, failed: bool = False) -> None:
         self.stopped = True
+
+    def schedule(self, delay: float, message: Any) -> None:
+        self.scheduled.append(message)
+
+    def dead_letter(self, message: Any, sender: ActorRef) -> None:
+        self.dead.append(message)
 
     def set_sender(self, sender: ActorRef) -> None:
         self.sender = sender

@@ -23,6 +23,7 @@ from persistent_actors._config import JOURNAL, SNAPSHOT_STORE, Settings
 from persistent_actors._errors import ActorInitializationError, InvalidActorNameError
 from persistent_actors._persistent_actor import PersistentActor
 from persistent_actors._thespian.common import StopRequested, log, portable_error
+from persistent_actors._thespian.event_log import GetPlugin, PluginRef
 from persistent_actors._thespian.event_stream import EventStreamActor
 from persistent_actors._thespian.host import EntityHost
 from persistent_actors._thespian.plugin_host import PluginHost
@@ -87,6 +88,8 @@ class Guardian(ThespianActor):  # type: ignore[misc]
                 self._plugins.pop((kind, plugin_id), None)
                 self._plugin_errors[(kind, plugin_id)] = error
                 self._wake_waiters()
+            case GetPlugin():
+                self._get_plugin(message, sender)
             case ChildActorExited():
                 self._child_exited(message.childAddress)
             case PoisonMessage():
@@ -105,7 +108,9 @@ class Guardian(ThespianActor):  # type: ignore[misc]
             if error is not None:
                 self.send(requester, p.Reply(init.correlation_id, p.Failure(error)))
                 return
-            self._info = p.SystemInfo(init.name, init.base, self.myAddress, self._event_stream)
+            self._info = p.SystemInfo(init.name, init.base, self.myAddress, self._event_stream,
+                                      self._settings.recovery_event_timeout,
+                                      self._settings.internal_stash_capacity)
             self.send(requester, p.Reply(init.correlation_id, p.SystemReady(self._info)))
 
         self._when_ready(keys, done)
@@ -120,6 +125,23 @@ class Guardian(ThespianActor):  # type: ignore[misc]
             self._plugins[key] = address
             self.send(address, p.StartPlugin(kind, config.plugin_id, config.spec, config.settings))
         return key
+
+    def _get_plugin(self, request: GetPlugin, requester: Any) -> None:
+        """Answer the facade with a plugin actor's address (the read side queries it)."""
+
+        def reply(message: Any) -> None:
+            self.send(requester, p.Reply(request.correlation_id, message))
+
+        try:
+            key = self._ensure_plugin(request.kind, request.plugin_id)
+        except Exception as e:  # noqa: BLE001 - a config error names the plugin id
+            reply(p.Failure(portable_error(e)))
+            return
+
+        def ready(error: BaseException | None) -> None:
+            reply(p.Failure(error) if error is not None else PluginRef(self._plugins[key]))
+
+        self._when_ready({key}, ready)
 
     def _when_ready(self, keys: set[PluginKey],
                     callback: Callable[[BaseException | None], None]) -> None:
@@ -200,9 +222,12 @@ class Guardian(ThespianActor):  # type: ignore[misc]
                 snapshots = self._plugins[key]
         host_id = next(self._host_ids)
         self._starting[host_id] = (request, requester, name)
+        adapters = None
+        if journal is not None:
+            adapters = self._settings.plugin(JOURNAL, request.cls.journal_plugin_id).adapters
         self.send(self.createActor(EntityHost), p.StartEntity(
             request.cls, request.args, request.kwargs, name, self._info, journal, snapshots,
-            host_id))
+            host_id, adapters))
 
     def _entity_started(self, host_id: int, host: Any) -> None:
         started = self._starting.pop(host_id, None)

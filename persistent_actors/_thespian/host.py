@@ -7,7 +7,10 @@ default supervision: an exception in a handler restarts the actor from the same 
 
 from __future__ import annotations
 
+import datetime
 import itertools
+import time
+from collections import deque
 from typing import Any
 
 from thespian.actors import (
@@ -41,7 +44,9 @@ from persistent_actors._thespian.common import (
     log,
     portable_error,
 )
+from persistent_actors.adapters import event_adapters_for
 from persistent_actors.messages import DeadLetter, Kill, PoisonPill
+from persistent_actors.supervision import BackoffOptions
 
 _instance_ids = itertools.count(1)
 
@@ -73,6 +78,8 @@ class _HostContext(ActorContext):
         self._guardian = start.system.guardian
         self.journal = start.journal
         self.snapshot_store = start.snapshot_store
+        self.recovery_event_timeout = start.system.recovery_event_timeout
+        self.internal_stash_capacity = start.system.internal_stash_capacity
 
     # ActorContext
     @property
@@ -123,8 +130,14 @@ class _HostContext(ActorContext):
     def send_to_self(self, message: Any) -> None:
         self._host.send(self._host.myAddress, message)
 
-    def stop_self(self) -> None:
-        self._host.stop_entity()
+    def stop_self(self, *, failed: bool = False) -> None:
+        self._host.stop_entity(failed=failed)
+
+    def schedule(self, delay: float, message: Any) -> None:
+        self._host.wakeupAfter(datetime.timedelta(seconds=max(delay, 0.001)), payload=message)
+
+    def dead_letter(self, message: Any, sender: ActorRef) -> None:
+        self._host._dead_letter(message, sender.address)  # noqa: SLF001 - the host's own cell
 
     def set_sender(self, sender: ActorRef) -> None:
         self._sender = sender
@@ -146,6 +159,10 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
         self._actor: Actor | None = None
         self._es: Eventsourced | None = None
         self._stopped = False
+        # Back-off restarts (BackoffOptions): messages kept while waiting, restarts so far.
+        self._backing_off: deque[tuple[Any, ActorRef]] | None = None
+        self._restarts = 0
+        self._started_at = 0.0
 
     # -- thespian entry point ----------------------------------------------------------------
     def receiveMessage(self, message: Any, sender: Any) -> None:  # noqa: N802 - thespian API
@@ -156,7 +173,10 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
             case ActorExitRequest():
                 self._on_exit()
                 return
-            case ChildActorExited() | WakeupMessage():
+            case WakeupMessage():
+                self._on_timer(message.payload)
+                return
+            case ChildActorExited():
                 return
             case PoisonMessage():
                 log.error("%s: a message it sent could not be delivered: %r (%s)",
@@ -175,6 +195,12 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
             sender_ref = ActorRef(sender)
         if isinstance(message, Kill):
             self.stop_entity()
+            return
+        if self._backing_off is not None:
+            if isinstance(message, PoisonPill):
+                self.stop_entity()
+            else:
+                self._backing_off.append((message, sender_ref))
             return
         previous = set_current_context(self._ctx)
         try:
@@ -225,7 +251,8 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
         actor.context = self._ctx
         es: Eventsourced | None = None
         if isinstance(actor, PersistentActor):
-            es = Eventsourced(actor, self._ctx, "", next(_instance_ids), default_serializer, stash)
+            es = Eventsourced(actor, self._ctx, "", next(_instance_ids), default_serializer, stash,
+                              adapters=event_adapters_for(self._start.event_adapters))
             actor._eventsourced = es  # noqa: SLF001 - installed before the user's __init__
         cls.__init__(actor, *self._start.args, **self._start.kwargs)
         if es is not None:
@@ -240,6 +267,7 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
 
     def _after_start(self) -> None:
         assert self._actor is not None  # noqa: S101
+        self._started_at = time.monotonic()
         self._actor.pre_start()
         if self._es is not None:
             self._es.start_recovery()
@@ -281,19 +309,76 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
 
         self._run_user(after_restart)
 
-    def stop_entity(self) -> None:
-        """Stop the hosted actor: post_stop, tell the guardian, then exit."""
+    def _on_timer(self, payload: Any) -> None:
+        if self._stopped or self._ctx is None:
+            return
+        match payload:
+            case p.RecoveryTick() if self._es is not None and self._backing_off is None:
+                previous = set_current_context(self._ctx)
+                try:
+                    self._es.receive(payload, DEAD_LETTERS)
+                except Exception as e:  # noqa: BLE001 - Akka's default supervision
+                    self._restart(e, payload)
+                finally:
+                    set_current_context(previous)
+            case p.BackoffRestart() if self._backing_off is not None:
+                self._backoff_restart()
+
+    def _backoff_restart(self) -> None:
+        assert self._backing_off is not None  # noqa: S101
+        kept, self._backing_off = self._backing_off, None
+        self._restarts += 1
+        previous = set_current_context(self._ctx)
+        try:
+            self._construct(stash=kept if self._is_persistent() else None)
+        except Exception:  # noqa: BLE001 - a constructor failing now is final
+            log.exception("%s could not be started again; it stops", self._name())
+            self.stop_entity()
+            return
+        finally:
+            set_current_context(previous)
+        self._run_user(self._after_start)
+        if not self._is_persistent():
+            for message, sender in kept:
+                self.receiveMessage(p.Envelope(message, sender), None)
+
+    def _is_persistent(self) -> bool:
+        return self._start is not None and issubclass(self._start.cls, PersistentActor)
+
+    def stop_entity(self, *, failed: bool = False) -> None:
+        """Stop the hosted actor: tell the guardian, post_stop, then exit.
+
+        With `failed` (a plugin failed) and a ``backoff`` on the class, start it again later.
+        """
         if self._stopped:
             return
+        backoff = getattr(self._start.cls, "backoff", None) if self._start else None
+        if failed and isinstance(backoff, BackoffOptions) and self._backing_off is None:
+            self._schedule_backoff(backoff)
+            return
         self._stopped = True
-        self._call_post_stop()
         assert self._start is not None  # noqa: S101
+        # The guardian first: whoever observes post_stop and then re-creates the name must
+        # find the guardian already waiting for this actor's exit, not refusing the name.
         self.send(self._start.system.guardian, p.EntityStopping())
+        self._call_post_stop()
         if self._es is not None:
             for message, sender in self._es.stash:
                 self._dead_letter(message, sender.address)
             self._es.stash.clear()
         self.send(self.myAddress, ActorExitRequest())
+
+    def _schedule_backoff(self, backoff: BackoffOptions) -> None:
+        if time.monotonic() - self._started_at >= backoff.min_backoff:
+            self._restarts = 0  # the last instance ran long enough: Akka's auto reset
+        self._call_post_stop()
+        self._backing_off = deque(self._es.stash if self._es is not None else ())
+        self._es = None
+        delay = backoff.delay(self._restarts)
+        log.warning("%s stopped after a failure; starting it again in %.2fs (restart %d)",
+                    self._name(), delay, self._restarts + 1)
+        self.wakeupAfter(datetime.timedelta(seconds=delay), payload=p.BackoffRestart(
+            self._restarts))
 
     def _on_exit(self) -> None:
         if not self._stopped:

@@ -15,12 +15,13 @@ from collections.abc import AsyncIterator, Coroutine
 from typing import Any, TypeVar
 
 from thespian.actors import Actor as ThespianActor
-from thespian.actors import ActorExitRequest, ChildActorExited, PoisonMessage
+from thespian.actors import ActorExitRequest, ChildActorExited, PoisonMessage, WakeupMessage
 
 from persistent_actors import _protocol as p
 from persistent_actors._config import JOURNAL, resolve_plugin
 from persistent_actors._errors import JournalError
 from persistent_actors._thespian.common import log, portable_error
+from persistent_actors._thespian.event_log import EVENT_LOG_MESSAGES, EventLogService
 from persistent_actors.journal import AtomicWrite, Journal, PersistentRepr
 from persistent_actors.messages import (
     DeleteMessagesFailure,
@@ -81,6 +82,8 @@ class PluginHost(ThespianActor):  # type: ignore[misc]
         self._pending: list[tuple[p.WriteMessages, Any]] = []
         self._flush_scheduled = False
         self._plugin_id = "?"
+        # The read side's queries and long polls (see _thespian/event_log.py).
+        self._queries = EventLogService(self.send, self.wakeupAfter, self._run)
 
     def receiveMessage(self, message: Any, sender: Any) -> None:  # noqa: N802 - thespian API
         match message:
@@ -98,6 +101,14 @@ class PluginHost(ThespianActor):  # type: ignore[misc]
                 self._flush()
             case ChildActorExited():
                 pass
+            case p.PluginCommand():
+                self._flush()  # a command applies after every write requested before it
+                self._plugin_command(message, sender)
+            case WakeupMessage():
+                self._queries.on_wakeup(message.payload)
+            case _ if isinstance(message, EVENT_LOG_MESSAGES):
+                self._flush()  # a query sees every write requested before it
+                self._queries.handle(message, sender, self._journal)
             case PoisonMessage():
                 log.warning("plugin %s: reply could not be delivered: %s", self._plugin_id,
                             message.details)
@@ -181,6 +192,20 @@ class PluginHost(ThespianActor):  # type: ignore[misc]
                         outcomes.append(p.Looped())
             self.send(requester, p.WriteMessagesResult(tuple(outcomes),
                                                        request.actor_instance_id))
+        if results is not None and any(error is None for error in results):
+            self._queries.written(journal)
+
+    def _plugin_command(self, command: p.PluginCommand, sender: Any) -> None:
+        plugin = self._journal or self._snapshots
+        result: Any
+        if plugin is None:
+            result = p.Failure(JournalError(f"plugin {self._plugin_id} is not running"))
+        else:
+            try:
+                result = self._run(plugin.receive_plugin_internal(command.message))
+            except Exception as e:  # noqa: BLE001 - reported to the caller
+                result = p.Failure(portable_error(e))
+        self.send(sender, p.Reply(command.correlation_id, result))
 
     # -- everything else ---------------------------------------------------------------------
     def _handle_request(self, message: Any, sender: Any) -> None:

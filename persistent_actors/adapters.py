@@ -1,0 +1,299 @@
+"""Event adapters and tags: what is stored may differ from what the actor persisted.
+
+A *write adapter* turns the event an actor persists into what the journal stores, for example
+`Tagged(event, tags)` so the read side can select it by tag, or a smaller storage class. The
+persist handler still receives the original event. A *read adapter* turns one stored event into
+zero or more events on replay and in queries: that is how an old version of an event is upcast
+to the current one. Adapters are bound per journal in config, by event type (Akka.NET's
+``event-adapters`` and ``event-adapter-bindings``)::
+
+    [persistence.journal]
+    plugin = "sqlite"
+    path = "events.db"
+    event_adapters = { tagger = "shop.adapters:Tagger", v1 = "shop.adapters:ItemAddedV1ToV2" }
+    event_adapter_bindings = { "shop.events:ItemAdded" = "tagger", "shop.ItemAdded.v1" = "v1" }
+
+A binding key names a class as ``module:QualName``, or a registered manifest. A read adapter
+bound to a manifest that no registered class carries any more receives the stored state as a
+plain ``dict``: that is how an event whose class was renamed or removed is still read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from collections.abc import Sequence as SequenceABC
+from typing import Any, Final
+
+from persistent_actors._errors import ConfigError, SerializationError
+from persistent_actors._serialization import PLAIN_MANIFEST, Serializer, default_serializer
+from persistent_actors.journal import PersistentRepr
+
+__all__ = [
+    "ADAPTERS_KEY",
+    "BINDINGS_KEY",
+    "AdapterSpec",
+    "EventAdapter",
+    "EventAdapters",
+    "ReadEventAdapter",
+    "Tagged",
+    "WriteEventAdapter",
+    "split_adapter_settings",
+]
+
+# The runtime's keys inside a journal's config section; stripped before the plugin sees it.
+ADAPTERS_KEY: Final = "event_adapters"
+BINDINGS_KEY: Final = "event_adapter_bindings"
+
+
+@dataclasses.dataclass(frozen=True, slots=True, init=False)
+class Tagged:
+    """An event with tags: the journal stores `payload` and indexes it under each tag.
+
+    Persist it directly (the handler then receives the `Tagged`), or return it from a write
+    adapter (the handler receives the original event). Tags are non-empty strings; duplicates
+    are dropped, the first-seen order is kept.
+    """
+
+    payload: Any
+    tags: tuple[str, ...]
+
+    def __init__(self, payload: Any, tags: Iterable[str]) -> None:
+        if isinstance(tags, str):
+            # A bare string is iterable too; "green" must not become ("g", "r", "e", "n").
+            raise TypeError(f"Tagged tags must be an iterable of str, not the str {tags!r}")
+        unique: dict[str, None] = {}
+        for tag in tags:
+            if not isinstance(tag, str) or not tag:
+                raise ValueError(f"a tag must be a non-empty str, got {tag!r}")
+            unique[tag] = None
+        object.__setattr__(self, "payload", payload)
+        object.__setattr__(self, "tags", tuple(unique))
+
+
+class WriteEventAdapter(ABC):
+    """Turns a persisted event into what is stored. Must be stateless: one instance is shared."""
+
+    @abstractmethod
+    def to_journal(self, event: Any) -> Any:
+        """Return what to store for `event`: any storable value, possibly a `Tagged`."""
+
+
+class ReadEventAdapter(ABC):
+    """Turns a stored event into the events replay and queries deliver. Must be stateless."""
+
+    @abstractmethod
+    def from_journal(self, event: Any, manifest: str) -> SequenceABC[Any]:
+        """Return the events `event` stands for today: none, one (possibly upcast) or several.
+
+        `manifest` is the type name the event was stored under. When the binding names a
+        manifest that no registered class carries, `event` is the stored state as a dict.
+        """
+
+
+class EventAdapter(WriteEventAdapter, ReadEventAdapter):
+    """Both directions in one class (Akka's ``IEventAdapter``)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AdapterSpec:
+    """The adapter config of one journal, validated, as strings (it pickles across processes).
+
+    `adapters` maps adapter names to ``module:Class``; `bindings` maps an event type (a
+    ``module:QualName`` or a manifest) to adapter names, in config order.
+    """
+
+    adapters: tuple[tuple[str, str], ...] = ()
+    bindings: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    @property
+    def is_empty(self) -> bool:
+        """True when no adapter is bound."""
+        return not self.bindings
+
+
+def split_adapter_settings(
+    settings: Mapping[str, Any], where: str
+) -> tuple[dict[str, Any], AdapterSpec]:
+    """Separate the runtime's adapter keys from a journal's own settings and validate them.
+
+    Args:
+        settings: a journal config section (``plugin`` already removed).
+        where: the section's config path, for error messages.
+
+    Returns:
+        The settings without the adapter keys, and the validated `AdapterSpec`.
+
+    Raises:
+        ConfigError: a key has the wrong shape, an adapter class cannot be imported or is not an
+            adapter, or a binding names an undeclared adapter; the message names the key.
+
+    """
+    rest = dict(settings)
+    adapters_value = rest.pop(ADAPTERS_KEY, {})
+    bindings_value = rest.pop(BINDINGS_KEY, {})
+    if not isinstance(adapters_value, Mapping):
+        raise ConfigError(f"config key {where}.{ADAPTERS_KEY} must be a table of name = "
+                          f"\"module:Class\", got {type(adapters_value).__name__}")
+    if not isinstance(bindings_value, Mapping):
+        raise ConfigError(f"config key {where}.{BINDINGS_KEY} must be a table of event type = "
+                          f"adapter name(s), got {type(bindings_value).__name__}")
+    adapters: list[tuple[str, str]] = []
+    for name, target in adapters_value.items():
+        key = f"{where}.{ADAPTERS_KEY}.{name}"
+        if not isinstance(target, str) or ":" not in target:
+            raise ConfigError(f"config key {key} must be a \"module:Class\" string, got {target!r}")
+        try:
+            _resolve_adapter_class(target)
+        except (ImportError, AttributeError, TypeError) as e:
+            raise ConfigError(f"config key {key}: cannot load event adapter {target!r}: {e}") from e
+        adapters.append((str(name), target))
+    declared = {name for name, _ in adapters}
+    bindings: list[tuple[str, tuple[str, ...]]] = []
+    for event_type, names in bindings_value.items():
+        key = f"{where}.{BINDINGS_KEY}.{event_type!r}"
+        listed = (names,) if isinstance(names, str) else names
+        if not isinstance(listed, list | tuple) or not listed or not all(
+            isinstance(n, str) for n in listed
+        ):
+            raise ConfigError(f"config key {key} must be an adapter name or a non-empty list of "
+                              f"names, got {names!r}")
+        for name in listed:
+            if name not in declared:
+                raise ConfigError(f"config key {key} names unknown event adapter {name!r}; "
+                                  f"declared in {where}.{ADAPTERS_KEY}: {sorted(declared)}")
+        writers = [n for n in listed if _is_write_adapter(dict(adapters)[n])]
+        if len(writers) > 1:
+            raise ConfigError(f"config key {key} binds {len(writers)} write adapters {writers}; "
+                              "an event type can have at most one (any number of read adapters)")
+        bindings.append((str(event_type), tuple(listed)))
+    return rest, AdapterSpec(tuple(adapters), tuple(bindings))
+
+
+def _resolve_adapter_class(target: str) -> type[Any]:
+    module_name, _, attr = target.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    if not (isinstance(obj, type) and issubclass(obj, WriteEventAdapter | ReadEventAdapter)):
+        raise TypeError(f"{target} is not a WriteEventAdapter or ReadEventAdapter subclass")
+    return obj
+
+
+def _is_write_adapter(target: str) -> bool:
+    return issubclass(_resolve_adapter_class(target), WriteEventAdapter)
+
+
+class EventAdapters:
+    """The adapters of one journal, resolved: applied on persist, on replay and in queries.
+
+    The binding used for an event is the one of the most specific class in its MRO that has
+    one (a class matches by ``module:QualName`` or by its registered manifest). On read, a
+    binding for the stored manifest itself comes first.
+    """
+
+    def __init__(self, spec: AdapterSpec | None = None,
+                 serializer: Serializer = default_serializer) -> None:
+        self.spec = spec or AdapterSpec()
+        self.serializer = serializer
+        instances = {name: _resolve_adapter_class(target)()
+                     for name, target in self.spec.adapters}
+        self._bindings: dict[str, tuple[Any, ...]] = {
+            event_type: tuple(instances[name] for name in names)
+            for event_type, names in self.spec.bindings
+        }
+        self._by_class: dict[type[Any], tuple[Any, ...]] = {}
+        self._lock = threading.Lock()
+
+    def _bound_to(self, cls: type[Any]) -> tuple[Any, ...]:
+        cached = self._by_class.get(cls)
+        if cached is not None:
+            return cached
+        found: tuple[Any, ...] = ()
+        for klass in cls.__mro__:
+            for key in (f"{klass.__module__}:{klass.__qualname__}",
+                        self.serializer.manifest_of(klass)):
+                if key is not None and key in self._bindings:
+                    found = self._bindings[key]
+                    break
+            if found:
+                break
+        with self._lock:
+            self._by_class[cls] = found
+        return found
+
+    def to_journal(self, event: Any) -> tuple[Any, tuple[str, ...]]:
+        """Return what to store for `event` and its tags.
+
+        Raises:
+            SerializationError: the write adapter raised (the write is then rejected).
+
+        """
+        stored = event
+        if not isinstance(event, Tagged) and self._bindings:
+            writer = next((a for a in self._bound_to(type(event))
+                           if isinstance(a, WriteEventAdapter)), None)
+            if writer is not None:
+                try:
+                    stored = writer.to_journal(event)
+                except Exception as e:
+                    raise SerializationError(
+                        f"write adapter {type(writer).__qualname__} failed on "
+                        f"{type(event).__qualname__}: {type(e).__name__}: {e}") from e
+        if isinstance(stored, Tagged):
+            return stored.payload, stored.tags
+        return stored, ()
+
+    def from_journal(self, repr_: PersistentRepr) -> list[Any]:
+        """Decode a stored event and apply its read adapters: zero or more events.
+
+        Raises:
+            SerializationError: the payload cannot be decoded, or a read adapter raised; the
+                message names the persistence id and sequence number.
+
+        """
+        readers: tuple[Any, ...] = ()
+        try:
+            if self._bindings and repr_.manifest in self._bindings:
+                readers = self._bindings[repr_.manifest]
+                # A manifest no class carries any more (renamed, removed): hand over the state.
+                manifest = (repr_.manifest if self.serializer.class_of(repr_.manifest)
+                            else PLAIN_MANIFEST)
+                event = self.serializer.from_binary(manifest, repr_.payload)
+            else:
+                event = self.serializer.from_binary(repr_.manifest, repr_.payload)
+                if self._bindings:
+                    readers = self._bound_to(type(event))
+        except SerializationError as e:
+            raise SerializationError(f"cannot decode event {repr_.sequence_nr} of "
+                                     f"{repr_.persistence_id!r}: {e}") from e
+        readers = tuple(a for a in readers if isinstance(a, ReadEventAdapter))
+        if not readers:
+            return [event]
+        events: list[Any] = []
+        for reader in readers:  # several read adapters: their results concatenated, as in Akka
+            try:
+                events.extend(reader.from_journal(event, repr_.manifest))
+            except Exception as e:
+                raise SerializationError(
+                    f"read adapter {type(reader).__qualname__} failed on event "
+                    f"{repr_.sequence_nr} of {repr_.persistence_id!r}: {type(e).__name__}: {e}"
+                ) from e
+        return events
+
+
+_cache: dict[AdapterSpec, EventAdapters] = {}
+_cache_lock = threading.Lock()
+
+
+def event_adapters_for(spec: AdapterSpec | None) -> EventAdapters:
+    """The resolved adapters of `spec`, built once per process (adapters are stateless)."""
+    key = spec or AdapterSpec()
+    with _cache_lock:
+        adapters = _cache.get(key)
+        if adapters is None:
+            adapters = _cache[key] = EventAdapters(key)
+    return adapters

@@ -1,0 +1,121 @@
+"""Actors for the failure-semantics tests (module level: the multiproc base imports them)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from persistent_actors import ActorRef, PersistentActor, RecoveryCompleted, SnapshotOffer, register
+from persistent_actors.supervision import (
+    Backoff,
+    DiscardToDeadLetterStrategy,
+    ReplyToStrategy,
+    ThrowOverflowExceptionStrategy,
+)
+
+
+@register(manifest="tests.failures.Added")
+@dataclasses.dataclass(frozen=True)
+class Added:
+    value: int
+
+
+@register(manifest="tests.failures.Poison")
+@dataclasses.dataclass(frozen=True)
+class Poison:
+    """An event type the test kit is told to fail or reject."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Fill:
+    """Persist, and meanwhile send this actor `extra` messages (from `reply_to`)."""
+
+    extra: int
+    reply_to: ActorRef
+
+
+class Reporter(PersistentActor):
+    """Persists `Added`/`Poison`; reports recovery, handlers, failures and stops to `probe`."""
+
+    def __init__(self, pid: str, probe: ActorRef) -> None:
+        self.pid = pid
+        self.probe = probe
+        self.total = 0
+
+    @property
+    def persistence_id(self) -> str:
+        return self.pid
+
+    def on_recover(self, message: Any) -> None:
+        match message:
+            case Added(value):
+                self.total += value
+            case SnapshotOffer(snapshot=int(total)):
+                self.total = total
+            case RecoveryCompleted():
+                self.probe.tell(("recovered", self.total, self.last_sequence_nr))
+
+    def on_command(self, message: Any) -> None:
+        match message:
+            case int():
+                self.persist(Added(message), self._added)
+            case "poison":
+                self.persist(Poison(), lambda _: self.probe.tell("poison handler ran"))
+            case "snap":
+                self.save_snapshot(self.total)
+            case "total":
+                self.probe.tell(("total", self.total, self.last_sequence_nr))
+            case Fill(extra, reply_to):
+                self.persist(Added(0), lambda _: self.probe.tell("filled"))
+                for n in range(extra):
+                    self.context.self.tell(("queued", n), sender=reply_to)
+            case ("queued", n):
+                self.probe.tell(("handled", n))
+            case _:
+                self.probe.tell(message)  # SaveSnapshotSuccess and friends
+
+    def _added(self, event: Added) -> None:
+        self.total += event.value
+        self.probe.tell(("persisted", event.value, self.last_sequence_nr))
+
+    def on_persist_failure(self, cause: BaseException, event: Any, sequence_nr: int) -> None:
+        self.probe.tell(("persist-failed", type(cause).__name__, sequence_nr))
+
+    def on_persist_rejected(self, cause: BaseException, event: Any, sequence_nr: int) -> None:
+        self.probe.tell(("rejected", type(cause).__name__, type(event).__name__, sequence_nr))
+
+    def on_recovery_failure(self, cause: BaseException, event: Any | None) -> None:
+        self.probe.tell(("recovery-failed", type(cause).__name__))
+
+    def post_stop(self) -> None:
+        self.probe.tell("stopped")
+
+    def post_restart(self, reason: BaseException) -> None:
+        self.probe.tell(("restarted", type(reason).__name__))
+        super().post_restart(reason)
+
+
+class BackoffReporter(Reporter):
+    """Restarted with back-off after a journal failure."""
+
+    backoff = Backoff.on_stop(min_backoff=0.2, max_backoff=1.0, random_factor=0.0)
+
+
+class TinyStashThrow(Reporter):
+    internal_stash_capacity = 2
+    internal_stash_overflow_strategy = ThrowOverflowExceptionStrategy()
+
+
+class TinyStashDrop(Reporter):
+    internal_stash_capacity = 2
+    internal_stash_overflow_strategy = DiscardToDeadLetterStrategy()
+
+
+class TinyStashReply(Reporter):
+    internal_stash_capacity = 2
+    internal_stash_overflow_strategy = ReplyToStrategy("stash full, try later")
+
+
+def is_big(event: Any) -> bool:
+    """Predicate for the test kit: an `Added` over 100 (module level, so it pickles)."""
+    return isinstance(event, Added) and event.value > 100
