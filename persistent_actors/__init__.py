@@ -23,6 +23,7 @@ from persistent_actors._errors import (
     SequenceConflictError,
     SerializationError,
     SnapshotStoreError,
+    StashOverflowError,
 )
 from persistent_actors._event_stream import EventStream
 from persistent_actors._persistent_actor import PersistentActor
@@ -46,6 +47,13 @@ from persistent_actors.messages import (
 )
 from persistent_actors.recovery import Recovery
 from persistent_actors.snapshot import SnapshotMetadata, SnapshotSelectionCriteria
+from persistent_actors.supervision import (
+    Backoff,
+    BackoffOptions,
+    DiscardToDeadLetterStrategy,
+    ReplyToStrategy,
+    ThrowOverflowExceptionStrategy,
+)
 
 __all__ = [
     "CONFIG_ENV_VAR",
@@ -57,6 +65,8 @@ __all__ = [
     "ActorRef",
     "ActorSystem",
     "AskTimeoutError",
+    "Backoff",
+    "BackoffOptions",
     "ConfigError",
     "DeadLetter",
     "DeleteMessagesFailure",
@@ -65,6 +75,7 @@ __all__ = [
     "DeleteSnapshotSuccess",
     "DeleteSnapshotsFailure",
     "DeleteSnapshotsSuccess",
+    "DiscardToDeadLetterStrategy",
     "EventStream",
     "IllegalActorStateError",
     "InvalidActorNameError",
@@ -80,6 +91,7 @@ __all__ = [
     "RecoveryCompleted",
     "RecoveryError",
     "RecoveryTimedOutError",
+    "ReplyToStrategy",
     "SaveSnapshotFailure",
     "SaveSnapshotSuccess",
     "SequenceConflictError",
@@ -88,6 +100,8 @@ __all__ = [
     "SnapshotOffer",
     "SnapshotSelectionCriteria",
     "SnapshotStoreError",
+    "StashOverflowError",
+    "ThrowOverflowExceptionStrategy",
     "register",
 ]
 
