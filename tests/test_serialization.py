@@ -1,0 +1,474 @@
+"""Serialization of events and snapshots: msgpack plus an explicit type registry, never pickle."""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import dataclasses
+import datetime as dt
+import decimal
+import importlib
+import os
+import pickle
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+
+from persistent_actors import SerializationError, register
+from persistent_actors._serialization import PLAIN_MANIFEST, Serializer, default_serializer
+
+
+# -- registered with the default registry, in each supported way ---------------------------
+@register
+@dataclasses.dataclass(frozen=True)
+class Decorated:
+    value: int
+
+
+@register(manifest="tests.serialization.WithManifest")
+@dataclasses.dataclass(frozen=True)
+class WithManifest:
+    value: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Called:
+    value: float
+
+
+register(Called, "tests.serialization.Called")
+
+
+@dataclasses.dataclass(frozen=True)
+class Inner:
+    when: dt.datetime
+    ident: uuid.UUID
+    amount: decimal.Decimal
+
+
+@dataclasses.dataclass(frozen=True)
+class Outer:
+    inner: Inner
+    inners: list[Inner]
+    pair: tuple[int, str]
+    nested_tuples: tuple[tuple[int, ...], ...]
+    tags: set[str]
+    frozen: frozenset[int]
+    blob: bytes
+    by_id: dict[int, str]
+    day: dt.date
+    optional: Inner | None = None
+
+
+register(Inner, "tests.serialization.Inner")
+register(Outer, "tests.serialization.Outer")
+
+
+@dataclasses.dataclass(frozen=True)
+class NotRegistered:
+    value: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Holder:
+    item: Any
+
+
+register(Holder, "tests.serialization.Holder")
+
+
+def sample_outer() -> Outer:
+    inner = Inner(dt.datetime(2024, 2, 29, 12, 30, 45, 123456, tzinfo=dt.UTC),
+                  uuid.UUID("12345678-1234-5678-1234-567812345678"), decimal.Decimal("10.25"))
+    return Outer(
+        inner=inner,
+        inners=[inner, Inner(dt.datetime(2020, 1, 1), uuid.UUID(int=7), decimal.Decimal("-0.001"))],
+        pair=(1, "one"),
+        nested_tuples=((1, 2), (), (3,)),
+        tags={"a", "b", "c"},
+        frozen=frozenset({3, 1, 2}),
+        blob=b"\x00\xff\x80binary",
+        by_id={1: "one", -2: "minus two", 2**40: "big"},
+        day=dt.date(1999, 12, 31),
+    )
+
+
+def round_trip(obj: Any, serializer: Serializer = default_serializer) -> Any:
+    manifest, payload = serializer.to_binary(obj)
+    assert isinstance(payload, bytes)
+    return serializer.from_binary(manifest, payload)
+
+
+# -- round trips -----------------------------------------------------------------------------
+def test_nested_dataclasses_round_trip() -> None:
+    original = sample_outer()
+    manifest, payload = default_serializer.to_binary(original)
+    assert manifest == "tests.serialization.Outer"
+    restored = default_serializer.from_binary(manifest, payload)
+    assert restored == original
+    assert type(restored) is Outer
+    assert type(restored.inner) is Inner
+    assert all(type(i) is Inner for i in restored.inners)
+    assert type(restored.inners) is list
+    assert type(restored.pair) is tuple
+    assert all(type(t) is tuple for t in restored.nested_tuples)
+    assert type(restored.tags) is set
+    assert type(restored.frozen) is frozenset
+    assert type(restored.blob) is bytes
+    assert type(restored.day) is dt.date
+    assert type(restored.inner.when) is dt.datetime
+    assert restored.inner.when.tzinfo is not None
+    assert restored.inner.when.utcoffset() == dt.timedelta(0)
+    assert restored.inners[1].when.tzinfo is None
+    assert type(restored.inner.ident) is uuid.UUID
+    assert type(restored.inner.amount) is decimal.Decimal
+    assert str(restored.inners[1].amount) == "-0.001"
+    assert set(restored.by_id) == {1, -2, 2**40}
+
+
+def test_optional_nested_object() -> None:
+    with_optional = dataclasses.replace(sample_outer(), optional=sample_outer().inner)
+    assert round_trip(with_optional) == with_optional
+
+
+def test_datetime_with_offset_keeps_it() -> None:
+    when = dt.datetime(2024, 5, 1, 8, 0, tzinfo=dt.timezone(dt.timedelta(hours=9)))
+    restored = round_trip(Holder(when)).item
+    assert restored == when
+    assert restored.utcoffset() == dt.timedelta(hours=9)
+
+
+@pytest.mark.parametrize("value", [
+    None, True, False, 0, -1, 2**63 - 1, -(2**63), 1.5, "", "한국어 text", b"", b"\x00\x01",
+    [], [1, [2, [3]]], {}, {"a": {"b": [1, 2]}}, {1: "x", 2: "y"}, (), (1, "a", (2.5, None)),
+    {(1, 2): "tuple key"}, {"set": {1, 2}}, frozenset({"x"}), decimal.Decimal("1e-30"),
+    uuid.UUID(int=0), dt.date(2000, 1, 1), dt.datetime(2000, 1, 1, 0, 0),
+])
+def test_plain_values_need_no_registration(value: Any) -> None:
+    manifest, payload = default_serializer.to_binary(value)
+    assert manifest == PLAIN_MANIFEST
+    restored = default_serializer.from_binary(manifest, payload)
+    assert restored == value
+    assert type(restored) is type(value)
+
+
+def test_registered_objects_inside_plain_containers() -> None:
+    value = [Decorated(1), {"k": WithManifest("v")}, (Called(2.5),)]
+    manifest, payload = default_serializer.to_binary(value)
+    assert manifest == PLAIN_MANIFEST
+    assert default_serializer.from_binary(manifest, payload) == value
+
+
+# -- registration ----------------------------------------------------------------------------
+def test_register_forms() -> None:
+    assert default_serializer.manifest_of(Decorated) == f"{__name__}:Decorated"
+    assert default_serializer.manifest_of(WithManifest) == "tests.serialization.WithManifest"
+    assert default_serializer.manifest_of(Called) == "tests.serialization.Called"
+    assert default_serializer.class_of("tests.serialization.Called") is Called
+    for obj in (Decorated(3), WithManifest("x"), Called(0.5)):
+        assert round_trip(obj) == obj
+
+
+def test_register_returns_the_class_unchanged() -> None:
+    serializer = Serializer()
+
+    @dataclasses.dataclass(frozen=True)
+    class Local:
+        n: int
+
+    assert serializer.register(Local, "local") is Local
+    assert register(manifest="tests.serialization.Local2")(Local) is Local
+
+
+def test_registering_the_same_class_again_is_harmless() -> None:
+    register(Called, "tests.serialization.Called")
+    register(Decorated)
+    assert round_trip(Called(1.0)) == Called(1.0)
+
+
+def test_alias_replays_the_old_manifest_after_a_rename() -> None:
+    # Version 1 of the application stored this class under its old manifest...
+    old_app = Serializer()
+
+    @dataclasses.dataclass(frozen=True)
+    class ItemPut:
+        sku: str
+        qty: int
+
+    old_app.register(ItemPut, "shop.ItemPut")
+    stored = [old_app.to_binary(ItemPut("apple", 2)),
+              old_app.to_binary([ItemPut("pear", 1)])]
+
+    # ...version 2 renamed it and lists the old manifest as an alias.
+    new_app = Serializer()
+
+    @dataclasses.dataclass(frozen=True)
+    class ItemAdded:
+        sku: str
+        qty: int
+
+    new_app.register(ItemAdded, "shop.ItemAdded", aliases=["shop.ItemPut"])
+    assert new_app.from_binary(*stored[0]) == ItemAdded("apple", 2)
+    assert new_app.from_binary(*stored[1]) == [ItemAdded("pear", 1)]
+    # New writes use the new manifest; the alias is read-only.
+    assert new_app.to_binary(ItemAdded("fig", 3))[0] == "shop.ItemAdded"
+    assert new_app.manifest_of(ItemAdded) == "shop.ItemAdded"
+    assert new_app.class_of("shop.ItemPut") is ItemAdded
+
+
+def test_alias_via_register_function() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Renamed:
+        n: int
+
+    register(Renamed, "tests.serialization.Renamed", aliases=["tests.serialization.OldName"])
+    payload = msgpack.packb({"n": 5})
+    assert default_serializer.from_binary("tests.serialization.OldName", payload) == Renamed(5)
+
+
+def test_custom_encode_decode_for_a_non_dataclass() -> None:
+    class Money:
+        def __init__(self, cents: int, currency: str) -> None:
+            self.cents, self.currency = cents, currency
+
+        def __eq__(self, other: object) -> bool:
+            return isinstance(other, Money) and (other.cents, other.currency) == (
+                self.cents, self.currency)
+
+        __hash__ = None  # type: ignore[assignment]
+
+    serializer = Serializer()
+    serializer.register(Money, "money", encode=lambda m: [m.cents, m.currency],
+                        decode=lambda state: Money(*state))
+    assert round_trip(Money(1050, "EUR"), serializer) == Money(1050, "EUR")
+    assert round_trip([Money(1, "KRW")], serializer) == [Money(1, "KRW")]
+
+
+def test_non_dataclass_without_codec_is_a_type_error() -> None:
+    class Plain:
+        pass
+
+    serializer = Serializer()
+    with pytest.raises(TypeError, match=r"Plain is not a dataclass.*encode= and decode="):
+        serializer.register(Plain, "plain")
+    with pytest.raises(TypeError, match="not a dataclass"):
+        register(Plain)
+    with pytest.raises(TypeError, match="not a dataclass"):
+        serializer.register(Plain, "plain", encode=lambda p: {})  # decode missing
+    with pytest.raises(TypeError, match="expects a class"):
+        serializer.register(Decorated(1), "instance")  # type: ignore[arg-type]
+    assert serializer.class_of("plain") is None
+
+
+def test_empty_manifest_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="non-empty"):
+        Serializer().register(Decorated, "")
+
+
+def test_same_manifest_for_two_classes_is_a_value_error() -> None:
+    serializer = Serializer()
+
+    @dataclasses.dataclass(frozen=True)
+    class First:
+        n: int
+
+    @dataclasses.dataclass(frozen=True)
+    class Second:
+        n: int
+
+    serializer.register(First, "event")
+    with pytest.raises(ValueError, match=r"'event' is already registered to .*First"):
+        serializer.register(Second, "event")
+    with pytest.raises(ValueError, match="already registered"):
+        serializer.register(Second, "second", aliases=["event"])
+    # A failed registration leaves nothing behind: neither the manifest nor the class.
+    assert serializer.class_of("event") is First
+    assert serializer.class_of("second") is None
+    assert serializer.manifest_of(Second) is None
+    with pytest.raises(ValueError, match="already registered"):
+        register(First, "tests.serialization.Called")
+
+
+def test_same_name_in_two_modules_is_still_two_classes() -> None:
+    # Two classes both called Created, in different modules, must not share a manifest.
+    orders = dataclasses.make_dataclass("Created", [("order_id", int)], frozen=True)
+    orders.__module__ = "shop.orders.events"
+    users = dataclasses.make_dataclass("Created", [("user_id", int)], frozen=True)
+    users.__module__ = "shop.users.events"
+    serializer = Serializer()
+    serializer.register(orders, "Created")
+    with pytest.raises(ValueError, match="already registered"):
+        serializer.register(users, "Created")
+    assert serializer.class_of("Created") is orders
+
+
+def test_one_module_imported_twice_may_register_again() -> None:
+    # The same definition loaded as __main__ and by name (or as "actors" and "tests.actors")
+    # yields two class objects; re-registering it must not fail.
+    for first_module, second_module in (("__main__", "app.events"),
+                                        ("events", "tests.events")):
+        first = dataclasses.make_dataclass("Evt", [("n", int)], frozen=True)
+        first.__module__ = first_module
+        second = dataclasses.make_dataclass("Evt", [("n", int)], frozen=True)
+        second.__module__ = second_module
+        serializer = Serializer()
+        serializer.register(first, "Evt")
+        serializer.register(second, "Evt")
+        assert serializer.class_of("Evt") is second
+
+
+# -- errors ----------------------------------------------------------------------------------
+def test_unregistered_class_names_it() -> None:
+    name = f"{__name__}.NotRegistered"
+    with pytest.raises(SerializationError, match=rf"{name} is not registered"):
+        default_serializer.to_binary(NotRegistered(1))
+    with pytest.raises(SerializationError, match=rf"{name} is not registered"):
+        default_serializer.to_binary(Holder([1, {"x": NotRegistered(2)}]))
+
+
+def test_unregistered_subclass_is_not_stored_as_its_base() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class SubDecorated(Decorated):
+        extra: int = 0
+
+    with pytest.raises(SerializationError, match="SubDecorated is not registered"):
+        default_serializer.to_binary(SubDecorated(1, 2))
+
+
+@pytest.mark.parametrize(
+    "value", [object(), lambda: 1, 2**64, -(2**63) - 1, {1, 2}.__iter__(), Ellipsis])
+def test_unstorable_plain_values(value: Any) -> None:
+    with pytest.raises(SerializationError):
+        default_serializer.to_binary(value)
+
+
+def test_unknown_manifest_on_decode() -> None:
+    payload = msgpack.packb({"value": 1})
+    with pytest.raises(SerializationError, match=r"no type is registered for manifest 'nope'"):
+        default_serializer.from_binary("nope", payload)
+
+
+@contextlib.contextmanager
+def imports_recorded() -> Iterator[list[tuple[str, str]]]:
+    """Record every import (importer, name) attempted inside the block."""
+    attempted: list[tuple[str, str]] = []
+    real_import = builtins.__import__
+    real_import_module = importlib.import_module
+
+    def spy_import(name: str, globals_: Any = None, *args: Any, **kwargs: Any) -> Any:
+        importer = (globals_ or {}).get("__name__", "?")
+        attempted.append((importer, name))
+        return real_import(name, globals_, *args, **kwargs)
+
+    def spy_import_module(name: str, package: str | None = None) -> Any:
+        attempted.append(("importlib.import_module", name))
+        return real_import_module(name, package)
+
+    builtins.__import__ = spy_import  # type: ignore[assignment]
+    importlib.import_module = spy_import_module
+    try:
+        yield attempted
+    finally:
+        builtins.__import__ = real_import
+        importlib.import_module = real_import_module
+
+
+def test_manifest_naming_code_is_never_resolved(monkeypatch: pytest.MonkeyPatch,
+                                                tmp_path: Path) -> None:
+    ran: list[Any] = []
+    monkeypatch.setattr(os, "system", lambda *a, **k: ran.append(("os.system", a)))
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: ran.append(("Popen", a)))
+    marker = tmp_path / "pwned"
+    evil = f"pa_evil_{uuid.uuid4().hex}"
+    (tmp_path / f"{evil}.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\n"
+        "class Boom:\n"
+        f"    def __init__(self, *a, **k): open({str(marker)!r}, 'w').close()\n",
+        encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    cases = [
+        ("os:system", msgpack.packb(f"touch {marker}")),
+        ("os.system", msgpack.packb(f"touch {marker}")),
+        ("subprocess:Popen", msgpack.packb(["touch", str(marker)])),
+        ("builtins:eval", msgpack.packb("__import__('os').system('true')")),
+        (f"{evil}:Boom", msgpack.packb({})),
+        (f"{evil}.Boom", msgpack.packb({})),
+    ]
+    for manifest, payload in cases:
+        with pytest.raises(SerializationError, match="no type is registered"):
+            default_serializer.from_binary(manifest, payload)
+    # Nested inside a plain value, through the msgpack extension for objects.
+    for manifest, payload in cases:
+        nested = msgpack.packb([1, msgpack.ExtType(1, msgpack.packb([manifest,
+                                                                      msgpack.unpackb(payload)]))])
+        with pytest.raises(SerializationError, match="no type is registered"):
+            default_serializer.from_binary(PLAIN_MANIFEST, nested)
+    assert ran == []
+    assert not marker.exists()
+    assert evil not in sys.modules
+
+
+def test_decoding_performs_no_import() -> None:
+    outcomes = []
+    stored = default_serializer.to_binary(sample_outer())
+    with imports_recorded() as attempted:
+        for manifest in ("os:system", "subprocess:Popen", "json:loads",
+                         "tests.serialization.Inner"):
+            try:
+                default_serializer.from_binary(manifest, msgpack.packb({"x": 1}))
+            except SerializationError as e:
+                outcomes.append(e)
+        restored = default_serializer.from_binary(*stored)
+    assert attempted == []
+    assert len(outcomes) == 4
+    assert restored == sample_outer()
+
+
+def test_pickle_payload_is_not_unpickled(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Exploit:
+        def __reduce__(self) -> tuple[Any, ...]:
+            return (os.system, ("true",))
+
+    payload = pickle.dumps(Exploit())  # unpickling it would call os.system
+    ran: list[Any] = []
+    monkeypatch.setattr(os, "system", lambda *a, **k: ran.append(a))
+    for manifest in (PLAIN_MANIFEST, "tests.serialization.Holder", "pickle"):
+        with pytest.raises(SerializationError):
+            default_serializer.from_binary(manifest, payload)
+    assert ran == []
+
+
+@pytest.mark.parametrize("payload", [
+    b"\xc1",                        # a byte msgpack never uses
+    b"\x92\x01",                    # truncated array
+    b"",                            # nothing
+    b"\x81\xa1a\x01\x01",           # extra data after the value
+    msgpack.packb(msgpack.ExtType(99, b"?")),          # unknown extension code
+    msgpack.packb(msgpack.ExtType(4, b"short")),       # a UUID of the wrong length
+    msgpack.packb(msgpack.ExtType(5, b"not a number")),  # a bad Decimal
+    msgpack.packb(msgpack.ExtType(3, msgpack.packb(42))),  # a datetime that is not a str
+    msgpack.packb(msgpack.ExtType(1, msgpack.packb("no state"))),  # object without a state
+])
+def test_corrupted_bytes(payload: bytes) -> None:
+    with pytest.raises(SerializationError):
+        default_serializer.from_binary(PLAIN_MANIFEST, payload)
+
+
+def test_truncated_registered_payload() -> None:
+    manifest, payload = default_serializer.to_binary(sample_outer())
+    for cut in (1, len(payload) // 2, len(payload) - 1):
+        with pytest.raises(SerializationError, match="corrupted payload"):
+            default_serializer.from_binary(manifest, payload[:cut])
+
+
+@pytest.mark.parametrize("state", [[1, 2], "text", {"value": 1, "unknown_field": 2}, {}])
+def test_state_that_does_not_fit_the_class(state: Any) -> None:
+    with pytest.raises(SerializationError, match="WithManifest"):
+        default_serializer.from_binary("tests.serialization.WithManifest", msgpack.packb(state))
