@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from persistent_actors import Actor, ActorRef, MessageNotSerializableError
+from persistent_actors import Actor, ActorRef, Kill, MessageNotSerializableError, PoisonPill
 
 
 # -- messages ---------------------------------------------------------------------------------
@@ -237,3 +237,26 @@ class AskInside(Actor):
             self.sender.tell(f"{type(e).__name__}: {e}")
         else:
             self.sender.tell("no error")
+
+
+@dataclasses.dataclass(frozen=True)
+class StopOther:
+    """Tell a `Stopper` to stop `target`: with context.stop ("stop") or a Kill ("kill")."""
+
+    target: ActorRef
+    how: str
+
+
+class Stopper(Actor):
+    """Stops other actors from inside."""
+
+    def on_receive(self, message: Any) -> None:
+        match message:
+            case StopOther(target, "stop"):
+                self.context.stop(target)
+            case StopOther(target, "kill"):
+                target.tell(Kill)
+            case StopOther(target, "poison"):
+                target.tell(PoisonPill())
+            case _:
+                self.unhandled(message)

@@ -35,6 +35,8 @@ from tests.system_actors import (
     LifecycleActor,
     NotAnActor,
     Silent,
+    StopOther,
+    Stopper,
 )
 
 
@@ -264,6 +266,27 @@ def test_post_stop_runs_once(system: ActorSystem) -> None:
     actor.tell(PoisonPill)
     assert probe.expect_msg(timeout=5) == Lifecycle("post_stop")
     probe.expect_no_msg(0.5)
+
+
+@pytest.mark.parametrize("how", ["stop", "kill", "poison"])
+def test_actor_stops_another_actor(system: ActorSystem, how: str) -> None:
+    probe = TestProbe(system)
+    target = started(probe, system, name="target")
+    stopper = system.actor_of(Stopper)
+    stopper.tell(StopOther(target, how))
+    assert probe.expect_msg(timeout=5) == Lifecycle("post_stop")
+    with pytest.raises(AskTimeoutError):
+        target.ask("count", timeout=0.3)
+    # The name is free again once the old actor has exited.
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            again = system.actor_of(Echo, name="target")
+            break
+        except InvalidActorNameError:
+            assert time.monotonic() < deadline, "the name was never freed"
+            time.sleep(0.05)
+    assert again.ask("back") == "back"
 
 
 @pytest.mark.parametrize("how", ["kill", "kill-class", "poison-pill", "system-stop"])
