@@ -19,6 +19,7 @@ from persistent_actors import (
     ActorSystem,
     PoisonPill,
 )
+from persistent_actors._thespian.plugin_host import REPLAY_CHUNK
 from persistent_actors.testing import TestProbe
 from tests.conftest import system_config
 from tests.persistent_actors_under_test import (
@@ -105,9 +106,9 @@ def test_recovers_from_persisted_events_after_kill_and_respawn(system: ActorSyst
 
 
 def test_recovery_completed_comes_after_every_replayed_event(system: ActorSystem) -> None:
-    """1200 events span several replay chunks; RecoveryCompleted sees all of them."""
+    """More events than one replay chunk; RecoveryCompleted sees all of them."""
     probe = TestProbe(system)
-    events = [f"e{i}" for i in range(1200)]
+    events = [f"e{i}" for i in range(REPLAY_CHUNK + 1)]
     ref = spawn(system, "pa-many", probe, quiet=True)
     probe.expect_msg(Recovered(0, ()))
     ref.tell(PersistAll(tuple(events)))
@@ -117,7 +118,7 @@ def test_recovery_completed_comes_after_every_replayed_event(system: ActorSystem
 
     respawn(system, ref, "pa-many", probe, quiet=True)
 
-    assert probe.expect_msg(timeout=10) == Recovered(1200, tuple(events))
+    assert probe.expect_msg(timeout=10) == Recovered(len(events), tuple(events))
 
 
 def test_recovery_completed_also_for_a_new_persistence_id(system: ActorSystem) -> None:
