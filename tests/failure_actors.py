@@ -34,6 +34,16 @@ class Fill:
     reply_to: ActorRef
 
 
+@dataclasses.dataclass(frozen=True)
+class DeleteSnapshotCmd:
+    sequence_nr: int
+
+
+@dataclasses.dataclass(frozen=True)
+class DeleteMessagesCmd:
+    to_sequence_nr: int
+
+
 class Reporter(PersistentActor):
     """Persists `Added`/`Poison`; reports recovery, handlers, failures and stops to `probe`."""
 
@@ -63,6 +73,10 @@ class Reporter(PersistentActor):
                 self.persist(Poison(), lambda _: self.probe.tell("poison handler ran"))
             case "snap":
                 self.save_snapshot(self.total)
+            case DeleteSnapshotCmd(n):
+                self.delete_snapshot(n)
+            case DeleteMessagesCmd(n):
+                self.delete_messages(n)
             case "total":
                 self.probe.tell(("total", self.total, self.last_sequence_nr))
             case Fill(extra, reply_to):

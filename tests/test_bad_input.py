@@ -12,12 +12,13 @@ import msgpack
 import pytest
 
 from journal_plugins.sqlite import SqliteJournal
-from persistent_actors import ActorSystem, Kill, SerializationError
+from persistent_actors import ActorSystem, Kill, PluginError, SerializationError
 from persistent_actors._serialization import default_serializer
 from persistent_actors.journal import AtomicWrite, PersistentRepr
 from persistent_actors.testing import TestProbe
 from tests.bad_input_actors import Evil, Recorder
 from tests.conftest import system_config
+from tests.read_only import read_only
 
 
 def sqlite_config(base: str, db: Path, plugin: str = "sqlite") -> dict[str, Any]:
@@ -120,3 +121,15 @@ def test_a_full_disk_fails_the_write_stops_the_actor_and_keeps_earlier_events(
         probe = TestProbe(system)
         system.actor_of(Recorder, "full", probe.ref)
         assert probe.expect_msg(timeout=10) == ("recovered", ["small"], 1)
+
+
+async def test_a_read_only_database_fails_at_start_and_keeps_its_events(
+        base: str, tmp_path: Path) -> None:
+    db = tmp_path / "events.db"
+    await write_rows(db, "kept", [plain("first"), plain("second")])
+    before = stored_rows(db)
+    for leftover in tmp_path.glob("events.db-*"):
+        leftover.unlink()  # a clean close leaves no -wal/-shm; be sure nothing is writable
+    with read_only(db), pytest.raises(PluginError, match=r"events\.db"):
+        ActorSystem("bad", config=sqlite_config(base, db))
+    assert stored_rows(db) == before

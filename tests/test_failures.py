@@ -10,7 +10,18 @@ from typing import Any
 import pytest
 
 from journal_plugins.sqlite import SqliteSnapshotStore
-from persistent_actors import ActorSystem, DeadLetter, PoisonPill, SnapshotMetadata
+from persistent_actors import (
+    ActorSystem,
+    ConfigError,
+    DeadLetter,
+    DeleteMessagesFailure,
+    DeleteMessagesSuccess,
+    DeleteSnapshotFailure,
+    PoisonPill,
+    SaveSnapshotFailure,
+    SaveSnapshotSuccess,
+    SnapshotMetadata,
+)
 from persistent_actors._serialization import default_serializer
 from persistent_actors.testing import (
     Delay,
@@ -23,6 +34,8 @@ from persistent_actors.testing import (
 from tests.conftest import system_config
 from tests.failure_actors import (
     BackoffReporter,
+    DeleteMessagesCmd,
+    DeleteSnapshotCmd,
     Fill,
     Poison,
     Reporter,
@@ -216,3 +229,29 @@ async def test_an_undecodable_snapshot_falls_back_to_an_older_one(
         probe = TestProbe(system)
         system.actor_of(Reporter, "p", probe.ref)
         assert probe.expect_msg(timeout=10) == ("recovered", 10, 0)
+
+
+def test_test_kit_fails_snapshot_saves_and_deletes(kit: Kit) -> None:
+    actor = kit.start()
+    assert kit.probe.expect_msg(timeout=10) == ("recovered", 0, 0)
+    actor.tell(3)
+    assert kit.probe.expect_msg(timeout=10) == ("persisted", 3, 1)
+    with kit.kit.snapshots.on_save(Fail()):
+        actor.tell("snap")
+        failure = kit.probe.expect_msg_type(SaveSnapshotFailure, timeout=10)
+        assert failure.metadata.sequence_nr == 1
+    actor.tell("snap")
+    assert kit.probe.expect_msg_type(SaveSnapshotSuccess, timeout=10).metadata.sequence_nr == 1
+    with kit.kit.snapshots.on_delete(Fail()):
+        actor.tell(DeleteSnapshotCmd(1))
+        kit.probe.expect_msg_type(DeleteSnapshotFailure, timeout=10)
+    with kit.kit.journal.on_delete(Fail()):
+        actor.tell(DeleteMessagesCmd(1))
+        assert kit.probe.expect_msg_type(DeleteMessagesFailure, timeout=10).to_sequence_nr == 1
+    actor.tell(DeleteMessagesCmd(1))
+    assert kit.probe.expect_msg(timeout=10) == DeleteMessagesSuccess(1)
+
+
+def test_the_kit_refuses_a_reject_outside_writes(kit: Kit) -> None:
+    with pytest.raises(ConfigError, match="Reject applies to journal writes only"):
+        kit.kit.journal.on_recovery(Reject())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from persistent_actors.journal import MAX_SEQUENCE_NR, AtomicWrite, Journal, Per
 from persistent_actors.snapshot import SnapshotMetadata, SnapshotSelectionCriteria, SnapshotStore
 from persistent_actors.testing.journal_spec import JournalSpec
 from persistent_actors.testing.snapshot_store_spec import SnapshotStoreSpec
+from tests.read_only import read_only
 
 
 class TestSqliteJournal(JournalSpec):
@@ -106,18 +106,11 @@ async def test_path_in_missing_folder_fails_at_start(cls: type[Any], tmp_path: P
     await plugin.close()
 
 
-@pytest.mark.skipif(
-    hasattr(os, "geteuid") and os.geteuid() == 0, reason="root can write to read-only folders"
-)
 async def test_path_in_read_only_folder_fails_at_start(tmp_path: Path) -> None:
     folder = tmp_path / "ro"
     folder.mkdir()
-    folder.chmod(0o500)
-    try:
-        with pytest.raises(PluginError, match="not writable"):
-            await SqliteJournal({"path": str(folder / "store.db")}).start()
-    finally:
-        folder.chmod(0o700)
+    with read_only(folder), pytest.raises(PluginError, match="not writable"):
+        await SqliteJournal({"path": str(folder / "store.db")}).start()
 
 
 @pytest.mark.parametrize("cls", [SqliteJournal, SqliteSnapshotStore])
