@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
-from persistent_actors import ActorRef, PersistentActor, RecoveryCompleted
+from journal_plugins.inmem import InmemJournal
+from persistent_actors import Actor, ActorRef, PersistentActor, RecoveryCompleted
+from persistent_actors.journal import AtomicWrite
 
 
 class Counter(PersistentActor):
@@ -45,3 +48,26 @@ class AuditCounter(Counter):
     """The same actor, stored in the journal configured under the id "audit"."""
 
     journal_plugin_id = "audit"
+
+
+class GroupRecordingJournal(InmemJournal):
+    """Records how many persistence ids each `write_messages` call carried.
+
+    Class-level, so only meaningful on the simple base, where the plugin runs in-process.
+    """
+
+    ids_per_call: ClassVar[list[int]] = []
+
+    async def write_messages(self, writes: Sequence[AtomicWrite]) -> list[BaseException | None]:
+        """Record the call's distinct persistence ids, then store as usual."""
+        GroupRecordingJournal.ids_per_call.append(len({w.persistence_id for w in writes}))
+        return await super().write_messages(writes)
+
+
+class Broadcaster(Actor):
+    """Tells every ref it is given the value: the tells are queued together."""
+
+    def on_receive(self, message: Any) -> None:
+        refs, value = message
+        for ref in refs:
+            ref.tell(value)

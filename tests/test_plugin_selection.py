@@ -12,7 +12,7 @@ from persistent_actors import MAX_SEQUENCE_NR, ActorSystem, ConfigError, PluginE
 from persistent_actors._serialization import default_serializer
 from persistent_actors.testing import TestProbe
 from tests.conftest import system_config
-from tests.plugin_actors import AuditCounter, Counter
+from tests.plugin_actors import AuditCounter, Broadcaster, Counter, GroupRecordingJournal
 
 
 def sqlite(path: Path) -> dict[str, str]:
@@ -102,3 +102,20 @@ async def test_two_live_actors_with_one_persistence_id_conflict_instead_of_overw
         second.tell("total")
         assert probe.expect_msg(timeout=10) == ("total", 0)
     assert await stored_events(db, "shared") == [(1, 1)]
+
+
+def test_writes_of_many_actors_share_one_journal_call() -> None:
+    """Group commit. Simple base only: the recording journal's class-level list is visible to
+    the test only when the plugin runs in the test's process."""
+    GroupRecordingJournal.ids_per_call.clear()
+    config = {"persistence": {"journal": {
+        "plugin": "tests.plugin_actors:GroupRecordingJournal"}}}
+    with ActorSystem("group", config=config) as system:
+        probe = TestProbe(system)
+        counters = [system.actor_of(Counter, f"g{n}", probe.ref) for n in range(10)]
+        for _ in counters:
+            assert probe.expect_msg(timeout=10)[0] == "recovered"
+        system.actor_of(Broadcaster).tell((counters, 1))
+        persisted = [probe.expect_msg(timeout=10) for _ in counters]
+    assert sorted(persisted) == [("persisted", 1, 1)] * 10
+    assert max(GroupRecordingJournal.ids_per_call) == 10
