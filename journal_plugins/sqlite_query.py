@@ -77,11 +77,14 @@ _ID_PAGE: Final = """SELECT j.*, t.tag FROM (
         ORDER BY sequence_nr LIMIT ?) AS j
     LEFT JOIN journal_tags AS t ON t.ordering = j.ordering
     ORDER BY j.sequence_nr, t.position"""
-# Ids first seen in the window: they have a row in it and none at or below `after`.
-_NEW_IDS: Final = """SELECT persistence_id, min(ordering) AS first FROM journal AS j
-    WHERE ordering > ? AND ordering <= ? AND NOT EXISTS (
-        SELECT 1 FROM journal AS o WHERE o.persistence_id = j.persistence_id AND o.ordering <= ?)
-    GROUP BY persistence_id ORDER BY first LIMIT ?"""
+# Ids first seen in the window: grouped first, then one index probe per id (not per row) for
+# an older row, which for an id seen before stops at its first entry.
+_NEW_IDS: Final = """SELECT w.persistence_id, w.first FROM (
+        SELECT persistence_id, min(ordering) AS first FROM journal
+        WHERE ordering > ? AND ordering <= ? GROUP BY persistence_id) AS w
+    WHERE NOT EXISTS (
+        SELECT 1 FROM journal AS o WHERE o.persistence_id = w.persistence_id AND o.ordering <= ?)
+    ORDER BY w.first LIMIT ?"""
 
 class SqliteEventLog(EventLog):
     """Plugin API: the SQLite journal's `EventLog` (see the module docstring).

@@ -26,7 +26,14 @@ import asyncio
 import dataclasses
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterator, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Generator,
+    Mapping,
+)
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -516,7 +523,7 @@ class SyncReadJournal:
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
-    def _iterate(self, source: AsyncIterator[T]) -> Iterator[T]:
+    def _iterate(self, source: AsyncIterator[T]) -> Generator[T, None, None]:
         try:
             while True:
                 try:
@@ -538,7 +545,7 @@ class SyncReadJournal:
 
     def events_by_persistence_id(self, persistence_id: str, from_sequence_nr: int = 0,
                                  to_sequence_nr: int = MAX_SEQUENCE_NR,
-                                 ) -> Iterator[EventEnvelope]:
+                                 ) -> Generator[EventEnvelope, None, None]:
         """See `ReadJournal.events_by_persistence_id`."""
         return self._iterate(self.read_journal.events_by_persistence_id(
             persistence_id, from_sequence_nr, to_sequence_nr))
@@ -547,7 +554,8 @@ class SyncReadJournal:
         """See `ReadJournal.current_events_by_tag`."""
         return self._run(_collect(self.read_journal.current_events_by_tag(tag, offset)))
 
-    def events_by_tag(self, tag: str, offset: Offset = NO_OFFSET) -> Iterator[EventEnvelope]:
+    def events_by_tag(self, tag: str,
+                      offset: Offset = NO_OFFSET) -> Generator[EventEnvelope, None, None]:
         """See `ReadJournal.events_by_tag`."""
         return self._iterate(self.read_journal.events_by_tag(tag, offset))
 
@@ -555,7 +563,7 @@ class SyncReadJournal:
         """See `ReadJournal.current_all_events`."""
         return self._run(_collect(self.read_journal.current_all_events(offset)))
 
-    def all_events(self, offset: Offset = NO_OFFSET) -> Iterator[EventEnvelope]:
+    def all_events(self, offset: Offset = NO_OFFSET) -> Generator[EventEnvelope, None, None]:
         """See `ReadJournal.all_events`."""
         return self._iterate(self.read_journal.all_events(offset))
 
@@ -563,7 +571,7 @@ class SyncReadJournal:
         """See `ReadJournal.current_persistence_ids`."""
         return self._run(_collect(self.read_journal.current_persistence_ids()))
 
-    def persistence_ids(self) -> Iterator[str]:
+    def persistence_ids(self) -> Generator[str, None, None]:
         """See `ReadJournal.persistence_ids`."""
         return self._iterate(self.read_journal.persistence_ids())
 
