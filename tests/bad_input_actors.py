@@ -67,10 +67,8 @@ class FullDiskJournal(SqliteJournal):
     async def start(self) -> None:
         await super().start()
         writer, _ = self._connections()
-        async with writer.execute("PRAGMA page_count") as cursor:
-            row = await cursor.fetchone()
-        assert row is not None
-        await writer.execute(f"PRAGMA max_page_count = {int(row[0]) + 4}")
+        rows = await writer.execute_fetchall("PRAGMA page_count")
+        await writer.execute_fetchall(f"PRAGMA max_page_count = {int(rows[0][0]) + 4}")
 
 
 class Evil:
