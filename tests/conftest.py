@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from thespian.actors import ActorSystem as ThespianActorSystem
 
 from persistent_actors import ActorSystem
-from persistent_actors._system import ADMIN_PORTS
+from persistent_actors.testing.cleanup import sweep_admin_ports
 
 BASES = [
     pytest.param("simple", id="simple"),
@@ -45,7 +43,4 @@ def system(base: str) -> Iterator[ActorSystem]:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Re-attach to every admin port this session used and shut it down (thespian.md 8)."""
-    for port in set(ADMIN_PORTS):
-        with contextlib.suppress(Exception):  # nothing left to clean on that port
-            ThespianActorSystem("multiprocTCPBase", {"Admin Port": port},
-                                transientUnique=True).shutdown()
+    sweep_admin_ports()

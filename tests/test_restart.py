@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import socket
@@ -13,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from thespian.actors import ActorSystem as ThespianActorSystem
 
+from persistent_actors.testing.cleanup import sweep_admin_ports
 from tests.conftest import BASES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,10 +67,7 @@ class Restart:
     def cleanup(self) -> None:
         # A killed process leaves its multiproc admin and actors behind: re-attach, shut down.
         if self.base != "simple":
-            for port in self.ports:
-                with contextlib.suppress(Exception):
-                    ThespianActorSystem("multiprocTCPBase", {"Admin Port": port},
-                                        transientUnique=True).shutdown()
+            sweep_admin_ports(self.ports)
 
 
 @pytest.fixture(params=BASES)
