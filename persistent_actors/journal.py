@@ -7,6 +7,7 @@ stores the same bytes and none of them ever pickles.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -14,7 +15,23 @@ from typing import Any, Final
 
 from persistent_actors._errors import PluginError
 
-__all__ = ["MAX_SEQUENCE_NR", "AtomicWrite", "Journal", "PersistentRepr"]
+__all__ = ["MAX_SEQUENCE_NR", "AtomicWrite", "Journal", "PersistentRepr", "may_block"]
+
+# Set by the runtime's plugin host on the coroutines it runs (see `may_block`).
+MAY_BLOCK: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "persistent_actors_may_block", default=False)
+
+
+def may_block() -> bool:
+    """Plugin API: True if the running coroutine may block its event loop for a short while.
+
+    The runtime runs each plugin on an event loop of its own and waits for every operation, so
+    nothing else needs that loop meanwhile: a plugin whose I/O blocks anyway (SQLite) may do
+    it inline there, instead of paying two thread switches per call for a hop to a worker
+    thread. False everywhere else, e.g. for a plugin used directly from application asyncio
+    code, where blocking would stall the application.
+    """
+    return MAY_BLOCK.get()
 
 # Largest sequence number; also what "no upper bound" means (fits SQLite's signed 64-bit INTEGER).
 MAX_SEQUENCE_NR: Final = 2**63 - 1

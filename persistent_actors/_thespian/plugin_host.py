@@ -10,6 +10,8 @@ Any other request first flushes what is gathered, so a read never overtakes a wr
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import queue
 import threading
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any, TypeVar
@@ -22,7 +24,7 @@ from persistent_actors._config import JOURNAL, resolve_plugin
 from persistent_actors._errors import JournalError
 from persistent_actors._thespian.common import log, portable_error
 from persistent_actors._thespian.event_log import EVENT_LOG_MESSAGES, EventLogService
-from persistent_actors.journal import AtomicWrite, Journal, PersistentRepr
+from persistent_actors.journal import MAY_BLOCK, AtomicWrite, Journal, PersistentRepr
 from persistent_actors.messages import (
     DeleteMessagesFailure,
     DeleteMessagesSuccess,
@@ -51,7 +53,19 @@ class _LoopThread:
         self._thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+        # The caller waits and nothing else uses this loop meanwhile, so the plugin may block
+        # it (journal.may_block). The task comes back through a SimpleQueue: on the bench
+        # machine that hop took about 55 us against 85-130 us for run_coroutine_threadsafe's
+        # concurrent Future, and every journal operation pays it.
+        done: queue.SimpleQueue[asyncio.Task[T]] = queue.SimpleQueue()
+        context = contextvars.copy_context()
+        context.run(MAY_BLOCK.set, True)
+
+        def start() -> None:
+            self._loop.create_task(coro, context=context).add_done_callback(done.put)
+
+        self._loop.call_soon_threadsafe(start)
+        return done.get().result()
 
     def close(self) -> None:
         if self._loop.is_closed():
