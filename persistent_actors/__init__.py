@@ -18,6 +18,7 @@ from persistent_actors._errors import (
     PersistenceError,
     PersistentActorsError,
     PluginError,
+    ProjectionError,
     RecoveryError,
     RecoveryTimedOutError,
     SequenceConflictError,
@@ -29,6 +30,7 @@ from persistent_actors._event_stream import EventStream
 from persistent_actors._persistent_actor import PersistentActor
 from persistent_actors._serialization import register
 from persistent_actors._system import ActorSystem
+from persistent_actors.adapters import EventAdapter, ReadEventAdapter, Tagged, WriteEventAdapter
 from persistent_actors.journal import MAX_SEQUENCE_NR
 from persistent_actors.messages import (
     DeadLetter,
@@ -45,6 +47,24 @@ from persistent_actors.messages import (
     SaveSnapshotSuccess,
     SnapshotOffer,
 )
+from persistent_actors.projection import (
+    ErrorStrategy,
+    ExactlyOnceProjection,
+    InmemOffsetStore,
+    OffsetStore,
+    Projection,
+    SqliteOffsetStore,
+)
+from persistent_actors.query import (
+    NO_OFFSET,
+    EventEnvelope,
+    NoOffset,
+    Offset,
+    ReadJournal,
+    Sequence,
+    SyncReadJournal,
+    open_read_journal,
+)
 from persistent_actors.recovery import Recovery
 from persistent_actors.snapshot import SnapshotMetadata, SnapshotSelectionCriteria
 from persistent_actors.supervision import (
@@ -58,6 +78,7 @@ from persistent_actors.supervision import (
 __all__ = [
     "CONFIG_ENV_VAR",
     "MAX_SEQUENCE_NR",
+    "NO_OFFSET",
     "Actor",
     "ActorContext",
     "ActorDeadError",
@@ -76,17 +97,29 @@ __all__ = [
     "DeleteSnapshotsFailure",
     "DeleteSnapshotsSuccess",
     "DiscardToDeadLetterStrategy",
+    "ErrorStrategy",
+    "EventAdapter",
+    "EventEnvelope",
     "EventStream",
+    "ExactlyOnceProjection",
     "IllegalActorStateError",
+    "InmemOffsetStore",
     "InvalidActorNameError",
     "JournalError",
     "Kill",
     "MessageNotSerializableError",
+    "NoOffset",
+    "Offset",
+    "OffsetStore",
     "PersistenceError",
     "PersistentActor",
     "PersistentActorsError",
     "PluginError",
     "PoisonPill",
+    "Projection",
+    "ProjectionError",
+    "ReadEventAdapter",
+    "ReadJournal",
     "Recovery",
     "RecoveryCompleted",
     "RecoveryError",
@@ -94,14 +127,20 @@ __all__ = [
     "ReplyToStrategy",
     "SaveSnapshotFailure",
     "SaveSnapshotSuccess",
+    "Sequence",
     "SequenceConflictError",
     "SerializationError",
     "SnapshotMetadata",
     "SnapshotOffer",
     "SnapshotSelectionCriteria",
     "SnapshotStoreError",
+    "SqliteOffsetStore",
     "StashOverflowError",
+    "SyncReadJournal",
+    "Tagged",
     "ThrowOverflowExceptionStrategy",
+    "WriteEventAdapter",
+    "open_read_journal",
     "register",
 ]
 

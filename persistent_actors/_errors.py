@@ -14,6 +14,7 @@ __all__ = [
     "PersistenceError",
     "PersistentActorsError",
     "PluginError",
+    "ProjectionError",
     "RecoveryError",
     "RecoveryTimedOutError",
     "SequenceConflictError",
@@ -81,6 +82,10 @@ class RecoveryError(PersistenceError):
 
 class RecoveryTimedOutError(RecoveryError):
     """Recovery made no progress within the configured timeout."""
+
+
+class ProjectionError(PersistentActorsError):
+    """A projection stopped: its handler kept failing, its query failed, or its store failed."""
 
 
 class IllegalActorStateError(PersistentActorsError, RuntimeError):

@@ -1,0 +1,481 @@
+"""Projections: resumable consumers of a query (Akka's "resumable projection" pattern).
+
+A projection reads a query from the offset it stored last, calls a handler for each envelope,
+and stores the offset after it, so a restarted projection goes on where it stopped::
+
+    store = SqliteOffsetStore("read-model.db")
+    projection = Projection(
+        "apm", lambda offset: journal.events_by_tag("game", offset), count_action, store)
+    await projection.run()          # returns when the query ends; cancel it to stop a live one
+
+* `Projection` is **at-least-once**: the offset is stored after each batch of handled
+  envelopes, so after a crash the envelopes handled since the last stored offset are handled
+  again (make the handler idempotent, or use the next one).
+* `ExactlyOnceProjection` is **exactly-once**: the handler receives the SQLite connection of the
+  offset store, inside a transaction; its writes and the new offset commit together or not at
+  all.
+
+Envelopes are handled in batches of whatever the query has ready (at most `batch_size`): one
+offset write, or one transaction, per batch rather than per event. A handler that raises is
+retried with exponential back-off, or the projection stops, as its `ErrorStrategy` says; the
+stored offset never moves past an envelope that was not handled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import functools
+import inspect
+import logging
+import sqlite3
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, Generic, TypeVar
+
+import aiosqlite
+
+from persistent_actors._errors import ConfigError, ProjectionError
+from persistent_actors.query import NO_OFFSET, EventEnvelope, NoOffset, Offset, Sequence
+
+__all__ = [
+    "ErrorStrategy",
+    "ExactlyOnceProjection",
+    "InmemOffsetStore",
+    "OffsetStore",
+    "Projection",
+    "SqliteOffsetStore",
+]
+
+log = logging.getLogger("persistent_actors.projection")
+
+H = TypeVar("H")
+
+Source = Callable[[Offset], AsyncIterator[EventEnvelope]]
+"""Starts the projection's query from an offset, e.g. ``lambda o: journal.events_by_tag(t, o)``."""
+
+Handler = Callable[[EventEnvelope], Awaitable[None] | None]
+"""An at-least-once handler: sync or async, called once per envelope (more after a crash)."""
+
+SqliteHandler = Callable[[EventEnvelope, aiosqlite.Connection], Awaitable[None]]
+"""An exactly-once handler: writes through the connection, inside the projection's transaction."""
+
+DEFAULT_BATCH_SIZE: Final = 100
+
+
+# -- offset stores ----------------------------------------------------------------------------
+class OffsetStore(ABC):
+    """Where projections keep their offsets, by projection id."""
+
+    @abstractmethod
+    async def load(self, projection_id: str) -> Offset:
+        """The offset stored for `projection_id`, or `NoOffset()` if none."""
+
+    @abstractmethod
+    async def save(self, projection_id: str, offset: Offset) -> None:
+        """Store `offset` for `projection_id` (durably, for a persistent store)."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook, empty by design
+        """Release resources; idempotent."""
+
+    async def __aenter__(self) -> OffsetStore:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+
+class InmemOffsetStore(OffsetStore):
+    """Offsets in a dict: for tests, or a projection that rebuilds from scratch on each start."""
+
+    def __init__(self) -> None:
+        self.offsets: dict[str, Offset] = {}
+
+    async def load(self, projection_id: str) -> Offset:
+        """See `OffsetStore.load`."""
+        return self.offsets.get(projection_id, NO_OFFSET)
+
+    async def save(self, projection_id: str, offset: Offset) -> None:
+        """See `OffsetStore.save`."""
+        self.offsets[projection_id] = offset
+
+
+_SCHEMA: Final = """CREATE TABLE IF NOT EXISTS projection_offset (
+    projection_id TEXT PRIMARY KEY,
+    current_offset INTEGER NOT NULL,
+    updated_at REAL NOT NULL
+)"""
+_LOAD: Final = "SELECT current_offset FROM projection_offset WHERE projection_id = ?"
+_SAVE: Final = """INSERT INTO projection_offset (projection_id, current_offset, updated_at)
+    VALUES (?, ?, ?) ON CONFLICT (projection_id) DO UPDATE SET
+    current_offset = excluded.current_offset, updated_at = excluded.updated_at"""
+_SYNCHRONOUS: Final = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
+
+
+def _offset_value(offset: Offset) -> int:
+    if not isinstance(offset, NoOffset | Sequence):
+        raise TypeError(f"a projection offset must be NoOffset() or Sequence(n), got {offset!r}")
+    return offset.ordering
+
+
+class SqliteOffsetStore(OffsetStore):
+    """Offsets in a table ``projection_offset`` of an SQLite file, usually the read model's.
+
+    Its connection is also where an `ExactlyOnceProjection`'s handler writes, so the read model
+    and the offset commit in one transaction.
+
+    Args:
+        path: the database file (created if missing; its folder must exist).
+        synchronous: SQLite's ``synchronous`` pragma (``"FULL"``: a commit survives power loss).
+        busy_timeout: milliseconds to wait for another connection's write lock.
+
+    """
+
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL",
+                 busy_timeout: int = 5000) -> None:
+        if not isinstance(synchronous, str) or synchronous.upper() not in _SYNCHRONOUS:
+            raise ConfigError(f"SqliteOffsetStore: synchronous must be one of "
+                              f"{sorted(_SYNCHRONOUS)}, got {synchronous!r}")
+        if not isinstance(busy_timeout, int) or isinstance(busy_timeout, bool) or busy_timeout < 0:
+            raise ConfigError(f"SqliteOffsetStore: busy_timeout must be an int >= 0, got "
+                              f"{busy_timeout!r}")
+        self.path = Path(path)
+        self._synchronous = synchronous.upper()
+        self._busy_timeout = busy_timeout
+        self._db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    async def connection(self) -> aiosqlite.Connection:
+        """The store's connection (autocommit mode), opened and set up on first use."""
+        if self._db is not None:
+            return self._db
+        try:
+            db = await aiosqlite.connect(self.path, isolation_level=None)
+        except sqlite3.Error as e:
+            raise ProjectionError(f"cannot open offset store {str(self.path)!r}: {e}") from e
+        try:
+            # Both values were validated against fixed sets / as an int in __init__.
+            await db.execute(f"PRAGMA busy_timeout = {self._busy_timeout}")
+            await db.execute("PRAGMA journal_mode = WAL")
+            await db.execute(f"PRAGMA synchronous = {self._synchronous}")
+            await db.execute(_SCHEMA)
+        except BaseException:
+            await db.close()
+            raise
+        self._db = db
+        return db
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction: committed if the block ends normally, else rolled back."""
+        async with self._lock:
+            db = await self.connection()
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error, ValueError):
+                    await db.execute("ROLLBACK")
+                raise
+            await db.execute("COMMIT")
+
+    async def save_in(self, db: aiosqlite.Connection, projection_id: str, offset: Offset) -> None:
+        """Store `offset` through `db`, inside the caller's transaction."""
+        await db.execute(_SAVE, (projection_id, _offset_value(offset), time.time()))
+
+    async def load(self, projection_id: str) -> Offset:
+        """See `OffsetStore.load`."""
+        db = await self.connection()
+        rows = list(await db.execute_fetchall(_LOAD, (projection_id,)))
+        return Sequence(int(rows[0][0])) if rows else NO_OFFSET
+
+    async def save(self, projection_id: str, offset: Offset) -> None:
+        """See `OffsetStore.save`."""
+        async with self.transaction() as db:
+            await self.save_in(db, projection_id, offset)
+
+    async def close(self) -> None:
+        """Close the connection; idempotent."""
+        db, self._db = self._db, None
+        if db is not None:
+            await db.close()
+
+
+# -- error handling ---------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True, slots=True)
+class ErrorStrategy:
+    """What a projection does when its handler raises.
+
+    `max_retries` is how often the failing envelope is retried before the projection stops
+    (0: stop at once; None: retry forever). Retry n waits ``min_backoff * 2**n`` seconds, at
+    most `max_backoff`. Stopping raises `ProjectionError` from `run`; the stored offset is that
+    of the last envelope handled.
+    """
+
+    max_retries: int | None = 0
+    min_backoff: float = 0.1
+    max_backoff: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.max_retries is not None and (
+            not isinstance(self.max_retries, int) or isinstance(self.max_retries, bool)
+            or self.max_retries < 0
+        ):
+            raise ValueError(f"max_retries must be None or an int >= 0, got {self.max_retries!r}")
+        if not 0 <= self.min_backoff <= self.max_backoff:
+            raise ValueError(f"need 0 <= min_backoff <= max_backoff, got {self.min_backoff!r} "
+                             f"and {self.max_backoff!r}")
+
+    @classmethod
+    def stop(cls) -> ErrorStrategy:
+        """Stop at the first failure."""
+        return cls(0)
+
+    @classmethod
+    def retry(cls, max_retries: int | None = None, min_backoff: float = 0.1,
+              max_backoff: float = 10.0) -> ErrorStrategy:
+        """Retry with exponential back-off (forever by default), then stop."""
+        return cls(max_retries, min_backoff, max_backoff)
+
+    def backoff(self, retry: int) -> float:
+        """Seconds to wait before retry number `retry` (0-based)."""
+        return float(min(self.max_backoff, self.min_backoff * 2 ** min(retry, 62)))
+
+
+# -- runners ------------------------------------------------------------------------------------
+_END: Final = object()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _SourceFailed:
+    error: BaseException
+
+
+async def _call(handler: Callable[..., Any], *args: Any) -> None:
+    result = handler(*args)
+    if inspect.isawaitable(result):
+        await result
+
+
+class _Runner(ABC, Generic[H]):
+    def __init__(self, projection_id: str, source: Source, handler: H,
+                 error_strategy: ErrorStrategy | None, batch_size: int) -> None:
+        if not isinstance(projection_id, str) or not projection_id:
+            raise ValueError(f"projection_id must be a non-empty str, got {projection_id!r}")
+        if not callable(source) or not callable(handler):
+            raise TypeError("source and handler must be callables")
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        self.projection_id = projection_id
+        self.source = source
+        self.handler = handler
+        self.error_strategy = error_strategy or ErrorStrategy()
+        self.batch_size = batch_size
+        self.handled = 0
+        """Envelopes handled by this instance (again after a restart: at-least-once)."""
+
+    @property
+    @abstractmethod
+    def offset_store(self) -> OffsetStore:
+        """Where the offset is kept."""
+
+    @abstractmethod
+    async def _process(self, batch: list[EventEnvelope]) -> None:
+        """Handle a batch and store the offset after it."""
+
+    async def run(self) -> None:
+        """Run until the query ends (a current query) or the task is cancelled (a live one).
+
+        Raises:
+            ProjectionError: the handler failed and the error strategy gave up, or the query
+                failed; the stored offset is that of the last envelope handled.
+
+        """
+        offset = await self.offset_store.load(self.projection_id)
+        # Bounded: the query is read ahead by at most one batch (back-pressure).
+        queue: asyncio.Queue[Any] = asyncio.Queue(self.batch_size)
+
+        async def feed() -> None:
+            try:
+                source = self.source(offset)
+                try:
+                    async for envelope in source:
+                        await queue.put(envelope)
+                finally:
+                    aclose = getattr(source, "aclose", None)
+                    if aclose is not None:
+                        await aclose()
+            except Exception as e:  # noqa: BLE001 - handed to the consumer, which raises it
+                await queue.put(_SourceFailed(e))
+                return
+            await queue.put(_END)
+
+        producer = asyncio.ensure_future(feed())
+        try:
+            while True:
+                item = await queue.get()
+                batch: list[EventEnvelope] = []
+                # Take what is ready: a batch is "whatever arrived", never a wait for more.
+                while isinstance(item, EventEnvelope):
+                    batch.append(item)
+                    if len(batch) >= self.batch_size or queue.empty():
+                        item = None
+                        break
+                    item = queue.get_nowait()
+                if batch:
+                    await self._process(batch)
+                if item is _END:
+                    return
+                if isinstance(item, _SourceFailed):
+                    raise ProjectionError(f"projection {self.projection_id!r}: its query failed: "
+                                          f"{type(item.error).__name__}: {item.error}"
+                                          ) from item.error
+        finally:
+            producer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await producer
+
+    async def _with_strategy(self, envelope: EventEnvelope,
+                             attempt: Callable[[], Awaitable[None]],
+                             first_error: BaseException | None = None) -> None:
+        """Run `attempt` until it succeeds or the strategy gives up (`first_error` counts)."""
+        retries = 0
+        error = first_error
+        while True:
+            if error is None:
+                try:
+                    await attempt()
+                except Exception as e:  # noqa: BLE001 - the strategy decides
+                    error = e
+                else:
+                    self.handled += 1
+                    return
+            limit = self.error_strategy.max_retries
+            if limit is not None and retries >= limit:
+                raise ProjectionError(
+                    f"projection {self.projection_id!r} stopped: its handler failed on event "
+                    f"{envelope.sequence_nr} of {envelope.persistence_id!r} (offset "
+                    f"{envelope.offset}) after {retries} retries: {type(error).__name__}: {error}"
+                ) from error
+            delay = self.error_strategy.backoff(retries)
+            log.warning("projection %r: handler failed on event %d of %r (%s: %s); retry %d in "
+                        "%.2fs", self.projection_id, envelope.sequence_nr,
+                        envelope.persistence_id, type(error).__name__, error, retries + 1, delay)
+            await asyncio.sleep(delay)  # the back-off itself, not a synchronisation
+            retries += 1
+            error = None
+
+
+class Projection(_Runner[Handler]):
+    """An at-least-once projection: handler first, then the offset (see the module docstring).
+
+    Args:
+        projection_id: names the stored offset; keep it stable across restarts.
+        source: starts the query from an offset.
+        handler: called with each envelope, in order (sync or async).
+        offset_store: where the offset is kept.
+        error_strategy: retry or stop when the handler raises (default: stop).
+        batch_size: envelopes handled per stored offset at most; after a crash at most this
+            many are handled again.
+
+    """
+
+    def __init__(self, projection_id: str, source: Source, handler: Handler,
+                 offset_store: OffsetStore, *, error_strategy: ErrorStrategy | None = None,
+                 batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+        super().__init__(projection_id, source, handler, error_strategy, batch_size)
+        self._store = offset_store
+
+    @property
+    def offset_store(self) -> OffsetStore:
+        """Where the offset is kept."""
+        return self._store
+
+    async def _process(self, batch: list[EventEnvelope]) -> None:
+        last: Offset | None = None
+        try:
+            for envelope in batch:
+                await self._with_strategy(envelope, functools.partial(_call, self.handler,
+                                                                      envelope))
+                last = envelope.offset
+        except ProjectionError:
+            if last is not None:  # keep the progress made before the envelope that failed
+                await self._store.save(self.projection_id, last)
+            raise
+        if last is not None:
+            await self._store.save(self.projection_id, last)
+
+
+class ExactlyOnceProjection(_Runner[SqliteHandler]):
+    """An exactly-once projection: the handler's writes and the offset commit together.
+
+    The handler is ``async def handler(envelope, db)``: it writes through `db` (the offset
+    store's aiosqlite connection, inside an open transaction) and must not commit or roll back.
+    A batch is one transaction. If the handler raises, the transaction is rolled back, the
+    envelopes before the failing one are committed again, and the failing one is retried alone
+    (each attempt its own transaction) as the error strategy says.
+
+    Args:
+        projection_id: names the stored offset; keep it stable across restarts.
+        source: starts the query from an offset.
+        handler: writes the read model for one envelope.
+        offset_store: the SQLite file holding both the read model and the offset.
+        error_strategy: retry or stop when the handler raises (default: stop).
+        batch_size: envelopes per transaction at most.
+
+    """
+
+    def __init__(self, projection_id: str, source: Source, handler: SqliteHandler,
+                 offset_store: SqliteOffsetStore, *,
+                 error_strategy: ErrorStrategy | None = None,
+                 batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+        if not isinstance(offset_store, SqliteOffsetStore):
+            raise TypeError("ExactlyOnceProjection needs a SqliteOffsetStore (the handler's "
+                            f"writes share its transaction), got {type(offset_store).__name__}")
+        super().__init__(projection_id, source, handler, error_strategy, batch_size)
+        self._store = offset_store
+
+    @property
+    def offset_store(self) -> SqliteOffsetStore:
+        """The SQLite file holding the read model and the offset."""
+        return self._store
+
+    async def _process(self, batch: list[EventEnvelope]) -> None:
+        failed_at, error = await self._try_batch(batch)
+        if error is None:
+            self.handled += len(batch)
+            return
+        if failed_at > 0:
+            await self._process(batch[:failed_at])
+        envelope = batch[failed_at]
+
+        async def alone() -> None:
+            async with self._store.transaction() as db:
+                await self.handler(envelope, db)
+                await self._store.save_in(db, self.projection_id, envelope.offset)
+
+        await self._with_strategy(envelope, alone, first_error=error)
+        if failed_at + 1 < len(batch):
+            await self._process(batch[failed_at + 1:])
+
+    async def _try_batch(self, batch: list[EventEnvelope]) -> tuple[int, BaseException | None]:
+        """Handle `batch` in one transaction; on a handler error, where and what it was."""
+        index = 0
+        handled = False
+        try:
+            async with self._store.transaction() as db:
+                for index, envelope in enumerate(batch):  # noqa: B007 - read in the except
+                    await self.handler(envelope, db)
+                handled = True
+                await self._store.save_in(db, self.projection_id, batch[-1].offset)
+        except Exception as e:
+            if handled:  # the handlers were fine: storing the offset or committing failed
+                raise ProjectionError(f"projection {self.projection_id!r}: committing to "
+                                      f"{str(self._store.path)!r} failed: {e}") from e
+            return index, e
+        return len(batch), None

@@ -1,0 +1,367 @@
+"""Projections: resume from the stored offset, at-least-once and exactly-once, retry or stop.
+
+The kill tests run a projection in a child process, SIGKILL it in the middle of a batch, restart
+it here, and compare the read model with one built by a projection that never stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import pytest
+
+from journal_plugins.sqlite import SqliteJournal
+from journal_plugins.sqlite_query import SqliteEventLog
+from persistent_actors import ActorSystem, ProjectionError
+from persistent_actors._serialization import default_serializer
+from persistent_actors.journal import AtomicWrite, PersistentRepr
+from persistent_actors.projection import (
+    ErrorStrategy,
+    ExactlyOnceProjection,
+    InmemOffsetStore,
+    Projection,
+    SqliteOffsetStore,
+)
+from persistent_actors.query import (
+    NO_OFFSET,
+    EventEnvelope,
+    EventLogReadJournal,
+    NoOffset,
+    ReadJournal,
+    Sequence,
+)
+from persistent_actors.testing.query_spec import QueryTestActor
+from tests.conftest import system_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+OnHandle = Callable[[str, int], Awaitable[None]]
+
+
+async def _no_hook(pid: str, seq: int) -> None:
+    del pid, seq
+
+
+def read_model_projection(
+    mode: str, journal_path: str, db_path: str, *, live: bool, on_handle: OnHandle = _no_hook,
+) -> tuple[Projection | ExactlyOnceProjection, ReadJournal]:
+    """The projection of the kill tests: events per cart into a table ``seen``.
+
+    Exactly-once inserts plainly (a duplicate would violate the primary key); at-least-once
+    upserts (idempotent) and counts every delivery in ``deliveries``.
+    """
+    journal = EventLogReadJournal(SqliteEventLog({"path": journal_path}), page_size=50)
+    # NORMAL: in WAL mode a commit survives a killed process (only power loss may lose one).
+    store = SqliteOffsetStore(db_path, synchronous="NORMAL")
+
+    def source(offset: Any) -> Any:
+        if live:
+            return journal.events_by_tag("cart", offset)
+        return journal.current_events_by_tag("cart", offset)
+
+    async def create(db: aiosqlite.Connection) -> None:
+        await db.execute("CREATE TABLE IF NOT EXISTS seen (pid TEXT, seq INTEGER, event TEXT, "
+                         "PRIMARY KEY (pid, seq))")
+        await db.execute("CREATE TABLE IF NOT EXISTS deliveries (n INTEGER)")
+
+    if mode == "exactly-once":
+        async def exactly(envelope: EventEnvelope, db: aiosqlite.Connection) -> None:
+            await create(db)
+            await db.execute("INSERT INTO seen VALUES (?, ?, ?)",
+                             (envelope.persistence_id, envelope.sequence_nr, envelope.event))
+            await on_handle(envelope.persistence_id, envelope.sequence_nr)
+
+        return ExactlyOnceProjection("carts", source, exactly, store, batch_size=25), journal
+
+    async def at_least(envelope: EventEnvelope) -> None:
+        async with store.transaction() as db:
+            await create(db)
+            await db.execute("INSERT OR REPLACE INTO seen VALUES (?, ?, ?)",
+                             (envelope.persistence_id, envelope.sequence_nr, envelope.event))
+            await db.execute("INSERT INTO deliveries VALUES (1)")
+        await on_handle(envelope.persistence_id, envelope.sequence_nr)
+
+    return Projection("carts", source, at_least, store, batch_size=25), journal
+
+
+def _write_journal(path: Path, carts: int = 12, events: int = 50) -> None:
+    """Cart events tagged "cart", interleaved across carts, plus untagged noise."""
+
+    async def write() -> None:
+        journal = SqliteJournal({"path": str(path)})
+        await journal.start()
+        try:
+            for nr in range(1, events + 1):
+                writes = []
+                for cart in range(carts):
+                    text = f"cart-{cart} item {nr}"
+                    tags = ("cart",) if cart != 0 else ()  # cart-0 is untagged noise
+                    payload = default_serializer.to_binary(text)[1]
+                    writes.append(AtomicWrite((PersistentRepr(
+                        f"cart-{cart}", nr, "", payload, "w", float(nr), tags),)))
+                assert await journal.write_messages(writes) == [None] * carts
+        finally:
+            await journal.close()
+
+    asyncio.run(write())
+
+
+def _rows(db_path: Path, sql: str) -> list[Any]:
+    with sqlite3.connect(db_path) as db:
+        return list(db.execute(sql))
+
+
+@pytest.fixture
+def journal_path(tmp_path: Path) -> Path:
+    path = tmp_path / "events.db"
+    _write_journal(path)
+    return path
+
+
+def _run_to_end(mode: str, journal_path: Path, db_path: Path) -> None:
+    async def go() -> None:
+        projection, journal = read_model_projection(mode, str(journal_path), str(db_path),
+                                                    live=False)
+        try:
+            await projection.run()
+        finally:
+            await projection.offset_store.close()
+            await journal.close()
+
+    asyncio.run(go())
+
+
+# --- killed mid-stream and restarted -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["exactly-once", "at-least-once"])
+def test_projection_killed_mid_batch_and_restarted_ends_like_one_that_never_stopped(
+    mode: str, journal_path: Path, tmp_path: Path,
+) -> None:
+    reference = tmp_path / "reference.db"
+    _run_to_end(mode, journal_path, reference)
+    expected = _rows(reference, "SELECT pid, seq, event FROM seen ORDER BY pid, seq")
+    assert len(expected) == 11 * 50
+
+    killed = tmp_path / "killed.db"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.projection_child", mode, str(journal_path), str(killed),
+         "230"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert child.stdout is not None
+        for n in range(230):  # the child stalls after 230 envelopes, inside a batch
+            line = child.stdout.readline()
+            assert line.startswith("handling "), f"line {n}: {line!r}"
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+        if child.stdout is not None:
+            child.stdout.close()
+    stored = _rows(killed, "SELECT current_offset FROM projection_offset")
+    done_before = _rows(killed, "SELECT count(*) FROM seen")[0][0]
+    if mode == "exactly-once":
+        # Batches of 25 committed with their offset; the one in progress was rolled back.
+        assert done_before == 225
+    assert 0 < done_before <= 230
+    assert stored  # a restart resumes after this offset, not from the beginning
+
+    _run_to_end(mode, journal_path, killed)
+    assert _rows(killed, "SELECT pid, seq, event FROM seen ORDER BY pid, seq") == expected
+    assert _rows(killed, "SELECT current_offset FROM projection_offset") == _rows(
+        reference, "SELECT current_offset FROM projection_offset")
+    if mode == "at-least-once":
+        deliveries = _rows(killed, "SELECT count(*) FROM deliveries")[0][0]
+        assert len(expected) <= deliveries <= len(expected) + 25  # at most one batch again
+
+
+async def test_cancelled_projection_resumes_where_it_stopped(journal_path: Path,
+                                                             tmp_path: Path) -> None:
+    handled: list[tuple[str, int]] = []
+    reached = asyncio.Event()
+
+    async def on_handle(pid: str, seq: int) -> None:
+        handled.append((pid, seq))
+        if len(handled) == 140:
+            reached.set()
+            await asyncio.Event().wait()  # hold here until cancelled
+
+    db = tmp_path / "cancel.db"
+    projection, journal = read_model_projection("exactly-once", str(journal_path), str(db),
+                                                 live=True, on_handle=on_handle)
+    task = asyncio.ensure_future(projection.run())
+    await asyncio.wait_for(reached.wait(), 30)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await projection.offset_store.close()
+    await journal.close()
+    assert _rows(db, "SELECT count(*) FROM seen") == [(125,)]  # 5 batches committed
+
+    second, journal = read_model_projection("exactly-once", str(journal_path), str(db),
+                                            live=False)
+    await second.run()
+    await second.offset_store.close()
+    await journal.close()
+    assert second.handled == 11 * 50 - 125
+    assert _rows(db, "SELECT count(*) FROM seen") == [(11 * 50,)]
+
+
+# --- offsets and resumption ---------------------------------------------------------------------
+
+
+async def test_at_least_once_projection_stores_its_offset_and_resumes(
+    journal_path: Path,
+) -> None:
+    store = InmemOffsetStore()
+    seen: list[EventEnvelope] = []
+    async with EventLogReadJournal(SqliteEventLog({"path": str(journal_path)})) as journal:
+        projection = Projection("p", lambda o: journal.current_events_by_tag("cart", o),
+                                seen.append, store, batch_size=7)
+        await projection.run()
+        assert len(seen) == 550
+        assert await store.load("p") == seen[-1].offset
+        await projection.run()  # nothing new: the stored offset is past everything
+        assert len(seen) == 550
+        await store.save("p", seen[99].offset)
+        await projection.run()
+        assert [e.offset for e in seen[550:]] == [e.offset for e in seen[100:550]]
+        assert await store.load("other") == NO_OFFSET
+
+
+async def test_sqlite_offset_store_round_trips_and_rejects_bad_offsets(tmp_path: Path) -> None:
+    async with SqliteOffsetStore(tmp_path / "offsets.db") as store:
+        assert await store.load("p") == NoOffset()
+        await store.save("p", Sequence(42))
+        assert await store.load("p") == Sequence(42)
+        with pytest.raises(TypeError, match="'nope'"):
+            await store.save("p", "nope")  # type: ignore[arg-type]
+    async with SqliteOffsetStore(tmp_path / "offsets.db") as store:
+        assert await store.load("p") == Sequence(42)
+
+
+# --- errors ---------------------------------------------------------------------------------------
+
+
+async def test_handler_errors_are_retried_with_backoff(journal_path: Path) -> None:
+    failures = {("cart-3", 2): 2}
+    handled: list[tuple[str, int]] = []
+
+    def handler(envelope: EventEnvelope) -> None:
+        key = (envelope.persistence_id, envelope.sequence_nr)
+        if failures.get(key, 0) > 0:
+            failures[key] -= 1
+            raise RuntimeError(f"flaky on {key}")
+        handled.append(key)
+
+    store = InmemOffsetStore()
+    async with EventLogReadJournal(SqliteEventLog({"path": str(journal_path)})) as journal:
+        projection = Projection(
+            "retry", lambda o: journal.current_events_by_tag("cart", o), handler, store,
+            error_strategy=ErrorStrategy.retry(3, min_backoff=0.001, max_backoff=0.002))
+        await projection.run()
+    assert len(handled) == len(set(handled)) == 550
+    assert failures == {("cart-3", 2): 0}
+
+
+@pytest.mark.parametrize("mode", ["exactly-once", "at-least-once"])
+async def test_stopping_keeps_the_offset_before_the_failing_event(
+    mode: str, journal_path: Path, tmp_path: Path,
+) -> None:
+    broken = {"on": True}
+    rows: list[tuple[str, int]] = []
+
+    async def on_handle(pid: str, seq: int) -> None:
+        if broken["on"] and (pid, seq) == ("cart-5", 3):
+            raise RuntimeError("cannot project cart-5 #3")
+        rows.append((pid, seq))
+
+    db = tmp_path / "stop.db"
+    projection, journal = read_model_projection(mode, str(journal_path), str(db), live=False,
+                                                on_handle=on_handle)
+    with pytest.raises(ProjectionError, match=r"event 3 of 'cart-5'.*cannot project"):
+        await projection.run()
+    await projection.offset_store.close()
+    await journal.close()
+    before = 11 * 2 + 4  # rounds 1-2 of carts 1-11, then carts 1-4 of round 3
+    assert len(set(rows)) == before
+    if mode == "exactly-once":
+        assert _rows(db, "SELECT count(*) FROM seen") == [(before,)]
+
+    broken["on"] = False
+    again, journal = read_model_projection(mode, str(journal_path), str(db), live=False,
+                                           on_handle=on_handle)
+    await again.run()
+    await again.offset_store.close()
+    await journal.close()
+    assert again.handled == 550 - before  # resumed at the failing event, not before
+    assert _rows(db, "SELECT count(*) FROM seen") == [(550,)]
+
+
+async def test_a_failing_query_stops_the_projection(tmp_path: Path) -> None:
+    async def broken(offset: Any) -> Any:
+        yield EventEnvelope(Sequence(1), "x", 1, "fine", 1.0)
+        raise OSError("disk on fire")
+
+    seen: list[Any] = []
+    projection = Projection("q", broken, seen.append, InmemOffsetStore())
+    with pytest.raises(ProjectionError, match="disk on fire"):
+        await projection.run()
+    assert [e.event for e in seen] == ["fine"]
+    assert await projection.offset_store.load("q") == Sequence(1)
+
+
+def test_bad_arguments_are_rejected_by_name(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="max_retries"):
+        ErrorStrategy(-1)
+    with pytest.raises(ValueError, match="min_backoff"):
+        ErrorStrategy.retry(min_backoff=2, max_backoff=1)
+    with pytest.raises(TypeError, match="SqliteOffsetStore"):
+        ExactlyOnceProjection("p", lambda o: None, lambda e, d: None,  # type: ignore[arg-type,return-value]
+                              InmemOffsetStore())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="projection_id"):
+        Projection("", lambda o: None, lambda e: None, InmemOffsetStore())  # type: ignore[arg-type,return-value]
+    from persistent_actors import ConfigError  # noqa: PLC0415
+
+    with pytest.raises(ConfigError, match="'SOMETIMES'"):
+        SqliteOffsetStore(tmp_path / "x.db", synchronous="SOMETIMES")
+    assert ErrorStrategy.retry(min_backoff=0.5, max_backoff=3).backoff(0) == 0.5
+    assert ErrorStrategy.retry(min_backoff=0.5, max_backoff=3).backoff(5) == 3
+
+
+# --- a live projection following actors, on both bases -------------------------------------------
+
+
+async def test_live_projection_follows_persistent_actors(base: str) -> None:
+    with ActorSystem("shop", config=system_config(base)) as system:
+        refs = [system.actor_of(QueryTestActor, f"cart-{i}", name=f"cart-{i}") for i in range(3)]
+        counts: dict[str, int] = {}
+        enough = asyncio.Event()
+
+        def count(envelope: EventEnvelope) -> None:
+            counts[envelope.persistence_id] = counts.get(envelope.persistence_id, 0) + 1
+            if sum(counts.values()) == 3 * 4:
+                enough.set()
+
+        store = InmemOffsetStore()
+        async with system.read_journal() as journal:
+            projection = Projection("counts", journal.all_events, count, store)
+            task = asyncio.ensure_future(projection.run())
+            for n in range(4):
+                for ref in refs:
+                    assert await asyncio.to_thread(ref.ask, f"add {n}", 10) == f"add {n}-done"
+            await asyncio.wait_for(enough.wait(), 30)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        assert counts == {"cart-0": 4, "cart-1": 4, "cart-2": 4}
+        assert isinstance(await store.load("counts"), Sequence)
