@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install sample test lint typecheck fmt bench clean torture
+.PHONY: install sample replay test lint typecheck fmt bench clean torture
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ bench: $(BENCH_STAMP)
 
 sample: $(STAMP)
 	$(PY) -m samples.cart
+
+# The seed's replay: a match stored as events, consumers built from the log alone; the carts.
+replay: $(STAMP)
+	$(PY) -m samples.replay
 
 test: $(STAMP)
 	$(PY) -m ruff check .
