@@ -13,6 +13,7 @@ from persistent_actors.testing.persistence_testkit import (
     TestSnapshotStore,
 )
 from persistent_actors.testing.probe import TestProbe
+from persistent_actors.testing.query_spec import ReadJournalSpec
 from persistent_actors.testing.snapshot_store_spec import SnapshotStoreSpec
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "JournalSpec",
     "Pass",
     "PersistenceTestKit",
+    "ReadJournalSpec",
     "Reject",
     "SnapshotStoreSpec",
     "TestJournal",
