@@ -108,6 +108,26 @@ class ActorRef:
             )
         return self._external_system().ask_external(self, message, timeout)
 
+    async def ask_async(self, message: Any, timeout: float = 5.0) -> Any:
+        """Send `message` and await the reply, without ever blocking the event loop.
+
+        For asyncio code (aiohttp, FastAPI): the actor system's gateway thread sends the
+        message and routes the reply back by correlation id, so thousands of asks may be in
+        flight from one loop. Once it is used, `tell` from an event-loop thread also goes
+        through the gateway (in order with the asks) instead of blocking the loop.
+
+        Raises:
+            AskTimeoutError: no reply within `timeout` seconds (dead or busy actor).
+            MessageNotSerializableError: on multiproc-tcp, `message` cannot be pickled.
+
+        """
+        if current_context() is not None:
+            raise RuntimeError(
+                "ActorRef.ask_async() cannot be used inside an actor; tell() the request and "
+                "handle the reply as a message"
+            )
+        return await self._external_system().ask_external_async(self, message, timeout)
+
     def _external_system(self) -> ActorSystem:
         if self._system is not None:
             # A ref bound to a system that was shut down must fail clearly: falling back to

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import logging
 import os
@@ -29,6 +30,7 @@ from persistent_actors._errors import (
     PersistentActorsError,
 )
 from persistent_actors._event_stream import EventStream
+from persistent_actors._gateway import Gateway, in_event_loop, resolver
 from persistent_actors._thespian.common import StopRequested, check_picklable
 from persistent_actors._thespian.event_log import GetPlugin, HostedEventLog
 from persistent_actors._thespian.guardian import Guardian
@@ -98,6 +100,8 @@ class ActorSystem:
         self._lock = threading.RLock()
         self._sinks: dict[str, Callable[[Any], None]] = {}
         self._terminated = False
+        self._gateway: Gateway | None = None  # started by the first ask_async
+        self._stopping = False
         capabilities: dict[str, Any] = {}
         log_defs: Any = False  # simple base: leave the application's logging alone
         if self.settings.base != "simple":
@@ -150,6 +154,13 @@ class ActorSystem:
 
     def shutdown(self) -> None:
         """Stop every actor and the thespian system; idempotent. No process is left behind."""
+        with self._lock:
+            if self._terminated:
+                return
+            self._stopping = True
+            gateway, self._gateway = self._gateway, None
+        if gateway is not None:
+            gateway.stop()  # sends what event loops queued, fails the asks still waiting
         with self._lock:
             if self._terminated:
                 return
@@ -287,6 +298,60 @@ class ActorSystem:
                 self._sinks.pop(corr, None)
         return box[0]
 
+    async def ask_external_async(self, ref: ActorRef, message: Any, timeout: float) -> Any:
+        """Send `message` and await the reply without blocking the loop (see `ActorRef.ask_async`).
+
+        The gateway thread sends it and routes the reply back by correlation id.
+        """
+        if not isinstance(timeout, int | float) or timeout <= 0:
+            raise ValueError(f"ask timeout must be a positive number of seconds, got {timeout!r}")
+        self._ensure_running()
+        corr = uuid.uuid4().hex
+        envelope = p.Envelope(normalize_message(message), None, corr)
+        if self.settings.base != "simple":
+            check_picklable(envelope, ref.address)  # raise here, in the caller
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        on_reply, on_error = resolver(future)
+        gateway = self._ensure_gateway()
+        gateway.ask(corr, ref.address, envelope, on_reply, on_error)
+        try:
+            async with asyncio.timeout(timeout):
+                return await future
+        except TimeoutError:
+            raise AskTimeoutError(
+                f"no reply from {ref.name} to {type(message).__name__} within {timeout}s "
+                "(the actor may be dead, busy, or not replying to self.sender)") from None
+        finally:
+            gateway.forget(corr)
+
+    def _ensure_gateway(self) -> Gateway:
+        gateway = self._gateway
+        if gateway is not None:
+            return gateway  # without the lock: a listen or an actor run may hold it for long
+        with self._lock:
+            if self._stopping or self._terminated:
+                raise PersistentActorsError(f"actor system {self.name!r} has been shut down")
+            if self._gateway is None:
+                self._gateway = Gateway(self)
+            return self._gateway
+
+    def _add_sink(self, correlation_id: str, sink: Callable[[Any], None]) -> None:
+        with self._lock:
+            self._sinks[correlation_id] = sink
+
+    def _drop_sink(self, correlation_id: str) -> None:
+        with self._lock:
+            self._sinks.pop(correlation_id, None)
+
+    def _listen_and_route(self, timeout: float) -> bool:
+        """Receive at most one message for the outside and route it; True if one came."""
+        with self._lock:
+            self._ensure_running()
+            incoming = self._asys.listen(timeout)
+            if incoming is not None:
+                self._route(incoming)
+        return incoming is not None
+
     def _register_sink(self, correlation_id: str) -> deque[Any]:
         queue: deque[Any] = deque()
         with self._lock:
@@ -300,6 +365,16 @@ class ActorSystem:
         self._ensure_running()
         if self.settings.base != "simple":
             check_picklable(message, address)
+        gateway = self._gateway
+        if gateway is not None and in_event_loop():
+            # An event loop must not wait for thespian (or for our lock, held during listens):
+            # the gateway sends for it, in the order this thread queued its operations.
+            gateway.tell(address, message)
+            return
+        self._send_direct(address, message)
+
+    def _send_direct(self, address: Any, message: Any) -> None:
+        self._ensure_running()
         with self._lock:
             try:
                 self._asys.tell(address, message)
