@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from persistent_actors import _protocol as p
-from persistent_actors._actor import ActorRef
+from persistent_actors._actor import DEAD_LETTERS, ActorRef
 from persistent_actors._errors import (
     IllegalActorStateError,
     RecoveryError,
@@ -405,8 +405,6 @@ class Eventsourced:
         self._event_batch.append(p.LoopMessage())
 
     def _current_sender(self) -> ActorRef:
-        from persistent_actors._actor import DEAD_LETTERS  # noqa: PLC0415 - import cycle
-
         return self._sender if self._sender is not None else DEAD_LETTERS
 
     def _flush_batch(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import logging
 import os
 import pickle
@@ -166,6 +167,11 @@ class ActorSystem:
                 return
             self._terminated = True
             ActorSystem._live.discard(self)
+            if self.settings.base == "simple":
+                # The simple base's shutdown() stops no actor: without this, every plugin
+                # actor kept its event-loop thread and its database connections open.
+                with contextlib.suppress(Exception):
+                    self._asys.tell(self._guardian, ActorExitRequest())
             self._asys.shutdown()
 
     def __enter__(self) -> ActorSystem:
