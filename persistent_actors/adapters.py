@@ -208,6 +208,11 @@ class EventAdapters:
         self._by_class: dict[type[Any], tuple[Any, ...]] = {}
         self._lock = threading.Lock()
 
+    @property
+    def is_empty(self) -> bool:
+        """True if no adapter is bound: events are stored and replayed as they are."""
+        return not self._bindings
+
     def _bound_to(self, cls: type[Any]) -> tuple[Any, ...]:
         cached = self._by_class.get(cls)
         if cached is not None:
