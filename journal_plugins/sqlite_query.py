@@ -137,9 +137,11 @@ class SqliteEventLog(EventLog):
         except BaseException:
             await db.close()
             raise
-        if not rows or not rows[0][0]:
+        if not rows or not rows[0][0] or self._db is not None:
+            # No journal yet; or another query of this log connected while we did (keep one:
+            # an unclosed aiosqlite connection's thread would keep the process from exiting).
             await db.close()
-            return None
+            return self._db
         self._db = db
         return db
 

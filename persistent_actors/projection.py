@@ -167,6 +167,9 @@ class SqliteOffsetStore(OffsetStore):
         except BaseException:
             await db.close()
             raise
+        if self._db is not None:  # another caller connected meanwhile: keep one connection
+            await db.close()
+            return self._db
         self._db = db
         return db
 

@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +111,7 @@ async def test_live_queries_are_exact_under_writers_on_separate_connections(
     """Several connections commit concurrently (each its own thread and loop), as several
     writer processes would; live queries paging 3 events at a time miss and repeat nothing."""
     path = tmp_path / "shared.db"
-    (await _started(path)).__class__  # noqa: B018 - schema created before the readers start
+    await (await _started(path)).close()  # the schema exists before the readers start
     writers, batches = 4, 40
     expected = {(f"w{w}", nr) for w in range(writers) for nr in range(1, batches * 2 + 1)}
 
@@ -164,7 +165,7 @@ async def test_live_queries_are_exact_under_writers_on_separate_connections(
 async def test_live_query_wakes_on_a_commit_from_another_process(tmp_path: Path) -> None:
     """No in-process signal fires: the reader notices the commit through PRAGMA data_version."""
     path = tmp_path / "ipc.db"
-    (await _started(path)).__class__  # noqa: B018
+    await (await _started(path)).close()
     key = commit_signal_key(path)
     generation = change_signal.generation(key)
     script = (
@@ -218,3 +219,27 @@ def test_sqlite_event_log_rejects_bad_settings_by_name(tmp_path: Path) -> None:
         SqliteEventLog({"path": str(tmp_path / "x.db")}, poll_interval=0)
     with pytest.raises(ValueError, match="page_size"):
         EventLogReadJournal(SqliteEventLog({"path": str(tmp_path / "x.db")}), page_size=0)
+
+
+async def test_queries_started_together_share_one_connection_and_close_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "together.db"
+    writer = await _started(path)
+    await writer.write_messages([_events("a", 1, 3, "t")])
+    await writer.close()
+    before = set(threading.enumerate())
+    journal = EventLogReadJournal(SqliteEventLog({"path": str(path)}))
+    results = await asyncio.gather(*(_collect(journal.current_events_by_tag("t"))
+                                     for _ in range(5)))
+    assert all(len(result) == 3 for result in results)
+    await journal.close()
+    # Each aiosqlite connection owns a non-daemon thread: one left open would keep the
+    # process from exiting. All of them must end once the read journal is closed.
+    for thread in set(threading.enumerate()) - before:
+        thread.join(timeout=10)
+        assert not thread.is_alive(), thread
+
+
+async def _collect(source: Any) -> list[Any]:
+    return [item async for item in source]
