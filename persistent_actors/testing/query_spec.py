@@ -209,7 +209,6 @@ async def check_live_queries_under_concurrent_writers(
 # The cases worth re-running with the actor system spread over processes (the multiproc base):
 # live waiting across processes, offsets, adapters and concurrent writers.
 MULTIPROC_CASES: Final = frozenset({
-    "test_current_events_by_tag_finds_existing_events",
     "test_events_by_persistence_id_finds_new_events",
     "test_events_by_tag_finds_new_events",
     "test_all_events_offset_is_exclusive",
