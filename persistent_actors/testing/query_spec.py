@@ -238,12 +238,16 @@ class ReadJournalSpec:
 
     Flags: `base` is the thespian base the system runs on; `page_size` is deliberately small so
     the 150-event cases cross many pages; `refresh_interval` is the live queries' safety-net
-    re-read (the tests must pass on change signals alone, so it is long).
+    re-read (the tests must pass on change signals alone, so it is long); `concurrent_*` size
+    the concurrent-writer case.
     """
 
     base: ClassVar[str] = "simple"
     page_size: ClassVar[int] = 7
     refresh_interval: ClassVar[float] = 30.0
+    # Size of the concurrent-writer case: actors writing at once, events each.
+    concurrent_writers: ClassVar[int] = 6
+    concurrent_events: ClassVar[int] = 30
 
     def journal_config(self, tmp_path: Path) -> dict[str, Any]:
         """Return the ``[persistence.journal]`` section (``plugin`` plus its settings)."""
@@ -821,4 +825,5 @@ class ReadJournalSpec:
         self, system: ActorSystem, read_journal: ReadJournal,
     ) -> None:
         """Akka.NET #2257: under concurrent writers nothing is skipped or repeated."""
-        await check_live_queries_under_concurrent_writers(system, read_journal)
+        await check_live_queries_under_concurrent_writers(
+            system, read_journal, writers=self.concurrent_writers, events=self.concurrent_events)

@@ -46,6 +46,8 @@ class TestSqliteReadJournalMultiproc(ReadJournalSpec):
     """The cases that cross processes, with every actor in its own OS process."""
 
     base = "multiproc-tcp"
+    concurrent_writers = 4  # every command crosses processes here: a smaller, same-shape load
+    concurrent_events = 15
 
     def journal_config(self, tmp_path: Path) -> dict[str, Any]:
         return {"plugin": "sqlite", "path": str(tmp_path / "events.db")}
