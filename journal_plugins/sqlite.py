@@ -31,6 +31,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -434,7 +435,29 @@ def _open_main(
     statements: Iterable[str],
     columns: Mapping[str, set[str]],
 ) -> sqlite3.Connection:
-    """Check the file, open the main connection and set up the schema, or raise PluginError."""
+    """Check the file, open the main connection and set up the schema, or raise PluginError.
+
+    Two plugins opening one new file at once race to switch it to WAL and create their
+    tables; SQLite answers the loser "database is locked" without calling the busy handler, so
+    that answer is retried until ``busy_timeout`` runs out.
+    """
+    deadline = time.monotonic() + options.busy_timeout / 1000
+    while True:
+        try:
+            return _open_main_once(owner, options, statements, columns)
+        except PluginError as e:
+            locked = "database is locked" in str(e.__cause__ or "")
+            if not locked or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.01)
+
+
+def _open_main_once(
+    owner: str,
+    options: _Options,
+    statements: Iterable[str],
+    columns: Mapping[str, set[str]],
+) -> sqlite3.Connection:
     path = options.path
     try:
         _check_file(owner, path)
