@@ -103,7 +103,8 @@ class Journal(ABC):
     * bounds are inclusive.
 
     All coroutines run on one event loop owned by the runtime; they are never called concurrently
-    for the same persistence id.
+    for the same persistence id. That loop runs only while the runtime waits for one of them:
+    a task the plugin leaves running in the background makes progress during later calls only.
     """
 
     def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
