@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from persistent_actors._errors import ConfigError
+from persistent_actors.errors import ConfigError
 
 __all__ = ["check_keys"]
 

@@ -15,9 +15,9 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from journal_plugins._settings import check_keys
-from persistent_actors._errors import SequenceConflictError
+from persistent_actors.errors import SequenceConflictError
+from persistent_actors.event_log import EventLog, EventPage, PersistenceIdPage, StoredEvent
 from persistent_actors.journal import AtomicWrite, Journal, PersistentRepr
-from persistent_actors.query import EventLog, EventPage, PersistenceIdPage, StoredEvent
 from persistent_actors.snapshot import (
     SelectedSnapshot,
     SnapshotMetadata,
@@ -84,6 +84,10 @@ class InmemJournal(Journal, EventLog):
         self._ordering_of: dict[str, dict[int, int]] = {}
         self._by_tag: dict[str, list[int]] = {}
         self._first_seen: list[tuple[int, str]] = []
+
+    def event_log(self) -> EventLog:
+        """Plugin API: this journal is its own read-side log (served through the actor system)."""
+        return self
 
     async def write_messages(self, writes: Sequence[AtomicWrite]) -> list[BaseException | None]:
         """Plugin API: store each write whole, or reject it on a sequence-number conflict."""

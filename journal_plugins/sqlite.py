@@ -38,13 +38,14 @@ from typing import Any, Final, TypeVar
 
 from journal_plugins._settings import check_keys
 from journal_plugins._sqlite_signal import notify_commit
-from persistent_actors._errors import (
+from persistent_actors.errors import (
     ConfigError,
     JournalError,
     PluginError,
     SequenceConflictError,
     SnapshotStoreError,
 )
+from persistent_actors.event_log import EventLog
 from persistent_actors.journal import (
     MAX_SEQUENCE_NR,
     AtomicWrite,
@@ -52,7 +53,6 @@ from persistent_actors.journal import (
     PersistentRepr,
     may_block,
 )
-from persistent_actors.query import EventLog
 from persistent_actors.snapshot import (
     SelectedSnapshot,
     SnapshotMetadata,

@@ -6,7 +6,12 @@ import logging
 
 from persistent_actors._actor import Actor, ActorContext, ActorRef
 from persistent_actors._config import CONFIG_ENV_VAR
-from persistent_actors._errors import (
+from persistent_actors._event_stream import EventStream
+from persistent_actors._persistent_actor import PersistentActor
+from persistent_actors._serialization import register
+from persistent_actors._system import ActorSystem
+from persistent_actors.adapters import EventAdapter, ReadEventAdapter, Tagged, WriteEventAdapter
+from persistent_actors.errors import (
     ActorDeadError,
     ActorInitializationError,
     AskTimeoutError,
@@ -26,11 +31,6 @@ from persistent_actors._errors import (
     SnapshotStoreError,
     StashOverflowError,
 )
-from persistent_actors._event_stream import EventStream
-from persistent_actors._persistent_actor import PersistentActor
-from persistent_actors._serialization import register
-from persistent_actors._system import ActorSystem
-from persistent_actors.adapters import EventAdapter, ReadEventAdapter, Tagged, WriteEventAdapter
 from persistent_actors.journal import MAX_SEQUENCE_NR
 from persistent_actors.messages import (
     DeadLetter,

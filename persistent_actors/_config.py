@@ -37,8 +37,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Final
 
-from persistent_actors._errors import ConfigError, PluginError
 from persistent_actors.adapters import AdapterSpec, split_adapter_settings
+from persistent_actors.errors import ConfigError, PluginError
 
 __all__ = ["CONFIG_ENV_VAR", "PluginConfig", "Settings", "load_settings", "resolve_plugin"]
 

@@ -24,15 +24,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from persistent_actors import _protocol as p
 from persistent_actors._actor import DEAD_LETTERS, ActorRef
-from persistent_actors._errors import (
+from persistent_actors._serialization import Serializer
+from persistent_actors.adapters import EventAdapters
+from persistent_actors.errors import (
     IllegalActorStateError,
     RecoveryError,
     RecoveryTimedOutError,
     SerializationError,
     StashOverflowError,
 )
-from persistent_actors._serialization import Serializer
-from persistent_actors.adapters import EventAdapters
 from persistent_actors.journal import MAX_SEQUENCE_NR, AtomicWrite, PersistentRepr
 from persistent_actors.messages import (
     DeleteMessagesFailure,

@@ -28,7 +28,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from persistent_actors._errors import PersistentActorsError
+from persistent_actors.errors import PersistentActorsError
 
 if TYPE_CHECKING:
     from persistent_actors._system import ActorSystem

@@ -17,7 +17,7 @@ from typing import Any, Final, TypeVar, overload
 
 import msgpack
 
-from persistent_actors._errors import SerializationError
+from persistent_actors.errors import SerializationError
 
 __all__ = ["Serializer", "default_serializer", "register"]
 

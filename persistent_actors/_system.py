@@ -24,12 +24,6 @@ from thespian.actors import ActorSystem as ThespianActorSystem
 from persistent_actors import _protocol as p
 from persistent_actors._actor import Actor, ActorRef, normalize_message
 from persistent_actors._config import JOURNAL, SNAPSHOT_STORE, Settings, load_settings
-from persistent_actors._errors import (
-    ActorInitializationError,
-    AskTimeoutError,
-    MessageNotSerializableError,
-    PersistentActorsError,
-)
 from persistent_actors._event_stream import EventStream
 from persistent_actors._gateway import Gateway, in_event_loop, resolver
 from persistent_actors._thespian.common import StopRequested, check_picklable
@@ -37,6 +31,12 @@ from persistent_actors._thespian.event_log import GetPlugin, HostedEventLog
 from persistent_actors._thespian.guardian import Guardian
 from persistent_actors._thespian.loopback import bind_where_advertised
 from persistent_actors._thespian.wakeups import fast_wakeup_checks
+from persistent_actors.errors import (
+    ActorInitializationError,
+    AskTimeoutError,
+    MessageNotSerializableError,
+    PersistentActorsError,
+)
 from persistent_actors.messages import Kill, PoisonPill
 from persistent_actors.query import (
     DEFAULT_PAGE_SIZE,

@@ -28,8 +28,8 @@ from collections.abc import Iterable, Mapping
 from collections.abc import Sequence as SequenceABC
 from typing import Any, Final
 
-from persistent_actors._errors import ConfigError, SerializationError
 from persistent_actors._serialization import PLAIN_MANIFEST, Serializer, default_serializer
+from persistent_actors.errors import ConfigError, SerializationError
 from persistent_actors.journal import PersistentRepr
 
 __all__ = [

@@ -8,14 +8,22 @@ stores the same bytes and none of them ever pickles.
 from __future__ import annotations
 
 import contextvars
-import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any, Final
+from typing import Any
 
-from persistent_actors._errors import PluginError
+from persistent_actors.errors import PluginError
+from persistent_actors.event_log import EventLog
+from persistent_actors.stored import MAX_SEQUENCE_NR, AtomicWrite, PersistentRepr
 
-__all__ = ["MAX_SEQUENCE_NR", "AtomicWrite", "Journal", "PersistentRepr", "may_block"]
+__all__ = [
+    "MAX_SEQUENCE_NR",
+    "AtomicWrite",
+    "EventLog",
+    "Journal",
+    "PersistentRepr",
+    "may_block",
+]
 
 # Set by the runtime's plugin host on the coroutines it runs (see `may_block`).
 MAY_BLOCK: contextvars.ContextVar[bool] = contextvars.ContextVar(
@@ -32,63 +40,6 @@ def may_block() -> bool:
     code, where blocking would stall the application.
     """
     return MAY_BLOCK.get()
-
-# Largest sequence number; also what "no upper bound" means (fits SQLite's signed 64-bit INTEGER).
-MAX_SEQUENCE_NR: Final = 2**63 - 1
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class PersistentRepr:
-    """One stored event: its identity, its serialized payload and the tags a write adapter gave it.
-
-    `timestamp` is seconds since the epoch (UTC) when the event was persisted.
-    """
-
-    persistence_id: str
-    sequence_nr: int
-    manifest: str
-    payload: bytes
-    writer_uuid: str = ""
-    timestamp: float = 0.0
-    tags: tuple[str, ...] = ()
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class AtomicWrite:
-    """Events that are stored all together or not at all (one `persist` or `persist_all` call).
-
-    All events share one persistence id and have consecutive sequence numbers.
-    """
-
-    payload: tuple[PersistentRepr, ...]
-
-    def __post_init__(self) -> None:
-        if not self.payload:
-            raise ValueError("AtomicWrite needs at least one event")
-        pid = self.payload[0].persistence_id
-        first = self.payload[0].sequence_nr
-        for i, repr_ in enumerate(self.payload):
-            if repr_.persistence_id != pid:
-                raise ValueError(
-                    f"AtomicWrite mixes persistence ids {pid!r} and {repr_.persistence_id!r}"
-                )
-            if repr_.sequence_nr != first + i:
-                raise ValueError("AtomicWrite sequence numbers must be consecutive")
-
-    @property
-    def persistence_id(self) -> str:
-        """The persistence id shared by every event of the write."""
-        return self.payload[0].persistence_id
-
-    @property
-    def lowest_sequence_nr(self) -> int:
-        """Sequence number of the first event."""
-        return self.payload[0].sequence_nr
-
-    @property
-    def highest_sequence_nr(self) -> int:
-        """Sequence number of the last event."""
-        return self.payload[-1].sequence_nr
 
 
 class Journal(ABC):
@@ -123,6 +74,24 @@ class Journal(ABC):
         change a test plugin's behaviour. The default accepts nothing.
         """
         raise PluginError(f"{type(self).__name__} accepts no plugin commands (got {message!r})")
+
+    @classmethod
+    def open_event_log(cls, settings: Mapping[str, Any] | None = None) -> EventLog | None:
+        """Plugin API (read side): a log that reads the store without an actor system, or None.
+
+        Override when another process can read the store directly (a file, a server); the
+        read side then never goes through the actor system. See `persistent_actors.event_log`.
+        """
+        del settings
+        return None
+
+    def event_log(self) -> EventLog | None:
+        """Plugin API (read side): this running journal's own log, or None (no queries).
+
+        Used when `open_event_log` returns None: queries then reach the journal through the
+        actor system that hosts it, between its write batches.
+        """
+        return None
 
     @abstractmethod
     async def write_messages(self, writes: Sequence[AtomicWrite]) -> list[BaseException | None]:

@@ -39,7 +39,7 @@ from typing import Any, Final, Generic, TypeVar
 
 import aiosqlite
 
-from persistent_actors._errors import ConfigError, ProjectionError
+from persistent_actors.errors import ConfigError, ProjectionError
 from persistent_actors.query import NO_OFFSET, EventEnvelope, NoOffset, Offset, Sequence
 
 __all__ = [

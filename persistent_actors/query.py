@@ -38,9 +38,11 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from persistent_actors._config import JOURNAL, PluginConfig, load_settings, resolve_plugin
-from persistent_actors._errors import PluginError
 from persistent_actors.adapters import EventAdapters, event_adapters_for
-from persistent_actors.journal import MAX_SEQUENCE_NR, PersistentRepr
+from persistent_actors.errors import PluginError
+from persistent_actors.event_log import EventLog, EventPage, PersistenceIdPage, StoredEvent
+from persistent_actors.journal import Journal
+from persistent_actors.stored import MAX_SEQUENCE_NR
 
 if TYPE_CHECKING:
     import os
@@ -126,90 +128,6 @@ class EventEnvelope:
     event: Any
     timestamp: float
     tags: tuple[str, ...] = ()
-
-
-# -- plugin API: what a journal offers the read side ------------------------------------------
-@dataclasses.dataclass(frozen=True, slots=True)
-class StoredEvent:
-    """Plugin API: a stored event and its `ordering` in the journal's global order."""
-
-    ordering: int
-    event: PersistentRepr
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class EventPage:
-    """Plugin API: one page of a fetch.
-
-    `highest_ordering` is the log's highest ordering when the page was read (every returned
-    event is at or below it). `scanned_to` (ordering-based fetches) is how far the page got:
-    every matching event up to it has been returned now or before, so the next page starts
-    after it.
-    """
-
-    events: tuple[StoredEvent, ...]
-    highest_ordering: int
-    scanned_to: int
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class PersistenceIdPage:
-    """Plugin API: persistence ids with the ordering of their first event; see `EventPage`."""
-
-    ids: tuple[tuple[int, str], ...]
-    highest_ordering: int
-    scanned_to: int
-
-
-class EventLog(ABC):
-    """Plugin API: a journal's stored events in one global order, as the read side needs them.
-
-    Contract (the query TCK, `persistent_actors.testing.ReadJournalSpec`, checks it):
-
-    * orderings are positive, unique and grow as a *visible prefix* (see the module docstring);
-    * deleted events are never returned, and `limit` counts only returned events;
-    * a fetch with ``max_ordering=None`` reads up to the current highest ordering;
-    * every fetch is consistent on its own (one read of the store).
-    """
-
-    @abstractmethod
-    async def highest_ordering(self) -> int:
-        """The highest ordering stored so far (0 if none), deleted events included."""
-
-    @abstractmethod
-    async def fetch_events(self, after_ordering: int, limit: int, *, tag: str | None = None,
-                           max_ordering: int | None = None) -> EventPage:
-        """Events with ``after_ordering < ordering <= max_ordering``, by ordering, at most `limit`.
-
-        With `tag`, only events stored with that tag.
-        """
-
-    @abstractmethod
-    async def fetch_events_by_persistence_id(
-        self, persistence_id: str, from_sequence_nr: int, to_sequence_nr: int, limit: int, *,
-        max_ordering: int | None = None,
-    ) -> EventPage:
-        """Events of one id with ``from <= sequence_nr <= to`` (inclusive), by sequence number.
-
-        Only events with ``ordering <= max_ordering``; at most `limit`. `scanned_to` is unused.
-        """
-
-    @abstractmethod
-    async def fetch_persistence_ids(self, after_ordering: int, limit: int, *,
-                                    max_ordering: int | None = None) -> PersistenceIdPage:
-        """Ids whose first event has ``after < ordering <= max_ordering``, in that order."""
-
-    async def wait_for_change(self, highest_ordering: int, timeout: float) -> None:
-        """Return when events above `highest_ordering` may exist, or after `timeout` seconds.
-
-        May return early. This default just sleeps, which makes an idle live query re-read
-        every `refresh_interval`; implementations that can notice commits override it.
-        """
-        del highest_ordering
-        await asyncio.sleep(timeout)
-
-    async def close(self) -> None:  # noqa: B027 - optional hook, empty by design
-        """Release connections; idempotent."""
 
 
 # -- the consumer's API ---------------------------------------------------------------------
@@ -438,17 +356,10 @@ def _checked_tag(tag: Any) -> str:
 
 # -- getting one ----------------------------------------------------------------------------
 def standalone_event_log(config: PluginConfig) -> EventLog | None:
-    """The journal's own `EventLog`, if its plugin class can open one without the actor system.
-
-    A journal class offers it with a classmethod ``open_event_log(settings) -> EventLog``
-    (the SQLite journal does: it reads the file directly).
-    """
+    """The journal's own `EventLog` that needs no actor system (`Journal.open_event_log`)."""
     cls = resolve_plugin(JOURNAL, config.spec)
-    opener = getattr(cls, "open_event_log", None)
-    if opener is None:
-        return None
-    log = opener(config.settings)
-    if not isinstance(log, EventLog):
+    log = cls.open_event_log(config.settings)
+    if log is not None and not isinstance(log, EventLog):
         raise PluginError(f"{cls.__qualname__}.open_event_log returned {type(log).__name__}, "
                           "not an EventLog")
     return log
@@ -466,9 +377,9 @@ def connect_read_journal(config: PluginConfig, hosted: Callable[[str], EventLog]
     log = standalone_event_log(config)
     if log is None:
         cls = resolve_plugin(JOURNAL, config.spec)
-        if not issubclass(cls, EventLog):
+        if cls.event_log is Journal.event_log:
             raise PluginError(f"journal plugin {config.spec!r} (journal {config.plugin_id!r}) "
-                              "does not support queries: it implements no EventLog")
+                              "does not support queries: it offers no EventLog")
         if hosted is None:
             raise PluginError(f"journal plugin {config.spec!r} keeps its events inside the actor "
                               "system: query it with system.read_journal()")

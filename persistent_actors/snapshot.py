@@ -8,7 +8,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any
 
-from persistent_actors._errors import PluginError
+from persistent_actors.errors import PluginError
 from persistent_actors.journal import MAX_SEQUENCE_NR
 
 __all__ = [

@@ -7,7 +7,7 @@ import logging
 import pickle
 from typing import Any
 
-from persistent_actors._errors import MessageNotSerializableError, PersistenceError
+from persistent_actors.errors import MessageNotSerializableError, PersistenceError
 
 log = logging.getLogger("persistent_actors")
 

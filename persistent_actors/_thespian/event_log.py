@@ -28,9 +28,10 @@ from typing import Any
 
 from persistent_actors import _protocol as p
 from persistent_actors._change_signal import change_signal
-from persistent_actors._errors import AskTimeoutError, PluginError
 from persistent_actors._thespian.common import log, portable_error
-from persistent_actors.query import EventLog, EventPage, PersistenceIdPage
+from persistent_actors.errors import AskTimeoutError, PluginError
+from persistent_actors.event_log import EventLog, EventPage, PersistenceIdPage
+from persistent_actors.journal import Journal
 
 __all__ = [
     "DescribeEventLog",
@@ -172,6 +173,11 @@ class _Waiter:
     correlation_id: str
 
 
+def _event_log_of(journal: Any) -> EventLog | None:
+    """The hosted journal's read-side log (`Journal.event_log`), or None."""
+    return journal.event_log() if isinstance(journal, Journal) else None
+
+
 class EventLogService:
     """Answers the read side's messages inside a `PluginHost` (see the module docstring).
 
@@ -193,7 +199,8 @@ class EventLogService:
 
     def handle(self, message: Any, sender: Any, journal: Any) -> None:
         """Answer one of `EVENT_LOG_MESSAGES` from `sender`."""
-        if not isinstance(journal, EventLog):
+        journal = _event_log_of(journal)
+        if journal is None:
             self._send(sender, p.Reply(message.correlation_id, p.Failure(PluginError(
                 f"the journal plugin {type(journal).__name__} supports no queries (it is not "
                 "an EventLog)"))))
@@ -227,7 +234,8 @@ class EventLogService:
 
     def written(self, journal: Any) -> None:
         """A batch was stored: wake local waiters and answer the remote ones it satisfies."""
-        if not isinstance(journal, EventLog):
+        journal = _event_log_of(journal)
+        if journal is None:
             return
         change_signal.notify(self._signal_key)
         if not self._waiters:

@@ -20,13 +20,13 @@ from thespian.actors import ActorExitRequest, ChildActorExited, PoisonMessage
 from persistent_actors import _protocol as p
 from persistent_actors._actor import Actor, ActorRef
 from persistent_actors._config import JOURNAL, SNAPSHOT_STORE, Settings
-from persistent_actors._errors import ActorInitializationError, InvalidActorNameError
 from persistent_actors._persistent_actor import PersistentActor
 from persistent_actors._thespian.common import StopRequested, log, portable_error
 from persistent_actors._thespian.event_log import GetPlugin, PluginRef
 from persistent_actors._thespian.event_stream import EventStreamActor
 from persistent_actors._thespian.host import EntityHost
 from persistent_actors._thespian.plugin_host import PluginHost
+from persistent_actors.errors import ActorInitializationError, InvalidActorNameError
 
 PluginKey = tuple[str, str]  # (kind, plugin id as configured)
 

@@ -33,7 +33,6 @@ from persistent_actors._actor import (
     SystemView,
     set_current_context,
 )
-from persistent_actors._errors import ActorInitializationError
 from persistent_actors._event_stream import EventStream
 from persistent_actors._eventsourced import Eventsourced
 from persistent_actors._persistent_actor import PersistentActor
@@ -45,6 +44,7 @@ from persistent_actors._thespian.common import (
     portable_error,
 )
 from persistent_actors.adapters import event_adapters_for
+from persistent_actors.errors import ActorInitializationError
 from persistent_actors.messages import DeadLetter, Kill, PoisonPill
 from persistent_actors.supervision import BackoffOptions
 

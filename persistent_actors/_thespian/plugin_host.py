@@ -21,9 +21,9 @@ from thespian.actors import ActorExitRequest, ChildActorExited, PoisonMessage, W
 
 from persistent_actors import _protocol as p
 from persistent_actors._config import JOURNAL, resolve_plugin
-from persistent_actors._errors import JournalError
 from persistent_actors._thespian.common import log, portable_error
 from persistent_actors._thespian.event_log import EVENT_LOG_MESSAGES, EventLogService
+from persistent_actors.errors import JournalError
 from persistent_actors.journal import MAY_BLOCK, AtomicWrite, Journal, PersistentRepr
 from persistent_actors.messages import (
     DeleteMessagesFailure,

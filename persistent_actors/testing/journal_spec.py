@@ -23,7 +23,7 @@ from typing import ClassVar, Final
 
 import pytest
 
-from persistent_actors._errors import SequenceConflictError
+from persistent_actors.errors import SequenceConflictError
 from persistent_actors.journal import MAX_SEQUENCE_NR, AtomicWrite, Journal, PersistentRepr
 
 __all__ = ["JournalSpec"]

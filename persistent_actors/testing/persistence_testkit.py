@@ -37,8 +37,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
 from persistent_actors._config import JOURNAL, SNAPSHOT_STORE, resolve_plugin
-from persistent_actors._errors import ConfigError, JournalError, SnapshotStoreError
 from persistent_actors._serialization import default_serializer
+from persistent_actors.errors import ConfigError, JournalError, SnapshotStoreError
 from persistent_actors.journal import AtomicWrite, Journal, PersistentRepr
 from persistent_actors.snapshot import (
     SelectedSnapshot,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from journal_plugins.inmem import InmemJournal, InmemSnapshotStore
-from persistent_actors._errors import ConfigError
+from persistent_actors.errors import ConfigError
 from persistent_actors.journal import Journal
 from persistent_actors.snapshot import SnapshotStore
 from persistent_actors.testing.journal_spec import JournalSpec

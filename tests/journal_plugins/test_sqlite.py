@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from journal_plugins.sqlite import SqliteJournal, SqliteSnapshotStore
-from persistent_actors._errors import ConfigError, JournalError, PluginError
+from persistent_actors.errors import ConfigError, JournalError, PluginError
 from persistent_actors.journal import MAX_SEQUENCE_NR, AtomicWrite, Journal, PersistentRepr
 from persistent_actors.snapshot import SnapshotMetadata, SnapshotSelectionCriteria, SnapshotStore
 from persistent_actors.testing.journal_spec import JournalSpec
