@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import peer, raw, report, workloads
+from bench import peer, raw, report, service, workloads
 from bench.common import Workload
 
 
@@ -90,7 +90,8 @@ def main(argv: list[str]) -> int:
     # The bench opens and closes many actor systems; their start-up warnings are noise here.
     logging.getLogger("persistent_actors").setLevel(logging.ERROR)
 
-    rows = _select(workloads.workloads() + raw.workloads() + peer.workloads(), args.only)
+    rows = _select(workloads.workloads() + service.workloads() + raw.workloads()
+                   + peer.workloads(), args.only)
     if not peer.available():
         print("eventsourcing is not installed: its rows are skipped "
               "(pip install -e '.[bench]')", file=sys.stderr)

@@ -33,3 +33,5 @@ class Workload:
     unit: str = "events/s"  # or "ms" for rows reported as a time
     notes: str = ""
     samples: list[float] = dataclasses.field(default_factory=list)
+    # Per-request seconds over every round (service rows), reported as p50/p99.
+    latencies: list[float] = dataclasses.field(default_factory=list)

@@ -19,6 +19,14 @@ COMPARISONS: dict[str, tuple[str, str, float | None]] = {
     "persist_group100": ("raw_tx1", "es_save_1", 3.0),
     "recovering": ("raw_read", "es_replay", 3.0),
 }
+# Service rows (issue 11): row -> (baseline row in the same run, minimum ratio of the rates).
+SERVICE_TARGETS: dict[str, tuple[str, float]] = {
+    "service_async": ("raw_tx1", 5.0),
+    "service_threads": ("raw_tx1", 3.0),
+    "service_async_mp": ("raw_tx1", 2.0),
+    "service_async_10k": ("service_async", 0.8),
+    "create_10k": ("create_100", 0.8),
+}
 SNAPSHOT_PAIR = ("snapshot_1m", "snapshot_10")
 SNAPSHOT_TARGET = 3.0  # the 1M-event actor recovers within this many times the 10-event one
 
@@ -39,7 +47,18 @@ def summarize(rows: list[Workload]) -> dict[str, Any]:
         else:
             entry["events_per_s"] = w.events / median
             entry["rounds_events_per_s"] = [w.events / s for s in w.samples]
+        if w.latencies:
+            ordered = sorted(w.latencies)
+            entry["p50_ms"] = ordered[len(ordered) // 2] * 1000
+            entry["p99_ms"] = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
         out[w.key] = entry
+    for key, (base, minimum) in SERVICE_TARGETS.items():
+        if key in out and base in out:
+            entry = out[key]
+            entry["vs_raw"] = base
+            entry["ratio_raw"] = entry["events_per_s"] / out[base]["events_per_s"]
+            entry["target"] = f">= {minimum:g}x {base}"
+            entry["met"] = entry["ratio_raw"] >= minimum
     for key, (raw, peer, target) in COMPARISONS.items():
         if key not in out:
             continue
@@ -81,6 +100,8 @@ def table(rows: dict[str, Any]) -> str:
             rates = r["rounds_events_per_s"]
             value = _fmt_rate(r["events_per_s"])
             spread = f"{_fmt_rate(min(rates))}..{_fmt_rate(max(rates))}"
+            if "p99_ms" in r:
+                spread += f"; p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms"
         vs_raw = f"{r['ratio_raw']:.2f}x `{r['vs_raw']}`" if "ratio_raw" in r else ""
         vs_peer = f"{r['ratio_peer']:.2f}x `{r['vs_peer']}`" if "ratio_peer" in r else ""
         if "ratio_time" in r:
