@@ -396,7 +396,12 @@ class ActorSystem:
                 return False
             with self._lock:
                 self._ensure_running()
-                incoming = self._asys.listen(min(remaining, _LISTEN_SLICE))
+                # listen(0) first: the simple base's listen(t) sleeps until the next due wakeup
+                # within t even when a reply is already waiting (it checks for replies only
+                # between deliveries), which with many live timers cost most of a slice.
+                incoming = self._asys.listen(0)
+                if incoming is None:
+                    incoming = self._asys.listen(min(remaining, _LISTEN_SLICE))
                 if incoming is not None:
                     self._route(incoming)
             if incoming is None and self.settings.base == "simple":
