@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from persistent_actors._protocol import Reply
+from persistent_actors.errors import PersistentActorsError
 from persistent_actors.messages import Kill, PoisonPill
 
 if TYPE_CHECKING:
     from persistent_actors._event_stream import EventStream
-    from persistent_actors._system import ActorSystem
     from persistent_actors.supervision import BackoffOptions
 
-__all__ = ["Actor", "ActorContext", "ActorRef", "SystemView"]
+__all__ = [
+    "Actor", "ActorContext", "ActorRef", "ExternalSender", "SystemView", "reply_form",
+    "use_as_default",
+]
 
 log = logging.getLogger("persistent_actors")
 
@@ -42,6 +47,48 @@ def set_current_context(ctx: ActorContext | None) -> ActorContext | None:
     return previous
 
 
+class ExternalSender(Protocol):
+    """How a ref sends from outside every actor: an actor system's `Endpoint`.
+
+    Refs sit below the actor system in the layers, so they know it only by this Protocol.
+    """
+
+    @property
+    def closed(self) -> bool:
+        """True once the actor system has been shut down."""
+
+    def ensure_running(self) -> None:
+        """Raise `PersistentActorsError` if the actor system has been shut down."""
+
+    def tell(self, ref: ActorRef, message: Any, sender: ActorRef | None) -> None:
+        """Send `message` to `ref` (see `ActorRef.tell`)."""
+
+    def ask(self, ref: ActorRef, message: Any, timeout: float) -> Any:
+        """Send `message` to `ref` and wait for the reply (see `ActorRef.ask`)."""
+
+    async def ask_async(self, ref: ActorRef, message: Any, timeout: float) -> Any:
+        """Send `message` to `ref` and await the reply (see `ActorRef.ask_async`)."""
+
+
+# The sender of refs that are bound to no actor system (a ref that arrived in a message, or was
+# unpickled): the most recently started system's endpoint.
+_default_sender: weakref.ReferenceType[ExternalSender] | None = None
+
+
+def use_as_default(sender: ExternalSender) -> None:
+    """Make `sender` the one that refs bound to no system send through (a new system's)."""
+    global _default_sender  # noqa: PLW0603 - the process-wide default, replaced by each system
+    _default_sender = weakref.ref(sender)
+
+
+def _external_default() -> ExternalSender:
+    sender = _default_sender() if _default_sender is not None else None
+    if sender is None or sender.closed:
+        raise PersistentActorsError(
+            "no running ActorSystem in this process to send through; create one first")
+    return sender
+
+
 def normalize_message(message: Any) -> Any:
     """Accept ``Kill``/``PoisonPill`` as classes too, as in ``ref.tell(Kill)``."""
     if message is Kill or message is PoisonPill:
@@ -55,14 +102,14 @@ class ActorRef:
     Equal refs point at the same actor. A ref may cross processes inside messages.
     """
 
-    __slots__ = ("_address", "_name", "_system")
+    __slots__ = ("_address", "_endpoint", "_name")
 
     def __init__(
-        self, address: Any, name: str | None = None, system: ActorSystem | None = None
+        self, address: Any, name: str | None = None, endpoint: ExternalSender | None = None
     ) -> None:
         self._address = address
         self._name = name
-        self._system = system
+        self._endpoint = endpoint
 
     @property
     def address(self) -> Any:
@@ -89,7 +136,7 @@ class ActorRef:
         if ctx is not None:
             ctx._send(self, message, sender)  # noqa: SLF001 - the runtime's own channel
         else:
-            self._external_system().tell_external(self, message, sender)
+            self._external().tell(self, message, sender)
 
     def ask(self, message: Any, timeout: float = 5.0) -> Any:
         """Send `message` and block until the actor replies to ``self.sender``; return the reply.
@@ -106,7 +153,7 @@ class ActorRef:
                 "ActorRef.ask() cannot be used inside an actor (it would block the actor); "
                 "tell() the request and handle the reply as a message"
             )
-        return self._external_system().ask_external(self, message, timeout)
+        return self._external().ask(self, message, timeout)
 
     async def ask_async(self, message: Any, timeout: float = 5.0) -> Any:
         """Send `message` and await the reply, without ever blocking the event loop.
@@ -126,20 +173,15 @@ class ActorRef:
                 "ActorRef.ask_async() cannot be used inside an actor; tell() the request and "
                 "handle the reply as a message"
             )
-        return await self._external_system().ask_external_async(self, message, timeout)
+        return await self._external().ask_async(self, message, timeout)
 
-    def _external_system(self) -> ActorSystem:
-        if self._system is not None:
+    def _external(self) -> ExternalSender:
+        if self._endpoint is not None:
             # A ref bound to a system that was shut down must fail clearly: falling back to
             # another running system would send its address where it means nothing.
-            self._system._ensure_running()  # noqa: SLF001
-            return self._system
-        from persistent_actors._system import ActorSystem  # noqa: PLC0415 - import cycle
-
-        return ActorSystem.current()
-
-    def _wrap_reply(self, message: Any) -> Any:
-        return message
+            self._endpoint.ensure_running()
+            return self._endpoint
+        return _external_default()
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ActorRef) and other._address == self._address
@@ -164,10 +206,10 @@ class AskRef(ActorRef):
         super().__init__(address, f"ask-{correlation_id}")
         self._correlation_id = correlation_id
 
-    def _wrap_reply(self, message: Any) -> Any:
-        from persistent_actors._protocol import Reply  # noqa: PLC0415 - import cycle
-
-        return Reply(self._correlation_id, message)
+    @property
+    def correlation_id(self) -> str:
+        """The id that routes a reply to the waiting caller."""
+        return self._correlation_id
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self._address, self._correlation_id))
@@ -190,6 +232,13 @@ class DeadLettersRef(ActorRef):
 
 
 DEAD_LETTERS = DeadLettersRef()
+
+
+def reply_form(target: ActorRef, message: Any) -> Any:
+    """`message` as thespian must carry it to `target`: a `Reply` when `target` is an ask."""
+    if isinstance(target, AskRef):
+        return Reply(target.correlation_id, message)
+    return message
 
 
 class SystemView(ABC):

@@ -1,7 +1,8 @@
 """The event-sourcing state machine behind every `PersistentActor` (Akka's ``Eventsourced``).
 
-It is independent of thespian: it talks to the outside only through an `EntityCell`, so one
-thespian actor could host many entities. The rules it implements (akka_features.md section 3):
+It is independent of thespian: it talks to its host only through an `EntityCell`, so one
+thespian actor could host many entities, and to the user's actor only through the callbacks of
+`PersistentBehavior` (which `PersistentActor` provides). The rules it implements, as Akka's:
 
 * handlers run after the write, after the command handler returned, in call order; nested
   persists run after the outer layer;
@@ -20,7 +21,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from persistent_actors import _protocol as p
 from persistent_actors._actor import DEAD_LETTERS, ActorRef
@@ -48,11 +49,9 @@ from persistent_actors.snapshot import SnapshotMetadata, SnapshotSelectionCriter
 from persistent_actors.supervision import (
     DiscardToDeadLetterStrategy,
     ReplyToStrategy,
+    StashOverflowStrategy,
     ThrowOverflowExceptionStrategy,
 )
-
-if TYPE_CHECKING:
-    from persistent_actors._persistent_actor import PersistentActor
 
 log = logging.getLogger("persistent_actors.persistence")
 
@@ -94,6 +93,33 @@ class EntityCell(Protocol):
         """True if the user called ``unhandled`` since `begin_handling`."""
 
 
+class PersistentBehavior(Protocol):
+    """What the machine calls on the user's actor (`PersistentActor` implements it)."""
+
+    @property
+    def recovery(self) -> Recovery:
+        """How to recover."""
+
+    @property
+    def internal_stash_overflow_strategy(self) -> StashOverflowStrategy:
+        """What happens to a message that does not fit the stash."""
+
+    def on_command(self, message: Any) -> None:
+        """Handle a command."""
+
+    def on_recover(self, message: Any) -> None:
+        """Apply a replayed event, a snapshot offer or `RecoveryCompleted`."""
+
+    def on_recovery_failure(self, cause: BaseException, event: Any | None) -> None:
+        """Recovery failed; the actor stops after this."""
+
+    def on_persist_failure(self, cause: BaseException, event: Any, sequence_nr: int) -> None:
+        """A write failed; the actor stops after this."""
+
+    def on_persist_rejected(self, cause: BaseException, event: Any, sequence_nr: int) -> None:
+        """A write was rejected; the actor continues."""
+
+
 @dataclasses.dataclass(slots=True)
 class _Invocation:
     event: Any
@@ -113,7 +139,7 @@ class Eventsourced:
 
     def __init__(  # noqa: PLR0917 - internal constructor, called in one place
         self,
-        actor: PersistentActor,
+        actor: PersistentBehavior,
         cell: EntityCell,
         persistence_id: str,
         instance_id: int,

@@ -1,10 +1,10 @@
 """The gateway thread: how asyncio code talks to an actor system without blocking its loop.
 
-Started by the first ``ask_async`` (thespian.md section 4, the "BridgeAsker" design). From then
-on it owns the system's external side for event-loop threads:
+Started by the first ``ask_async``. From then on it performs the `Endpoint` operations of
+event-loop threads:
 
 * an event loop only puts operations on a queue (`tell`, `ask`, `forget`) and awaits a
-  future; it never calls thespian and never takes the system's lock;
+  future; it never calls thespian and never takes the endpoint's lock;
 * the gateway thread sends them in order, then receives: every reply carries its ask's
   correlation id and is routed to the waiting future with ``call_soon_threadsafe``;
 * on the simple base, thespian runs actors inside the calls made to it, so they now run on the
@@ -15,7 +15,7 @@ on it owns the system's external side for event-loop threads:
   asks are outstanding, because an operation queued meanwhile cannot interrupt a listen.
 
 Threads that run no event loop keep using the synchronous API directly (serialised by the
-system's lock); replies are routed by correlation id whichever thread receives them.
+endpoint's lock); replies are routed by correlation id whichever thread receives them.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from persistent_actors.errors import PersistentActorsError
 
 if TYPE_CHECKING:
-    from persistent_actors._system import ActorSystem
+    from persistent_actors._endpoint import Endpoint
 
 log = logging.getLogger("persistent_actors")
 
@@ -39,7 +39,7 @@ log = logging.getLogger("persistent_actors")
 _IDLE_TICK = 0.05
 # Seconds of one listen while asks wait for replies on multiproc-tcp: the latency an operation
 # queued during a listen may suffer.
-_LISTEN_SLICE = 0.002
+_ASK_LISTEN = 0.002
 
 Operation = Callable[[], None]
 _NOTHING: Any = object()  # "no operation": the queue was empty
@@ -83,31 +83,30 @@ def resolver(future: asyncio.Future[Any]) -> tuple[Callable[[Any], None],
 class Gateway:
     """The thread that performs external operations queued by event-loop threads."""
 
-    def __init__(self, system: ActorSystem) -> None:
-        self._system = system
-        self._simple = system.settings.base == "simple"
+    def __init__(self, endpoint: Endpoint) -> None:
+        self._endpoint = endpoint
         self._ops: queue.SimpleQueue[Operation | None] = queue.SimpleQueue()
         # Asks awaiting a reply, by correlation id: how to fail them. Gateway thread only.
         self._waiting: dict[str, Callable[[BaseException], None]] = {}
         self._thread = threading.Thread(target=self._serve, daemon=True,
-                                        name=f"persistent_actors-gateway-{system.name}")
+                                        name=f"persistent_actors-gateway-{endpoint.name}")
         self._thread.start()
 
     # -- called from any thread ---------------------------------------------------------------
     def tell(self, address: Any, message: Any) -> None:
         """Queue a send; errors (the system shut down meanwhile) are logged."""
-        self._ops.put(lambda: self._system._send_direct(address, message))  # noqa: SLF001
+        self._ops.put(lambda: self._endpoint.send_direct(address, message))
 
     def ask(self, correlation_id: str, address: Any, message: Any,
             on_reply: Callable[[Any], None], on_error: Callable[[BaseException], None]) -> None:
         """Queue an ask: `on_reply` gets the reply routed by `correlation_id`."""
 
         def op() -> None:
-            system = self._system
-            system._add_sink(correlation_id, on_reply)  # noqa: SLF001
+            endpoint = self._endpoint
+            endpoint.add_sink(correlation_id, on_reply)
             self._waiting[correlation_id] = on_error
             try:
-                system._send_direct(address, message)  # noqa: SLF001
+                endpoint.send_direct(address, message)
             except BaseException as e:  # noqa: BLE001 - handed to the awaiting coroutine
                 self._forget(correlation_id)
                 on_error(e)
@@ -128,12 +127,12 @@ class Gateway:
     # -- the gateway thread --------------------------------------------------------------------
     def _forget(self, correlation_id: str) -> None:
         self._waiting.pop(correlation_id, None)
-        self._system._drop_sink(correlation_id)  # noqa: SLF001
+        self._endpoint.drop_sink(correlation_id)
 
     def _serve(self) -> None:
         while True:
             try:
-                op = self._ops.get(timeout=_LISTEN_SLICE if self._waiting else _IDLE_TICK)
+                op = self._ops.get(timeout=_ASK_LISTEN if self._waiting else _IDLE_TICK)
             except queue.Empty:
                 op = _NOTHING
             while op is not _NOTHING:
@@ -157,19 +156,19 @@ class Gateway:
 
     def _receive(self) -> None:
         """Route every reply that is ready (and, on the simple base, run due wakeups)."""
-        system = self._system
-        if self._simple:
+        endpoint = self._endpoint
+        if endpoint.simple:
             # Actors ran inside the sends; listen() collects their replies one at a time.
-            while system._listen_and_route(0.001):  # noqa: SLF001
+            while endpoint.listen_and_route(0.001):
                 pass
             return
         if self._waiting:
-            system._listen_and_route(_LISTEN_SLICE)  # noqa: SLF001
-        while system._listen_and_route(0):  # noqa: SLF001
+            endpoint.listen_and_route(_ASK_LISTEN)
+        while endpoint.listen_and_route(0):
             pass
 
     def _shut(self) -> None:
-        error = PersistentActorsError(f"actor system {self._system.name!r} has been shut down")
+        error = PersistentActorsError(f"actor system {self._endpoint.name!r} has been shut down")
         for correlation_id, fail in list(self._waiting.items()):
             self._forget(correlation_id)
             fail(error)

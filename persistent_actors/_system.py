@@ -2,42 +2,27 @@
 
 from __future__ import annotations
 
-import asyncio
 import atexit
-import contextlib
 import logging
 import os
-import pickle
 import socket
-import threading
-import time
-import uuid
 import weakref
-from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, ClassVar, TypeVar
 
-from thespian.actors import ActorExitRequest
 from thespian.actors import ActorSystem as ThespianActorSystem
 
 from persistent_actors import _protocol as p
-from persistent_actors._actor import Actor, ActorRef, normalize_message
+from persistent_actors._actor import Actor, ActorRef
 from persistent_actors._config import JOURNAL, SNAPSHOT_STORE, Settings, load_settings
+from persistent_actors._endpoint import Endpoint
 from persistent_actors._event_stream import EventStream
-from persistent_actors._gateway import Gateway, in_event_loop, resolver
-from persistent_actors._thespian.common import StopRequested, check_picklable
 from persistent_actors._thespian.event_log import GetPlugin, HostedEventLog
 from persistent_actors._thespian.guardian import Guardian
 from persistent_actors._thespian.loopback import bind_where_advertised
 from persistent_actors._thespian.wakeups import fast_wakeup_checks
-from persistent_actors.errors import (
-    ActorInitializationError,
-    AskTimeoutError,
-    MessageNotSerializableError,
-    PersistentActorsError,
-)
-from persistent_actors.messages import Kill, PoisonPill
+from persistent_actors.errors import ActorInitializationError, PersistentActorsError
 from persistent_actors.query import (
     DEFAULT_PAGE_SIZE,
     DEFAULT_REFRESH_INTERVAL,
@@ -51,16 +36,16 @@ log = logging.getLogger("persistent_actors")
 
 A = TypeVar("A", bound=Actor)
 
+# The systems still running, shut down at interpreter exit.
+_live: weakref.WeakSet[ActorSystem] = weakref.WeakSet()
+
 # Every admin port this process used for a multi-process system: a test session sweeps them at
 # the end (re-attach and shut down), which also cleans up after a crashed test.
 ADMIN_PORTS: list[int] = []
 
-# How long the external side waits in one thespian listen() before re-checking its deadline.
-_LISTEN_SLICE = 0.05
-
 _THESPIAN_LOG_DEFS: dict[str, Any] = {
     # A dict, never False: logDefs=False kills every child actor on the multi-process bases
-    # (thespian.md section 5). Warnings and errors from actor processes reach stderr.
+    # (thespian 4.0.1). Warnings and errors from actor processes reach stderr.
     "version": 1,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain",
@@ -89,7 +74,6 @@ class ActorSystem:
 
     """
 
-    _live: ClassVar[weakref.WeakSet[ActorSystem]] = weakref.WeakSet()
     _latest: ClassVar[weakref.ReferenceType[ActorSystem] | None] = None
 
     def __init__(self, name: str = "default",
@@ -98,11 +82,6 @@ class ActorSystem:
             raise ValueError(f"actor system name must be a non-empty str, got {name!r}")
         self.name = name
         self.settings: Settings = load_settings(config)
-        self._lock = threading.RLock()
-        self._sinks: dict[str, Callable[[Any], None]] = {}
-        self._terminated = False
-        self._gateway: Gateway | None = None  # started by the first ask_async
-        self._stopping = False
         capabilities: dict[str, Any] = {}
         log_defs: Any = False  # simple base: leave the application's logging alone
         if self.settings.base != "simple":
@@ -118,11 +97,12 @@ class ActorSystem:
             fast_wakeup_checks()  # the simple base scans every pending wakeup per message
         self._asys = ThespianActorSystem(self.settings.thespian_base, capabilities,
                                          logDefs=log_defs, transientUnique=True)
-        ActorSystem._live.add(self)
+        self._endpoint = Endpoint(name, self._asys, simple=self.settings.base == "simple")
+        _live.add(self)
         ActorSystem._latest = weakref.ref(self)
         try:
-            self._guardian = self._asys.createActor(Guardian)
-            reply = self._request(
+            self._guardian = self._endpoint.guardian = self._asys.createActor(Guardian)
+            reply = self._endpoint.request(
                 self._guardian,
                 lambda corr: p.InitSystem(name, self.settings.base, self.settings, corr),
                 timeout=60.0, what="starting the actor system")
@@ -133,7 +113,8 @@ class ActorSystem:
             self.shutdown()
             raise reply.error
         self._info: p.SystemInfo = reply.info
-        self.event_stream = EventStream(ActorRef(self._info.event_stream, "eventStream", self))
+        self.event_stream = EventStream(ActorRef(self._info.event_stream, "eventStream",
+                                                  self._endpoint))
         if self.settings.journals["default"].spec == "inmem":
             log.warning("actor system %r uses the in-memory journal: events will not survive "
                         "the process (configure [persistence.journal] plugin = \"sqlite\")", name)
@@ -151,28 +132,17 @@ class ActorSystem:
     @property
     def is_terminated(self) -> bool:
         """True once `shutdown` has run."""
-        return self._terminated
+        return self._endpoint.closed
+
+    @property
+    def endpoint(self) -> Endpoint:
+        """The external side (send, listen, request); for the package's own tools."""
+        return self._endpoint
 
     def shutdown(self) -> None:
         """Stop every actor and the thespian system; idempotent. No process is left behind."""
-        with self._lock:
-            if self._terminated:
-                return
-            self._stopping = True
-            gateway, self._gateway = self._gateway, None
-        if gateway is not None:
-            gateway.stop()  # sends what event loops queued, fails the asks still waiting
-        with self._lock:
-            if self._terminated:
-                return
-            self._terminated = True
-            ActorSystem._live.discard(self)
-            if self.settings.base == "simple":
-                # The simple base's shutdown() stops no actor: without this, every plugin
-                # actor kept its event-loop thread and its database connections open.
-                with contextlib.suppress(Exception):
-                    self._asys.tell(self._guardian, ActorExitRequest())
-            self._asys.shutdown()
+        if self._endpoint.shutdown():
+            _live.discard(self)
 
     def __enter__(self) -> ActorSystem:
         return self
@@ -182,7 +152,7 @@ class ActorSystem:
         self.shutdown()
 
     def __repr__(self) -> str:
-        state = "terminated" if self._terminated else self.settings.base
+        state = "terminated" if self.is_terminated else self.settings.base
         return f"ActorSystem({self.name!r}, {state})"
 
     # -- actors ------------------------------------------------------------------------------
@@ -205,20 +175,17 @@ class ActorSystem:
             raise ActorInitializationError(
                 f"{cls.__qualname__} is defined in __main__; on the multiproc-tcp base actor "
                 "classes must live in an importable module")
-        reply = self._request(
+        reply = self._endpoint.request(
             self._guardian, lambda corr: p.CreateActor(cls, args, kwargs, name, corr),
             timeout=60.0, what=f"creating {cls.__qualname__}")
         if isinstance(reply, p.Failure):
             raise reply.error
         ref: ActorRef = reply.ref
-        return ActorRef(ref.address, ref.name, self)
+        return ActorRef(ref.address, ref.name, self._endpoint)
 
     def stop(self, ref: ActorRef) -> None:
         """Stop the actor behind `ref` (its post_stop runs); returns without waiting."""
-        self._ensure_running()
-        with self._lock:
-            self._asys.tell(ref.address, ActorExitRequest())
-        self._stop_requested(ref)
+        self._endpoint.stop(ref)
 
     # -- read side -----------------------------------------------------------------------------
     def read_journal(self, plugin_id: str | None = None, *, page_size: int = DEFAULT_PAGE_SIZE,
@@ -233,17 +200,18 @@ class ActorSystem:
             PluginError: the journal plugin supports no queries.
 
         """
-        self._ensure_running()
+        self._endpoint.ensure_running()
         return connect_read_journal(self.settings.plugin(JOURNAL, plugin_id),
                                     self._hosted_event_log, page_size=page_size,
                                     refresh_interval=refresh_interval)
 
     def _hosted_event_log(self, plugin_id: str) -> HostedEventLog:
-        reply = self._request(self._guardian, lambda corr: GetPlugin(JOURNAL, plugin_id, corr),
-                              timeout=60.0, what=f"starting journal {plugin_id!r}")
+        reply = self._endpoint.request(
+            self._guardian, lambda corr: GetPlugin(JOURNAL, plugin_id, corr),
+            timeout=60.0, what=f"starting journal {plugin_id!r}")
         if isinstance(reply, p.Failure):
             raise reply.error
-        return HostedEventLog.connect(self._request, reply.address)
+        return HostedEventLog.connect(self._endpoint.request, reply.address)
 
     def plugin_command(self, kind: str, message: Any, plugin_id: str | None = None,
                        timeout: float = 30.0) -> Any:
@@ -259,190 +227,22 @@ class ActorSystem:
         """
         if kind not in (JOURNAL, SNAPSHOT_STORE):
             raise ValueError(f"plugin kind must be {JOURNAL!r} or {SNAPSHOT_STORE!r}, got {kind!r}")
-        reply = self._request(self._guardian, lambda corr: GetPlugin(kind, plugin_id, corr),
-                              timeout=60.0, what=f"starting {kind} {plugin_id!r}")
+        reply = self._endpoint.request(
+            self._guardian, lambda corr: GetPlugin(kind, plugin_id, corr),
+            timeout=60.0, what=f"starting {kind} {plugin_id!r}")
         if isinstance(reply, p.Failure):
             raise reply.error
-        result = self._request(reply.address, lambda corr: p.PluginCommand(message, corr),
-                               timeout=timeout, what=f"running a {kind} plugin command")
+        result = self._endpoint.request(
+            reply.address, lambda corr: p.PluginCommand(message, corr),
+            timeout=timeout, what=f"running a {kind} plugin command")
         if isinstance(result, p.Failure):
             raise result.error
         return result
 
-    # -- external messaging (used by ActorRef) ------------------------------------------------
-    def tell_external(self, ref: ActorRef, message: Any, sender: ActorRef | None) -> None:
-        """Send from outside any actor (see `ActorRef.tell`)."""
-        wrapped = ref._wrap_reply(message)  # noqa: SLF001
-        if wrapped is message:
-            wrapped = p.Envelope(message, sender)
-        self._send(ref.address, wrapped)
-        if isinstance(message, Kill | PoisonPill):
-            self._stop_requested(ref)
-
-    def _stop_requested(self, ref: ActorRef) -> None:
-        # See StopRequested: lets an actor_of under the same name, sent right after, wait for
-        # the old actor to exit instead of failing with "not unique".
-        if ref.address is not None:
-            self._send(self._guardian, StopRequested(ref.address))
-
-    def ask_external(self, ref: ActorRef, message: Any, timeout: float) -> Any:
-        """Send `message` and wait for the reply (see `ActorRef.ask`)."""
-        if not isinstance(timeout, int | float) or timeout <= 0:
-            raise ValueError(f"ask timeout must be a positive number of seconds, got {timeout!r}")
-        box: list[Any] = []
-        corr = uuid.uuid4().hex
-        with self._lock:
-            self._sinks[corr] = box.append
-        try:
-            self._send(ref.address, p.Envelope(normalize_message(message), None, corr))
-            if not self._pump(time.monotonic() + timeout, lambda: bool(box)):
-                raise AskTimeoutError(
-                    f"no reply from {ref.name} to {type(message).__name__} within {timeout}s "
-                    "(the actor may be dead, busy, or not replying to self.sender)")
-        finally:
-            with self._lock:
-                self._sinks.pop(corr, None)
-        return box[0]
-
-    async def ask_external_async(self, ref: ActorRef, message: Any, timeout: float) -> Any:
-        """Send `message` and await the reply without blocking the loop (see `ActorRef.ask_async`).
-
-        The gateway thread sends it and routes the reply back by correlation id.
-        """
-        if not isinstance(timeout, int | float) or timeout <= 0:
-            raise ValueError(f"ask timeout must be a positive number of seconds, got {timeout!r}")
-        self._ensure_running()
-        corr = uuid.uuid4().hex
-        envelope = p.Envelope(normalize_message(message), None, corr)
-        if self.settings.base != "simple":
-            check_picklable(envelope, ref.address)  # raise here, in the caller
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        on_reply, on_error = resolver(future)
-        gateway = self._ensure_gateway()
-        gateway.ask(corr, ref.address, envelope, on_reply, on_error)
-        try:
-            async with asyncio.timeout(timeout):
-                return await future
-        except TimeoutError:
-            raise AskTimeoutError(
-                f"no reply from {ref.name} to {type(message).__name__} within {timeout}s "
-                "(the actor may be dead, busy, or not replying to self.sender)") from None
-        finally:
-            gateway.forget(corr)
-
-    def _ensure_gateway(self) -> Gateway:
-        gateway = self._gateway
-        if gateway is not None:
-            return gateway  # without the lock: a listen or an actor run may hold it for long
-        with self._lock:
-            if self._stopping or self._terminated:
-                raise PersistentActorsError(f"actor system {self.name!r} has been shut down")
-            if self._gateway is None:
-                self._gateway = Gateway(self)
-            return self._gateway
-
-    def _add_sink(self, correlation_id: str, sink: Callable[[Any], None]) -> None:
-        with self._lock:
-            self._sinks[correlation_id] = sink
-
-    def _drop_sink(self, correlation_id: str) -> None:
-        with self._lock:
-            self._sinks.pop(correlation_id, None)
-
-    def _listen_and_route(self, timeout: float) -> bool:
-        """Receive at most one message for the outside and route it; True if one came."""
-        with self._lock:
-            self._ensure_running()
-            incoming = self._asys.listen(timeout)
-            if incoming is not None:
-                self._route(incoming)
-        return incoming is not None
-
-    def _register_sink(self, correlation_id: str) -> deque[Any]:
-        queue: deque[Any] = deque()
-        with self._lock:
-            self._sinks[correlation_id] = queue.append
-        return queue
-
-    def _tell_for_sink(self, ref: ActorRef, message: Any, correlation_id: str) -> None:
-        self._send(ref.address, p.Envelope(message, None, correlation_id))
-
-    def _send(self, address: Any, message: Any) -> None:
-        self._ensure_running()
-        if self.settings.base != "simple":
-            check_picklable(message, address)
-        gateway = self._gateway
-        if gateway is not None and in_event_loop():
-            # An event loop must not wait for thespian (or for our lock, held during listens):
-            # the gateway sends for it, in the order this thread queued its operations.
-            gateway.tell(address, message)
-            return
-        self._send_direct(address, message)
-
-    def _send_direct(self, address: Any, message: Any) -> None:
-        self._ensure_running()
-        with self._lock:
-            try:
-                self._asys.tell(address, message)
-            except (pickle.PicklingError, AttributeError, TypeError) as e:
-                raise MessageNotSerializableError(
-                    f"message {message!r} cannot be sent: {e}") from e
-
-    def _pump(self, deadline: float, done: Callable[[], bool]) -> bool:
-        """Receive and route external replies until `done()` or the deadline; return done()."""
-        while not done():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            with self._lock:
-                self._ensure_running()
-                # listen(0) first: the simple base's listen(t) sleeps until the next due wakeup
-                # within t even when a reply is already waiting (it checks for replies only
-                # between deliveries), which with many live timers cost most of a slice.
-                incoming = self._asys.listen(0)
-                if incoming is None:
-                    incoming = self._asys.listen(min(remaining, _LISTEN_SLICE))
-                if incoming is not None:
-                    self._route(incoming)
-            if incoming is None and self.settings.base == "simple":
-                # The simple base runs actors only inside our calls and listen() returns at
-                # once when they are idle; yield so other threads (and time) move on.
-                time.sleep(0.001)
-        return True
-
-    def _route(self, incoming: Any) -> None:
-        if isinstance(incoming, p.Reply):
-            sink = self._sinks.get(incoming.correlation_id)
-            if sink is not None:
-                sink(incoming.message)
-                return
-        log.debug("dropped unsolicited message to the outside: %r", incoming)
-
-    def _request(self, target: Any, build: Callable[[str], Any], timeout: float,
-                 what: str, cancel: threading.Event | None = None) -> Any:
-        # `cancel`: a read-side worker thread gives up early (returns None) when it is set.
-        box: list[Any] = []
-        corr = uuid.uuid4().hex
-        with self._lock:
-            self._sinks[corr] = box.append
-        try:
-            self._send(target, build(corr))
-            if not self._pump(time.monotonic() + timeout,
-                              lambda: bool(box) or (cancel is not None and cancel.is_set())):
-                raise AskTimeoutError(f"timed out after {timeout}s {what}")
-        finally:
-            with self._lock:
-                self._sinks.pop(corr, None)
-        return box[0] if box else None
-
-    def _ensure_running(self) -> None:
-        if self._terminated:
-            raise PersistentActorsError(f"actor system {self.name!r} has been shut down")
-
 
 @atexit.register
 def _shutdown_all() -> None:
-    for system in list(ActorSystem._live):  # noqa: SLF001
+    for system in list(_live):
         try:
             system.shutdown()
         except Exception:

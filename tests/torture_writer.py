@@ -88,7 +88,7 @@ def main(db: str, report: str, actors: int) -> None:
     # never are: so the first outside tell would never return. One actor tells them all.
     # On the simple base this tell never returns: it runs the actors until we are killed.
     system.actor_of(Kickoff).tell(refs)
-    system._pump(float("inf"), lambda: False)
+    system.endpoint.pump(float("inf"), lambda: False)
 
 
 if __name__ == "__main__":

@@ -262,7 +262,7 @@ async def _as_coroutine(awaitable: Awaitable[Any]) -> Any:
 
 
 # -- facade side ---------------------------------------------------------------------------------
-Request = Callable[..., Any]  # ActorSystem._request(target, build, timeout, what, cancel=...)
+Request = Callable[..., Any]  # Endpoint.request(target, build, timeout, what, cancel=...)
 
 
 class HostedEventLog(EventLog):

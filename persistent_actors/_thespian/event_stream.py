@@ -6,7 +6,7 @@ from typing import Any
 
 from thespian.actors import Actor, ActorAddress, ActorExitRequest, DeadEnvelope
 
-from persistent_actors._actor import ActorRef
+from persistent_actors._actor import ActorRef, reply_form
 from persistent_actors._protocol import (
     Envelope,
     EventStreamStarted,
@@ -73,4 +73,4 @@ class EventStreamActor(Actor):  # type: ignore[misc]
     def _publish(self, event: Any) -> None:
         for subscriber, cls in self._subscriptions:
             if isinstance(event, cls):
-                self.send(subscriber.address, subscriber._wrap_reply(event))  # noqa: SLF001
+                self.send(subscriber.address, reply_form(subscriber, event))

@@ -31,6 +31,7 @@ from persistent_actors._actor import (
     ActorRef,
     AskRef,
     SystemView,
+    reply_form,
     set_current_context,
 )
 from persistent_actors._event_stream import EventStream
@@ -110,7 +111,7 @@ class _HostContext(ActorContext):
         if target.address is None:
             target.tell(message)  # dead letters
             return
-        wrapped = target._wrap_reply(message)  # noqa: SLF001
+        wrapped = reply_form(target, message)
         if sender is not None and sender != self._self_ref and wrapped is message:
             wrapped = p.Envelope(message, sender)
         self.send_to_address(target.address, wrapped)

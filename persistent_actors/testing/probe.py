@@ -8,7 +8,7 @@ from collections import deque
 from typing import Any, Final
 
 from persistent_actors._actor import Actor, ActorRef
-from persistent_actors._protocol import ProbeGet, ProbeMessage
+from persistent_actors._protocol import Envelope, ProbeGet, ProbeMessage
 from persistent_actors._system import ActorSystem
 
 __all__ = ["TestProbe"]
@@ -43,9 +43,9 @@ class TestProbe:
     __test__ = False  # not a pytest test class
 
     def __init__(self, system: ActorSystem, name: str | None = None) -> None:
-        self._system = system
+        self._endpoint = system.endpoint
         self._correlation_id = f"probe-{uuid.uuid4().hex}"
-        self._inbox = system._register_sink(self._correlation_id)  # noqa: SLF001
+        self._inbox = self._endpoint.register_sink(self._correlation_id)
         self._outstanding = 0
         self.ref: ActorRef = system.actor_of(ProbeActor, name=name)
         self.last_sender: ActorRef | None = None
@@ -54,9 +54,10 @@ class TestProbe:
         """Return the next message, or `_NOTHING` after `timeout` seconds."""
         if not self._inbox:
             if self._outstanding == 0:
-                self._system._tell_for_sink(self.ref, ProbeGet(), self._correlation_id)  # noqa: SLF001
+                self._endpoint.send(self.ref.address,
+                                    Envelope(ProbeGet(), None, self._correlation_id))
                 self._outstanding = 1
-            self._system._pump(time.monotonic() + timeout, lambda: bool(self._inbox))  # noqa: SLF001
+            self._endpoint.pump(time.monotonic() + timeout, lambda: bool(self._inbox))
         if not self._inbox:
             return _NOTHING
         self._outstanding = 0
