@@ -23,23 +23,23 @@ sequence number is never reused, exactly as in the in-memory journal.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import dataclasses
 import functools
-import os
-import queue
 import sqlite3
-import threading
-import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from pathlib import Path
-from typing import Any, Final, TypeVar
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from typing import Any, Final
 
-from journal_plugins._settings import check_keys
+from journal_plugins._sqlite_db import (
+    _COMMON_KEYS,
+    _JOURNAL_KEYS,
+    _connect,
+    _Connection,
+    _parse_options,
+    _rollback,
+    _start,
+)
 from journal_plugins._sqlite_signal import notify_commit
+from journal_plugins.sqlite_query import SqliteEventLog
 from persistent_actors.errors import (
-    ConfigError,
     JournalError,
     PluginError,
     SequenceConflictError,
@@ -51,7 +51,6 @@ from persistent_actors.journal import (
     AtomicWrite,
     Journal,
     PersistentRepr,
-    may_block,
 )
 from persistent_actors.snapshot import (
     SelectedSnapshot,
@@ -61,17 +60,6 @@ from persistent_actors.snapshot import (
 )
 
 __all__ = ["SqliteJournal", "SqliteSnapshotStore"]
-
-T = TypeVar("T")
-
-_SQLITE_MAGIC: Final = b"SQLite format 3\x00"
-_HEADER_SIZE: Final = 100
-
-_SYNCHRONOUS_MODES: Final = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
-# MEMORY and OFF journal modes are left out: a crash mid-transaction can corrupt the file.
-_JOURNAL_MODES: Final = frozenset({"WAL", "DELETE", "TRUNCATE", "PERSIST"})
-_COMMON_KEYS: Final = frozenset({"path", "synchronous", "journal_mode", "busy_timeout"})
-_JOURNAL_KEYS: Final = _COMMON_KEYS | {"replay_page_size"}
 
 _JOURNAL_SCHEMA: Final = (
     """CREATE TABLE IF NOT EXISTS journal (
@@ -172,326 +160,6 @@ _DELETE_SNAPSHOT: Final = """DELETE FROM snapshot
     WHERE persistence_id = ? AND sequence_nr = ? AND (? = 0.0 OR timestamp <= ?)"""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Options:
-    path: Path
-    synchronous: str
-    journal_mode: str
-    busy_timeout: int
-    replay_page_size: int
-
-
-def _parse_options(owner: str, settings: Mapping[str, Any], allowed: frozenset[str]) -> _Options:
-    check_keys(owner, settings, allowed)
-    path = settings.get("path")
-    if path is None:
-        msg = f"{owner}: setting 'path' (the database file) is required"
-        raise ConfigError(msg)
-    if not isinstance(path, str | os.PathLike) or not str(path):
-        msg = f"{owner}: setting 'path' must be a non-empty str, got {path!r}"
-        raise ConfigError(msg)
-    return _Options(
-        path=Path(path),
-        synchronous=_choice(owner, settings, "synchronous", "FULL", _SYNCHRONOUS_MODES),
-        journal_mode=_choice(owner, settings, "journal_mode", "WAL", _JOURNAL_MODES),
-        busy_timeout=_int(owner, settings, "busy_timeout", 5000, minimum=0),
-        replay_page_size=_int(owner, settings, "replay_page_size", 500, minimum=1),
-    )
-
-
-def _choice(
-    owner: str, settings: Mapping[str, Any], key: str, default: str, allowed: frozenset[str]
-) -> str:
-    value = settings.get(key, default)
-    if not isinstance(value, str) or value.upper() not in allowed:
-        msg = f"{owner}: setting {key!r} must be one of {sorted(allowed)}, got {value!r}"
-        raise ConfigError(msg)
-    return value.upper()
-
-
-def _int(owner: str, settings: Mapping[str, Any], key: str, default: int, *, minimum: int) -> int:
-    value = settings.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        msg = f"{owner}: setting {key!r} must be an int >= {minimum}, got {value!r}"
-        raise ConfigError(msg)
-    return value
-
-
-def _check_file(owner: str, path: Path) -> None:
-    """Raise `PluginError` unless `path` can become or already is a healthy SQLite database.
-
-    Runs before SQLite touches the file, because SQLite would happily write into a file it
-    only later finds to be damaged.
-    """
-    folder = path.parent
-    if not folder.is_dir():
-        msg = f"{owner}: cannot use database {str(path)!r}: folder {str(folder)!r} does not exist"
-        raise PluginError(msg)
-    if not os.access(folder, os.W_OK | os.X_OK):
-        # SQLite creates the file and its -wal/-shm companions next to it.
-        msg = f"{owner}: cannot use database {str(path)!r}: folder {str(folder)!r} is not writable"
-        raise PluginError(msg)
-    if not path.exists():
-        return
-    if not path.is_file():
-        msg = f"{owner}: cannot use database {str(path)!r}: it is not a regular file"
-        raise PluginError(msg)
-    if not os.access(path, os.R_OK | os.W_OK):
-        msg = f"{owner}: cannot use database {str(path)!r}: the file is not readable and writable"
-        raise PluginError(msg)
-    size = path.stat().st_size
-    if size == 0:
-        return  # SQLite treats an empty file as a new database.
-    with path.open("rb") as file:
-        header = file.read(_HEADER_SIZE)
-    if len(header) < _HEADER_SIZE or not header.startswith(_SQLITE_MAGIC):
-        msg = f"{owner}: {str(path)!r} is not an SQLite database; refusing to open it"
-        raise PluginError(msg)
-    if _looks_truncated(path, header, size):
-        msg = (
-            f"{owner}: SQLite database {str(path)!r} is corrupted (truncated); refusing to open it"
-        )
-        raise PluginError(msg)
-
-
-def _looks_truncated(path: Path, header: bytes, size: int) -> bool:
-    """Return True if the header promises more pages than the file holds (SQLite file format)."""
-    page_size = int.from_bytes(header[16:18], "big")
-    page_size = 65536 if page_size == 1 else page_size
-    if page_size < 512 or page_size & (page_size - 1):
-        return True
-    # The in-header page count is trustworthy only when its version number matches the change
-    # counter; and an unfinished WAL checkpoint may legitimately leave the file short.
-    change_counter = header[24:28]
-    valid_for = header[92:96]
-    wal = path.with_name(path.name + "-wal")
-    if change_counter != valid_for or (wal.exists() and wal.stat().st_size > 0):
-        return False
-    page_count = int.from_bytes(header[28:32], "big")
-    return size < page_count * page_size
-
-
-def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.done():  # the caller was cancelled meanwhile
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
-
-
-class _Connection:
-    """One ``sqlite3`` connection owned by a thread of its own (aiosqlite's design).
-
-    `run(fn, *args)` calls ``fn(connection, *args)`` on that thread. Every operation of the
-    plugins below is one such function, a whole transaction included, so it costs one thread
-    round trip: statement by statement through aiosqlite, a one-event write took five (BEGIN,
-    SAVEPOINT, INSERT, RELEASE, COMMIT), about 650 of its 1,130 us on the bench machine.
-    Where the runtime says the loop may block (`may_block`), `run` calls ``fn`` inline and
-    saves even that round trip.
-    """
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-        self._db: sqlite3.Connection | None = None
-        self._queue: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        # Held while a function uses the connection, on whichever thread it runs.
-        self._busy = threading.Lock()
-
-    def _serve(self) -> None:
-        while (item := self._queue.get()) is not None:
-            loop, future, fn, args = item
-            try:
-                with self._busy:
-                    result, error = fn(*args), None
-            except BaseException as e:  # noqa: BLE001 - handed to the awaiting coroutine
-                result, error = None, e
-            # A closed loop has nobody left to tell.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_resolve, future, result, error)
-
-    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._serve, name=self._name, daemon=True)
-            self._thread.start()
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._queue.put((loop, future, fn, args))
-        return await future
-
-    async def open(self, connect: Callable[[], sqlite3.Connection]) -> None:
-        """Run `connect` on the connection's thread and keep what it returns."""
-        self._db = await self._call(connect)
-
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Call ``fn(connection, *args)`` on the connection's thread and return its result."""
-        db = self._db
-        if db is None:
-            raise ValueError("connection is closed")  # what sqlite3 raises on a closed one
-        if may_block():
-            with self._busy:
-                return fn(db, *args)
-        return await self._call(fn, db, *args)
-
-    async def execute_fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        """Run one statement and return all its rows."""
-        return await self.run(_fetchall, sql, params)
-
-    async def close(self) -> None:
-        """Close the connection and end its thread; idempotent."""
-        db, self._db = self._db, None
-        if self._thread is None:
-            return
-        try:
-            if db is not None:
-                await self._call(db.close)
-        finally:
-            self._queue.put(None)
-            thread, self._thread = self._thread, None
-            await asyncio.to_thread(thread.join)
-
-
-def _fetchall(db: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[Any]:
-    return db.execute(sql, params).fetchall()
-
-
-def _connect(owner: str, options: _Options, *, set_journal_mode: bool,
-             query_only: bool = False) -> sqlite3.Connection:
-    """Connect with the configured pragmas; the caller wraps sqlite3 errors."""
-    # Autocommit mode: transactions are begun explicitly (BEGIN IMMEDIATE takes the write lock
-    # up front, so two writers wait on busy_timeout instead of failing with "locked"). The
-    # connection is used only by its own thread; it is created there too.
-    # check_same_thread=False: `_Connection.run` may use it inline on the caller's thread,
-    # one function at a time under its lock.
-    db = sqlite3.connect(options.path, isolation_level=None, check_same_thread=False)
-    try:
-        # Pragma values cannot be bound as parameters; all three were validated against fixed
-        # sets or as ints in _parse_options.
-        db.execute(f"PRAGMA busy_timeout = {options.busy_timeout}")
-        if set_journal_mode:
-            rows = db.execute(f"PRAGMA journal_mode = {options.journal_mode}").fetchall()
-            _check_journal_mode(owner, options, str(rows[0][0]) if rows else "")
-        db.execute(f"PRAGMA synchronous = {options.synchronous}")
-        if query_only:
-            db.execute("PRAGMA query_only = 1")
-    except BaseException:
-        db.close()
-        raise
-    return db
-
-
-def _check_journal_mode(owner: str, options: _Options, mode: str) -> None:
-    # SQLite answers a failed switch (e.g. WAL on a file system without shared memory) with
-    # the mode it stayed in, instead of an error.
-    if mode.upper() != options.journal_mode:
-        msg = (
-            f"{owner}: database {str(options.path)!r} refused journal_mode="
-            f"{options.journal_mode} (it is in {mode or 'an unknown'} mode)"
-        )
-        raise PluginError(msg)
-
-
-def _check_columns(owner: str, path: Path, table: str, expected: set[str], found: set[str]) -> None:
-    if found and not expected <= found:
-        msg = (
-            f"{owner}: database {str(path)!r} has a table {table!r} that this plugin "
-            f"did not create (missing columns {sorted(expected - found)}); refusing to use it"
-        )
-        raise PluginError(msg)
-
-
-def _ensure_schema(
-    owner: str,
-    db: sqlite3.Connection,
-    path: Path,
-    statements: Iterable[str],
-    columns: Mapping[str, set[str]],
-) -> None:
-    """Create missing tables in one transaction; reject same-named tables of another layout."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        for table, expected in columns.items():
-            rows = db.execute(f"PRAGMA table_info({table})").fetchall()  # fixed names
-            _check_columns(owner, path, table, expected, {str(row[1]) for row in rows})
-        for statement in statements:
-            db.execute(statement)
-        db.execute("COMMIT")
-    except BaseException:
-        _rollback(db)
-        raise
-
-
-def _rollback(db: sqlite3.Connection) -> None:
-    # Errors mean no transaction was active (the failure was BEGIN or COMMIT itself) or the
-    # connection is gone; either way there is nothing left to undo.
-    with contextlib.suppress(sqlite3.Error, ValueError):
-        db.execute("ROLLBACK")
-
-
-def _open_main(
-    owner: str,
-    options: _Options,
-    statements: Iterable[str],
-    columns: Mapping[str, set[str]],
-) -> sqlite3.Connection:
-    """Check the file, open the main connection and set up the schema, or raise PluginError.
-
-    Two plugins opening one new file at once race to switch it to WAL and create their
-    tables; SQLite answers the loser "database is locked" without calling the busy handler, so
-    that answer is retried until ``busy_timeout`` runs out.
-    """
-    deadline = time.monotonic() + options.busy_timeout / 1000
-    while True:
-        try:
-            return _open_main_once(owner, options, statements, columns)
-        except PluginError as e:
-            locked = "database is locked" in str(e.__cause__ or "")
-            if not locked or time.monotonic() >= deadline:
-                raise
-        time.sleep(0.01)
-
-
-def _open_main_once(
-    owner: str,
-    options: _Options,
-    statements: Iterable[str],
-    columns: Mapping[str, set[str]],
-) -> sqlite3.Connection:
-    path = options.path
-    try:
-        _check_file(owner, path)
-        db = _connect(owner, options, set_journal_mode=True)
-    except (sqlite3.Error, OSError) as e:
-        msg = f"{owner}: cannot open SQLite database {str(path)!r}: {e}"
-        raise PluginError(msg) from e
-    try:
-        _ensure_schema(owner, db, path, statements, columns)
-    except BaseException as e:
-        db.close()
-        if isinstance(e, sqlite3.Error | OSError):
-            msg = f"{owner}: cannot use SQLite database {str(path)!r}: {e}"
-            raise PluginError(msg) from e
-        raise
-    return db
-
-
-async def _start(
-    owner: str,
-    options: _Options,
-    statements: Iterable[str],
-    columns: Mapping[str, set[str]],
-) -> _Connection:
-    """Open the main connection on a thread of its own (see `_open_main`)."""
-    db = _Connection(f"sqlite-{owner}")
-    try:
-        await db.open(functools.partial(_open_main, owner, options, statements, columns))
-    except BaseException:
-        await db.close()
-        raise
-    return db
-
-
 class SqliteJournal(Journal):
     """Plugin API: a journal in an SQLite file; see the module docstring for settings.
 
@@ -574,8 +242,6 @@ class SqliteJournal(Journal):
         See `journal_plugins.sqlite_query.SqliteEventLog`; used by ``system.read_journal()``
         and ``persistent_actors.query.open_read_journal``.
         """
-        from journal_plugins.sqlite_query import SqliteEventLog  # noqa: PLC0415 - import cycle
-
         return SqliteEventLog(settings)
 
     async def replay_messages(

@@ -37,8 +37,8 @@ from urllib.parse import quote
 
 import aiosqlite
 
+from journal_plugins._sqlite_db import _JOURNAL_KEYS, _parse_options
 from journal_plugins._sqlite_signal import commit_signal_key
-from journal_plugins.sqlite import _JOURNAL_KEYS, _parse_options
 from persistent_actors._change_signal import change_signal
 from persistent_actors.errors import ConfigError, JournalError
 from persistent_actors.event_log import EventLog, EventPage, PersistenceIdPage, StoredEvent
