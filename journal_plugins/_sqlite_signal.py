@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from persistent_actors._change_signal import change_signal
+from persistent_actors.event_log import change_signal
 
 __all__ = ["commit_signal_key", "notify_commit"]
 

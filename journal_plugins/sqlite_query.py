@@ -39,9 +39,14 @@ import aiosqlite
 
 from journal_plugins._sqlite_db import _JOURNAL_KEYS, _parse_options
 from journal_plugins._sqlite_signal import commit_signal_key
-from persistent_actors._change_signal import change_signal
 from persistent_actors.errors import ConfigError, JournalError
-from persistent_actors.event_log import EventLog, EventPage, PersistenceIdPage, StoredEvent
+from persistent_actors.event_log import (
+    EventLog,
+    EventPage,
+    PersistenceIdPage,
+    StoredEvent,
+    change_signal,
+)
 from persistent_actors.journal import MAX_SEQUENCE_NR, PersistentRepr
 
 __all__ = ["DEFAULT_POLL_INTERVAL", "SqliteEventLog"]

@@ -27,10 +27,9 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from persistent_actors import _protocol as p
-from persistent_actors._change_signal import change_signal
 from persistent_actors._thespian.common import log, portable_error
 from persistent_actors.errors import AskTimeoutError, PluginError
-from persistent_actors.event_log import EventLog, EventPage, PersistenceIdPage
+from persistent_actors.event_log import EventLog, EventPage, PersistenceIdPage, change_signal
 from persistent_actors.journal import Journal
 
 __all__ = [

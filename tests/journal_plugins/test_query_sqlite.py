@@ -16,8 +16,8 @@ from journal_plugins._sqlite_signal import commit_signal_key
 from journal_plugins.sqlite import SqliteJournal
 from journal_plugins.sqlite_query import SqliteEventLog
 from persistent_actors import ActorSystem, ConfigError
-from persistent_actors._change_signal import change_signal
 from persistent_actors._serialization import default_serializer
+from persistent_actors.event_log import change_signal
 from persistent_actors.journal import AtomicWrite, PersistentRepr
 from persistent_actors.query import (
     EventEnvelope,
