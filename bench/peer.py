@@ -1,6 +1,6 @@
 """The Python peer: the ``eventsourcing`` library's equivalent workloads (optional extra).
 
-Mirrors shared/research/peer_baseline.md: a ``Cart`` aggregate whose commands alternate
+The same workload shape as ours: a ``Cart`` aggregate whose commands alternate
 ``add_item``/``remove_item`` with a short string payload, the library's SQLite recorder in
 WAL mode, and ``PRAGMA synchronous=FULL`` set on every pooled connection (the library has no
 setting for it). Rows are skipped when the library is not installed.

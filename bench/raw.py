@@ -1,8 +1,7 @@
 """The physical limit: plain ``sqlite3`` + msgpack, no runtime at all.
 
-Same schema, pragmas and payload shape as the peer baseline's raw script
-(shared/research/peer_baseline.md): one ``WITHOUT ROWID`` table keyed by (id, sequence_nr),
-WAL, synchronous=FULL, explicit BEGIN/COMMIT, payloads packed inside the timed loop.
+One ``WITHOUT ROWID`` table keyed by (id, sequence_nr), WAL, synchronous=FULL, explicit
+BEGIN/COMMIT, payloads packed inside the timed loop: the least any SQLite event store must do.
 """
 
 from __future__ import annotations

@@ -145,9 +145,9 @@ class _Connection:
     """One ``sqlite3`` connection owned by a thread of its own (aiosqlite's design).
 
     `run(fn, *args)` calls ``fn(connection, *args)`` on that thread. Every operation of the
-    plugins below is one such function, a whole transaction included, so it costs one thread
-    round trip: statement by statement through aiosqlite, a one-event write took five (BEGIN,
-    SAVEPOINT, INSERT, RELEASE, COMMIT), about 650 of its 1,130 us on the bench machine.
+    plugins is one such function, a whole transaction included, so it costs one thread round
+    trip, where statement by statement a one-event write takes five (BEGIN, SAVEPOINT, INSERT,
+    RELEASE, COMMIT), each a hand-over between threads.
     Where the runtime says the loop may block (`may_block`), `run` calls ``fn`` inline and
     saves even that round trip.
     """

@@ -29,8 +29,8 @@ if that variable is set.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import os
+import pkgutil
 import tomllib
 from collections.abc import Mapping
 from importlib import metadata
@@ -39,6 +39,8 @@ from typing import Any, Final
 
 from persistent_actors.adapters import AdapterSpec, split_adapter_settings
 from persistent_actors.errors import ConfigError, PluginError
+from persistent_actors.journal import Journal
+from persistent_actors.snapshot import SnapshotStore
 
 __all__ = ["CONFIG_ENV_VAR", "PluginConfig", "Settings", "load_settings", "resolve_plugin"]
 
@@ -226,10 +228,8 @@ def resolve_plugin(kind: str, spec: str) -> type[Any]:
     """Import the plugin class named by `spec` (a plugin name or ``module:Class``)."""
     target = _BUILTINS[kind].get(spec)
     if target is None:
-        for ep in metadata.entry_points(group=_ENTRY_POINT_GROUPS[kind]):
-            if ep.name == spec:
-                target = ep.value
-                break
+        for ep in metadata.entry_points(group=_ENTRY_POINT_GROUPS[kind], name=spec):
+            target = ep.value
     if target is None:
         if ":" not in spec:
             raise PluginError(
@@ -237,16 +237,10 @@ def resolve_plugin(kind: str, spec: str) -> type[Any]:
                 f"{available_plugins(kind)}, or 'package.module:Class'"
             )
         target = spec
-    module_name, _, attr = target.partition(":")
     try:
-        obj: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as e:
+        obj: Any = pkgutil.resolve_name(target)
+    except (ImportError, AttributeError, ValueError) as e:
         raise PluginError(f"cannot load {kind.replace('_', ' ')} plugin {spec!r}: {e}") from e
-    from persistent_actors.journal import Journal  # noqa: PLC0415 - avoid a cycle at import
-    from persistent_actors.snapshot import SnapshotStore  # noqa: PLC0415
-
     base = Journal if kind == JOURNAL else SnapshotStore
     if not (isinstance(obj, type) and issubclass(obj, base)):
         raise PluginError(f"{kind.replace('_', ' ')} plugin {spec!r} is not a {base.__name__} "

@@ -174,8 +174,6 @@ class DeleteSnapshots:
     criteria: SnapshotSelectionCriteria
 
 
-JOURNAL_RESPONSES = (WriteMessagesResult, ReplayedMessages, RecoverySuccess, ReplayMessagesFailure)
-SNAPSHOT_LOAD_RESPONSES = (LoadSnapshotResult, LoadSnapshotFailed)
 
 
 # -- runtime ---------------------------------------------------------------------------------

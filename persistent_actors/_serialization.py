@@ -110,8 +110,8 @@ class Serializer:
         binding = _Binding(cls, manifest, encode, decode)
         names = (manifest, *aliases)
         with self._lock:
-            # Check every name before binding any: a conflict on an alias used to leave the
-            # manifest (and earlier aliases) bound to a class whose registration failed.
+            # Check every name before binding any: otherwise a conflict on an alias would leave
+            # the manifest (and earlier aliases) bound to a class whose registration failed.
             for name in names:
                 existing = self._by_manifest.get(name)
                 if existing is not None and existing.cls is not cls and not _same_class(

@@ -21,11 +21,10 @@ plain ``dict``: that is how an event whose class was renamed or removed is still
 from __future__ import annotations
 
 import dataclasses
-import importlib
+import pkgutil
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
-from collections.abc import Sequence as SequenceABC
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from persistent_actors._serialization import PLAIN_MANIFEST, Serializer, default_serializer
@@ -86,7 +85,7 @@ class ReadEventAdapter(ABC):
     """Turns a stored event into the events replay and queries deliver. Must be stateless."""
 
     @abstractmethod
-    def from_journal(self, event: Any, manifest: str) -> SequenceABC[Any]:
+    def from_journal(self, event: Any, manifest: str) -> Sequence[Any]:
         """Return the events `event` stands for today: none, one (possibly upcast) or several.
 
         `manifest` is the type name the event was stored under. When the binding names a
@@ -148,7 +147,7 @@ def split_adapter_settings(
             raise ConfigError(f"config key {key} must be a \"module:Class\" string, got {target!r}")
         try:
             _resolve_adapter_class(target)
-        except (ImportError, AttributeError, TypeError) as e:
+        except (ImportError, AttributeError, TypeError, ValueError) as e:
             raise ConfigError(f"config key {key}: cannot load event adapter {target!r}: {e}") from e
         adapters.append((str(name), target))
     declared = {name for name, _ in adapters}
@@ -174,10 +173,7 @@ def split_adapter_settings(
 
 
 def _resolve_adapter_class(target: str) -> type[Any]:
-    module_name, _, attr = target.partition(":")
-    obj: Any = importlib.import_module(module_name)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
+    obj: Any = pkgutil.resolve_name(target)
     if not (isinstance(obj, type) and issubclass(obj, WriteEventAdapter | ReadEventAdapter)):
         raise TypeError(f"{target} is not a WriteEventAdapter or ReadEventAdapter subclass")
     return obj

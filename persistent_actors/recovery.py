@@ -38,11 +38,6 @@ class Recovery:
                 raise ValueError(f"Recovery.{name} must be an int >= 0, got {value!r}")
 
     @classmethod
-    def default(cls) -> Recovery:
-        """Latest snapshot, then every later event."""
-        return cls()
-
-    @classmethod
     def none(cls) -> Recovery:
         """No snapshot and no events; only the highest sequence number is read."""
         return cls(from_snapshot=SnapshotSelectionCriteria.none(), to_sequence_nr=0)

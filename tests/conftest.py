@@ -42,5 +42,5 @@ def system(base: str) -> Iterator[ActorSystem]:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Re-attach to every admin port this session used and shut it down (thespian.md 8)."""
+    """Re-attach to every admin port this session used and shut it down."""
     sweep_admin_ports()

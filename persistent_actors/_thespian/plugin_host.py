@@ -47,9 +47,8 @@ REPLAY_CHUNK = 500
 class _PluginLoop:
     """An event loop of the plugin's own, run only while the host waits for an operation.
 
-    `run` drives it on the host's own thread, so an operation costs no thread switch: with the
-    loop on a thread of its own, handing each operation over and back cost about a fifth of a
-    one-event persist on the bench machine (1,255-1,312 against 1,489-1,526 persists/s). The
+    `run` drives it on the host's own thread, so an operation costs no thread switch (handing
+    each operation to a loop thread and back is a large share of a one-event persist). The
     host blocks for the operation either way, and nothing else needs the loop meanwhile, so
     the plugin may block it (`journal.may_block`). A thread that already runs another event
     loop (the simple base driven synchronously from asyncio code) cannot run this one: then
