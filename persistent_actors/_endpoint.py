@@ -31,7 +31,7 @@ from thespian.actors import ActorExitRequest
 from persistent_actors import _protocol as p
 from persistent_actors._actor import ActorRef, normalize_message, reply_form, use_as_default
 from persistent_actors._gateway import Gateway, in_event_loop, resolver
-from persistent_actors._thespian.common import StopRequested, check_picklable
+from persistent_actors._thespian.common import check_picklable
 from persistent_actors.errors import (
     AskTimeoutError,
     MessageNotSerializableError,
@@ -127,7 +127,7 @@ class Endpoint:
         # See StopRequested: lets an actor_of under the same name, sent right after, wait for
         # the old actor to exit instead of failing with "not unique".
         if ref.address is not None:
-            self.send(self.guardian, StopRequested(ref.address))
+            self.send(self.guardian, p.StopRequested(ref.address))
 
     def send(self, address: Any, message: Any) -> None:
         """Send `message` to `address` (through the gateway when called from an event loop).

@@ -1,7 +1,9 @@
-"""Internal protocol between the runtime's thespian actors (hosts, plugin actors, guardian).
+"""The runtime's messages: between the front end and its thespian actors, and among those.
 
-Named as in Akka's JournalProtocol/SnapshotProtocol. Every message is a frozen dataclass that
-pickles, because on the multi-process base it crosses processes. Responses carry the
+Journal and snapshot messages are named as in Akka's JournalProtocol/SnapshotProtocol. Only the
+read side's service keeps its messages (`EventLogQuery`, `WaitForEvents`, `DescribeEventLog`)
+beside it, in `_thespian/event_log.py`. Every message is a frozen dataclass that pickles,
+because on the multi-process base it crosses processes. Responses carry the
 ``actor_instance_id`` of the request so a restarted actor ignores its predecessor's replies.
 """
 
@@ -192,6 +194,35 @@ class Reply:
 
     correlation_id: str
     message: Any
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StopRequested:
+    """Tells the guardian that a stop (Kill, PoisonPill, stop) was just sent to `address`.
+
+    Why: the host only reports `EntityStopping` when it processes the stop. An ``actor_of``
+    under the same name sent right after ``ref.tell(Kill)`` reaches the guardian first (another
+    mailbox), found the name taken and failed on multiproc-tcp. Sent by the stopper *after*
+    the stop itself, it makes the guardian defer that creation until the old actor exited.
+    """
+
+    address: Any
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GetPlugin:
+    """Facade -> guardian: start (if needed) and return the plugin actor of a journal."""
+
+    kind: str
+    plugin_id: str | None
+    correlation_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PluginRef:
+    """Guardian -> facade: the plugin actor's address."""
+
+    address: Any
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

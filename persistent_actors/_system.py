@@ -18,7 +18,7 @@ from persistent_actors._actor import Actor, ActorRef
 from persistent_actors._config import JOURNAL, SNAPSHOT_STORE, Settings, load_settings
 from persistent_actors._endpoint import Endpoint
 from persistent_actors._event_stream import EventStream
-from persistent_actors._thespian.event_log import GetPlugin, HostedEventLog
+from persistent_actors._thespian.event_log import HostedEventLog
 from persistent_actors._thespian.guardian import Guardian
 from persistent_actors._thespian.loopback import bind_where_advertised
 from persistent_actors._thespian.wakeups import fast_wakeup_checks
@@ -207,7 +207,7 @@ class ActorSystem:
 
     def _hosted_event_log(self, plugin_id: str) -> HostedEventLog:
         reply = self._endpoint.request(
-            self._guardian, lambda corr: GetPlugin(JOURNAL, plugin_id, corr),
+            self._guardian, lambda corr: p.GetPlugin(JOURNAL, plugin_id, corr),
             timeout=60.0, what=f"starting journal {plugin_id!r}")
         if isinstance(reply, p.Failure):
             raise reply.error
@@ -228,7 +228,7 @@ class ActorSystem:
         if kind not in (JOURNAL, SNAPSHOT_STORE):
             raise ValueError(f"plugin kind must be {JOURNAL!r} or {SNAPSHOT_STORE!r}, got {kind!r}")
         reply = self._endpoint.request(
-            self._guardian, lambda corr: GetPlugin(kind, plugin_id, corr),
+            self._guardian, lambda corr: p.GetPlugin(kind, plugin_id, corr),
             timeout=60.0, what=f"starting {kind} {plugin_id!r}")
         if isinstance(reply, p.Failure):
             raise reply.error

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import pickle
 from typing import Any
@@ -10,20 +9,6 @@ from typing import Any
 from persistent_actors.errors import MessageNotSerializableError, PersistenceError
 
 log = logging.getLogger("persistent_actors")
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class StopRequested:
-    """Tells the guardian that a stop (Kill, PoisonPill, stop) was just sent to `address`.
-
-    Why: the host only reports `EntityStopping` when it processes the stop. An ``actor_of``
-    under the same name sent right after ``ref.tell(Kill)`` reaches the guardian first (another
-    mailbox), found the name taken and failed on multiproc-tcp. Sent by the stopper *after*
-    the stop itself, it makes the guardian defer that creation until the old actor exited.
-    (Defined here, not in _protocol.py, to keep this fix inside the runtime's thespian layer.)
-    """
-
-    address: Any
 
 
 def check_picklable(message: Any, target: Any) -> None:

@@ -37,9 +37,7 @@ __all__ = [
     "EventLogInfo",
     "EventLogQuery",
     "EventLogService",
-    "GetPlugin",
     "HostedEventLog",
-    "PluginRef",
     "WaitForEvents",
 ]
 
@@ -52,22 +50,6 @@ _MAX_THREADS: int = 32
 
 
 # -- protocol --------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True, slots=True)
-class GetPlugin:
-    """Facade -> guardian: start (if needed) and return the plugin actor of a journal."""
-
-    kind: str
-    plugin_id: str | None
-    correlation_id: str
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class PluginRef:
-    """Guardian -> facade: the plugin actor's address."""
-
-    address: Any
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class FetchEvents:
     """`EventLog.fetch_events` as a message."""

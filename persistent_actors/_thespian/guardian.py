@@ -21,8 +21,7 @@ from persistent_actors import _protocol as p
 from persistent_actors._actor import Actor, ActorRef
 from persistent_actors._config import JOURNAL, SNAPSHOT_STORE, Settings
 from persistent_actors._persistent_actor import PersistentActor
-from persistent_actors._thespian.common import StopRequested, log, portable_error
-from persistent_actors._thespian.event_log import GetPlugin, PluginRef
+from persistent_actors._thespian.common import log, portable_error
 from persistent_actors._thespian.event_stream import EventStreamActor
 from persistent_actors._thespian.host import EntityHost
 from persistent_actors._thespian.plugin_host import PluginHost
@@ -71,7 +70,7 @@ class Guardian(ThespianActor):  # type: ignore[misc]
                 self._entity_failed(host_id, error)
             case p.EntityStopping():
                 self._stopping.add(_key(sender))
-            case StopRequested(address):
+            case p.StopRequested(address):
                 # Only a live named actor: an address that already exited must not linger.
                 if _key(address) in self._by_address:
                     self._stopping.add(_key(address))
@@ -88,7 +87,7 @@ class Guardian(ThespianActor):  # type: ignore[misc]
                 self._plugins.pop((kind, plugin_id), None)
                 self._plugin_errors[(kind, plugin_id)] = error
                 self._wake_waiters()
-            case GetPlugin():
+            case p.GetPlugin():
                 self._get_plugin(message, sender)
             case ChildActorExited():
                 self._child_exited(message.childAddress)
@@ -126,7 +125,7 @@ class Guardian(ThespianActor):  # type: ignore[misc]
             self.send(address, p.StartPlugin(kind, config.plugin_id, config.spec, config.settings))
         return key
 
-    def _get_plugin(self, request: GetPlugin, requester: Any) -> None:
+    def _get_plugin(self, request: p.GetPlugin, requester: Any) -> None:
         """Answer the facade with a plugin actor's address (the read side queries it)."""
 
         def reply(message: Any) -> None:
@@ -139,7 +138,7 @@ class Guardian(ThespianActor):  # type: ignore[misc]
             return
 
         def ready(error: BaseException | None) -> None:
-            reply(p.Failure(error) if error is not None else PluginRef(self._plugins[key]))
+            reply(p.Failure(error) if error is not None else p.PluginRef(self._plugins[key]))
 
         self._when_ready({key}, ready)
 

@@ -39,7 +39,6 @@ from persistent_actors._eventsourced import Eventsourced
 from persistent_actors._persistent_actor import PersistentActor
 from persistent_actors._serialization import default_serializer
 from persistent_actors._thespian.common import (
-    StopRequested,
     check_picklable,
     log,
     portable_error,
@@ -105,7 +104,7 @@ class _HostContext(ActorContext):
     def _stop_requested(self, ref: ActorRef) -> None:
         # See StopRequested: the guardian defers a re-creation under the same name.
         if ref != self._self_ref:
-            self._host.send(self._guardian, StopRequested(ref.address))
+            self._host.send(self._guardian, p.StopRequested(ref.address))
 
     def _send(self, target: ActorRef, message: Any, sender: ActorRef | None) -> None:
         if target.address is None:
