@@ -442,7 +442,7 @@ class Eventsourced:
         if error is not None:
             first = self._sequence_nr - len(events) + 1
             self._event_batch.append(
-                p.RejectedWrite(tuple(range(first, self._sequence_nr + 1)), error))
+                p.RejectedItem(tuple(range(first, self._sequence_nr + 1)), error))
         else:
             self._event_batch.append(AtomicWrite(tuple(reprs)))
 
@@ -501,7 +501,7 @@ class Eventsourced:
                 case AtomicWrite(), p.WriteRejected() | p.WriteFailed():
                     seqs = tuple(r.sequence_nr for r in item.payload)
                     self._write_not_stored(seqs, outcome)
-                case p.RejectedWrite(), _:
+                case p.RejectedItem(), _:
                     self._write_not_stored(item.sequence_nrs, p.WriteRejected(item.cause))
 
     def _write_not_stored(self, sequence_nrs: tuple[int, ...], outcome: p.WriteOutcome) -> None:

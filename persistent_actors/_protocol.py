@@ -23,8 +23,11 @@ Address = Any  # a thespian ActorAddress; opaque to us
 
 # -- journal ---------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True, slots=True)
-class RejectedWrite:
-    """An atomic write that was rejected before reaching the journal (e.g. not serializable)."""
+class RejectedItem:
+    """A batch item in place of an atomic write that could not be prepared (not serializable).
+
+    The journal never sees it; the plugin host answers it with `WriteRejected`, in order.
+    """
 
     sequence_nrs: tuple[int, ...]
     cause: BaseException
@@ -35,7 +38,7 @@ class LoopMessage:
     """A deferred handler's place in the write batch; the journal answers it in order."""
 
 
-WriteItem = AtomicWrite | RejectedWrite | LoopMessage
+WriteItem = AtomicWrite | RejectedItem | LoopMessage
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -200,7 +203,7 @@ class Reply:
 class StopRequested:
     """Tells the guardian that a stop (Kill, PoisonPill, stop) was just sent to `address`.
 
-    Why: the host only reports `EntityStopping` when it processes the stop. An ``actor_of``
+    Why: the host only reports `ActorStopping` when it processes the stop. An ``actor_of``
     under the same name sent right after ``ref.tell(Kill)`` reaches the guardian first (another
     mailbox), found the name taken and failed on multiproc-tcp. Sent by the stopper *after*
     the stop itself, it makes the guardian defer that creation until the old actor exited.
@@ -238,8 +241,8 @@ class SystemInfo:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class StartEntity:
-    """Guardian -> host: construct the user's actor; answered with EntityStarted/EntityFailed."""
+class StartActor:
+    """Guardian -> host: construct the user's actor; answered with ActorStarted/ActorFailed."""
 
     cls: type[Any]
     args: tuple[Any, ...]
@@ -253,7 +256,7 @@ class StartEntity:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class EntityStarted:
+class ActorStarted:
     """The host constructed the user's actor.
 
     Its sender is the host's final address: on the TCP base, createActor first returns a
@@ -264,7 +267,7 @@ class EntityStarted:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class EntityFailed:
+class ActorFailed:
     """The host could not construct the user's actor; it stops itself."""
 
     host_id: int
@@ -282,7 +285,7 @@ class EventStreamStarted:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class EntityStopping:
+class ActorStopping:
     """Host -> guardian: this actor is stopping, so its name is about to be free."""
 
 

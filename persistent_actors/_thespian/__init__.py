@@ -1,1 +1,1 @@
-"""The thespian actors that run everything: guardian, entity hosts, plugin hosts, event stream."""
+"""The thespian actors that run everything: guardian, actor hosts, plugin hosts, event stream."""

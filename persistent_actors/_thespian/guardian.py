@@ -23,7 +23,7 @@ from persistent_actors._config import JOURNAL, SNAPSHOT_STORE, Settings
 from persistent_actors._persistent_actor import PersistentActor
 from persistent_actors._thespian.common import log, portable_error
 from persistent_actors._thespian.event_stream import EventStreamActor
-from persistent_actors._thespian.host import EntityHost
+from persistent_actors._thespian.host import ActorHost
 from persistent_actors._thespian.plugin_host import PluginHost
 from persistent_actors.errors import ActorInitializationError, InvalidActorNameError
 
@@ -64,11 +64,11 @@ class Guardian(ThespianActor):  # type: ignore[misc]
                 self._init(message, sender)
             case p.CreateActor():
                 self._create(message, sender)
-            case p.EntityStarted(host_id):
-                self._entity_started(host_id, sender)
-            case p.EntityFailed(host_id, error):
-                self._entity_failed(host_id, error)
-            case p.EntityStopping():
+            case p.ActorStarted(host_id):
+                self._actor_started(host_id, sender)
+            case p.ActorFailed(host_id, error):
+                self._actor_failed(host_id, error)
+            case p.ActorStopping():
                 self._stopping.add(_key(sender))
             case p.StopRequested(address):
                 # Only a live named actor: an address that already exited must not linger.
@@ -79,7 +79,7 @@ class Guardian(ThespianActor):  # type: ignore[misc]
                 self._plugin_ready.add(_EVENT_STREAM)
                 self._wake_waiters()
             case p.PluginStarted(plugin_id, kind):
-                # The reply's sender is the plugin's final address (see EntityStarted).
+                # The reply's sender is the plugin's final address (see ActorStarted).
                 self._plugins[(kind, plugin_id)] = sender
                 self._plugin_ready.add((kind, plugin_id))
                 self._wake_waiters()
@@ -206,11 +206,11 @@ class Guardian(ThespianActor):  # type: ignore[misc]
                 fail(error)
                 self._run_deferred(name)
                 return
-            self._start_entity(request, requester, name, keys)
+            self._start_actor(request, requester, name, keys)
 
         self._when_ready(keys, plugins_ready)
 
-    def _start_entity(self, request: p.CreateActor, requester: Any, name: str,
+    def _start_actor(self, request: p.CreateActor, requester: Any, name: str,
                       keys: set[PluginKey]) -> None:
         assert self._info is not None  # noqa: S101
         journal = snapshots = None
@@ -224,11 +224,11 @@ class Guardian(ThespianActor):  # type: ignore[misc]
         adapters = None
         if journal is not None:
             adapters = self._settings.plugin(JOURNAL, request.cls.journal_plugin_id).adapters
-        self.send(self.createActor(EntityHost), p.StartEntity(
+        self.send(self.createActor(ActorHost), p.StartActor(
             request.cls, request.args, request.kwargs, name, self._info, journal, snapshots,
             host_id, adapters))
 
-    def _entity_started(self, host_id: int, host: Any) -> None:
+    def _actor_started(self, host_id: int, host: Any) -> None:
         started = self._starting.pop(host_id, None)
         if started is None:
             return
@@ -237,7 +237,7 @@ class Guardian(ThespianActor):  # type: ignore[misc]
         self._by_address[_key(host)] = name
         self.send(requester, p.Reply(request.correlation_id, p.ActorCreated(ActorRef(host, name))))
 
-    def _entity_failed(self, host_id: int, error: BaseException) -> None:
+    def _actor_failed(self, host_id: int, error: BaseException) -> None:
         started = self._starting.pop(host_id, None)
         if started is None:
             return

@@ -1,4 +1,4 @@
-"""`EntityHost`: the thespian actor that hosts one user actor (plain or persistent).
+"""`ActorHost`: the thespian actor that hosts one user actor (plain or persistent).
 
 The user's object never sees thespian. The host unwraps envelopes, sets the current context
 and sender, feeds persistent actors through their `Eventsourced` machine, and applies Akka's
@@ -68,7 +68,7 @@ class _SystemView(SystemView):
 class _HostContext(ActorContext):
     """The `ActorContext` of a hosted actor, and the `EntityCell` of its machine."""
 
-    def __init__(self, host: EntityHost, start: p.StartEntity) -> None:
+    def __init__(self, host: ActorHost, start: p.StartActor) -> None:
         self._host = host
         self._self_ref = ActorRef(host.myAddress, start.name)
         self._system = _SystemView(start.system)
@@ -96,7 +96,7 @@ class _HostContext(ActorContext):
 
     def stop(self, ref: ActorRef | None = None) -> None:
         if ref is None or ref == self._self_ref:
-            self._host.stop_entity()
+            self._host.stop_actor()
         else:
             self._host.send(ref.address, ActorExitRequest())
             self._stop_requested(ref)
@@ -131,7 +131,7 @@ class _HostContext(ActorContext):
         self._host.send(self._host.myAddress, message)
 
     def stop_self(self, *, failed: bool = False) -> None:
-        self._host.stop_entity(failed=failed)
+        self._host.stop_actor(failed=failed)
 
     def schedule(self, delay: float, message: Any) -> None:
         self._host.wakeupAfter(datetime.timedelta(seconds=max(delay, 0.001)), payload=message)
@@ -149,12 +149,12 @@ class _HostContext(ActorContext):
         return self._unhandled
 
 
-class EntityHost(ThespianActor):  # type: ignore[misc]
-    """Hosts one user actor; created by the guardian, started by a `StartEntity`."""
+class ActorHost(ThespianActor):  # type: ignore[misc]
+    """Hosts one user actor; created by the guardian, started by a `StartActor`."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._start: p.StartEntity | None = None
+        self._start: p.StartActor | None = None
         self._ctx: _HostContext | None = None
         self._actor: Actor | None = None
         self._es: Eventsourced | None = None
@@ -167,7 +167,7 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
     # -- thespian entry point ----------------------------------------------------------------
     def receiveMessage(self, message: Any, sender: Any) -> None:  # noqa: N802 - thespian API
         match message:
-            case p.StartEntity():
+            case p.StartActor():
                 self._on_start(message, sender)
                 return
             case ActorExitRequest():
@@ -194,11 +194,11 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
         else:
             sender_ref = ActorRef(sender)
         if isinstance(message, Kill):
-            self.stop_entity()
+            self.stop_actor()
             return
         if self._backing_off is not None:
             if isinstance(message, PoisonPill):
-                self.stop_entity()
+                self.stop_actor()
             else:
                 self._backing_off.append((message, sender_ref))
             return
@@ -218,13 +218,13 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
             return
         self._ctx.set_sender(sender)
         if isinstance(message, PoisonPill):
-            self.stop_entity()
+            self.stop_actor()
             return
         self._ctx.begin_handling()
         self._actor.on_receive(message)
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def _on_start(self, start: p.StartEntity, guardian: Any) -> None:
+    def _on_start(self, start: p.StartActor, guardian: Any) -> None:
         self._start = start
         self._ctx = _HostContext(self, start)
         previous = set_current_context(self._ctx)
@@ -235,12 +235,12 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
                 f"cannot create {start.cls.__qualname__}: {type(e).__name__}: {e}")
             error.__cause__ = e
             self._stopped = True
-            self.send(guardian, p.EntityFailed(start.host_id, portable_error(error)))
+            self.send(guardian, p.ActorFailed(start.host_id, portable_error(error)))
             self.send(self.myAddress, ActorExitRequest())
             return
         finally:
             set_current_context(previous)
-        self.send(guardian, p.EntityStarted(start.host_id))
+        self.send(guardian, p.ActorStarted(start.host_id))
         self._run_user(self._after_start)
 
     def _construct(self, stash: Any) -> None:
@@ -297,7 +297,7 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
             self._construct(stash)
         except Exception:  # noqa: BLE001 - a hook failure is logged, never propagated
             log.exception("%s could not be re-created; it stops", self._name())
-            self.stop_entity()
+            self.stop_actor()
             return
         assert self._actor is not None  # noqa: S101
         actor = self._actor
@@ -333,7 +333,7 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
             self._construct(stash=kept if self._is_persistent() else None)
         except Exception:  # noqa: BLE001 - a constructor failing now is final
             log.exception("%s could not be started again; it stops", self._name())
-            self.stop_entity()
+            self.stop_actor()
             return
         finally:
             set_current_context(previous)
@@ -345,7 +345,7 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
     def _is_persistent(self) -> bool:
         return self._start is not None and issubclass(self._start.cls, PersistentActor)
 
-    def stop_entity(self, *, failed: bool = False) -> None:
+    def stop_actor(self, *, failed: bool = False) -> None:
         """Stop the hosted actor: tell the guardian, post_stop, then exit.
 
         With `failed` (a plugin failed) and a ``backoff`` on the class, start it again later.
@@ -360,7 +360,7 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
         assert self._start is not None  # noqa: S101
         # The guardian first: whoever observes post_stop and then re-creates the name must
         # find the guardian already waiting for this actor's exit, not refusing the name.
-        self.send(self._start.system.guardian, p.EntityStopping())
+        self.send(self._start.system.guardian, p.ActorStopping())
         self._call_post_stop()
         if self._es is not None:
             for message, sender in self._es.stash:

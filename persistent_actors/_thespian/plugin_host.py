@@ -211,7 +211,7 @@ class PluginHost(ThespianActor):  # type: ignore[misc]
                             error = next(result_iter)
                             outcomes.append(p.WriteStored() if error is None
                                             else p.WriteRejected(portable_error(error)))
-                    case p.RejectedWrite():
+                    case p.RejectedItem():
                         outcomes.append(p.WriteRejected(item.cause))
                     case p.LoopMessage():
                         outcomes.append(p.Looped())
