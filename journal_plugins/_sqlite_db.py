@@ -20,6 +20,7 @@ from typing import Any, Final, TypeVar
 
 from journal_plugins._settings import check_keys
 from persistent_actors.errors import ConfigError, PluginError
+from persistent_actors.event_log import change_signal
 from persistent_actors.journal import may_block
 
 T = TypeVar("T")
@@ -32,6 +33,59 @@ _SYNCHRONOUS_MODES: Final = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 _JOURNAL_MODES: Final = frozenset({"WAL", "DELETE", "TRUNCATE", "PERSIST"})
 _COMMON_KEYS: Final = frozenset({"path", "synchronous", "journal_mode", "busy_timeout"})
 _JOURNAL_KEYS: Final = _COMMON_KEYS | {"replay_page_size"}
+
+_JOURNAL_SCHEMA: Final = (
+    """CREATE TABLE IF NOT EXISTS journal (
+        ordering INTEGER PRIMARY KEY AUTOINCREMENT,
+        persistence_id TEXT NOT NULL,
+        sequence_nr INTEGER NOT NULL,
+        manifest TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        writer_uuid TEXT NOT NULL,
+        timestamp REAL NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (persistence_id, sequence_nr)
+    )""",
+    """CREATE TABLE IF NOT EXISTS journal_tags (
+        ordering INTEGER NOT NULL,
+        position INTEGER NOT NULL,
+        tag TEXT NOT NULL,
+        PRIMARY KEY (ordering, position)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS journal_tags_by_tag ON journal_tags (tag, ordering)",
+    """CREATE TABLE IF NOT EXISTS journal_metadata (
+        persistence_id TEXT PRIMARY KEY,
+        max_sequence_nr INTEGER NOT NULL
+    )""",
+)
+_JOURNAL_COLUMNS: Final = {
+    "journal": {
+        "ordering",
+        "persistence_id",
+        "sequence_nr",
+        "manifest",
+        "payload",
+        "writer_uuid",
+        "timestamp",
+        "deleted",
+    },
+    "journal_tags": {"ordering", "position", "tag"},
+    "journal_metadata": {"persistence_id", "max_sequence_nr"},
+}
+
+_SNAPSHOT_SCHEMA: Final = (
+    """CREATE TABLE IF NOT EXISTS snapshot (
+        persistence_id TEXT NOT NULL,
+        sequence_nr INTEGER NOT NULL,
+        timestamp REAL NOT NULL,
+        manifest TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        PRIMARY KEY (persistence_id, sequence_nr)
+    )""",
+)
+_SNAPSHOT_COLUMNS: Final = {
+    "snapshot": {"persistence_id", "sequence_nr", "timestamp", "manifest", "payload"},
+}
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Options:
@@ -351,3 +405,21 @@ async def _start(
         await db.close()
         raise
     return db
+
+
+# -- commit notifications within one process (the writer tells the readers) ----------------------
+_signal_keys: dict[str, str] = {}
+
+
+def commit_signal_key(path: str | os.PathLike[str]) -> str:
+    """The change-signal key of a database file (its real path, so aliases agree)."""
+    text = os.fspath(path)
+    key = _signal_keys.get(text)
+    if key is None:
+        key = _signal_keys[text] = "sqlite:" + os.path.realpath(text)
+    return key
+
+
+def notify_commit(path: str | os.PathLike[str]) -> None:
+    """Wake this process's live queries on `path`: the writer calls it after each commit."""
+    change_signal.notify(commit_signal_key(path))

@@ -30,14 +30,18 @@ from typing import Any, Final
 
 from journal_plugins._sqlite_db import (
     _COMMON_KEYS,
+    _JOURNAL_COLUMNS,
     _JOURNAL_KEYS,
+    _JOURNAL_SCHEMA,
+    _SNAPSHOT_COLUMNS,
+    _SNAPSHOT_SCHEMA,
     _connect,
     _Connection,
     _parse_options,
     _rollback,
     _start,
+    notify_commit,
 )
-from journal_plugins._sqlite_signal import notify_commit
 from journal_plugins.sqlite_query import SqliteEventLog
 from persistent_actors.errors import (
     JournalError,
@@ -60,59 +64,6 @@ from persistent_actors.snapshot import (
 )
 
 __all__ = ["SqliteJournal", "SqliteSnapshotStore"]
-
-_JOURNAL_SCHEMA: Final = (
-    """CREATE TABLE IF NOT EXISTS journal (
-        ordering INTEGER PRIMARY KEY AUTOINCREMENT,
-        persistence_id TEXT NOT NULL,
-        sequence_nr INTEGER NOT NULL,
-        manifest TEXT NOT NULL,
-        payload BLOB NOT NULL,
-        writer_uuid TEXT NOT NULL,
-        timestamp REAL NOT NULL,
-        deleted INTEGER NOT NULL DEFAULT 0,
-        UNIQUE (persistence_id, sequence_nr)
-    )""",
-    """CREATE TABLE IF NOT EXISTS journal_tags (
-        ordering INTEGER NOT NULL,
-        position INTEGER NOT NULL,
-        tag TEXT NOT NULL,
-        PRIMARY KEY (ordering, position)
-    ) WITHOUT ROWID""",
-    "CREATE INDEX IF NOT EXISTS journal_tags_by_tag ON journal_tags (tag, ordering)",
-    """CREATE TABLE IF NOT EXISTS journal_metadata (
-        persistence_id TEXT PRIMARY KEY,
-        max_sequence_nr INTEGER NOT NULL
-    )""",
-)
-_JOURNAL_COLUMNS: Final = {
-    "journal": {
-        "ordering",
-        "persistence_id",
-        "sequence_nr",
-        "manifest",
-        "payload",
-        "writer_uuid",
-        "timestamp",
-        "deleted",
-    },
-    "journal_tags": {"ordering", "position", "tag"},
-    "journal_metadata": {"persistence_id", "max_sequence_nr"},
-}
-
-_SNAPSHOT_SCHEMA: Final = (
-    """CREATE TABLE IF NOT EXISTS snapshot (
-        persistence_id TEXT NOT NULL,
-        sequence_nr INTEGER NOT NULL,
-        timestamp REAL NOT NULL,
-        manifest TEXT NOT NULL,
-        payload BLOB NOT NULL,
-        PRIMARY KEY (persistence_id, sequence_nr)
-    )""",
-)
-_SNAPSHOT_COLUMNS: Final = {
-    "snapshot": {"persistence_id", "sequence_nr", "timestamp", "manifest", "payload"},
-}
 
 _INSERT_EVENT: Final = """INSERT INTO journal
     (persistence_id, sequence_nr, manifest, payload, writer_uuid, timestamp)

@@ -37,8 +37,7 @@ from urllib.parse import quote
 
 import aiosqlite
 
-from journal_plugins._sqlite_db import _JOURNAL_KEYS, _parse_options
-from journal_plugins._sqlite_signal import commit_signal_key
+from journal_plugins._sqlite_db import _JOURNAL_KEYS, _parse_options, commit_signal_key
 from persistent_actors.errors import ConfigError, JournalError
 from persistent_actors.event_log import (
     EventLog,

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from journal_plugins._sqlite_signal import commit_signal_key
+from journal_plugins._sqlite_db import commit_signal_key
 from journal_plugins.sqlite import SqliteJournal
 from journal_plugins.sqlite_query import SqliteEventLog
 from persistent_actors import ActorSystem, ConfigError
