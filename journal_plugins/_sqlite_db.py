@@ -1,6 +1,8 @@
-"""What the SQLite plugins share: settings, file checks, connections with their pragmas.
+"""What the SQLite plugins share: settings, file checks, schema, connections, row folding.
 
-`sqlite.py` (journal, snapshot store) and `sqlite_query.py` (the event log) both build on it.
+`sqlite.py` (journal, snapshot store) and `sqlite_query.py` (the event log) both build on it:
+every connection is a `_Connection` opened by `_connect` (one place for the pragmas), and every
+page of events is read with the same columns and folded by `_fold_events`.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import itertools
 import os
 import queue
 import sqlite3
@@ -17,11 +20,12 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, TypeVar
+from urllib.parse import quote
 
 from journal_plugins._settings import check_keys
 from persistent_actors.errors import ConfigError, PluginError
-from persistent_actors.event_log import change_signal
-from persistent_actors.journal import may_block
+from persistent_actors.event_log import StoredEvent, change_signal
+from persistent_actors.journal import PersistentRepr, may_block
 
 T = TypeVar("T")
 
@@ -86,6 +90,20 @@ _SNAPSHOT_SCHEMA: Final = (
 _SNAPSHOT_COLUMNS: Final = {
     "snapshot": {"persistence_id", "sequence_nr", "timestamp", "manifest", "payload"},
 }
+
+# Every page query selects these columns of an event, then one of its tags (NULL if it has
+# none): one row per tag, in stored order, folded back into events by `_fold_events`.
+# One page of live events of one id by sequence number, up to an ordering (replay passes the
+# largest one).
+_EVENTS_OF_ID: Final = """SELECT j.*, t.tag FROM (
+        SELECT ordering, persistence_id, sequence_nr, manifest, payload, writer_uuid, timestamp
+        FROM journal
+        WHERE persistence_id = ? AND sequence_nr >= ? AND sequence_nr <= ? AND ordering <= ?
+        AND deleted = 0
+        ORDER BY sequence_nr LIMIT ?) AS j
+    LEFT JOIN journal_tags AS t ON t.ordering = j.ordering
+    ORDER BY j.sequence_nr, t.position"""
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Options:
@@ -254,7 +272,7 @@ class _Connection:
         return await self.run(_fetchall, sql, params)
 
     async def close(self) -> None:
-        """Close the connection and end its thread; idempotent."""
+        """Close the connection; its thread ends right after. Idempotent."""
         db, self._db = self._db, None
         if self._thread is None:
             return
@@ -262,9 +280,10 @@ class _Connection:
             if db is not None:
                 await self._call(db.close)
         finally:
+            # Not joined: waiting for a thread would take a thread of the loop's executor,
+            # which outlives this call; the thread has nothing left to do but return.
             self._queue.put(None)
-            thread, self._thread = self._thread, None
-            await asyncio.to_thread(thread.join)
+            self._thread = None
 
 
 def _fetchall(db: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[Any]:
@@ -272,14 +291,22 @@ def _fetchall(db: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[A
 
 
 def _connect(owner: str, options: _Options, *, set_journal_mode: bool,
-             query_only: bool = False) -> sqlite3.Connection:
-    """Connect with the configured pragmas; the caller wraps sqlite3 errors."""
+             reader: bool = False) -> sqlite3.Connection:
+    """Connect with the configured pragmas; the caller wraps sqlite3 errors.
+
+    A `reader` never creates the file (a reader must not leave an empty database behind) and
+    cannot write even by mistake (``query_only``).
+    """
     # Autocommit mode: transactions are begun explicitly (BEGIN IMMEDIATE takes the write lock
     # up front, so two writers wait on busy_timeout instead of failing with "locked"). The
     # connection is used only by its own thread; it is created there too.
     # check_same_thread=False: `_Connection.run` may use it inline on the caller's thread,
     # one function at a time under its lock.
-    db = sqlite3.connect(options.path, isolation_level=None, check_same_thread=False)
+    if reader:
+        target, uri = f"file:{quote(str(options.path.resolve()))}?mode=rw", True
+    else:
+        target, uri = str(options.path), False
+    db = sqlite3.connect(target, isolation_level=None, check_same_thread=False, uri=uri)
     try:
         # Pragma values cannot be bound as parameters; all three were validated against fixed
         # sets or as ints in _parse_options.
@@ -288,7 +315,7 @@ def _connect(owner: str, options: _Options, *, set_journal_mode: bool,
             rows = db.execute(f"PRAGMA journal_mode = {options.journal_mode}").fetchall()
             _check_journal_mode(owner, options, str(rows[0][0]) if rows else "")
         db.execute(f"PRAGMA synchronous = {options.synchronous}")
-        if query_only:
+        if reader:
             db.execute("PRAGMA query_only = 1")
     except BaseException:
         db.close()
@@ -405,6 +432,29 @@ async def _start(
         await db.close()
         raise
     return db
+
+
+# -- rows to events ----------------------------------------------------------------------------
+def _fold_events(rows: Sequence[Sequence[Any]]) -> list[PersistentRepr]:
+    """Fold page rows (an event's columns, then one tag or NULL) into events, tags in order."""
+    if all(row[7] is None for row in rows):
+        # No event of the page has a tag (the usual case): one row per event, built in one pass.
+        return [PersistentRepr(pid, nr, manifest, payload, writer_uuid, timestamp)
+                for _, pid, nr, manifest, payload, writer_uuid, timestamp, _ in rows]
+    events = []
+    for _, group in itertools.groupby(rows, key=lambda row: row[0]):
+        first, *more = group
+        _, pid, nr, manifest, payload, writer_uuid, timestamp, tag = first
+        tags = tuple(t for t in (tag, *(row[7] for row in more)) if t is not None)
+        events.append(PersistentRepr(pid, nr, manifest, payload, writer_uuid, timestamp, tags))
+    return events
+
+
+def _fold_stored(rows: Sequence[Sequence[Any]]) -> list[StoredEvent]:
+    """Like `_fold_events`, each event with its ordering."""
+    orderings = [ordering for ordering, _ in itertools.groupby(row[0] for row in rows)]
+    return [StoredEvent(int(ordering), event)
+            for ordering, event in zip(orderings, _fold_events(rows), strict=True)]
 
 
 # -- commit notifications within one process (the writer tells the readers) ----------------------

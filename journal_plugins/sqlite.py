@@ -30,6 +30,7 @@ from typing import Any, Final
 
 from journal_plugins._sqlite_db import (
     _COMMON_KEYS,
+    _EVENTS_OF_ID,
     _JOURNAL_COLUMNS,
     _JOURNAL_KEYS,
     _JOURNAL_SCHEMA,
@@ -37,6 +38,7 @@ from journal_plugins._sqlite_db import (
     _SNAPSHOT_SCHEMA,
     _connect,
     _Connection,
+    _fold_events,
     _parse_options,
     _rollback,
     _start,
@@ -71,16 +73,6 @@ _INSERT_EVENT: Final = """INSERT INTO journal
 # Looks the event's ordering up by its key, so tags of a whole batch go in one executemany.
 _INSERT_TAG: Final = """INSERT INTO journal_tags (ordering, position, tag)
     SELECT ordering, ?, ? FROM journal WHERE persistence_id = ? AND sequence_nr = ?"""
-# One page of live events, joined with their tags: several rows per event when it has tags.
-_REPLAY_PAGE: Final = """SELECT j.sequence_nr, j.manifest, j.payload, j.writer_uuid, j.timestamp,
-        t.tag
-    FROM (SELECT ordering, sequence_nr, manifest, payload, writer_uuid, timestamp
-          FROM journal
-          WHERE persistence_id = ? AND sequence_nr >= ? AND sequence_nr <= ? AND deleted = 0
-          ORDER BY sequence_nr
-          LIMIT ?) AS j
-    LEFT JOIN journal_tags AS t ON t.ordering = j.ordering
-    ORDER BY j.sequence_nr, t.position"""
 _HIGHEST: Final = """SELECT max(
         coalesce((SELECT max(sequence_nr) FROM journal WHERE persistence_id = ?), 0),
         coalesce((SELECT max_sequence_nr FROM journal_metadata WHERE persistence_id = ?), 0))"""
@@ -144,7 +136,7 @@ class SqliteJournal(Journal):
         reader = _Connection(f"sqlite-{owner}-reader")
         try:
             await reader.open(functools.partial(
-                _connect, owner, self._options, set_journal_mode=False, query_only=True))
+                _connect, owner, self._options, set_journal_mode=False, reader=True))
         except BaseException as e:
             await reader.close()
             await writer.close()
@@ -345,44 +337,8 @@ def _delete_transaction(db: sqlite3.Connection, persistence_id: str, to_nr: int)
 def _replay_page(
     db: sqlite3.Connection, persistence_id: str, from_nr: int, to_nr: int, limit: int
 ) -> list[PersistentRepr]:
-    rows = db.execute(_REPLAY_PAGE, (persistence_id, from_nr, to_nr, limit)).fetchall()
-    if any(row[5] is not None for row in rows):
-        return _group_events(persistence_id, rows)
-    # No event of the page has a tag (the usual case): one row per event, built in one pass.
-    return [PersistentRepr(persistence_id, nr, manifest, payload, writer_uuid, timestamp)
-            for nr, manifest, payload, writer_uuid, timestamp, _ in rows]
-
-
-def _group_events(persistence_id: str, rows: Iterable[Any]) -> list[PersistentRepr]:
-    """Fold the replay query's rows (one per tag) into events, tags in their stored order."""
-    events: list[PersistentRepr] = []
-    current: tuple[Any, ...] | None = None
-    tags: list[str] = []
-
-    def flush() -> None:
-        if current is not None:
-            nr, manifest, payload, writer_uuid, timestamp = current
-            events.append(
-                PersistentRepr(
-                    persistence_id=persistence_id,
-                    sequence_nr=nr,
-                    manifest=manifest,
-                    payload=bytes(payload),
-                    writer_uuid=writer_uuid,
-                    timestamp=timestamp,
-                    tags=tuple(tags),
-                )
-            )
-
-    for nr, manifest, payload, writer_uuid, timestamp, tag in rows:
-        if current is None or current[0] != nr:
-            flush()
-            current = (nr, manifest, payload, writer_uuid, timestamp)
-            tags = []
-        if tag is not None:
-            tags.append(tag)
-    flush()
-    return events
+    params = (persistence_id, from_nr, to_nr, MAX_SEQUENCE_NR, limit)
+    return _fold_events(db.execute(_EVENTS_OF_ID, params).fetchall())
 
 
 class SqliteSnapshotStore(SnapshotStore):

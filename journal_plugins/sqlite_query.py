@@ -28,25 +28,30 @@ taken.)
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import quote
 
-import aiosqlite
-
-from journal_plugins._sqlite_db import _JOURNAL_KEYS, _parse_options, commit_signal_key
+from journal_plugins._sqlite_db import (
+    _EVENTS_OF_ID,
+    _JOURNAL_KEYS,
+    _connect,
+    _Connection,
+    _fold_stored,
+    _parse_options,
+    commit_signal_key,
+)
 from persistent_actors.errors import ConfigError, JournalError
 from persistent_actors.event_log import (
     EventLog,
     EventPage,
     PersistenceIdPage,
-    StoredEvent,
     change_signal,
 )
-from persistent_actors.journal import MAX_SEQUENCE_NR, PersistentRepr
+from persistent_actors.journal import MAX_SEQUENCE_NR
 
 __all__ = ["DEFAULT_POLL_INTERVAL", "SqliteEventLog"]
 
@@ -73,14 +78,6 @@ _TAG_PAGE: Final = """SELECT j.*, t.tag FROM (
             GROUP BY m.ordering ORDER BY m.ordering LIMIT ?)) AS j
     LEFT JOIN journal_tags AS t ON t.ordering = j.ordering
     ORDER BY j.ordering, t.position"""
-_ID_PAGE: Final = """SELECT j.*, t.tag FROM (
-        SELECT ordering, persistence_id, sequence_nr, manifest, payload, writer_uuid, timestamp
-        FROM journal
-        WHERE persistence_id = ? AND sequence_nr >= ? AND sequence_nr <= ? AND ordering <= ?
-        AND deleted = 0
-        ORDER BY sequence_nr LIMIT ?) AS j
-    LEFT JOIN journal_tags AS t ON t.ordering = j.ordering
-    ORDER BY j.sequence_nr, t.position"""
 # Ids first seen in the window: grouped first, then one index probe per id (not per row) for
 # an older row, which for an id seen before stops at its first entry.
 _NEW_IDS: Final = """SELECT w.persistence_id, w.first FROM (
@@ -113,37 +110,37 @@ class SqliteEventLog(EventLog):
                               f"seconds, got {poll_interval!r}")
         self._poll_interval = float(poll_interval)
         self._key = commit_signal_key(self._options.path)
-        self._db: aiosqlite.Connection | None = None
+        self._db: _Connection | None = None
 
     @property
     def path(self) -> Path:
         """The database file."""
         return self._options.path
 
-    async def _connection(self) -> aiosqlite.Connection | None:
+    async def _connection(self) -> _Connection | None:
         """The read-only connection, opened on first use; None while there is no journal."""
         if self._db is not None:
             return self._db
         if not self._options.path.is_file():
             return None
-        # mode=rw: never create the file (a reader must not leave an empty database behind);
-        # query_only: this connection cannot write even by mistake.
-        uri = f"file:{quote(str(self._options.path.resolve()))}?mode=rw"
+        db = _Connection(f"sqlite-{self._owner}")
         try:
-            db = await aiosqlite.connect(uri, uri=True, isolation_level=None)
-        except sqlite3.Error as e:
-            msg = f"{self._owner}: cannot open {str(self._options.path)!r} for reading: {e}"
-            raise JournalError(msg) from e
+            await db.open(functools.partial(
+                _connect, self._owner, self._options, set_journal_mode=False, reader=True))
+        except BaseException as e:
+            await db.close()
+            if isinstance(e, sqlite3.Error):
+                msg = f"{self._owner}: cannot open {str(self._options.path)!r} for reading: {e}"
+                raise JournalError(msg) from e
+            raise
         try:
-            await db.execute(f"PRAGMA busy_timeout = {self._options.busy_timeout}")  # an int
-            await db.execute("PRAGMA query_only = 1")
-            rows = list(await db.execute_fetchall(_HAS_JOURNAL))
+            rows = await db.execute_fetchall(_HAS_JOURNAL)
         except BaseException:
             await db.close()
             raise
         if not rows or not rows[0][0] or self._db is not None:
-            # No journal yet; or another query of this log connected while we did (keep one:
-            # an unclosed aiosqlite connection's thread would keep the process from exiting).
+            # No journal yet; or another query of this log connected while we did (keep one,
+            # and end the other's thread).
             await db.close()
             return self._db
         self._db = db
@@ -154,7 +151,7 @@ class SqliteEventLog(EventLog):
             db = await self._connection()
             if db is None:
                 return []
-            return list(await db.execute_fetchall(sql, params))
+            return await db.execute_fetchall(sql, params)
         except (sqlite3.Error, ValueError) as e:  # ValueError: the connection was closed
             msg = f"{self._owner}: {what} on {str(self._options.path)!r} failed: {e}"
             raise JournalError(msg) from e
@@ -188,7 +185,7 @@ class SqliteEventLog(EventLog):
         else:
             rows = await self._fetch(f"reading events tagged {tag!r}", _TAG_PAGE,
                                      (tag, after_ordering, bound, limit))
-        events = _fold(rows)
+        events = _fold_stored(rows)
         scanned = events[-1].ordering if len(events) >= limit else bound
         return EventPage(tuple(events), highest, scanned)
 
@@ -199,10 +196,10 @@ class SqliteEventLog(EventLog):
         """Plugin API: live events of one id, by sequence number."""
         highest, bound = await self._bound(max_ordering)
         rows = await self._fetch(
-            f"reading events of {persistence_id!r}", _ID_PAGE,
+            f"reading events of {persistence_id!r}", _EVENTS_OF_ID,
             (persistence_id, max(from_sequence_nr, -MAX_SEQUENCE_NR),
              min(to_sequence_nr, MAX_SEQUENCE_NR), bound, limit))
-        return EventPage(tuple(_fold(rows)), highest, bound)
+        return EventPage(tuple(_fold_stored(rows)), highest, bound)
 
     async def fetch_persistence_ids(self, after_ordering: int, limit: int, *,
                                     max_ordering: int | None = None) -> PersistenceIdPage:
@@ -241,27 +238,3 @@ class SqliteEventLog(EventLog):
         # the value and wakes the waiter.
         rows = await self._fetch("reading data_version", "PRAGMA data_version", ())
         return int(rows[0][0]) if rows else None
-
-
-def _fold(rows: Iterable[Any]) -> list[StoredEvent]:
-    """Fold page rows (one per tag) into stored events, tags in their stored order."""
-    events: list[StoredEvent] = []
-    current: Any = None
-    tags: list[str] = []
-
-    def flush() -> None:
-        if current is not None:
-            ordering, pid, nr, manifest, payload, writer_uuid, timestamp = current
-            events.append(StoredEvent(int(ordering), PersistentRepr(
-                persistence_id=pid, sequence_nr=nr, manifest=manifest, payload=bytes(payload),
-                writer_uuid=writer_uuid, timestamp=timestamp, tags=tuple(tags))))
-
-    for row in rows:
-        if current is None or current[0] != row[0]:
-            flush()
-            current = tuple(row[:7])
-            tags = []
-        if row[7] is not None:
-            tags.append(row[7])
-    flush()
-    return events

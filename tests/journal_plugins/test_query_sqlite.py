@@ -236,8 +236,8 @@ async def test_queries_started_together_share_one_connection_and_close_it(
                                      for _ in range(5)))
     assert all(len(result) == 3 for result in results)
     await journal.close()
-    # Each aiosqlite connection owns a non-daemon thread: one left open would keep the
-    # process from exiting. All of them must end once the read journal is closed.
+    # Each connection owns a thread: one left open would leak it (and its file handle).
+    # All of them must end once the read journal is closed.
     for thread in set(threading.enumerate()) - before:
         thread.join(timeout=10)
         assert not thread.is_alive(), thread
