@@ -137,7 +137,7 @@ class _HostContext(ActorContext):
         self._host.wakeupAfter(datetime.timedelta(seconds=max(delay, 0.001)), payload=message)
 
     def dead_letter(self, message: Any, sender: ActorRef) -> None:
-        self._host._dead_letter(message, sender.address)  # noqa: SLF001 - the host's own cell
+        self._host.publish_dead_letter(message, sender.address)
 
     def set_sender(self, sender: ActorRef) -> None:
         self._sender = sender
@@ -183,7 +183,7 @@ class ActorHost(ThespianActor):  # type: ignore[misc]
                           self._name(), message.poisonMessage, message.details)
                 return
         if self._stopped or self._actor is None or self._ctx is None:
-            self._dead_letter(message, sender)
+            self.publish_dead_letter(message, sender)
             return
         if isinstance(message, p.Envelope):
             if message.correlation_id is not None:
@@ -364,7 +364,7 @@ class ActorHost(ThespianActor):  # type: ignore[misc]
         self._call_post_stop()
         if self._es is not None:
             for message, sender in self._es.stash:
-                self._dead_letter(message, sender.address)
+                self.publish_dead_letter(message, sender.address)
             self._es.stash.clear()
         self.send(self.myAddress, ActorExitRequest())
 
@@ -396,7 +396,8 @@ class ActorHost(ThespianActor):  # type: ignore[misc]
         finally:
             set_current_context(previous)
 
-    def _dead_letter(self, message: Any, sender: Any) -> None:
+    def publish_dead_letter(self, message: Any, sender: Any) -> None:
+        """Publish `message` from `sender` (an address) on the event stream as a DeadLetter."""
         sender_ref = ActorRef(sender) if sender is not None else None
         if isinstance(message, p.Envelope):
             # The envelope names the real sender (None for a plain tell from outside); the

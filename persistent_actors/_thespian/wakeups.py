@@ -78,8 +78,9 @@ def fast_wakeup_checks() -> None:
         return
     manager = getattr(_simple, "WakeupManager", None)
     base = getattr(_simple, "ActorSystemBase", None)
-    needed = ("_add_wakeup", "_pop_expired_wakeups", "_next_wakeup", "add_wakeups_to_status")
-    if manager is None or base is None or not all(hasattr(manager, n) for n in needed):
+    patches = {"_add_wakeup": _add_wakeup, "_pop_expired_wakeups": _pop_expired_wakeups,
+               "_next_wakeup": _next_wakeup, "add_wakeups_to_status": _add_wakeups_to_status}
+    if manager is None or base is None or not all(hasattr(manager, n) for n in patches):
         return  # another thespian version: leave it alone
     original_init = base.__init__
 
@@ -87,9 +88,7 @@ def fast_wakeup_checks() -> None:
         original_init(self, *args, **kwargs)
         self._pendingSends = _SendQueue(self._pendingSends)
 
-    manager._add_wakeup = _add_wakeup  # noqa: SLF001
-    manager._pop_expired_wakeups = _pop_expired_wakeups  # noqa: SLF001
-    manager._next_wakeup = _next_wakeup  # noqa: SLF001
-    manager.add_wakeups_to_status = _add_wakeups_to_status
+    for name, method in patches.items():  # thespian's own (private) methods, replaced
+        setattr(manager, name, method)
     base.__init__ = __init__
     _PATCHED = True
