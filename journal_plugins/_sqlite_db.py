@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 from urllib.parse import quote
 
-from journal_plugins._settings import check_keys
 from persistent_actors.errors import ConfigError, PluginError
 from persistent_actors.event_log import StoredEvent, change_signal
-from persistent_actors.journal import PersistentRepr, may_block
+from persistent_actors.journal import PersistentRepr, check_settings, may_block
 
 T = TypeVar("T")
 
@@ -115,7 +114,7 @@ class _Options:
 
 
 def _parse_options(owner: str, settings: Mapping[str, Any], allowed: frozenset[str]) -> _Options:
-    check_keys(owner, settings, allowed)
+    check_settings(owner, settings, allowed)
     path = settings.get("path")
     if path is None:
         msg = f"{owner}: setting 'path' (the database file) is required"

@@ -14,10 +14,9 @@ import bisect
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-from journal_plugins._settings import check_keys
 from persistent_actors.errors import SequenceConflictError
 from persistent_actors.event_log import EventLog, EventPage, PersistenceIdPage, StoredEvent
-from persistent_actors.journal import AtomicWrite, Journal, PersistentRepr
+from persistent_actors.journal import AtomicWrite, Journal, PersistentRepr, check_settings
 from persistent_actors.snapshot import (
     SelectedSnapshot,
     SnapshotMetadata,
@@ -77,7 +76,7 @@ class InmemJournal(Journal, EventLog):
 
     def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
         super().__init__(settings)
-        check_keys(type(self).__name__, self.settings, ())
+        check_settings(type(self).__name__, self.settings, ())
         self._logs: dict[str, _Log] = {}
         # Read side: event at ordering n is _ordered[n - 1]; per tag and per id, its orderings.
         self._ordered: list[PersistentRepr] = []
@@ -212,7 +211,7 @@ class InmemSnapshotStore(SnapshotStore):
 
     def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
         super().__init__(settings)
-        check_keys(type(self).__name__, self.settings, ())
+        check_settings(type(self).__name__, self.settings, ())
         self._snapshots: dict[str, dict[int, SelectedSnapshot]] = {}
 
     async def load(

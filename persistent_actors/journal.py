@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import contextvars
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from typing import Any
 
-from persistent_actors.errors import PluginError
+from persistent_actors.errors import ConfigError, PluginError
 from persistent_actors.event_log import EventLog
 from persistent_actors.stored import MAX_SEQUENCE_NR, AtomicWrite, PersistentRepr
 
@@ -22,6 +22,7 @@ __all__ = [
     "EventLog",
     "Journal",
     "PersistentRepr",
+    "check_settings",
     "may_block",
 ]
 
@@ -40,6 +41,20 @@ def may_block() -> bool:
     code, where blocking would stall the application.
     """
     return MAY_BLOCK.get()
+
+
+def check_settings(owner: str, settings: Mapping[str, Any], allowed: Collection[str]) -> None:
+    """Plugin API: raise `ConfigError` naming the first key of `settings` that `owner` lacks.
+
+    A typo in a settings key would otherwise silently fall back to a default (for example a
+    durability pragma), so every plugin (journal or snapshot store) rejects what it does not
+    know: call it first thing in ``__init__``.
+    """
+    for key in settings:
+        if key not in allowed:
+            known = ", ".join(sorted(allowed)) or "none"
+            msg = f"{owner}: unknown setting {key!r} (known settings: {known})"
+            raise ConfigError(msg)
 
 
 class Journal(ABC):
