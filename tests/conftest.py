@@ -9,6 +9,7 @@ import pytest
 
 from persistent_actors import ActorSystem
 from persistent_actors.testing.cleanup import sweep_admin_ports
+from tests.pg import pg_schema  # noqa: F401 - the PostgreSQL tests' schema fixture
 
 BASES = [
     pytest.param("simple", id="simple"),
