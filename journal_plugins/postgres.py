@@ -167,10 +167,14 @@ def redact(dsn: str) -> str:
 
 
 def journal_schema(o: Options) -> list[str]:
-    """The statements creating the journal's tables (idempotent)."""
+    """The statements creating the journal's tables (idempotent).
+
+    The identity keeps ``CACHE 1``: with a cache, each session would draw orderings from a
+    range of its own, and the ordering lock could no longer make them a visible prefix.
+    """
     return [
         f"""CREATE TABLE IF NOT EXISTS {o.table("journal")} (
-            ordering BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE,
+            ordering BIGINT GENERATED ALWAYS AS IDENTITY (CACHE 1) UNIQUE,
             persistence_id TEXT NOT NULL,
             sequence_nr BIGINT NOT NULL,
             manifest TEXT NOT NULL,
@@ -260,7 +264,11 @@ async def ensure_schema(owner: str, connection: _Connection, o: Options,
     async with connection.transaction():
         await connection.execute(f"SELECT pg_advisory_xact_lock({_SETUP_LOCK_CLASS}, "
                                  f"{o.lock_key})")
-        await connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{o.schema}"')
+        # Created only when missing: a role that may use an existing schema need not be
+        # allowed to create one.
+        if not await connection.fetchval("SELECT count(*) FROM pg_namespace WHERE nspname = $1",
+                                         o.schema):
+            await connection.execute(f'CREATE SCHEMA "{o.schema}"')
         for table, expected in columns.items():
             rows = await connection.fetch(
                 "SELECT column_name FROM information_schema.columns "

@@ -21,6 +21,8 @@ import pytest
 
 DSN: Final = os.environ.get("PERSISTENT_ACTORS_PG_DSN", "postgresql://127.0.0.1:5432/test")
 REQUIRE_ENV_VAR: Final = "PERSISTENT_ACTORS_REQUIRE_POSTGRES"
+# Set once a test was skipped for want of a server: the session summary prints it once.
+skipped_line: list[str] = []
 
 
 @functools.cache
@@ -47,6 +49,8 @@ def require_postgres() -> None:
             f"PERSISTENT_ACTORS_PG_DSN to run the PostgreSQL tests")
     if os.environ.get(REQUIRE_ENV_VAR) == "1":
         pytest.fail(f"{REQUIRE_ENV_VAR}=1 but {line}", pytrace=False)
+    if not skipped_line:
+        skipped_line.append(f"PostgreSQL tests skipped: {line}")
     pytest.skip(line)
 
 

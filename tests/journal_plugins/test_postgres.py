@@ -25,20 +25,23 @@ from persistent_actors.testing.snapshot_store_spec import SnapshotStoreSpec
 from tests.pg import DSN, drop_schema, require_postgres, schema_for, settings
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def own_schema(tmp_path: Path) -> Iterator[None]:
-    """Every test here needs the server, and gets a schema of its own, dropped after."""
+    """The server, and a schema of the test's own, dropped after (the settings tests need
+    neither)."""
     require_postgres()
     yield
     drop_schema(schema_for(tmp_path))
 
 
+@pytest.mark.usefixtures("own_schema")
 class TestPostgresJournal(JournalSpec):
     async def create_journal(self, tmp_path: Path) -> Journal:
         # A small page size makes the TCK's replays cross page boundaries.
         return PostgresJournal(settings(schema_for(tmp_path), replay_page_size=3))
 
 
+@pytest.mark.usefixtures("own_schema")
 class TestPostgresSnapshotStore(SnapshotStoreSpec):
     async def create_snapshot_store(self, tmp_path: Path) -> SnapshotStore:
         return PostgresSnapshotStore(settings(schema_for(tmp_path)))
@@ -100,6 +103,7 @@ def test_tags_become_array_literals_for_any_text() -> None:
         '{"a","q\\"uote","back\\\\slash","NULL","{,}"}')
 
 
+@pytest.mark.usefixtures("own_schema")
 async def test_awkward_tags_round_trip(tmp_path: Path) -> None:
     tags = ("NULL", 'q"uote', "back\\slash", "{,}", " spaced ", "", "日本")
     journal = PostgresJournal(settings(schema_for(tmp_path)))
@@ -125,6 +129,7 @@ async def test_unreachable_server_fails_start_naming_it_without_password(
     await plugin.close()
 
 
+@pytest.mark.usefixtures("own_schema")
 async def test_foreign_table_of_the_same_name_is_refused(tmp_path: Path) -> None:
     schema = schema_for(tmp_path)
     connection = await asyncpg.connect(DSN)
@@ -145,6 +150,7 @@ async def test_operations_before_start_fail_clearly(tmp_path: Path) -> None:
         await journal.write_messages([_event("p", 1)])
 
 
+@pytest.mark.usefixtures("own_schema")
 async def test_plugins_started_together_share_one_new_schema(tmp_path: Path) -> None:
     schema = schema_for(tmp_path)
     plugins: list[Any] = [PostgresJournal(settings(schema)) for _ in range(3)]
@@ -158,6 +164,7 @@ async def test_plugins_started_together_share_one_new_schema(tmp_path: Path) -> 
             await plugin.close()
 
 
+@pytest.mark.usefixtures("own_schema")
 async def test_a_value_postgres_cannot_store_rejects_only_its_write(tmp_path: Path) -> None:
     """Text may not hold NUL in PostgreSQL: that write is rejected, its batch neighbours stored."""
     journal = PostgresJournal(settings(schema_for(tmp_path)))
@@ -173,6 +180,7 @@ async def test_a_value_postgres_cannot_store_rejects_only_its_write(tmp_path: Pa
         await journal.close()
 
 
+@pytest.mark.usefixtures("own_schema")
 async def test_writer_id_and_timestamp_are_stored_per_event(tmp_path: Path) -> None:
     journal = PostgresJournal(settings(schema_for(tmp_path)))
     await journal.start()
