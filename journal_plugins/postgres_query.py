@@ -24,7 +24,7 @@ from typing import Any, Final
 
 import asyncpg
 
-from journal_plugins.postgres import _JOURNAL_KEYS, Options, parse_options, redact
+from journal_plugins._postgres_db import _JOURNAL_KEYS, Options, parse_options, redact
 from persistent_actors.errors import JournalError
 from persistent_actors.event_log import EventLog, EventPage, PersistenceIdPage, StoredEvent
 from persistent_actors.journal import MAX_SEQUENCE_NR, PersistentRepr
