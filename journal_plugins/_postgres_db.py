@@ -11,6 +11,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
 from journal_plugins._settings import check_keys
+from journal_plugins._settings import int_setting as _int
 from persistent_actors.errors import ConfigError
 
 __all__ = ["DEFAULT_SCHEMA", "DSN_ENV_VAR", "Options", "parse_options", "redact"]
@@ -78,14 +79,6 @@ def parse_options(owner: str, settings: Mapping[str, Any],
                    pool_size=_int(owner, settings, "pool_size", 4, minimum=1),
                    connect_timeout=float(timeout),
                    replay_page_size=_int(owner, settings, "replay_page_size", 1000, minimum=1))
-
-
-def _int(owner: str, settings: Mapping[str, Any], key: str, default: int, *, minimum: int) -> int:
-    value = settings.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        msg = f"{owner}: setting {key!r} must be an int >= {minimum}, got {value!r}"
-        raise ConfigError(msg)
-    return value
 
 
 def redact(dsn: str) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 
 from persistent_actors.errors import ConfigError
 
-__all__ = ["check_keys"]
+__all__ = ["check_keys", "int_setting"]
 
 
 def check_keys(owner: str, settings: Mapping[str, Any], allowed: Collection[str]) -> None:
@@ -21,3 +21,13 @@ def check_keys(owner: str, settings: Mapping[str, Any], allowed: Collection[str]
             known = ", ".join(sorted(allowed)) or "none"
             msg = f"{owner}: unknown setting {key!r} (known settings: {known})"
             raise ConfigError(msg)
+
+
+def int_setting(owner: str, settings: Mapping[str, Any], key: str, default: int, *,
+                minimum: int) -> int:
+    """``settings[key]`` (or `default`) as an int >= `minimum`; else `ConfigError` naming it."""
+    value = settings.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        msg = f"{owner}: setting {key!r} must be an int >= {minimum}, got {value!r}"
+        raise ConfigError(msg)
+    return value

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from journal_plugins._settings import check_keys
+from journal_plugins._settings import int_setting as _int
 from persistent_actors.errors import ConfigError, PluginError
 from persistent_actors.journal import may_block
 
@@ -68,14 +69,6 @@ def _choice(
         msg = f"{owner}: setting {key!r} must be one of {sorted(allowed)}, got {value!r}"
         raise ConfigError(msg)
     return value.upper()
-
-
-def _int(owner: str, settings: Mapping[str, Any], key: str, default: int, *, minimum: int) -> int:
-    value = settings.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        msg = f"{owner}: setting {key!r} must be an int >= {minimum}, got {value!r}"
-        raise ConfigError(msg)
-    return value
 
 
 def _check_file(owner: str, path: Path) -> None:
