@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import peer, raw, report, service, workloads
+from bench import peer, postgres, raw, report, service, workloads
 from bench.common import Workload
 
 
@@ -61,6 +61,8 @@ def _machine(folder: Path) -> dict[str, Any]:
         "aiosqlite": _version("aiosqlite"),
         "msgpack": _version("msgpack"),
         "eventsourcing": _version("eventsourcing"),
+        "asyncpg": _version("asyncpg"),
+        "psycopg": _version("psycopg"),
         "fsync_latency_us": round(_fsync_latency(folder) * 1e6, 1),
     }
 
@@ -90,11 +92,15 @@ def main(argv: list[str]) -> int:
     # The bench opens and closes many actor systems; their start-up warnings are noise here.
     logging.getLogger("persistent_actors").setLevel(logging.ERROR)
 
+    pg_rows = postgres.rows()
     rows = _select(workloads.workloads() + service.workloads() + raw.workloads()
-                   + peer.workloads(), args.only)
+                   + peer.workloads() + pg_rows, args.only)
     if not peer.available():
         print("eventsourcing is not installed: its rows are skipped "
               "(pip install -e '.[bench]')", file=sys.stderr)
+    if not pg_rows:
+        print(f"PostgreSQL is not reachable at {postgres.DSN}: its rows are skipped "
+              "(set PERSISTENT_ACTORS_PG_DSN)", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="persistent-actors-bench-") as tmp:

@@ -40,6 +40,9 @@ def _command(cart: Any, nr: int) -> None:
         cart.remove_item(f"item-{nr - 1:05d}")
 
 
+command = _command  # the same commands on the PostgreSQL recorder (bench/postgres.py)
+
+
 def _write(events_per_save: int) -> Callable[[Path], float]:
     def run(folder: Path) -> float:
         app, cart_cls = _app(folder)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import OURS, PEER, RAW, Workload
+from bench.postgres import OURS_PG, PEER_PG, RAW_PG
 
 # Each of our rows against its raw and peer counterpart, and the issue's target (a minimum
 # ratio to the peer row), if any.
@@ -18,7 +19,16 @@ COMPARISONS: dict[str, tuple[str, str, float | None]] = {
     "persist_group10": ("raw_tx1", "es_save_1", None),
     "persist_group100": ("raw_tx1", "es_save_1", 3.0),
     "recovering": ("raw_read", "es_replay", 3.0),
+    # PostgreSQL (issue 13): against asyncpg alone and eventsourcing's PostgreSQL recorder.
+    "pg_persist": ("raw_pg_tx1", "es_pg_save_1", None),
+    "pg_persist_all": ("raw_pg_unnest100", "es_pg_save_100", None),
+    "pg_persist_async": ("raw_pg_unnest100", "es_pg_save_100", None),
+    "pg_persist_group10": ("raw_pg_tx1", "es_pg_save_1", None),
+    "pg_persist_group100": ("raw_pg_tx1", "es_pg_save_1", 3.0),
+    "pg_recovering": ("raw_pg_read", "es_pg_replay", 3.0),
 }
+# Targets against the raw row instead (a minimum ratio to it).
+RAW_TARGETS: dict[str, float] = {"pg_persist_all": 0.5}
 # Service rows (issue 11): row -> (baseline row in the same run, minimum ratio of the rates).
 SERVICE_TARGETS: dict[str, tuple[str, float]] = {
     "service_async": ("raw_tx1", 5.0),
@@ -70,6 +80,11 @@ def summarize(rows: list[Workload]) -> dict[str, Any]:
         if target is not None:
             entry["target"] = f">= {target:g}x {peer}"
             entry["met"] = entry.get("ratio_peer", 0.0) >= target if peer in out else None
+    for key, minimum in RAW_TARGETS.items():
+        if key in out and "ratio_raw" in out[key]:
+            entry = out[key]
+            entry["target"] = f">= {minimum:g}x {entry['vs_raw']}"
+            entry["met"] = entry["ratio_raw"] >= minimum
     long, short = SNAPSHOT_PAIR
     if long in out and short in out:
         ratio = out[long]["median_seconds"] / out[short]["median_seconds"]
@@ -121,7 +136,8 @@ def chart(rows: dict[str, Any], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt  # noqa: PLC0415
     from matplotlib.patches import Rectangle  # noqa: PLC0415
 
-    colours = {OURS: "#2a6fb0", RAW: "#8c8c8c", PEER: "#d98b2b"}
+    colours = {OURS: "#2a6fb0", RAW: "#8c8c8c", PEER: "#d98b2b", OURS_PG: "#5b9bd5",
+               RAW_PG: "#b5b5b5", PEER_PG: "#f0b46a"}
     rates = [(k, r) for k, r in rows.items() if r["unit"] != "ms"]
     times = [(k, r) for k, r in rows.items() if r["unit"] == "ms"]
     fig, (top, bottom) = plt.subplots(

@@ -34,9 +34,13 @@ def _config(folder: Path) -> dict[str, Any]:
     }
 
 
-def _persist(mode: str, actors: int, commands: int) -> Callable[[Path], float]:
+Config = Callable[[Path], dict[str, Any]]
+
+
+def _persist(mode: str, actors: int, commands: int,
+             config: Config = _config) -> Callable[[Path], float]:
     def run(folder: Path) -> float:
-        with ActorSystem("bench", _config(folder)) as system:
+        with ActorSystem("bench", config(folder)) as system:
             refs = tuple(system.actor_of(BenchActor, f"bench-{i}", commands, name=f"bench-{i}")
                          for i in range(actors))
             for ref in refs:  # recovered (of nothing) before the clock starts
@@ -82,9 +86,9 @@ async def _write_history(folder: Path, pid: str, count: int, snapshot_at: int | 
             await store.close()
 
 
-def _recover(pid: str, expected: int) -> Callable[[Path], float]:
+def _recover(pid: str, expected: int, config: Config = _config) -> Callable[[Path], float]:
     def run(folder: Path) -> float:
-        with ActorSystem("bench", _config(folder)) as system:
+        with ActorSystem("bench", config(folder)) as system:
             start = time.perf_counter()
             ref = system.actor_of(BenchActor, pid, 0, name="recovering")
             counter = ref.ask("counter", timeout=_ASK_TIMEOUT)  # stashed until recovered
@@ -94,6 +98,11 @@ def _recover(pid: str, expected: int) -> Callable[[Path], float]:
         return elapsed
 
     return run
+
+
+# For the same workloads on other plugins (bench/postgres.py), with their own config.
+persist_workload = _persist
+recover_workload = _recover
 
 
 def _setup_recovering(folder: Path) -> None:

@@ -25,6 +25,7 @@ from urllib.parse import quote
 from persistent_actors.errors import ConfigError, PluginError
 from persistent_actors.event_log import StoredEvent, change_signal
 from persistent_actors.journal import PersistentRepr, check_settings, may_block
+from persistent_actors.journal import int_setting as _int
 
 T = TypeVar("T")
 
@@ -139,14 +140,6 @@ def _choice(
         msg = f"{owner}: setting {key!r} must be one of {sorted(allowed)}, got {value!r}"
         raise ConfigError(msg)
     return value.upper()
-
-
-def _int(owner: str, settings: Mapping[str, Any], key: str, default: int, *, minimum: int) -> int:
-    value = settings.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        msg = f"{owner}: setting {key!r} must be an int >= {minimum}, got {value!r}"
-        raise ConfigError(msg)
-    return value
 
 
 def _check_file(owner: str, path: Path) -> None:

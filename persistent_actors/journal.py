@@ -23,6 +23,7 @@ __all__ = [
     "Journal",
     "PersistentRepr",
     "check_settings",
+    "int_setting",
     "may_block",
 ]
 
@@ -55,6 +56,22 @@ def check_settings(owner: str, settings: Mapping[str, Any], allowed: Collection[
             known = ", ".join(sorted(allowed)) or "none"
             msg = f"{owner}: unknown setting {key!r} (known settings: {known})"
             raise ConfigError(msg)
+
+
+def int_setting(owner: str, settings: Mapping[str, Any], key: str, default: int, *,
+                minimum: int) -> int:
+    """Plugin API: ``settings[key]`` (or `default`) as an int >= `minimum`.
+
+    Raises:
+        ConfigError: the value is not an int (bools are not) or is below `minimum`; the
+            message names `owner` and `key`.
+
+    """
+    value = settings.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        msg = f"{owner}: setting {key!r} must be an int >= {minimum}, got {value!r}"
+        raise ConfigError(msg)
+    return value
 
 
 class Journal(ABC):

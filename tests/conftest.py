@@ -9,6 +9,10 @@ import pytest
 
 from persistent_actors import ActorSystem
 from persistent_actors.testing.cleanup import sweep_admin_ports
+from tests.pg import (
+    pg_schema,  # noqa: F401 - the PostgreSQL tests' schema fixture
+    skipped_line,
+)
 
 BASES = [
     pytest.param("simple", id="simple"),
@@ -44,3 +48,9 @@ def system(base: str) -> Iterator[ActorSystem]:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Re-attach to every admin port this session used and shut it down."""
     sweep_admin_ports()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say once, at the end, that the PostgreSQL tests were skipped and how to run them."""
+    for line in skipped_line:
+        terminalreporter.write_line(line, yellow=True)

@@ -1,13 +1,15 @@
-"""Crash torture: kill a SQLite-backed writer with SIGKILL at random moments, check the journal.
+"""Crash torture: kill a writer with SIGKILL at random moments, check the journal.
 
 After every cycle: every event the writer reported (its handler ran) is stored; no atomic
-write is half present; sequence numbers per id run 1..n with no gap and no duplicate;
-``PRAGMA integrity_check`` is ok. ``python -m tests.crash_torture CYCLES`` (``make torture``)
-prints the totals.
+write is half present; sequence numbers per id run 1..n with no gap and no duplicate; the
+store is intact (SQLite: ``PRAGMA integrity_check``; PostgreSQL: a full scan finds no
+duplicate key). ``python -m tests.crash_torture CYCLES [WORKDIR] [postgres:SCHEMA]``
+(``make torture``) prints the totals.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import random
@@ -18,8 +20,12 @@ import sys
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import msgpack
+
+from tests.pg import DSN as PG_DSN
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,13 +48,19 @@ class Totals:
                 f"sequence_gaps={self.gaps} integrity_errors={self.integrity_errors}")
 
 
-def run_cycle(db: Path, report: Path, actors: int, rng: random.Random) -> None:
-    """Start the writer, let it persist, SIGKILL it at a random moment after it started."""
+def run_cycle(db: Path, report: Path, actors: int, rng: random.Random,
+              store: str | None = None) -> None:
+    """Start the writer, let it persist, SIGKILL it at a random moment after it started.
+
+    The writer stores into `store` (``postgres:<schema>``) if given, else into the file `db`;
+    its log goes next to `db` either way.
+    """
     log = db.with_suffix(".log")
     starts_before = log.read_bytes().count(b"started") if log.exists() else 0
     with log.open("ab") as out:
         proc = subprocess.Popen(  # the writer is our own module, run by our own interpreter
-            [sys.executable, "-m", "tests.torture_writer", str(db), str(report), str(actors)],
+            [sys.executable, "-m", "tests.torture_writer", store or str(db), str(report),
+             str(actors)],
             cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
@@ -62,19 +74,44 @@ def run_cycle(db: Path, report: Path, actors: int, rng: random.Random) -> None:
         proc.wait(timeout=30)
 
 
-def check(db: Path, report: Path, totals: Totals) -> None:
+def _postgres_rows(schema: str) -> tuple[list[Any], bool]:
+    """The live events of `schema`'s journal, and whether a full scan found no duplicate key."""
+
+    async def read() -> tuple[list[Any], bool]:
+        connection = await asyncpg.connect(PG_DSN)
+        try:
+            journal = f'"{schema}".journal'
+            rows = await connection.fetch(
+                f"SELECT persistence_id, sequence_nr, payload FROM {journal} WHERE NOT deleted")
+            # Counted by a scan of the table, not through the primary-key index it checks.
+            await connection.execute("SET enable_indexscan = off; SET enable_bitmapscan = off;"
+                                     " SET enable_indexonlyscan = off")
+            intact = await connection.fetchval(
+                f"SELECT count(*) = count(DISTINCT (persistence_id, sequence_nr)) FROM {journal}")
+            return list(rows), bool(intact)
+        finally:
+            await connection.close()
+
+    return asyncio.run(read())
+
+
+def check(db: Path, report: Path, totals: Totals, store: str | None = None) -> None:
     """Compare what was acknowledged with what is stored; add the findings to `totals`."""
     acknowledged: set[tuple[str, int]] = set()
     if report.exists():
         for line in report.read_text().splitlines():
             pid, seq = line.rsplit(" ", 1)
             acknowledged.add((pid, int(seq)))
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        if conn.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
-            totals.integrity_errors += 1
-        rows = conn.execute(
-            "SELECT persistence_id, sequence_nr, payload FROM journal WHERE deleted = 0"
-        ).fetchall()
+    if store is not None:
+        rows, intact = _postgres_rows(store.removeprefix("postgres:"))
+        totals.integrity_errors += not intact
+    else:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            if conn.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
+                totals.integrity_errors += 1
+            rows = conn.execute(
+                "SELECT persistence_id, sequence_nr, payload FROM journal WHERE deleted = 0"
+            ).fetchall()
     stored: dict[str, list[int]] = defaultdict(list)
     groups: dict[tuple[str, int], list[int]] = defaultdict(list)
     for pid, seq, payload in rows:
@@ -94,28 +131,32 @@ def check(db: Path, report: Path, totals: Totals) -> None:
 
 
 def torture(workdir: Path, cycles: int, actors: int = 4, seed: int | None = None,
-            verbose: bool = False) -> Totals:
-    """Run `cycles` kill/restart cycles in `workdir`; return the totals."""
+            verbose: bool = False, store: str | None = None) -> Totals:
+    """Run `cycles` kill/restart cycles in `workdir`; return the totals.
+
+    `store` (``postgres:<schema>``) puts the journal on PostgreSQL, else it is a file there.
+    """
     rng = random.Random(seed)
     db, report = workdir / "torture.db", workdir / "acknowledged.txt"
     totals = Totals()
     for n in range(cycles):
-        run_cycle(db, report, actors, rng)
-        check(db, report, totals)
+        run_cycle(db, report, actors, rng, store)
+        check(db, report, totals, store)
         if verbose and (n + 1) % 10 == 0:
             print(totals, flush=True)
     return totals
 
 
 def main(argv: list[str]) -> int:
-    """CLI: ``python -m tests.crash_torture [CYCLES] [WORKDIR]``."""
+    """CLI: ``python -m tests.crash_torture [CYCLES] [WORKDIR] [postgres:SCHEMA]``."""
     import tempfile  # noqa: PLC0415 - only the CLI needs it
 
     cycles = int(argv[1]) if len(argv) > 1 else 500
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(argv[2]) if len(argv) > 2 else Path(tmp)
         started = time.monotonic()
-        totals = torture(workdir, cycles, verbose=True)
+        store = argv[3] if len(argv) > 3 else None
+        totals = torture(workdir, cycles, verbose=True, store=store)
         print(f"TOTAL {totals} elapsed_s={time.monotonic() - started:.0f}")
     failed = totals.lost or totals.torn or totals.gaps or totals.integrity_errors
     return 1 if failed else 0

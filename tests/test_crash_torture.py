@@ -15,3 +15,13 @@ def test_sigkill_at_random_moments_loses_and_tears_nothing(tmp_path: Path) -> No
     assert totals.torn == 0, totals
     assert totals.gaps == 0, totals
     assert totals.integrity_errors == 0, totals
+
+
+def test_sigkill_on_postgres_loses_and_tears_nothing(tmp_path: Path, pg_schema: str) -> None:
+    totals = torture(tmp_path, cycles=20, seed=20261201, store=f"postgres:{pg_schema}")
+    assert totals.cycles == 20
+    assert totals.acknowledged > 0, "the writer never acknowledged an event"
+    assert totals.lost == 0, totals
+    assert totals.torn == 0, totals
+    assert totals.gaps == 0, totals
+    assert totals.integrity_errors == 0, totals

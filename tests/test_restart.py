@@ -1,4 +1,7 @@
-"""The cart survives a full restart: two separate processes share one SQLite config."""
+"""The cart survives a full restart: two separate processes share one config.
+
+On SQLite (one file) and on PostgreSQL (one schema on the tests' server).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +18,8 @@ import pytest
 
 from persistent_actors.testing.cleanup import sweep_admin_ports
 from tests.conftest import BASES
+from tests.pg import DSN as PG_DSN
+from tests.pg import drop_schema, require_postgres, schema_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,9 +35,10 @@ class Restart:
     """Runs child processes on one config; output goes to files (thespian's admin daemon keeps
     inherited pipes open, so capturing a pipe would hang)."""
 
-    def __init__(self, base: str, tmp_path: Path) -> None:
+    def __init__(self, base: str, tmp_path: Path, pg_schema: str | None = None) -> None:
         self.base = base
         self.tmp_path = tmp_path
+        self.pg_schema = pg_schema
         self.ports: list[int] = []
         self.runs = 0
 
@@ -40,11 +46,15 @@ class Restart:
         port = _free_port()
         self.ports.append(port)
         path = self.tmp_path / f"config-{len(self.ports)}.toml"
+        if self.pg_schema is None:
+            journal = f'plugin = "sqlite"\npath = "{self.tmp_path / "events.db"}"\n'
+            snapshots = f'plugin = "sqlite"\npath = "{self.tmp_path / "snapshots.db"}"\n'
+        else:
+            journal = snapshots = (
+                f'plugin = "postgres"\ndsn = "{PG_DSN}"\nschema = "{self.pg_schema}"\n')
         path.write_text(
             f'[actor_system]\nbase = "{self.base}"\nadmin_port = {port}\n'
-            f'[persistence.journal]\nplugin = "sqlite"\npath = "{self.tmp_path / "events.db"}"\n'
-            f'[persistence.snapshot_store]\nplugin = "sqlite"\n'
-            f'path = "{self.tmp_path / "snapshots.db"}"\n',
+            f"[persistence.journal]\n{journal}[persistence.snapshot_store]\n{snapshots}",
             encoding="utf-8",
         )
         return path
@@ -70,9 +80,24 @@ class Restart:
             sweep_admin_ports(self.ports)
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str | None]:
+    """None for SQLite files, else a PostgreSQL schema of the test's own."""
+    if request.param == "sqlite":
+        yield None
+        return
+    require_postgres()
+    schema = schema_for(tmp_path)
+    try:
+        yield schema
+    finally:
+        drop_schema(schema)
+
+
 @pytest.fixture(params=BASES)
-def restart(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Restart]:
-    helper = Restart(request.param, tmp_path)
+def restart(request: pytest.FixtureRequest, tmp_path: Path,
+            store: str | None) -> Iterator[Restart]:
+    helper = Restart(request.param, tmp_path, store)
     try:
         yield helper
     finally:

@@ -1,6 +1,7 @@
-"""Child process of the crash torture: persistent actors persisting on SQLite until killed.
+"""Child process of the crash torture: persistent actors persisting until killed.
 
-``python -m tests.torture_writer DB REPORT ACTORS``. Each actor persists groups of 1..4 events
+``python -m tests.torture_writer STORE REPORT ACTORS``: STORE is an SQLite file or
+``postgres:<schema>``. Each actor persists groups of 1..4 events
 with ``persist_all`` (one atomic write per group) for ever. After a handler ran, it appends
 ``"<persistence_id> <sequence_nr>"`` to REPORT with a single O_APPEND write: the observer outside
 this process learns of an event only once the runtime acknowledged it. The parent kills this
@@ -22,6 +23,7 @@ from persistent_actors import (
     RecoveryCompleted,
     SnapshotOffer,
 )
+from tests.pg import DSN as PG_DSN
 
 SNAPSHOT_EVERY = 500  # events per actor between snapshots
 
@@ -78,9 +80,13 @@ class Kickoff(Actor):
             ref.tell("go")
 
 
-def main(db: str, report: str, actors: int) -> None:
-    config = {"persistence": {"journal": {"plugin": "sqlite", "path": db},
-                              "snapshot_store": {"plugin": "sqlite", "path": db}}}
+def main(store: str, report: str, actors: int) -> None:
+    """`store` is an SQLite file, or ``postgres:<schema>`` on the tests' PostgreSQL server."""
+    if store.startswith("postgres:"):
+        settings = {"plugin": "postgres", "dsn": PG_DSN, "schema": store.removeprefix("postgres:")}
+    else:
+        settings = {"plugin": "sqlite", "path": store}
+    config = {"persistence": {"journal": settings, "snapshot_store": settings}}
     system = ActorSystem("torture", config=config)
     refs = [system.actor_of(TortureActor, f"torture-{n}", report) for n in range(actors)]
     print("started", flush=True)

@@ -1,0 +1,93 @@
+"""Settings of the PostgreSQL plugins, shared by the journal, snapshot store and read side."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import zlib
+from collections.abc import Mapping
+from typing import Any, Final
+from urllib.parse import urlsplit, urlunsplit
+
+from persistent_actors.errors import ConfigError
+from persistent_actors.journal import check_settings
+from persistent_actors.journal import int_setting as _int
+
+__all__ = ["DEFAULT_SCHEMA", "DSN_ENV_VAR", "Options", "parse_options", "redact"]
+
+DSN_ENV_VAR: Final = "PERSISTENT_ACTORS_PG_DSN"
+DEFAULT_SCHEMA: Final = "persistent_actors"
+
+_COMMON_KEYS: Final = frozenset({"dsn", "schema", "pool_size", "connect_timeout"})
+_JOURNAL_KEYS: Final = _COMMON_KEYS | {"replay_page_size"}
+# A plain identifier: quoted anyway, but also used in the NOTIFY channel and lock key.
+_SCHEMA_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+# Advisory-lock class ids ("PAJ1", "PAS1"): the ordering lock and the schema-setup lock.
+_ORDERING_LOCK_CLASS: Final = 0x50414A31
+_SETUP_LOCK_CLASS: Final = 0x50415331
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Options:
+    """Validated settings of a PostgreSQL plugin (see the module docstring)."""
+
+    dsn: str
+    schema: str
+    pool_size: int
+    connect_timeout: float
+    replay_page_size: int
+
+    @property
+    def lock_key(self) -> int:
+        """The advisory-lock object id of this schema (a signed 32-bit int)."""
+        value = zlib.crc32(self.schema.encode())
+        return value - 2**32 if value >= 2**31 else value
+
+    @property
+    def channel(self) -> str:
+        """The NOTIFY channel a commit to this schema's journal signals on."""
+        return f"{self.schema}.journal"
+
+    def table(self, name: str) -> str:
+        """`name` qualified by the (quoted) schema."""
+        return f'"{self.schema}".{name}'
+
+
+def parse_options(owner: str, settings: Mapping[str, Any],
+                  allowed: frozenset[str] = _JOURNAL_KEYS) -> Options:
+    """Validate `settings`; raise `ConfigError` naming the bad key and what was expected."""
+    check_settings(owner, settings, allowed)
+    dsn = settings.get("dsn", os.environ.get(DSN_ENV_VAR))
+    if dsn is None:
+        msg = (f"{owner}: setting 'dsn' is required (a PostgreSQL connection string such as "
+               f"'postgresql://127.0.0.1:5432/test'), or set the {DSN_ENV_VAR} variable")
+        raise ConfigError(msg)
+    if not isinstance(dsn, str) or not dsn.strip():
+        msg = f"{owner}: setting 'dsn' must be a non-empty str, got {dsn!r}"
+        raise ConfigError(msg)
+    schema = settings.get("schema", DEFAULT_SCHEMA)
+    if not isinstance(schema, str) or not _SCHEMA_NAME.fullmatch(schema):
+        msg = (f"{owner}: setting 'schema' must be an identifier (letters, digits, '_'; at "
+               f"most 63 characters, not starting with a digit), got {schema!r}")
+        raise ConfigError(msg)
+    timeout = settings.get("connect_timeout", 10.0)
+    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0:
+        msg = f"{owner}: setting 'connect_timeout' must be a number > 0, got {timeout!r}"
+        raise ConfigError(msg)
+    return Options(dsn=dsn, schema=schema,
+                   pool_size=_int(owner, settings, "pool_size", 4, minimum=1),
+                   connect_timeout=float(timeout),
+                   replay_page_size=_int(owner, settings, "replay_page_size", 1000, minimum=1))
+
+
+def redact(dsn: str) -> str:
+    """`dsn` with any password replaced by ``***``, fit for error messages."""
+    if "://" in dsn:
+        parts = urlsplit(dsn)
+        if parts.password is not None:
+            host = parts.netloc.rpartition("@")[2]
+            user = parts.username or ""
+            parts = parts._replace(netloc=f"{user}:***@{host}")
+        return re.sub(r"(password=)[^&]*", r"\1***", urlunsplit(parts))
+    return re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", dsn)

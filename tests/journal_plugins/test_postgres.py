@@ -1,0 +1,193 @@
+"""The PostgreSQL plugins against the TCKs, plus what only a shared server can get wrong."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from journal_plugins.postgres import (
+    DSN_ENV_VAR,
+    PostgresJournal,
+    PostgresSnapshotStore,
+    redact,
+    tags_literal,
+)
+from persistent_actors.errors import ConfigError, JournalError, PluginError
+from persistent_actors.journal import MAX_SEQUENCE_NR, AtomicWrite, Journal, PersistentRepr
+from persistent_actors.snapshot import SnapshotStore
+from persistent_actors.testing.journal_spec import JournalSpec
+from persistent_actors.testing.snapshot_store_spec import SnapshotStoreSpec
+from tests.pg import DSN, drop_schema, require_postgres, schema_for, settings
+
+
+@pytest.fixture
+def own_schema(tmp_path: Path) -> Iterator[None]:
+    """The server, and a schema of the test's own, dropped after (the settings tests need
+    neither)."""
+    require_postgres()
+    yield
+    drop_schema(schema_for(tmp_path))
+
+
+@pytest.mark.usefixtures("own_schema")
+class TestPostgresJournal(JournalSpec):
+    async def create_journal(self, tmp_path: Path) -> Journal:
+        # A small page size makes the TCK's replays cross page boundaries.
+        return PostgresJournal(settings(schema_for(tmp_path), replay_page_size=3))
+
+
+@pytest.mark.usefixtures("own_schema")
+class TestPostgresSnapshotStore(SnapshotStoreSpec):
+    async def create_snapshot_store(self, tmp_path: Path) -> SnapshotStore:
+        return PostgresSnapshotStore(settings(schema_for(tmp_path)))
+
+
+def _event(pid: str, nr: int, *tags: str) -> AtomicWrite:
+    return AtomicWrite((PersistentRepr(pid, nr, "m", b"e-%d" % nr, "w", 1.5, tags),))
+
+
+async def _replay(journal: Journal, pid: str) -> list[PersistentRepr]:
+    return [e async for e in journal.replay_messages(pid, 1, MAX_SEQUENCE_NR, MAX_SEQUENCE_NR)]
+
+
+# --- settings ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("dsn", ""),
+        ("dsn", 5),
+        ("schema", "bad-name"),
+        ("schema", 'x"; DROP SCHEMA public; --'),
+        ("schema", "1abc"),
+        ("pool_size", 0),
+        ("pool_size", True),
+        ("connect_timeout", 0),
+        ("replay_page_size", 0),
+        ("dns", "postgresql://x"),
+    ],
+)
+def test_bad_setting_is_a_config_error_naming_the_key(key: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=repr(key)):
+        PostgresJournal({"dsn": DSN, key: value})
+
+
+def test_dsn_defaults_to_the_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(DSN_ENV_VAR, "postgresql://from-env/db")
+    assert PostgresJournal({}).options.dsn == "postgresql://from-env/db"
+    monkeypatch.delenv(DSN_ENV_VAR)
+    with pytest.raises(ConfigError, match=f"'dsn'.*{DSN_ENV_VAR}"):
+        PostgresSnapshotStore({})
+
+
+def test_snapshot_store_rejects_journal_only_setting() -> None:
+    with pytest.raises(ConfigError, match="'replay_page_size'"):
+        PostgresSnapshotStore({"dsn": DSN, "replay_page_size": 10})
+
+
+def test_passwords_never_appear_in_messages() -> None:
+    assert redact("postgresql://bob:s3cret@db:5432/x") == "postgresql://bob:***@db:5432/x"
+    assert "s3cret" not in redact("postgresql://db/x?password=s3cret&sslmode=off")
+    assert "s3cret" not in redact("host=db password=s3cret user=bob")
+
+
+def test_tags_become_array_literals_for_any_text() -> None:
+    assert tags_literal(()) == "{}"
+    assert tags_literal(("a", 'q"uote', "back\\slash", "NULL", "{,}")) == (
+        '{"a","q\\"uote","back\\\\slash","NULL","{,}"}')
+
+
+@pytest.mark.usefixtures("own_schema")
+async def test_awkward_tags_round_trip(tmp_path: Path) -> None:
+    tags = ("NULL", 'q"uote', "back\\slash", "{,}", " spaced ", "", "日本")
+    journal = PostgresJournal(settings(schema_for(tmp_path)))
+    await journal.start()
+    try:
+        assert await journal.write_messages([_event("p", 1, *tags)]) == [None]
+        assert [e.tags for e in await _replay(journal, "p")] == [tags]
+    finally:
+        await journal.close()
+
+
+# --- start-up and failure ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", [PostgresJournal, PostgresSnapshotStore])
+async def test_unreachable_server_fails_start_naming_it_without_password(
+        cls: type[Any], tmp_path: Path) -> None:
+    plugin = cls({"dsn": "postgresql://bob:s3cret@127.0.0.1:1/test", "connect_timeout": 2,
+                  "schema": schema_for(tmp_path)})
+    with pytest.raises(PluginError, match=r"127\.0\.0\.1:1") as info:
+        await plugin.start()
+    assert "s3cret" not in str(info.value)
+    await plugin.close()
+
+
+@pytest.mark.usefixtures("own_schema")
+async def test_foreign_table_of_the_same_name_is_refused(tmp_path: Path) -> None:
+    schema = schema_for(tmp_path)
+    connection = await asyncpg.connect(DSN)
+    try:
+        await connection.execute(f'CREATE SCHEMA "{schema}"')
+        await connection.execute(f'CREATE TABLE "{schema}".journal (id int, body text)')
+    finally:
+        await connection.close()
+    journal = PostgresJournal(settings(schema))
+    with pytest.raises(PluginError, match="did not create"):
+        await journal.start()
+    await journal.close()
+
+
+async def test_operations_before_start_fail_clearly(tmp_path: Path) -> None:
+    journal = PostgresJournal(settings(schema_for(tmp_path)))
+    with pytest.raises(JournalError, match="not started"):
+        await journal.write_messages([_event("p", 1)])
+
+
+@pytest.mark.usefixtures("own_schema")
+async def test_plugins_started_together_share_one_new_schema(tmp_path: Path) -> None:
+    schema = schema_for(tmp_path)
+    plugins: list[Any] = [PostgresJournal(settings(schema)) for _ in range(3)]
+    plugins += [PostgresSnapshotStore(settings(schema)) for _ in range(2)]
+    try:
+        await asyncio.gather(*(plugin.start() for plugin in plugins))
+        assert await plugins[0].write_messages([_event("p", 1)]) == [None]
+        assert [e.sequence_nr for e in await _replay(plugins[2], "p")] == [1]
+    finally:
+        for plugin in plugins:
+            await plugin.close()
+
+
+@pytest.mark.usefixtures("own_schema")
+async def test_a_value_postgres_cannot_store_rejects_only_its_write(tmp_path: Path) -> None:
+    """Text may not hold NUL in PostgreSQL: that write is rejected, its batch neighbours stored."""
+    journal = PostgresJournal(settings(schema_for(tmp_path)))
+    await journal.start()
+    try:
+        results = await journal.write_messages(
+            [_event("p", 1), _event("bad\x00id", 1), _event("p", 2)])
+        assert results[0] is None
+        assert isinstance(results[1], JournalError)
+        assert results[2] is None
+        assert [e.sequence_nr for e in await _replay(journal, "p")] == [1, 2]
+    finally:
+        await journal.close()
+
+
+@pytest.mark.usefixtures("own_schema")
+async def test_writer_id_and_timestamp_are_stored_per_event(tmp_path: Path) -> None:
+    journal = PostgresJournal(settings(schema_for(tmp_path)))
+    await journal.start()
+    try:
+        events = [PersistentRepr("p", nr, "m", b"x", f"writer-{nr}", 1_700_000_000.123456 + nr)
+                  for nr in (1, 2)]
+        assert await journal.write_messages([AtomicWrite((e,)) for e in events]) == [None] * 2
+        assert await _replay(journal, "p") == events
+    finally:
+        await journal.close()
