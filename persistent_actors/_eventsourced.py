@@ -232,12 +232,14 @@ class Eventsourced:
                 # the result is None and every event is replayed.
                 log.warning("snapshot %d of %r cannot be decoded (%s); trying an older one",
                             md.sequence_nr, self.persistence_id, e)
-                older = self._snapshot_criteria.limit(md.sequence_nr - 1)
-                if md.sequence_nr - 1 < older.min_sequence_nr:
+                # A snapshot at 0 (saved before any event) has no older one: a limit of -1
+                # is not valid criteria, so go straight to the full replay.
+                if md.sequence_nr < 1 or \
+                        md.sequence_nr - 1 < self._snapshot_criteria.min_sequence_nr:
                     self._on_snapshot_result(p.LoadSnapshotResult(
                         None, result.to_sequence_nr, self.instance_id))
                 else:
-                    self._load_snapshot(older)
+                    self._load_snapshot(self._snapshot_criteria.limit(md.sequence_nr - 1))
                 return
             self.last_sequence_nr = md.sequence_nr
             if not self._recover_with(SnapshotOffer(md, state)):

@@ -255,3 +255,22 @@ def test_test_kit_fails_snapshot_saves_and_deletes(kit: Kit) -> None:
 def test_the_kit_refuses_a_reject_outside_writes(kit: Kit) -> None:
     with pytest.raises(ConfigError, match="Reject applies to journal writes only"):
         kit.kit.journal.on_recovery(Reject())
+
+
+async def test_an_undecodable_snapshot_at_sequence_nr_0_falls_back_to_a_full_replay(
+        base: str, tmp_path: Path) -> None:
+    # Defect 1: a snapshot saved before any event (sequence number 0) whose payload no longer
+    # decodes made recovery compute a limit of -1 and restart the actor for ever.
+    db = tmp_path / "snapshots.db"
+    store = SqliteSnapshotStore({"path": str(db)})
+    await store.start()
+    await store.save(SnapshotMetadata("p", 0, 1.0), "tests.gone.State", b"\x80")
+    await store.close()
+    config = system_config(base, snapshot_store={"plugin": "sqlite", "path": str(db)})
+    with ActorSystem("failures", config=config) as system:
+        probe = TestProbe(system)
+        actor = system.actor_of(Reporter, "p", probe.ref)
+        assert probe.expect_msg(timeout=10) == ("recovered", 0, 0)
+        actor.tell(4)
+        assert probe.expect_msg(timeout=10) == ("persisted", 4, 1)
+        probe.expect_no_msg(0.3)  # no restart
