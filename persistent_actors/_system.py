@@ -160,11 +160,13 @@ class ActorSystem:
                  **kwargs: Any) -> ActorRef:
         """Create an actor of `cls` with ``cls(*args, **kwargs)`` (Akka's ``ActorOf(Props)``).
 
-        Blocks until the actor is constructed. The name must be unique among running actors;
-        creating one under the name of an actor that is stopping waits for it to exit.
+        Blocks until the actor is constructed and its ``pre_start`` ran. The name must be
+        unique among running actors; creating one under the name of an actor that is stopping
+        waits for it to exit.
 
         Raises:
-            ActorInitializationError: the constructor raised, or there is no persistence_id.
+            ActorInitializationError: the constructor, ``pre_start`` or the ``recovery``
+                property raised, or there is no persistence_id; the actor is stopped.
             InvalidActorNameError: the name is malformed or taken.
             MessageNotSerializableError: on multiproc-tcp, an argument cannot be pickled.
 

@@ -133,3 +133,32 @@ class TinyStashReply(Reporter):
 def is_big(event: Any) -> bool:
     """Predicate for the test kit: an `Added` over 100 (module level, so it pickles)."""
     return isinstance(event, Added) and event.value > 100
+
+
+class FailingPreStart(Reporter):
+    """`pre_start` raises: an initialization failure (Akka's ActorInitializationException)."""
+
+    def pre_start(self) -> None:
+        self.probe.tell("pre_start")
+        raise ValueError("pre_start is broken")
+
+
+class FailingRecoveryProperty(Reporter):
+    """Its `recovery` property raises when recovery starts."""
+
+    @property
+    def recovery(self) -> Any:
+        raise LookupError("no recovery for you")
+
+
+class FailingPostRestart(Reporter):
+    """Restarts on "boom"; the new instance's `post_restart` raises."""
+
+    def on_command(self, message: Any) -> None:
+        if message == "boom":
+            raise RuntimeError("boom")
+        super().on_command(message)
+
+    def post_restart(self, reason: BaseException) -> None:
+        self.probe.tell(("post_restart", type(reason).__name__))
+        raise ValueError("post_restart is broken")

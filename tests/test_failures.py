@@ -11,6 +11,7 @@ import pytest
 
 from journal_plugins.sqlite import SqliteSnapshotStore
 from persistent_actors import (
+    ActorInitializationError,
     ActorSystem,
     ConfigError,
     DeadLetter,
@@ -36,6 +37,9 @@ from tests.failure_actors import (
     BackoffReporter,
     DeleteMessagesCmd,
     DeleteSnapshotCmd,
+    FailingPostRestart,
+    FailingPreStart,
+    FailingRecoveryProperty,
     Fill,
     Poison,
     Reporter,
@@ -274,3 +278,32 @@ async def test_an_undecodable_snapshot_at_sequence_nr_0_falls_back_to_a_full_rep
         actor.tell(4)
         assert probe.expect_msg(timeout=10) == ("persisted", 4, 1)
         probe.expect_no_msg(0.3)  # no restart
+
+
+@pytest.mark.parametrize(("cls", "cause"), [(FailingPreStart, "pre_start is broken"),
+                                            (FailingRecoveryProperty, "no recovery for you")])
+def test_an_actor_whose_initialization_raises_is_stopped_and_actor_of_raises(
+        kit: Kit, cls: type[Reporter], cause: str) -> None:
+    # Defect 3: pre_start (or the recovery property) raising restarted the actor ~1,500
+    # times until RecursionError. Akka: ActorInitializationException stops the actor.
+    with pytest.raises(ActorInitializationError, match=f"{cls.__qualname__}.*{cause}"):
+        kit.start(cls, name="init")
+    if cls is FailingPreStart:
+        assert kit.probe.expect_msg(timeout=10) == "pre_start"
+    assert kit.probe.expect_msg(timeout=10) == "stopped"  # post_stop of the failed instance
+    kit.probe.expect_no_msg(0.5)  # no restart, no second pre_start
+    # The name is free again and the system works.
+    kit.start(name="init")
+    assert kit.probe.expect_msg(timeout=10) == ("recovered", 0, 0)
+
+
+def test_a_restart_whose_post_restart_raises_stops_the_actor(kit: Kit) -> None:
+    actor = kit.start(FailingPostRestart, name="restarting")
+    assert kit.probe.expect_msg(timeout=10) == ("recovered", 0, 0)
+    actor.tell("boom")
+    assert kit.probe.expect_msg(timeout=10) == "stopped"  # pre_restart of the old instance
+    assert kit.probe.expect_msg(timeout=10) == ("post_restart", "RuntimeError")
+    assert kit.probe.expect_msg(timeout=10) == "stopped"  # the new instance is stopped
+    kit.probe.expect_no_msg(0.5)  # no second restart
+    kit.start(name="restarting")  # the name was released: the actor is gone
+    assert kit.probe.expect_msg(timeout=10) == ("recovered", 0, 0)

@@ -230,19 +230,22 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
         self._ctx = _HostContext(self, start)
         previous = set_current_context(self._ctx)
         try:
+            # pre_start and the start of recovery belong to initialization, as in Akka: their
+            # failure is an ActorInitializationException, which stops the actor (no restart).
             self._construct(stash=None)
+            self._after_start()
         except Exception as e:  # noqa: BLE001 - reported to the creator, then we stop
             error = e if isinstance(e, ActorInitializationError) else ActorInitializationError(
                 f"cannot create {start.cls.__qualname__}: {type(e).__name__}: {e}")
             error.__cause__ = e
             self._stopped = True
+            self._call_post_stop()
             self.send(guardian, p.EntityFailed(start.host_id, portable_error(error)))
             self.send(self.myAddress, ActorExitRequest())
             return
         finally:
             set_current_context(previous)
         self.send(guardian, p.EntityStarted(start.host_id))
-        self._run_user(self._after_start)
 
     def _construct(self, stash: Any) -> None:
         assert self._start is not None  # noqa: S101
@@ -273,12 +276,18 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
         if self._es is not None:
             self._es.start_recovery()
 
-    def _run_user(self, fn: Any) -> None:
+    def _initialize(self, fn: Any) -> None:
+        """Run the start hooks of a new instance; their failure stops the actor.
+
+        Akka's default strategy stops an actor on an ActorInitializationException (pre_start,
+        post_restart): restarting would fail the same way, for ever.
+        """
         previous = set_current_context(self._ctx)
         try:
             fn()
-        except Exception as e:  # noqa: BLE001 - Akka's default supervision
-            self._restart(e, None)
+        except Exception:  # noqa: BLE001 - logged, then the actor stops
+            log.exception("%s failed to initialize; it stops", self._name())
+            self.stop_entity()
         finally:
             set_current_context(previous)
 
@@ -308,7 +317,7 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
             if self._es is not None:
                 self._es.start_recovery()
 
-        self._run_user(after_restart)
+        self._initialize(after_restart)
 
     def _on_timer(self, payload: Any) -> None:
         if self._stopped or self._ctx is None:
@@ -338,7 +347,7 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
             return
         finally:
             set_current_context(previous)
-        self._run_user(self._after_start)
+        self._initialize(self._after_start)
         if not self._is_persistent():
             for message, sender in kept:
                 self.receiveMessage(p.Envelope(message, sender), None)
