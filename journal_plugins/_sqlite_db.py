@@ -55,8 +55,10 @@ def _parse_options(owner: str, settings: Mapping[str, Any], allowed: frozenset[s
         path=Path(path),
         synchronous=_choice(owner, settings, "synchronous", "FULL", _SYNCHRONOUS_MODES),
         journal_mode=_choice(owner, settings, "journal_mode", "WAL", _JOURNAL_MODES),
-        busy_timeout=_int(owner, settings, "busy_timeout", 5000, minimum=0),
-        replay_page_size=_int(owner, settings, "replay_page_size", 500, minimum=1),
+        # SQLite keeps busy_timeout in a C int (milliseconds).
+        busy_timeout=_int(owner, settings, "busy_timeout", 5000, minimum=0, maximum=2**31 - 1),
+        replay_page_size=_int(owner, settings, "replay_page_size", 500, minimum=1,
+                              maximum=1_000_000),
     )
 
 
@@ -70,10 +72,11 @@ def _choice(
     return value.upper()
 
 
-def _int(owner: str, settings: Mapping[str, Any], key: str, default: int, *, minimum: int) -> int:
+def _int(owner: str, settings: Mapping[str, Any], key: str, default: int, *, minimum: int,
+         maximum: int) -> int:
     value = settings.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        msg = f"{owner}: setting {key!r} must be an int >= {minimum}, got {value!r}"
+    if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= maximum:
+        msg = f"{owner}: setting {key!r} must be an int in {minimum}..{maximum}, got {value!r}"
         raise ConfigError(msg)
     return value
 
