@@ -436,6 +436,7 @@ class Eventsourced:
                     # gets `event`. Its failure rejects the write, as a serialization error does.
                     stored, tags = self.adapters.to_journal(event)
                     manifest, payload = self.serializer.to_binary(stored)
+                    _check_encodable(manifest, tags)
                 except SerializationError as e:
                     error = e
                     continue
@@ -595,6 +596,22 @@ class Eventsourced:
         if self._state != _STOPPED:
             self._state = _STOPPED
             self.cell.stop_self(failed=failed)
+
+
+def _check_encodable(manifest: str, tags: tuple[str, ...]) -> None:
+    r"""Raise `SerializationError` unless every stored string is valid UTF-8 text.
+
+    A str may hold lone surrogates (``"x\udc80"``, which a JSON body can carry) that no
+    database can store: checked here, the write is rejected alone, the same way on every
+    plugin, instead of failing the whole group commit inside the journal's transaction.
+    """
+    for text in (manifest, *tags):
+        if not text.isascii():
+            try:
+                text.encode()
+            except UnicodeEncodeError as e:
+                raise SerializationError(
+                    f"cannot store {text[:80]!r}: not valid UTF-8 text ({e.reason})") from None
 
 
 def _check_sequence_nr(name: str, value: int) -> None:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from persistent_actors import ActorRef, PersistentActor, RecoveryCompleted, SnapshotOffer, register
+from persistent_actors import (
+    ActorRef,
+    PersistentActor,
+    RecoveryCompleted,
+    SnapshotOffer,
+    Tagged,
+    register,
+)
 from persistent_actors.supervision import (
     Backoff,
     DiscardToDeadLetterStrategy,
@@ -162,3 +169,19 @@ class FailingPostRestart(Reporter):
     def post_restart(self, reason: BaseException) -> None:
         self.probe.tell(("post_restart", type(reason).__name__))
         raise ValueError("post_restart is broken")
+
+
+@dataclasses.dataclass(frozen=True)
+class TaggedPair:
+    """Persist `Added(1)`, then `Tagged(Added(2), [tag])`: two writes of one batch."""
+
+    tag: str
+
+
+class TaggingReporter(Reporter):
+    def on_command(self, message: Any) -> None:
+        if isinstance(message, TaggedPair):
+            self.persist(Added(1), self._added)
+            self.persist(Tagged(Added(2), [message.tag]), lambda t: self._added(t.payload))
+            return
+        super().on_command(message)

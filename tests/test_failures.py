@@ -43,6 +43,8 @@ from tests.failure_actors import (
     Fill,
     Poison,
     Reporter,
+    TaggedPair,
+    TaggingReporter,
     TinyStashDrop,
     TinyStashReply,
     TinyStashThrow,
@@ -307,3 +309,33 @@ def test_a_restart_whose_post_restart_raises_stops_the_actor(kit: Kit) -> None:
     kit.probe.expect_no_msg(0.5)  # no second restart
     kit.start(name="restarting")  # the name was released: the actor is gone
     assert kit.probe.expect_msg(timeout=10) == ("recovered", 0, 0)
+
+
+@pytest.mark.parametrize("plugin", ["inmem", "sqlite"])
+def test_a_write_that_cannot_be_encoded_is_rejected_alone(
+        base: str, tmp_path: Path, plugin: str) -> None:
+    # Defect 2: a lone surrogate in a tag made SQLite raise UnicodeEncodeError inside the
+    # batch transaction, failing (and stopping) every writer of the batch; in memory it was
+    # stored. Now it is rejected before the journal, on every plugin, and the rest commits.
+    journal: dict[str, Any] = {"plugin": plugin}
+    if plugin == "sqlite":
+        journal["path"] = str(tmp_path / "events.db")
+    with ActorSystem("encode", config=system_config(base, journal=journal)) as system:
+        probe = TestProbe(system)
+        actor = system.actor_of(TaggingReporter, "p", probe.ref)
+        assert probe.expect_msg(timeout=10) == ("recovered", 0, 0)
+        actor.tell(TaggedPair("x\udc80"))
+        assert probe.expect_msg(timeout=10) == ("persisted", 1, 1)
+        assert probe.expect_msg(timeout=10) == ("rejected", "SerializationError", "Tagged", 2)
+        actor.tell(5)  # the actor goes on
+        assert probe.expect_msg(timeout=10) == ("persisted", 5, 3)
+        system.stop(actor)
+        assert probe.expect_msg(timeout=10) == "stopped"
+        system.actor_of(TaggingReporter, "p", probe.ref)
+        assert probe.expect_msg(timeout=10) == ("recovered", 6, 3)
+
+
+def test_a_persistence_id_that_cannot_be_encoded_fails_creation(kit: Kit) -> None:
+    with pytest.raises(ActorInitializationError, match=r"persistence_id.*not valid UTF-8"):
+        kit.start(pid="p\udc80")
+    kit.probe.expect_no_msg(0.3)  # never recovered, never wrote

@@ -265,6 +265,13 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
                 raise ActorInitializationError(
                     f"{cls.__module__}.{cls.__qualname__} has no persistence_id: set a class "
                     f"attribute or a property returning a non-empty str (got {pid!r})")
+            if not pid.isascii():
+                try:
+                    pid.encode()
+                except UnicodeEncodeError:
+                    raise ActorInitializationError(
+                        f"{cls.__qualname__}: persistence_id {pid[:80]!r} is not valid UTF-8 "
+                        "text (a lone surrogate?); no journal can store it") from None
             es.persistence_id = pid
         self._actor = actor
         self._es = es
