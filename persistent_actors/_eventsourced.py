@@ -499,6 +499,8 @@ class Eventsourced:
                     self._apply_next_handler()
                 case AtomicWrite(), p.WriteStored():
                     for repr_ in item.payload:
+                        if self._state == _STOPPED:  # a handler stopped the actor
+                            return
                         self.last_sequence_nr = repr_.sequence_nr
                         self._apply_next_handler()
                 case AtomicWrite(), p.WriteRejected() | p.WriteFailed():
@@ -509,6 +511,8 @@ class Eventsourced:
 
     def _write_not_stored(self, sequence_nrs: tuple[int, ...], outcome: p.WriteOutcome) -> None:
         for seq in sequence_nrs:
+            if self._state == _STOPPED:  # on_persist_rejected stopped the actor
+                return
             invocation = self._pop_invocation()
             if isinstance(outcome, p.WriteFailed):
                 self._persist_failed(outcome.cause, invocation.event, seq)
@@ -592,6 +596,14 @@ class Eventsourced:
                                   p.DeleteMessagesTo(self.persistence_id, to_sequence_nr))
 
     # -- stopping ---------------------------------------------------------------------------
+    def stopped(self) -> None:
+        """The host stopped the actor (``context.stop``, PoisonPill, Kill, a failure).
+
+        From now on no handler runs and nothing is written, also not the rest of a
+        `persist_all` whose first handler stopped it, nor the stash.
+        """
+        self._state = _STOPPED
+
     def _stop(self, *, failed: bool = False) -> None:
         if self._state != _STOPPED:
             self._state = _STOPPED

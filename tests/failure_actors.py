@@ -185,3 +185,21 @@ class TaggingReporter(Reporter):
             self.persist(Tagged(Added(2), [message.tag]), lambda t: self._added(t.payload))
             return
         super().on_command(message)
+
+
+class StopInHandler(Reporter):
+    """``("stop-in-handler",)``: persist_all([1, 2]); the handler of 1 stops the actor, the
+    handler of 2 would persist 3. Then "after" is stashed behind the persist."""
+
+    def on_command(self, message: Any) -> None:
+        if message == "stop-in-handler":
+            self.persist_all([Added(1), Added(2)], self._handle)
+            return
+        super().on_command(message)
+
+    def _handle(self, event: Added) -> None:
+        self.probe.tell(("handler", event.value))
+        if event.value == 1:
+            self.context.stop()
+        else:
+            self.persist(Added(3), self._added)

@@ -43,6 +43,7 @@ from tests.failure_actors import (
     Fill,
     Poison,
     Reporter,
+    StopInHandler,
     TaggedPair,
     TaggingReporter,
     TinyStashDrop,
@@ -339,3 +340,16 @@ def test_a_persistence_id_that_cannot_be_encoded_fails_creation(kit: Kit) -> Non
     with pytest.raises(ActorInitializationError, match=r"persistence_id.*not valid UTF-8"):
         kit.start(pid="p\udc80")
     kit.probe.expect_no_msg(0.3)  # never recovered, never wrote
+
+
+def test_nothing_runs_or_is_written_after_a_stop_inside_a_persist_all_handler(kit: Kit) -> None:
+    # Defect 5: the handler of e2 ran after post_stop, and what it persisted was stored.
+    actor = kit.start(StopInHandler, name="stopper")
+    assert kit.probe.expect_msg(timeout=10) == ("recovered", 0, 0)
+    actor.tell("stop-in-handler")
+    actor.tell(10)  # stashed behind the persist_all: never handled
+    assert kit.probe.expect_msg(timeout=10) == ("handler", 1)
+    assert kit.probe.expect_msg(timeout=10) == "stopped"
+    kit.probe.expect_no_msg(0.5)
+    kit.start(name="stopper")
+    assert kit.probe.expect_msg(timeout=10) == ("recovered", 3, 2)  # 1 and 2 only

@@ -369,6 +369,8 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
         """
         if self._stopped:
             return
+        if self._es is not None:
+            self._es.stopped()  # whatever it was doing (a persist_all's handlers) ends here
         backoff = getattr(self._start.cls, "backoff", None) if self._start else None
         if failed and isinstance(backoff, BackoffOptions) and self._backing_off is None:
             self._schedule_backoff(backoff)
