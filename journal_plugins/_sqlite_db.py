@@ -89,8 +89,14 @@ def _check_file(owner: str, path: Path) -> None:
     """
     folder = path.parent
     if not folder.is_dir():
-        msg = f"{owner}: cannot use database {str(path)!r}: folder {str(folder)!r} does not exist"
-        raise PluginError(msg)
+        # A missing folder is created, as SQLite creates a missing file: a fresh clone has
+        # no data/ folder, and users expect the configured path simply to work.
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            msg = (f"{owner}: cannot use database {str(path)!r}: cannot create folder "
+                   f"{str(folder)!r}: {e.strerror or e}")
+            raise PluginError(msg) from e
     if not os.access(folder, os.W_OK | os.X_OK):
         # SQLite creates the file and its -wal/-shm companions next to it.
         msg = f"{owner}: cannot use database {str(path)!r}: folder {str(folder)!r} is not writable"
