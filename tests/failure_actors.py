@@ -203,3 +203,18 @@ class StopInHandler(Reporter):
             self.context.stop()
         else:
             self.persist(Added(3), self._added)
+
+
+class PersistAllNone(Reporter):
+    """``"none"``: persist_all(None) and persist_all_async(None), then report."""
+
+    def on_command(self, message: Any) -> None:
+        if message == "none":
+            self.persist_all(None, self._added)
+            self.persist_all_async(None, self._added)
+            self.probe.tell(("after none", self.last_sequence_nr))
+            return
+        if message == "str":
+            self.persist_all("ab", self._added)  # type: ignore[arg-type]
+            return
+        super().on_command(message)

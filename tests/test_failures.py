@@ -41,6 +41,7 @@ from tests.failure_actors import (
     FailingPreStart,
     FailingRecoveryProperty,
     Fill,
+    PersistAllNone,
     Poison,
     Reporter,
     StopInHandler,
@@ -353,3 +354,17 @@ def test_nothing_runs_or_is_written_after_a_stop_inside_a_persist_all_handler(ki
     kit.probe.expect_no_msg(0.5)
     kit.start(name="stopper")
     assert kit.probe.expect_msg(timeout=10) == ("recovered", 3, 2)  # 1 and 2 only
+
+
+def test_persist_all_of_none_does_nothing_as_in_akka(kit: Kit) -> None:
+    # Defect 9: persist_all(None) raised TypeError and restarted the actor.
+    actor = kit.start(PersistAllNone)
+    assert kit.probe.expect_msg(timeout=10) == ("recovered", 0, 0)
+    actor.tell("none")
+    assert kit.probe.expect_msg(timeout=10) == ("after none", 0)
+    actor.tell(3)
+    assert kit.probe.expect_msg(timeout=10) == ("persisted", 3, 1)  # no restart in between
+    actor.tell("str")  # a str is a programming error: the actor restarts, naming it
+    assert kit.probe.expect_msg(timeout=10) == "stopped"
+    assert kit.probe.expect_msg(timeout=10) == ("restarted", "TypeError")
+    assert kit.probe.expect_msg(timeout=10) == ("recovered", 3, 1)
