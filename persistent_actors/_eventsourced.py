@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from persistent_actors import _protocol as p
 from persistent_actors._actor import DEAD_LETTERS, ActorRef
-from persistent_actors._serialization import Serializer
+from persistent_actors._serialization import Serializer, clip
 from persistent_actors.adapters import EventAdapters
 from persistent_actors.errors import (
     IllegalActorStateError,
@@ -231,7 +231,7 @@ class Eventsourced:
                 # Akka's SnapshotDecodeFailure: try the next older snapshot; with none left,
                 # the result is None and every event is replayed.
                 log.warning("snapshot %d of %r cannot be decoded (%s); trying an older one",
-                            md.sequence_nr, self.persistence_id, e)
+                            md.sequence_nr, self.persistence_id, clip(str(e)))
                 # A snapshot at 0 (saved before any event) has no older one: a limit of -1
                 # is not valid criteria, so go straight to the full replay.
                 if md.sequence_nr < 1 or \

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from persistent_actors._actor import Actor
+from persistent_actors._serialization import clip
 from persistent_actors.recovery import Recovery
 from persistent_actors.snapshot import SnapshotSelectionCriteria
 from persistent_actors.supervision import StashOverflowStrategy, ThrowOverflowExceptionStrategy
@@ -169,7 +170,7 @@ class PersistentActor(Actor):
         """
         self._eventsourced.log.error(
             "failed to persist event %s (sequence_nr %d) for persistence id %r: %s",
-            type(event).__name__, sequence_nr, self._eventsourced.persistence_id, cause,
+            type(event).__name__, sequence_nr, self._eventsourced.persistence_id, clip(str(cause)),
         )
 
     def on_persist_rejected(self, cause: BaseException, event: Any, sequence_nr: int) -> None:
@@ -179,14 +180,14 @@ class PersistentActor(Actor):
         """
         self._eventsourced.log.error(
             "rejected event %s (sequence_nr %d) for persistence id %r: %s",
-            type(event).__name__, sequence_nr, self._eventsourced.persistence_id, cause,
+            type(event).__name__, sequence_nr, self._eventsourced.persistence_id, clip(str(cause)),
         )
 
     def on_recovery_failure(self, cause: BaseException, event: Any | None) -> None:
         """Recovery failed (`event` is the replayed event, if any); the actor then stops."""
         self._eventsourced.log.error(
             "recovery of persistence id %r failed: %s",
-            self._eventsourced.persistence_id, cause,
+            self._eventsourced.persistence_id, clip(str(cause)),
         )
 
 
