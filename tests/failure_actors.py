@@ -8,6 +8,7 @@ from typing import Any
 from persistent_actors import (
     ActorRef,
     PersistentActor,
+    PoisonPill,
     RecoveryCompleted,
     SnapshotOffer,
     Tagged,
@@ -218,3 +219,26 @@ class PersistAllNone(Reporter):
             self.persist_all("ab", self._added)  # type: ignore[arg-type]
             return
         super().on_command(message)
+
+
+class AsyncRaces(Reporter):
+    """Akka classic's documented races around `persist_async` (README, defects 7 and 8).
+
+    ``"async-then-pill"``: persist_async(Added(1)), then a PoisonPill to itself.
+    ``"async-then-boom"``: persist_async(Added(1)), then "boom" to itself, whose handler
+    persists Added(2) and raises while the first write is still in flight.
+    """
+
+    def on_command(self, message: Any) -> None:
+        match message:
+            case "async-then-pill":
+                self.persist_async(Added(1), self._added)
+                self.context.self.tell(PoisonPill)
+            case "async-then-boom":
+                self.persist_async(Added(1), self._added)
+                self.context.self.tell("boom")
+            case "boom":
+                self.persist(Added(2), self._added)
+                raise RuntimeError("boom")
+            case _:
+                super().on_command(message)
