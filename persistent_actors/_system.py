@@ -20,6 +20,7 @@ from persistent_actors._endpoint import Endpoint
 from persistent_actors._event_stream import EventStream
 from persistent_actors._thespian.event_log import GetPlugin, HostedEventLog
 from persistent_actors._thespian.guardian import Guardian
+from persistent_actors._thespian.lifetime import OwnerProcess, install_sigterm_exit
 from persistent_actors._thespian.loopback import bind_where_advertised
 from persistent_actors._thespian.wakeups import fast_wakeup_checks
 from persistent_actors.errors import ActorInitializationError, PersistentActorsError
@@ -100,11 +101,15 @@ class ActorSystem:
         self._endpoint = Endpoint(name, self._asys, simple=self.settings.base == "simple")
         _live.add(self)
         ActorSystem._latest = weakref.ref(self)
+        # SIGTERM shuts down as cleanly as SIGINT (see _thespian/lifetime.py).
+        install_sigterm_exit(lambda: any(not s.is_terminated for s in _live))
         try:
             self._guardian = self._endpoint.guardian = self._asys.createActor(Guardian)
             reply = self._endpoint.request(
                 self._guardian,
-                lambda corr: p.InitSystem(name, self.settings.base, self.settings, corr),
+                lambda corr: p.InitSystem(
+                    name, self.settings.base, self.settings, corr,
+                    None if self.settings.base == "simple" else OwnerProcess.current()),
                 timeout=60.0, what="starting the actor system")
         except BaseException:
             self.shutdown()

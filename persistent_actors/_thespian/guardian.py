@@ -10,12 +10,13 @@ deterministic.
 
 from __future__ import annotations
 
+import datetime
 import itertools
 from collections.abc import Callable
 from typing import Any
 
 from thespian.actors import Actor as ThespianActor
-from thespian.actors import ActorExitRequest, ChildActorExited, PoisonMessage
+from thespian.actors import ActorExitRequest, ChildActorExited, PoisonMessage, WakeupMessage
 
 from persistent_actors import _protocol as p
 from persistent_actors._actor import Actor, ActorRef
@@ -25,6 +26,7 @@ from persistent_actors._thespian.common import StopRequested, log, portable_erro
 from persistent_actors._thespian.event_log import GetPlugin, PluginRef
 from persistent_actors._thespian.event_stream import EventStreamActor
 from persistent_actors._thespian.host import EntityHost
+from persistent_actors._thespian.lifetime import OWNER_POLL_INTERVAL, OwnerProcess
 from persistent_actors._thespian.plugin_host import PluginHost
 from persistent_actors.errors import ActorInitializationError, InvalidActorNameError
 
@@ -92,6 +94,8 @@ class Guardian(ThespianActor):  # type: ignore[misc]
                 self._get_plugin(message, sender)
             case ChildActorExited():
                 self._child_exited(message.childAddress)
+            case WakeupMessage(payload=OwnerProcess() as owner):
+                self._watch_owner(owner)
             case PoisonMessage():
                 log.warning("guardian: a message could not be delivered: %s", message.details)
             case ActorExitRequest():
@@ -100,6 +104,8 @@ class Guardian(ThespianActor):  # type: ignore[misc]
     # -- system start ------------------------------------------------------------------------
     def _init(self, init: p.InitSystem, requester: Any) -> None:
         self._settings = init.settings
+        if init.owner is not None:
+            self._watch_owner(init.owner)
         self.send(self.createActor(EventStreamActor), p.StartEventStream())
         keys = {_EVENT_STREAM, self._ensure_plugin(JOURNAL, None),
                 self._ensure_plugin(SNAPSHOT_STORE, None)}
@@ -114,6 +120,15 @@ class Guardian(ThespianActor):  # type: ignore[misc]
             self.send(requester, p.Reply(init.correlation_id, p.SystemReady(self._info)))
 
         self._when_ready(keys, done)
+
+    def _watch_owner(self, owner: OwnerProcess) -> None:
+        """Shut the whole system down once the application process is gone (lifetime.py)."""
+        if owner.is_alive():
+            self.wakeupAfter(datetime.timedelta(seconds=OWNER_POLL_INTERVAL), payload=owner)
+            return
+        log.warning("guardian: the application process %d is gone; shutting the actor system "
+                    "down", owner.pid)
+        self.actorSystemShutdown()
 
     def _ensure_plugin(self, kind: str, plugin_id: str | None) -> PluginKey:
         config = self._settings.plugin(kind, plugin_id)
