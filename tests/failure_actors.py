@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any
 
 from persistent_actors import (
@@ -240,5 +241,18 @@ class AsyncRaces(Reporter):
             case "boom":
                 self.persist(Added(2), self._added)
                 raise RuntimeError("boom")
+            case _:
+                super().on_command(message)
+
+
+class ProcessReporter(Reporter):
+    """Also answers "pid" with its OS process id, and "total?" to the asker."""
+
+    def on_command(self, message: Any) -> None:
+        match message:
+            case "pid":
+                self.sender.tell(os.getpid())
+            case "total?":
+                self.sender.tell(("total", self.total, self.last_sequence_nr))
             case _:
                 super().on_command(message)

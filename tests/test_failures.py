@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,7 @@ from tests.failure_actors import (
     Fill,
     PersistAllNone,
     Poison,
+    ProcessReporter,
     Reporter,
     StopInHandler,
     TaggedPair,
@@ -395,3 +398,33 @@ def test_events_of_a_failing_command_are_lost_while_a_persist_async_write_is_in_
     assert kit.probe.expect_msg(timeout=10) == "stopped"  # pre_restart
     assert kit.probe.expect_msg(timeout=10) == ("restarted", "RuntimeError")
     assert kit.probe.expect_msg(timeout=10) == ("recovered", 1, 1)  # Added(2) was lost
+
+
+@pytest.mark.multiproc
+def test_an_actor_whose_process_is_killed_restarts_under_the_same_ref(tmp_path: Path) -> None:
+    # Defect 14: the ref of an actor whose process died stayed dead for ever; asks waited
+    # their whole timeout. Now the guardian restarts it (Akka's default supervision after a
+    # crash) and the old ref reaches the new incarnation, which recovers from the journal.
+    config = system_config("multiproc-tcp",
+                           journal={"plugin": "sqlite", "path": str(tmp_path / "events.db")})
+    with ActorSystem("crash", config=config) as system:
+        probe = TestProbe(system)
+        actor = system.actor_of(ProcessReporter, "p", probe.ref, name="victim")
+        assert probe.expect_msg(timeout=10) == ("recovered", 0, 0)
+        actor.tell(5)
+        assert probe.expect_msg(timeout=10) == ("persisted", 5, 1)
+        first = actor.ask("pid", timeout=10)
+        os.kill(first, signal.SIGKILL)
+        # Sent at once, while the guardian may not yet know: held, then delivered.
+        assert actor.ask("total?", timeout=20) == ("total", 5, 1)
+        assert probe.expect_msg(timeout=10) == ("recovered", 5, 1)
+        second = actor.ask("pid", timeout=10)
+        assert second != first
+        actor.tell(2)  # tells reach it too, and it persists after its recovered state
+        assert probe.expect_msg(timeout=10) == ("persisted", 2, 2)
+        # A deliberate stop through the old ref is final: no restart, the name is free.
+        system.stop(actor)
+        assert probe.expect_msg(timeout=10) == "stopped"
+        again = system.actor_of(ProcessReporter, "p", probe.ref, name="victim")
+        assert probe.expect_msg(timeout=10) == ("recovered", 7, 2)
+        assert again.ask("pid", timeout=10) not in (first, second)

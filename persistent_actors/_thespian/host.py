@@ -402,6 +402,9 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
     def _on_exit(self) -> None:
         if not self._stopped:
             self._stopped = True
+            if self._start is not None:
+                # A stop, not a crash: the guardian must not restart us (guardian.py).
+                self.send(self._start.system.guardian, p.EntityStopping())
             self._call_post_stop()
 
     def _call_post_stop(self) -> None:
