@@ -256,3 +256,21 @@ class ProcessReporter(Reporter):
                 self.sender.tell(("total", self.total, self.last_sequence_nr))
             case _:
                 super().on_command(message)
+
+
+_constructions: dict[str, int] = {}  # per persistence id, in the hosting process
+
+
+class FailingSecondConstructor(Reporter):
+    """Restarts on "boom"; its constructor raises from the second construction on."""
+
+    def __init__(self, pid: str, probe: ActorRef) -> None:
+        super().__init__(pid, probe)
+        _constructions[pid] = _constructions.get(pid, 0) + 1
+        if _constructions[pid] > 1:
+            raise ValueError("constructor is broken now")
+
+    def on_command(self, message: Any) -> None:
+        if message == "boom":
+            raise RuntimeError("boom")
+        super().on_command(message)

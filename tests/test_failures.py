@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from tests.failure_actors import (
     FailingPostRestart,
     FailingPreStart,
     FailingRecoveryProperty,
+    FailingSecondConstructor,
     Fill,
     PersistAllNone,
     Poison,
@@ -428,3 +430,15 @@ def test_an_actor_whose_process_is_killed_restarts_under_the_same_ref(tmp_path: 
         again = system.actor_of(ProcessReporter, "p", probe.ref, name="victim")
         assert probe.expect_msg(timeout=10) == ("recovered", 7, 2)
         assert again.ask("pid", timeout=10) not in (first, second)
+
+
+def test_a_restart_whose_constructor_raises_stops_the_actor(kit: Kit) -> None:
+    # Defect 3, second half: a restart that fails in its constructor is not retried.
+    # A fresh id: multiproc processes fork from this one and inherit its construction count.
+    actor = kit.start(FailingSecondConstructor, pid=f"ctor-{uuid.uuid4().hex}", name="ctor")
+    assert kit.probe.expect_msg(timeout=10) == ("recovered", 0, 0)
+    actor.tell("boom")
+    assert kit.probe.expect_msg(timeout=10) == "stopped"  # pre_restart of the old instance
+    kit.probe.expect_no_msg(0.5)  # no instance came up, nothing retried
+    kit.start(pid="other", name="ctor")  # the name was released: the actor is gone
+    assert kit.probe.expect_msg(timeout=10) == ("recovered", 0, 0)

@@ -314,6 +314,7 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
             self._construct(stash)
         except Exception:  # noqa: BLE001 - a hook failure is logged, never propagated
             log.exception("%s could not be re-created; it stops", self._name())
+            self._actor = None  # the old instance had its post_stop already
             self.stop_entity()
             return
         assert self._actor is not None  # noqa: S101
@@ -350,6 +351,7 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
             self._construct(stash=kept if self._is_persistent() else None)
         except Exception:  # noqa: BLE001 - a constructor failing now is final
             log.exception("%s could not be started again; it stops", self._name())
+            self._actor = None  # the old instance had its post_stop already
             self.stop_entity()
             return
         finally:
