@@ -25,7 +25,6 @@ from urllib.parse import quote
 from persistent_actors.errors import ConfigError, PluginError
 from persistent_actors.event_log import StoredEvent, change_signal
 from persistent_actors.journal import PersistentRepr, check_settings, may_block
-from persistent_actors.journal import int_setting as _int
 
 T = TypeVar("T")
 
@@ -127,8 +126,10 @@ def _parse_options(owner: str, settings: Mapping[str, Any], allowed: frozenset[s
         path=Path(path),
         synchronous=_choice(owner, settings, "synchronous", "FULL", _SYNCHRONOUS_MODES),
         journal_mode=_choice(owner, settings, "journal_mode", "WAL", _JOURNAL_MODES),
-        busy_timeout=_int(owner, settings, "busy_timeout", 5000, minimum=0),
-        replay_page_size=_int(owner, settings, "replay_page_size", 500, minimum=1),
+        # SQLite keeps busy_timeout in a C int (milliseconds).
+        busy_timeout=_int(owner, settings, "busy_timeout", 5000, minimum=0, maximum=2**31 - 1),
+        replay_page_size=_int(owner, settings, "replay_page_size", 500, minimum=1,
+                              maximum=1_000_000),
     )
 
 
@@ -142,6 +143,15 @@ def _choice(
     return value.upper()
 
 
+def _int(owner: str, settings: Mapping[str, Any], key: str, default: int, *, minimum: int,
+         maximum: int) -> int:
+    value = settings.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= maximum:
+        msg = f"{owner}: setting {key!r} must be an int in {minimum}..{maximum}, got {value!r}"
+        raise ConfigError(msg)
+    return value
+
+
 def _check_file(owner: str, path: Path) -> None:
     """Raise `PluginError` unless `path` can become or already is a healthy SQLite database.
 
@@ -150,8 +160,14 @@ def _check_file(owner: str, path: Path) -> None:
     """
     folder = path.parent
     if not folder.is_dir():
-        msg = f"{owner}: cannot use database {str(path)!r}: folder {str(folder)!r} does not exist"
-        raise PluginError(msg)
+        # A missing folder is created, as SQLite creates a missing file: a fresh clone has
+        # no data/ folder, and users expect the configured path simply to work.
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            msg = (f"{owner}: cannot use database {str(path)!r}: cannot create folder "
+                   f"{str(folder)!r}: {e.strerror or e}")
+            raise PluginError(msg) from e
     if not os.access(folder, os.W_OK | os.X_OK):
         # SQLite creates the file and its -wal/-shm companions next to it.
         msg = f"{owner}: cannot use database {str(path)!r}: folder {str(folder)!r} is not writable"

@@ -2,8 +2,8 @@
 
 Settings (both classes):
 
-* ``path`` (required): the database file. Its folder must exist and be writable. Journal and
-  snapshot store may share one file or use two.
+* ``path`` (required): the database file. A missing folder is created (with its parents);
+  it must be writable. Journal and snapshot store may share one file or use two.
 * ``synchronous``: ``"FULL"`` (default: a commit survives power loss), ``"NORMAL"``, ``"OFF"``
   or ``"EXTRA"``.
 * ``journal_mode``: ``"WAL"`` (default), ``"DELETE"``, ``"TRUNCATE"`` or ``"PERSIST"``.

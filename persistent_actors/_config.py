@@ -59,6 +59,13 @@ _RUNTIME_DEFAULTS: Final[dict[str, float]] = {
     "recovery_event_timeout": 30.0,
     "internal_stash_capacity": 100_000,
 }
+# Their accepted ranges (inclusive): a recovery that may stall for more than a day has no
+# timeout worth the name, and a timer that far away overflows; a stash beyond 100 million
+# messages is a memory leak, not a buffer.
+_RUNTIME_MAXIMA: Final[dict[str, float]] = {
+    "recovery_event_timeout": 86_400.0,
+    "internal_stash_capacity": 100_000_000,
+}
 
 _ENTRY_POINT_GROUPS: Final = {
     JOURNAL: "persistent_actors.journal_plugins",
@@ -141,11 +148,21 @@ def _plugin_config(kind: str, plugin_id: str, value: Any, key: str) -> PluginCon
     spec = table.pop("plugin", "inmem")
     if not isinstance(spec, str) or not spec:
         raise ConfigError(f"config key {key}.plugin must be a non-empty string, got {spec!r}")
-    resolve_plugin(kind, spec)  # fail at start, naming the key, not at the first write
+    cls = resolve_plugin(kind, spec)  # fail at start, naming the key, not at the first write
+    adapters = AdapterSpec()
     if kind == JOURNAL:
         table, adapters = split_adapter_settings(table, key)
-        return PluginConfig(kind, plugin_id, spec, table, adapters)
-    return PluginConfig(kind, plugin_id, spec, table)
+    # Every configured plugin checks its settings now, also one no actor has used yet: its
+    # constructor validates (and does no I/O; connections open in `start`).
+    try:
+        cls(table)
+    except ConfigError as e:
+        kind_of_error = PluginError if isinstance(e, PluginError) else ConfigError
+        raise kind_of_error(f"[{key}] {e}") from e
+    except Exception as e:
+        raise PluginError(f"[{key}] plugin {spec!r} rejected its settings: "
+                          f"{type(e).__name__}: {e}") from e
+    return PluginConfig(kind, plugin_id, spec, table, adapters)
 
 
 def load_settings(config: Mapping[str, Any] | str | os.PathLike[str] | None) -> Settings:
@@ -210,10 +227,14 @@ def load_settings(config: Mapping[str, Any] | str | os.PathLike[str] | None) -> 
 
 def _number(table: Mapping[str, Any], key: str, default: float) -> float:
     value = table.get(key, default)
-    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0 or (
-            isinstance(default, int) and not isinstance(value, int)):
-        kind = "an int" if isinstance(default, int) else "a number"
-        raise ConfigError(f"config key persistence.{key} must be {kind} > 0, got {value!r}")
+    maximum = _RUNTIME_MAXIMA[key]
+    integral = isinstance(default, int)
+    # `not 0 < value <= maximum` is also true for nan.
+    if not isinstance(value, int | float) or isinstance(value, bool) or \
+            not 0 < value <= maximum or (integral and not isinstance(value, int)):
+        kind = "an int in 1.." if integral else "a finite number of seconds in (0, "
+        bound = f"{maximum:.0f}" + ("" if integral else "]")
+        raise ConfigError(f"config key persistence.{key} must be {kind}{bound}, got {value!r}")
     return value
 
 

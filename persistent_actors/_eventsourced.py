@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from persistent_actors import _protocol as p
 from persistent_actors._actor import DEAD_LETTERS, ActorRef
-from persistent_actors._serialization import Serializer
+from persistent_actors._serialization import Serializer, clip
 from persistent_actors.adapters import EventAdapters
 from persistent_actors.errors import (
     IllegalActorStateError,
@@ -231,13 +231,15 @@ class Eventsourced:
                 # Akka's SnapshotDecodeFailure: try the next older snapshot; with none left,
                 # the result is None and every event is replayed.
                 log.warning("snapshot %d of %r cannot be decoded (%s); trying an older one",
-                            md.sequence_nr, self.persistence_id, e)
-                older = self._snapshot_criteria.limit(md.sequence_nr - 1)
-                if md.sequence_nr - 1 < older.min_sequence_nr:
+                            md.sequence_nr, self.persistence_id, clip(str(e)))
+                # A snapshot at 0 (saved before any event) has no older one: a limit of -1
+                # is not valid criteria, so go straight to the full replay.
+                if md.sequence_nr < 1 or \
+                        md.sequence_nr - 1 < self._snapshot_criteria.min_sequence_nr:
                     self._on_snapshot_result(p.LoadSnapshotResult(
                         None, result.to_sequence_nr, self.instance_id))
                 else:
-                    self._load_snapshot(older)
+                    self._load_snapshot(self._snapshot_criteria.limit(md.sequence_nr - 1))
                 return
             self.last_sequence_nr = md.sequence_nr
             if not self._recover_with(SnapshotOffer(md, state)):
@@ -434,6 +436,7 @@ class Eventsourced:
                     # gets `event`. Its failure rejects the write, as a serialization error does.
                     stored, tags = self.adapters.to_journal(event)
                     manifest, payload = self.serializer.to_binary(stored)
+                    _check_encodable(manifest, tags)
                 except SerializationError as e:
                     error = e
                     continue
@@ -496,6 +499,8 @@ class Eventsourced:
                     self._apply_next_handler()
                 case AtomicWrite(), p.WriteStored():
                     for repr_ in item.payload:
+                        if self._state == _STOPPED:  # a handler stopped the actor
+                            return
                         self.last_sequence_nr = repr_.sequence_nr
                         self._apply_next_handler()
                 case AtomicWrite(), p.WriteRejected() | p.WriteFailed():
@@ -506,6 +511,8 @@ class Eventsourced:
 
     def _write_not_stored(self, sequence_nrs: tuple[int, ...], outcome: p.WriteOutcome) -> None:
         for seq in sequence_nrs:
+            if self._state == _STOPPED:  # on_persist_rejected stopped the actor
+                return
             invocation = self._pop_invocation()
             if isinstance(outcome, p.WriteFailed):
                 self._persist_failed(outcome.cause, invocation.event, seq)
@@ -589,10 +596,34 @@ class Eventsourced:
                                   p.DeleteMessagesTo(self.persistence_id, to_sequence_nr))
 
     # -- stopping ---------------------------------------------------------------------------
+    def stopped(self) -> None:
+        """The host stopped the actor (``context.stop``, PoisonPill, Kill, a failure).
+
+        From now on no handler runs and nothing is written, also not the rest of a
+        `persist_all` whose first handler stopped it, nor the stash.
+        """
+        self._state = _STOPPED
+
     def _stop(self, *, failed: bool = False) -> None:
         if self._state != _STOPPED:
             self._state = _STOPPED
             self.cell.stop_self(failed=failed)
+
+
+def _check_encodable(manifest: str, tags: tuple[str, ...]) -> None:
+    r"""Raise `SerializationError` unless every stored string is valid UTF-8 text.
+
+    A str may hold lone surrogates (``"x\udc80"``, which a JSON body can carry) that no
+    database can store: checked here, the write is rejected alone, the same way on every
+    plugin, instead of failing the whole group commit inside the journal's transaction.
+    """
+    for text in (manifest, *tags):
+        if not text.isascii():
+            try:
+                text.encode()
+            except UnicodeEncodeError as e:
+                raise SerializationError(
+                    f"cannot store {text[:80]!r}: not valid UTF-8 text ({e.reason})") from None
 
 
 def _check_sequence_nr(name: str, value: int) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from persistent_actors._actor import Actor
+from persistent_actors._serialization import clip
 from persistent_actors.recovery import Recovery
 from persistent_actors.snapshot import SnapshotSelectionCriteria
 from persistent_actors.supervision import StashOverflowStrategy, ThrowOverflowExceptionStrategy
@@ -87,20 +88,25 @@ class PersistentActor(Actor):
         """
         self._eventsourced.persist((event,), handler, stashing=True)
 
-    def persist_all(self, events: Iterable[E], handler: Callable[[E], None]) -> None:
+    def persist_all(self, events: Iterable[E] | None, handler: Callable[[E], None]) -> None:
         """Store `events` as one atomic write, then call `handler` for each, in order.
 
-        An empty iterable does nothing.
+        An empty iterable, or None (as Akka's ``PersistAll(null)``), does nothing.
+
+        Raises:
+            TypeError: `events` is not an iterable, or is a str/bytes (use `persist`).
+
         """
-        self._eventsourced.persist(tuple(events), handler, stashing=True)
+        self._eventsourced.persist(_events(events), handler, stashing=True)
 
     def persist_async(self, event: E, handler: Callable[[E], None]) -> None:
         """Like `persist`, but commands keep being handled while the write is pending."""
         self._eventsourced.persist((event,), handler, stashing=False)
 
-    def persist_all_async(self, events: Iterable[E], handler: Callable[[E], None]) -> None:
-        """Like `persist_all`, but without stashing commands."""
-        self._eventsourced.persist(tuple(events), handler, stashing=False)
+    def persist_all_async(self, events: Iterable[E] | None, handler: Callable[[E], None]
+                          ) -> None:
+        """Like `persist_all` (None does nothing), but without stashing commands."""
+        self._eventsourced.persist(_events(events), handler, stashing=False)
 
     def defer_async(self, event: E, handler: Callable[[E], None]) -> None:
         """Call ``handler(event)`` after every persist handler called before it; store nothing.
@@ -164,7 +170,7 @@ class PersistentActor(Actor):
         """
         self._eventsourced.log.error(
             "failed to persist event %s (sequence_nr %d) for persistence id %r: %s",
-            type(event).__name__, sequence_nr, self._eventsourced.persistence_id, cause,
+            type(event).__name__, sequence_nr, self._eventsourced.persistence_id, clip(str(cause)),
         )
 
     def on_persist_rejected(self, cause: BaseException, event: Any, sequence_nr: int) -> None:
@@ -174,12 +180,26 @@ class PersistentActor(Actor):
         """
         self._eventsourced.log.error(
             "rejected event %s (sequence_nr %d) for persistence id %r: %s",
-            type(event).__name__, sequence_nr, self._eventsourced.persistence_id, cause,
+            type(event).__name__, sequence_nr, self._eventsourced.persistence_id, clip(str(cause)),
         )
 
     def on_recovery_failure(self, cause: BaseException, event: Any | None) -> None:
         """Recovery failed (`event` is the replayed event, if any); the actor then stops."""
         self._eventsourced.log.error(
             "recovery of persistence id %r failed: %s",
-            self._eventsourced.persistence_id, cause,
+            self._eventsourced.persistence_id, clip(str(cause)),
         )
+
+
+def _events(events: Iterable[Any] | None) -> tuple[Any, ...]:
+    """The events of a `persist_all` call: None is none, as in Akka; a str is a mistake."""
+    if events is None:
+        return ()
+    if isinstance(events, str | bytes | bytearray):
+        raise TypeError(f"persist_all expects an iterable of events, got the "
+                        f"{type(events).__name__} {events[:40]!r}; use persist for one event")
+    try:
+        return tuple(events)
+    except TypeError:
+        raise TypeError(f"persist_all expects an iterable of events, got "
+                        f"{type(events).__name__}") from None

@@ -297,6 +297,8 @@ class InitSystem:
     base: str
     settings: Any  # persistent_actors._config.Settings
     correlation_id: str
+    # multiproc-tcp: the application process; the guardian shuts the system down once it died.
+    owner: Any = None  # persistent_actors._thespian.lifetime.OwnerProcess
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

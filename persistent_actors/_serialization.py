@@ -160,7 +160,7 @@ class Serializer:
             raise
         except Exception as e:
             raise SerializationError(
-                f"corrupted payload for manifest {manifest!r}: {e}"
+                f"corrupted payload for manifest {clip(repr(manifest))}: {clip(str(e))}"
             ) from e
         if manifest == PLAIN_MANIFEST:
             return state
@@ -224,8 +224,8 @@ class Serializer:
         binding = self._by_manifest.get(manifest)
         if binding is None:
             raise SerializationError(
-                f"no type is registered for manifest {manifest!r}; register the class (or an "
-                "alias for its old name) with persistent_actors.register"
+                f"no type is registered for manifest {clip(repr(manifest))}; register the class "
+                "(or an alias for its old name) with persistent_actors.register"
             )
         try:
             return binding.decode(state)
@@ -233,8 +233,19 @@ class Serializer:
             raise
         except Exception as e:
             raise SerializationError(
-                f"cannot rebuild {binding.cls.__qualname__} from stored state: {e}"
+                f"cannot rebuild {binding.cls.__qualname__} from stored state: {clip(str(e))}"
             ) from e
+
+
+def clip(text: str, limit: int = 300) -> str:
+    """Return `text` cut to about `limit` characters.
+
+    Stored data (a manifest, a value) may be megabytes long; an error message or a log line
+    must not grow with it.
+    """
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text):,} characters)"
 
 
 def _same_class(a: type[Any], b: type[Any]) -> bool:

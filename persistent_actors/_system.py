@@ -20,6 +20,7 @@ from persistent_actors._endpoint import Endpoint
 from persistent_actors._event_stream import EventStream
 from persistent_actors._thespian.event_log import HostedEventLog
 from persistent_actors._thespian.guardian import Guardian
+from persistent_actors._thespian.lifetime import OwnerProcess, install_sigterm_exit
 from persistent_actors._thespian.loopback import bind_where_advertised
 from persistent_actors._thespian.wakeups import fast_wakeup_checks
 from persistent_actors.errors import ActorInitializationError, PersistentActorsError
@@ -100,11 +101,15 @@ class ActorSystem:
         self._endpoint = Endpoint(name, self._asys, simple=self.settings.base == "simple")
         _live.add(self)
         ActorSystem._latest = weakref.ref(self)
+        # SIGTERM shuts down as cleanly as SIGINT (see _thespian/lifetime.py).
+        install_sigterm_exit(lambda: any(not s.is_terminated for s in _live))
         try:
             self._guardian = self._endpoint.guardian = self._asys.createActor(Guardian)
             reply = self._endpoint.request(
                 self._guardian,
-                lambda corr: p.InitSystem(name, self.settings.base, self.settings, corr),
+                lambda corr: p.InitSystem(
+                    name, self.settings.base, self.settings, corr,
+                    None if self.settings.base == "simple" else OwnerProcess.current()),
                 timeout=60.0, what="starting the actor system")
         except BaseException:
             self.shutdown()
@@ -160,11 +165,13 @@ class ActorSystem:
                  **kwargs: Any) -> ActorRef:
         """Create an actor of `cls` with ``cls(*args, **kwargs)`` (Akka's ``ActorOf(Props)``).
 
-        Blocks until the actor is constructed. The name must be unique among running actors;
-        creating one under the name of an actor that is stopping waits for it to exit.
+        Blocks until the actor is constructed and its ``pre_start`` ran. The name must be
+        unique among running actors; creating one under the name of an actor that is stopping
+        waits for it to exit.
 
         Raises:
-            ActorInitializationError: the constructor raised, or there is no persistence_id.
+            ActorInitializationError: the constructor, ``pre_start`` or the ``recovery``
+                property raised, or there is no persistence_id; the actor is stopped.
             InvalidActorNameError: the name is malformed or taken.
             MessageNotSerializableError: on multiproc-tcp, an argument cannot be pickled.
 

@@ -91,6 +91,11 @@ class Journal(ABC):
     """
 
     def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
+        """Plugin API: validate `settings` (raise `ConfigError` naming a bad one); no I/O.
+
+        The runtime also constructs every configured plugin once when the actor system
+        starts, only to check its settings, so a constructor must not open anything.
+        """
         self.settings: Mapping[str, Any] = dict(settings or {})
 
     async def start(self) -> None:  # noqa: B027 - optional hook, empty by design

@@ -19,6 +19,7 @@ from persistent_actors import (
     ActorSystem,
     Kill,
     PersistentActor,
+    PersistentActorsError,
     Recovery,
     RecoveryCompleted,
     SnapshotOffer,
@@ -129,7 +130,12 @@ def main(argv: list[str]) -> int:
     """Tell the cart four commands, print the count, kill it, respawn it, print again."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     config = argv[1] if len(argv) > 1 else None
-    with ActorSystem("shop", config=config) as system:
+    try:
+        system = ActorSystem("shop", config=config)
+    except PersistentActorsError as e:  # a mistake in the config: one line, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    with system:
         print(f"actor system {system.name!r} on base {system.settings.base!r}, journal "
               f"{system.settings.journals['default'].spec!r}")
         cart = system.actor_of(Cart, None, True, name="persistentActor")

@@ -23,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from persistent_actors import ActorRef, ActorSystem
+from persistent_actors import ActorRef, ActorSystem, PersistentActorsError
 from samples.cart import PUT_IN, TAKE_OUT, Cart, Cmd
 
 CART = web.AppKey("cart", ActorRef)
@@ -89,7 +89,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--port", type=int, default=8080)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    with ActorSystem("shop", config=args.config) as system:
+    try:
+        system = ActorSystem("shop", config=args.config)
+    except PersistentActorsError as e:  # a mistake in the config: one line, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    with system:
         web.run_app(create_app(system), host=args.host, port=args.port)
     return 0
 

@@ -79,3 +79,11 @@ class Evil:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (os.system, (f"touch {self.marker}",))
+
+
+class DefaultHooks(Recorder):
+    """Reports like `Recorder`, then logs with the default `on_recovery_failure`."""
+
+    def on_recovery_failure(self, cause: BaseException, event: Any | None) -> None:
+        super().on_recovery_failure(cause, event)
+        PersistentActor.on_recovery_failure(self, cause, event)

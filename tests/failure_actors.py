@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any
 
-from persistent_actors import ActorRef, PersistentActor, RecoveryCompleted, SnapshotOffer, register
+from persistent_actors import (
+    ActorRef,
+    PersistentActor,
+    PoisonPill,
+    RecoveryCompleted,
+    SnapshotOffer,
+    Tagged,
+    register,
+)
 from persistent_actors.supervision import (
     Backoff,
     DiscardToDeadLetterStrategy,
@@ -133,3 +142,135 @@ class TinyStashReply(Reporter):
 def is_big(event: Any) -> bool:
     """Predicate for the test kit: an `Added` over 100 (module level, so it pickles)."""
     return isinstance(event, Added) and event.value > 100
+
+
+class FailingPreStart(Reporter):
+    """`pre_start` raises: an initialization failure (Akka's ActorInitializationException)."""
+
+    def pre_start(self) -> None:
+        self.probe.tell("pre_start")
+        raise ValueError("pre_start is broken")
+
+
+class FailingRecoveryProperty(Reporter):
+    """Its `recovery` property raises when recovery starts."""
+
+    @property
+    def recovery(self) -> Any:
+        raise LookupError("no recovery for you")
+
+
+class FailingPostRestart(Reporter):
+    """Restarts on "boom"; the new instance's `post_restart` raises."""
+
+    def on_command(self, message: Any) -> None:
+        if message == "boom":
+            raise RuntimeError("boom")
+        super().on_command(message)
+
+    def post_restart(self, reason: BaseException) -> None:
+        self.probe.tell(("post_restart", type(reason).__name__))
+        raise ValueError("post_restart is broken")
+
+
+@dataclasses.dataclass(frozen=True)
+class TaggedPair:
+    """Persist `Added(1)`, then `Tagged(Added(2), [tag])`: two writes of one batch."""
+
+    tag: str
+
+
+class TaggingReporter(Reporter):
+    def on_command(self, message: Any) -> None:
+        if isinstance(message, TaggedPair):
+            self.persist(Added(1), self._added)
+            self.persist(Tagged(Added(2), [message.tag]), lambda t: self._added(t.payload))
+            return
+        super().on_command(message)
+
+
+class StopInHandler(Reporter):
+    """``("stop-in-handler",)``: persist_all([1, 2]); the handler of 1 stops the actor, the
+    handler of 2 would persist 3. Then "after" is stashed behind the persist."""
+
+    def on_command(self, message: Any) -> None:
+        if message == "stop-in-handler":
+            self.persist_all([Added(1), Added(2)], self._handle)
+            return
+        super().on_command(message)
+
+    def _handle(self, event: Added) -> None:
+        self.probe.tell(("handler", event.value))
+        if event.value == 1:
+            self.context.stop()
+        else:
+            self.persist(Added(3), self._added)
+
+
+class PersistAllNone(Reporter):
+    """``"none"``: persist_all(None) and persist_all_async(None), then report."""
+
+    def on_command(self, message: Any) -> None:
+        if message == "none":
+            self.persist_all(None, self._added)
+            self.persist_all_async(None, self._added)
+            self.probe.tell(("after none", self.last_sequence_nr))
+            return
+        if message == "str":
+            self.persist_all("ab", self._added)  # type: ignore[arg-type]
+            return
+        super().on_command(message)
+
+
+class AsyncRaces(Reporter):
+    """Akka classic's documented races around `persist_async` (README, defects 7 and 8).
+
+    ``"async-then-pill"``: persist_async(Added(1)), then a PoisonPill to itself.
+    ``"async-then-boom"``: persist_async(Added(1)), then "boom" to itself, whose handler
+    persists Added(2) and raises while the first write is still in flight.
+    """
+
+    def on_command(self, message: Any) -> None:
+        match message:
+            case "async-then-pill":
+                self.persist_async(Added(1), self._added)
+                self.context.self.tell(PoisonPill)
+            case "async-then-boom":
+                self.persist_async(Added(1), self._added)
+                self.context.self.tell("boom")
+            case "boom":
+                self.persist(Added(2), self._added)
+                raise RuntimeError("boom")
+            case _:
+                super().on_command(message)
+
+
+class ProcessReporter(Reporter):
+    """Also answers "pid" with its OS process id, and "total?" to the asker."""
+
+    def on_command(self, message: Any) -> None:
+        match message:
+            case "pid":
+                self.sender.tell(os.getpid())
+            case "total?":
+                self.sender.tell(("total", self.total, self.last_sequence_nr))
+            case _:
+                super().on_command(message)
+
+
+_constructions: dict[str, int] = {}  # per persistence id, in the hosting process
+
+
+class FailingSecondConstructor(Reporter):
+    """Restarts on "boom"; its constructor raises from the second construction on."""
+
+    def __init__(self, pid: str, probe: ActorRef) -> None:
+        super().__init__(pid, probe)
+        _constructions[pid] = _constructions.get(pid, 0) + 1
+        if _constructions[pid] > 1:
+            raise ValueError("constructor is broken now")
+
+    def on_command(self, message: Any) -> None:
+        if message == "boom":
+            raise RuntimeError("boom")
+        super().on_command(message)

@@ -16,7 +16,7 @@ from persistent_actors import ActorSystem, Kill, PluginError, SerializationError
 from persistent_actors._serialization import default_serializer
 from persistent_actors.journal import AtomicWrite, PersistentRepr
 from persistent_actors.testing import TestProbe
-from tests.bad_input_actors import Evil, Recorder
+from tests.bad_input_actors import DefaultHooks, Evil, Recorder
 from tests.conftest import system_config
 from tests.read_only import read_only
 
@@ -133,3 +133,29 @@ async def test_a_read_only_database_fails_at_start_and_keeps_its_events(
     with read_only(db), pytest.raises(PluginError, match=r"events\.db"):
         ActorSystem("bad", config=sqlite_config(base, db))
     assert stored_rows(db) == before
+
+
+@pytest.mark.parametrize(("manifest", "payload"), [
+    pytest.param("m" * 5_000_000, msgpack.packb({"x": 1}), id="huge-manifest"),
+    pytest.param("", msgpack.packb(msgpack.ExtType(3, msgpack.packb("9" * 5_000_000))),
+                 id="huge-bad-datetime"),
+])
+async def test_stored_data_puts_a_bounded_text_into_errors_and_logs(
+        base: str, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        manifest: str, payload: bytes) -> None:
+    # Defect 10: a 5 MB stored manifest became a 5,000,000-character exception text that the
+    # default on_recovery_failure logged whole.
+    db = tmp_path / "events.db"
+    await write_rows(db, "victim", [(manifest, payload)])
+    with ActorSystem("bad", config=sqlite_config(base, db)) as system:
+        probe = TestProbe(system)
+        system.actor_of(DefaultHooks, "victim", probe.ref)
+        kind, error, text = probe.expect_msg(timeout=30)
+        assert (kind, error) == ("recovery-failed", "RecoveryError")
+        assert "event 1" in text
+        assert len(text) < 2_000, len(text)
+        assert probe.expect_msg(timeout=10) == "stopped"
+    logged = [r.getMessage() for r in caplog.records]
+    if base == "simple":  # the actor's log lands in this process
+        assert any("recovery of persistence id 'victim' failed" in m for m in logged)
+    assert all(len(m) < 2_000 for m in logged), max(map(len, logged))

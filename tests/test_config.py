@@ -297,3 +297,55 @@ def test_module_class_plugin_runs(base: str) -> None:
                            snapshot_store={"plugin": "tests.test_config:RenamedSnapshotStore"})
     with ActorSystem("custom", config=config) as system:
         assert system.settings.journals["default"].spec == "tests.test_config:RenamedJournal"
+
+
+# -- numbers are finite and in range (defect 4) ----------------------------------------------
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf"), 1e300, 0, -1.0,
+                                   86_401])
+def test_recovery_event_timeout_must_be_finite_and_in_range(value: float) -> None:
+    config = {"persistence": {"recovery_event_timeout": value}}
+    with pytest.raises(ConfigError, match=r"persistence\.recovery_event_timeout.*86400"):
+        load_settings(config)
+    with pytest.raises(ConfigError, match=r"persistence\.recovery_event_timeout"):
+        ActorSystem("bad", config=config)
+
+
+@pytest.mark.parametrize("value", [0, -5, 10**30, 2.0, float("nan"), True])
+def test_internal_stash_capacity_must_be_an_int_in_range(value: Any) -> None:
+    with pytest.raises(ConfigError, match=r"persistence\.internal_stash_capacity"):
+        load_settings({"persistence": {"internal_stash_capacity": value}})
+
+
+def test_numbers_at_the_bounds_are_accepted() -> None:
+    settings = load_settings({"persistence": {"recovery_event_timeout": 86_400,
+                                              "internal_stash_capacity": 1}})
+    assert settings.recovery_event_timeout == 86_400.0
+    assert settings.internal_stash_capacity == 1
+
+
+@pytest.mark.parametrize(("key", "value"), [("busy_timeout", 10**30), ("busy_timeout", -1),
+                                            ("replay_page_size", 10**12),
+                                            ("replay_page_size", 0)])
+def test_sqlite_numbers_must_be_in_range(tmp_path: Path, key: str, value: int) -> None:
+    config = {"persistence": {"journal": {"plugin": "sqlite", "path": str(tmp_path / "j.db"),
+                                          key: value}}}
+    with pytest.raises(ConfigError, match=rf"persistence\.journal.*{key}.*\.\."):
+        load_settings(config)
+
+
+# -- every configured plugin's settings are checked at start (defect 11) ---------------------
+@pytest.mark.parametrize("section", ["journals", "snapshot_stores"])
+def test_an_extra_plugins_unknown_setting_fails_at_actor_system_start(
+        tmp_path: Path, section: str) -> None:
+    extra = {"plugin": "sqlite", "path": str(tmp_path / "x.db"), "colour": "blue"}
+    config = {"persistence": {section: {"audit": extra}}}
+    with pytest.raises(ConfigError, match=rf"persistence\.{section}\.audit.*'colour'"):
+        ActorSystem("bad", config=config)
+
+
+def test_a_test_plugins_wrapped_settings_are_checked_at_start(tmp_path: Path) -> None:
+    wrapped = {"plugin": "sqlite", "path": str(tmp_path / "x.db"), "synchronous": "sometimes"}
+    config = {"persistence": {"journals": {"kit": {
+        "plugin": "persistent_actors.testing:TestJournal", "wrapped": wrapped}}}}
+    with pytest.raises(ConfigError, match=r"persistence\.journals\.kit.*synchronous"):
+        load_settings(config)

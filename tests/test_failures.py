@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +14,7 @@ import pytest
 
 from journal_plugins.sqlite import SqliteSnapshotStore
 from persistent_actors import (
+    ActorInitializationError,
     ActorSystem,
     ConfigError,
     DeadLetter,
@@ -33,12 +37,22 @@ from persistent_actors.testing import (
 )
 from tests.conftest import system_config
 from tests.failure_actors import (
+    AsyncRaces,
     BackoffReporter,
     DeleteMessagesCmd,
     DeleteSnapshotCmd,
+    FailingPostRestart,
+    FailingPreStart,
+    FailingRecoveryProperty,
+    FailingSecondConstructor,
     Fill,
+    PersistAllNone,
     Poison,
+    ProcessReporter,
     Reporter,
+    StopInHandler,
+    TaggedPair,
+    TaggingReporter,
     TinyStashDrop,
     TinyStashReply,
     TinyStashThrow,
@@ -255,3 +269,176 @@ def test_test_kit_fails_snapshot_saves_and_deletes(kit: Kit) -> None:
 def test_the_kit_refuses_a_reject_outside_writes(kit: Kit) -> None:
     with pytest.raises(ConfigError, match="Reject applies to journal writes only"):
         kit.kit.journal.on_recovery(Reject())
+
+
+async def test_an_undecodable_snapshot_at_sequence_nr_0_falls_back_to_a_full_replay(
+        base: str, tmp_path: Path) -> None:
+    # Defect 1: a snapshot saved before any event (sequence number 0) whose payload no longer
+    # decodes made recovery compute a limit of -1 and restart the actor for ever.
+    db = tmp_path / "snapshots.db"
+    store = SqliteSnapshotStore({"path": str(db)})
+    await store.start()
+    await store.save(SnapshotMetadata("p", 0, 1.0), "tests.gone.State", b"\x80")
+    await store.close()
+    config = system_config(base, snapshot_store={"plugin": "sqlite", "path": str(db)})
+    with ActorSystem("failures", config=config) as system:
+        probe = TestProbe(system)
+        actor = system.actor_of(Reporter, "p", probe.ref)
+        assert probe.expect_msg(timeout=10) == ("recovered", 0, 0)
+        actor.tell(4)
+        assert probe.expect_msg(timeout=10) == ("persisted", 4, 1)
+        probe.expect_no_msg(0.3)  # no restart
+
+
+@pytest.mark.parametrize(("cls", "cause"), [(FailingPreStart, "pre_start is broken"),
+                                            (FailingRecoveryProperty, "no recovery for you")])
+def test_an_actor_whose_initialization_raises_is_stopped_and_actor_of_raises(
+        kit: Kit, cls: type[Reporter], cause: str) -> None:
+    # Defect 3: pre_start (or the recovery property) raising restarted the actor ~1,500
+    # times until RecursionError. Akka: ActorInitializationException stops the actor.
+    with pytest.raises(ActorInitializationError, match=f"{cls.__qualname__}.*{cause}"):
+        kit.start(cls, name="init")
+    if cls is FailingPreStart:
+        assert kit.probe.expect_msg(timeout=10) == "pre_start"
+    assert kit.probe.expect_msg(timeout=10) == "stopped"  # post_stop of the failed instance
+    kit.probe.expect_no_msg(0.5)  # no restart, no second pre_start
+    # The name is free again and the system works.
+    kit.start(name="init")
+    assert kit.probe.expect_msg(timeout=10) == ("recovered", 0, 0)
+
+
+def test_a_restart_whose_post_restart_raises_stops_the_actor(kit: Kit) -> None:
+    actor = kit.start(FailingPostRestart, name="restarting")
+    assert kit.probe.expect_msg(timeout=10) == ("recovered", 0, 0)
+    actor.tell("boom")
+    assert kit.probe.expect_msg(timeout=10) == "stopped"  # pre_restart of the old instance
+    assert kit.probe.expect_msg(timeout=10) == ("post_restart", "RuntimeError")
+    assert kit.probe.expect_msg(timeout=10) == "stopped"  # the new instance is stopped
+    kit.probe.expect_no_msg(0.5)  # no second restart
+    kit.start(name="restarting")  # the name was released: the actor is gone
+    assert kit.probe.expect_msg(timeout=10) == ("recovered", 0, 0)
+
+
+@pytest.mark.parametrize("plugin", ["inmem", "sqlite"])
+def test_a_write_that_cannot_be_encoded_is_rejected_alone(
+        base: str, tmp_path: Path, plugin: str) -> None:
+    # Defect 2: a lone surrogate in a tag made SQLite raise UnicodeEncodeError inside the
+    # batch transaction, failing (and stopping) every writer of the batch; in memory it was
+    # stored. Now it is rejected before the journal, on every plugin, and the rest commits.
+    journal: dict[str, Any] = {"plugin": plugin}
+    if plugin == "sqlite":
+        journal["path"] = str(tmp_path / "events.db")
+    with ActorSystem("encode", config=system_config(base, journal=journal)) as system:
+        probe = TestProbe(system)
+        actor = system.actor_of(TaggingReporter, "p", probe.ref)
+        assert probe.expect_msg(timeout=10) == ("recovered", 0, 0)
+        actor.tell(TaggedPair("x\udc80"))
+        assert probe.expect_msg(timeout=10) == ("persisted", 1, 1)
+        assert probe.expect_msg(timeout=10) == ("rejected", "SerializationError", "Tagged", 2)
+        actor.tell(5)  # the actor goes on
+        assert probe.expect_msg(timeout=10) == ("persisted", 5, 3)
+        system.stop(actor)
+        assert probe.expect_msg(timeout=10) == "stopped"
+        system.actor_of(TaggingReporter, "p", probe.ref)
+        assert probe.expect_msg(timeout=10) == ("recovered", 6, 3)
+
+
+def test_a_persistence_id_that_cannot_be_encoded_fails_creation(kit: Kit) -> None:
+    with pytest.raises(ActorInitializationError, match=r"persistence_id.*not valid UTF-8"):
+        kit.start(pid="p\udc80")
+    kit.probe.expect_no_msg(0.3)  # never recovered, never wrote
+
+
+def test_nothing_runs_or_is_written_after_a_stop_inside_a_persist_all_handler(kit: Kit) -> None:
+    # Defect 5: the handler of e2 ran after post_stop, and what it persisted was stored.
+    actor = kit.start(StopInHandler, name="stopper")
+    assert kit.probe.expect_msg(timeout=10) == ("recovered", 0, 0)
+    actor.tell("stop-in-handler")
+    actor.tell(10)  # stashed behind the persist_all: never handled
+    assert kit.probe.expect_msg(timeout=10) == ("handler", 1)
+    assert kit.probe.expect_msg(timeout=10) == "stopped"
+    kit.probe.expect_no_msg(0.5)
+    kit.start(name="stopper")
+    assert kit.probe.expect_msg(timeout=10) == ("recovered", 3, 2)  # 1 and 2 only
+
+
+def test_persist_all_of_none_does_nothing_as_in_akka(kit: Kit) -> None:
+    # Defect 9: persist_all(None) raised TypeError and restarted the actor.
+    actor = kit.start(PersistAllNone)
+    assert kit.probe.expect_msg(timeout=10) == ("recovered", 0, 0)
+    actor.tell("none")
+    assert kit.probe.expect_msg(timeout=10) == ("after none", 0)
+    actor.tell(3)
+    assert kit.probe.expect_msg(timeout=10) == ("persisted", 3, 1)  # no restart in between
+    actor.tell("str")  # a str is a programming error: the actor restarts, naming it
+    assert kit.probe.expect_msg(timeout=10) == "stopped"
+    assert kit.probe.expect_msg(timeout=10) == ("restarted", "TypeError")
+    assert kit.probe.expect_msg(timeout=10) == ("recovered", 3, 1)
+
+
+def test_a_poison_pill_overtakes_a_pending_persist_async_handler(kit: Kit) -> None:
+    # Defect 7 (README corrected): persist_async does not stash, so a PoisonPill that
+    # arrives before the write's result stops the actor first, as in Akka classic. The
+    # event is stored all the same.
+    actor = kit.start(AsyncRaces, name="races")
+    assert kit.probe.expect_msg(timeout=10) == ("recovered", 0, 0)
+    actor.tell("async-then-pill")
+    assert kit.probe.expect_msg(timeout=10) == "stopped"
+    kit.probe.expect_no_msg(0.3)  # the handler of Added(1) never ran
+    kit.start(name="races")
+    assert kit.probe.expect_msg(timeout=10) == ("recovered", 1, 1)
+
+
+def test_events_of_a_failing_command_are_lost_while_a_persist_async_write_is_in_flight(
+        kit: Kit) -> None:
+    # Defect 8 (README corrected): the events a failing command persisted are written only
+    # if no write is in flight; behind a pending persist_async they go with the failed
+    # instance, as in Akka (its journal batch dies with the actor).
+    actor = kit.start(AsyncRaces, name="races")
+    assert kit.probe.expect_msg(timeout=10) == ("recovered", 0, 0)
+    actor.tell("async-then-boom")
+    assert kit.probe.expect_msg(timeout=10) == "stopped"  # pre_restart
+    assert kit.probe.expect_msg(timeout=10) == ("restarted", "RuntimeError")
+    assert kit.probe.expect_msg(timeout=10) == ("recovered", 1, 1)  # Added(2) was lost
+
+
+@pytest.mark.multiproc
+def test_an_actor_whose_process_is_killed_restarts_under_the_same_ref(tmp_path: Path) -> None:
+    # Defect 14: the ref of an actor whose process died stayed dead for ever; asks waited
+    # their whole timeout. Now the guardian restarts it (Akka's default supervision after a
+    # crash) and the old ref reaches the new incarnation, which recovers from the journal.
+    config = system_config("multiproc-tcp",
+                           journal={"plugin": "sqlite", "path": str(tmp_path / "events.db")})
+    with ActorSystem("crash", config=config) as system:
+        probe = TestProbe(system)
+        actor = system.actor_of(ProcessReporter, "p", probe.ref, name="victim")
+        assert probe.expect_msg(timeout=10) == ("recovered", 0, 0)
+        actor.tell(5)
+        assert probe.expect_msg(timeout=10) == ("persisted", 5, 1)
+        first = actor.ask("pid", timeout=10)
+        os.kill(first, signal.SIGKILL)
+        # Sent at once, while the guardian may not yet know: held, then delivered.
+        assert actor.ask("total?", timeout=20) == ("total", 5, 1)
+        assert probe.expect_msg(timeout=10) == ("recovered", 5, 1)
+        second = actor.ask("pid", timeout=10)
+        assert second != first
+        actor.tell(2)  # tells reach it too, and it persists after its recovered state
+        assert probe.expect_msg(timeout=10) == ("persisted", 2, 2)
+        # A deliberate stop through the old ref is final: no restart, the name is free.
+        system.stop(actor)
+        assert probe.expect_msg(timeout=10) == "stopped"
+        again = system.actor_of(ProcessReporter, "p", probe.ref, name="victim")
+        assert probe.expect_msg(timeout=10) == ("recovered", 7, 2)
+        assert again.ask("pid", timeout=10) not in (first, second)
+
+
+def test_a_restart_whose_constructor_raises_stops_the_actor(kit: Kit) -> None:
+    # Defect 3, second half: a restart that fails in its constructor is not retried.
+    # A fresh id: multiproc processes fork from this one and inherit its construction count.
+    actor = kit.start(FailingSecondConstructor, pid=f"ctor-{uuid.uuid4().hex}", name="ctor")
+    assert kit.probe.expect_msg(timeout=10) == ("recovered", 0, 0)
+    actor.tell("boom")
+    assert kit.probe.expect_msg(timeout=10) == "stopped"  # pre_restart of the old instance
+    kit.probe.expect_no_msg(0.5)  # no instance came up, nothing retried
+    kit.start(pid="other", name="ctor")  # the name was released: the actor is gone
+    assert kit.probe.expect_msg(timeout=10) == ("recovered", 0, 0)

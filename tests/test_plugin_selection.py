@@ -50,11 +50,17 @@ async def test_a_class_with_journal_plugin_id_writes_to_that_journal(
     assert await stored_events(audit_db, "audited") == [(1, 7)]
 
 
-def test_a_missing_database_folder_fails_at_start_naming_the_path(
+def test_a_database_folder_that_cannot_be_created_fails_at_start_naming_the_path(
         base: str, tmp_path: Path) -> None:
-    path = tmp_path / "no-such-folder" / "events.db"
-    with pytest.raises(PluginError, match="no-such-folder"):
+    # A missing folder is created (defect 15); one under a regular file cannot be.
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file")
+    path = blocker / "events.db"
+    with pytest.raises(PluginError, match="not-a-folder"):
         ActorSystem("plugins", config=system_config(base, journal=sqlite(path)))
+    created = tmp_path / "new-folder" / "events.db"
+    ActorSystem("plugins", config=system_config(base, journal=sqlite(created))).shutdown()
+    assert created.is_file()
 
 
 def test_a_non_sqlite_file_fails_at_start_and_is_not_overwritten(

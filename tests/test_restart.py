@@ -120,3 +120,59 @@ def test_cart_recovers_in_a_new_process_after_sigkill(restart: Restart) -> None:
     proc.wait(timeout=10)
     assert "count=2" in out.read_text(errors="replace")
     assert "count=2" in restart.run("read")
+
+
+def _processes_running(marker: str) -> list[int]:
+    """Pids of live (not zombie) processes whose command line mentions `marker`.
+
+    Thespian forks its admin and actor processes from the application, so they all carry
+    the application's command line, which names this run's config file.
+    """
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+            stat = (entry / "stat").read_text(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline and stat[stat.rfind(")") + 2:][:1] not in ("Z", "X"):
+            found.append(int(entry.name))
+    return found
+
+
+def _wait_until_none_left(marker: str, seconds: float) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while (left := _processes_running(marker)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+@pytest.mark.multiproc
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="counts processes in /proc")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_no_process_outlives_the_application_on_multiproc(tmp_path: Path, sig: int) -> None:
+    # Defect 13: after SIGTERM or SIGKILL of the application, the admin, plugin and actor
+    # processes lived on for ever, holding the journal open.
+    restart = Restart("multiproc-tcp", tmp_path)
+    try:
+        proc, out = restart.start("hang")
+        config = str(tmp_path / f"config-{len(restart.ports)}.toml")
+        deadline = time.monotonic() + 60
+        while "count=" not in out.read_text(errors="replace"):
+            assert proc.poll() is None, out.read_text(errors="replace")
+            assert time.monotonic() < deadline, "the writer never reported its count"
+            time.sleep(0.05)
+        running = _processes_running(config)
+        assert len(running) >= 5, running  # the application, admin, guardian, plugins, cart
+        os.kill(proc.pid, sig)
+        code = proc.wait(timeout=30)
+        # SIGTERM: a clean exit through SystemExit (with blocks, atexit); SIGKILL: killed.
+        assert code == (143 if sig == signal.SIGTERM else -signal.SIGKILL), \
+            out.read_text(errors="replace")
+        left = _wait_until_none_left(config, 15)
+        assert not left, f"processes left after {signal.Signals(sig).name}: {left}"
+        assert "count=2" in restart.run("read")  # the journal is intact and free
+    finally:
+        restart.cleanup()

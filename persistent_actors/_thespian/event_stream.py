@@ -22,19 +22,15 @@ from persistent_actors.messages import DeadLetter
 class EventStreamActor(Actor):  # type: ignore[misc]
     """Keeps (subscriber, class) pairs and fans published events out to them.
 
-    It is also the system's dead-letter handler, so it can drop subscribers that died and
-    publish `DeadLetter`s.
+    It also gets the system's dead letters (from the guardian, the registered handler), so it
+    can drop subscribers that died and publish `DeadLetter`s.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self._subscriptions: list[tuple[ActorRef, type[Any]]] = []
-        self._handling_dead_letters = False
 
     def receiveMessage(self, message: Any, sender: Any) -> None:  # noqa: N802 - thespian API
-        if not self._handling_dead_letters:
-            self.handleDeadLetters(startHandling=True)
-            self._handling_dead_letters = True
         if isinstance(message, Envelope):
             message = message.message
         match message:

@@ -10,20 +10,30 @@ deterministic.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import itertools
+import time
 from collections.abc import Callable
 from typing import Any
 
 from thespian.actors import Actor as ThespianActor
-from thespian.actors import ActorExitRequest, ChildActorExited, PoisonMessage
+from thespian.actors import (
+    ActorExitRequest,
+    ChildActorExited,
+    DeadEnvelope,
+    PoisonMessage,
+    WakeupMessage,
+)
 
 from persistent_actors import _protocol as p
-from persistent_actors._actor import Actor, ActorRef
+from persistent_actors._actor import Actor, ActorRef, AskRef
 from persistent_actors._config import JOURNAL, SNAPSHOT_STORE, Settings
 from persistent_actors._persistent_actor import PersistentActor
 from persistent_actors._thespian.common import log, portable_error
 from persistent_actors._thespian.event_stream import EventStreamActor
 from persistent_actors._thespian.host import ActorHost
+from persistent_actors._thespian.lifetime import OWNER_POLL_INTERVAL, OwnerProcess
 from persistent_actors._thespian.plugin_host import PluginHost
 from persistent_actors.errors import ActorInitializationError, InvalidActorNameError
 
@@ -31,6 +41,20 @@ PluginKey = tuple[str, str]  # (kind, plugin id as configured)
 
 _RESERVED = object()  # name taken by an actor still being created
 _EVENT_STREAM: PluginKey = ("event_stream", "")
+
+# An actor whose process dies is restarted at most this many times within this many seconds;
+# then it stays dead (a process killed over and over, e.g. by the OOM killer, is not retried
+# for ever).
+MAX_CRASH_RESTARTS = 10
+CRASH_RESTART_WINDOW = 60.0
+# Seconds an unannounced exit waits for the host's ActorStopping before it counts as a crash
+# (thespian does not order its ChildActorExited with the host's own last messages).
+CRASH_GRACE = 0.5
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _CrashCheck:
+    key: Any
 
 
 def _key(address: Any) -> Any:
@@ -57,6 +81,15 @@ class Guardian(ThespianActor):  # type: ignore[misc]
         self._host_ids = itertools.count(1)
         self._anonymous = itertools.count()
         self._event_stream: Any = None
+        # Crash restarts (a host process died without being stopped; multiproc-tcp only).
+        self._outside: Any = None  # the facade's endpoint: where asks came from
+        self._requests: dict[str, p.CreateActor] = {}  # name -> how it was created
+        self._crashes: dict[str, list[float]] = {}  # name -> times of its crash restarts
+        self._restarting: dict[Any, str] = {}  # dead host key -> name, until restarted
+        self._held: dict[str, list[Any]] = {}  # name -> dead letters for its next incarnation
+        self._redirects: dict[Any, Any] = {}  # dead host key -> its name's current address
+        self._suspects: dict[Any, str] = {}  # exited unannounced: host key -> name (grace)
+        self._exiting = False
 
     def receiveMessage(self, message: Any, sender: Any) -> None:  # noqa: N802 - thespian API
         match message:
@@ -69,8 +102,14 @@ class Guardian(ThespianActor):  # type: ignore[misc]
             case p.ActorFailed(host_id, error):
                 self._actor_failed(host_id, error)
             case p.ActorStopping():
-                self._stopping.add(_key(sender))
+                key = _key(sender)
+                if key in self._suspects:  # its exit overtook this: a normal stop after all
+                    self._exited(self._suspects.pop(key))
+                else:
+                    self._stopping.add(key)
             case p.StopRequested(address):
+                # A ref to a crashed incarnation stops the current one (it gets the stop too).
+                address = self._redirects.get(_key(address), address)
                 # Only a live named actor: an address that already exited must not linger.
                 if _key(address) in self._by_address:
                     self._stopping.add(_key(address))
@@ -91,14 +130,28 @@ class Guardian(ThespianActor):  # type: ignore[misc]
                 self._get_plugin(message, sender)
             case ChildActorExited():
                 self._child_exited(message.childAddress)
+            case DeadEnvelope():
+                self._dead_letter(message)
+            case WakeupMessage(payload=OwnerProcess() as owner):
+                self._watch_owner(owner)
+            case WakeupMessage(payload=_CrashCheck(key)) if key in self._suspects:
+                name = self._suspects.pop(key)
+                if not self._restart_crashed(name, key):
+                    self._exited(name)
             case PoisonMessage():
                 log.warning("guardian: a message could not be delivered: %s", message.details)
             case ActorExitRequest():
-                pass
+                self._exiting = True  # the system shuts down: children exit, none restarts
 
     # -- system start ------------------------------------------------------------------------
     def _init(self, init: p.InitSystem, requester: Any) -> None:
         self._settings = init.settings
+        self._outside = requester
+        # Every dead letter comes here first: those for a crashed actor are held for its next
+        # incarnation; the rest go on to the event stream, which publishes them.
+        self.handleDeadLetters(startHandling=True)
+        if init.owner is not None:
+            self._watch_owner(init.owner)
         self.send(self.createActor(EventStreamActor), p.StartEventStream())
         keys = {_EVENT_STREAM, self._ensure_plugin(JOURNAL, None),
                 self._ensure_plugin(SNAPSHOT_STORE, None)}
@@ -113,6 +166,15 @@ class Guardian(ThespianActor):  # type: ignore[misc]
             self.send(requester, p.Reply(init.correlation_id, p.SystemReady(self._info)))
 
         self._when_ready(keys, done)
+
+    def _watch_owner(self, owner: OwnerProcess) -> None:
+        """Shut the whole system down once the application process is gone (lifetime.py)."""
+        if owner.is_alive():
+            self.wakeupAfter(datetime.timedelta(seconds=OWNER_POLL_INTERVAL), payload=owner)
+            return
+        log.warning("guardian: the application process %d is gone; shutting the actor system "
+                    "down", owner.pid)
+        self.actorSystemShutdown()
 
     def _ensure_plugin(self, kind: str, plugin_id: str | None) -> PluginKey:
         config = self._settings.plugin(kind, plugin_id)
@@ -235,6 +297,18 @@ class Guardian(ThespianActor):  # type: ignore[misc]
         request, requester, name = started
         self._names[name] = host
         self._by_address[_key(host)] = name
+        self._requests[name] = request
+        if requester is None:  # a crash restart: old refs now lead here
+            for old, current in list(self._redirects.items()):
+                if self._by_address.get(_key(current)) is None:
+                    self._redirects[old] = host
+            for old, held_name in list(self._restarting.items()):
+                if held_name == name:
+                    del self._restarting[old]
+                    self._redirects[old] = host
+            for message in self._held.pop(name, []):
+                self._forward(host, message)
+            return
         self.send(requester, p.Reply(request.correlation_id, p.ActorCreated(ActorRef(host, name))))
 
     def _actor_failed(self, host_id: int, error: BaseException) -> None:
@@ -242,6 +316,11 @@ class Guardian(ThespianActor):  # type: ignore[misc]
         if started is None:
             return
         request, requester, name = started
+        if requester is None:  # a crash restart failed in the constructor: it stays dead
+            log.error("guardian: %r could not be restarted after its process died: %s",
+                      name, error)
+            self._give_up(name)
+            return
         # The failed host stops by itself; its name was never published, so free it now.
         if self._names.get(name) is _RESERVED:
             del self._names[name]
@@ -251,15 +330,116 @@ class Guardian(ThespianActor):  # type: ignore[misc]
     def _child_exited(self, address: Any) -> None:
         # Thespian's TCP base may report one exit twice: everything here is idempotent.
         key = _key(address)
+        stopping = key in self._stopping
         self._stopping.discard(key)
         name = self._by_address.pop(key, None)
         if name is not None and self._names.get(name) == address:
-            del self._names[name]
-            self._run_deferred(name)
+            if not stopping and not self._exiting and self._info is not None and \
+                    self._info.base != "simple":
+                # Exited without ActorStopping: its process died (SIGKILL, the OOM killer),
+                # unless that message is still on its way.
+                self._suspects[key] = name
+                self.wakeupAfter(datetime.timedelta(seconds=CRASH_GRACE),
+                                 payload=_CrashCheck(key))
+                return
+            self._exited(name)
         for plugin_key, plugin in list(self._plugins.items()):
             if plugin == address:
                 del self._plugins[plugin_key]
                 self._plugin_ready.discard(plugin_key)
+
+    def _exited(self, name: str) -> None:
+        """The actor named `name` is gone for good: free the name."""
+        if self._names.get(name) is not None:
+            del self._names[name]
+        self._requests.pop(name, None)
+        self._flush_held(name)
+        self._run_deferred(name)
+
+    # -- crash restarts (a host process died: SIGKILL, the OOM killer) -----------------------
+    def _restart_crashed(self, name: str, key: Any) -> bool:
+        """Start a new incarnation of `name`, whose process died unasked; False: give up.
+
+        As Akka's default supervision restarts a crashed actor: the new one is built from the
+        same arguments and recovers from the journal. Messages that were in the dead process
+        are lost, as in a crash; those sent to it since are held and delivered to the new one.
+        """
+        request = self._requests.get(name)
+        if request is None:
+            return False
+        now = time.monotonic()
+        recent = [t for t in self._crashes.get(name, []) if now - t < CRASH_RESTART_WINDOW]
+        if len(recent) >= MAX_CRASH_RESTARTS:
+            log.error("guardian: the process of %r died %d times within %.0fs; it stays dead",
+                      name, len(recent), CRASH_RESTART_WINDOW)
+            self._flush_held(name)
+            return False
+        self._crashes[name] = [*recent, now]
+        log.warning("guardian: the process of actor %r died; restarting it", name)
+        self._names[name] = _RESERVED
+        self._restarting[key] = name
+        keys: set[PluginKey] = set()
+        cls = request.cls
+        if issubclass(cls, PersistentActor):
+            keys = {self._ensure_plugin(JOURNAL, cls.journal_plugin_id),
+                    self._ensure_plugin(SNAPSHOT_STORE, cls.snapshot_plugin_id)}
+
+        def plugins_ready(error: BaseException | None) -> None:
+            if error is not None:
+                log.error("guardian: cannot restart %r: %s", name, error)
+                self._give_up(name)
+                return
+            self._start_actor(request, None, name, keys)
+
+        self._when_ready(keys, plugins_ready)
+        return True
+
+    def _give_up(self, name: str) -> None:
+        if self._names.get(name) is _RESERVED:
+            del self._names[name]
+        self._requests.pop(name, None)
+        for old, held_name in list(self._restarting.items()):
+            if held_name == name:
+                del self._restarting[old]
+        self._flush_held(name)
+        self._run_deferred(name)
+
+    def _flush_held(self, name: str) -> None:
+        for message in self._held.pop(name, []):
+            self.send(self._event_stream, message)
+
+    def _dead_letter(self, dead: DeadEnvelope) -> None:
+        key = _key(dead.deadAddress)
+        name = self._restarting.get(key)
+        if name is None:
+            name = self._suspects.get(key)
+        if name is None and key in self._by_address and key not in self._stopping and \
+                self._info is not None and self._info.base != "simple":
+            name = self._by_address[key]  # died, and its exit is not reported yet
+        if name is not None:
+            self._held.setdefault(name, []).append(dead)
+            return
+        current = self._redirects.get(key)
+        if current is not None:
+            self._forward(current, dead)
+            return
+        if self._event_stream is not None:
+            self.send(self._event_stream, dead)  # it publishes the DeadLetter
+
+    def _forward(self, target: Any, dead: DeadEnvelope) -> None:
+        """Deliver a message sent to a dead incarnation to the current one."""
+        message = dead.deadMessage
+        match message:
+            case p.Envelope(correlation_id=str(correlation_id)) if self._outside is not None:
+                # An ask from outside: the reply must go to the asker, not to us.
+                message = p.Envelope(message.message, AskRef(self._outside, correlation_id))
+            case p.Envelope() | ActorExitRequest():
+                pass
+            case _ if type(message).__module__ == p.__name__:
+                return  # a plugin's answer to the dead instance: meaningless to the new one
+            case _:
+                message = p.Envelope(message, None)  # its sender is unknown now
+        self.send(target, message)
 
     def _run_deferred(self, name: str) -> None:
         waiting = self._deferred.pop(name, [])

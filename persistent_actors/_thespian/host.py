@@ -229,19 +229,22 @@ class ActorHost(ThespianActor):  # type: ignore[misc]
         self._ctx = _HostContext(self, start)
         previous = set_current_context(self._ctx)
         try:
+            # pre_start and the start of recovery belong to initialization, as in Akka: their
+            # failure is an ActorInitializationException, which stops the actor (no restart).
             self._construct(stash=None)
+            self._after_start()
         except Exception as e:  # noqa: BLE001 - reported to the creator, then we stop
             error = e if isinstance(e, ActorInitializationError) else ActorInitializationError(
                 f"cannot create {start.cls.__qualname__}: {type(e).__name__}: {e}")
             error.__cause__ = e
             self._stopped = True
+            self._call_post_stop()
             self.send(guardian, p.ActorFailed(start.host_id, portable_error(error)))
             self.send(self.myAddress, ActorExitRequest())
             return
         finally:
             set_current_context(previous)
         self.send(guardian, p.ActorStarted(start.host_id))
-        self._run_user(self._after_start)
 
     def _construct(self, stash: Any) -> None:
         assert self._start is not None  # noqa: S101
@@ -261,6 +264,13 @@ class ActorHost(ThespianActor):  # type: ignore[misc]
                 raise ActorInitializationError(
                     f"{cls.__module__}.{cls.__qualname__} has no persistence_id: set a class "
                     f"attribute or a property returning a non-empty str (got {pid!r})")
+            if not pid.isascii():
+                try:
+                    pid.encode()
+                except UnicodeEncodeError:
+                    raise ActorInitializationError(
+                        f"{cls.__qualname__}: persistence_id {pid[:80]!r} is not valid UTF-8 "
+                        "text (a lone surrogate?); no journal can store it") from None
             es.persistence_id = pid
         self._actor = actor
         self._es = es
@@ -272,12 +282,18 @@ class ActorHost(ThespianActor):  # type: ignore[misc]
         if self._es is not None:
             self._es.start_recovery()
 
-    def _run_user(self, fn: Any) -> None:
+    def _initialize(self, fn: Any) -> None:
+        """Run the start hooks of a new instance; their failure stops the actor.
+
+        Akka's default strategy stops an actor on an ActorInitializationException (pre_start,
+        post_restart): restarting would fail the same way, for ever.
+        """
         previous = set_current_context(self._ctx)
         try:
             fn()
-        except Exception as e:  # noqa: BLE001 - Akka's default supervision
-            self._restart(e, None)
+        except Exception:  # noqa: BLE001 - logged, then the actor stops
+            log.exception("%s failed to initialize; it stops", self._name())
+            self.stop_actor()
         finally:
             set_current_context(previous)
 
@@ -297,6 +313,7 @@ class ActorHost(ThespianActor):  # type: ignore[misc]
             self._construct(stash)
         except Exception:  # noqa: BLE001 - a hook failure is logged, never propagated
             log.exception("%s could not be re-created; it stops", self._name())
+            self._actor = None  # the old instance had its post_stop already
             self.stop_actor()
             return
         assert self._actor is not None  # noqa: S101
@@ -307,7 +324,7 @@ class ActorHost(ThespianActor):  # type: ignore[misc]
             if self._es is not None:
                 self._es.start_recovery()
 
-        self._run_user(after_restart)
+        self._initialize(after_restart)
 
     def _on_timer(self, payload: Any) -> None:
         if self._stopped or self._ctx is None:
@@ -333,11 +350,12 @@ class ActorHost(ThespianActor):  # type: ignore[misc]
             self._construct(stash=kept if self._is_persistent() else None)
         except Exception:  # noqa: BLE001 - a constructor failing now is final
             log.exception("%s could not be started again; it stops", self._name())
+            self._actor = None  # the old instance had its post_stop already
             self.stop_actor()
             return
         finally:
             set_current_context(previous)
-        self._run_user(self._after_start)
+        self._initialize(self._after_start)
         if not self._is_persistent():
             for message, sender in kept:
                 self.receiveMessage(p.Envelope(message, sender), None)
@@ -352,6 +370,8 @@ class ActorHost(ThespianActor):  # type: ignore[misc]
         """
         if self._stopped:
             return
+        if self._es is not None:
+            self._es.stopped()  # whatever it was doing (a persist_all's handlers) ends here
         backoff = getattr(self._start.cls, "backoff", None) if self._start else None
         if failed and isinstance(backoff, BackoffOptions) and self._backing_off is None:
             self._schedule_backoff(backoff)
@@ -383,6 +403,9 @@ class ActorHost(ThespianActor):  # type: ignore[misc]
     def _on_exit(self) -> None:
         if not self._stopped:
             self._stopped = True
+            if self._start is not None:
+                # A stop, not a crash: the guardian must not restart us (guardian.py).
+                self.send(self._start.system.guardian, p.ActorStopping())
             self._call_post_stop()
 
     def _call_post_stop(self) -> None:

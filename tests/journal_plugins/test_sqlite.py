@@ -96,13 +96,26 @@ def test_snapshot_store_rejects_journal_only_setting(db_path: Path) -> None:
 
 
 @pytest.mark.parametrize("cls", [SqliteJournal, SqliteSnapshotStore])
-async def test_path_in_missing_folder_fails_at_start(cls: type[Any], tmp_path: Path) -> None:
-    path = tmp_path / "no-such-folder" / "store.db"
+async def test_a_missing_folder_is_created_at_start(cls: type[Any], tmp_path: Path) -> None:
+    # Defect 15: `python -m samples.cart samples/sqlite.toml` on a fresh clone failed with
+    # "folder 'data' does not exist". Users expect the store to create it, as SQLite does
+    # the file.
+    path = tmp_path / "data" / "nested" / "store.db"
     plugin = cls({"path": str(path)})
-    with pytest.raises(PluginError, match="no-such-folder") as info:
+    await plugin.start()
+    await plugin.close()
+    assert path.is_file()
+
+
+@pytest.mark.parametrize("cls", [SqliteJournal, SqliteSnapshotStore])
+async def test_a_folder_that_cannot_be_created_fails_at_start(
+        cls: type[Any], tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    plugin = cls({"path": str(blocker / "store.db")})
+    with pytest.raises(PluginError, match="a-file") as info:
         await plugin.start()
-    assert "does not exist" in str(info.value)
-    assert not path.parent.exists()
+    assert "cannot create folder" in str(info.value)
     await plugin.close()
 
 
