@@ -11,6 +11,11 @@ Shape (every key optional)::
     recovery_event_timeout = 30.0    # seconds recovery may go without progress
     internal_stash_capacity = 100000 # messages stashed while persisting/recovering
 
+    [persistence.replay_filter]      # Akka's replay-filter (several writers of one id)
+    mode = "repair-by-discard-old"   # or "fail", "warn", "off"
+    window_size = 100                # events held back to detect an old writer
+    max_old_writers = 10             # old writers remembered
+
     [persistence.journal]
     plugin = "inmem"                 # "inmem", "sqlite", an entry-point name, or "module:Class"
     # ...the plugin's own settings sit beside `plugin`
@@ -37,6 +42,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Final
 
+from persistent_actors._replay_filter import REPLAY_FILTER_MODES, ReplayFilterSettings
 from persistent_actors.adapters import AdapterSpec, split_adapter_settings
 from persistent_actors.errors import ConfigError, PluginError
 from persistent_actors.journal import Journal
@@ -100,6 +106,7 @@ class Settings:
     bind_address: str = "127.0.0.1"
     recovery_event_timeout: float = 30.0
     internal_stash_capacity: int = 100_000
+    replay_filter: ReplayFilterSettings = dataclasses.field(default_factory=ReplayFilterSettings)
 
     @property
     def thespian_base(self) -> str:
@@ -189,7 +196,7 @@ def load_settings(config: Mapping[str, Any] | str | os.PathLike[str] | None) -> 
 
     persistence = _expect_table(root.get("persistence", {}), "persistence")
     _check_keys(persistence, {"journal", "snapshot_store", "journals", "snapshot_stores",
-                              *_RUNTIME_DEFAULTS}, "persistence")
+                              "replay_filter", *_RUNTIME_DEFAULTS}, "persistence")
     runtime = {key: _number(persistence, key, default)
                for key, default in _RUNTIME_DEFAULTS.items()}
     journals = {DEFAULT_PLUGIN_ID: _plugin_config(
@@ -205,7 +212,27 @@ def load_settings(config: Mapping[str, Any] | str | os.PathLike[str] | None) -> 
                                               f"persistence.{key}.{plugin_id}")
     return Settings(base, admin_port, journals, snapshot_stores, bind_address,
                     float(runtime["recovery_event_timeout"]),
-                    int(runtime["internal_stash_capacity"]))
+                    int(runtime["internal_stash_capacity"]),
+                    replay_filter=_replay_filter(persistence.get("replay_filter", {})))
+
+
+def _replay_filter(value: Any) -> ReplayFilterSettings:
+    where = "persistence.replay_filter"
+    table = _expect_table(value, where)
+    defaults = ReplayFilterSettings()
+    _check_keys(table, {"mode", "window_size", "max_old_writers"}, where)
+    mode = table.get("mode", defaults.mode)
+    if not isinstance(mode, str) or mode not in REPLAY_FILTER_MODES:
+        raise ConfigError(f"config key {where}.mode has unknown value {mode!r}; accepted: "
+                          f"{list(REPLAY_FILTER_MODES)}")
+    sizes = {}
+    for key in ("window_size", "max_old_writers"):
+        size = table.get(key, getattr(defaults, key))
+        if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 1_000_000:
+            raise ConfigError(f"config key {where}.{key} must be an int in 1..1000000, "
+                              f"got {size!r}")
+        sizes[key] = size
+    return ReplayFilterSettings(mode, sizes["window_size"], sizes["max_old_writers"])
 
 
 def _number(table: Mapping[str, Any], key: str, default: float) -> float:

@@ -81,6 +81,7 @@ class _HostContext(ActorContext):
         self.snapshot_store = start.snapshot_store
         self.recovery_event_timeout = start.system.recovery_event_timeout
         self.internal_stash_capacity = start.system.internal_stash_capacity
+        self.replay_filter = start.system.replay_filter
 
     # ActorContext
     @property
@@ -164,12 +165,19 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
         self._backing_off: deque[tuple[Any, ActorRef]] | None = None
         self._restarts = 0
         self._started_at = 0.0
+        # Recovery waits for the guardian (StartRecovery -> RecoveryPermitted): the persistence
+        # id must be this actor's alone in the system, and a recovery permit free.
+        self._awaiting_recovery = False
+        self._holds_permit = False
 
     # -- thespian entry point ----------------------------------------------------------------
     def receiveMessage(self, message: Any, sender: Any) -> None:  # noqa: N802 - thespian API
         match message:
             case p.StartEntity():
                 self._on_start(message, sender)
+                return
+            case p.RecoveryPermitted():
+                self._on_recovery_permitted()
                 return
             case ActorExitRequest():
                 self._on_exit()
@@ -210,6 +218,7 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
             self._restart(e, message)
         finally:
             set_current_context(previous)
+        self._return_permit_if_recovered()
 
     def _dispatch(self, message: Any, sender: ActorRef) -> None:
         assert self._ctx is not None  # noqa: S101
@@ -241,7 +250,8 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
             return
         finally:
             set_current_context(previous)
-        self.send(guardian, p.EntityStarted(start.host_id))
+        pid = self._es.persistence_id if self._es is not None else None
+        self.send(guardian, p.EntityStarted(start.host_id, pid))
         self._run_user(self._after_start)
 
     def _construct(self, stash: Any) -> None:
@@ -271,7 +281,30 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
         self._started_at = time.monotonic()
         self._actor.pre_start()
         if self._es is not None:
-            self._es.start_recovery()
+            self._want_recovery()
+
+    def _want_recovery(self) -> None:
+        assert self._start is not None  # noqa: S101
+        self._awaiting_recovery = True
+        self.send(self._start.system.guardian, p.StartRecovery())
+
+    def _on_recovery_permitted(self) -> None:
+        self._holds_permit = True
+        if self._stopped or self._es is None or not self._awaiting_recovery:
+            self._return_permit()  # stopped, or restarted meanwhile: a new request is queued
+            return
+        self._awaiting_recovery = False
+        self._run_user(self._es.start_recovery)
+        self._return_permit_if_recovered()
+
+    def _return_permit_if_recovered(self) -> None:
+        if self._holds_permit and (self._es is None or not self._es.is_recovering):
+            self._return_permit()
+
+    def _return_permit(self) -> None:
+        if self._holds_permit and self._start is not None:
+            self._holds_permit = False
+            self.send(self._start.system.guardian, p.RecoveryDone())
 
     def _run_user(self, fn: Any) -> None:
         previous = set_current_context(self._ctx)
@@ -294,6 +327,7 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
         except Exception:  # noqa: BLE001 - a hook failure is logged, never propagated
             log.exception("%s: pre_restart raised", self._name())
         stash = self._es.stash if self._es is not None else None
+        self._return_permit()  # the new instance asks again
         try:
             self._construct(stash)
         except Exception:  # noqa: BLE001 - a hook failure is logged, never propagated
@@ -306,7 +340,7 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
         def after_restart() -> None:
             actor.post_restart(reason)
             if self._es is not None:
-                self._es.start_recovery()
+                self._want_recovery()
 
         self._run_user(after_restart)
 
@@ -322,6 +356,7 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
                     self._restart(e, payload)
                 finally:
                     set_current_context(previous)
+                self._return_permit_if_recovered()
             case p.BackoffRestart() if self._backing_off is not None:
                 self._backoff_restart()
 
@@ -359,6 +394,7 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
             return
         self._stopped = True
         assert self._start is not None  # noqa: S101
+        self._return_permit()
         # The guardian first: whoever observes post_stop and then re-creates the name must
         # find the guardian already waiting for this actor's exit, not refusing the name.
         self.send(self._start.system.guardian, p.EntityStopping())
@@ -375,6 +411,7 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
         self._call_post_stop()
         self._backing_off = deque(self._es.stash if self._es is not None else ())
         self._es = None
+        self._return_permit()
         delay = backoff.delay(self._restarts)
         log.warning("%s stopped after a failure; starting it again in %.2fs (restart %d)",
                     self._name(), delay, self._restarts + 1)
