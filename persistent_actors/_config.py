@@ -10,6 +10,7 @@ Shape (every key optional)::
     [persistence]
     recovery_event_timeout = 30.0    # seconds recovery may go without progress
     internal_stash_capacity = 100000 # messages stashed while persisting/recovering
+    max_concurrent_recoveries = 50   # actors recovering at once; the others wait their turn
 
     [persistence.replay_filter]      # Akka's replay-filter (several writers of one id)
     mode = "repair-by-discard-old"   # or "fail", "warn", "off"
@@ -64,6 +65,7 @@ DEFAULT_PLUGIN_ID: Final = "default"
 _RUNTIME_DEFAULTS: Final[dict[str, float]] = {
     "recovery_event_timeout": 30.0,
     "internal_stash_capacity": 100_000,
+    "max_concurrent_recoveries": 50,
 }
 
 _ENTRY_POINT_GROUPS: Final = {
@@ -106,6 +108,7 @@ class Settings:
     bind_address: str = "127.0.0.1"
     recovery_event_timeout: float = 30.0
     internal_stash_capacity: int = 100_000
+    max_concurrent_recoveries: int = 50
     replay_filter: ReplayFilterSettings = dataclasses.field(default_factory=ReplayFilterSettings)
 
     @property
@@ -213,6 +216,7 @@ def load_settings(config: Mapping[str, Any] | str | os.PathLike[str] | None) -> 
     return Settings(base, admin_port, journals, snapshot_stores, bind_address,
                     float(runtime["recovery_event_timeout"]),
                     int(runtime["internal_stash_capacity"]),
+                    max_concurrent_recoveries=int(runtime["max_concurrent_recoveries"]),
                     replay_filter=_replay_filter(persistence.get("replay_filter", {})))
 
 

@@ -311,15 +311,21 @@ class Guardian(ThespianActor):  # type: ignore[misc]
         self._grant_recoveries()
 
     def _grant_recoveries(self) -> None:
-        """Let queued hosts recover, in request order, once they hold their persistence id."""
+        """Let queued hosts recover, in request order, once they hold their persistence id.
+
+        At most ``[persistence] max_concurrent_recoveries`` recover at once (Akka's
+        RecoveryPermitter); a host returns its permit when recovery ended, or by exiting.
+        """
         blocked: deque[tuple[Any, Any]] = deque()
-        while self._recovery_queue:
+        limit = self._settings.max_concurrent_recoveries
+        while self._recovery_queue and len(self._recovering) < limit:
             key, host = self._recovery_queue.popleft()
             if key not in self._claim_of:
                 blocked.append((key, host))  # its claim is pending (or it was refused)
                 continue
             self._recovering.add(key)
             self.send(host, p.RecoveryPermitted())
+        blocked.extend(self._recovery_queue)
         self._recovery_queue = blocked
 
     def _entity_failed(self, host_id: int, error: BaseException) -> None:
