@@ -11,6 +11,7 @@ import logging
 import threading
 import weakref
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from persistent_actors._protocol import Reply
@@ -299,6 +300,9 @@ class Actor:
     backoff: ClassVar[BackoffOptions | None] = None
     """Restart with back-off after a failure stop (``Backoff.on_stop(...)``); None: stay stopped."""
 
+    # The handler `become` replaces: on_receive here, on_command for persistent actors.
+    _behavior_attribute: ClassVar[str] = "on_receive"
+
     @property
     def sender(self) -> ActorRef:
         """The sender of the message being processed (Akka's ``Sender``)."""
@@ -316,6 +320,42 @@ class Actor:
     def unhandled(self, message: Any) -> None:
         """Declare `message` not handled (Akka's ``Unhandled``); it is logged at debug level."""
         self.context._mark_unhandled(message)  # noqa: SLF001 - the runtime's own channel
+
+    # -- become / unbecome (Akka's Become, BecomeStacked, UnbecomeStacked) ---------------------
+    def become(self, handler: Callable[[Any], None], *, discard_old: bool = True) -> None:
+        """Handle the next messages with `handler` instead of the current behaviour.
+
+        `handler` replaces `on_receive` (a persistent actor's `on_command`; its `on_recover` is
+        never replaced). With `discard_old` (the default, Akka's ``Become``) it replaces the
+        current behaviour; with ``discard_old=False`` (``BecomeStacked``) it is pushed on top,
+        and `unbecome` returns to the one below. A restart starts from the class's handler.
+
+        Raises:
+            TypeError: `handler` is not callable.
+
+        """
+        if not callable(handler):
+            raise TypeError(f"become() needs a callable taking the message, got {handler!r}")
+        stack: list[Callable[[Any], None]] = self.__dict__.setdefault("_behaviors", [])
+        if discard_old and stack:
+            stack[-1] = handler
+        else:
+            stack.append(handler)
+        setattr(self, self._behavior_attribute, handler)
+
+    def unbecome(self) -> None:
+        """Return to the behaviour below the current one (the class's handler at the bottom).
+
+        Does nothing when the class's handler is current.
+        """
+        stack: list[Callable[[Any], None]] = self.__dict__.get("_behaviors", [])
+        if not stack:
+            return
+        stack.pop()
+        if stack:
+            setattr(self, self._behavior_attribute, stack[-1])
+        else:
+            self.__dict__.pop(self._behavior_attribute, None)
 
     def pre_start(self) -> None:
         """Called after construction, before the first message."""
