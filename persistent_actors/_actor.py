@@ -286,6 +286,14 @@ class ActorContext(ABC):
     def _mark_unhandled(self, message: Any) -> None:
         """Record that the current message was not handled."""
 
+    @abstractmethod
+    def _stash(self, capacity: int) -> None:
+        """Set the message being handled aside (see `Actor.stash`)."""
+
+    @abstractmethod
+    def _unstash_all(self) -> None:
+        """Put the stashed messages back in front of the mailbox (see `Actor.unstash_all`)."""
+
 
 class Actor:
     """Base class of plain (non-persistent) actors: override `on_receive`.
@@ -299,6 +307,9 @@ class Actor:
 
     backoff: ClassVar[BackoffOptions | None] = None
     """Restart with back-off after a failure stop (``Backoff.on_stop(...)``); None: stay stopped."""
+
+    stash_capacity: ClassVar[int] = 10_000
+    """How many messages `stash` holds; stashing one more raises `StashOverflowError`."""
 
     # The handler `become` replaces: on_receive here, on_command for persistent actors.
     _behavior_attribute: ClassVar[str] = "on_receive"
@@ -320,6 +331,31 @@ class Actor:
     def unhandled(self, message: Any) -> None:
         """Declare `message` not handled (Akka's ``Unhandled``); it is logged at debug level."""
         self.context._mark_unhandled(message)  # noqa: SLF001 - the runtime's own channel
+
+    # -- stash (Akka's IWithUnboundedStash, bounded by stash_capacity) ------------------------
+    def stash(self) -> None:
+        """Set the message being handled aside, with its sender, until `unstash_all`.
+
+        Call it from the message handler (`on_receive`, `on_command`, or a behaviour set with
+        `become`). A restart keeps the stash (it is handed back to the new instance); a stop
+        sends it to dead letters.
+
+        Raises:
+            StashOverflowError: `stash_capacity` messages are already stashed.
+            IllegalActorStateError: no message is being handled (e.g. in a persist handler or
+                `on_recover`), or this message was stashed already.
+
+        """
+        self.context._stash(self.stash_capacity)  # noqa: SLF001 - the runtime's own channel
+
+    def unstash_all(self) -> None:
+        """Put every stashed message back in front of the mailbox, in the order stashed.
+
+        They are handled after the current message, before anything else that is waiting
+        (for a persistent actor: before the commands in its internal stash, and like them
+        only once no persist handler is pending).
+        """
+        self.context._unstash_all()  # noqa: SLF001 - the runtime's own channel
 
     # -- become / unbecome (Akka's Become, BecomeStacked, UnbecomeStacked) ---------------------
     def become(self, handler: Callable[[Any], None], *, discard_old: bool = True) -> None:

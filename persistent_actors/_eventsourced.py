@@ -174,6 +174,8 @@ class Eventsourced:
         self._snapshot_criteria = SnapshotSelectionCriteria.latest()
         self._progress = 0.0  # monotonic time recovery last made progress
         self._replay_filter: ReplayFilter | None = None
+        # The command on_command is handling (what the user's `stash()` sets aside).
+        self.current_command: tuple[Any, ActorRef] | None = None
 
     # -- state ------------------------------------------------------------------------------
     @property
@@ -408,15 +410,18 @@ class Eventsourced:
             self._stop()
             return
         self.cell.begin_handling()
+        self.current_command = (message, sender)
         try:
             self.actor.on_command(message)
         except BaseException:
+            self.current_command = None
             # The exception propagates to the host, which restarts the actor. What the handler
             # persisted before raising is still written, as in Akka (aroundReceiveComplete(err)
             # flushes the batch; PersistentActorFailureSpec "restart when Persist followed by
             # exception" expects the event to be replayed); its handlers never run.
             self._flush_batch()
             raise
+        self.current_command = None
         if isinstance(message, _FAILURE_REPLIES) and self.cell.was_unhandled():
             log.warning("%s for %r was not handled: %s", type(message).__name__,
                         self.persistence_id, message.cause)

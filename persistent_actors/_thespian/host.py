@@ -45,7 +45,11 @@ from persistent_actors._thespian.common import (
     portable_error,
 )
 from persistent_actors.adapters import event_adapters_for
-from persistent_actors.errors import ActorInitializationError
+from persistent_actors.errors import (
+    ActorInitializationError,
+    IllegalActorStateError,
+    StashOverflowError,
+)
 from persistent_actors.messages import DeadLetter, Kill, PoisonPill
 from persistent_actors.supervision import BackoffOptions
 
@@ -82,6 +86,11 @@ class _HostContext(ActorContext):
         self.recovery_event_timeout = start.system.recovery_event_timeout
         self.internal_stash_capacity = start.system.internal_stash_capacity
         self.replay_filter = start.system.replay_filter
+        # The user's stash (Actor.stash): kept across restarts. A plain actor's message being
+        # handled, and its unstashed messages, handled before the next mailbox message.
+        self.current: tuple[Any, ActorRef] | None = None
+        self.user_stash: deque[tuple[Any, ActorRef]] = deque()
+        self.unstashed: deque[tuple[Any, ActorRef]] = deque()
 
     # ActorContext
     @property
@@ -122,6 +131,33 @@ class _HostContext(ActorContext):
     def _mark_unhandled(self, message: Any) -> None:
         self._unhandled = True
         log.debug("%s did not handle %r", self._self_ref.name, message)
+
+    def _stash(self, capacity: int) -> None:
+        es = self._host._es  # noqa: SLF001 - the host's own cell
+        current = es.current_command if es is not None else self.current
+        if current is None:
+            raise IllegalActorStateError(
+                f"{self._self_ref.name}: stash() sets aside the message being handled; call it "
+                "from on_receive/on_command (or a behaviour set with become), not from a "
+                "persist handler, on_recover or a lifecycle hook")
+        if self.user_stash and self.user_stash[-1] is current:
+            raise IllegalActorStateError(
+                f"{self._self_ref.name}: cannot stash the same message twice "
+                f"({type(current[0]).__name__})")
+        if len(self.user_stash) >= capacity:
+            raise StashOverflowError(
+                f"stash of {self._self_ref.name} is full ({capacity} messages, its "
+                f"stash_capacity); {type(current[0]).__name__} was not stashed")
+        self.user_stash.append(current)
+
+    def _unstash_all(self) -> None:
+        if not self.user_stash:
+            return
+        es = self._host._es  # noqa: SLF001 - the host's own cell
+        # A persistent actor's go in front of its internal stash (Akka's InternalStashAwareStash).
+        front = es.stash if es is not None else self.unstashed
+        front.extendleft(reversed(self.user_stash))
+        self.user_stash.clear()
 
     # EntityCell
     def send_to_address(self, address: Any, message: Any) -> None:
@@ -218,7 +254,22 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
             self._restart(e, message)
         finally:
             set_current_context(previous)
+        self._drain_unstashed()
         self._return_permit_if_recovered()
+
+    def _drain_unstashed(self) -> None:
+        """A plain actor handles its unstashed messages before its next mailbox message."""
+        ctx = self._ctx
+        while ctx is not None and ctx.unstashed and not self._stopped and self._es is None \
+                and self._backing_off is None:
+            message, sender = ctx.unstashed.popleft()
+            previous = set_current_context(ctx)
+            try:
+                self._dispatch(message, sender)
+            except Exception as e:  # noqa: BLE001 - Akka's default supervision
+                self._restart(e, message)
+            finally:
+                set_current_context(previous)
 
     def _dispatch(self, message: Any, sender: ActorRef) -> None:
         assert self._ctx is not None  # noqa: S101
@@ -231,7 +282,11 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
             self.stop_entity()
             return
         self._ctx.begin_handling()
-        self._actor.on_receive(message)
+        self._ctx.current = (message, sender)
+        try:
+            self._actor.on_receive(message)
+        finally:
+            self._ctx.current = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     def _on_start(self, start: p.StartEntity, guardian: Any) -> None:
@@ -326,6 +381,8 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
                 old.pre_restart(reason, message)
         except Exception:  # noqa: BLE001 - a hook failure is logged, never propagated
             log.exception("%s: pre_restart raised", self._name())
+        if self._ctx is not None:
+            self._ctx._unstash_all()  # noqa: SLF001 - Akka: the user stash goes back on restart
         stash = self._es.stash if self._es is not None else None
         self._return_permit()  # the new instance asks again
         try:
@@ -403,13 +460,25 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
             for message, sender in self._es.stash:
                 self._dead_letter(message, sender.address)
             self._es.stash.clear()
+        if self._ctx is not None:
+            for message, sender in (*self._ctx.user_stash, *self._ctx.unstashed):
+                self._dead_letter(message, sender.address)
+            self._ctx.user_stash.clear()
+            self._ctx.unstashed.clear()
         self.send(self.myAddress, ActorExitRequest())
 
     def _schedule_backoff(self, backoff: BackoffOptions) -> None:
         if time.monotonic() - self._started_at >= backoff.min_backoff:
             self._restarts = 0  # the last instance ran long enough: Akka's auto reset
         self._call_post_stop()
-        self._backing_off = deque(self._es.stash if self._es is not None else ())
+        kept: deque[tuple[Any, ActorRef]] = deque()
+        if self._ctx is not None:  # the user stash waits with the rest, in front
+            self._ctx._unstash_all()  # noqa: SLF001
+            kept.extend(self._ctx.unstashed)
+            self._ctx.unstashed.clear()
+        if self._es is not None:
+            kept.extend(self._es.stash)
+        self._backing_off = kept
         self._es = None
         self._return_permit()
         delay = backoff.delay(self._restarts)
