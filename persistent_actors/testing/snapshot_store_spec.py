@@ -328,7 +328,7 @@ class SnapshotStoreSpec:
         awkward = [
             SnapshotMetadata(pid, 101, 1_712_345_678.123456),
             SnapshotMetadata(pid, 102, 0.0),
-            SnapshotMetadata(pid, MAX_SEQUENCE_NR - 1, 4_102_444_800.000001),
+            SnapshotMetadata(pid, MAX_SEQUENCE_NR - 1, 4_102_444_800.5),
         ]
         for md in awkward:
             await store.save(md, MANIFEST, b"m-%d" % md.sequence_nr)
