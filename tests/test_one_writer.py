@@ -207,9 +207,11 @@ async def test_recovery_applies_the_configured_mode(base: str, tmp_path: Path, m
             assert probe.expect_msg(timeout=TIMEOUT) == ("stopped", "mixed")
 
 
-def test_two_systems_writing_one_file_leave_a_history_the_filter_repairs(tmp_path: Path) -> None:
-    """Two processes' worth of actor systems, each with a live actor for one id, on one file."""
-    config = system_config("simple", journal=_sqlite(tmp_path / "events.db"))
+def test_two_systems_writing_one_file_leave_a_history_the_filter_repairs(
+        base: str, tmp_path: Path) -> None:
+    """Two actor systems, each with a live actor for one id, on one file (on multiproc-tcp
+    each journal runs in a process of its own)."""
+    config = system_config(base, journal=_sqlite(tmp_path / "events.db"))
     with ActorSystem("one", config=config) as one, ActorSystem("two", config=config) as two:
         probe_a, probe_b = TestProbe(one), TestProbe(two)
         a = one.actor_of(History, "split", probe_a.ref)
