@@ -76,6 +76,7 @@ class Guardian(ThespianActor):  # type: ignore[misc]
         # Recovery permits: hosts recovering now, and hosts waiting to (in request order).
         self._recovering: set[Any] = set()
         self._recovery_queue: deque[tuple[Any, Any]] = deque()  # (host key, host address)
+        self._queued: set[Any] = set()  # keys in the queue; an exited host's entry is skipped
 
     def receiveMessage(self, message: Any, sender: Any) -> None:  # noqa: N802 - thespian API
         match message:
@@ -306,7 +307,8 @@ class Guardian(ThespianActor):  # type: ignore[misc]
 
     def _queue_recovery(self, host: Any) -> None:
         key = _key(host)
-        if key not in self._recovering and all(k != key for k, _ in self._recovery_queue):
+        if key not in self._recovering and key not in self._queued:
+            self._queued.add(key)
             self._recovery_queue.append((key, host))
         self._grant_recoveries()
 
@@ -316,17 +318,20 @@ class Guardian(ThespianActor):  # type: ignore[misc]
         At most ``[persistence] max_concurrent_recoveries`` recover at once (Akka's
         RecoveryPermitter); a host returns its permit when recovery ended, or by exiting.
         """
-        blocked: deque[tuple[Any, Any]] = deque()
+        blocked: list[tuple[Any, Any]] = []
         limit = self._settings.max_concurrent_recoveries
         while self._recovery_queue and len(self._recovering) < limit:
             key, host = self._recovery_queue.popleft()
+            if key not in self._queued:
+                continue  # the host exited while it waited
             if key not in self._claim_of:
                 blocked.append((key, host))  # its claim is pending (or it was refused)
                 continue
+            self._queued.discard(key)
             self._recovering.add(key)
             self.send(host, p.RecoveryPermitted())
-        blocked.extend(self._recovery_queue)
-        self._recovery_queue = blocked
+        # Few and short-lived (a claim is settled within a message or two): back in front.
+        self._recovery_queue.extendleft(reversed(blocked))
 
     def _entity_failed(self, host_id: int, error: BaseException) -> None:
         started = self._starting.pop(host_id, None)
@@ -344,7 +349,7 @@ class Guardian(ThespianActor):  # type: ignore[misc]
         key = _key(address)
         self._stopping.discard(key)
         self._recovering.discard(key)
-        self._recovery_queue = deque(e for e in self._recovery_queue if e[0] != key)
+        self._queued.discard(key)
         for claim, waiting in list(self._claim_waiting.items()):
             self._claim_waiting[claim] = [w for w in waiting if _key(w[1]) != key]
         self._release_claim(key)
