@@ -171,9 +171,21 @@ class InmemJournal(Journal, EventLog):
     async def replay_messages(
         self, persistence_id: str, from_sequence_nr: int, to_sequence_nr: int, max_count: int
     ) -> AsyncIterator[PersistentRepr]:
-        """Plugin API: yield live events with `from <= sequence_nr <= to`, at most `max_count`."""
+        """Plugin API: yield live events with `from <= sequence_nr <= to`, at most `max_count`.
+
+        `from_sequence_nr = -1` yields only the last live event up to `to` (the JVM's
+        replay-only-last).
+        """
         log = self._logs.get(persistence_id)
         if log is None or max_count <= 0:
+            return
+        if from_sequence_nr == -1:
+            end = bisect.bisect_right(log.sequence_nrs, to_sequence_nr)
+            for index in range(end - 1, log.live_from - 1, -1):
+                last = log.events[log.sequence_nrs[index]]
+                if last is not None:
+                    yield last
+                    return
             return
         index = max(log.live_from, bisect.bisect_left(log.sequence_nrs, from_sequence_nr))
         count = 0

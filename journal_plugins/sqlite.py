@@ -73,6 +73,8 @@ _INSERT_EVENT: Final = """INSERT INTO journal
 # Looks the event's ordering up by its key, so tags of a whole batch go in one executemany.
 _INSERT_TAG: Final = """INSERT INTO journal_tags (ordering, position, tag)
     SELECT ordering, ?, ? FROM journal WHERE persistence_id = ? AND sequence_nr = ?"""
+_LAST_LIVE: Final = """SELECT max(sequence_nr) FROM journal
+    WHERE persistence_id = ? AND sequence_nr <= ? AND deleted = 0"""
 _HIGHEST: Final = """SELECT max(
         coalesce((SELECT max(sequence_nr) FROM journal WHERE persistence_id = ?), 0),
         coalesce((SELECT max_sequence_nr FROM journal_metadata WHERE persistence_id = ?), 0))"""
@@ -193,7 +195,8 @@ class SqliteJournal(Journal):
         """Plugin API: yield live events with `from <= sequence_nr <= to`, at most `max_count`.
 
         Pages of `replay_page_size` events are read by sequence number, so writes committed
-        between pages never cause an event to be skipped or repeated.
+        between pages never cause an event to be skipped or repeated. `from_sequence_nr = -1`
+        yields only the last live event up to `to`.
 
         Raises:
             JournalError: the database failed.
@@ -204,6 +207,15 @@ class SqliteJournal(Journal):
         to_nr = min(to_sequence_nr, MAX_SEQUENCE_NR)
         next_nr = max(from_sequence_nr, -MAX_SEQUENCE_NR)
         remaining = max_count
+        if from_sequence_nr == -1 and max_count > 0:  # only the last live event (JVM)
+            try:
+                rows = await reader.execute_fetchall(_LAST_LIVE, (persistence_id, to_nr))
+            except (sqlite3.Error, ValueError) as e:
+                msg = f"{type(self).__name__}: replay of {persistence_id!r} failed: {e}"
+                raise JournalError(msg) from e
+            if rows[0][0] is None:
+                return
+            next_nr, remaining = int(rows[0][0]), 1
         while remaining > 0 and next_nr <= to_nr:
             limit = min(self._options.replay_page_size, remaining)
             try:

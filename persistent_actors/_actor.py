@@ -11,6 +11,7 @@ import logging
 import threading
 import weakref
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from persistent_actors._protocol import Reply
@@ -285,6 +286,14 @@ class ActorContext(ABC):
     def _mark_unhandled(self, message: Any) -> None:
         """Record that the current message was not handled."""
 
+    @abstractmethod
+    def _stash(self, capacity: int) -> None:
+        """Set the message being handled aside (see `Actor.stash`)."""
+
+    @abstractmethod
+    def _unstash_all(self) -> None:
+        """Put the stashed messages back in front of the mailbox (see `Actor.unstash_all`)."""
+
 
 class Actor:
     """Base class of plain (non-persistent) actors: override `on_receive`.
@@ -298,6 +307,12 @@ class Actor:
 
     backoff: ClassVar[BackoffOptions | None] = None
     """Restart with back-off after a failure stop (``Backoff.on_stop(...)``); None: stay stopped."""
+
+    stash_capacity: ClassVar[int] = 10_000
+    """How many messages `stash` holds; stashing one more raises `StashOverflowError`."""
+
+    # The handler `become` replaces: on_receive here, on_command for persistent actors.
+    _behavior_attribute: ClassVar[str] = "on_receive"
 
     @property
     def sender(self) -> ActorRef:
@@ -316,6 +331,67 @@ class Actor:
     def unhandled(self, message: Any) -> None:
         """Declare `message` not handled (Akka's ``Unhandled``); it is logged at debug level."""
         self.context._mark_unhandled(message)  # noqa: SLF001 - the runtime's own channel
+
+    # -- stash (Akka's IWithUnboundedStash, bounded by stash_capacity) ------------------------
+    def stash(self) -> None:
+        """Set the message being handled aside, with its sender, until `unstash_all`.
+
+        Call it from the message handler (`on_receive`, `on_command`, or a behaviour set with
+        `become`). A restart keeps the stash (it is handed back to the new instance); a stop
+        sends it to dead letters.
+
+        Raises:
+            StashOverflowError: `stash_capacity` messages are already stashed.
+            IllegalActorStateError: no message is being handled (e.g. in a persist handler or
+                `on_recover`), or this message was stashed already.
+
+        """
+        self.context._stash(self.stash_capacity)  # noqa: SLF001 - the runtime's own channel
+
+    def unstash_all(self) -> None:
+        """Put every stashed message back in front of the mailbox, in the order stashed.
+
+        They are handled after the current message, before anything else that is waiting
+        (for a persistent actor: before the commands in its internal stash, and like them
+        only once no persist handler is pending).
+        """
+        self.context._unstash_all()  # noqa: SLF001 - the runtime's own channel
+
+    # -- become / unbecome (Akka's Become, BecomeStacked, UnbecomeStacked) ---------------------
+    def become(self, handler: Callable[[Any], None], *, discard_old: bool = True) -> None:
+        """Handle the next messages with `handler` instead of the current behaviour.
+
+        `handler` replaces `on_receive` (a persistent actor's `on_command`; its `on_recover` is
+        never replaced). With `discard_old` (the default, Akka's ``Become``) it replaces the
+        current behaviour; with ``discard_old=False`` (``BecomeStacked``) it is pushed on top,
+        and `unbecome` returns to the one below. A restart starts from the class's handler.
+
+        Raises:
+            TypeError: `handler` is not callable.
+
+        """
+        if not callable(handler):
+            raise TypeError(f"become() needs a callable taking the message, got {handler!r}")
+        stack: list[Callable[[Any], None]] = self.__dict__.setdefault("_behaviors", [])
+        if discard_old and stack:
+            stack[-1] = handler
+        else:
+            stack.append(handler)
+        setattr(self, self._behavior_attribute, handler)
+
+    def unbecome(self) -> None:
+        """Return to the behaviour below the current one (the class's handler at the bottom).
+
+        Does nothing when the class's handler is current.
+        """
+        stack: list[Callable[[Any], None]] = self.__dict__.get("_behaviors", [])
+        if not stack:
+            return
+        stack.pop()
+        if stack:
+            setattr(self, self._behavior_attribute, stack[-1])
+        else:
+            self.__dict__.pop(self._behavior_attribute, None)
 
     def pre_start(self) -> None:
         """Called after construction, before the first message."""

@@ -10,6 +10,12 @@ Shape (every key optional)::
     [persistence]
     recovery_event_timeout = 30.0    # seconds recovery may go without progress
     internal_stash_capacity = 100000 # messages stashed while persisting/recovering
+    max_concurrent_recoveries = 50   # actors recovering at once; the others wait their turn
+
+    [persistence.replay_filter]      # Akka's replay-filter (several writers of one id)
+    mode = "repair-by-discard-old"   # or "fail", "warn", "off"
+    window_size = 100                # events held back to detect an old writer
+    max_old_writers = 10             # old writers remembered
 
     [persistence.journal]
     plugin = "inmem"                 # "inmem", "sqlite", an entry-point name, or "module:Class"
@@ -37,6 +43,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Final
 
+from persistent_actors._replay_filter import REPLAY_FILTER_MODES, ReplayFilterSettings
 from persistent_actors.adapters import AdapterSpec, split_adapter_settings
 from persistent_actors.errors import ConfigError, PluginError
 from persistent_actors.journal import Journal
@@ -54,10 +61,12 @@ DEFAULT_PLUGIN_ID: Final = "default"
 
 # [persistence] keys of the runtime itself, with their defaults: the seconds recovery may go
 # without progress (Akka's recovery-event-timeout), and how many messages a persistent actor
-# stashes while persisting or recovering before its overflow strategy applies.
+# stashes while persisting or recovering before its overflow strategy applies, and how many
+# actors recover at once (Akka's max-concurrent-recoveries).
 _RUNTIME_DEFAULTS: Final[dict[str, float]] = {
     "recovery_event_timeout": 30.0,
     "internal_stash_capacity": 100_000,
+    "max_concurrent_recoveries": 50,
 }
 # Their accepted ranges (inclusive): a recovery that may stall for more than a day has no
 # timeout worth the name, and a timer that far away overflows; a stash beyond 100 million
@@ -65,6 +74,7 @@ _RUNTIME_DEFAULTS: Final[dict[str, float]] = {
 _RUNTIME_MAXIMA: Final[dict[str, float]] = {
     "recovery_event_timeout": 86_400.0,
     "internal_stash_capacity": 100_000_000,
+    "max_concurrent_recoveries": 1_000_000,
 }
 
 _ENTRY_POINT_GROUPS: Final = {
@@ -107,6 +117,8 @@ class Settings:
     bind_address: str = "127.0.0.1"
     recovery_event_timeout: float = 30.0
     internal_stash_capacity: int = 100_000
+    max_concurrent_recoveries: int = 50
+    replay_filter: ReplayFilterSettings = dataclasses.field(default_factory=ReplayFilterSettings)
 
     @property
     def thespian_base(self) -> str:
@@ -206,7 +218,7 @@ def load_settings(config: Mapping[str, Any] | str | os.PathLike[str] | None) -> 
 
     persistence = _expect_table(root.get("persistence", {}), "persistence")
     _check_keys(persistence, {"journal", "snapshot_store", "journals", "snapshot_stores",
-                              *_RUNTIME_DEFAULTS}, "persistence")
+                              "replay_filter", *_RUNTIME_DEFAULTS}, "persistence")
     runtime = {key: _number(persistence, key, default)
                for key, default in _RUNTIME_DEFAULTS.items()}
     journals = {DEFAULT_PLUGIN_ID: _plugin_config(
@@ -222,7 +234,28 @@ def load_settings(config: Mapping[str, Any] | str | os.PathLike[str] | None) -> 
                                               f"persistence.{key}.{plugin_id}")
     return Settings(base, admin_port, journals, snapshot_stores, bind_address,
                     float(runtime["recovery_event_timeout"]),
-                    int(runtime["internal_stash_capacity"]))
+                    int(runtime["internal_stash_capacity"]),
+                    max_concurrent_recoveries=int(runtime["max_concurrent_recoveries"]),
+                    replay_filter=_replay_filter(persistence.get("replay_filter", {})))
+
+
+def _replay_filter(value: Any) -> ReplayFilterSettings:
+    where = "persistence.replay_filter"
+    table = _expect_table(value, where)
+    defaults = ReplayFilterSettings()
+    _check_keys(table, {"mode", "window_size", "max_old_writers"}, where)
+    mode = table.get("mode", defaults.mode)
+    if not isinstance(mode, str) or mode not in REPLAY_FILTER_MODES:
+        raise ConfigError(f"config key {where}.mode has unknown value {mode!r}; accepted: "
+                          f"{list(REPLAY_FILTER_MODES)}")
+    sizes = {}
+    for key in ("window_size", "max_old_writers"):
+        size = table.get(key, getattr(defaults, key))
+        if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 1_000_000:
+            raise ConfigError(f"config key {where}.{key} must be an int in 1..1000000, "
+                              f"got {size!r}")
+        sizes[key] = size
+    return ReplayFilterSettings(mode, sizes["window_size"], sizes["max_old_writers"])
 
 
 def _number(table: Mapping[str, Any], key: str, default: float) -> float:

@@ -25,12 +25,14 @@ from typing import Any, Protocol
 
 from persistent_actors import _protocol as p
 from persistent_actors._actor import DEAD_LETTERS, ActorRef
+from persistent_actors._replay_filter import OFF, ReplayFilter, ReplayFilterSettings
 from persistent_actors._serialization import Serializer, clip
 from persistent_actors.adapters import EventAdapters
 from persistent_actors.errors import (
     IllegalActorStateError,
     RecoveryError,
     RecoveryTimedOutError,
+    ReplayFilterError,
     SerializationError,
     StashOverflowError,
 )
@@ -67,6 +69,7 @@ class EntityCell(Protocol):
     snapshot_store: Any
     recovery_event_timeout: float
     internal_stash_capacity: int
+    replay_filter: ReplayFilterSettings
 
     def schedule(self, delay: float, message: Any) -> None:
         """Deliver `message` to this actor after `delay` seconds."""
@@ -170,6 +173,9 @@ class Eventsourced:
         self._sender: ActorRef | None = None
         self._snapshot_criteria = SnapshotSelectionCriteria.latest()
         self._progress = 0.0  # monotonic time recovery last made progress
+        self._replay_filter: ReplayFilter | None = None
+        # The command on_command is handling (what the user's `stash()` sets aside).
+        self.current_command: tuple[Any, ActorRef] | None = None
 
     # -- state ------------------------------------------------------------------------------
     @property
@@ -193,6 +199,8 @@ class Eventsourced:
             return
         self._recovery = recovery
         self._progress = time.monotonic()
+        if self.cell.replay_filter.mode != OFF:
+            self._replay_filter = ReplayFilter(self.cell.replay_filter, self.persistence_id)
         self.cell.schedule(self.cell.recovery_event_timeout, p.RecoveryTick(self.instance_id))
         to = recovery.to_sequence_nr
         if recovery.from_snapshot.is_none or self.cell.snapshot_store is None:
@@ -265,6 +273,15 @@ class Eventsourced:
         return True
 
     def _on_replayed(self, reprs: tuple[PersistentRepr, ...]) -> None:
+        if self._replay_filter is not None:
+            try:
+                reprs = tuple(self._replay_filter.feed(reprs))
+            except ReplayFilterError as e:
+                self._fail_recovery(e, None)
+                return
+        self._apply_replayed(reprs)
+
+    def _apply_replayed(self, reprs: tuple[PersistentRepr, ...]) -> None:
         if self.adapters.is_empty:
             self._replay_plain(reprs)
             return
@@ -307,6 +324,11 @@ class Eventsourced:
                 return
 
     def _on_recovery_success(self, highest: int) -> None:
+        if self._replay_filter is not None:
+            held, self._replay_filter = self._replay_filter.flush(), None
+            self._apply_replayed(tuple(held))
+            if self._state == _STOPPED:
+                return
         self.last_sequence_nr = self._sequence_nr = max(highest, self.last_sequence_nr)
         self._state = _PROCESSING
         if not self._recover_with(RecoveryCompleted()):
@@ -390,15 +412,18 @@ class Eventsourced:
             self._stop()
             return
         self.cell.begin_handling()
+        self.current_command = (message, sender)
         try:
             self.actor.on_command(message)
         except BaseException:
+            self.current_command = None
             # The exception propagates to the host, which restarts the actor. What the handler
             # persisted before raising is still written, as in Akka (aroundReceiveComplete(err)
             # flushes the batch; PersistentActorFailureSpec "restart when Persist followed by
             # exception" expects the event to be replayed); its handlers never run.
             self._flush_batch()
             raise
+        self.current_command = None
         if isinstance(message, _FAILURE_REPLIES) and self.cell.was_unhandled():
             log.warning("%s for %r was not handled: %s", type(message).__name__,
                         self.persistence_id, message.cause)

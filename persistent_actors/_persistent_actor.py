@@ -64,6 +64,7 @@ class PersistentActor(Actor):
     """What happens to a message that does not fit the stash (Akka's three strategies)."""
 
     _eventsourced: Eventsourced
+    _behavior_attribute: ClassVar[str] = "on_command"
 
     # -- what subclasses implement ------------------------------------------------------------
     @abstractmethod

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
+from persistent_actors._replay_filter import ReplayFilterSettings
 from persistent_actors.journal import AtomicWrite, PersistentRepr
 from persistent_actors.snapshot import SelectedSnapshot, SnapshotMetadata, SnapshotSelectionCriteria
 
@@ -238,6 +239,7 @@ class SystemInfo:
     event_stream: Address
     recovery_event_timeout: float = 30.0
     internal_stash_capacity: int = 100_000
+    replay_filter: ReplayFilterSettings = dataclasses.field(default_factory=ReplayFilterSettings)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -264,6 +266,26 @@ class ActorStarted:
     """
 
     host_id: int
+    persistence_id: str | None = None  # a persistent actor's id: the guardian claims it
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StartRecovery:
+    """Host -> guardian: this persistent actor wants to recover (start, restart, back-off).
+
+    The guardian answers `RecoveryPermitted` once the actor holds its persistence id (no other
+    live actor of the system has it on the same journal) and a recovery permit is free.
+    """
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RecoveryPermitted:
+    """Guardian -> host: recover now; answer `RecoveryDone` when recovery ended."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RecoveryDone:
+    """Host -> guardian: recovery ended (completed, failed, or the actor stopped)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -12,11 +12,13 @@ __all__ = [
     "JournalError",
     "MessageNotSerializableError",
     "PersistenceError",
+    "PersistenceIdInUseError",
     "PersistentActorsError",
     "PluginError",
     "ProjectionError",
     "RecoveryError",
     "RecoveryTimedOutError",
+    "ReplayFilterError",
     "SequenceConflictError",
     "SerializationError",
     "SnapshotStoreError",
@@ -38,6 +40,10 @@ class PluginError(ConfigError):
 
 class ActorInitializationError(PersistentActorsError):
     """An actor could not be created (bad class, constructor raised, no persistence_id)."""
+
+
+class PersistenceIdInUseError(ActorInitializationError):
+    """A live actor of this system already has the persistence id on the same journal."""
 
 
 class InvalidActorNameError(PersistentActorsError):
@@ -82,6 +88,10 @@ class RecoveryError(PersistenceError):
 
 class RecoveryTimedOutError(RecoveryError):
     """Recovery made no progress within the configured timeout."""
+
+
+class ReplayFilterError(RecoveryError):
+    """The replayed history was written by more than one writer (replay filter mode ``fail``)."""
 
 
 class ProjectionError(PersistentActorsError):

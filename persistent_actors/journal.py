@@ -146,6 +146,8 @@ class Journal(ABC):
         """Plugin API: yield stored events with `from <= sequence_nr <= to`, at most `max_count`.
 
         Deleted events are skipped. Implementations stream (bounded memory), in sequence order.
+        Optionally, `from_sequence_nr = -1` yields only the last live event up to `to` (the
+        JVM's replay-only-last; the TCK flag `supports_replay_only_last` says a plugin does).
         """
 
     @abstractmethod

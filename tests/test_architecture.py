@@ -31,6 +31,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("plugin API and messages", (
         "persistent_actors.event_log", "persistent_actors.journal", "persistent_actors.snapshot",
         "persistent_actors.messages", "persistent_actors.recovery", "persistent_actors.adapters",
+        "persistent_actors._replay_filter",
     )),
     ("refs and actors", (
         "persistent_actors._protocol", "persistent_actors._actor",

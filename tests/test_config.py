@@ -215,9 +215,9 @@ def test_root_must_be_a_mapping() -> None:
 @pytest.mark.parametrize("kind", ["journal", "snapshot_store"])
 def test_unknown_plugin_lists_available(kind: str) -> None:
     with pytest.raises(PluginError) as info:
-        load_settings({"persistence": {kind: {"plugin": "postgres"}}})
+        load_settings({"persistence": {kind: {"plugin": "cassandra"}}})
     message = str(info.value)
-    assert "'postgres'" in message
+    assert "'cassandra'" in message
     assert "'inmem'" in message
     assert "'sqlite'" in message
     assert isinstance(info.value, ConfigError)  # PluginError is a ConfigError

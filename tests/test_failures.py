@@ -130,6 +130,8 @@ def test_a_failing_replay_calls_on_recovery_failure_and_stops(kit: Kit) -> None:
     actor.tell(1)
     assert kit.probe.expect_msg(timeout=10) == ("persisted", 1, 1)
     kit.kit.journal.on_recovery(Fail())
+    kit.system.stop(actor)  # one live actor per persistence id
+    assert kit.probe.expect_msg(timeout=10) == "stopped"
     kit.start(name="second")
     assert kit.probe.expect_msg(timeout=10) == ("recovery-failed", "JournalError")
     assert kit.probe.expect_msg(timeout=10) == "stopped"

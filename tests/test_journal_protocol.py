@@ -23,6 +23,7 @@ from persistent_actors import ActorRef, ActorSystem, PersistentActor
 from persistent_actors import _protocol as p
 from persistent_actors._actor import DEAD_LETTERS
 from persistent_actors._eventsourced import Eventsourced
+from persistent_actors._replay_filter import ReplayFilterSettings
 from persistent_actors._serialization import default_serializer
 from persistent_actors.journal import AtomicWrite
 from persistent_actors.testing import TestProbe
@@ -95,6 +96,7 @@ class _Cell:
     snapshot_store: Any = None
     recovery_event_timeout: float = 30.0
     internal_stash_capacity: int = 100_000
+    replay_filter: ReplayFilterSettings = ReplayFilterSettings()
 
     def __init__(self) -> None:
         self.to_journal: list[Any] = []

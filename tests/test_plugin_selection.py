@@ -94,19 +94,23 @@ def test_the_in_memory_default_warns_once(caplog: pytest.LogCaptureFixture) -> N
 
 async def test_two_live_actors_with_one_persistence_id_conflict_instead_of_overwriting(
         base: str, tmp_path: Path) -> None:
+    """Two systems on one file (one system refuses a second live actor for an id)."""
     db = tmp_path / "events.db"
-    with ActorSystem("plugins", config=system_config(base, journal=sqlite(db))) as system:
-        probe = TestProbe(system)
+    config = system_config(base, journal=sqlite(db))
+    with ActorSystem("plugins", config=config) as system, \
+            ActorSystem("plugins-2", config=config) as other:
+        probe, other_probe = TestProbe(system), TestProbe(other)
         first = system.actor_of(Counter, "shared", probe.ref, name="first")
         assert probe.expect_msg(timeout=10) == ("recovered", 0, 0)
-        second = system.actor_of(Counter, "shared", probe.ref, name="second")
-        assert probe.expect_msg(timeout=10) == ("recovered", 0, 0)
+        second = other.actor_of(Counter, "shared", other_probe.ref, name="second")
+        assert other_probe.expect_msg(timeout=10) == ("recovered", 0, 0)
         first.tell(1)
         assert probe.expect_msg(timeout=10) == ("persisted", 1, 1)
         second.tell(100)
-        assert probe.expect_msg(timeout=10) == ("rejected", "SequenceConflictError", 100, 1)
+        assert other_probe.expect_msg(timeout=10) == (
+            "rejected", "SequenceConflictError", 100, 1)
         second.tell("total")
-        assert probe.expect_msg(timeout=10) == ("total", 0)
+        assert other_probe.expect_msg(timeout=10) == ("total", 0)
     assert await stored_events(db, "shared") == [(1, 1)]
 
 

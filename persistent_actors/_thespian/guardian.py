@@ -6,6 +6,11 @@ here rather than with thespian's globalName, because a stopped actor's globalNam
 resolving to the dead actor for a while on the TCP base. A creation under the name of an actor
 that is stopping waits until it has exited: that is what makes the seed's kill-and-respawn
 deterministic.
+
+Persistence ids are kept the same way: within one system, a persistence id has at most one live
+actor per journal. A second actor claiming it while the first runs is refused
+(`PersistenceIdInUseError` from ``actor_of``); while the first is stopping, the second waits
+until it exited, as a name does. An actor recovers only once it holds its persistence id.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import dataclasses
 import datetime
 import itertools
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -35,9 +41,14 @@ from persistent_actors._thespian.event_stream import EventStreamActor
 from persistent_actors._thespian.host import ActorHost
 from persistent_actors._thespian.lifetime import OWNER_POLL_INTERVAL, OwnerProcess
 from persistent_actors._thespian.plugin_host import PluginHost
-from persistent_actors.errors import ActorInitializationError, InvalidActorNameError
+from persistent_actors.errors import (
+    ActorInitializationError,
+    InvalidActorNameError,
+    PersistenceIdInUseError,
+)
 
 PluginKey = tuple[str, str]  # (kind, plugin id as configured)
+Claim = tuple[str, str]  # (journal plugin id, persistence id)
 
 _RESERVED = object()  # name taken by an actor still being created
 _EVENT_STREAM: PluginKey = ("event_stream", "")
@@ -90,6 +101,14 @@ class Guardian(ThespianActor):  # type: ignore[misc]
         self._redirects: dict[Any, Any] = {}  # dead host key -> its name's current address
         self._suspects: dict[Any, str] = {}  # exited unannounced: host key -> name (grace)
         self._exiting = False
+        # Persistence ids: the live host holding each, and started hosts waiting for one.
+        self._claims: dict[Claim, Any] = {}  # claim -> host key
+        self._claim_of: dict[Any, Claim] = {}  # host key -> claim
+        self._claim_waiting: dict[Claim, list[tuple[int, Any, p.CreateActor, Any, str]]] = {}
+        # Recovery permits: hosts recovering now, and hosts waiting to (in request order).
+        self._recovering: set[Any] = set()
+        self._recovery_queue: deque[tuple[Any, Any]] = deque()  # (host key, host address)
+        self._queued: set[Any] = set()  # keys in the queue; an exited host's entry is skipped
 
     def receiveMessage(self, message: Any, sender: Any) -> None:  # noqa: N802 - thespian API
         match message:
@@ -97,8 +116,13 @@ class Guardian(ThespianActor):  # type: ignore[misc]
                 self._init(message, sender)
             case p.CreateActor():
                 self._create(message, sender)
-            case p.ActorStarted(host_id):
-                self._actor_started(host_id, sender)
+            case p.ActorStarted(host_id, persistence_id):
+                self._actor_started(host_id, sender, persistence_id)
+            case p.StartRecovery():
+                self._queue_recovery(sender)
+            case p.RecoveryDone():
+                self._recovering.discard(_key(sender))
+                self._grant_recoveries()
             case p.ActorFailed(host_id, error):
                 self._actor_failed(host_id, error)
             case p.ActorStopping():
@@ -162,7 +186,8 @@ class Guardian(ThespianActor):  # type: ignore[misc]
                 return
             self._info = p.SystemInfo(init.name, init.base, self.myAddress, self._event_stream,
                                       self._settings.recovery_event_timeout,
-                                      self._settings.internal_stash_capacity)
+                                      self._settings.internal_stash_capacity,
+                                      replay_filter=self._settings.replay_filter)
             self.send(requester, p.Reply(init.correlation_id, p.SystemReady(self._info)))
 
         self._when_ready(keys, done)
@@ -290,11 +315,14 @@ class Guardian(ThespianActor):  # type: ignore[misc]
             request.cls, request.args, request.kwargs, name, self._info, journal, snapshots,
             host_id, adapters))
 
-    def _actor_started(self, host_id: int, host: Any) -> None:
+    def _actor_started(self, host_id: int, host: Any, persistence_id: str | None) -> None:
         started = self._starting.pop(host_id, None)
         if started is None:
             return
         request, requester, name = started
+        if persistence_id is not None and not self._claim(host_id, host, persistence_id,
+                                                          request, requester, name):
+            return
         self._names[name] = host
         self._by_address[_key(host)] = name
         self._requests[name] = request
@@ -310,6 +338,76 @@ class Guardian(ThespianActor):  # type: ignore[misc]
                 self._forward(host, message)
             return
         self.send(requester, p.Reply(request.correlation_id, p.ActorCreated(ActorRef(host, name))))
+
+    def _claim(self, host_id: int, host: Any, persistence_id: str,  # noqa: PLR0917
+               request: p.CreateActor, requester: Any, name: str) -> bool:
+        """Give `host` its persistence id; False if it must wait for it or was refused."""
+        journal_id = self._settings.plugin(JOURNAL, request.cls.journal_plugin_id).plugin_id
+        claim = (journal_id, persistence_id)
+        holder = self._claims.get(claim)
+        if holder is None:
+            self._claims[claim] = _key(host)
+            self._claim_of[_key(host)] = claim
+            self._grant_recoveries()
+            return True
+        if holder in self._stopping:
+            self._claim_waiting.setdefault(claim, []).append(
+                (host_id, host, request, requester, name))
+            return False
+        holder_name = self._by_address.get(holder, "an actor being created")
+        error = PersistenceIdInUseError(
+            f"cannot start {request.cls.__qualname__} as {name!r}: persistence id "
+            f"{persistence_id!r} is in use by the live actor {holder_name!r} on journal "
+            f"{journal_id!r}; one persistence id has at most one live actor per journal "
+            "(stop the other first)")
+        self.send(host, ActorExitRequest())
+        if self._names.get(name) is _RESERVED:
+            del self._names[name]
+        if requester is None:  # a crash restart found its id taken: it stays down
+            log.error("guardian: %s", error)
+        else:
+            self.send(requester, p.Reply(request.correlation_id, p.Failure(error)))
+        self._run_deferred(name)
+        return False
+
+    def _release_claim(self, key: Any) -> None:
+        claim = self._claim_of.pop(key, None)
+        if claim is None or self._claims.get(claim) != key:
+            return
+        del self._claims[claim]
+        waiting = self._claim_waiting.pop(claim, [])
+        for host_id, host, request, requester, name in waiting:
+            # Each waiter is started again: the first takes the id, the others wait on it.
+            self._starting[host_id] = (request, requester, name)
+            self._actor_started(host_id, host, claim[1])
+
+    def _queue_recovery(self, host: Any) -> None:
+        key = _key(host)
+        if key not in self._recovering and key not in self._queued:
+            self._queued.add(key)
+            self._recovery_queue.append((key, host))
+        self._grant_recoveries()
+
+    def _grant_recoveries(self) -> None:
+        """Let queued hosts recover, in request order, once they hold their persistence id.
+
+        At most ``[persistence] max_concurrent_recoveries`` recover at once (Akka's
+        RecoveryPermitter); a host returns its permit when recovery ended, or by exiting.
+        """
+        blocked: list[tuple[Any, Any]] = []
+        limit = self._settings.max_concurrent_recoveries
+        while self._recovery_queue and len(self._recovering) < limit:
+            key, host = self._recovery_queue.popleft()
+            if key not in self._queued:
+                continue  # the host exited while it waited
+            if key not in self._claim_of:
+                blocked.append((key, host))  # its claim is pending (or it was refused)
+                continue
+            self._queued.discard(key)
+            self._recovering.add(key)
+            self.send(host, p.RecoveryPermitted())
+        # Few and short-lived (a claim is settled within a message or two): back in front.
+        self._recovery_queue.extendleft(reversed(blocked))
 
     def _actor_failed(self, host_id: int, error: BaseException) -> None:
         started = self._starting.pop(host_id, None)
@@ -332,6 +430,12 @@ class Guardian(ThespianActor):  # type: ignore[misc]
         key = _key(address)
         stopping = key in self._stopping
         self._stopping.discard(key)
+        self._recovering.discard(key)
+        self._queued.discard(key)
+        for claim, waiting in list(self._claim_waiting.items()):
+            self._claim_waiting[claim] = [w for w in waiting if _key(w[1]) != key]
+        self._release_claim(key)
+        self._grant_recoveries()
         name = self._by_address.pop(key, None)
         if name is not None and self._names.get(name) == address:
             if not stopping and not self._exiting and self._info is not None and \

@@ -44,7 +44,11 @@ from persistent_actors._thespian.common import (
     portable_error,
 )
 from persistent_actors.adapters import event_adapters_for
-from persistent_actors.errors import ActorInitializationError
+from persistent_actors.errors import (
+    ActorInitializationError,
+    IllegalActorStateError,
+    StashOverflowError,
+)
 from persistent_actors.messages import DeadLetter, Kill, PoisonPill
 from persistent_actors.supervision import BackoffOptions
 
@@ -80,6 +84,12 @@ class _HostContext(ActorContext):
         self.snapshot_store = start.snapshot_store
         self.recovery_event_timeout = start.system.recovery_event_timeout
         self.internal_stash_capacity = start.system.internal_stash_capacity
+        self.replay_filter = start.system.replay_filter
+        # The user's stash (Actor.stash): kept across restarts. A plain actor's message being
+        # handled, and its unstashed messages, handled before the next mailbox message.
+        self.current: tuple[Any, ActorRef] | None = None
+        self.user_stash: deque[tuple[Any, ActorRef]] = deque()
+        self.unstashed: deque[tuple[Any, ActorRef]] = deque()
 
     # ActorContext
     @property
@@ -120,6 +130,33 @@ class _HostContext(ActorContext):
     def _mark_unhandled(self, message: Any) -> None:
         self._unhandled = True
         log.debug("%s did not handle %r", self._self_ref.name, message)
+
+    def _stash(self, capacity: int) -> None:
+        es = self._host._es  # noqa: SLF001 - the host's own cell
+        current = es.current_command if es is not None else self.current
+        if current is None:
+            raise IllegalActorStateError(
+                f"{self._self_ref.name}: stash() sets aside the message being handled; call it "
+                "from on_receive/on_command (or a behaviour set with become), not from a "
+                "persist handler, on_recover or a lifecycle hook")
+        if self.user_stash and self.user_stash[-1] is current:
+            raise IllegalActorStateError(
+                f"{self._self_ref.name}: cannot stash the same message twice "
+                f"({type(current[0]).__name__})")
+        if len(self.user_stash) >= capacity:
+            raise StashOverflowError(
+                f"stash of {self._self_ref.name} is full ({capacity} messages, its "
+                f"stash_capacity); {type(current[0]).__name__} was not stashed")
+        self.user_stash.append(current)
+
+    def _unstash_all(self) -> None:
+        if not self.user_stash:
+            return
+        es = self._host._es  # noqa: SLF001 - the host's own cell
+        # A persistent actor's go in front of its internal stash (Akka's InternalStashAwareStash).
+        front = es.stash if es is not None else self.unstashed
+        front.extendleft(reversed(self.user_stash))
+        self.user_stash.clear()
 
     # EntityCell
     def send_to_address(self, address: Any, message: Any) -> None:
@@ -163,12 +200,19 @@ class ActorHost(ThespianActor):  # type: ignore[misc]
         self._backing_off: deque[tuple[Any, ActorRef]] | None = None
         self._restarts = 0
         self._started_at = 0.0
+        # Recovery waits for the guardian (StartRecovery -> RecoveryPermitted): the persistence
+        # id must be this actor's alone in the system, and a recovery permit free.
+        self._awaiting_recovery = False
+        self._holds_permit = False
 
     # -- thespian entry point ----------------------------------------------------------------
     def receiveMessage(self, message: Any, sender: Any) -> None:  # noqa: N802 - thespian API
         match message:
             case p.StartActor():
                 self._on_start(message, sender)
+                return
+            case p.RecoveryPermitted():
+                self._on_recovery_permitted()
                 return
             case ActorExitRequest():
                 self._on_exit()
@@ -209,6 +253,22 @@ class ActorHost(ThespianActor):  # type: ignore[misc]
             self._restart(e, message)
         finally:
             set_current_context(previous)
+        self._drain_unstashed()
+        self._return_permit_if_recovered()
+
+    def _drain_unstashed(self) -> None:
+        """A plain actor handles its unstashed messages before its next mailbox message."""
+        ctx = self._ctx
+        while ctx is not None and ctx.unstashed and not self._stopped and self._es is None \
+                and self._backing_off is None:
+            message, sender = ctx.unstashed.popleft()
+            previous = set_current_context(ctx)
+            try:
+                self._dispatch(message, sender)
+            except Exception as e:  # noqa: BLE001 - Akka's default supervision
+                self._restart(e, message)
+            finally:
+                set_current_context(previous)
 
     def _dispatch(self, message: Any, sender: ActorRef) -> None:
         assert self._ctx is not None  # noqa: S101
@@ -221,7 +281,11 @@ class ActorHost(ThespianActor):  # type: ignore[misc]
             self.stop_actor()
             return
         self._ctx.begin_handling()
-        self._actor.on_receive(message)
+        self._ctx.current = (message, sender)
+        try:
+            self._actor.on_receive(message)
+        finally:
+            self._ctx.current = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     def _on_start(self, start: p.StartActor, guardian: Any) -> None:
@@ -244,7 +308,8 @@ class ActorHost(ThespianActor):  # type: ignore[misc]
             return
         finally:
             set_current_context(previous)
-        self.send(guardian, p.ActorStarted(start.host_id))
+        pid = self._es.persistence_id if self._es is not None else None
+        self.send(guardian, p.ActorStarted(start.host_id, pid))
 
     def _construct(self, stash: Any) -> None:
         assert self._start is not None  # noqa: S101
@@ -280,7 +345,42 @@ class ActorHost(ThespianActor):  # type: ignore[misc]
         self._started_at = time.monotonic()
         self._actor.pre_start()
         if self._es is not None:
-            self._es.start_recovery()
+            # Read now, while a failure still fails actor_of (ActorInitializationError):
+            # recovery itself starts later, when the guardian grants a recovery permit.
+            _ = self._es.actor.recovery
+            self._want_recovery()
+
+    def _want_recovery(self) -> None:
+        assert self._start is not None  # noqa: S101
+        self._awaiting_recovery = True
+        self.send(self._start.system.guardian, p.StartRecovery())
+
+    def _on_recovery_permitted(self) -> None:
+        self._holds_permit = True
+        if self._stopped or self._es is None or not self._awaiting_recovery:
+            self._return_permit()  # stopped, or restarted meanwhile: a new request is queued
+            return
+        self._awaiting_recovery = False
+        self._run_user(self._es.start_recovery)
+        self._return_permit_if_recovered()
+
+    def _run_user(self, fn: Any) -> None:
+        previous = set_current_context(self._ctx)
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001 - Akka's default supervision
+            self._restart(e, None)
+        finally:
+            set_current_context(previous)
+
+    def _return_permit_if_recovered(self) -> None:
+        if self._holds_permit and (self._es is None or not self._es.is_recovering):
+            self._return_permit()
+
+    def _return_permit(self) -> None:
+        if self._holds_permit and self._start is not None:
+            self._holds_permit = False
+            self.send(self._start.system.guardian, p.RecoveryDone())
 
     def _initialize(self, fn: Any) -> None:
         """Run the start hooks of a new instance; their failure stops the actor.
@@ -308,7 +408,10 @@ class ActorHost(ThespianActor):  # type: ignore[misc]
                 old.pre_restart(reason, message)
         except Exception:  # noqa: BLE001 - a hook failure is logged, never propagated
             log.exception("%s: pre_restart raised", self._name())
+        if self._ctx is not None:
+            self._ctx._unstash_all()  # noqa: SLF001 - Akka: the user stash goes back on restart
         stash = self._es.stash if self._es is not None else None
+        self._return_permit()  # the new instance asks again
         try:
             self._construct(stash)
         except Exception:  # noqa: BLE001 - a hook failure is logged, never propagated
@@ -322,7 +425,7 @@ class ActorHost(ThespianActor):  # type: ignore[misc]
         def after_restart() -> None:
             actor.post_restart(reason)
             if self._es is not None:
-                self._es.start_recovery()
+                self._want_recovery()
 
         self._initialize(after_restart)
 
@@ -338,6 +441,7 @@ class ActorHost(ThespianActor):  # type: ignore[misc]
                     self._restart(e, payload)
                 finally:
                     set_current_context(previous)
+                self._return_permit_if_recovered()
             case p.BackoffRestart() if self._backing_off is not None:
                 self._backoff_restart()
 
@@ -378,6 +482,7 @@ class ActorHost(ThespianActor):  # type: ignore[misc]
             return
         self._stopped = True
         assert self._start is not None  # noqa: S101
+        self._return_permit()
         # The guardian first: whoever observes post_stop and then re-creates the name must
         # find the guardian already waiting for this actor's exit, not refusing the name.
         self.send(self._start.system.guardian, p.ActorStopping())
@@ -386,14 +491,27 @@ class ActorHost(ThespianActor):  # type: ignore[misc]
             for message, sender in self._es.stash:
                 self.publish_dead_letter(message, sender.address)
             self._es.stash.clear()
+        if self._ctx is not None:
+            for message, sender in (*self._ctx.user_stash, *self._ctx.unstashed):
+                self._dead_letter(message, sender.address)
+            self._ctx.user_stash.clear()
+            self._ctx.unstashed.clear()
         self.send(self.myAddress, ActorExitRequest())
 
     def _schedule_backoff(self, backoff: BackoffOptions) -> None:
         if time.monotonic() - self._started_at >= backoff.min_backoff:
             self._restarts = 0  # the last instance ran long enough: Akka's auto reset
         self._call_post_stop()
-        self._backing_off = deque(self._es.stash if self._es is not None else ())
+        kept: deque[tuple[Any, ActorRef]] = deque()
+        if self._ctx is not None:  # the user stash waits with the rest, in front
+            self._ctx._unstash_all()  # noqa: SLF001
+            kept.extend(self._ctx.unstashed)
+            self._ctx.unstashed.clear()
+        if self._es is not None:
+            kept.extend(self._es.stash)
+        self._backing_off = kept
         self._es = None
+        self._return_permit()
         delay = backoff.delay(self._restarts)
         log.warning("%s stopped after a failure; starting it again in %.2fs (restart %d)",
                     self._name(), delay, self._restarts + 1)

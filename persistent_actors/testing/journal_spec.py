@@ -7,10 +7,28 @@ A plugin's test module subclasses `JournalSpec` and overrides `create_journal`::
             return SqliteJournal({"path": str(tmp_path / "journal.db")})
 
 The cases follow Akka.NET's `JournalSpec` (all 16), the JVM's "highest sequence number without
-replaying", Pekko's deleted-prefix cases, and a few more (atomicity under conflict, separation of
-awkward persistence ids, streaming a long replay). Optional behaviour sits behind the
-`supports_*` capability flags; a plugin documents a limit by turning one off, and the matching
-tests are skipped with a reason.
+replaying" and its optional "replay only last", Pekko's deleted-prefix cases, and more that a
+broken plugin would otherwise slip through (`tests/test_tck_mutants.py` runs this spec against
+deliberately broken journals and shows each one caught): durability across close and reopen,
+atomicity and no overwrite even without conflict rejection, one result per write in order,
+the upper bound honoured with a count limit, every event's writer uuid, timestamp and tags
+stored, separation of awkward persistence ids, streaming a long replay.
+
+Optional behaviour sits behind the `supports_*` capability flags; a plugin documents a limit by
+turning one off, and the matching tests are skipped with a reason.
+
+Hooks a subclass provides:
+
+* `create_journal(tmp_path)` (required): a new, not yet started journal.
+* `reopen_journal(tmp_path, closed)` (optional): a not yet started journal over the same store
+  as `closed`, which was closed. The default calls `create_journal(tmp_path)` again, which is
+  right for a store named by `tmp_path` (a file) or shared by every test (a database server);
+  a plugin whose `create_journal` makes a fresh empty store each time overrides it (the
+  in-memory journal's store lives as long as its object: its spec returns `closed` itself).
+
+The JVM's optional `supportsMetadata` (free-form metadata on an event) has no counterpart here:
+`PersistentRepr` carries no such field. What it does carry beyond the payload (writer uuid,
+timestamp, tags) every journal must store, and `test_event_metadata_round_trips` checks it.
 """
 
 from __future__ import annotations
@@ -64,6 +82,8 @@ class JournalSpec:
     supports_replay_window_spanning_deleted_prefix: ClassVar[bool] = True
     # Whether a write reusing a stored sequence number is rejected (SequenceConflictError).
     supports_rejecting_sequence_conflicts: ClassVar[bool] = True
+    # Whether `from_sequence_nr = -1` replays only the last live event (JVM supportsReplayOnlyLast).
+    supports_replay_only_last: ClassVar[bool] = False
     # How many events the streaming test writes and replays.
     long_replay_event_count: ClassVar[int] = 10_000
 
@@ -71,6 +91,14 @@ class JournalSpec:
         """Return a new, not yet started journal; `tmp_path` is a fresh per-test folder."""
         msg = f"{type(self).__name__} must override create_journal"
         raise NotImplementedError(msg)
+
+    async def reopen_journal(self, tmp_path: Path, closed: Journal) -> Journal:
+        """Return a not yet started journal over the store `closed` used; `closed` is closed.
+
+        The default opens `create_journal(tmp_path)` again (see the module docstring).
+        """
+        del closed
+        return await self.create_journal(tmp_path)
 
     @pytest.fixture
     def pid(self) -> str:
@@ -432,6 +460,119 @@ class JournalSpec:
             await aclose()
         assert await journal.write_messages([_write(pid, writer_uuid, 6)]) == [None]
         assert await self.replayed_nrs(journal, pid) == [1, 2, 3, 4, 5, 6]
+
+    async def test_replay_using_upper_bound_with_count_limit(
+        self, journal: Journal, pid: str
+    ) -> None:
+        """The upper bound holds when a count limit larger than the window is given too."""
+        assert await self.replayed_nrs(journal, pid, 1, 3, 4) == [1, 2, 3]
+        assert await self.replayed_nrs(journal, pid, 2, 3, 10) == [2, 3]
+        assert await self.replayed_nrs(journal, pid, 4, 4, 2) == [4]
+        assert await self.highest(journal, pid) == 5
+
+    async def test_replay_only_last(self, journal: Journal, pid: str) -> None:
+        """JVM (optional): `from_sequence_nr = -1` replays only the last live event."""
+        if not self.supports_replay_only_last:
+            pytest.skip("plugin does not replay only the last event for from_sequence_nr = -1")
+        assert await self.replayed_nrs(journal, pid, -1) == [5]
+        assert await self.replayed_nrs(journal, pid, -1, 3) == [3]
+        await journal.delete_messages_to(pid, MAX_SEQUENCE_NR)
+        assert await self.replayed_nrs(journal, pid, -1) == []
+        assert await self.highest(journal, pid) == 5
+
+    async def test_events_survive_close_and_reopen(
+        self, tmp_path: Path, journal: Journal, pid: str, writer_uuid: str
+    ) -> None:
+        """Durability: after close and reopen, events, deletions and the highest are all kept."""
+        await journal.delete_messages_to(pid, 2)
+        await journal.close()
+        reopened = await self.reopen_journal(tmp_path, journal)
+        await reopened.start()
+        try:
+            events = await self.replayed(reopened, pid)
+            assert events == [_event(pid, nr, writer_uuid) for nr in (3, 4, 5)], (
+                "events stored before close are not replayed after reopening: create_journal"
+                "(tmp_path) must open the same store again, or override reopen_journal"
+            )
+            assert await self.highest(reopened, pid) == 5
+            await reopened.delete_messages_to(pid, MAX_SEQUENCE_NR)
+            assert await reopened.write_messages([_write(pid, writer_uuid, 6)]) == [None]
+        finally:
+            await reopened.close()
+        again = await self.reopen_journal(tmp_path, reopened)
+        await again.start()
+        try:
+            assert await self.replayed(again, pid) == [_event(pid, 6, writer_uuid)]
+            assert await self.highest(again, pid) == 6
+        finally:
+            await again.close()
+
+    async def test_overlapping_atomic_write_is_not_stored_and_overwrites_nothing(
+        self, journal: Journal, pid: str, writer_uuid: str
+    ) -> None:
+        """Any plugin, rejecting conflicts or not: a write (5', 6, 7) overlapping stored event 5.
+
+        It may be rejected (an exception in its result) or fail the call (raise), but it is
+        never reported stored: event 5 keeps its payload, and 6 and 7 are not stored either,
+        since an AtomicWrite is stored whole or not at all.
+        """
+        impostor = PersistentRepr(pid, 5, MANIFEST, b"impostor", writer_uuid)
+        overlapping = AtomicWrite((impostor, _event(pid, 6, writer_uuid),
+                                   _event(pid, 7, writer_uuid)))
+        try:
+            results: list[BaseException | None] | None = await journal.write_messages(
+                [overlapping])
+        except Exception:  # noqa: BLE001 - failing the whole call is an allowed outcome
+            results = None
+        if results is not None:
+            assert len(results) == 1
+            assert results[0] is not None, "a write overlapping stored events was reported stored"
+        assert await self.replayed(journal, pid) == [
+            _event(pid, nr, writer_uuid) for nr in range(1, 6)]
+        assert await self.highest(journal, pid) == 5
+
+    async def test_write_results_line_up_with_writes(
+        self, journal: Journal, pid: str, writer_uuid: str
+    ) -> None:
+        """One result per AtomicWrite, in the order of the writes, in a mixed batch."""
+        other = pid + "-mixed"
+        writes = [
+            _write(other, writer_uuid, 1),
+            _write(pid, writer_uuid, 6),
+            _write(other, writer_uuid, 2, 3),
+            _write(pid, writer_uuid, 7),
+            _write(other, writer_uuid, 4),
+            _write(pid, writer_uuid, 8, 9),
+        ]
+        conflicting: set[int] = set()
+        if self.supports_rejecting_sequence_conflicts:
+            # Writes reusing stored sequence numbers (6: stored earlier in this batch), at
+            # uneven positions, so results returned in reverse cannot pass either.
+            conflicting = {0, 3, 4}
+            for position, nr in zip(sorted(conflicting), (2, 6, 4), strict=True):
+                writes.insert(position, _write(pid, writer_uuid, nr))
+        results = await journal.write_messages(writes)
+        assert len(results) == len(writes)
+        for position, result in enumerate(results):
+            if position in conflicting:
+                assert isinstance(result, SequenceConflictError), (position, result)
+            else:
+                assert result is None, (position, result)
+        assert await self.replayed_nrs(journal, pid) == list(range(1, 10))
+        assert await self.replayed_nrs(journal, other) == [1, 2, 3, 4]
+
+    async def test_event_metadata_round_trips(self, journal: Journal, pid: str) -> None:
+        """Every event of a multi-event write keeps its own writer uuid, timestamp and tags."""
+        first = PersistentRepr(pid, 6, MANIFEST, b"a-6", "writer-é-1", 1_712_345_678.5,
+                               ("x", "y"))
+        second = PersistentRepr(pid, 7, MANIFEST, b"a-7", str(uuid.uuid4()), 1_712_345_679.25)
+        third = PersistentRepr(pid, 8, MANIFEST, b"a-8", "", 0.0, ("z",))
+        if self.supports_atomic_persist_all_of_several_events:
+            writes = [AtomicWrite((first, second, third))]
+        else:
+            writes = [AtomicWrite((e,)) for e in (first, second, third)]
+        assert await journal.write_messages(writes) == [None] * len(writes)
+        assert await self.replayed(journal, pid, 6) == [first, second, third]
 
     async def test_close_is_idempotent(self, tmp_path: Path) -> None:
         """`close` may be called twice, and on a journal that was never started."""

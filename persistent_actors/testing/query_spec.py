@@ -34,7 +34,11 @@ import pytest
 from persistent_actors import ActorRef, ActorSystem, PersistentActor
 from persistent_actors.adapters import ReadEventAdapter, Tagged, WriteEventAdapter
 from persistent_actors.journal import MAX_SEQUENCE_NR
-from persistent_actors.messages import DeleteMessagesFailure, DeleteMessagesSuccess
+from persistent_actors.messages import (
+    DeleteMessagesFailure,
+    DeleteMessagesSuccess,
+    SaveSnapshotSuccess,
+)
 from persistent_actors.query import NO_OFFSET, EventEnvelope, NoOffset, ReadJournal, Sequence
 
 __all__ = [
@@ -43,6 +47,7 @@ __all__ = [
     "DeleteCommand",
     "QueryTestActor",
     "ReadJournalSpec",
+    "SnapshotCommand",
     "check_live_queries_under_concurrent_writers",
     "only_cases",
 ]
@@ -85,15 +90,22 @@ class DeleteCommand:
     to_sequence_nr: int
 
 
+@dataclasses.dataclass(frozen=True)
+class SnapshotCommand:
+    """Ask a `QueryTestActor` to save a snapshot; it answers ``"snapshot-<n>"`` once saved."""
+
+
 class QueryTestActor(PersistentActor):
     """Persists every string it is told and answers ``"<text>-done"`` once it is stored.
 
-    `DeleteCommand(n)` deletes events up to n and answers ``"<n>-deleted"``.
+    `DeleteCommand(n)` deletes events up to n and answers ``"<n>-deleted"``;
+    `SnapshotCommand()` saves a snapshot and answers ``"snapshot-<sequence nr>"``.
     """
 
     def __init__(self, persistence_id: str) -> None:
         self._persistence_id = persistence_id
         self._deleter: ActorRef | None = None
+        self._snapshotter: ActorRef | None = None
 
     @property
     def persistence_id(self) -> str:
@@ -115,6 +127,11 @@ class QueryTestActor(PersistentActor):
                 self._deleter.tell(f"{to}-deleted")
             case DeleteMessagesFailure(cause) if self._deleter is not None:
                 self._deleter.tell(f"delete failed: {cause}")
+            case SnapshotCommand():
+                self._snapshotter = self.sender
+                self.save_snapshot("state")
+            case SaveSnapshotSuccess(metadata) if self._snapshotter is not None:
+                self._snapshotter.tell(f"snapshot-{metadata.sequence_nr}")
             case _:
                 self.unhandled(message)
 
@@ -792,6 +809,70 @@ class ReadJournalSpec:
             assert self.events(await _pull(live, 1)) == ["r-1"]
         finally:
             await live.aclose()
+
+    async def test_persistence_ids_come_from_the_journal_only(
+        self, system: ActorSystem, read_journal: ReadJournal,
+    ) -> None:
+        """An id with events and a snapshot appears once; one with only a snapshot, never."""
+        both = await self.setup(system, "both", 2)
+        assert await asyncio.to_thread(both.ask, SnapshotCommand(), TIMEOUT) == "snapshot-2"
+        only = self.actor(system, "snapshot-only")
+        assert await asyncio.to_thread(only.ask, SnapshotCommand(), TIMEOUT) == "snapshot-0"
+        assert await _all(read_journal.current_persistence_ids()) == ["both"]
+        source = read_journal.persistence_ids()
+        try:
+            assert await _pull(source, 1) == ["both"]
+            pending = asyncio.ensure_future(_pull(source, 1))
+            await self.setup(system, "later", 1)
+            assert await pending == ["later"]
+        finally:
+            await source.aclose()
+
+    async def test_cancelled_live_persistence_ids_query_is_released(
+        self, system: ActorSystem, read_journal: ReadJournal,
+    ) -> None:
+        """A live persistence-ids query cancelled while waiting ends at once; others go on."""
+        await self.setup(system, "t", 1)
+        source = read_journal.persistence_ids()
+        assert await _pull(source, 1) == ["t"]
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(anext(source), 0.3)
+        assert time.monotonic() - started < TIMEOUT / 2
+        await source.aclose()
+        with pytest.raises(StopAsyncIteration):
+            await anext(source)
+        live = read_journal.persistence_ids()
+        try:
+            assert await _pull(live, 1) == ["t"]
+            pending = asyncio.ensure_future(_pull(live, 1))
+            await self.setup(system, "u", 1)
+            assert await pending == ["u"]
+        finally:
+            await live.aclose()
+
+    async def test_all_events_live_pages_across_more_than_one_page(
+        self, system: ActorSystem, read_journal: ReadJournal,
+    ) -> None:
+        """AllEvents: events stored after the query caught up arrive over several pages."""
+        await self.setup(system, "a", 1)
+        source = read_journal.all_events()
+        try:
+            assert self.events(await _pull(source, 1)) == ["a-1"]
+            pending = asyncio.ensure_future(_pull(source, 1))  # waiting for the next event
+            ref = self.actor(system, "b")
+            await self.tell(ref, "b-0")
+            assert self.events(await pending) == ["b-0"]
+            # Stored while nobody pulls: the next pulls read them in several pages.
+            count = 3 * self.page_size + 2
+            await self.tell(ref, *(f"b-{i}" for i in range(1, count + 1)))
+            got = await _pull(source, count)
+            assert self.events(got) == [f"b-{i}" for i in range(1, count + 1)]
+            values = [e.offset.value for e in got if isinstance(e.offset, Sequence)]
+            assert len(values) == count
+            assert values == sorted(set(values))
+        finally:
+            await source.aclose()
 
     # --- adapters, deletion and concurrency ---------------------------------------------------
 

@@ -7,7 +7,24 @@ A plugin's test module subclasses `SnapshotStoreSpec` and overrides `create_snap
             return SqliteSnapshotStore({"path": str(tmp_path / "snapshots.db")})
 
 The cases follow the core SnapshotStoreSpec of Akka.NET and the JVM, Akka.NET's two cases on the
-timestamp of `SnapshotMetadata` given to `delete`, and a few more (rapid saves, awkward ids).
+timestamp of `SnapshotMetadata` given to `delete`, its SnapshotStoreSaveSnapshotSpec (rapid
+saves, with journal writes in between), and a few more: metadata round trip, the timestamp bound
+honoured under a sequence-number bound, durability across close and reopen, awkward ids.
+`tests/test_tck_mutants.py` runs this spec against deliberately broken stores.
+
+Hooks a subclass provides:
+
+* `create_snapshot_store(tmp_path)` (required): a new, not yet started store.
+* `reopen_snapshot_store(tmp_path, closed)` (optional): a not yet started store over the same
+  data as `closed`, which was closed; the default calls `create_snapshot_store(tmp_path)`
+  again (right for a file under `tmp_path` or a shared database server).
+* `create_journal_beside(tmp_path)` (optional): a not yet started journal that shares the
+  store's file or database, so the "saves with journal writes in between" case interleaves
+  them; the default None skips that case (nothing is shared).
+
+The JVM's optional free-form snapshot metadata (`supportsMetadata`) has no counterpart:
+`SnapshotMetadata` is (persistence id, sequence number, timestamp), and case 13 here checks
+that those round-trip exactly.
 """
 
 from __future__ import annotations
@@ -21,7 +38,7 @@ from typing import ClassVar, Final
 
 import pytest
 
-from persistent_actors.journal import MAX_SEQUENCE_NR
+from persistent_actors.journal import MAX_SEQUENCE_NR, AtomicWrite, Journal, PersistentRepr
 from persistent_actors.snapshot import (
     SelectedSnapshot,
     SnapshotMetadata,
@@ -59,6 +76,19 @@ class SnapshotStoreSpec:
         """Return a new, not yet started snapshot store; `tmp_path` is a fresh per-test folder."""
         msg = f"{type(self).__name__} must override create_snapshot_store"
         raise NotImplementedError(msg)
+
+    async def reopen_snapshot_store(self, tmp_path: Path, closed: SnapshotStore) -> SnapshotStore:
+        """Return a not yet started store over the data `closed` used; `closed` is closed.
+
+        The default opens `create_snapshot_store(tmp_path)` again (see the module docstring).
+        """
+        del closed
+        return await self.create_snapshot_store(tmp_path)
+
+    async def create_journal_beside(self, tmp_path: Path) -> Journal | None:
+        """Return a not yet started journal sharing the store's file or database, or None."""
+        del tmp_path
+        return None
 
     @pytest.fixture
     def pid(self) -> str:
@@ -292,6 +322,78 @@ class SnapshotStoreSpec:
         latest = await store.load(pid, SnapshotSelectionCriteria.latest())
         assert latest is not None
         assert latest.payload == b"s-5"
+
+    async def test_metadata_round_trips(self, store: SnapshotStore, pid: str) -> None:
+        """Case 13: persistence id, sequence number and timestamp come back exactly."""
+        awkward = [
+            SnapshotMetadata(pid, 101, 1_712_345_678.123456),
+            SnapshotMetadata(pid, 102, 0.0),
+            SnapshotMetadata(pid, MAX_SEQUENCE_NR - 1, 4_102_444_800.5),
+        ]
+        for md in awkward:
+            await store.save(md, MANIFEST, b"m-%d" % md.sequence_nr)
+        for md in awkward:
+            exact = SnapshotSelectionCriteria(max_sequence_nr=md.sequence_nr,
+                                              min_sequence_nr=md.sequence_nr)
+            loaded = await store.load(pid, exact)
+            assert loaded == self.snapshot(md, b"m-%d" % md.sequence_nr)
+            assert type(loaded.metadata.sequence_nr) is int
+            assert type(loaded.metadata.timestamp) is float
+
+    async def test_timestamp_bound_holds_under_a_sequence_nr_bound(
+        self, store: SnapshotStore, pid: str, metadata: list[SnapshotMetadata]
+    ) -> None:
+        """`max_timestamp` still selects when `max_sequence_nr` is bounded but looser."""
+        s2, s3 = metadata[1], metadata[2]
+        assert await store.load(pid, _criteria(14, s3.timestamp)) == self.snapshot(s3, b"s-3")
+        assert await store.load(pid, _criteria(15, s2.timestamp)) == self.snapshot(s2, b"s-2")
+        limited = _criteria(max_timestamp=s2.timestamp).limit(14)
+        assert await store.load(pid, limited) == self.snapshot(s2, b"s-2")
+        assert await store.load(pid, _criteria(14, metadata[0].timestamp - 1.0)) is None
+
+    async def test_snapshots_survive_close_and_reopen(
+        self, tmp_path: Path, store: SnapshotStore, pid: str, metadata: list[SnapshotMetadata]
+    ) -> None:
+        """Durability: after close and reopen, snapshots and deletions are all kept."""
+        await store.delete(metadata[4])
+        await store.close()
+        reopened = await self.reopen_snapshot_store(tmp_path, store)
+        await reopened.start()
+        try:
+            loaded = await reopened.load(pid, SnapshotSelectionCriteria.latest())
+            assert loaded == self.snapshot(metadata[3], b"s-4"), (
+                "snapshots saved before close are not loaded after reopening: "
+                "create_snapshot_store(tmp_path) must open the same store again, or override "
+                "reopen_snapshot_store"
+            )
+            assert await reopened.load(pid, _criteria(11)) == self.snapshot(metadata[0], b"s-1")
+        finally:
+            await reopened.close()
+
+    async def test_saves_with_journal_writes_in_between(
+        self, tmp_path: Path, store: SnapshotStore, pid: str
+    ) -> None:
+        """Akka.NET SaveSnapshotSpec: rapid saves with journal writes between them; latest wins."""
+        journal = await self.create_journal_beside(tmp_path)
+        if journal is None:
+            pytest.skip("no journal shares this snapshot store's storage")
+        await journal.start()
+        try:
+            for nr in range(16, 46):
+                event = PersistentRepr(pid, nr, MANIFEST, b"e-%d" % nr, "w", BASE_TIMESTAMP + nr)
+                assert await journal.write_messages([AtomicWrite((event,))]) == [None]
+                await store.save(SnapshotMetadata(pid, nr, BASE_TIMESTAMP + nr), MANIFEST,
+                                 b"%d" % nr)
+            replayed = [e.sequence_nr async for e in journal.replay_messages(
+                pid, 1, MAX_SEQUENCE_NR, MAX_SEQUENCE_NR)]
+            assert replayed == list(range(16, 46))
+        finally:
+            await journal.close()
+        latest = SnapshotMetadata(pid, 45, BASE_TIMESTAMP + 45)
+        assert await store.load(pid, SnapshotSelectionCriteria.latest()) == self.snapshot(
+            latest, b"45")
+        assert await store.load(pid, _criteria(30)) == self.snapshot(
+            SnapshotMetadata(pid, 30, BASE_TIMESTAMP + 30), b"30")
 
     async def test_close_is_idempotent(self, tmp_path: Path) -> None:
         """`close` may be called twice, and on a store that was never started."""

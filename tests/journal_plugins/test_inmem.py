@@ -15,13 +15,22 @@ from persistent_actors.testing.snapshot_store_spec import SnapshotStoreSpec
 
 
 class TestInmemJournal(JournalSpec):
+    supports_replay_only_last = True
+
     async def create_journal(self, tmp_path: Path) -> Journal:
         return InmemJournal()
+
+    async def reopen_journal(self, tmp_path: Path, closed: Journal) -> Journal:
+        # The in-memory store lives as long as the journal object (in the runtime: the system).
+        return closed
 
 
 class TestInmemSnapshotStore(SnapshotStoreSpec):
     async def create_snapshot_store(self, tmp_path: Path) -> SnapshotStore:
         return InmemSnapshotStore()
+
+    async def reopen_snapshot_store(self, tmp_path: Path, closed: SnapshotStore) -> SnapshotStore:
+        return closed
 
 
 @pytest.mark.parametrize("cls", [InmemJournal, InmemSnapshotStore])

@@ -20,6 +20,8 @@ from tests.read_only import read_only
 
 
 class TestSqliteJournal(JournalSpec):
+    supports_replay_only_last = True
+
     async def create_journal(self, tmp_path: Path) -> Journal:
         # A small page size makes the TCK's replays cross page boundaries.
         return SqliteJournal({"path": str(tmp_path / "journal.db"), "replay_page_size": 3})
@@ -28,6 +30,9 @@ class TestSqliteJournal(JournalSpec):
 class TestSqliteSnapshotStore(SnapshotStoreSpec):
     async def create_snapshot_store(self, tmp_path: Path) -> SnapshotStore:
         return SqliteSnapshotStore({"path": str(tmp_path / "snapshots.db")})
+
+    async def create_journal_beside(self, tmp_path: Path) -> Journal | None:
+        return SqliteJournal({"path": str(tmp_path / "snapshots.db")})
 
 
 class TestSqliteJournalSharingFileWithSnapshotStore(JournalSpec):

@@ -1,0 +1,133 @@
+"""Akka's replay filter: detect, and repair or refuse, a history written by several writers.
+
+Every stored event carries the id of the actor incarnation that wrote it (`writer_uuid`). If two
+incarnations with one persistence id ever wrote at once (two processes, a split brain), the
+replayed history interleaves their events. Recovery passes the replay through this filter,
+which holds back the last `window_size` events and follows the writers:
+
+* a new writer appearing makes the previous one *old*; events of an old writer arriving later,
+  and events the new writer's first event contradicts (same or higher sequence number from
+  another writer, still in the window), are the "old" events;
+* an event of the current writer with a lower sequence number than its previous one is out of
+  order.
+
+Mode `repair-by-discard-old` (the default) drops those events and logs a warning; `fail` fails
+recovery with `ReplayFilterError`; `warn` logs and replays everything; `off` does nothing.
+The same algorithm as Akka's ``ReplayFilter`` (akka_features.md), on the stored form, before
+any event is decoded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import OrderedDict, deque
+from collections.abc import Iterable
+from typing import Final
+
+from persistent_actors.errors import ReplayFilterError
+from persistent_actors.stored import PersistentRepr
+
+__all__ = ["REPLAY_FILTER_MODES", "ReplayFilter", "ReplayFilterSettings"]
+
+REPAIR: Final = "repair-by-discard-old"
+FAIL: Final = "fail"
+WARN: Final = "warn"
+OFF: Final = "off"
+REPLAY_FILTER_MODES: Final = (REPAIR, FAIL, WARN, OFF)
+
+log = logging.getLogger("persistent_actors.persistence")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReplayFilterSettings:
+    """``[persistence.replay_filter]``: Akka's ``replay-filter`` (same defaults)."""
+
+    mode: str = REPAIR
+    window_size: int = 100
+    max_old_writers: int = 10
+
+
+class ReplayFilter:
+    """Filters one recovery's replayed events; `feed` each chunk, then `flush` at the end."""
+
+    __slots__ = ("_buffer", "_max_old_writers", "_mode", "_old_writers", "_persistence_id",
+                 "_sequence_nr", "_window_size", "_writer")
+
+    def __init__(self, settings: ReplayFilterSettings, persistence_id: str) -> None:
+        self._mode = settings.mode
+        self._window_size = settings.window_size
+        self._max_old_writers = settings.max_old_writers
+        self._persistence_id = persistence_id
+        self._buffer: deque[PersistentRepr] = deque()
+        self._old_writers: OrderedDict[str, None] = OrderedDict()
+        self._writer = ""
+        self._sequence_nr = 0
+
+    def feed(self, events: Iterable[PersistentRepr]) -> list[PersistentRepr]:
+        """Take replayed events; return those that left the window and may be applied.
+
+        Raises:
+            ReplayFilterError: mode ``fail`` and the history has more than one writer.
+
+        """
+        released: list[PersistentRepr] = []
+        buffer, window = self._buffer, self._window_size
+        for event in events:
+            if len(buffer) >= window:
+                released.append(buffer.popleft())
+            if event.writer_uuid == self._writer:
+                if event.sequence_nr < self._sequence_nr:
+                    self._issue(
+                        f"event {event.sequence_nr} of {self._persistence_id!r} (writer "
+                        f"{event.writer_uuid!r}) comes after event {self._sequence_nr} of the "
+                        "same writer: events were stored out of order, or two actors share "
+                        "this persistence id")
+                    if self._mode == WARN:
+                        buffer.append(event)
+                else:
+                    buffer.append(event)
+                    self._sequence_nr = event.sequence_nr
+            elif event.writer_uuid in self._old_writers:
+                self._issue(
+                    f"event {event.sequence_nr} of {self._persistence_id!r} comes from writer "
+                    f"{event.writer_uuid!r}, after a newer writer {self._writer!r} wrote event "
+                    f"{self._sequence_nr}: the old writer kept writing after the new one "
+                    "started, or two actors share this persistence id")
+                if self._mode == WARN:
+                    buffer.append(event)
+            else:
+                self._new_writer(event)
+        return released
+
+    def _new_writer(self, event: PersistentRepr) -> None:
+        if self._writer:
+            self._old_writers[self._writer] = None
+            if len(self._old_writers) > self._max_old_writers:
+                self._old_writers.popitem(last=False)
+        self._writer, self._sequence_nr = event.writer_uuid, event.sequence_nr
+        kept: list[PersistentRepr] = []
+        for held in self._buffer:
+            if held.sequence_nr >= event.sequence_nr:
+                self._issue(
+                    f"event {event.sequence_nr} of {self._persistence_id!r} from a new writer "
+                    f"{event.writer_uuid!r} follows event {held.sequence_nr} of writer "
+                    f"{held.writer_uuid!r}: two actors share this persistence id")
+                if self._mode != WARN:
+                    continue
+            kept.append(held)
+        kept.append(event)
+        self._buffer.clear()  # in place: `feed` holds a reference to the deque
+        self._buffer.extend(kept)
+
+    def _issue(self, message: str) -> None:
+        if self._mode == FAIL:
+            raise ReplayFilterError(message)
+        log.warning("replay filter (%s): %s; the event is %s", self._mode, message,
+                    "discarded" if self._mode == REPAIR else "replayed anyway")
+
+    def flush(self) -> list[PersistentRepr]:
+        """Return the events still held back (the replay ended)."""
+        released = list(self._buffer)
+        self._buffer.clear()
+        return released

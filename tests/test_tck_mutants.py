@@ -1,0 +1,70 @@
+"""The shipped TCKs catch broken plugins: each mutant (tests/tck_mutants.py) fails its case.
+
+Each case runs one spec in an inner pytest session (pytester) and checks that the named TCK
+case fails there; the unbroken in-memory plugins under the same specs pass every case, so a
+failure is the mutant's doing, not the harness's.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+_INI = """[pytest]
+asyncio_mode = auto
+asyncio_default_fixture_loop_scope = function
+"""
+
+
+def _run(pytester: pytest.Pytester, spec: str, *args: str) -> tuple[set[str], int]:
+    """Run `TestMutant = <spec>` in an inner session; return its failed case names, passed count."""
+    pytester.makeini(_INI)
+    pytester.makepyfile(test_mutant=f"from tests.tck_mutants import *  # noqa: F403\n"
+                                    f"TestMutant = {spec}\n")
+    reprec = pytester.inline_run("-p", "no:cacheprovider", "-p", "no:randomly", *args)
+    passed, _, failed = reprec.listoutcomes()
+    return {report.nodeid.rsplit("::", 1)[-1] for report in failed}, len(passed)
+
+
+MUTANTS = [
+    ("journal_spec(ForgetsOnReopenJournal)", "test_events_survive_close_and_reopen"),
+    ("journal_spec(OverwritingJournal, rejects_conflicts=False)",
+     "test_overlapping_atomic_write_is_not_stored_and_overwrites_nothing"),
+    ("journal_spec(PartialWriteJournal)",
+     "test_overlapping_atomic_write_is_not_stored_and_overwrites_nothing"),
+    ("journal_spec(UpperBoundIgnoredWithLimitJournal)",
+     "test_replay_using_upper_bound_with_count_limit"),
+    ("journal_spec(TagDroppingJournal)", "test_event_metadata_round_trips"),
+    ("journal_spec(WriterUuidDroppingJournal)", "test_event_metadata_round_trips"),
+    ("journal_spec(ResultsOutOfOrderJournal)", "test_write_results_line_up_with_writes"),
+    ("journal_spec(HighestResetByDeleteJournal)",
+     "test_highest_sequence_nr_survives_journal_cleanup"),
+    ("snapshot_store_spec(ForgetsOnReopenSnapshotStore)",
+     "test_snapshots_survive_close_and_reopen"),
+    ("snapshot_store_spec(TimestampIgnoredUnderSequenceBoundStore)",
+     "test_timestamp_bound_holds_under_a_sequence_nr_bound"),
+    ("snapshot_store_spec(MillisecondTimestampStore)", "test_metadata_round_trips"),
+]
+
+
+@pytest.mark.parametrize(("spec", "caught_by"), MUTANTS, ids=[m[0] for m in MUTANTS])
+def test_the_tck_catches_the_mutant(pytester: pytest.Pytester, spec: str, caught_by: str) -> None:
+    failed, passed = _run(pytester, spec)
+    assert caught_by in failed, f"{spec} passed {caught_by}; failed only {sorted(failed)}"
+    assert passed > 0  # the harness ran the spec, not just an import error
+
+
+def test_the_query_tck_catches_a_log_that_skips_pages(pytester: pytest.Pytester) -> None:
+    failed, _ = _run(pytester, "query_spec(SkipsPagesJournal)", "-k", "all_events")
+    assert "test_all_events_live_pages_across_more_than_one_page" in failed
+    assert "test_current_all_events_sees_all_150_events" in failed
+
+
+@pytest.mark.parametrize("spec", ["MutantInmemJournal", "MutantInmemSnapshotStore",
+                                  "query_spec(InmemJournal)"])
+def test_the_unbroken_plugins_pass_the_same_specs(pytester: pytest.Pytester, spec: str) -> None:
+    args = ("-k", "all_events") if spec.startswith("query") else ()
+    failed, passed = _run(pytester, spec, *args)
+    assert failed == set()
+    assert passed > 5
