@@ -17,8 +17,12 @@ is visibly truncated, or holds a foreign ``journal``/``snapshot`` table makes it
 Schema: ``journal`` holds one row per event, keyed by a global insertion ``ordering`` for the
 read side, with ``UNIQUE(persistence_id, sequence_nr)``; ``journal_tags`` holds its tags, indexed
 by tag; ``journal_metadata`` records the highest sequence number of each id when events are
-deleted. Deleted events stay as tombstone rows (``deleted = 1``, payload and tags erased), so a
-sequence number is never reused, exactly as in the in-memory journal.
+deleted, so a sequence number is never reused, exactly as in the in-memory journal. Deleting
+events removes their rows, except the id's first row, which stays as an empty tombstone
+(``deleted = 1``) so the id keeps its place in the read side's order of persistence ids. New files
+are created with ``auto_vacuum = INCREMENTAL`` and every delete returns the freed pages to the
+file system (``PRAGMA incremental_vacuum``); a file created before keeps its size and reuses the
+freed pages for new events (``VACUUM`` shrinks it offline).
 """
 
 from __future__ import annotations
@@ -84,6 +88,11 @@ _JOURNAL_SCHEMA: Final = (
         persistence_id TEXT PRIMARY KEY,
         max_sequence_nr INTEGER NOT NULL
     )""",
+    # Deleted rows are gone, so UNIQUE no longer sees their numbers: this keeps them used.
+    """CREATE TRIGGER IF NOT EXISTS journal_sequence_nr_used BEFORE INSERT ON journal
+    WHEN NEW.sequence_nr <= (SELECT max_sequence_nr FROM journal_metadata
+                             WHERE persistence_id = NEW.persistence_id)
+    BEGIN SELECT RAISE(ABORT, 'sequence number already used'); END""",
 )
 _JOURNAL_COLUMNS: Final = {
     "journal": {
@@ -144,6 +153,12 @@ _DELETE_TAGS: Final = """DELETE FROM journal_tags WHERE ordering IN (
     WHERE persistence_id = ? AND sequence_nr <= ? AND deleted = 0)"""
 _TOMBSTONE: Final = """UPDATE journal SET deleted = 1, manifest = '', payload = x''
     WHERE persistence_id = ? AND sequence_nr <= ? AND deleted = 0"""
+# Every deleted row but the id's first goes: journal_metadata already holds the highest number.
+_PURGE: Final = """DELETE FROM journal
+    WHERE persistence_id = ? AND sequence_nr <= ? AND deleted = 1
+    AND ordering > (SELECT min(ordering) FROM journal WHERE persistence_id = ?)"""
+_ORPHAN_TAGS: Final = """SELECT count(*) FROM journal_tags AS t
+    WHERE NOT EXISTS (SELECT 1 FROM journal AS j WHERE j.ordering = t.ordering AND j.deleted = 0)"""
 
 _SAVE_SNAPSHOT: Final = """INSERT INTO snapshot
     (persistence_id, sequence_nr, timestamp, manifest, payload) VALUES (?, ?, ?, ?, ?)
@@ -308,6 +323,15 @@ class SqliteJournal(Journal):
             raise JournalError(msg) from e
 
 
+    async def integrity_check(self) -> list[str]:
+        """Plugin API: what ``PRAGMA integrity_check`` reports, and tags of no stored event."""
+        _, reader = self._connections()
+        try:
+            return await reader.run(_integrity_check)
+        except (sqlite3.Error, ValueError) as e:
+            return [f"integrity check failed: {e}"]
+
+
 # -- the journal's transactions: each runs whole on the connection's thread ------------------
 def _write_transaction(
     db: sqlite3.Connection, writes: Sequence[AtomicWrite]
@@ -350,6 +374,7 @@ def _write_atomic(db: sqlite3.Connection, write: AtomicWrite) -> BaseException |
         if e.sqlite_errorcode in (
             sqlite3.SQLITE_CONSTRAINT_UNIQUE,
             sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY,
+            sqlite3.SQLITE_CONSTRAINT_TRIGGER,  # journal_sequence_nr_used: a deleted number
         ):
             conflict = SequenceConflictError(
                 f"persistence id {write.persistence_id!r} already has sequence numbers in "
@@ -385,10 +410,27 @@ def _delete_transaction(db: sqlite3.Connection, persistence_id: str, to_nr: int)
         db.execute(_REMEMBER_HIGHEST, (persistence_id,))
         db.execute(_DELETE_TAGS, (persistence_id, to_nr))
         db.execute(_TOMBSTONE, (persistence_id, to_nr))
+        db.execute(_PURGE, (persistence_id, to_nr, persistence_id))
         db.execute("COMMIT")
     except BaseException:
         _rollback(db)
         raise
+    _reclaim(db)
+
+
+def _reclaim(db: sqlite3.Connection) -> None:
+    """Give the pages a delete freed back to the file system (auto_vacuum = INCREMENTAL)."""
+    # executescript steps the pragma to its end; execute() frees one page per step.
+    db.executescript("PRAGMA incremental_vacuum;")
+
+
+def _integrity_check(db: sqlite3.Connection) -> list[str]:
+    problems = [str(row[0]) for row in db.execute("PRAGMA integrity_check").fetchall()]
+    problems = [] if problems == ["ok"] else problems
+    orphans = int(db.execute(_ORPHAN_TAGS).fetchone()[0])
+    if orphans:
+        problems.append(f"{orphans} tag rows belong to no stored event")
+    return problems
 
 
 def _replay_page(
@@ -520,6 +562,12 @@ class SqliteSnapshotStore(SnapshotStore):
             _DELETE_SNAPSHOTS,
             (persistence_id, *_criteria_params(criteria)),
         )
+        if self._db is not None:
+            try:
+                await self._db.run(_reclaim)
+            except (sqlite3.Error, ValueError) as e:
+                msg = f"{type(self).__name__}: reclaiming space after a delete failed: {e}"
+                raise SnapshotStoreError(msg) from e
 
 
 def _criteria_params(criteria: SnapshotSelectionCriteria) -> tuple[Any, ...]:
