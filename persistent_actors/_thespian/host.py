@@ -324,6 +324,8 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
                     set_current_context(previous)
             case p.BackoffRestart() if self._backing_off is not None:
                 self._backoff_restart()
+            case p.Scheduled(message):
+                self.send(self.myAddress, message)
 
     def _backoff_restart(self) -> None:
         assert self._backing_off is not None  # noqa: S101
