@@ -19,7 +19,7 @@ import msgpack
 
 from persistent_actors._config import JOURNAL, SNAPSHOT_STORE, PluginConfig, load_settings
 from persistent_actors._serialization import PLAIN_MANIFEST, default_serializer
-from persistent_actors.errors import PersistentActorsError, PluginError, SerializationError
+from persistent_actors.errors import PersistentActorsError, SerializationError
 from persistent_actors.event_log import EventLog
 from persistent_actors.journal import Journal
 from persistent_actors.query import standalone_event_log
@@ -126,15 +126,18 @@ async def open_store(config_path: str | None, *, plugin_id: str | None = None,
     try:
         await snapshots.start()
         try:
-            log = standalone_event_log(journal_config) or journal.event_log()
+            log = standalone_event_log(journal_config)
             if log is None:
-                raise PluginError(f"journal plugin {journal_config.spec!r} offers no EventLog: "
-                                  "it cannot list its persistence ids")
+                # Its events live in the memory of an actor system's process (in-memory
+                # journal), or it has no read side: another process cannot read them.
+                raise UsageError(
+                    f"journal plugin {journal_config.spec!r} (journal "
+                    f"{journal_config.plugin_id!r}) cannot be read from another process; the "
+                    "CLI works on stores such as sqlite")
             try:
                 yield Store(name or str(config_path), journal, log, snapshots, journal_config)
             finally:
-                if log is not journal:
-                    await log.close()
+                await log.close()
         finally:
             await snapshots.close()
     finally:
