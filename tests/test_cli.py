@@ -11,6 +11,7 @@ import fcntl
 import json
 import os
 import pty
+import shlex
 import signal
 import sqlite3
 import struct
@@ -424,3 +425,48 @@ def test_user_mistakes_are_one_line_never_a_traceback(store: Path, tmp_path: Pat
     assert usage.returncode == 2
     assert "Traceback" not in usage.stderr
     assert "expected a sequence number >= 0" in usage.stderr
+
+
+# -- the README's commands -------------------------------------------------------------------------
+def _readme_commands() -> list[list[str]]:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Operating the event store", 1)[1]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    return [shlex.split(line.split("#", 1)[0]) for line in block.splitlines()
+            if line.startswith("persistent-actors ")]
+
+
+def test_every_command_the_readme_shows_runs(tmp_path: Path) -> None:
+    commands = _readme_commands()
+    assert len(commands) >= 9
+    (tmp_path / "shop").mkdir()
+    (tmp_path / "shop" / "__init__.py").write_text("")
+    (tmp_path / "shop" / "events.py").write_text(
+        "import dataclasses\nfrom persistent_actors import register\n"
+        "@register(manifest='readme.ItemRemoved')\n@dataclasses.dataclass(frozen=True)\n"
+        "class ItemRemoved:\n    item: str\n")
+
+    async def fill() -> None:
+        journal = SqliteJournal({"path": str(tmp_path / "shop.db")})
+        await journal.start()
+        try:
+            removed = default_serializer.to_binary({"item": "banana"})[1]
+            await journal.write_messages([AtomicWrite((PersistentRepr(
+                "cart-alice", nr, "readme.ItemRemoved", removed, "w", float(nr),
+                ("removed",)),)) for nr in range(1, 7)])
+        finally:
+            await journal.close()
+
+    asyncio.run(fill())
+    write_config(tmp_path / "shop.toml", tmp_path / "shop.db")
+    write_config(tmp_path / "restored.toml", tmp_path / "restored.db")
+    write_config(tmp_path / "other.toml", tmp_path / "other.db")
+    env = {**ENV, "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"}
+    for command in commands:
+        # tail would follow forever: let it print the stored events and stop.
+        extra = ["--from-start", "--limit", "1"] if "tail" in command else []
+        result = cli(*command[1:], *extra, cwd=tmp_path, env=env)
+        assert result.returncode == 0, (command, result.stdout, result.stderr)
+        assert "Traceback" not in result.stderr
+    assert _events_of(tmp_path / "other.db") == _events_of(tmp_path / "shop.db")
+    assert _events_of(tmp_path / "restored.db") == _events_of(tmp_path / "shop.db")
