@@ -107,8 +107,18 @@ class PersistentBehavior(Protocol):
     def internal_stash_overflow_strategy(self) -> StashOverflowStrategy:
         """What happens to a message that does not fit the stash."""
 
+    @property
+    def retention(self) -> RetentionCriteria | None:
+        """Snapshot every N events, keep K (`persistent_actors.retention`), or None."""
+
+    def snapshot_state(self) -> Any:
+        """The state a retention snapshot stores."""
+
     def on_command(self, message: Any) -> None:
         """Handle a command."""
+
+    def _receive_command(self, message: Any) -> None:
+        """Hand a command to `on_command`, or to a mixin's own handling first."""
 
     def on_recover(self, message: Any) -> None:
         """Apply a replayed event, a snapshot offer or `RecoveryCompleted`."""

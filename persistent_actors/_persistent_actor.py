@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from persistent_actors._actor import Actor
 from persistent_actors.recovery import Recovery
-from persistent_actors.retention import RetentionCriteria
+from persistent_actors.retention import RetentionCriteria, default_hook
 from persistent_actors.snapshot import SnapshotSelectionCriteria
 from persistent_actors.supervision import StashOverflowStrategy, ThrowOverflowExceptionStrategy
 
@@ -80,6 +80,7 @@ class PersistentActor(Actor):
     def on_recover(self, message: Any) -> None:
         """Apply a replayed event, a `SnapshotOffer` or `RecoveryCompleted` to the state."""
 
+    @default_hook
     def snapshot_state(self) -> Any:
         """The state a `retention` snapshot stores; recovery offers it back in a `SnapshotOffer`.
 

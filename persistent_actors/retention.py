@@ -18,14 +18,14 @@ for the classic-style `PersistentActor`: set the class attribute ``retention`` a
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 from persistent_actors.errors import ConfigError
 
-if TYPE_CHECKING:
-    from persistent_actors._persistent_actor import PersistentActor
-
 __all__ = ["RetentionCriteria"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -65,7 +65,28 @@ class RetentionCriteria:
         return max(0, snapshot_sequence_nr - self.keep_n_snapshots * self.snapshot_every_n_events)
 
 
-def retention_of(actor: PersistentActor) -> RetentionCriteria | None:
+# The base class's own hooks that only raise: overriding them is what retention needs.
+_DEFAULT_HOOKS: set[Callable[..., Any]] = set()
+
+
+def default_hook(method: F) -> F:
+    """Mark `method` as the base class's placeholder (`retention_of` checks it was overridden)."""
+    _DEFAULT_HOOKS.add(method)
+    return method
+
+
+class RetentionHolder(Protocol):
+    """What `retention_of` reads of an actor."""
+
+    @property
+    def retention(self) -> RetentionCriteria | None:
+        """The class attribute."""
+
+    def snapshot_state(self) -> Any:
+        """The state to snapshot."""
+
+
+def retention_of(actor: RetentionHolder) -> RetentionCriteria | None:
     """The actor's validated ``retention``, or None.
 
     Raises:
@@ -73,8 +94,6 @@ def retention_of(actor: PersistentActor) -> RetentionCriteria | None:
             not implemented.
 
     """
-    from persistent_actors._persistent_actor import PersistentActor  # noqa: PLC0415 - cycle
-
     retention = actor.retention
     if retention is None:
         return None
@@ -82,7 +101,7 @@ def retention_of(actor: PersistentActor) -> RetentionCriteria | None:
     if not isinstance(retention, RetentionCriteria):
         raise ConfigError(f"{name}.retention must be a RetentionCriteria or None, got "
                           f"{type(retention).__name__}")
-    if type(actor).snapshot_state is PersistentActor.snapshot_state:
+    if type(actor).snapshot_state in _DEFAULT_HOOKS:
         raise ConfigError(f"{name} sets retention but does not implement snapshot_state(), "
                           "which returns the state each retention snapshot stores")
     return retention
