@@ -35,7 +35,7 @@ from persistent_actors import _protocol as p
 from persistent_actors._actor import ActorRef
 from persistent_actors._persistent_actor import PersistentActor
 from persistent_actors._serialization import register
-from persistent_actors.errors import MaxUnconfirmedMessagesExceededError
+from persistent_actors.errors import ConfigError, MaxUnconfirmedMessagesExceededError
 
 __all__ = [
     "AtLeastOnceDeliveryActor",
@@ -113,8 +113,21 @@ class AtLeastOnceDeliveryActor(PersistentActor):
         # Created on first use: subclasses need not call super().__init__().
         state: _DeliveryState | None = self.__dict__.get("_at_least_once")
         if state is None:
+            self._check_settings()
             state = self.__dict__["_at_least_once"] = _DeliveryState()
         return state
+
+    def _check_settings(self) -> None:
+        name = type(self).__qualname__
+        interval = self.redeliver_interval
+        if not isinstance(interval, int | float) or isinstance(interval, bool) or interval <= 0:
+            raise ConfigError(f"{name}.redeliver_interval must be a number of seconds > 0, got "
+                              f"{interval!r}")
+        for attribute in ("redelivery_burst_limit", "warn_after_number_of_unconfirmed_attempts",
+                          "max_unconfirmed_messages"):
+            value = getattr(self, attribute)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name}.{attribute} must be an int >= 1, got {value!r}")
 
     # -- the API ------------------------------------------------------------------------------
     def deliver(self, destination: ActorRef, make_message: Callable[[int], Any]) -> None:

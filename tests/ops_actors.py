@@ -227,9 +227,18 @@ class Sender(AtLeastOnceDeliveryActor):
             case RecoveryCompleted():
                 self.probe.tell(("recovered", tuple(self.sent), self.number_of_unconfirmed))
 
+    def on_recovery_failure(self, cause: BaseException, event: Any | None) -> None:
+        self.probe.tell(("recovery-failed", str(cause)))
+
 
 
 class QuietSender(Sender):
     """The same, warning only after 100 attempts."""
 
     warn_after_number_of_unconfirmed_attempts = 100
+
+
+class BadIntervalSender(Sender):
+    """A redelivery interval of 0: deliver says which attribute is wrong."""
+
+    redeliver_interval = 0

@@ -21,7 +21,7 @@ from persistent_actors._serialization import default_serializer
 from persistent_actors.at_least_once import AtLeastOnceDeliverySnapshot, UnconfirmedDelivery
 from persistent_actors.testing import TestProbe
 from tests.conftest import system_config
-from tests.ops_actors import Destination, QuietSender, Received, Sender
+from tests.ops_actors import BadIntervalSender, Destination, QuietSender, Received, Sender
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -159,3 +159,12 @@ def test_sigkill_between_persist_and_confirm_redelivers_after_recovery(
         probe.expect_no_msg(0.6)
     finally:
         system.shutdown()
+
+
+def test_bad_settings_are_named(system: ActorSystem) -> None:
+    probe = TestProbe(system)
+    destination = system.actor_of(Destination, 0, probe.ref)
+    system.actor_of(BadIntervalSender, "alod-bad", destination, probe.ref)
+    # The first use of the delivery state (here on RecoveryCompleted) checks the settings.
+    probe.expect_msg(("recovery-failed", "BadIntervalSender.redeliver_interval must be a "
+                      "number of seconds > 0, got 0"))

@@ -17,7 +17,13 @@ from typing import Any, Protocol
 
 import msgpack
 
-from persistent_actors._config import JOURNAL, SNAPSHOT_STORE, PluginConfig, load_settings
+from persistent_actors._config import (
+    JOURNAL,
+    SNAPSHOT_STORE,
+    PluginConfig,
+    load_settings,
+    resolve_plugin,
+)
 from persistent_actors._serialization import PLAIN_MANIFEST, default_serializer
 from persistent_actors.errors import PersistentActorsError, SerializationError
 from persistent_actors.event_log import EventLog
@@ -118,8 +124,6 @@ async def open_store(config_path: str | None, *, plugin_id: str | None = None,
     if must_exist:
         _check_files_exist(journal_config, "journal")
         _check_files_exist(snapshot_config, "snapshot store")
-    from persistent_actors._config import resolve_plugin  # noqa: PLC0415 - one resolver
-
     journal = resolve_plugin(JOURNAL, journal_config.spec)(journal_config.settings)
     snapshots = resolve_plugin(SNAPSHOT_STORE, snapshot_config.spec)(snapshot_config.settings)
     await journal.start()

@@ -33,7 +33,12 @@ from persistent_actors.cli._common import (
 )
 from persistent_actors.errors import SerializationError
 from persistent_actors.journal import Journal
-from persistent_actors.snapshot import SelectedSnapshot, SnapshotMetadata, SnapshotStore
+from persistent_actors.snapshot import (
+    SelectedSnapshot,
+    SnapshotMetadata,
+    SnapshotSelectionCriteria,
+    SnapshotStore,
+)
 from persistent_actors.stored import MAX_SEQUENCE_NR, AtomicWrite, PersistentRepr
 
 __all__ = ["EXPORT_FORMAT", "copy_journal", "register"]
@@ -142,8 +147,14 @@ def _ids(args: argparse.Namespace) -> int:
 def _events(args: argparse.Namespace) -> int:
     async def run() -> None:
         async with open_store(args.config, plugin_id=args.plugin_id) as store:
+            shown = 0
             async for repr_ in store.events(args.persistence_id, args.from_nr, args.to_nr):
                 _print(_describe(repr_, as_json=args.json))
+                shown += 1
+            if not shown:  # a typo in the id should not look like an empty history
+                highest = await store.journal.read_highest_sequence_nr(args.persistence_id, 0)
+                print(f"no stored events of {args.persistence_id!r} in that range (highest "
+                      f"sequence number: {highest})", file=sys.stderr)
 
     asyncio.run(run())
     return 0
@@ -441,8 +452,6 @@ class _Writer:
 
 async def _save_snapshot(store: SnapshotStore, snapshot: SelectedSnapshot) -> bool:
     md = snapshot.metadata
-    from persistent_actors.snapshot import SnapshotSelectionCriteria  # noqa: PLC0415
-
     there = await store.load(md.persistence_id, SnapshotSelectionCriteria(
         max_sequence_nr=md.sequence_nr, min_sequence_nr=md.sequence_nr))
     if there is not None and (there.manifest, there.payload) == (snapshot.manifest,
@@ -502,9 +511,11 @@ async def copy_journal(source: Store, target: Store, *, batch_size: int = DEFAUL
         remaining[pid] = done
     total = 0
     counts: dict[str, int] = {}
+    firsts: dict[str, int] = {}
     for pid in ids:
         counts[pid] = 0
         async for repr_ in source.events(pid):
+            firsts.setdefault(pid, repr_.sequence_nr)
             counts[pid] += 1
             total += repr_.sequence_nr > remaining[pid]
     writer = _Writer(target.journal, batch_size)
@@ -527,17 +538,15 @@ async def copy_journal(source: Store, target: Store, *, batch_size: int = DEFAUL
     for pid in ids:
         for snapshot in await snapshots_of(source.snapshots, pid):
             await _save_snapshot(target.snapshots, snapshot)
-    return written, await _count_check(source, target, ids, counts)
+    return written, await _count_check(source, target, ids, counts, firsts)
 
 
-async def _count_check(source: Store, target: Store, ids: list[str],
-                       counts: dict[str, int]) -> list[str]:
+async def _count_check(source: Store, target: Store, ids: list[str], counts: dict[str, int],
+                       firsts: dict[str, int]) -> list[str]:
+    """Per id: the target holds as many events from the source's first one on, and snapshots."""
     findings: list[str] = []
     for pid in ids:
-        first = None
-        async for repr_ in source.events(pid):
-            first = repr_.sequence_nr
-            break
+        first = firsts.get(pid)
         copied = 0
         if first is not None:
             async for _ in target.events(pid, first):
