@@ -373,9 +373,15 @@ def _repr_from(record: dict[str, Any], where: str) -> PersistentRepr:
             payload=base64.b64decode(_typed(record, "payload", str), validate=True),
             writer_uuid=_typed(record, "writer_uuid", str),
             timestamp=float(_typed(record, "timestamp", (int, float))),
-            tags=tuple(_typed(record, "tags", list)))
+            tags=_tags(_typed(record, "tags", list)))
     except (KeyError, TypeError, binascii.Error) as e:
         raise UsageError(f"{where}: bad event record: {e}") from None
+
+
+def _tags(tags: list[Any]) -> tuple[str, ...]:
+    if not all(isinstance(tag, str) for tag in tags):
+        raise TypeError("tags must be strings")
+    return tuple(tags)
 
 
 def _snapshot_from(record: dict[str, Any], where: str) -> SelectedSnapshot:
