@@ -320,6 +320,8 @@ def _connect(owner: str, options: _Options, *, set_journal_mode: bool,
         # sets or as ints in _parse_options.
         db.execute(f"PRAGMA busy_timeout = {options.busy_timeout}")
         if set_journal_mode:
+            # Takes effect only on a new, empty file; an existing one keeps its mode.
+            db.execute("PRAGMA auto_vacuum = INCREMENTAL")
             rows = db.execute(f"PRAGMA journal_mode = {options.journal_mode}").fetchall()
             _check_journal_mode(owner, options, str(rows[0][0]) if rows else "")
         db.execute(f"PRAGMA synchronous = {options.synchronous}")

@@ -113,6 +113,22 @@ def journal_schema(o: Options) -> list[str]:
         f"""CREATE TABLE IF NOT EXISTS {o.table("journal_metadata")} (
             persistence_id TEXT PRIMARY KEY,
             max_sequence_nr BIGINT NOT NULL)""",
+        # A sequence number at or below an id's recorded highest was used before, even when its
+        # row is gone (a SQLite journal compacts deleted rows, and migrates so): refused as the
+        # primary key refuses a live one.
+        f"""CREATE OR REPLACE FUNCTION {o.table("journal_no_reuse")}() RETURNS trigger
+            LANGUAGE plpgsql AS $$
+            BEGIN
+                IF EXISTS (SELECT 1 FROM {o.table("journal_metadata")} AS m
+                           WHERE m.persistence_id = NEW.persistence_id
+                           AND m.max_sequence_nr >= NEW.sequence_nr) THEN
+                    RAISE EXCEPTION USING ERRCODE = 'unique_violation',
+                        MESSAGE = 'sequence number ' || NEW.sequence_nr || ' of '
+                                  || quote_literal(NEW.persistence_id)
+                                  || ' was used before (deleted since)';
+                END IF;
+                RETURN NEW;
+            END $$""",
         # Statement-level: one NOTIFY per write transaction, delivered when it commits.
         f"""CREATE OR REPLACE FUNCTION {o.table("journal_notify")}() RETURNS trigger
             LANGUAGE plpgsql AS $$
@@ -211,6 +227,13 @@ async def ensure_schema(owner: str, connection: _Connection, o: Options,
                 await connection.execute(
                     f"CREATE TRIGGER journal_notify AFTER INSERT ON {o.table('journal')} "
                     f"FOR EACH STATEMENT EXECUTE FUNCTION {o.table('journal_notify')}()")
+            exists = await connection.fetchval(
+                "SELECT count(*) FROM pg_trigger WHERE tgname = 'journal_no_reuse' "
+                "AND tgrelid = $1::regclass", o.table("journal"))
+            if not exists:
+                await connection.execute(
+                    f"CREATE TRIGGER journal_no_reuse BEFORE INSERT ON {o.table('journal')} "
+                    f"FOR EACH ROW EXECUTE FUNCTION {o.table('journal_no_reuse')}()")
 
 
 async def close_pool(pool: asyncpg.Pool | None, timeout: float = 10.0) -> None:

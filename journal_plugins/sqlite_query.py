@@ -59,7 +59,9 @@ DEFAULT_POLL_INTERVAL: Final = 0.25
 # Orderings scanned per persistence-id query at most, so one call stays cheap on a big log.
 _ID_SCAN_WINDOW: Final = 10_000
 
-_HIGHEST: Final = "SELECT coalesce(max(ordering), 0) FROM journal"
+# AUTOINCREMENT's own counter: it never goes back, also when the newest rows were deleted.
+_HIGHEST: Final = """SELECT max(coalesce((SELECT max(ordering) FROM journal), 0),
+    coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'journal'), 0))"""
 _HAS_JOURNAL: Final = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'journal'"
 # Each page query limits the live events first (the deleted filter is inside the LIMIT), then
 # joins their tags: one row per tag, folded back into events by _fold.

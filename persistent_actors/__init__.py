@@ -11,6 +11,12 @@ from persistent_actors._persistent_actor import PersistentActor
 from persistent_actors._serialization import register
 from persistent_actors._system import ActorSystem
 from persistent_actors.adapters import EventAdapter, ReadEventAdapter, Tagged, WriteEventAdapter
+from persistent_actors.at_least_once import (
+    AtLeastOnceDeliveryActor,
+    AtLeastOnceDeliverySnapshot,
+    UnconfirmedDelivery,
+    UnconfirmedWarning,
+)
 from persistent_actors.errors import (
     ActorDeadError,
     ActorInitializationError,
@@ -19,6 +25,7 @@ from persistent_actors.errors import (
     IllegalActorStateError,
     InvalidActorNameError,
     JournalError,
+    MaxUnconfirmedMessagesExceededError,
     MessageNotSerializableError,
     PersistenceError,
     PersistenceIdInUseError,
@@ -68,6 +75,7 @@ from persistent_actors.query import (
     open_read_journal,
 )
 from persistent_actors.recovery import Recovery
+from persistent_actors.retention import RetentionCriteria
 from persistent_actors.snapshot import SnapshotMetadata, SnapshotSelectionCriteria
 from persistent_actors.supervision import (
     Backoff,
@@ -88,6 +96,8 @@ __all__ = [
     "ActorRef",
     "ActorSystem",
     "AskTimeoutError",
+    "AtLeastOnceDeliveryActor",
+    "AtLeastOnceDeliverySnapshot",
     "Backoff",
     "BackoffOptions",
     "ConfigError",
@@ -109,6 +119,7 @@ __all__ = [
     "InvalidActorNameError",
     "JournalError",
     "Kill",
+    "MaxUnconfirmedMessagesExceededError",
     "MessageNotSerializableError",
     "NoOffset",
     "Offset",
@@ -129,6 +140,7 @@ __all__ = [
     "RecoveryTimedOutError",
     "ReplayFilterError",
     "ReplyToStrategy",
+    "RetentionCriteria",
     "SaveSnapshotFailure",
     "SaveSnapshotSuccess",
     "Sequence",
@@ -143,6 +155,8 @@ __all__ = [
     "SyncReadJournal",
     "Tagged",
     "ThrowOverflowExceptionStrategy",
+    "UnconfirmedDelivery",
+    "UnconfirmedWarning",
     "WriteEventAdapter",
     "open_read_journal",
     "register",

@@ -29,6 +29,7 @@ from persistent_actors._replay_filter import OFF, ReplayFilter, ReplayFilterSett
 from persistent_actors._serialization import Serializer, clip
 from persistent_actors.adapters import EventAdapters
 from persistent_actors.errors import (
+    ConfigError,
     IllegalActorStateError,
     RecoveryError,
     RecoveryTimedOutError,
@@ -44,9 +45,11 @@ from persistent_actors.messages import (
     PoisonPill,
     RecoveryCompleted,
     SaveSnapshotFailure,
+    SaveSnapshotSuccess,
     SnapshotOffer,
 )
 from persistent_actors.recovery import Recovery
+from persistent_actors.retention import RetentionCriteria, retention_of
 from persistent_actors.snapshot import SnapshotMetadata, SnapshotSelectionCriteria
 from persistent_actors.supervision import (
     DiscardToDeadLetterStrategy,
@@ -107,8 +110,18 @@ class PersistentBehavior(Protocol):
     def internal_stash_overflow_strategy(self) -> StashOverflowStrategy:
         """What happens to a message that does not fit the stash."""
 
+    @property
+    def retention(self) -> RetentionCriteria | None:
+        """Snapshot every N events, keep K (`persistent_actors.retention`), or None."""
+
+    def snapshot_state(self) -> Any:
+        """The state a retention snapshot stores."""
+
     def on_command(self, message: Any) -> None:
         """Handle a command."""
+
+    def _receive_command(self, message: Any) -> None:
+        """Hand a command to `on_command`, or to a mixin's own handling first."""
 
     def on_recover(self, message: Any) -> None:
         """Apply a replayed event, a snapshot offer or `RecoveryCompleted`."""
@@ -176,6 +189,7 @@ class Eventsourced:
         self._replay_filter: ReplayFilter | None = None
         # The command on_command is handling (what the user's `stash()` sets aside).
         self.current_command: tuple[Any, ActorRef] | None = None
+        self._retention: RetentionCriteria | None = None
 
     # -- state ------------------------------------------------------------------------------
     @property
@@ -196,6 +210,11 @@ class Eventsourced:
             self._fail_recovery(
                 TypeError(f"{type(self.actor).__qualname__}.recovery must be a Recovery, got "
                           f"{type(recovery).__name__}"), None)
+            return
+        try:
+            self._retention = retention_of(self.actor)
+        except ConfigError as e:
+            self._fail_recovery(e, None)
             return
         self._recovery = recovery
         self._progress = time.monotonic()
@@ -413,8 +432,10 @@ class Eventsourced:
             return
         self.cell.begin_handling()
         self.current_command = (message, sender)
+        if isinstance(message, SaveSnapshotSuccess) and self._retention is not None:
+            self._retention_delete(message.metadata.sequence_nr)
         try:
-            self.actor.on_command(message)
+            self.actor._receive_command(message)  # noqa: SLF001 - on_command, or a mixin's hook
         except BaseException:
             self.current_command = None
             # The exception propagates to the host, which restarts the actor. What the handler
@@ -528,6 +549,7 @@ class Eventsourced:
                             return
                         self.last_sequence_nr = repr_.sequence_nr
                         self._apply_next_handler()
+                    self._retention_snapshot(item)
                 case AtomicWrite(), p.WriteRejected() | p.WriteFailed():
                     seqs = tuple(r.sequence_nr for r in item.payload)
                     self._write_not_stored(seqs, outcome)
@@ -567,6 +589,22 @@ class Eventsourced:
         if invocation.stashing:
             self._pending_stashing -= 1
         return invocation
+
+    # -- retention (persistent_actors.retention) ---------------------------------------------
+    def _retention_snapshot(self, write: AtomicWrite) -> None:
+        retention = self._retention
+        if retention is not None and self._state != _STOPPED and retention.should_snapshot(
+                write.lowest_sequence_nr, write.highest_sequence_nr):
+            self.save_snapshot(self.actor.snapshot_state())
+
+    def _retention_delete(self, snapshot_sequence_nr: int) -> None:
+        assert self._retention is not None  # noqa: S101 - checked by the caller
+        upper = self._retention.delete_upper_sequence_nr(snapshot_sequence_nr)
+        if upper <= 0:
+            return
+        if self._retention.delete_events_on_snapshot:
+            self.delete_messages(upper)
+        self.delete_snapshots(SnapshotSelectionCriteria(max_sequence_nr=upper))
 
     # -- snapshots and deletion --------------------------------------------------------------
     def save_snapshot(self, snapshot: Any) -> None:

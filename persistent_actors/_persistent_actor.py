@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from persistent_actors._actor import Actor
 from persistent_actors._serialization import clip
 from persistent_actors.recovery import Recovery
+from persistent_actors.retention import RetentionCriteria, default_hook
 from persistent_actors.snapshot import SnapshotSelectionCriteria
 from persistent_actors.supervision import StashOverflowStrategy, ThrowOverflowExceptionStrategy
 
@@ -63,6 +64,12 @@ class PersistentActor(Actor):
         ThrowOverflowExceptionStrategy())
     """What happens to a message that does not fit the stash (Akka's three strategies)."""
 
+    retention: ClassVar[RetentionCriteria | None] = None
+    """Snapshot every N events through `snapshot_state`, keep K, optionally delete old events.
+
+    Akka typed's ``RetentionCriteria.snapshotEvery(n, keepN)``; see `persistent_actors.retention`.
+    """
+
     _eventsourced: Eventsourced
     _behavior_attribute: ClassVar[str] = "on_command"
 
@@ -74,6 +81,20 @@ class PersistentActor(Actor):
     @abstractmethod
     def on_recover(self, message: Any) -> None:
         """Apply a replayed event, a `SnapshotOffer` or `RecoveryCompleted` to the state."""
+
+    @default_hook
+    def snapshot_state(self) -> Any:
+        """The state a `retention` snapshot stores; recovery offers it back in a `SnapshotOffer`.
+
+        Required when ``retention`` is set (the actor fails to start without it). It must be
+        storable like an event (plain msgpack values or registered classes).
+        """
+        raise NotImplementedError(f"{type(self).__qualname__}.snapshot_state")
+
+    def _receive_command(self, message: Any) -> None:
+        # Where the runtime hands over a command; a mixin (at-least-once delivery) takes its
+        # own messages out here before `on_command` sees them (Akka's aroundReceive).
+        self.on_command(message)
 
     def on_receive(self, message: Any) -> None:
         """Persistent actors handle commands in `on_command`; this just forwards to it."""

@@ -439,6 +439,13 @@ class PluginCommand:
 
 # -- timers ----------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True, slots=True)
+class Scheduled:
+    """Timer: put `message` in the actor's own mailbox (from itself) when it fires."""
+
+    message: Any
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class RecoveryTick:
     """Timer: check that recovery of `actor_instance_id` is still making progress."""
 

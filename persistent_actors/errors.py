@@ -10,6 +10,7 @@ __all__ = [
     "IllegalActorStateError",
     "InvalidActorNameError",
     "JournalError",
+    "MaxUnconfirmedMessagesExceededError",
     "MessageNotSerializableError",
     "PersistenceError",
     "PersistenceIdInUseError",
@@ -104,3 +105,7 @@ class IllegalActorStateError(PersistentActorsError, RuntimeError):
 
 class StashOverflowError(PersistentActorsError):
     """A persistent actor's internal stash is full (ThrowOverflowExceptionStrategy)."""
+
+
+class MaxUnconfirmedMessagesExceededError(PersistentActorsError):
+    """At-least-once `deliver` was called with `max_unconfirmed_messages` unconfirmed."""

@@ -130,6 +130,14 @@ class Journal(ABC):
         """
         return None
 
+    async def integrity_check(self) -> list[str]:
+        """Plugin API: problems the store's own consistency check finds (default: none).
+
+        For operators (``persistent-actors journal verify``): a database with a check of its
+        own (SQLite's ``PRAGMA integrity_check``) returns one line per problem it reports.
+        """
+        return []
+
     @abstractmethod
     async def write_messages(self, writes: Sequence[AtomicWrite]) -> list[BaseException | None]:
         """Plugin API: store `writes`, returning one entry per write, in order.

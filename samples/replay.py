@@ -442,9 +442,14 @@ def main(argv: Sequence[str] = ()) -> int:
     parser.add_argument("--base", default="simple", choices=["simple", "multiproc-tcp"])
     parser.add_argument("--seconds", type=int, default=MATCH_SECONDS,
                         help=f"length of the match in game seconds (default {MATCH_SECONDS})")
+    parser.add_argument("--data", metavar="FOLDER",
+                        help="keep the journal (events.db) in FOLDER, e.g. to look at it with "
+                             "`persistent-actors journal`; default: a temporary folder")
     args = parser.parse_args(list(argv))
     commands = scripted_match(args.seconds)
-    with tempfile.TemporaryDirectory(prefix="replay-") as folder:
+    with tempfile.TemporaryDirectory(prefix="replay-") as scratch:
+        folder = args.data or scratch
+        Path(folder).mkdir(parents=True, exist_ok=True)
         config = make_config(Path(folder) / "events.db", args.base)
         with ActorSystem("replay", config=config) as system:
             match = system.actor_of(Match, MATCH_ID, name="match")

@@ -32,6 +32,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "persistent_actors.event_log", "persistent_actors.journal", "persistent_actors.snapshot",
         "persistent_actors.messages", "persistent_actors.recovery", "persistent_actors.adapters",
         "persistent_actors._replay_filter",
+        "persistent_actors.retention",
     )),
     ("refs and actors", (
         "persistent_actors._protocol", "persistent_actors._actor",
@@ -39,6 +40,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     )),
     ("the persistence machine", (
         "persistent_actors._eventsourced", "persistent_actors._persistent_actor",
+        "persistent_actors.at_least_once",
     )),
     ("config", ("persistent_actors._config",)),
     ("the thespian actors", ("persistent_actors._thespian", "persistent_actors._thespian.*")),
@@ -47,6 +49,9 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "persistent_actors.query", "persistent_actors.projection", "persistent_actors",
     )),
     ("testing", ("persistent_actors.testing", "persistent_actors.testing.*")),
+    ("the command line", (
+        "persistent_actors.cli", "persistent_actors.cli.*", "persistent_actors.__main__",
+    )),
 )
 
 # What a plugin may import of the library: the plugin API, nothing private.

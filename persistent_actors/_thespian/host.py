@@ -444,6 +444,8 @@ class ActorHost(ThespianActor):  # type: ignore[misc]
                 self._return_permit_if_recovered()
             case p.BackoffRestart() if self._backing_off is not None:
                 self._backoff_restart()
+            case p.Scheduled(message):
+                self.send(self.myAddress, message)
 
     def _backoff_restart(self) -> None:
         assert self._backing_off is not None  # noqa: S101

@@ -1,0 +1,67 @@
+"""The ``persistent-actors`` console script (also ``python -m persistent_actors``).
+
+Commands come in groups (``persistent-actors journal ids``); each group is a module of this
+package with a ``register(subparsers)`` function that adds its sub-commands, each of which sets
+``handler`` (a function of the parsed arguments returning the exit status). Adding a group is
+one module plus one line in `GROUPS`.
+
+Exit status: 0 success, 1 a finding (``verify`` found a problem, ``copy`` counts differ),
+2 a user mistake (missing file, wrong config key, bad argument), printed as one line on
+stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import Final
+
+from persistent_actors.cli import journal
+from persistent_actors.cli._common import UsageError, fail
+from persistent_actors.errors import PersistentActorsError
+
+__all__ = ["EXIT_FINDINGS", "EXIT_OK", "EXIT_USAGE", "GROUPS", "build_parser", "main"]
+
+EXIT_OK: Final = 0
+EXIT_FINDINGS: Final = 1
+EXIT_USAGE: Final = 2
+
+# name -> (help, register). A group registers its sub-commands on the subparsers it is given.
+GROUPS: Final[dict[str, tuple[str, Callable[[argparse._SubParsersAction[argparse.ArgumentParser]],
+                                             None]]]] = {
+    "journal": ("inspect, check, export, import and copy stored events", journal.register),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line: global options, then one sub-parser per group."""
+    parser = argparse.ArgumentParser(
+        prog="persistent-actors",
+        description="Operate persistent_actors event stores: inspect, verify, export, copy.")
+    parser.add_argument(
+        "--config", metavar="FILE",
+        help="the TOML config the actor system uses (default: $PERSISTENT_ACTORS_CONFIG)")
+    groups = parser.add_subparsers(dest="group", metavar="GROUP", required=True)
+    for name, (help_text, register) in GROUPS.items():
+        group = groups.add_parser(name, help=help_text, description=help_text)
+        register(group.add_subparsers(dest="command", metavar="COMMAND", required=True))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line `argv` (default: ``sys.argv[1:]``) and return the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        status: int = args.handler(args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `persistent-actors journal events X | head`: the reader left; nothing went wrong.
+        sys.stderr.close()
+        return EXIT_OK
+    except (UsageError, PersistentActorsError, OSError, ValueError) as e:
+        fail(e)
+        return EXIT_USAGE
+    return status
