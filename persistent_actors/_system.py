@@ -20,6 +20,7 @@ from persistent_actors._endpoint import Endpoint
 from persistent_actors._event_stream import EventStream
 from persistent_actors._thespian.event_log import GetPlugin, HostedEventLog
 from persistent_actors._thespian.guardian import Guardian
+from persistent_actors._thespian.ingress import Ingress
 from persistent_actors._thespian.loopback import bind_where_advertised
 from persistent_actors._thespian.wakeups import fast_wakeup_checks
 from persistent_actors.errors import ActorInitializationError, PersistentActorsError
@@ -101,7 +102,8 @@ class ActorSystem:
         _live.add(self)
         ActorSystem._latest = weakref.ref(self)
         try:
-            self._guardian = self._endpoint.guardian = self._asys.createActor(Guardian)
+            self._guardian = self._asys.createActor(Guardian)
+            self._endpoint.start(self._guardian, self._asys.createActor(Ingress))
             reply = self._endpoint.request(
                 self._guardian,
                 lambda corr: p.InitSystem(name, self.settings.base, self.settings, corr),
