@@ -36,8 +36,10 @@ class Ingress(ThespianActor):  # type: ignore[misc]  # thespian is untyped
             for address, item in message.sends:
                 if isinstance(item, p.Envelope) and item.correlation_id is not None:
                     # The ask's reply goes straight back outside, not through here.
-                    item = p.Envelope(item.message, item.sender, item.correlation_id, sender)
-                self.send(address, item)
+                    self.send(address, p.Envelope(item.message, item.sender,
+                                                  item.correlation_id, sender))
+                else:
+                    self.send(address, item)
         elif isinstance(message, p.Reply):
             # An answer to a request that came in a batch (the guardian and the plugin actors
             # answer their thespian sender, which was this actor): pass it on outside.
