@@ -92,13 +92,13 @@ class Driver:
         asys: the thespian actor system; only this thread calls it once started.
         simple: True on thespian's simple base.
         ingress: the ingress actor's address.
-        route: called on this thread with every message that reaches the outside.
+        route: called on this thread with the messages that reached the outside together.
         awaiting: True while some caller waits for a reply (multiproc-tcp listens then).
 
     """
 
     def __init__(self, name: str, asys: Any, *, simple: bool, ingress: Any,
-                 route: Callable[[Any], None], awaiting: Callable[[], bool]) -> None:
+                 route: Callable[[list[Any]], None], awaiting: Callable[[], bool]) -> None:
         self._asys = asys
         self._simple = simple
         self._ingress = ingress
@@ -180,6 +180,9 @@ class Driver:
             incoming = asys.listen(0.001 if idle else 0)
         else:
             incoming = asys.listen(_LISTEN_SLICE if self._awaiting() else 0)
+        arrived = []
         while incoming is not None:
-            self._route(incoming)
+            arrived.append(incoming)
             incoming = asys.listen(0)
+        if arrived:
+            self._route(arrived)
