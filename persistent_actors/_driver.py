@@ -5,8 +5,8 @@ event loop) is put on the driver's queue and the caller goes on (or waits for it
 event of its own, never on a lock held through a listen). The driver thread takes everything
 queued at once and delivers it in one go:
 
-* one message goes straight to its target; several go as one `IngressBatch` to the ingress
-  actor, which forwards them in order (`persistent_actors._thespian.ingress`). On the simple
+* it sends them as one `IngressBatch` to the ingress actor, which forwards them in order
+  (`persistent_actors._thespian.ingress`); one path for all keeps their order. On the simple
   base the whole batch then runs in one pass, so the persists of concurrent requests reach the
   journal together and share one transaction; on multiproc-tcp one frame crosses from outside
   instead of one per message;
@@ -153,9 +153,9 @@ class Driver:
                 return
 
     def _deliver(self, sends: list[tuple[Any, Any]]) -> None:
-        if len(sends) == 1:
-            self._tell(*sends[0])
-            return
+        # Even a lone message goes through the ingress actor: on multiproc-tcp it may still be
+        # forwarding an earlier batch, and a direct send could overtake that batch's messages
+        # to the same target (one sender, one receiver: their order must hold).
         for start in range(0, len(sends), MAX_BATCH):
             chunk = tuple(sends[start:start + MAX_BATCH])
             try:
