@@ -29,6 +29,7 @@ import contextlib
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -42,6 +43,8 @@ log = logging.getLogger("persistent_actors")
 _IDLE_TICK = 0.01
 # Seconds of one multiproc-tcp listen while replies are awaited.
 _LISTEN_SLICE = 0.002
+# Longest wait for callers answered in the last pass to send again (see `Driver._linger`).
+_LINGER = 0.001
 # Most messages in one IngressBatch (one thespian frame).
 MAX_BATCH = 500
 
@@ -105,6 +108,7 @@ class Driver:
         self._route = route
         self._awaiting = awaiting
         self._ops: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._answered = 0  # messages routed out in the last pass (see `_linger`)
         self._thread = threading.Thread(target=self._serve, daemon=True,
                                         name=f"persistent_actors-driver-{name}")
         self._thread.start()
@@ -133,16 +137,9 @@ class Driver:
             except queue.Empty:
                 op = _NOTHING
             sends: list[tuple[Any, Any]] = []
-            stopping = False
-            while op is not _NOTHING:
-                if op is _STOP:
-                    stopping = True
-                    break
-                sends.append(op)
-                try:
-                    op = self._ops.get_nowait()
-                except queue.Empty:
-                    op = _NOTHING
+            stopping = self._take(op, sends)
+            if sends and not stopping and len(sends) < self._answered:
+                stopping = self._linger(sends)
             try:
                 if sends:
                     self._deliver(sends)
@@ -151,6 +148,38 @@ class Driver:
                 log.warning("driver: talking to thespian failed", exc_info=True)
             if stopping:
                 return
+
+    def _take(self, op: Any, sends: list[tuple[Any, Any]]) -> bool:
+        """Move `op` and everything queued behind it into `sends`; True if told to stop."""
+        while op is not _NOTHING:
+            if op is _STOP:
+                return True
+            sends.append(op)
+            try:
+                op = self._ops.get_nowait()
+            except queue.Empty:
+                op = _NOTHING
+        return False
+
+    def _linger(self, sends: list[tuple[Any, Any]]) -> bool:
+        """Wait up to `_LINGER` for the callers answered last pass to send again.
+
+        Callers that just got their replies (threads woken, coroutines resumed) send their next
+        requests a moment later; without this the first of them would go alone and the rest in
+        the next pass, halving the batches. A lone caller (one answered) never waits.
+        """
+        deadline = time.monotonic() + _LINGER
+        while len(sends) < self._answered:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                op = self._ops.get(timeout=remaining)
+            except queue.Empty:
+                return False
+            if self._take(op, sends):
+                return True
+        return False
 
     def _deliver(self, sends: list[tuple[Any, Any]]) -> None:
         # Even a lone message goes through the ingress actor: on multiproc-tcp it may still be
@@ -186,3 +215,4 @@ class Driver:
             incoming = asys.listen(0)
         if arrived:
             self._route(arrived)
+        self._answered = len(arrived)
