@@ -1,24 +1,20 @@
 """`Endpoint`: the external side of one actor system, for code that runs outside every actor.
 
-It is the only user of thespian's external API (``tell``, ``listen``) once the system runs:
-
-* `send` checks that a message pickles (multiproc-tcp), then hands it to thespian, or to the
-  gateway thread when the caller runs an event loop (see `_gateway.py`);
-* replies come back as `Reply(correlation_id, message)`; `listen_and_route` and `pump` receive
-  them one at a time, under the endpoint's lock, and hand each to the sink registered for its
-  correlation id, whichever thread is waiting for it;
-* `request` (send, then pump until the reply) and `ask` are built on those two.
+Every message from outside goes through the system's driver thread (`_driver.py`), the only
+caller of thespian's external API once the system runs: callers queue a send and go on, or wait
+for their reply on an event of their own. Replies come back as `Reply(correlation_id, message)`
+and reach the sink registered for that id (`add_sink`, `register_sink`), whichever thread or
+event loop waits for it.
 
 `ActorSystem` creates the endpoint and drives its lifecycle; `ActorRef` sends through it from
-outside actors; the gateway, `TestProbe` and the hosted event log use it directly.
+outside actors; `TestProbe` and the hosted event log use it directly.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import pickle
+import itertools
 import threading
 import time
 import uuid
@@ -30,21 +26,17 @@ from thespian.actors import ActorExitRequest
 
 from persistent_actors import _protocol as p
 from persistent_actors._actor import ActorRef, normalize_message, reply_form, use_as_default
-from persistent_actors._gateway import Gateway, in_event_loop, resolver
-from persistent_actors._thespian.common import check_picklable
-from persistent_actors.errors import (
-    AskTimeoutError,
-    MessageNotSerializableError,
-    PersistentActorsError,
-)
+from persistent_actors._driver import Driver, resolver, settle
+from persistent_actors._thespian.common import check_picklable, log
+from persistent_actors.errors import AskTimeoutError, PersistentActorsError
 from persistent_actors.messages import Kill, PoisonPill
 
 __all__ = ["Endpoint"]
 
-log = logging.getLogger("persistent_actors")
-
-# Seconds one blocking listen() lasts at most before the waiter re-checks its deadline.
+# Seconds one blocking listen() lasts at most on the inline path (no driver thread to wait on).
 _PUMP_SLICE = 0.05
+# Seconds between checks of a `request`'s cancel event while it waits.
+_CANCEL_CHECK = 0.05
 
 
 class Endpoint:
@@ -53,7 +45,7 @@ class Endpoint:
     Args:
         name: the actor system's name (for messages).
         asys: the thespian actor system.
-        simple: True on thespian's simple base (actors run inside our calls to it).
+        simple: True on thespian's simple base (actors run inside calls to it).
 
     """
 
@@ -62,12 +54,29 @@ class Endpoint:
         self.simple = simple
         self.guardian: Any = None  # the guardian's address, once it exists
         self._asys = asys
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()  # guards the tables below, never held while waiting
         self._sinks: dict[str, Callable[[Any], None]] = {}
-        self._gateway: Gateway | None = None  # started by the first ask_async
-        self._stopping = False
+        # How to fail each waiting ask when the system shuts down, by correlation id.
+        self._failers: dict[str, Callable[[BaseException], None]] = {}
+        self._routed = threading.Condition(self._lock)  # notified when a reply was routed
+        self._pumping = 0  # threads waiting in `pump`
+        self._driver: Driver | None = None
         self._closed = False
+        # Correlation ids: unique per endpoint, which routes them. A counter, not uuid4: the
+        # system's entropy source cost a quarter of an ask_async under load.
+        self._ids = itertools.count(1)
+        self._id_prefix = f"{uuid.uuid4().hex[:12]}-"
         use_as_default(self)
+
+    def new_correlation_id(self) -> str:
+        """An id no other waiting request of this endpoint has."""
+        return f"{self._id_prefix}{next(self._ids)}"
+
+    def start(self, guardian: Any, ingress: Any) -> None:
+        """Start the driver thread; from now on only it calls thespian's external API."""
+        self.guardian = guardian
+        self._driver = Driver(self.name, self._asys, simple=self.simple, ingress=ingress,
+                              route=self.route_all, awaiting=lambda: bool(self._sinks))
 
     # -- lifecycle ---------------------------------------------------------------------------
     @property
@@ -86,24 +95,30 @@ class Endpoint:
             raise PersistentActorsError(f"actor system {self.name!r} has been shut down")
 
     def shutdown(self) -> bool:
-        """Stop the gateway, the actor tree and thespian; False if that happened already."""
-        with self._lock:
-            if self._closed:
-                return False
-            self._stopping = True
-            gateway, self._gateway = self._gateway, None
-        if gateway is not None:
-            gateway.stop()  # sends what event loops queued, fails the asks still waiting
+        """Send what is queued, fail the asks still waiting, stop the actor tree and thespian.
+
+        Returns False if that happened already.
+        """
         with self._lock:
             if self._closed:
                 return False
             self._closed = True
-            if self.simple and self.guardian is not None:
-                # The simple base's shutdown() stops no actor: without this, every plugin
-                # actor kept its event-loop thread and its database connections open.
-                with contextlib.suppress(Exception):
-                    self._asys.tell(self.guardian, ActorExitRequest())
-            self._asys.shutdown()
+            failers = list(self._failers.values())
+            self._failers.clear()
+        driver, self._driver = self._driver, None
+        if driver is not None:
+            driver.stop()
+        error = PersistentActorsError(f"actor system {self.name!r} has been shut down")
+        for fail in failers:
+            fail(error)
+        if self.simple and self.guardian is not None:
+            # The simple base's shutdown() stops no actor: without this, every plugin actor
+            # kept its event-loop thread and its database connections open.
+            try:
+                self._asys.tell(self.guardian, ActorExitRequest())
+            except Exception:  # noqa: BLE001 - shutting down anyway
+                log.debug("stopping the actor tree failed", exc_info=True)
+        self._asys.shutdown()
         return True
 
     # -- sending -----------------------------------------------------------------------------
@@ -118,9 +133,7 @@ class Endpoint:
 
     def stop(self, ref: ActorRef) -> None:
         """Stop the actor behind `ref` (see `ActorSystem.stop`)."""
-        self.ensure_running()
-        with self._lock:
-            self._asys.tell(ref.address, ActorExitRequest())
+        self.send(ref.address, ActorExitRequest())
         self._stop_requested(ref)
 
     def _stop_requested(self, ref: ActorRef) -> None:
@@ -130,7 +143,7 @@ class Endpoint:
             self.send(self.guardian, p.StopRequested(ref.address))
 
     def send(self, address: Any, message: Any) -> None:
-        """Send `message` to `address` (through the gateway when called from an event loop).
+        """Queue `message` for `address`; delivered in order with every other external send.
 
         Raises:
             MessageNotSerializableError: on multiproc-tcp, `message` cannot be pickled.
@@ -139,28 +152,18 @@ class Endpoint:
         """
         self.ensure_running()
         if not self.simple:
-            check_picklable(message, address)
-        gateway = self._gateway
-        if gateway is not None and in_event_loop():
-            # An event loop must not wait for thespian (or for our lock, held during listens):
-            # the gateway sends for it, in the order this thread queued its operations.
-            gateway.tell(address, message)
+            check_picklable(message, address)  # raise here, in the caller
+        driver = self._driver
+        if driver is None or driver.on_thread():
+            # Before the driver starts, or inside an actor on the simple base (its handlers run
+            # on the driver thread): send at once, on this thread.
+            self._asys.tell(address, message)
             return
-        self.send_direct(address, message)
-
-    def send_direct(self, address: Any, message: Any) -> None:
-        """Send on the calling thread, whatever it runs (the gateway thread's own send)."""
-        self.ensure_running()
-        with self._lock:
-            try:
-                self._asys.tell(address, message)
-            except (pickle.PicklingError, AttributeError, TypeError) as e:
-                raise MessageNotSerializableError(
-                    f"message {message!r} cannot be sent: {e}") from e
+        driver.submit(address, message)
 
     # -- receiving ---------------------------------------------------------------------------
     def add_sink(self, correlation_id: str, sink: Callable[[Any], None]) -> None:
-        """Hand every reply carrying `correlation_id` to `sink` (on the receiving thread)."""
+        """Hand every reply carrying `correlation_id` to `sink` (called on the driver thread)."""
         with self._lock:
             self._sinks[correlation_id] = sink
 
@@ -168,6 +171,7 @@ class Endpoint:
         """Forget the sink of `correlation_id`; later replies to it are dropped."""
         with self._lock:
             self._sinks.pop(correlation_id, None)
+            self._failers.pop(correlation_id, None)
 
     def register_sink(self, correlation_id: str) -> deque[Any]:
         """A queue that collects the replies carrying `correlation_id`."""
@@ -175,44 +179,72 @@ class Endpoint:
         self.add_sink(correlation_id, queue.append)
         return queue
 
-    def listen_and_route(self, timeout: float) -> bool:
-        """Receive at most one message for the outside and route it; True if one came."""
-        with self._lock:
-            self.ensure_running()
-            incoming = self._asys.listen(timeout)
-            if incoming is not None:
-                self._route(incoming)
-        return incoming is not None
+    def route(self, incoming: Any) -> None:
+        """Hand a message that reached the outside to its sink (the driver thread calls this)."""
+        self.route_all([incoming])
+
+    def route_all(self, messages: list[Any]) -> None:
+        """Route messages that reached the outside together (the driver thread calls this).
+
+        Replies to `ask_async` callers are grouped per event loop: one thread-safe wake-up of
+        each loop per call, not one per reply.
+        """
+        settled: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
+        routed = False
+        for incoming in messages:
+            if isinstance(incoming, p.Reply):
+                with self._lock:
+                    sink = self._sinks.get(incoming.correlation_id)
+                if sink is not None:
+                    routed = True
+                    if isinstance(sink, _FutureSink):
+                        settled.setdefault(sink.loop, []).append((sink.future, incoming.message))
+                    else:
+                        sink(incoming.message)
+                    continue
+            log.debug("dropped unsolicited message to the outside: %r", incoming)
+        for loop, results in settled.items():
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
+                loop.call_soon_threadsafe(_settle_all, results)
+        if routed and self._pumping:
+            with self._routed:
+                self._routed.notify_all()
 
     def pump(self, deadline: float, done: Callable[[], bool]) -> bool:
-        """Receive and route replies until `done()` or the monotonic `deadline`; return done()."""
+        """Wait until `done()` (checked after each routed reply) or the monotonic `deadline`.
+
+        Returns done(). On the driver thread itself (inside an actor on the simple base) it
+        receives and routes replies itself.
+        """
+        driver = self._driver
+        if driver is None or driver.on_thread():
+            return self._pump_inline(deadline, done)
+        with self._routed:
+            self._pumping += 1
+            try:
+                while not done():
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    self._routed.wait(remaining)
+            finally:
+                self._pumping -= 1
+        return True
+
+    def _pump_inline(self, deadline: float, done: Callable[[], bool]) -> bool:
         while not done():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            with self._lock:
-                self.ensure_running()
-                # listen(0) first: the simple base's listen(t) sleeps until the next due wakeup
-                # within t even when a reply is already waiting (it checks for replies only
-                # between deliveries), which with many live timers cost most of a slice.
-                incoming = self._asys.listen(0)
-                if incoming is None:
-                    incoming = self._asys.listen(min(remaining, _PUMP_SLICE))
-                if incoming is not None:
-                    self._route(incoming)
-            if incoming is None and self.simple:
-                # The simple base runs actors only inside our calls and listen() returns at
-                # once when they are idle; yield so other threads (and time) move on.
-                time.sleep(0.001)
+            self.ensure_running()
+            incoming = self._asys.listen(0)  # a reply may be waiting already
+            if incoming is None:
+                incoming = self._asys.listen(min(remaining, _PUMP_SLICE))
+            if incoming is not None:
+                self.route(incoming)
+            elif self.simple:
+                time.sleep(0.001)  # the simple base returns at once when idle
         return True
-
-    def _route(self, incoming: Any) -> None:
-        if isinstance(incoming, p.Reply):
-            sink = self._sinks.get(incoming.correlation_id)
-            if sink is not None:
-                sink(incoming.message)
-                return
-        log.debug("dropped unsolicited message to the outside: %r", incoming)
 
     # -- request / reply ---------------------------------------------------------------------
     def request(self, target: Any, build: Callable[[str], Any], timeout: float, what: str,
@@ -220,19 +252,59 @@ class Endpoint:
         """Send ``build(correlation_id)`` to `target`, wait for the reply and return it.
 
         `what` describes the request in the timeout error. A set `cancel` ends the wait early
-        and returns None (a read-side worker thread whose query was cancelled).
+        and returns None (a read-side worker thread whose query was cancelled). The timeout
+        is honoured on both bases: the caller waits on an event, not inside thespian.
 
         Raises:
             AskTimeoutError: no reply within `timeout` seconds.
+            PersistentActorsError: the system shut down while waiting.
 
         """
+        driver = self._driver
+        if driver is None or driver.on_thread():
+            return self._request_inline(target, build, timeout, what, cancel)
         box: list[Any] = []
-        corr = uuid.uuid4().hex
+        arrived = threading.Event()
+        corr = self.new_correlation_id()
+
+        def on_reply(message: Any) -> None:
+            box.append(message)
+            arrived.set()
+
+        def on_error(error: BaseException) -> None:
+            box.append(_Failed(error))
+            arrived.set()
+
+        with self._lock:
+            self._sinks[corr] = on_reply
+            self._failers[corr] = on_error
+        try:
+            self.send(target, build(corr))
+            deadline = time.monotonic() + timeout
+            while not arrived.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AskTimeoutError(f"timed out after {timeout}s {what}")
+                if cancel is not None:
+                    if cancel.is_set():
+                        return None
+                    remaining = min(remaining, _CANCEL_CHECK)
+                arrived.wait(remaining)
+        finally:
+            self.drop_sink(corr)
+        if isinstance(box[0], _Failed):
+            raise box[0].error
+        return box[0]
+
+    def _request_inline(self, target: Any, build: Callable[[str], Any], timeout: float,
+                        what: str, cancel: threading.Event | None) -> Any:
+        box: list[Any] = []
+        corr = self.new_correlation_id()
         self.add_sink(corr, box.append)
         try:
             self.send(target, build(corr))
-            if not self.pump(time.monotonic() + timeout,
-                             lambda: bool(box) or (cancel is not None and cancel.is_set())):
+            if not self._pump_inline(time.monotonic() + timeout,
+                                     lambda: bool(box) or (cancel is not None and cancel.is_set())):
                 raise AskTimeoutError(f"timed out after {timeout}s {what}")
         finally:
             self.drop_sink(corr)
@@ -251,37 +323,55 @@ class Endpoint:
     async def ask_async(self, ref: ActorRef, message: Any, timeout: float) -> Any:
         """Send `message` and await the reply without blocking the loop (see `ActorRef.ask_async`).
 
-        The gateway thread sends it and routes the reply back by correlation id.
+        The driver thread sends it and routes the reply back by correlation id.
         """
         _check_timeout(timeout)
         self.ensure_running()
-        corr = uuid.uuid4().hex
+        corr = self.new_correlation_id()
         message = normalize_message(message)
         envelope = p.Envelope(message, None, corr)
-        if not self.simple:
-            check_picklable(envelope, ref.address)  # raise here, in the caller
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        on_reply, on_error = resolver(future)
-        gateway = self._ensure_gateway()
-        gateway.ask(corr, ref.address, envelope, on_reply, on_error)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        _, on_error = resolver(future)
+        with self._lock:
+            self._sinks[corr] = _FutureSink(loop, future)
+            self._failers[corr] = on_error
         try:
+            self.send(ref.address, envelope)
             async with asyncio.timeout(timeout):
                 return await future
         except TimeoutError:
             raise AskTimeoutError(_no_reply(ref, message, timeout)) from None
         finally:
-            gateway.forget(corr)
+            self.drop_sink(corr)
 
-    def _ensure_gateway(self) -> Gateway:
-        gateway = self._gateway
-        if gateway is not None:
-            return gateway  # without the lock: a listen or an actor run may hold it for long
-        with self._lock:
-            if self._stopping or self._closed:
-                raise PersistentActorsError(f"actor system {self.name!r} has been shut down")
-            if self._gateway is None:
-                self._gateway = Gateway(self)
-            return self._gateway
+
+class _FutureSink:
+    """The sink of an `ask_async`: its reply completes `future` on `loop` (see `route_all`)."""
+
+    __slots__ = ("future", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any]) -> None:
+        self.loop = loop
+        self.future = future
+
+    def __call__(self, message: Any) -> None:
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(settle, self.future, message, None)
+
+
+def _settle_all(results: list[tuple[asyncio.Future[Any], Any]]) -> None:
+    for future, message in results:
+        settle(future, message, None)
+
+
+class _Failed:
+    """A waiting request's outcome when the system shut down under it."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
 
 
 def _check_timeout(timeout: Any) -> None:

@@ -190,6 +190,19 @@ class Envelope:
     message: Any
     sender: ActorRef | None
     correlation_id: str | None = None
+    # Where the reply to an ask goes, when that is not the thespian sender (the ingress actor
+    # forwarded it): the external endpoint's address.
+    reply_to: Any = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class IngressBatch:
+    """Messages from outside the system that arrived together: (address, message) pairs.
+
+    One thespian message instead of one per send; the ingress actor forwards each in order.
+    """
+
+    sends: tuple[tuple[Any, Any], ...]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from persistent_actors._endpoint import Endpoint
 from persistent_actors._event_stream import EventStream
 from persistent_actors._thespian.event_log import HostedEventLog
 from persistent_actors._thespian.guardian import Guardian
+from persistent_actors._thespian.ingress import Ingress
 from persistent_actors._thespian.lifetime import OwnerProcess, install_sigterm_exit
 from persistent_actors._thespian.loopback import bind_where_advertised
 from persistent_actors._thespian.wakeups import fast_wakeup_checks
@@ -104,7 +105,8 @@ class ActorSystem:
         # SIGTERM shuts down as cleanly as SIGINT (see _thespian/lifetime.py).
         install_sigterm_exit(lambda: any(not s.is_terminated for s in _live))
         try:
-            self._guardian = self._endpoint.guardian = self._asys.createActor(Guardian)
+            self._guardian = self._asys.createActor(Guardian)
+            self._endpoint.start(self._guardian, self._asys.createActor(Ingress))
             reply = self._endpoint.request(
                 self._guardian,
                 lambda corr: p.InitSystem(

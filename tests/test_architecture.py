@@ -45,7 +45,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("config", ("persistent_actors._config",)),
     ("the thespian actors", ("persistent_actors._thespian", "persistent_actors._thespian.*")),
     ("the front end", (
-        "persistent_actors._gateway", "persistent_actors._endpoint", "persistent_actors._system",
+        "persistent_actors._driver", "persistent_actors._endpoint", "persistent_actors._system",
         "persistent_actors.query", "persistent_actors.projection", "persistent_actors",
     )),
     ("testing", ("persistent_actors.testing", "persistent_actors.testing.*")),

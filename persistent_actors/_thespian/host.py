@@ -231,7 +231,8 @@ class ActorHost(ThespianActor):  # type: ignore[misc]
             return
         if isinstance(message, p.Envelope):
             if message.correlation_id is not None:
-                sender_ref: ActorRef = AskRef(sender, message.correlation_id)
+                reply_to = message.reply_to if message.reply_to is not None else sender
+                sender_ref: ActorRef = AskRef(reply_to, message.correlation_id)
             else:
                 sender_ref = message.sender if message.sender is not None else DEAD_LETTERS
             message = message.message

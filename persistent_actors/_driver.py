@@ -1,0 +1,218 @@
+"""The driver thread: the one thread that talks to thespian's external API for a system.
+
+Every message from outside the actor system (a `tell`, `ask` or `ask_async` from any thread or
+event loop) is put on the driver's queue and the caller goes on (or waits for its reply on an
+event of its own, never on a lock held through a listen). The driver thread takes everything
+queued at once and delivers it in one go:
+
+* it sends them as one `IngressBatch` to the ingress actor, which forwards them in order
+  (`persistent_actors._thespian.ingress`); one path for all keeps their order. On the simple
+  base the whole batch then runs in one pass, so the persists of concurrent requests reach the
+  journal together and share one transaction; on multiproc-tcp one frame crosses from outside
+  instead of one per message;
+* then it receives: replies carry their ask's correlation id and go to the sink registered for
+  it (`Endpoint.route`), which wakes the waiting thread or resolves the awaiting future.
+
+Order per sender and receiver is kept: one queue, one thread, and a batch is forwarded in
+order. A lone request adds no delay: the driver sends whatever is queued as soon as it is free.
+On the simple base thespian runs actors inside the calls made to it, so the actors run on this
+thread; while idle it calls in every `_IDLE_TICK` seconds so scheduled wakeups (timeouts,
+back-off restarts) fire. On multiproc-tcp it listens in slices of `_LISTEN_SLICE` seconds while
+replies are awaited: a listen cannot be interrupted by new work, so that is the longest a new
+message waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from persistent_actors import _protocol as p
+
+__all__ = ["Driver", "in_event_loop", "resolver", "settle"]
+
+log = logging.getLogger("persistent_actors")
+
+# Seconds between calls into an idle simple base (how late a due wakeup may fire).
+_IDLE_TICK = 0.01
+# Seconds of one multiproc-tcp listen while replies are awaited.
+_LISTEN_SLICE = 0.002
+# Longest wait for callers answered in the last pass to send again (see `Driver._linger`).
+_LINGER = 0.001
+# Most messages in one IngressBatch (one thespian frame).
+MAX_BATCH = 500
+
+_NOTHING: Any = object()  # the queue was empty
+_STOP: Any = object()
+
+
+def in_event_loop() -> bool:
+    """True if the calling thread is running an asyncio event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    """Complete `future` unless it is done already (timed out or cancelled); on its loop."""
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+def resolver(future: asyncio.Future[Any]) -> tuple[Callable[[Any], None],
+                                                   Callable[[BaseException], None]]:
+    """Callbacks, safe on any thread, that complete `future` with a reply or an error."""
+    loop = future.get_loop()
+
+    def reply(message: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
+            loop.call_soon_threadsafe(settle, future, message, None)
+
+    def fail(error: BaseException) -> None:
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, future, None, error)
+
+    return reply, fail
+
+
+class Driver:
+    """The thread that delivers queued external messages and routes the replies.
+
+    Args:
+        name: the actor system's name (for the thread's name).
+        asys: the thespian actor system; only this thread calls it once started.
+        simple: True on thespian's simple base.
+        ingress: the ingress actor's address.
+        route: called on this thread with the messages that reached the outside together.
+        awaiting: True while some caller waits for a reply (multiproc-tcp listens then).
+
+    """
+
+    def __init__(self, name: str, asys: Any, *, simple: bool, ingress: Any,
+                 route: Callable[[list[Any]], None], awaiting: Callable[[], bool]) -> None:
+        self._asys = asys
+        self._simple = simple
+        self._ingress = ingress
+        self._route = route
+        self._awaiting = awaiting
+        self._ops: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._answered = 0  # messages routed out in the last pass (see `_linger`)
+        self._thread = threading.Thread(target=self._serve, daemon=True,
+                                        name=f"persistent_actors-driver-{name}")
+        self._thread.start()
+
+    def on_thread(self) -> bool:
+        """True if called on the driver thread (inside an actor, on the simple base)."""
+        return threading.current_thread() is self._thread
+
+    def submit(self, address: Any, message: Any) -> None:
+        """Queue `message` for `address`; it is sent in order with everything else queued."""
+        self._ops.put((address, message))
+
+    def stop(self) -> None:
+        """Send what is queued, then end the thread (waits for it unless called on it)."""
+        if self._thread.is_alive():
+            self._ops.put(_STOP)
+            if not self.on_thread():
+                self._thread.join(timeout=30)
+
+    # -- the driver thread ---------------------------------------------------------------------
+    def _serve(self) -> None:
+        while True:
+            listening = not self._simple and self._awaiting()
+            try:
+                op = self._ops.get(timeout=_IDLE_TICK) if not listening else self._ops.get_nowait()
+            except queue.Empty:
+                op = _NOTHING
+            sends: list[tuple[Any, Any]] = []
+            stopping = self._take(op, sends)
+            if sends and not stopping and len(sends) < self._answered:
+                stopping = self._linger(sends)
+            try:
+                if sends:
+                    self._deliver(sends)
+                self._receive(idle=not sends)
+            except Exception:  # keep serving: the waiting callers time out with a clear error
+                log.warning("driver: talking to thespian failed", exc_info=True)
+            if stopping:
+                return
+
+    def _take(self, op: Any, sends: list[tuple[Any, Any]]) -> bool:
+        """Move `op` and everything queued behind it into `sends`; True if told to stop."""
+        while op is not _NOTHING:
+            if op is _STOP:
+                return True
+            sends.append(op)
+            try:
+                op = self._ops.get_nowait()
+            except queue.Empty:
+                op = _NOTHING
+        return False
+
+    def _linger(self, sends: list[tuple[Any, Any]]) -> bool:
+        """Wait up to `_LINGER` for the callers answered last pass to send again.
+
+        Callers that just got their replies (threads woken, coroutines resumed) send their next
+        requests a moment later; without this the first of them would go alone and the rest in
+        the next pass, halving the batches. A lone caller (one answered) never waits.
+        """
+        deadline = time.monotonic() + _LINGER
+        while len(sends) < self._answered:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                op = self._ops.get(timeout=remaining)
+            except queue.Empty:
+                return False
+            if self._take(op, sends):
+                return True
+        return False
+
+    def _deliver(self, sends: list[tuple[Any, Any]]) -> None:
+        # Even a lone message goes through the ingress actor: on multiproc-tcp it may still be
+        # forwarding an earlier batch, and a direct send could overtake that batch's messages
+        # to the same target (one sender, one receiver: their order must hold).
+        for start in range(0, len(sends), MAX_BATCH):
+            chunk = tuple(sends[start:start + MAX_BATCH])
+            try:
+                self._asys.tell(self._ingress, p.IngressBatch(chunk))
+            except Exception:  # one bad message must not lose the others: send one by one
+                log.debug("driver: batch send failed, sending one by one", exc_info=True)
+                for address, message in chunk:
+                    self._tell(address, message)
+
+    def _tell(self, address: Any, message: Any) -> None:
+        try:
+            self._asys.tell(address, message)
+        except Exception:
+            log.warning("driver: sending %s to %s failed", type(message).__name__, address,
+                        exc_info=True)
+
+    def _receive(self, *, idle: bool) -> None:
+        asys = self._asys
+        if self._simple:
+            # Actors ran inside the sends; listen(0) only collects their replies. An idle
+            # pass calls in briefly so that due wakeups run.
+            incoming = asys.listen(0.001 if idle else 0)
+        else:
+            incoming = asys.listen(_LISTEN_SLICE if self._awaiting() else 0)
+        arrived = []
+        while incoming is not None:
+            arrived.append(incoming)
+            incoming = asys.listen(0)
+        if arrived:
+            self._route(arrived)
+        self._answered = len(arrived)

@@ -1,0 +1,131 @@
+"""Requests from outside the actor system, as a service sends them (issue: service traffic).
+
+External sends from any thread or event loop go through one driver thread that delivers
+whatever queued up together. These tests pin what that must never change: the order of one
+sender's messages to one receiver, replies reaching exactly their own askers from many threads
+and loops at once, and an ask's timeout being honoured on both bases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+
+from persistent_actors import ActorRef, ActorSystem, AskTimeoutError
+from tests.service_actors import Recorder, Slow
+from tests.system_actors import Echo
+
+SENDERS = 8
+
+
+def _per_sender(system: ActorSystem) -> int:
+    # multiproc-tcp carries one actor-to-actor message per round trip: keep its flood short.
+    return 200 if system.settings.base == "simple" else 40
+
+
+def _check_per_sender_order(seen: list[Any], senders: list[str], count: int) -> None:
+    for tag in senders:
+        mine = [n for kind, who, n in seen if kind == "seq" and who == tag]
+        assert mine == list(range(count)), f"{tag}'s messages arrived out of order or lost"
+
+
+def test_one_threads_tells_arrive_in_order_under_batching(system: ActorSystem) -> None:
+    recorder = system.actor_of(Recorder)
+    count = _per_sender(system) * 5
+    for n in range(count):
+        recorder.tell(("seq", "main", n))
+    # The ask travels the same path: it must not overtake the tells still being forwarded.
+    _check_per_sender_order(recorder.ask("log", timeout=60), ["main"], count)
+
+
+def test_each_threads_and_loops_tells_keep_their_order(system: ActorSystem) -> None:
+    """Many threads and event loops tell one receiver at once: each one's order holds."""
+    recorder = system.actor_of(Recorder)
+    errors: list[BaseException] = []
+    per_sender = _per_sender(system)
+
+    def thread_sender(tag: str) -> None:
+        try:
+            for n in range(per_sender):
+                recorder.tell(("seq", tag, n))
+        except BaseException as e:
+            errors.append(e)
+
+    def loop_sender(tag: str) -> None:
+        async def main() -> None:
+            for n in range(per_sender):
+                recorder.tell(("seq", tag, n))
+                if n % 10 == 0:
+                    await asyncio.sleep(0)
+
+        try:
+            asyncio.run(main())
+        except BaseException as e:
+            errors.append(e)
+
+    tags = [f"thread-{i}" for i in range(SENDERS)] + [f"loop-{i}" for i in range(2)]
+    threads = [threading.Thread(target=thread_sender, args=(t,)) for t in tags[:SENDERS]]
+    threads += [threading.Thread(target=loop_sender, args=(t,)) for t in tags[SENDERS:]]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    seen = recorder.ask("log", timeout=60)
+    assert len(seen) == len(tags) * per_sender
+    _check_per_sender_order(seen, tags, per_sender)
+
+
+def test_asks_from_many_threads_and_loops_get_their_own_replies(system: ActorSystem) -> None:
+    echoes = [system.actor_of(Echo) for _ in range(4)]
+    errors: list[BaseException] = []
+    answered: list[int] = []
+    lock = threading.Lock()
+    per_client = 40
+
+    def check(tag: str, n: int, reply: Any) -> None:
+        if reply != (tag, n):
+            raise AssertionError(f"{tag} asked {n} and got {reply!r}: replies crossed")
+        with lock:
+            answered.append(1)
+
+    def thread_client(tag: str) -> None:
+        try:
+            for n in range(per_client):
+                check(tag, n, echoes[n % len(echoes)].ask((tag, n), timeout=30))
+        except BaseException as e:
+            errors.append(e)
+
+    def loop_client(tag: str) -> None:
+        async def one(ref: ActorRef, task: int, n: int) -> None:
+            check(f"{tag}-{task}", n, await ref.ask_async((f"{tag}-{task}", n), timeout=30))
+
+        async def main() -> None:
+            await asyncio.gather(*(one(echoes[(t + n) % len(echoes)], t, n)
+                                   for t in range(10) for n in range(per_client // 4)))
+
+        try:
+            asyncio.run(main())
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=thread_client, args=(f"t{i}",)) for i in range(8)]
+    threads += [threading.Thread(target=loop_client, args=(f"l{i}",)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    assert len(answered) == 8 * per_client + 2 * 10 * (per_client // 4)
+
+
+def test_ask_timeout_is_honoured_while_the_actor_is_still_busy(system: ActorSystem) -> None:
+    """The caller waits on its own event: a late reply is never returned (both bases)."""
+    slow = system.actor_of(Slow)
+    with pytest.raises(AskTimeoutError):
+        slow.ask(("sleep", 1.0), timeout=0.2)
+    # The late reply was dropped, and the next ask gets its own answer.
+    assert slow.ask("next", timeout=30) == "next"
