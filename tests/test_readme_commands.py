@@ -56,14 +56,30 @@ ARGUMENTS = {  # the module exists and accepts these arguments (--help after the
     ".venv/bin/python -m bench --rounds 3 --only persist,es_save_1,raw_tx1",
     ".venv/bin/python -m bench.profile persist",
     "python -m bench.profile <row>",
+    ".venv/bin/python -m bench --rounds 3 --only pg_persist,pg_persist_all,pg_persist_async,"
+    "pg_persist_group10,pg_persist_group100,pg_recovering,raw_pg_tx1,raw_pg_unnest100,"
+    "raw_pg_read,es_pg_save_1,es_pg_save_100,es_pg_replay",
+    ".venv/bin/python -m samples.replay --data replay-data",
+    "python -m persistent_actors",
 }
-EXTRAS = {"pip install -e '.[web]'"}  # the extra is declared in pyproject.toml
+USAGE = {  # run without its arguments: prints its usage line and exits with status 2
+    "python -m journal_plugins.migration to-postgres FILE DSN [SCHEMA]",
+}
+# Run with real arguments by a test of their own (minutes long, or needing the server).
+COVERED = {
+    ".venv/bin/python -m tests.crash_torture 500 /tmp/torture postgres:<schema>":
+        "tests/test_crash_torture.py",
+}
+EXTRAS = {  # the extra is declared in pyproject.toml
+    "pip install -e '.[web]'", "pip install 'persistent_actors[postgres]'",
+    "pip install 'persistent_actors[progress]'",
+}
 
 
 def test_every_readme_command_is_checked() -> None:
     commands = readme_commands()
     assert commands >= {"make sample", "make test"}
-    unchecked = commands - RUN - SERVE - DRY_RUN - ARGUMENTS - EXTRAS
+    unchecked = commands - RUN - SERVE - DRY_RUN - ARGUMENTS - USAGE - set(COVERED) - EXTRAS
     assert not unchecked, f"README commands without a check in this file: {sorted(unchecked)}"
 
 
@@ -187,7 +203,24 @@ def test_a_long_readme_python_command_accepts_its_arguments(clone: Path, command
         command = f".venv/bin/{command}"
     result = run(clone, f"{command} --help")
     assert result.returncode == 0, result.stderr
-    assert "usage: python -m bench" in result.stdout
+    assert result.stdout.startswith("usage: "), result.stdout
+
+
+@pytest.mark.parametrize("command", sorted(USAGE))
+def test_a_readme_command_without_arguments_prints_its_usage(clone: Path, command: str) -> None:
+    module = command.split()[2]
+    result = run(clone, f".venv/bin/python -m {module}")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("usage: "), result.stderr
+
+
+@pytest.mark.parametrize("command", sorted(COVERED))
+def test_a_readme_command_covered_elsewhere_has_its_test(command: str) -> None:
+    module = command.split()[2]
+    test_file = ROOT / COVERED[command]
+    assert (ROOT / (module.replace(".", "/") + ".py")).is_file()
+    assert module in test_file.read_text(encoding="utf-8") or \
+        module.rsplit(".", 1)[-1] in test_file.read_text(encoding="utf-8")
 
 
 def test_the_readme_extras_exist() -> None:
