@@ -60,6 +60,8 @@ ARGUMENTS = {  # the module exists and accepts these arguments (--help after the
     "pg_persist_group10,pg_persist_group100,pg_recovering,raw_pg_tx1,raw_pg_unnest100,"
     "raw_pg_read,es_pg_save_1,es_pg_save_100,es_pg_replay",
     ".venv/bin/python -m samples.replay --data replay-data",
+    ".venv/bin/python -m bench --rounds 3 --only raw_tx1,raw_tx50,service_async,service_threads,"
+    "service_read,service_async_mp,service_threads_mp,service_async_10k,create_100,create_10k",
     "python -m persistent_actors",
 }
 USAGE = {  # run without its arguments: prints its usage line and exits with status 2
