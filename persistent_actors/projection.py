@@ -13,7 +13,8 @@ and stores the offset after it, so a restarted projection goes on where it stopp
   again (make the handler idempotent, or use the next one).
 * `ExactlyOnceProjection` is **exactly-once**: the handler receives the SQLite connection of the
   offset store, inside a transaction; its writes and the new offset commit together or not at
-  all.
+  all. That connection is an ``aiosqlite`` one, so the handler can await its statements; this
+  is the one place the library uses aiosqlite (the SQLite plugins run their own connections).
 
 Envelopes are handled in batches of whatever the query has ready (at most `batch_size`): one
 offset write, or one transaction, per batch rather than per event. A handler that raises is

@@ -24,8 +24,7 @@ import contextlib
 import dataclasses
 import threading
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
-from collections.abc import Sequence as SequenceABC
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Final, TypeVar
 
@@ -75,7 +74,7 @@ class ColorFruitTagger(WriteEventAdapter):
 class UpperCaseReader(ReadEventAdapter):
     """A read adapter for the TCK: "shout:x" is read back as two events, "X" and "X!"."""
 
-    def from_journal(self, event: Any, manifest: str) -> SequenceABC[Any]:
+    def from_journal(self, event: Any, manifest: str) -> list[Any]:
         """Upcast the stored event."""
         if isinstance(event, str) and event.startswith("shout:"):
             word = event.removeprefix("shout:").upper()
@@ -348,7 +347,7 @@ class ReadJournalSpec:
         return envelope
 
     @staticmethod
-    def events(envelopes: SequenceABC[EventEnvelope]) -> list[Any]:
+    def events(envelopes: Iterable[EventEnvelope]) -> list[Any]:
         """The events of some envelopes."""
         return [e.event for e in envelopes]
 
