@@ -180,12 +180,13 @@ class EventLogService:
 
     def handle(self, message: Any, sender: Any, journal: Any) -> None:
         """Answer one of `EVENT_LOG_MESSAGES` from `sender`."""
-        journal = _event_log_of(journal)
-        if journal is None:
+        event_log = _event_log_of(journal)
+        if event_log is None:
             self._send(sender, p.Reply(message.correlation_id, p.Failure(PluginError(
-                f"the journal plugin {type(journal).__name__} supports no queries (it is not "
-                "an EventLog)"))))
+                f"the journal plugin {type(journal).__name__} supports no queries (its "
+                "event_log() returns None)"))))
             return
+        journal = event_log
         match message:
             case DescribeEventLog(correlation_id):
                 self._send(sender, p.Reply(correlation_id,
