@@ -20,34 +20,29 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("persistent_actors", "journal_plugins")
 
-# Bottom to top. Patterns match dotted module names ("persistent_actors" is the package itself).
+# Bottom to top, as the README's Layout section draws them. Patterns match dotted module names
+# ("persistent_actors" is the package itself).
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("errors and values", (
-        "persistent_actors.errors", "persistent_actors.stored", "persistent_actors.supervision",
-        "persistent_actors._serialization",
-        # Patches of thespian itself, which import nothing of ours.
-        "persistent_actors._thespian.loopback", "persistent_actors._thespian.wakeups",
-    )),
-    ("plugin API and messages", (
+    ("errors and stored data", ("persistent_actors.errors", "persistent_actors.stored")),
+    ("supervision options", ("persistent_actors.supervision",)),
+    ("serialization", ("persistent_actors._serialization",)),
+    ("the plugin API", (
         "persistent_actors.event_log", "persistent_actors.journal", "persistent_actors.snapshot",
-        "persistent_actors.messages", "persistent_actors.recovery", "persistent_actors.adapters",
+    )),
+    ("messages, recovery and retention", (
+        "persistent_actors.messages", "persistent_actors.recovery", "persistent_actors.retention",
         "persistent_actors._replay_filter",
-        "persistent_actors.retention",
     )),
-    ("refs and actors", (
-        "persistent_actors._protocol", "persistent_actors._actor",
-        "persistent_actors._event_stream",
-    )),
-    ("the persistence machine", (
-        "persistent_actors._eventsourced", "persistent_actors._persistent_actor",
-        "persistent_actors.at_least_once",
-    )),
+    ("event adapters", ("persistent_actors.adapters",)),
+    ("the runtime's messages", ("persistent_actors._protocol",)),
+    ("refs and actors", ("persistent_actors._actor", "persistent_actors._event_stream")),
+    ("the persistence machine", ("persistent_actors._eventsourced",)),
+    ("PersistentActor", ("persistent_actors._persistent_actor", "persistent_actors.at_least_once")),
     ("config", ("persistent_actors._config",)),
     ("the thespian actors", ("persistent_actors._thespian", "persistent_actors._thespian.*")),
-    ("the front end", (
-        "persistent_actors._driver", "persistent_actors._endpoint", "persistent_actors._system",
-        "persistent_actors.query", "persistent_actors.projection", "persistent_actors",
-    )),
+    ("the external side", ("persistent_actors._driver", "persistent_actors._endpoint")),
+    ("the read side", ("persistent_actors.query", "persistent_actors.projection")),
+    ("the front end", ("persistent_actors._system", "persistent_actors")),
     ("testing", ("persistent_actors.testing", "persistent_actors.testing.*")),
     ("the command line", (
         "persistent_actors.cli", "persistent_actors.cli.*", "persistent_actors.__main__",
@@ -259,7 +254,7 @@ def test_the_rules_catch_an_upward_import_a_cycle_and_a_private_plugin_import() 
     graph = {name: set(targets) for name, targets in RUNTIME.items()}
     graph["persistent_actors.errors"].add("persistent_actors._system")
     graph["journal_plugins.inmem"].add("persistent_actors._config")
-    assert "persistent_actors.errors (errors and values) imports persistent_actors._system " \
+    assert "persistent_actors.errors (errors and stored data) imports persistent_actors._system " \
            "(the front end)" in upward_imports(graph)
     assert any("persistent_actors.errors" in cycle for cycle in cycles(graph))
     assert plugin_violations(graph) == [
