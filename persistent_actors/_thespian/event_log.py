@@ -24,7 +24,7 @@ import os
 import threading
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 from persistent_actors import _protocol as p
 from persistent_actors._thespian.common import log, portable_error
@@ -244,13 +244,18 @@ async def _as_coroutine(awaitable: Awaitable[Any]) -> Any:
 
 
 # -- facade side ---------------------------------------------------------------------------------
-Request = Callable[..., Any]  # Endpoint.request(target, build, timeout, what, cancel=...)
+class Request(Protocol):
+    """The external side's blocking request (`Endpoint.request`), as the hosted log uses it."""
+
+    def __call__(self, target: Any, build: Callable[[str], Any], timeout: float, what: str,
+                 cancel: threading.Event | None = None) -> Any:
+        """Send ``build(correlation_id)`` to `target`; return the reply (None if cancelled)."""
 
 
 class HostedEventLog(EventLog):
     """An `EventLog` whose data lives in a plugin actor; every call is a message to it.
 
-    Calls block a worker thread (the facade's request API is synchronous), never the caller's
+    Calls block a worker thread (the endpoint's request is synchronous), never the caller's
     event loop. The threads are this log's own, because a waiting remote live query holds one:
     sharing the loop's small default executor would let a few waiting queries starve every
     other `asyncio.to_thread` user. A cancelled call gives its thread back within one listen
