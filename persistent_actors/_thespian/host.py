@@ -132,7 +132,7 @@ class _HostContext(ActorContext):
         log.debug("%s did not handle %r", self._self_ref.name, message)
 
     def _stash(self, capacity: int) -> None:
-        es = self._host._es  # noqa: SLF001 - the host's own cell
+        es = self._host.eventsourced
         current = es.current_command if es is not None else self.current
         if current is None:
             raise IllegalActorStateError(
@@ -150,9 +150,13 @@ class _HostContext(ActorContext):
         self.user_stash.append(current)
 
     def _unstash_all(self) -> None:
+        self.restore_user_stash()
+
+    def restore_user_stash(self) -> None:
+        """Put the user's stashed messages back in front of what waits (the host's hook)."""
         if not self.user_stash:
             return
-        es = self._host._es  # noqa: SLF001 - the host's own cell
+        es = self._host.eventsourced
         # A persistent actor's go in front of its internal stash (Akka's InternalStashAwareStash).
         front = es.stash if es is not None else self.unstashed
         front.extendleft(reversed(self.user_stash))
@@ -204,6 +208,11 @@ class ActorHost(ThespianActor):  # type: ignore[misc]
         # id must be this actor's alone in the system, and a recovery permit free.
         self._awaiting_recovery = False
         self._holds_permit = False
+
+    @property
+    def eventsourced(self) -> Eventsourced | None:
+        """The persistence machine of the hosted actor (None for a plain actor or none yet)."""
+        return self._es
 
     # -- thespian entry point ----------------------------------------------------------------
     def receiveMessage(self, message: Any, sender: Any) -> None:  # noqa: N802 - thespian API
@@ -410,7 +419,7 @@ class ActorHost(ThespianActor):  # type: ignore[misc]
         except Exception:  # noqa: BLE001 - a hook failure is logged, never propagated
             log.exception("%s: pre_restart raised", self._name())
         if self._ctx is not None:
-            self._ctx._unstash_all()  # noqa: SLF001 - Akka: the user stash goes back on restart
+            self._ctx.restore_user_stash()  # Akka: the user stash goes back on restart
         stash = self._es.stash if self._es is not None else None
         self._return_permit()  # the new instance asks again
         try:
@@ -507,7 +516,7 @@ class ActorHost(ThespianActor):  # type: ignore[misc]
         self._call_post_stop()
         kept: deque[tuple[Any, ActorRef]] = deque()
         if self._ctx is not None:  # the user stash waits with the rest, in front
-            self._ctx._unstash_all()  # noqa: SLF001
+            self._ctx.restore_user_stash()
             kept.extend(self._ctx.unstashed)
             self._ctx.unstashed.clear()
         if self._es is not None:
