@@ -46,7 +46,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("the thespian actors", ("persistent_actors._thespian", "persistent_actors._thespian.*")),
     ("the front end", (
         "persistent_actors._driver", "persistent_actors._endpoint", "persistent_actors._system",
-        "persistent_actors.query", "persistent_actors.projection", "persistent_actors",
+        "persistent_actors.query", "persistent_actors.projection", "persistent_actors._region",
+        "persistent_actors",
     )),
     ("testing", ("persistent_actors.testing", "persistent_actors.testing.*")),
     ("the command line", (

@@ -37,6 +37,7 @@ from persistent_actors._actor import Actor, ActorRef, AskRef
 from persistent_actors._config import JOURNAL, SNAPSHOT_STORE, Settings
 from persistent_actors._persistent_actor import PersistentActor
 from persistent_actors._thespian.common import log, portable_error
+from persistent_actors._thespian.entity_host import EntityHost
 from persistent_actors._thespian.event_stream import EventStreamActor
 from persistent_actors._thespian.host import ActorHost
 from persistent_actors._thespian.lifetime import OWNER_POLL_INTERVAL, OwnerProcess
@@ -109,6 +110,8 @@ class Guardian(ThespianActor):  # type: ignore[misc]
         self._recovering: set[Any] = set()
         self._recovery_queue: deque[tuple[Any, Any]] = deque()  # (host key, host address)
         self._queued: set[Any] = set()  # keys in the queue; an exited host's entry is skipped
+        # Entity hosts being started: request correlation id -> (requester, hosts so far).
+        self._entity_hosts: dict[str, tuple[Any, list[Any]]] = {}
 
     def receiveMessage(self, message: Any, sender: Any) -> None:  # noqa: N802 - thespian API
         match message:
@@ -152,6 +155,10 @@ class Guardian(ThespianActor):  # type: ignore[misc]
                 self._wake_waiters()
             case p.GetPlugin():
                 self._get_plugin(message, sender)
+            case p.StartEntityHosts():
+                self._start_entity_hosts(message, sender)
+            case p.EntityHostStarted(correlation_id):
+                self._entity_host_started(correlation_id, sender)
             case ChildActorExited():
                 self._child_exited(message.childAddress)
             case DeadEnvelope():
@@ -277,14 +284,11 @@ class Guardian(ThespianActor):  # type: ignore[misc]
             fail(ActorInitializationError(
                 f"actor_of() needs a subclass of persistent_actors.Actor, got {cls!r}"))
             return
-        keys: set[PluginKey] = set()
-        if issubclass(cls, PersistentActor):
-            try:
-                keys = {self._ensure_plugin(JOURNAL, cls.journal_plugin_id),
-                        self._ensure_plugin(SNAPSHOT_STORE, cls.snapshot_plugin_id)}
-            except Exception as e:  # noqa: BLE001 - a config error names the plugin id
-                fail(e)
-                return
+        try:
+            keys = self._plugins_of(cls)
+        except Exception as e:  # noqa: BLE001 - a config error names the plugin id
+            fail(e)
+            return
         self._names[name] = _RESERVED
 
         def plugins_ready(error: BaseException | None) -> None:
@@ -296,6 +300,13 @@ class Guardian(ThespianActor):  # type: ignore[misc]
             self._start_actor(request, requester, name, keys)
 
         self._when_ready(keys, plugins_ready)
+
+    def _plugins_of(self, cls: type[Any]) -> set[PluginKey]:
+        """The plugins an actor of `cls` needs (started if needed): none for a plain actor."""
+        if not issubclass(cls, PersistentActor):
+            return set()
+        return {self._ensure_plugin(JOURNAL, cls.journal_plugin_id),
+                self._ensure_plugin(SNAPSHOT_STORE, cls.snapshot_plugin_id)}
 
     def _start_actor(self, request: p.CreateActor, requester: Any, name: str,
                       keys: set[PluginKey]) -> None:
@@ -544,6 +555,53 @@ class Guardian(ThespianActor):  # type: ignore[misc]
             case _:
                 message = p.Envelope(message, None)  # its sender is unknown now
         self.send(target, message)
+
+    # -- entity hosts (system.entities) -------------------------------------------------------
+    def _start_entity_hosts(self, request: p.StartEntityHosts, requester: Any) -> None:
+        """Create the hosts of one entity type; answer with their final addresses."""
+        def fail(error: BaseException) -> None:
+            self.send(requester, p.Reply(request.correlation_id,
+                                         p.Failure(portable_error(error))))
+
+        cls = request.cls
+        try:
+            keys = self._plugins_of(cls)
+        except Exception as e:  # noqa: BLE001 - a config error names the plugin id
+            fail(e)
+            return
+
+        def plugins_ready(error: BaseException | None) -> None:
+            if error is not None:
+                fail(error)
+                return
+            assert self._info is not None  # noqa: S101
+            journal = snapshots = adapters = None
+            for key in keys:
+                if key[0] == JOURNAL:
+                    journal = self._plugins[key]
+                    adapters = self._settings.plugin(JOURNAL, cls.journal_plugin_id).adapters
+                else:
+                    snapshots = self._plugins[key]
+            self._entity_hosts[request.correlation_id] = (requester, [None] * request.count)
+            for index in range(request.count):
+                self.send(self.createActor(EntityHost), p.StartEntityHost(
+                    request.type_name, cls, request.args, request.kwargs, self._info, journal,
+                    snapshots, adapters, self._settings.sharding,
+                    self._settings.max_concurrent_recoveries,
+                    f"{request.correlation_id}/{index}"))
+
+        self._when_ready(keys, plugins_ready)
+
+    def _entity_host_started(self, correlation_id: str, host: Any) -> None:
+        request_id, _, index = correlation_id.rpartition("/")
+        pending = self._entity_hosts.get(request_id)
+        if pending is None:
+            return
+        requester, hosts = pending
+        hosts[int(index)] = host  # its final address (see ActorStarted)
+        if all(h is not None for h in hosts):
+            del self._entity_hosts[request_id]
+            self.send(requester, p.Reply(request_id, p.EntityHostsStarted(tuple(hosts))))
 
     def _run_deferred(self, name: str) -> None:
         waiting = self._deferred.pop(name, [])

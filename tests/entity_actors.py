@@ -1,0 +1,81 @@
+"""Entities used by the sharding tests (importable: multiproc-tcp pickles classes by name)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from persistent_actors import Actor, PersistentActor, register
+
+
+@dataclasses.dataclass(frozen=True)
+class AddItem:
+    """Command: put `item` in the cart."""
+
+    item: str
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class ItemAdded:
+    """Event: `item` was put in the cart."""
+
+    item: str
+
+
+class Cart(PersistentActor):
+    """A shopping cart per user: persists `ItemAdded`, answers "items", "incarnation"."""
+
+    incarnations: int = 0
+
+    def __init__(self, entity_id: str, prefix: str = "cart") -> None:
+        self.prefix = prefix
+        self.items: list[str] = []
+        self.recovered_events = 0
+
+    @property
+    def persistence_id(self) -> str:
+        return f"{self.prefix}-{self.entity_id}"  # type: ignore[attr-defined]
+
+    def on_recover(self, message: Any) -> None:
+        if isinstance(message, ItemAdded):
+            self.items.append(message.item)
+            self.recovered_events += 1
+
+    def on_command(self, message: Any) -> None:
+        match message:
+            case AddItem(item):
+                sender = self.sender
+
+                def added(event: ItemAdded) -> None:
+                    self.items.append(event.item)
+                    sender.tell(len(self.items))
+
+                self.persist(ItemAdded(item), added)
+            case "items":
+                self.sender.tell(list(self.items))
+            case "whoami":
+                self.sender.tell((self.entity_id, self.self_ref.name))  # type: ignore[attr-defined]
+            case "recovered":
+                self.sender.tell(self.recovered_events)
+            case "passivate":
+                self.context.passivate()
+                self.sender.tell("passivating")
+            case _:
+                self.unhandled(message)
+
+
+class Counter(Actor):
+    """A plain entity: counts messages; "count" answers the count since it started."""
+
+    def __init__(self, entity_id: str) -> None:
+        self.count = 0
+
+    def on_receive(self, message: Any) -> None:
+        match message:
+            case "count":
+                self.sender.tell((self.entity_id, self.count))  # type: ignore[attr-defined]
+            case "passivate":
+                self.context.passivate()
+            case _:
+                self.count += 1

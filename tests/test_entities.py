@@ -1,0 +1,213 @@
+"""Entities (system.entities): start on first message, passivation, limits, the region API."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from persistent_actors import (
+    ActorSystem,
+    ConfigError,
+    EntityRef,
+    EntityRegion,
+    InvalidActorNameError,
+)
+from persistent_actors._region import shard_of
+from tests.conftest import system_config
+from tests.entity_actors import AddItem, Cart, Counter
+
+
+def _system(base: str, **sharding: Any) -> ActorSystem:
+    config = system_config(base)
+    config["sharding"] = {"host_processes": 2, "passivate_idle_after": 0, **sharding}
+    return ActorSystem("entities", config=config)
+
+
+@pytest.fixture
+def sharded(base: str) -> Iterator[ActorSystem]:
+    """A system with 2 entity hosts per type on multiproc-tcp, no idle passivation."""
+    system = _system(base)
+    try:
+        yield system
+    finally:
+        system.shutdown()
+
+
+def test_an_entity_starts_on_its_first_message(sharded: ActorSystem) -> None:
+    carts = sharded.entities("cart", Cart)
+    assert isinstance(carts, EntityRegion)
+    carts.tell("alice", AddItem("banana"))
+    assert carts.ask("alice", AddItem("apple"), timeout=10) == 2
+    assert carts.ask("alice", "items", timeout=10) == ["banana", "apple"]
+    # Constructed as Cart("bob"): self.entity_id and its ref name it.
+    assert carts.ask("bob", "whoami", timeout=10) == ("bob", "cart/bob")
+    assert carts.ask("bob", "items", timeout=10) == []
+
+
+def test_state_survives_self_passivation(sharded: ActorSystem) -> None:
+    carts = sharded.entities("cart", Cart)
+    for item in ("a", "b", "c"):
+        carts.tell("alice", AddItem(item))
+    assert carts.ask("alice", "recovered", timeout=10) == 0
+    assert carts.ask("alice", "passivate", timeout=10) == "passivating"
+    # The next incarnation recovered the three events from the journal.
+    assert carts.ask("alice", "items", timeout=10) == ["a", "b", "c"]
+    assert carts.ask("alice", "recovered", timeout=10) == 3
+
+
+def test_messages_sent_while_passivating_reach_the_next_incarnation(
+        sharded: ActorSystem) -> None:
+    carts = sharded.entities("cart", Cart)
+    assert carts.ask("alice", AddItem("x"), timeout=10) == 1  # running, nothing pending
+    carts.tell("alice", "passivate")
+    for item in ("y", "z"):  # buffered by the host until the entity stopped
+        carts.tell("alice", AddItem(item))
+    assert carts.ask("alice", "items", timeout=10) == ["x", "y", "z"]
+    assert carts.ask("alice", "recovered", timeout=10) == 1  # x; y and z were new
+
+
+def test_the_least_recently_used_entity_is_passivated_at_the_limit(base: str) -> None:
+    with _system(base, host_processes=1, max_active_entities=2) as system:
+        counters = system.entities("counter", Counter)
+        counters.tell("a", "tick")
+        counters.tell("a", "tick")
+        assert counters.ask("a", "count", timeout=10) == ("a", 2)
+        assert counters.ask("b", "count", timeout=10) == ("b", 0)
+        counters.tell("b", "tick")
+        assert counters.ask("c", "count", timeout=10) == ("c", 0)  # a is the oldest: out
+        assert counters.ask("b", "count", timeout=10) == ("b", 1)  # still active
+        assert counters.ask("a", "count", timeout=10) == ("a", 0)  # a new incarnation
+
+        carts = system.entities("cart", Cart)
+        for user in ("u1", "u2", "u3", "u4"):
+            carts.tell(user, AddItem(f"{user}-item"))
+        # u1 and u2 were passivated to make room; they recover their items.
+        assert carts.ask("u1", "items", timeout=10) == ["u1-item"]
+        assert carts.ask("u1", "recovered", timeout=10) == 1
+
+
+def test_idle_entities_are_passivated(base: str) -> None:
+    with _system(base, passivate_idle_after=0.2) as system:
+        carts = system.entities("cart", Cart)
+        assert carts.ask("alice", AddItem("banana"), timeout=10) == 1
+        deadline = time.monotonic() + 15
+        recovered = 0
+        while recovered == 0 and time.monotonic() < deadline:
+            time.sleep(0.3)  # idle for longer than passivate_idle_after
+            recovered = carts.ask("alice", "recovered", timeout=10)
+        assert recovered == 1
+        assert carts.ask("alice", "items", timeout=10) == ["banana"]
+
+
+def test_recovery_permits_bound_recoveries_but_every_entity_recovers(base: str) -> None:
+    config = system_config(base, max_concurrent_recoveries=1)
+    config["sharding"] = {"host_processes": 2, "passivate_idle_after": 0}
+    with ActorSystem("entities", config=config) as system:
+        carts = system.entities("cart", Cart)
+        users = [f"user-{i}" for i in range(20)]
+        for user in users:
+            carts.tell(user, AddItem(user))
+            carts.tell(user, "passivate")
+        for user in users:
+            assert carts.ask(user, "items", timeout=20) == [user]
+            assert carts.ask(user, "recovered", timeout=20) == 1
+
+
+def test_ask_from_threads_and_event_loops(sharded: ActorSystem) -> None:
+    carts = sharded.entities("cart", Cart)
+    results: dict[str, Any] = {}
+    errors: list[BaseException] = []
+
+    def client(n: int) -> None:
+        try:
+            user = f"thread-{n}"
+            for i in range(5):
+                carts.tell(user, AddItem(str(i)))
+            results[user] = carts.ask(user, "items", timeout=20)
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert results == {f"thread-{n}": ["0", "1", "2", "3", "4"] for n in range(8)}
+
+    async def clients() -> list[Any]:
+        replies = await asyncio.gather(*(carts.ask_async(f"loop-{n}", AddItem("one"), timeout=20)
+                                         for n in range(50)))
+        items = await carts.ref("loop-7").ask_async("items", timeout=20)
+        return [replies, items]
+
+    replies, items = asyncio.run(clients())
+    assert replies == [1] * 50
+    assert items == ["one"]
+
+
+def test_a_regions_ref(sharded: ActorSystem) -> None:
+    carts = sharded.entities("cart", Cart)
+    ref = carts.ref("alice")
+    assert isinstance(ref, EntityRef)
+    assert (ref.type_name, ref.entity_id, ref.name) == ("cart", "alice", "cart/alice")
+    assert ref == carts.ref("alice")
+    assert ref != carts.ref("bob")
+    assert len({ref, carts.ref("alice"), carts.ref("bob")}) == 2
+    ref.tell(AddItem("banana"))
+    assert ref.ask(AddItem("apple"), timeout=10) == 2
+    assert carts.ask("alice", "items", timeout=10) == ["banana", "apple"]
+
+
+def test_the_same_type_name_returns_the_same_region(sharded: ActorSystem) -> None:
+    carts = sharded.entities("cart", Cart)
+    assert sharded.entities("cart", Cart) is carts
+    with pytest.raises(InvalidActorNameError, match="'cart'"):
+        sharded.entities("cart", Counter)
+    with pytest.raises(InvalidActorNameError, match="'cart'"):
+        sharded.entities("cart", Cart, "other-prefix")
+    with pytest.raises(InvalidActorNameError, match="type name"):
+        sharded.entities("a/b", Cart)
+    with pytest.raises(TypeError, match="subclass"):
+        sharded.entities("thing", dict)  # type: ignore[type-var]
+    with pytest.raises(ValueError, match="entity id"):
+        carts.ref("")
+    with pytest.raises(ValueError, match="entity id"):
+        carts.tell(42, "items")  # type: ignore[arg-type]
+    # Two types keep their entities apart, even with the same ids.
+    other = sharded.entities("other-cart", Cart, "other")
+    other.tell("alice", AddItem("pear"))
+    carts.tell("alice", AddItem("fig"))
+    assert other.ask("alice", "items", timeout=10) == ["pear"]
+    assert carts.ask("alice", "items", timeout=10) == ["fig"]
+
+
+def test_shards_come_from_a_stable_hash() -> None:
+    # zlib.crc32, not hash(): the same in every process and every run.
+    assert shard_of("alice", 256) == zlib.crc32(b"alice") % 256
+    assert {shard_of(f"user-{i}", 8) for i in range(200)} == set(range(8))
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("shards", 0), ("shards", "256"), ("shards", True),
+    ("host_processes", 0), ("host_processes", 2.5),
+    ("passivate_idle_after", -1), ("passivate_idle_after", float("nan")),
+    ("passivate_idle_after", "2m"),
+    ("max_active_entities", 0), ("max_active_entities", None),
+])
+def test_bad_sharding_config_names_the_key(key: str, value: Any) -> None:
+    with pytest.raises(ConfigError, match=f"sharding.{key}"):
+        ActorSystem("bad", config={"sharding": {key: value}})
+
+
+def test_unknown_sharding_key_is_refused() -> None:
+    with pytest.raises(ConfigError, match="shard_count"):
+        ActorSystem("bad", config={"sharding": {"shard_count": 4}})
+    with pytest.raises(ConfigError, match="sharding"):
+        ActorSystem("bad", config={"sharding": 4})
