@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any
 
 from persistent_actors import Actor, PersistentActor, register
@@ -58,6 +59,8 @@ class Cart(PersistentActor):
                 self.sender.tell((self.entity_id, self.self_ref.name))  # type: ignore[attr-defined]
             case "recovered":
                 self.sender.tell(self.recovered_events)
+            case "pid":
+                self.sender.tell(os.getpid())
             case "passivate":
                 self.context.passivate()
                 self.sender.tell("passivating")

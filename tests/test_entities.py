@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import threading
 import time
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -117,6 +120,30 @@ def test_recovery_permits_bound_recoveries_but_every_entity_recovers(base: str) 
         for user in users:
             assert carts.ask(user, "items", timeout=20) == [user]
             assert carts.ask(user, "recovered", timeout=20) == 1
+
+
+@pytest.mark.multiproc
+def test_a_killed_host_process_is_restarted_and_its_entities_recover(tmp_path: Path) -> None:
+    config = system_config("multiproc-tcp",
+                           journal={"plugin": "sqlite", "path": str(tmp_path / "events.db")})
+    config["sharding"] = {"host_processes": 2, "passivate_idle_after": 0}
+    with ActorSystem("entities", config=config) as system:
+        carts = system.entities("cart", Cart)
+        users = [f"user-{i}" for i in range(12)]
+        for user in users:
+            assert carts.ask(user, AddItem(f"{user}-1"), timeout=20) == 1
+        pids = {user: carts.ask(user, "pid", timeout=20) for user in users}
+        assert len(set(pids.values())) == 2  # both hosts have entities
+        victim = pids["user-0"]
+        os.kill(victim, signal.SIGKILL)
+        # Sent at once, while the guardian may not know yet: held, then delivered to the
+        # new host, where each entity recovers from the journal.
+        for user in users:
+            assert carts.ask(user, "items", timeout=30) == [f"{user}-1"]
+            assert carts.ask(user, AddItem(f"{user}-2"), timeout=30) == 2
+        moved = [u for u in users if pids[u] == victim]
+        assert all(carts.ask(u, "pid", timeout=20) != victim for u in moved)
+        assert all(carts.ask(u, "recovered", timeout=20) == 1 for u in moved)
 
 
 def test_ask_from_threads_and_event_loops(sharded: ActorSystem) -> None:

@@ -112,6 +112,12 @@ class Guardian(ThespianActor):  # type: ignore[misc]
         self._queued: set[Any] = set()  # keys in the queue; an exited host's entry is skipped
         # Entity hosts being started: request correlation id -> (requester, hosts so far).
         self._entity_hosts: dict[str, tuple[Any, list[Any]]] = {}
+        # Live entity hosts (host key -> how it was started), starts awaiting their host
+        # (correlation id -> start; and, for a crash restart, the dead host's key), and the
+        # messages held for a dead host until its successor runs (dead host key -> letters).
+        self._entity_starts: dict[str, tuple[p.StartEntityHost, Any]] = {}
+        self._entity_live: dict[Any, p.StartEntityHost] = {}
+        self._entity_held: dict[Any, list[Any]] = {}
 
     def receiveMessage(self, message: Any, sender: Any) -> None:  # noqa: N802 - thespian API
         match message:
@@ -439,6 +445,11 @@ class Guardian(ThespianActor):  # type: ignore[misc]
     def _child_exited(self, address: Any) -> None:
         # Thespian's TCP base may report one exit twice: everything here is idempotent.
         key = _key(address)
+        entity_host = self._entity_live.pop(key, None)
+        if entity_host is not None:
+            if not self._exiting and self._info is not None and self._info.base != "simple":
+                self._restart_entity_host(key, entity_host)
+            return
         stopping = key in self._stopping
         self._stopping.discard(key)
         self._recovering.discard(key)
@@ -525,6 +536,10 @@ class Guardian(ThespianActor):  # type: ignore[misc]
 
     def _dead_letter(self, dead: DeadEnvelope) -> None:
         key = _key(dead.deadAddress)
+        if not self._exiting and (key in self._entity_held or key in self._entity_live):
+            # An entity host died (its exit may not be reported yet): held for its successor.
+            self._entity_held.setdefault(key, []).append(dead)
+            return
         name = self._restarting.get(key)
         if name is None:
             name = self._suspects.get(key)
@@ -548,7 +563,7 @@ class Guardian(ThespianActor):  # type: ignore[misc]
             case p.Envelope(correlation_id=str(correlation_id)) if self._outside is not None:
                 # An ask from outside: the reply must go to the asker, not to us.
                 message = p.Envelope(message.message, AskRef(self._outside, correlation_id))
-            case p.Envelope() | ActorExitRequest():
+            case p.Envelope() | p.ShardEnvelope() | ActorExitRequest():
                 pass
             case _ if type(message).__module__ == p.__name__:
                 return  # a plugin's answer to the dead instance: meaningless to the new one
@@ -584,15 +599,52 @@ class Guardian(ThespianActor):  # type: ignore[misc]
                     snapshots = self._plugins[key]
             self._entity_hosts[request.correlation_id] = (requester, [None] * request.count)
             for index in range(request.count):
-                self.send(self.createActor(EntityHost), p.StartEntityHost(
+                self._create_entity_host(p.StartEntityHost(
                     request.type_name, cls, request.args, request.kwargs, self._info, journal,
                     snapshots, adapters, self._settings.sharding,
                     self._settings.max_concurrent_recoveries,
-                    f"{request.correlation_id}/{index}"))
+                    f"{request.correlation_id}/{index}"), None)
 
         self._when_ready(keys, plugins_ready)
 
+    def _create_entity_host(self, start: p.StartEntityHost, replaces: Any) -> None:
+        self._entity_starts[start.correlation_id] = (start, replaces)
+        self.send(self.createActor(EntityHost), start)
+
+    def _restart_entity_host(self, key: Any, start: p.StartEntityHost) -> None:
+        """An entity host's process died: start another; letters for the dead one go to it.
+
+        Its entities recover from the journal on their next message. Messages that were
+        inside the dead process are lost, as in any crash (their asks time out).
+        """
+        name = f"entity host {start.type_name!r} #{start.correlation_id.rpartition('/')[2]}"
+        now = time.monotonic()
+        recent = [t for t in self._crashes.get(name, []) if now - t < CRASH_RESTART_WINDOW]
+        if len(recent) >= MAX_CRASH_RESTARTS:
+            log.error("guardian: the process of %s died %d times within %.0fs; it stays dead",
+                      name, len(recent), CRASH_RESTART_WINDOW)
+            for dead in self._entity_held.pop(key, []):
+                self.send(self._event_stream, dead)
+            return
+        self._crashes[name] = [*recent, now]
+        log.warning("guardian: the process of %s died; restarting it", name)
+        self._entity_held.setdefault(key, [])
+        self._create_entity_host(start, key)
+
     def _entity_host_started(self, correlation_id: str, host: Any) -> None:
+        started = self._entity_starts.pop(correlation_id, None)
+        if started is None:
+            return
+        start, replaces = started
+        self._entity_live[_key(host)] = start
+        if replaces is not None:  # a crash restart: refs to the dead host now lead here
+            for old, current in list(self._redirects.items()):
+                if _key(current) == replaces:
+                    self._redirects[old] = host
+            self._redirects[replaces] = host
+            for dead in self._entity_held.pop(replaces, []):
+                self._forward(host, dead)
+            return
         request_id, _, index = correlation_id.rpartition("/")
         pending = self._entity_hosts.get(request_id)
         if pending is None:
