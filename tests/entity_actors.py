@@ -82,3 +82,35 @@ class Counter(Actor):
                 self.context.passivate()
             case _:
                 self.count += 1
+
+
+class Relay(Actor):
+    """Sends ``("relay", ref, message)``'s message to `ref`; "last" answers the last reply."""
+
+    def __init__(self, entity_id: str) -> None:
+        self.last: Any = None
+
+    def on_receive(self, message: Any) -> None:
+        match message:
+            case ("relay", ref, payload):
+                ref.tell(payload)  # from this entity: the reply comes back here
+            case "last":
+                self.sender.tell(self.last)
+            case "passivate-plain":
+                try:
+                    self.context.passivate()
+                except Exception as e:
+                    self.sender.tell(type(e).__name__)
+            case _:
+                self.last = message
+
+
+class Fragile(Actor):
+    """An entity whose constructor raises for ids starting with "bad"."""
+
+    def __init__(self, entity_id: str) -> None:
+        if entity_id.startswith("bad"):
+            raise ValueError(f"no entity {entity_id}")
+
+    def on_receive(self, message: Any) -> None:
+        self.sender.tell(("ok", message))

@@ -23,7 +23,7 @@ from persistent_actors import (
 )
 from persistent_actors._region import shard_of
 from tests.conftest import system_config
-from tests.entity_actors import AddItem, Cart, Counter
+from tests.entity_actors import AddItem, Cart, Counter, Fragile, Relay
 
 
 def _system(base: str, **sharding: Any) -> ActorSystem:
@@ -190,6 +190,32 @@ def test_a_regions_ref(sharded: ActorSystem) -> None:
     ref.tell(AddItem("banana"))
     assert ref.ask(AddItem("apple"), timeout=10) == 2
     assert carts.ask("alice", "items", timeout=10) == ["banana", "apple"]
+
+
+def test_entities_reply_to_entities_and_actors(sharded: ActorSystem) -> None:
+    carts = sharded.entities("cart", Cart)
+    relays = sharded.entities("relay", Relay)
+    carts.tell("alice", AddItem("banana"))
+    relays.tell("r1", ("relay", carts.ref("alice"), "items"))
+    relays.tell("r2", ("relay", carts.ref("alice"), "whoami"))
+    deadline = time.monotonic() + 20
+    while relays.ask("r1", "last", timeout=10) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert relays.ask("r1", "last", timeout=10) == ["banana"]
+    while relays.ask("r2", "last", timeout=10) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert relays.ask("r2", "last", timeout=10) == ("alice", "cart/alice")
+    # A plain actor (not an entity) cannot passivate.
+    plain = sharded.actor_of(Relay, "plain")
+    assert plain.ask("passivate-plain", timeout=10) == "IllegalActorStateError"
+
+
+def test_an_entity_whose_constructor_raises_leaves_its_host_running(
+        sharded: ActorSystem) -> None:
+    fragile = sharded.entities("fragile", Fragile)
+    assert fragile.ask("good", 1, timeout=10) == ("ok", 1)
+    fragile.tell("bad-1", 2)  # fails to start: a dead letter, logged
+    assert fragile.ask("good", 3, timeout=10) == ("ok", 3)  # the host goes on
 
 
 def test_the_same_type_name_returns_the_same_region(sharded: ActorSystem) -> None:

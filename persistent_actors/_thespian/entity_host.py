@@ -29,7 +29,7 @@ from thespian.actors import ActorExitRequest, ChildActorExited, PoisonMessage, W
 from persistent_actors import _protocol as p
 from persistent_actors._actor import ActorRef, EntityRef, reply_form
 from persistent_actors._thespian.common import log
-from persistent_actors._thespian.host import ActorHost, _HostContext
+from persistent_actors._thespian.host import ActorHost, _HostContext, _SystemView
 from persistent_actors.messages import (
     DeleteMessagesFailure,
     DeleteMessagesSuccess,
@@ -66,6 +66,9 @@ class _EntityContext(_HostContext):
         assert isinstance(host, _EntityCell)  # noqa: S101 - only cells use this context
         self._cell = host
         self._self_ref = EntityRef(host.myAddress, host.type_name, host.entity_id)
+        view = host.owner.system_view
+        if view is not None:  # one per host, not one per entity
+            self._system = view
 
     @property
     def entity_id(self) -> str:
@@ -137,6 +140,7 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
         self._recovering: set[_EntityCell] = set()
         self._recovery_queue: deque[_EntityCell] = deque()
         self._ready: deque[tuple[str, Any, Any]] = deque()
+        self.system_view: _SystemView | None = None
 
     # -- thespian entry point ----------------------------------------------------------------
     def receiveMessage(self, message: Any, sender: Any) -> None:  # noqa: N802 - thespian API
@@ -176,6 +180,7 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
 
     def _on_start(self, start: p.StartEntityHost, guardian: Any) -> None:
         self._start = start
+        self.system_view = _SystemView(start.system)
         self.type_name = start.type_name
         self._schedule_idle_check()
         self.send(guardian, p.EntityHostStarted(start.correlation_id))
