@@ -6,7 +6,13 @@ import dataclasses
 import os
 from typing import Any
 
-from persistent_actors import Actor, PersistentActor, register
+from persistent_actors import (
+    Actor,
+    ActorRef,
+    AtLeastOnceDeliveryActor,
+    PersistentActor,
+    register,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,3 +120,27 @@ class Fragile(Actor):
 
     def on_receive(self, message: Any) -> None:
         self.sender.tell(("ok", message))
+
+
+class Notifier(AtLeastOnceDeliveryActor):
+    """An at-least-once sender as an entity: its redelivery timer runs on the entity host."""
+
+    redeliver_interval = 0.2
+
+    def __init__(self, entity_id: str, destination: ActorRef) -> None:
+        self.destination = destination
+
+    @property
+    def persistence_id(self) -> str:
+        return f"notifier-{self.entity_id}"  # type: ignore[attr-defined]
+
+    def on_command(self, message: Any) -> None:
+        if isinstance(message, AddItem):
+            self.persist(ItemAdded(message.item), self._deliver)
+
+    def _deliver(self, event: ItemAdded) -> None:
+        self.deliver(self.destination, lambda delivery_id: (event.item, delivery_id))
+
+    def on_recover(self, message: Any) -> None:
+        if isinstance(message, ItemAdded):
+            self._deliver(message)

@@ -22,8 +22,9 @@ from persistent_actors import (
     InvalidActorNameError,
 )
 from persistent_actors._region import shard_of
+from persistent_actors.testing import TestProbe
 from tests.conftest import system_config
-from tests.entity_actors import AddItem, Cart, Counter, Fragile, Relay
+from tests.entity_actors import AddItem, Cart, Counter, Fragile, Notifier, Relay
 
 
 def _system(base: str, **sharding: Any) -> ActorSystem:
@@ -216,6 +217,16 @@ def test_an_entity_whose_constructor_raises_leaves_its_host_running(
     assert fragile.ask("good", 1, timeout=10) == ("ok", 1)
     fragile.tell("bad-1", 2)  # fails to start: a dead letter, logged
     assert fragile.ask("good", 3, timeout=10) == ("ok", 3)  # the host goes on
+
+
+def test_entity_timers_run_on_the_host(sharded: ActorSystem) -> None:
+    # At-least-once redelivery is a timer: unconfirmed, the message comes again and again.
+    probe = TestProbe(sharded)
+    notifiers = sharded.entities("notifier", Notifier, probe.ref)
+    notifiers.tell("n1", AddItem("hello"))
+    assert probe.expect_msg(timeout=10) == ("hello", 1)
+    assert probe.expect_msg(timeout=10) == ("hello", 1)  # redelivered after 0.2 s
+    assert probe.expect_msg(timeout=10) == ("hello", 1)
 
 
 def test_the_same_type_name_returns_the_same_region(sharded: ActorSystem) -> None:

@@ -19,6 +19,8 @@ Lifecycle, as in Akka's cluster sharding:
 from __future__ import annotations
 
 import datetime
+import heapq
+import itertools
 import time
 from collections import OrderedDict, deque
 from typing import Any
@@ -114,7 +116,7 @@ class _EntityCell(ActorHost):
         self.owner.cell_send(self, targetAddr, msg)
 
     def wakeupAfter(self, timePeriod: Any, payload: Any = None) -> None:  # noqa: N802, N803
-        self.owner.wakeupAfter(timePeriod, payload=p.EntityTimer(self.entity_id, payload))
+        self.owner.schedule(self.entity_id, timePeriod.total_seconds(), payload)
 
     def _prepare_instance(self, actor: Any) -> None:
         actor.entity_id = self.entity_id
@@ -141,6 +143,12 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
         self._recovery_queue: deque[_EntityCell] = deque()
         self._ready: deque[tuple[str, Any, Any]] = deque()
         self.system_view: _SystemView | None = None
+        # The entities' timers (recovery ticks, back-off, scheduled messages): one heap, and
+        # one thespian wakeup for its earliest deadline. Thespian's multiproc base scans its
+        # pending wakeups per message, so one wakeup per entity made every message O(entities).
+        self._timers: list[tuple[float, int, str, Any]] = []
+        self._timer_seq = itertools.count()
+        self._armed_for: float | None = None
 
     # -- thespian entry point ----------------------------------------------------------------
     def receiveMessage(self, message: Any, sender: Any) -> None:  # noqa: N802 - thespian API
@@ -157,12 +165,10 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
                 self._on_start(message, sender)
             case p.EntityTimer(str(entity_id), "passivate"):  # see _PASSIVATE
                 self._passivate_now(entity_id)
+            case WakeupMessage(payload=p.EntityTimer(None, "timers")):
+                self._fire_timers()
             case WakeupMessage(payload=p.EntityTimer(None, _)):
                 self._idle_check()
-            case WakeupMessage(payload=p.EntityTimer(str(entity_id), payload)):
-                cell = self._cells.get(entity_id)
-                if cell is not None:
-                    cell._on_timer(payload)  # noqa: SLF001 - the cell's own timer
             case ActorExitRequest():
                 for cell in list(self._cells.values()):
                     cell._on_exit()  # noqa: SLF001 - post_stop of every entity
@@ -344,6 +350,33 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
             # Delivered at the end of the current message (the stopping cell may still be on
             # the stack), before the next one: their order is kept.
             self._ready.extend((cell.entity_id, message, sender) for message, sender in buffered)
+
+    # -- timers --------------------------------------------------------------------------------
+    def schedule(self, entity_id: str, delay: float, payload: Any) -> None:
+        """Hand `payload` to the entity's `_on_timer` after `delay` seconds (if it still runs)."""
+        due = time.monotonic() + max(delay, 0.001)
+        heapq.heappush(self._timers, (due, next(self._timer_seq), entity_id, payload))
+        self._arm()
+
+    def _arm(self) -> None:
+        if not self._timers:
+            return
+        due = self._timers[0][0]
+        if self._armed_for is not None and self._armed_for <= due:
+            return  # a wakeup at or before it is pending already
+        self._armed_for = due
+        delay = max(due - time.monotonic(), 0.001)
+        self.wakeupAfter(datetime.timedelta(seconds=delay), payload=p.EntityTimer(None, "timers"))
+
+    def _fire_timers(self) -> None:
+        self._armed_for = None
+        now = time.monotonic()
+        while self._timers and self._timers[0][0] <= now:
+            _, _, entity_id, payload = heapq.heappop(self._timers)
+            cell = self._cells.get(entity_id)
+            if cell is not None:
+                cell._on_timer(payload)  # noqa: SLF001 - the cell's own timer
+        self._arm()
 
     # -- recovery permits ----------------------------------------------------------------------
     def _grant_recoveries(self) -> None:
