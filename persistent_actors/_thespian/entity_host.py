@@ -106,7 +106,7 @@ class _EntityCell(ActorHost):
         self.type_name = owner.type_name
         self.passivating = False
         self.last_used = time.monotonic()
-        self.instance_ids: set[int] = set()
+        self.instance_ids: list[int] = []  # its Eventsourced instances (one per restart)
 
     @property
     def myAddress(self) -> Any:  # noqa: N802 - thespian's name
@@ -270,8 +270,9 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
             return
         instance_id = getattr(message, "actor_instance_id", None)
         if isinstance(instance_id, int):
-            self._by_instance[instance_id] = cell
-            cell.instance_ids.add(instance_id)
+            if self._by_instance.get(instance_id) is not cell:
+                self._by_instance[instance_id] = cell
+                cell.instance_ids.append(instance_id)
         match message:
             case p.SaveSnapshot(metadata=md) | p.DeleteSnapshot(metadata=md):
                 self._by_pid[md.persistence_id] = cell.entity_id
