@@ -13,6 +13,7 @@ from persistent_actors import (
     PersistentActor,
     register,
 )
+from tests.writer_actors import SlowRecovery
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,3 +145,16 @@ class Notifier(AtLeastOnceDeliveryActor):
     def on_recover(self, message: Any) -> None:
         if isinstance(message, ItemAdded):
             self._deliver(message)
+
+
+class SlowEntity(SlowRecovery):
+    """`SlowRecovery` as an entity (reports its recovery window); "passivate" passivates it."""
+
+    def __init__(self, entity_id: str, probe: ActorRef) -> None:
+        super().__init__(f"slow-{entity_id}", probe)
+
+    def on_command(self, message: Any) -> None:
+        if message == "passivate":
+            self.context.passivate()
+        elif message != "wake":
+            super().on_command(message)

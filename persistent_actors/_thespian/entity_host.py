@@ -269,10 +269,9 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
                     self.send(address, message)
             return
         instance_id = getattr(message, "actor_instance_id", None)
-        if isinstance(instance_id, int):
-            if self._by_instance.get(instance_id) is not cell:
-                self._by_instance[instance_id] = cell
-                cell.instance_ids.append(instance_id)
+        if isinstance(instance_id, int) and self._by_instance.get(instance_id) is not cell:
+            self._by_instance[instance_id] = cell
+            cell.instance_ids.append(instance_id)
         match message:
             case p.SaveSnapshot(metadata=md) | p.DeleteSnapshot(metadata=md):
                 self._by_pid[md.persistence_id] = cell.entity_id
