@@ -17,6 +17,7 @@ import pytest
 from persistent_actors import (
     ActorSystem,
     ConfigError,
+    DeadLetter,
     EntityRef,
     EntityRegion,
     InvalidActorNameError,
@@ -76,6 +77,23 @@ def test_messages_sent_while_passivating_reach_the_next_incarnation(
         carts.tell("alice", AddItem(item))
     assert carts.ask("alice", "items", timeout=10) == ["x", "y", "z"]
     assert carts.ask("alice", "recovered", timeout=10) == 1  # x; y and z were new
+
+
+def test_the_passivation_buffer_is_bounded() -> None:
+    # Simple base: one thespian message queues all six before the host handles "passivate",
+    # so the five ticks arrive while it passivates. Three fit (internal_stash_capacity).
+    config = system_config("simple", internal_stash_capacity=3)
+    config["sharding"] = {"passivate_idle_after": 0}
+    with ActorSystem("entities", config=config) as system:
+        probe = TestProbe(system)
+        system.event_stream.subscribe(probe.ref, DeadLetter)
+        counters = system.entities("counter", Counter)
+        ref = counters.ref("a")
+        assert ref.ask("count", timeout=10) == ("a", 0)
+        system.actor_of(Script).tell([(ref, "passivate")] + [(ref, f"tick-{n}") for n in range(5)])
+        dead = [probe.expect_msg(timeout=10).message for _ in range(2)]
+        assert dead == ["tick-3", "tick-4"]
+        assert ref.ask("count", timeout=10) == ("a", 3)  # a new incarnation got three
 
 
 def test_the_least_recently_used_entity_is_passivated_at_the_limit(base: str) -> None:

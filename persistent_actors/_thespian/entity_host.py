@@ -11,7 +11,8 @@ Lifecycle, as in Akka's cluster sharding:
 * an entity starts on its first message (``cls(entity_id, *args, **kwargs)``);
 * passivation (``context.passivate()``, idle for ``passivate_idle_after`` seconds, or the least
   recently used one when ``max_active_entities`` are active) sends it a `PoisonPill` through
-  its mailbox; messages arriving meanwhile are buffered and start its next incarnation;
+  its mailbox; messages arriving meanwhile are buffered (at most ``internal_stash_capacity``;
+  more are dead letters) and start its next incarnation;
 * recovery permits are counted per host: at most ``max_concurrent_recoveries`` of its
   entities recover at once, the others wait in request order.
 """
@@ -203,7 +204,16 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
         """Hand `message` (bare, or an `Envelope`) to the entity, starting it if needed."""
         cell = self._cells.get(entity_id)
         if cell is not None and cell.passivating:
-            self._buffers.setdefault(entity_id, deque()).append((message, sender))
+            buffer = self._buffers.setdefault(entity_id, deque())
+            assert self._start is not None  # noqa: S101
+            capacity = self._start.system.internal_stash_capacity
+            if len(buffer) >= capacity:
+                log.warning("entity %s/%s is passivating and %d messages wait for it already "
+                            "([persistence] internal_stash_capacity); this one is a dead letter",
+                            self.type_name, entity_id, capacity)
+                cell.publish_dead_letter(message, sender)
+                return
+            buffer.append((message, sender))
             return
         inner = message.message if isinstance(message, p.Envelope) else message
         if isinstance(inner, ActorExitRequest):  # system.stop / context.stop of it
