@@ -123,7 +123,7 @@ def test_idle_entities_are_passivated(base: str) -> None:
         deadline = time.monotonic() + 15
         recovered = 0
         while recovered == 0 and time.monotonic() < deadline:
-            time.sleep(0.3)  # idle for longer than passivate_idle_after
+            time.sleep(0.6)  # idle for longer than passivate_idle_after (+ a check period)
             recovered = carts.ask("alice", "recovered", timeout=10)
         assert recovered == 1
         assert carts.ask("alice", "items", timeout=10) == ["banana"]
