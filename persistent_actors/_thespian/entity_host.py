@@ -171,6 +171,9 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
             case WakeupMessage(payload=p.EntityTimer(None, _)):
                 self._idle_check()
             case ActorExitRequest():
+                if self._start is not None:
+                    # A stop, not a crash: the guardian must not restart this host.
+                    self.send(self._start.system.guardian, p.ActorStopping())
                 for cell in list(self._cells.values()):
                     cell._on_exit()  # noqa: SLF001 - post_stop of every entity
                 self._cells.clear()

@@ -118,6 +118,7 @@ class Guardian(ThespianActor):  # type: ignore[misc]
         self._entity_starts: dict[str, tuple[p.StartEntityHost, Any]] = {}
         self._entity_live: dict[Any, p.StartEntityHost] = {}
         self._entity_held: dict[Any, list[Any]] = {}
+        self._entity_suspects: dict[Any, p.StartEntityHost] = {}  # exited unannounced (grace)
 
     def receiveMessage(self, message: Any, sender: Any) -> None:  # noqa: N802 - thespian API
         match message:
@@ -171,6 +172,13 @@ class Guardian(ThespianActor):  # type: ignore[misc]
                 self._dead_letter(message)
             case WakeupMessage(payload=OwnerProcess() as owner):
                 self._watch_owner(owner)
+            case WakeupMessage(payload=_CrashCheck(key)) if key in self._entity_suspects:
+                start = self._entity_suspects.pop(key)
+                if key in self._stopping or self._exiting:  # it stopped: the system shuts down
+                    self._stopping.discard(key)
+                    self._entity_held.pop(key, None)
+                else:
+                    self._restart_entity_host(key, start)
             case WakeupMessage(payload=_CrashCheck(key)) if key in self._suspects:
                 name = self._suspects.pop(key)
                 if not self._restart_crashed(name, key):
@@ -447,8 +455,15 @@ class Guardian(ThespianActor):  # type: ignore[misc]
         key = _key(address)
         entity_host = self._entity_live.pop(key, None)
         if entity_host is not None:
-            if not self._exiting and self._info is not None and self._info.base != "simple":
-                self._restart_entity_host(key, entity_host)
+            if key not in self._stopping and not self._exiting and self._info is not None \
+                    and self._info.base != "simple":
+                # Exited without ActorStopping: its process died, unless that message is
+                # still on its way (as for actors: CRASH_GRACE).
+                self._entity_suspects[key] = entity_host
+                self.wakeupAfter(datetime.timedelta(seconds=CRASH_GRACE),
+                                 payload=_CrashCheck(key))
+            else:
+                self._stopping.discard(key)
             return
         stopping = key in self._stopping
         self._stopping.discard(key)
@@ -536,7 +551,8 @@ class Guardian(ThespianActor):  # type: ignore[misc]
 
     def _dead_letter(self, dead: DeadEnvelope) -> None:
         key = _key(dead.deadAddress)
-        if not self._exiting and (key in self._entity_held or key in self._entity_live):
+        if not self._exiting and (key in self._entity_held or key in self._entity_live
+                                  or key in self._entity_suspects):
             # An entity host died (its exit may not be reported yet): held for its successor.
             self._entity_held.setdefault(key, []).append(dead)
             return
