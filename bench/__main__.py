@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import peer, postgres, raw, report, service, workloads
+from bench import entities, peer, postgres, raw, report, service, workloads
 from bench.common import Workload
 
 
@@ -93,7 +93,8 @@ def main(argv: list[str]) -> int:
     logging.getLogger("persistent_actors").setLevel(logging.ERROR)
 
     pg_rows = postgres.rows()
-    rows = _select(workloads.workloads() + service.workloads() + raw.workloads()
+    rows = _select(workloads.workloads() + service.workloads() + entities.workloads()
+                   + raw.workloads()
                    + peer.workloads() + pg_rows, args.only)
     if not peer.available():
         print("eventsourcing is not installed: its rows are skipped "

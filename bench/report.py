@@ -36,6 +36,9 @@ SERVICE_TARGETS: dict[str, tuple[str, float]] = {
     "service_async_mp": ("raw_tx1", 2.0),
     "service_async_10k": ("service_async", 0.8),
     "create_10k": ("create_100", 0.8),
+    # Entities (issue 12).
+    "entities_async": ("raw_tx1", 5.0),
+    "entities_async_mp": ("raw_tx1", 3.0),
 }
 SNAPSHOT_PAIR = ("snapshot_1m", "snapshot_10")
 SNAPSHOT_TARGET = 3.0  # the 1M-event actor recovers within this many times the 10-event one

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from persistent_actors._actor import Actor, ActorContext, ActorRef
+from persistent_actors._actor import Actor, ActorContext, ActorRef, EntityRef
 from persistent_actors._config import CONFIG_ENV_VAR
 from persistent_actors._event_stream import EventStream
 from persistent_actors._persistent_actor import PersistentActor
+from persistent_actors._region import EntityRegion
 from persistent_actors._serialization import register
 from persistent_actors._system import ActorSystem
 from persistent_actors.adapters import EventAdapter, ReadEventAdapter, Tagged, WriteEventAdapter
@@ -109,6 +110,8 @@ __all__ = [
     "DeleteSnapshotsFailure",
     "DeleteSnapshotsSuccess",
     "DiscardToDeadLetterStrategy",
+    "EntityRef",
+    "EntityRegion",
     "ErrorStrategy",
     "EventAdapter",
     "EventEnvelope",

@@ -14,8 +14,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from persistent_actors._protocol import Reply
-from persistent_actors.errors import PersistentActorsError
+from persistent_actors._protocol import Reply, ShardEnvelope
+from persistent_actors.errors import IllegalActorStateError, PersistentActorsError
 from persistent_actors.messages import Kill, PoisonPill
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from persistent_actors.supervision import BackoffOptions
 
 __all__ = [
-    "Actor", "ActorContext", "ActorRef", "ExternalSender", "SystemView", "reply_form",
+    "Actor", "ActorContext", "ActorRef", "EntityRef", "ExternalSender", "SystemView", "reply_form",
     "use_as_default",
 ]
 
@@ -184,7 +184,13 @@ class ActorRef:
             return self._endpoint
         return _external_default()
 
+    def _outbound(self, message: Any) -> Any:
+        """`message` as it travels to this ref's address (an entity's is wrapped)."""
+        return message
+
     def __eq__(self, other: object) -> bool:
+        if isinstance(other, EntityRef) and not isinstance(self, EntityRef):
+            return False
         return isinstance(other, ActorRef) and other._address == self._address
 
     def __hash__(self) -> int:
@@ -216,6 +222,49 @@ class AskRef(ActorRef):
         return (type(self), (self._address, self._correlation_id))
 
 
+class EntityRef(ActorRef):
+    """A ref to one entity (``region.ref(entity_id)``): its host's address plus its identity.
+
+    What is sent through it travels as a `ShardEnvelope` to the host owning the entity's shard,
+    which starts the entity if it is not running. Two refs are equal when they name the same
+    entity of the same type.
+    """
+
+    __slots__ = ("_entity_id", "_type_name")
+
+    def __init__(self, address: Any, type_name: str, entity_id: str,
+                 endpoint: ExternalSender | None = None) -> None:
+        super().__init__(address, f"{type_name}/{entity_id}", endpoint)
+        self._type_name = type_name
+        self._entity_id = entity_id
+
+    @property
+    def type_name(self) -> str:
+        """The entity type (the name given to ``system.entities``)."""
+        return self._type_name
+
+    @property
+    def entity_id(self) -> str:
+        """The entity's id within its type."""
+        return self._entity_id
+
+    def _outbound(self, message: Any) -> Any:
+        return ShardEnvelope(self._type_name, self._entity_id, message)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, EntityRef) and other._type_name == self._type_name and \
+            other._entity_id == self._entity_id and other._address == self._address
+
+    def __hash__(self) -> int:
+        return hash((self._type_name, self._entity_id))
+
+    def __repr__(self) -> str:
+        return f"EntityRef({self._type_name!r}, {self._entity_id!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self._address, self._type_name, self._entity_id))
+
+
 class DeadLettersRef(ActorRef):
     """The sender of a message that has none: what is told to it is dropped (and logged)."""
 
@@ -239,7 +288,7 @@ def reply_form(target: ActorRef, message: Any) -> Any:
     """`message` as thespian must carry it to `target`: a `Reply` when `target` is an ask."""
     if isinstance(target, AskRef):
         return Reply(target.correlation_id, message)
-    return message
+    return target._outbound(message)  # noqa: SLF001 - an entity's envelope
 
 
 class SystemView(ABC):
@@ -277,6 +326,19 @@ class ActorContext(ABC):
     @abstractmethod
     def stop(self, ref: ActorRef | None = None) -> None:
         """Stop this actor (or `ref`) after the current message."""
+
+    def passivate(self) -> None:
+        """Stop this entity once it is idle (Akka's ``Passivate``); only entities can.
+
+        Messages that arrive meanwhile are kept and start its next incarnation.
+
+        Raises:
+            IllegalActorStateError: this actor is not an entity (``system.entities``).
+
+        """
+        raise IllegalActorStateError(
+            f"{self.self.name}: passivate() is for entities (system.entities); stop a plain "
+            "actor with context.stop()")
 
     @abstractmethod
     def _send(self, target: ActorRef, message: Any, sender: ActorRef | None) -> None:

@@ -28,6 +28,12 @@ Shape (every key optional)::
     [persistence.journals.<id>]      # extra journals an actor selects with journal_plugin_id
     [persistence.snapshot_stores.<id>]
 
+    [sharding]                       # entities (system.entities): Akka's cluster sharding
+    shards = 256                     # entity -> shard by zlib.crc32 of its id
+    host_processes = 2               # multiproc-tcp: host actors per entity type (default: CPUs)
+    passivate_idle_after = 120.0     # seconds without a message before passivation; 0 = never
+    max_active_entities = 100000     # per host; the least recently used are passivated first
+
 `ActorSystem(name)` with no config reads the TOML file named by ``PERSISTENT_ACTORS_CONFIG``
 if that variable is set.
 """
@@ -49,7 +55,8 @@ from persistent_actors.errors import ConfigError, PluginError
 from persistent_actors.journal import Journal
 from persistent_actors.snapshot import SnapshotStore
 
-__all__ = ["CONFIG_ENV_VAR", "PluginConfig", "Settings", "load_settings", "resolve_plugin"]
+__all__ = ["CONFIG_ENV_VAR", "PluginConfig", "Settings", "ShardingSettings", "load_settings",
+           "resolve_plugin"]
 
 CONFIG_ENV_VAR: Final = "PERSISTENT_ACTORS_CONFIG"
 
@@ -107,6 +114,16 @@ class PluginConfig:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class ShardingSettings:
+    """The ``[sharding]`` table: how entities are spread over host actors and passivated."""
+
+    shards: int = 256
+    host_processes: int = dataclasses.field(default_factory=lambda: os.cpu_count() or 1)
+    passivate_idle_after: float = 120.0
+    max_active_entities: int = 100_000
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Settings:
     """Validated configuration of one actor system."""
 
@@ -119,6 +136,7 @@ class Settings:
     internal_stash_capacity: int = 100_000
     max_concurrent_recoveries: int = 50
     replay_filter: ReplayFilterSettings = dataclasses.field(default_factory=ReplayFilterSettings)
+    sharding: ShardingSettings = dataclasses.field(default_factory=ShardingSettings)
 
     @property
     def thespian_base(self) -> str:
@@ -192,7 +210,7 @@ def load_settings(config: Mapping[str, Any] | str | os.PathLike[str] | None) -> 
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"config file {str(path)!r} is not valid TOML: {e}") from e
     root = _expect_table(config, "<root>")
-    _check_keys(root, {"actor_system", "persistence"}, "")
+    _check_keys(root, {"actor_system", "persistence", "sharding"}, "")
 
     system = _expect_table(root.get("actor_system", {}), "actor_system")
     _check_keys(system, {"base", "admin_port", "bind_address"}, "actor_system")
@@ -236,7 +254,30 @@ def load_settings(config: Mapping[str, Any] | str | os.PathLike[str] | None) -> 
                     float(runtime["recovery_event_timeout"]),
                     int(runtime["internal_stash_capacity"]),
                     max_concurrent_recoveries=int(runtime["max_concurrent_recoveries"]),
-                    replay_filter=_replay_filter(persistence.get("replay_filter", {})))
+                    replay_filter=_replay_filter(persistence.get("replay_filter", {})),
+                    sharding=_sharding(root.get("sharding", {})))
+
+
+def _sharding(value: Any) -> ShardingSettings:
+    table = _expect_table(value, "sharding")
+    defaults = ShardingSettings()
+    _check_keys(table, {"shards", "host_processes", "passivate_idle_after",
+                        "max_active_entities"}, "sharding")
+    ints = {}
+    for key, maximum in (("shards", 1_000_000), ("host_processes", 1024),
+                         ("max_active_entities", 100_000_000)):
+        number = table.get(key, getattr(defaults, key))
+        if not isinstance(number, int) or isinstance(number, bool) or not 1 <= number <= maximum:
+            raise ConfigError(f"config key sharding.{key} must be an int in 1..{maximum}, "
+                              f"got {number!r}")
+        ints[key] = number
+    idle = table.get("passivate_idle_after", defaults.passivate_idle_after)
+    # `not 0 <= idle <= ...` is also true for nan.
+    if not isinstance(idle, int | float) or isinstance(idle, bool) or not 0 <= idle <= 86_400:
+        raise ConfigError("config key sharding.passivate_idle_after must be a number of seconds "
+                          f"in 0..86400 (0: never), got {idle!r}")
+    return ShardingSettings(ints["shards"], ints["host_processes"], float(idle),
+                            ints["max_active_entities"])
 
 
 def _replay_filter(value: Any) -> ReplayFilterSettings:

@@ -125,15 +125,15 @@ class Endpoint:
     def tell(self, ref: ActorRef, message: Any, sender: ActorRef | None) -> None:
         """Send from outside any actor (see `ActorRef.tell`)."""
         wrapped = reply_form(ref, message)
-        if wrapped is message:
-            wrapped = p.Envelope(message, sender)
+        if not isinstance(wrapped, p.Reply):
+            wrapped = p.Envelope(wrapped, sender)
         self.send(ref.address, wrapped)
         if isinstance(message, Kill | PoisonPill):
             self._stop_requested(ref)
 
     def stop(self, ref: ActorRef) -> None:
         """Stop the actor behind `ref` (see `ActorSystem.stop`)."""
-        self.send(ref.address, ActorExitRequest())
+        self.send(ref.address, reply_form(ref, ActorExitRequest()))
         self._stop_requested(ref)
 
     def _stop_requested(self, ref: ActorRef) -> None:
@@ -315,7 +315,8 @@ class Endpoint:
         _check_timeout(timeout)
         message = normalize_message(message)
         try:
-            return self.request(ref.address, lambda corr: p.Envelope(message, None, corr),
+            outbound = ref._outbound(message)  # noqa: SLF001 - an entity's envelope
+            return self.request(ref.address, lambda corr: p.Envelope(outbound, None, corr),
                                 timeout, f"asking {ref.name}")
         except AskTimeoutError:
             raise AskTimeoutError(_no_reply(ref, message, timeout)) from None
@@ -329,7 +330,7 @@ class Endpoint:
         self.ensure_running()
         corr = self.new_correlation_id()
         message = normalize_message(message)
-        envelope = p.Envelope(message, None, corr)
+        envelope = p.Envelope(ref._outbound(message), None, corr)  # noqa: SLF001
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         _, on_error = resolver(future)

@@ -400,6 +400,71 @@ class Flush:
     """Plugin actor -> itself: write every write request gathered so far (group commit)."""
 
 
+# -- entities (sharding) ---------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True, slots=True)
+class ShardEnvelope:
+    """A message for the entity `entity_id` of the type `type_name` (Akka's ShardEnvelope).
+
+    Sent to the entity host owning the entity's shard, bare or inside an `Envelope` (sender,
+    ask correlation id), as any message to an actor.
+    """
+
+    type_name: str
+    entity_id: str
+    message: Any
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StartEntityHosts:
+    """Facade -> guardian: start `count` entity hosts of one type; answered `EntityHostsStarted`."""
+
+    type_name: str
+    cls: type[Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    count: int
+    correlation_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StartEntityHost:
+    """Guardian -> entity host: host entities of `type_name`; answered `EntityHostStarted`."""
+
+    type_name: str
+    cls: type[Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    system: SystemInfo
+    journal: Address | None
+    snapshot_store: Address | None
+    event_adapters: Any
+    sharding: Any  # persistent_actors._config.ShardingSettings
+    max_concurrent_recoveries: int
+    correlation_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EntityHostStarted:
+    """Entity host -> guardian: ready (its sender is its final address)."""
+
+    correlation_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EntityHostsStarted:
+    """Guardian -> facade: the hosts of an entity type, in shard order (shard % count)."""
+
+    hosts: tuple[Address, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EntityTimer:
+    """Timer of an entity host: `payload` for the entity `entity_id` (None: the idle check)."""
+
+    entity_id: str | None
+    payload: Any
+
+
 # -- event stream ----------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True, slots=True)
 class Subscribe:

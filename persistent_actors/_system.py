@@ -6,6 +6,7 @@ import atexit
 import logging
 import os
 import socket
+import threading
 import weakref
 from collections.abc import Mapping
 from types import TracebackType
@@ -18,13 +19,18 @@ from persistent_actors._actor import Actor, ActorRef
 from persistent_actors._config import JOURNAL, SNAPSHOT_STORE, Settings, load_settings
 from persistent_actors._endpoint import Endpoint
 from persistent_actors._event_stream import EventStream
+from persistent_actors._region import EntityRegion
 from persistent_actors._thespian.event_log import HostedEventLog
 from persistent_actors._thespian.guardian import Guardian
 from persistent_actors._thespian.ingress import Ingress
 from persistent_actors._thespian.lifetime import OwnerProcess, install_sigterm_exit
 from persistent_actors._thespian.loopback import bind_where_advertised
 from persistent_actors._thespian.wakeups import fast_wakeup_checks
-from persistent_actors.errors import ActorInitializationError, PersistentActorsError
+from persistent_actors.errors import (
+    ActorInitializationError,
+    InvalidActorNameError,
+    PersistentActorsError,
+)
 from persistent_actors.query import (
     DEFAULT_PAGE_SIZE,
     DEFAULT_REFRESH_INTERVAL,
@@ -100,6 +106,8 @@ class ActorSystem:
         self._asys = ThespianActorSystem(self.settings.thespian_base, capabilities,
                                          logDefs=log_defs, transientUnique=True)
         self._endpoint = Endpoint(name, self._asys, simple=self.settings.base == "simple")
+        self._regions: dict[str, EntityRegion] = {}
+        self._regions_lock = threading.Lock()
         _live.add(self)
         ActorSystem._latest = weakref.ref(self)
         # SIGTERM shuts down as cleanly as SIGINT (see _thespian/lifetime.py).
@@ -191,6 +199,52 @@ class ActorSystem:
             raise reply.error
         ref: ActorRef = reply.ref
         return ActorRef(ref.address, ref.name, self._endpoint)
+
+    def entities(self, type_name: str, cls: type[A], *args: Any, **kwargs: Any) -> EntityRegion:
+        """The entities of type `type_name`, addressed by id (Akka's ``ClusterSharding.Start``).
+
+        Each entity is ``cls(entity_id, *args, **kwargs)``, started on its first message and
+        passivated per the ``[sharding]`` config; see the README's "Entities". Calling it
+        again with the same arguments returns the same region.
+
+        Raises:
+            InvalidActorNameError: `type_name` is malformed, or already names another
+                definition (a different class or arguments).
+            MessageNotSerializableError: on multiproc-tcp, an argument cannot be pickled.
+
+        """
+        if not isinstance(type_name, str) or not type_name or "/" in type_name:
+            raise InvalidActorNameError(
+                f"invalid entity type name {type_name!r}: expected a non-empty str without '/'")
+        if not (isinstance(cls, type) and issubclass(cls, Actor)):
+            raise TypeError(
+                f"entities() needs a subclass of persistent_actors.Actor, got {cls!r}")
+        multiproc = self.settings.base != "simple"
+        if cls.__module__ == "__main__" and multiproc:
+            raise ActorInitializationError(
+                f"{cls.__qualname__} is defined in __main__; on the multiproc-tcp base entity "
+                "classes must live in an importable module")
+        with self._regions_lock:
+            region = self._regions.get(type_name)
+            if region is not None:
+                if not region.same_definition(cls, args, kwargs):
+                    raise InvalidActorNameError(
+                        f"entity type {type_name!r} is already defined as "
+                        f"{region.entity_class.__qualname__} with other arguments or another "
+                        f"class than {cls.__qualname__}{args!r}; one type name, one definition")
+                return region
+            sharding = self.settings.sharding
+            count = sharding.host_processes if multiproc else 1
+            reply = self._endpoint.request(
+                self._guardian,
+                lambda corr: p.StartEntityHosts(type_name, cls, args, kwargs, count, corr),
+                timeout=60.0, what=f"starting the hosts of entity type {type_name!r}")
+            if isinstance(reply, p.Failure):
+                raise reply.error
+            region = EntityRegion(type_name, cls, args, kwargs, reply.hosts, sharding.shards,
+                                  self._endpoint)
+            self._regions[type_name] = region
+            return region
 
     def stop(self, ref: ActorRef) -> None:
         """Stop the actor behind `ref` (its post_stop runs); returns without waiting."""

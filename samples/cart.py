@@ -117,6 +117,20 @@ class Cart(PersistentActor):
                 self.unhandled(message)
 
 
+class UserCart(Cart):
+    """The cart as an entity, one per user: ``system.entities("cart", UserCart)``."""
+
+    entity_id: str  # set by the entity host before __init__
+
+    def __init__(self, entity_id: str) -> None:
+        super().__init__()
+
+    @property  # a class attribute in Cart, per entity here
+    def persistence_id(self) -> str:  # type: ignore[override]
+        """One event stream per user."""
+        return f"cart-{self.entity_id}"
+
+
 # The seed test's four commands: put in, take out, put in, put in -> 2 items.
 COMMANDS = (
     Cmd(f"장바구니를 물건을 {PUT_IN}+1"),

@@ -6,6 +6,11 @@ extra: ``pip install -e '.[web]'``), then::
     curl localhost:8080/cart                                   # {"count": 0}
     curl -X POST localhost:8080/cart/items -d '{"item": "apple"}'   # {"count": 1}
     curl -X DELETE localhost:8080/cart/items/apple             # {"count": 0}
+    curl -X POST localhost:8080/carts/alice/items -d '{"item": "pear"}'  # one cart per user
+
+``/carts/{user}`` (GET, POST ``/items``, DELETE ``/items/{item}``) serves one cart per user
+through an entity region (``system.entities("cart", UserCart)``): a user's cart starts on its
+first request and is passivated when idle.
 
 Handlers never block the event loop: they ``await cart.ask_async(...)`` and ``cart.tell(...)``
 goes through the actor system's gateway thread. Each change is answered with the count after
@@ -23,10 +28,11 @@ from typing import Any
 
 from aiohttp import web
 
-from persistent_actors import ActorRef, ActorSystem, PersistentActorsError
-from samples.cart import PUT_IN, TAKE_OUT, Cart, Cmd
+from persistent_actors import ActorRef, ActorSystem, EntityRegion, PersistentActorsError
+from samples.cart import PUT_IN, TAKE_OUT, Cart, Cmd, UserCart
 
 CART = web.AppKey("cart", ActorRef)
+CARTS = web.AppKey("carts", EntityRegion)
 ASK_TIMEOUT = 10.0
 
 
@@ -40,8 +46,7 @@ async def get_cart(request: web.Request) -> web.Response:
     return await _count(request.app[CART])
 
 
-async def put_item(request: web.Request) -> web.Response:
-    """``POST /cart/items`` with ``{"item": name}``: put one in; answers the new count."""
+async def _item(request: web.Request) -> str:
     try:
         body: Any = await request.json()
     except ValueError:
@@ -49,6 +54,12 @@ async def put_item(request: web.Request) -> web.Response:
     item = body.get("item") if isinstance(body, dict) else None
     if not isinstance(item, str) or not item:
         raise web.HTTPBadRequest(text="\"item\" must be a non-empty string")
+    return item
+
+
+async def put_item(request: web.Request) -> web.Response:
+    """``POST /cart/items`` with ``{"item": name}``: put one in; answers the new count."""
+    item = await _item(request)
     cart = request.app[CART]
     cart.tell(Cmd(f"{item}: {PUT_IN}"))
     return await _count(cart)
@@ -57,6 +68,30 @@ async def put_item(request: web.Request) -> web.Response:
 async def take_item(request: web.Request) -> web.Response:
     """``DELETE /cart/items/{item}``: take one out; answers the new count."""
     cart = request.app[CART]
+    cart.tell(Cmd(f"{request.match_info['item']}: {TAKE_OUT}"))
+    return await _count(cart)
+
+
+def _user_cart(request: web.Request) -> ActorRef:
+    return request.app[CARTS].ref(request.match_info["user"])
+
+
+async def get_user_cart(request: web.Request) -> web.Response:
+    """``GET /carts/{user}``: the number of items in that user's basket."""
+    return await _count(_user_cart(request))
+
+
+async def put_user_item(request: web.Request) -> web.Response:
+    """``POST /carts/{user}/items`` with ``{"item": name}``: answers the user's new count."""
+    item = await _item(request)
+    cart = _user_cart(request)
+    cart.tell(Cmd(f"{item}: {PUT_IN}"))
+    return await _count(cart)
+
+
+async def take_user_item(request: web.Request) -> web.Response:
+    """``DELETE /carts/{user}/items/{item}``: answers the user's new count."""
+    cart = _user_cart(request)
     cart.tell(Cmd(f"{request.match_info['item']}: {TAKE_OUT}"))
     return await _count(cart)
 
@@ -70,6 +105,7 @@ def create_app(system: ActorSystem, name: str = "web-cart") -> web.Application:
         cart = await asyncio.to_thread(system.actor_of, Cart, name=name)
         await cart.ask_async("print", timeout=ASK_TIMEOUT)  # recovered; the gateway is up
         app[CART] = cart
+        app[CARTS] = await asyncio.to_thread(system.entities, "cart", UserCart)
         yield
         await asyncio.to_thread(system.stop, cart)
 
@@ -77,6 +113,9 @@ def create_app(system: ActorSystem, name: str = "web-cart") -> web.Application:
     app.router.add_get("/cart", get_cart)
     app.router.add_post("/cart/items", put_item)
     app.router.add_delete("/cart/items/{item}", take_item)
+    app.router.add_get("/carts/{user}", get_user_cart)
+    app.router.add_post("/carts/{user}/items", put_user_item)
+    app.router.add_delete("/carts/{user}/items/{item}", take_user_item)
     return app
 
 

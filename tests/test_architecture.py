@@ -42,7 +42,9 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("the thespian actors", ("persistent_actors._thespian", "persistent_actors._thespian.*")),
     ("the external side", ("persistent_actors._driver", "persistent_actors._endpoint")),
     ("the read side", ("persistent_actors.query", "persistent_actors.projection")),
-    ("the front end", ("persistent_actors._system", "persistent_actors")),
+    ("the front end", (
+        "persistent_actors._region", "persistent_actors._system", "persistent_actors",
+    )),
     ("testing", ("persistent_actors.testing", "persistent_actors.testing.*")),
     ("the command line", (
         "persistent_actors.cli", "persistent_actors.cli.*", "persistent_actors.__main__",

@@ -53,6 +53,22 @@ async def test_the_cart_over_http(system: ActorSystem) -> None:
             assert response.status == 400
 
 
+async def test_one_cart_per_user_through_a_region(system: ActorSystem) -> None:
+    async with serve(system) as url, aiohttp.ClientSession() as http:
+        assert await _count(http, "GET", f"{url}/carts/alice") == 0
+        assert await _count(http, "POST", f"{url}/carts/alice/items", json={"item": "a"}) == 1
+        assert await _count(http, "POST", f"{url}/carts/bob/items", json={"item": "b"}) == 1
+        assert await _count(http, "POST", f"{url}/carts/alice/items", json={"item": "c"}) == 2
+        assert await _count(http, "DELETE", f"{url}/carts/alice/items/a") == 1
+        await asyncio.gather(*(_count(http, "POST", f"{url}/carts/user-{i}/items",
+                                      json={"item": "x"}) for i in range(20)))
+        counts = await asyncio.gather(*(_count(http, "GET", f"{url}/carts/user-{i}")
+                                        for i in range(20)))
+        assert counts == [1] * 20
+        assert await _count(http, "GET", f"{url}/carts/bob") == 1
+        assert await _count(http, "GET", f"{url}/cart") == 0  # the single cart is apart
+
+
 async def test_the_cart_survives_a_restart_of_the_service(base: str, tmp_path: Path) -> None:
     config = system_config(base, journal={"plugin": "sqlite", "path": str(tmp_path / "e.db")})
     with ActorSystem("web", config=config) as system:

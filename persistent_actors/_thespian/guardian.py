@@ -37,6 +37,7 @@ from persistent_actors._actor import Actor, ActorRef, AskRef
 from persistent_actors._config import JOURNAL, SNAPSHOT_STORE, Settings
 from persistent_actors._persistent_actor import PersistentActor
 from persistent_actors._thespian.common import log, portable_error
+from persistent_actors._thespian.entity_host import EntityHost
 from persistent_actors._thespian.event_stream import EventStreamActor
 from persistent_actors._thespian.host import ActorHost
 from persistent_actors._thespian.lifetime import OWNER_POLL_INTERVAL, OwnerProcess
@@ -109,6 +110,15 @@ class Guardian(ThespianActor):  # type: ignore[misc]
         self._recovering: set[Any] = set()
         self._recovery_queue: deque[tuple[Any, Any]] = deque()  # (host key, host address)
         self._queued: set[Any] = set()  # keys in the queue; an exited host's entry is skipped
+        # Entity hosts being started: request correlation id -> (requester, hosts so far).
+        self._entity_hosts: dict[str, tuple[Any, list[Any]]] = {}
+        # Live entity hosts (host key -> how it was started), starts awaiting their host
+        # (correlation id -> start; and, for a crash restart, the dead host's key), and the
+        # messages held for a dead host until its successor runs (dead host key -> letters).
+        self._entity_starts: dict[str, tuple[p.StartEntityHost, Any]] = {}
+        self._entity_live: dict[Any, p.StartEntityHost] = {}
+        self._entity_held: dict[Any, list[Any]] = {}
+        self._entity_suspects: dict[Any, p.StartEntityHost] = {}  # exited unannounced (grace)
 
     def receiveMessage(self, message: Any, sender: Any) -> None:  # noqa: N802 - thespian API
         match message:
@@ -152,12 +162,23 @@ class Guardian(ThespianActor):  # type: ignore[misc]
                 self._wake_waiters()
             case p.GetPlugin():
                 self._get_plugin(message, sender)
+            case p.StartEntityHosts():
+                self._start_entity_hosts(message, sender)
+            case p.EntityHostStarted(correlation_id):
+                self._entity_host_started(correlation_id, sender)
             case ChildActorExited():
                 self._child_exited(message.childAddress)
             case DeadEnvelope():
                 self._dead_letter(message)
             case WakeupMessage(payload=OwnerProcess() as owner):
                 self._watch_owner(owner)
+            case WakeupMessage(payload=_CrashCheck(key)) if key in self._entity_suspects:
+                start = self._entity_suspects.pop(key)
+                if key in self._stopping or self._exiting:  # it stopped: the system shuts down
+                    self._stopping.discard(key)
+                    self._entity_held.pop(key, None)
+                else:
+                    self._restart_entity_host(key, start)
             case WakeupMessage(payload=_CrashCheck(key)) if key in self._suspects:
                 name = self._suspects.pop(key)
                 if not self._restart_crashed(name, key):
@@ -277,14 +298,11 @@ class Guardian(ThespianActor):  # type: ignore[misc]
             fail(ActorInitializationError(
                 f"actor_of() needs a subclass of persistent_actors.Actor, got {cls!r}"))
             return
-        keys: set[PluginKey] = set()
-        if issubclass(cls, PersistentActor):
-            try:
-                keys = {self._ensure_plugin(JOURNAL, cls.journal_plugin_id),
-                        self._ensure_plugin(SNAPSHOT_STORE, cls.snapshot_plugin_id)}
-            except Exception as e:  # noqa: BLE001 - a config error names the plugin id
-                fail(e)
-                return
+        try:
+            keys = self._plugins_of(cls)
+        except Exception as e:  # noqa: BLE001 - a config error names the plugin id
+            fail(e)
+            return
         self._names[name] = _RESERVED
 
         def plugins_ready(error: BaseException | None) -> None:
@@ -296,6 +314,13 @@ class Guardian(ThespianActor):  # type: ignore[misc]
             self._start_actor(request, requester, name, keys)
 
         self._when_ready(keys, plugins_ready)
+
+    def _plugins_of(self, cls: type[Any]) -> set[PluginKey]:
+        """The plugins an actor of `cls` needs (started if needed): none for a plain actor."""
+        if not issubclass(cls, PersistentActor):
+            return set()
+        return {self._ensure_plugin(JOURNAL, cls.journal_plugin_id),
+                self._ensure_plugin(SNAPSHOT_STORE, cls.snapshot_plugin_id)}
 
     def _start_actor(self, request: p.CreateActor, requester: Any, name: str,
                       keys: set[PluginKey]) -> None:
@@ -428,6 +453,18 @@ class Guardian(ThespianActor):  # type: ignore[misc]
     def _child_exited(self, address: Any) -> None:
         # Thespian's TCP base may report one exit twice: everything here is idempotent.
         key = _key(address)
+        entity_host = self._entity_live.pop(key, None)
+        if entity_host is not None:
+            if key not in self._stopping and not self._exiting and self._info is not None \
+                    and self._info.base != "simple":
+                # Exited without ActorStopping: its process died, unless that message is
+                # still on its way (as for actors: CRASH_GRACE).
+                self._entity_suspects[key] = entity_host
+                self.wakeupAfter(datetime.timedelta(seconds=CRASH_GRACE),
+                                 payload=_CrashCheck(key))
+            else:
+                self._stopping.discard(key)
+            return
         stopping = key in self._stopping
         self._stopping.discard(key)
         self._recovering.discard(key)
@@ -514,6 +551,11 @@ class Guardian(ThespianActor):  # type: ignore[misc]
 
     def _dead_letter(self, dead: DeadEnvelope) -> None:
         key = _key(dead.deadAddress)
+        if not self._exiting and (key in self._entity_held or key in self._entity_live
+                                  or key in self._entity_suspects):
+            # An entity host died (its exit may not be reported yet): held for its successor.
+            self._entity_held.setdefault(key, []).append(dead)
+            return
         name = self._restarting.get(key)
         if name is None:
             name = self._suspects.get(key)
@@ -537,13 +579,97 @@ class Guardian(ThespianActor):  # type: ignore[misc]
             case p.Envelope(correlation_id=str(correlation_id)) if self._outside is not None:
                 # An ask from outside: the reply must go to the asker, not to us.
                 message = p.Envelope(message.message, AskRef(self._outside, correlation_id))
-            case p.Envelope() | ActorExitRequest():
+            case p.Envelope() | p.ShardEnvelope() | ActorExitRequest():
                 pass
             case _ if type(message).__module__ == p.__name__:
                 return  # a plugin's answer to the dead instance: meaningless to the new one
             case _:
                 message = p.Envelope(message, None)  # its sender is unknown now
         self.send(target, message)
+
+    # -- entity hosts (system.entities) -------------------------------------------------------
+    def _start_entity_hosts(self, request: p.StartEntityHosts, requester: Any) -> None:
+        """Create the hosts of one entity type; answer with their final addresses."""
+        def fail(error: BaseException) -> None:
+            self.send(requester, p.Reply(request.correlation_id,
+                                         p.Failure(portable_error(error))))
+
+        cls = request.cls
+        try:
+            keys = self._plugins_of(cls)
+        except Exception as e:  # noqa: BLE001 - a config error names the plugin id
+            fail(e)
+            return
+
+        def plugins_ready(error: BaseException | None) -> None:
+            if error is not None:
+                fail(error)
+                return
+            assert self._info is not None  # noqa: S101
+            journal = snapshots = adapters = None
+            for key in keys:
+                if key[0] == JOURNAL:
+                    journal = self._plugins[key]
+                    adapters = self._settings.plugin(JOURNAL, cls.journal_plugin_id).adapters
+                else:
+                    snapshots = self._plugins[key]
+            self._entity_hosts[request.correlation_id] = (requester, [None] * request.count)
+            for index in range(request.count):
+                self._create_entity_host(p.StartEntityHost(
+                    request.type_name, cls, request.args, request.kwargs, self._info, journal,
+                    snapshots, adapters, self._settings.sharding,
+                    self._settings.max_concurrent_recoveries,
+                    f"{request.correlation_id}/{index}"), None)
+
+        self._when_ready(keys, plugins_ready)
+
+    def _create_entity_host(self, start: p.StartEntityHost, replaces: Any) -> None:
+        self._entity_starts[start.correlation_id] = (start, replaces)
+        self.send(self.createActor(EntityHost), start)
+
+    def _restart_entity_host(self, key: Any, start: p.StartEntityHost) -> None:
+        """An entity host's process died: start another; letters for the dead one go to it.
+
+        Its entities recover from the journal on their next message. Messages that were
+        inside the dead process are lost, as in any crash (their asks time out).
+        """
+        name = f"entity host {start.type_name!r} #{start.correlation_id.rpartition('/')[2]}"
+        now = time.monotonic()
+        recent = [t for t in self._crashes.get(name, []) if now - t < CRASH_RESTART_WINDOW]
+        if len(recent) >= MAX_CRASH_RESTARTS:
+            log.error("guardian: the process of %s died %d times within %.0fs; it stays dead",
+                      name, len(recent), CRASH_RESTART_WINDOW)
+            for dead in self._entity_held.pop(key, []):
+                self.send(self._event_stream, dead)
+            return
+        self._crashes[name] = [*recent, now]
+        log.warning("guardian: the process of %s died; restarting it", name)
+        self._entity_held.setdefault(key, [])
+        self._create_entity_host(start, key)
+
+    def _entity_host_started(self, correlation_id: str, host: Any) -> None:
+        started = self._entity_starts.pop(correlation_id, None)
+        if started is None:
+            return
+        start, replaces = started
+        self._entity_live[_key(host)] = start
+        if replaces is not None:  # a crash restart: refs to the dead host now lead here
+            for old, current in list(self._redirects.items()):
+                if _key(current) == replaces:
+                    self._redirects[old] = host
+            self._redirects[replaces] = host
+            for dead in self._entity_held.pop(replaces, []):
+                self._forward(host, dead)
+            return
+        request_id, _, index = correlation_id.rpartition("/")
+        pending = self._entity_hosts.get(request_id)
+        if pending is None:
+            return
+        requester, hosts = pending
+        hosts[int(index)] = host  # its final address (see ActorStarted)
+        if all(h is not None for h in hosts):
+            del self._entity_hosts[request_id]
+            self.send(requester, p.Reply(request_id, p.EntityHostsStarted(tuple(hosts))))
 
     def _run_deferred(self, name: str) -> None:
         waiting = self._deferred.pop(name, [])

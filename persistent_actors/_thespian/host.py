@@ -108,7 +108,7 @@ class _HostContext(ActorContext):
         if ref is None or ref == self._self_ref:
             self._host.stop_actor()
         else:
-            self._host.send(ref.address, ActorExitRequest())
+            self._host.send(ref.address, reply_form(ref, ActorExitRequest()))
             self._stop_requested(ref)
 
     def _stop_requested(self, ref: ActorRef) -> None:
@@ -121,8 +121,8 @@ class _HostContext(ActorContext):
             target.tell(message)  # dead letters
             return
         wrapped = reply_form(target, message)
-        if sender is not None and sender != self._self_ref and wrapped is message:
-            wrapped = p.Envelope(message, sender)
+        if sender is not None and sender != self._self_ref and not isinstance(wrapped, p.Reply):
+            wrapped = p.Envelope(wrapped, sender)
         self.send_to_address(target.address, wrapped)
         if isinstance(message, Kill | PoisonPill):
             self._stop_requested(target)
@@ -192,6 +192,8 @@ class _HostContext(ActorContext):
 
 class ActorHost(ThespianActor):  # type: ignore[misc]
     """Hosts one user actor; created by the guardian, started by a `StartActor`."""
+
+    _context_class: type[_HostContext] = _HostContext
 
     def __init__(self) -> None:
         super().__init__()
@@ -300,7 +302,7 @@ class ActorHost(ThespianActor):  # type: ignore[misc]
     # -- lifecycle ---------------------------------------------------------------------------
     def _on_start(self, start: p.StartActor, guardian: Any) -> None:
         self._start = start
-        self._ctx = _HostContext(self, start)
+        self._ctx = self._context_class(self, start)
         previous = set_current_context(self._ctx)
         try:
             # pre_start and the start of recovery belong to initialization, as in Akka: their
@@ -327,6 +329,7 @@ class ActorHost(ThespianActor):  # type: ignore[misc]
         cls: Any = self._start.cls
         actor = cls.__new__(cls)
         actor.context = self._ctx
+        self._prepare_instance(actor)
         es: Eventsourced | None = None
         if isinstance(actor, PersistentActor):
             es = Eventsourced(actor, self._ctx, "", next(_instance_ids), default_serializer, stash,
@@ -349,6 +352,9 @@ class ActorHost(ThespianActor):  # type: ignore[misc]
             es.persistence_id = pid
         self._actor = actor
         self._es = es
+
+    def _prepare_instance(self, actor: Any) -> None:
+        """Set up a new instance before its ``__init__`` runs (an entity gets its id)."""
 
     def _after_start(self) -> None:
         assert self._actor is not None  # noqa: S101

@@ -1,0 +1,404 @@
+"""`EntityHost`: one thespian actor hosting many entities of one type (Akka's Shard).
+
+Each entity runs in an `_EntityCell`: the `ActorHost` logic (construction, supervision, stash,
+the `Eventsourced` machine, back-off) with its thespian calls redirected to the entity host.
+Messages reach an entity as `ShardEnvelope`s; journal replies are routed back by the actor
+instance id they carry, snapshot and deletion replies by persistence id or in request order
+(a plugin actor answers those one at a time, in order).
+
+Lifecycle, as in Akka's cluster sharding:
+
+* an entity starts on its first message (``cls(entity_id, *args, **kwargs)``);
+* passivation (``context.passivate()``, idle for ``passivate_idle_after`` seconds, or the least
+  recently used one when ``max_active_entities`` are active) sends it a `PoisonPill` through
+  its mailbox; messages arriving meanwhile are buffered (at most ``internal_stash_capacity``;
+  more are dead letters) and start its next incarnation;
+* recovery permits are counted per host: at most ``max_concurrent_recoveries`` of its
+  entities recover at once, the others wait in request order.
+"""
+
+from __future__ import annotations
+
+import datetime
+import heapq
+import itertools
+import time
+from collections import OrderedDict, deque
+from typing import Any
+
+from thespian.actors import Actor as ThespianActor
+from thespian.actors import ActorExitRequest, ChildActorExited, PoisonMessage, WakeupMessage
+
+from persistent_actors import _protocol as p
+from persistent_actors._actor import ActorRef, EntityRef, reply_form
+from persistent_actors._thespian.common import log
+from persistent_actors._thespian.host import ActorHost, _HostContext, _SystemView
+from persistent_actors.messages import (
+    DeleteMessagesFailure,
+    DeleteMessagesSuccess,
+    DeleteSnapshotFailure,
+    DeleteSnapshotsFailure,
+    DeleteSnapshotsSuccess,
+    DeleteSnapshotSuccess,
+    Kill,
+    PoisonPill,
+    SaveSnapshotFailure,
+    SaveSnapshotSuccess,
+)
+
+__all__ = ["EntityHost"]
+
+_PASSIVATE = "passivate"
+# Replies without a persistence id or instance id: delivered in request order (see module doc).
+_IN_ORDER: dict[type[Any], str] = {
+    DeleteMessagesSuccess: "delete-messages", DeleteMessagesFailure: "delete-messages",
+    DeleteSnapshotsSuccess: "delete-snapshots", DeleteSnapshotsFailure: "delete-snapshots",
+}
+_BY_METADATA = (SaveSnapshotSuccess, SaveSnapshotFailure, DeleteSnapshotSuccess,
+                DeleteSnapshotFailure)
+# How often the idle check runs at most, and at least (seconds).
+_MIN_IDLE_CHECK = 0.05
+_MAX_IDLE_CHECK = 10.0
+
+
+class _EntityContext(_HostContext):
+    """An entity's `ActorContext`: its ref is an `EntityRef`; it can passivate."""
+
+    def __init__(self, host: ActorHost, start: p.StartActor) -> None:
+        super().__init__(host, start)
+        assert isinstance(host, _EntityCell)  # noqa: S101 - only cells use this context
+        self._cell = host
+        self._self_ref = EntityRef(host.myAddress, host.type_name, host.entity_id)
+        view = host.owner.system_view
+        if view is not None:  # one per host, not one per entity
+            self._system = view
+
+    @property
+    def entity_id(self) -> str:
+        """The id of this entity."""
+        return self._cell.entity_id
+
+    def passivate(self) -> None:
+        """Stop this entity once the messages before this call are handled (Akka's Passivate)."""
+        self._cell.owner.passivate(self._cell)
+
+    def _send(self, target: ActorRef, message: Any, sender: ActorRef | None) -> None:
+        if target.address is None:
+            target.tell(message)  # dead letters
+            return
+        wrapped = reply_form(target, message)
+        if not isinstance(wrapped, p.Reply):
+            # Always name the sender: the thespian sender is the host, shared by its entities.
+            wrapped = p.Envelope(wrapped, sender if sender is not None else self._self_ref)
+        self.send_to_address(target.address, wrapped)
+        if isinstance(message, Kill | PoisonPill):
+            self._stop_requested(target)
+
+
+class _EntityCell(ActorHost):
+    """One entity inside an `EntityHost`: an `ActorHost` whose thespian calls go to the host."""
+
+    _context_class = _EntityContext
+
+    def __init__(self, owner: EntityHost, entity_id: str) -> None:
+        super().__init__()
+        self.owner = owner
+        self.entity_id = entity_id
+        self.type_name = owner.type_name
+        self.passivating = False
+        self.last_used = time.monotonic()
+        self.instance_ids: list[int] = []  # its Eventsourced instances (one per restart)
+
+    @property
+    def myAddress(self) -> Any:  # noqa: N802 - thespian's name
+        return self.owner.myAddress
+
+    def send(self, targetAddr: Any, msg: Any) -> None:  # noqa: N803 - thespian's names
+        self.owner.cell_send(self, targetAddr, msg)
+
+    def wakeupAfter(self, timePeriod: Any, payload: Any = None) -> None:  # noqa: N802, N803
+        self.owner.schedule(self.entity_id, timePeriod.total_seconds(), payload)
+
+    def _prepare_instance(self, actor: Any) -> None:
+        actor.entity_id = self.entity_id
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+
+class EntityHost(ThespianActor):  # type: ignore[misc]
+    """Hosts the entities of one type whose shards map to it; started by `StartEntityHost`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.type_name = ""
+        self._start: p.StartEntityHost | None = None
+        self._cells: OrderedDict[str, _EntityCell] = OrderedDict()  # least recently used first
+        self._passivating = 0
+        self._buffers: dict[str, deque[tuple[Any, Any]]] = {}
+        self._by_instance: dict[int, _EntityCell] = {}
+        self._by_pid: dict[str, str] = {}  # persistence id -> entity id
+        self._in_order: dict[str, deque[str]] = {}  # reply kind -> entity ids, request order
+        self._recovering: set[_EntityCell] = set()
+        self._recovery_queue: deque[_EntityCell] = deque()
+        self._ready: deque[tuple[str, Any, Any]] = deque()
+        self.system_view: _SystemView | None = None
+        # The entities' timers (recovery ticks, back-off, scheduled messages): one heap, and
+        # one thespian wakeup for its earliest deadline. Thespian's multiproc base scans its
+        # pending wakeups per message, so one wakeup per entity made every message O(entities).
+        self._timers: list[tuple[float, int, str, Any]] = []
+        self._timer_seq = itertools.count()
+        self._armed_for: float | None = None
+
+    # -- thespian entry point ----------------------------------------------------------------
+    def receiveMessage(self, message: Any, sender: Any) -> None:  # noqa: N802 - thespian API
+        match message:
+            case p.Envelope(message=p.ShardEnvelope() as shard):
+                if self._accepts(shard):
+                    self._deliver(shard.entity_id, p.Envelope(
+                        shard.message, message.sender, message.correlation_id,
+                        message.reply_to), sender)
+            case p.ShardEnvelope():
+                if self._accepts(message):
+                    self._deliver(message.entity_id, message.message, sender)
+            case p.StartEntityHost():
+                self._on_start(message, sender)
+            case p.EntityTimer(str(entity_id), "passivate"):  # see _PASSIVATE
+                self._passivate_now(entity_id)
+            case WakeupMessage(payload=p.EntityTimer(None, "timers")):
+                self._fire_timers()
+            case WakeupMessage(payload=p.EntityTimer(None, _)):
+                self._idle_check()
+            case ActorExitRequest():
+                if self._start is not None:
+                    # A stop, not a crash: the guardian must not restart this host.
+                    self.send(self._start.system.guardian, p.ActorStopping())
+                for cell in list(self._cells.values()):
+                    cell._on_exit()  # noqa: SLF001 - post_stop of every entity
+                self._cells.clear()
+            case ChildActorExited():
+                pass
+            case PoisonMessage():
+                log.error("entity host %s: a message it sent could not be delivered: %r (%s)",
+                          self.type_name, message.poisonMessage, message.details)
+            case _:
+                self._plugin_reply(message, sender)
+        while self._ready:  # buffered messages of passivated entities, in arrival order
+            self._deliver(*self._ready.popleft())
+        self._grant_recoveries()
+
+    def _on_start(self, start: p.StartEntityHost, guardian: Any) -> None:
+        self._start = start
+        self.system_view = _SystemView(start.system)
+        self.type_name = start.type_name
+        self._schedule_idle_check()
+        self.send(guardian, p.EntityHostStarted(start.correlation_id))
+
+    # -- delivery ----------------------------------------------------------------------------
+    def _accepts(self, shard: p.ShardEnvelope) -> bool:
+        if self._start is None or shard.type_name != self.type_name:
+            log.warning("entity host %r: dropped a message for %s/%s", self.type_name,
+                        shard.type_name, shard.entity_id)
+            return False
+        return True
+
+    def _deliver(self, entity_id: str, message: Any, sender: Any) -> None:
+        """Hand `message` (bare, or an `Envelope`) to the entity, starting it if needed."""
+        cell = self._cells.get(entity_id)
+        if cell is not None and cell.passivating:
+            buffer = self._buffers.setdefault(entity_id, deque())
+            assert self._start is not None  # noqa: S101
+            capacity = self._start.system.internal_stash_capacity
+            if len(buffer) >= capacity:
+                log.warning("entity %s/%s is passivating and %d messages wait for it already "
+                            "([persistence] internal_stash_capacity); this one is a dead letter",
+                            self.type_name, entity_id, capacity)
+                cell.publish_dead_letter(message, sender)
+                return
+            buffer.append((message, sender))
+            return
+        inner = message.message if isinstance(message, p.Envelope) else message
+        if isinstance(inner, ActorExitRequest):  # system.stop / context.stop of it
+            if cell is not None:
+                cell._on_exit()  # noqa: SLF001 - post_stop, as for a stopped actor
+                self._remove(cell)
+            return
+        if cell is None:
+            cell = self._start_entity(entity_id)
+        else:
+            self._cells.move_to_end(entity_id)
+        cell.last_used = time.monotonic()
+        cell.receiveMessage(message, sender)
+
+    def _start_entity(self, entity_id: str) -> _EntityCell:
+        start = self._start
+        assert start is not None  # noqa: S101
+        limit = start.sharding.max_active_entities
+        if len(self._cells) - self._passivating >= limit:
+            for cell in self._cells.values():  # least recently used first
+                if not cell.passivating:
+                    self.passivate(cell)
+                    break
+        cell = _EntityCell(self, entity_id)
+        self._cells[entity_id] = cell
+        cell.receiveMessage(p.StartActor(
+            start.cls, (entity_id, *start.args), start.kwargs, f"{self.type_name}/{entity_id}",
+            start.system, start.journal, start.snapshot_store, 0, start.event_adapters),
+            start.system.guardian)
+        return cell
+
+    def cell_send(self, cell: _EntityCell, address: Any, message: Any) -> None:
+        """Send for `cell`: to itself, to the guardian (recovery permits), or to a plugin."""
+        start = self._start
+        assert start is not None  # noqa: S101
+        if address == self.myAddress:
+            match message:
+                case ActorExitRequest():
+                    self._remove(cell)
+                    return
+                case p.ShardEnvelope() | p.Envelope(message=p.ShardEnvelope()) | p.Reply():
+                    pass  # to another entity of this host, or an ask's reply via the host
+                case _:  # to itself (a timer, a snapshot failure): its mailbox, behind the rest
+                    message = p.Envelope(p.ShardEnvelope(self.type_name, cell.entity_id,
+                                                         message),
+                                         EntityRef(self.myAddress, self.type_name,
+                                                   cell.entity_id))
+            self.send(address, message)
+            return
+        if address == start.system.guardian:
+            match message:
+                case p.StartRecovery():
+                    if cell not in self._recovering and cell not in self._recovery_queue:
+                        self._recovery_queue.append(cell)
+                case p.RecoveryDone():
+                    self._recovering.discard(cell)
+                case p.ActorFailed(_, error):
+                    log.error("entity %s/%s could not start: %s", self.type_name,
+                              cell.entity_id, error)
+                case p.ActorStarted() | p.ActorStopping():
+                    pass  # the guardian does not track entities
+                case _:
+                    self.send(address, message)
+            return
+        instance_id = getattr(message, "actor_instance_id", None)
+        if isinstance(instance_id, int) and self._by_instance.get(instance_id) is not cell:
+            self._by_instance[instance_id] = cell
+            cell.instance_ids.append(instance_id)
+        match message:
+            case p.SaveSnapshot(metadata=md) | p.DeleteSnapshot(metadata=md):
+                self._by_pid[md.persistence_id] = cell.entity_id
+            case p.DeleteMessagesTo():
+                self._in_order.setdefault("delete-messages", deque()).append(cell.entity_id)
+            case p.DeleteSnapshots():
+                self._in_order.setdefault("delete-snapshots", deque()).append(cell.entity_id)
+        self.send(address, message)
+
+    def _plugin_reply(self, message: Any, sender: Any) -> None:
+        cell: _EntityCell | None = None
+        instance_id = getattr(message, "actor_instance_id", None)
+        if isinstance(instance_id, int) and type(message).__module__ == p.__name__:
+            cell = self._by_instance.get(instance_id)
+        elif isinstance(message, _BY_METADATA):
+            entity_id = self._by_pid.get(message.metadata.persistence_id)
+            cell = self._cells.get(entity_id) if entity_id is not None else None
+        elif type(message) in _IN_ORDER:
+            waiting = self._in_order.get(_IN_ORDER[type(message)])
+            if waiting:
+                cell = self._cells.get(waiting.popleft())
+        if cell is None or cell.stopped:
+            log.debug("entity host %r: no entity for %r", self.type_name, message)
+            return
+        cell.receiveMessage(message, sender)
+
+    # -- passivation ---------------------------------------------------------------------------
+    def passivate(self, cell: _EntityCell) -> None:
+        """Start passivating `cell`: buffer its messages, then stop it through its mailbox."""
+        if cell.passivating or cell.stopped or self._cells.get(cell.entity_id) is not cell:
+            return
+        cell.passivating = True
+        self._passivating += 1
+        self.send(self.myAddress, p.EntityTimer(cell.entity_id, _PASSIVATE))
+
+    def _passivate_now(self, entity_id: str) -> None:
+        cell = self._cells.get(entity_id)
+        if cell is None or not cell.passivating:
+            return
+        if cell.stopped:
+            self._remove(cell)
+            return
+        # A PoisonPill: a persistent entity handles what it stashed while persisting first.
+        cell.receiveMessage(PoisonPill(), self.myAddress)
+
+    def _schedule_idle_check(self) -> None:
+        assert self._start is not None  # noqa: S101
+        idle = self._start.sharding.passivate_idle_after
+        if idle > 0:
+            period = min(max(idle / 2, _MIN_IDLE_CHECK), _MAX_IDLE_CHECK)
+            self.wakeupAfter(datetime.timedelta(seconds=period), payload=p.EntityTimer(None, None))
+
+    def _idle_check(self) -> None:
+        assert self._start is not None  # noqa: S101
+        cutoff = time.monotonic() - self._start.sharding.passivate_idle_after
+        for cell in list(self._cells.values()):  # least recently used first
+            if cell.last_used > cutoff:
+                break
+            self.passivate(cell)
+        self._schedule_idle_check()
+
+    def _remove(self, cell: _EntityCell) -> None:
+        """`cell` stopped: forget it; buffered messages start its next incarnation."""
+        if self._cells.get(cell.entity_id) is not cell:
+            return
+        del self._cells[cell.entity_id]
+        if cell.passivating:
+            self._passivating -= 1
+        for instance_id in cell.instance_ids:
+            self._by_instance.pop(instance_id, None)
+        self._recovering.discard(cell)
+        if cell in self._recovery_queue:
+            self._recovery_queue.remove(cell)
+        buffered = self._buffers.pop(cell.entity_id, None)
+        if buffered:
+            # Delivered at the end of the current message (the stopping cell may still be on
+            # the stack), before the next one: their order is kept.
+            self._ready.extend((cell.entity_id, message, sender) for message, sender in buffered)
+
+    # -- timers --------------------------------------------------------------------------------
+    def schedule(self, entity_id: str, delay: float, payload: Any) -> None:
+        """Hand `payload` to the entity's `_on_timer` after `delay` seconds (if it still runs)."""
+        due = time.monotonic() + max(delay, 0.001)
+        heapq.heappush(self._timers, (due, next(self._timer_seq), entity_id, payload))
+        self._arm()
+
+    def _arm(self) -> None:
+        if not self._timers:
+            return
+        due = self._timers[0][0]
+        if self._armed_for is not None and self._armed_for <= due:
+            return  # a wakeup at or before it is pending already
+        self._armed_for = due
+        delay = max(due - time.monotonic(), 0.001)
+        self.wakeupAfter(datetime.timedelta(seconds=delay), payload=p.EntityTimer(None, "timers"))
+
+    def _fire_timers(self) -> None:
+        self._armed_for = None
+        now = time.monotonic()
+        while self._timers and self._timers[0][0] <= now:
+            _, _, entity_id, payload = heapq.heappop(self._timers)
+            cell = self._cells.get(entity_id)
+            if cell is not None:
+                cell._on_timer(payload)  # noqa: SLF001 - the cell's own timer
+        self._arm()
+
+    # -- recovery permits ----------------------------------------------------------------------
+    def _grant_recoveries(self) -> None:
+        if self._start is None:
+            return
+        limit = self._start.max_concurrent_recoveries
+        while self._recovery_queue and len(self._recovering) < limit:
+            cell = self._recovery_queue.popleft()
+            if self._cells.get(cell.entity_id) is not cell or cell.stopped:
+                continue
+            self._recovering.add(cell)
+            cell.receiveMessage(p.RecoveryPermitted(), self._start.system.guardian)

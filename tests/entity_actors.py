@@ -1,0 +1,160 @@
+"""Entities used by the sharding tests (importable: multiproc-tcp pickles classes by name)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+from persistent_actors import (
+    Actor,
+    ActorRef,
+    AtLeastOnceDeliveryActor,
+    PersistentActor,
+    register,
+)
+from tests.writer_actors import SlowRecovery
+
+
+@dataclasses.dataclass(frozen=True)
+class AddItem:
+    """Command: put `item` in the cart."""
+
+    item: str
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class ItemAdded:
+    """Event: `item` was put in the cart."""
+
+    item: str
+
+
+class Cart(PersistentActor):
+    """A shopping cart per user: persists `ItemAdded`, answers "items", "incarnation"."""
+
+    incarnations: int = 0
+
+    def __init__(self, entity_id: str, prefix: str = "cart") -> None:
+        self.prefix = prefix
+        self.items: list[str] = []
+        self.recovered_events = 0
+
+    @property
+    def persistence_id(self) -> str:
+        return f"{self.prefix}-{self.entity_id}"  # type: ignore[attr-defined]
+
+    def on_recover(self, message: Any) -> None:
+        if isinstance(message, ItemAdded):
+            self.items.append(message.item)
+            self.recovered_events += 1
+
+    def on_command(self, message: Any) -> None:
+        match message:
+            case AddItem(item):
+                sender = self.sender
+
+                def added(event: ItemAdded) -> None:
+                    self.items.append(event.item)
+                    sender.tell(len(self.items))
+
+                self.persist(ItemAdded(item), added)
+            case "items":
+                self.sender.tell(list(self.items))
+            case "whoami":
+                self.sender.tell((self.entity_id, self.self_ref.name))  # type: ignore[attr-defined]
+            case "recovered":
+                self.sender.tell(self.recovered_events)
+            case "pid":
+                self.sender.tell(os.getpid())
+            case "passivate":
+                self.context.passivate()
+                self.sender.tell("passivating")
+            case _:
+                self.unhandled(message)
+
+
+class Counter(Actor):
+    """A plain entity: counts messages; "count" answers the count since it started."""
+
+    def __init__(self, entity_id: str) -> None:
+        self.count = 0
+
+    def on_receive(self, message: Any) -> None:
+        match message:
+            case "count":
+                self.sender.tell((self.entity_id, self.count))  # type: ignore[attr-defined]
+            case "passivate":
+                self.context.passivate()
+            case _:
+                self.count += 1
+
+
+class Relay(Actor):
+    """Sends ``("relay", ref, message)``'s message to `ref`; "last" answers the last reply."""
+
+    def __init__(self, entity_id: str) -> None:
+        self.last: Any = None
+
+    def on_receive(self, message: Any) -> None:
+        match message:
+            case ("relay", ref, payload):
+                ref.tell(payload)  # from this entity: the reply comes back here
+            case "last":
+                self.sender.tell(self.last)
+            case "passivate-plain":
+                try:
+                    self.context.passivate()
+                except Exception as e:
+                    self.sender.tell(type(e).__name__)
+            case _:
+                self.last = message
+
+
+class Fragile(Actor):
+    """An entity whose constructor raises for ids starting with "bad"."""
+
+    def __init__(self, entity_id: str) -> None:
+        if entity_id.startswith("bad"):
+            raise ValueError(f"no entity {entity_id}")
+
+    def on_receive(self, message: Any) -> None:
+        self.sender.tell(("ok", message))
+
+
+class Notifier(AtLeastOnceDeliveryActor):
+    """An at-least-once sender as an entity: its redelivery timer runs on the entity host."""
+
+    redeliver_interval = 0.2
+
+    def __init__(self, entity_id: str, destination: ActorRef) -> None:
+        self.destination = destination
+
+    @property
+    def persistence_id(self) -> str:
+        return f"notifier-{self.entity_id}"  # type: ignore[attr-defined]
+
+    def on_command(self, message: Any) -> None:
+        if isinstance(message, AddItem):
+            self.persist(ItemAdded(message.item), self._deliver)
+
+    def _deliver(self, event: ItemAdded) -> None:
+        self.deliver(self.destination, lambda delivery_id: (event.item, delivery_id))
+
+    def on_recover(self, message: Any) -> None:
+        if isinstance(message, ItemAdded):
+            self._deliver(message)
+
+
+class SlowEntity(SlowRecovery):
+    """`SlowRecovery` as an entity (reports its recovery window); "passivate" passivates it."""
+
+    def __init__(self, entity_id: str, probe: ActorRef) -> None:
+        super().__init__(f"slow-{entity_id}", probe)
+
+    def on_command(self, message: Any) -> None:
+        if message == "passivate":
+            self.context.passivate()
+        elif message != "wake":
+            super().on_command(message)
