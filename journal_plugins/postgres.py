@@ -40,8 +40,9 @@ exist, so resuming a query after n can neither skip nor repeat an event (Akka.NE
 cannot happen). This is the `eventsourcing` library's design (it takes ``LOCK TABLE ...
 EXCLUSIVE``); an advisory lock serialises the same writers without conflicting with
 autovacuum or readers. The price is one write transaction at a time per schema, which group
-commit amortises. `tests/journal_plugins/test_postgres.py` proves it with several processes
-writing at once under live tag and all-events queries.
+commit amortises. ``tests/journal_plugins/test_query_postgres.py`` proves it: several processes
+write at once under live tag and all-events queries and a reader polling the head of the log,
+and every event arrives exactly once, in ordering order.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ from journal_plugins._postgres_db import (
     Options,
     parse_options,
     redact,
+    reset_connection,
 )
 from journal_plugins.postgres_query import PostgresEventLog
 from persistent_actors.errors import (
@@ -162,20 +164,13 @@ SNAPSHOT_COLUMNS: Final = {
 }
 
 
-async def _reset(connection: asyncpg.Connection) -> None:
-    # The plugins leave no session state behind; asyncpg's default reset would cost a round
-    # trip on every release. Only a transaction left open (a cancelled operation) is undone.
-    if connection.is_in_transaction():
-        await connection.execute("ROLLBACK")
-
-
 async def open_pool(owner: str, o: Options, statements: Sequence[str],
                     columns: Mapping[str, set[str]], *, min_size: int = 1) -> asyncpg.Pool:
     """Connect a bounded pool and create the schema's missing tables, or raise `PluginError`."""
     try:
         pool = await asyncpg.create_pool(
             o.dsn, min_size=min(min_size, o.pool_size), max_size=o.pool_size,
-            timeout=o.connect_timeout, reset=_reset,
+            timeout=o.connect_timeout, reset=reset_connection,
             server_settings={"application_name": "persistent_actors"})
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as e:
         msg = f"{owner}: cannot connect to PostgreSQL at {redact(o.dsn)!r}: {e}"

@@ -24,7 +24,13 @@ from typing import Any, Final
 
 import asyncpg
 
-from journal_plugins._postgres_db import _JOURNAL_KEYS, Options, parse_options, redact
+from journal_plugins._postgres_db import (
+    _JOURNAL_KEYS,
+    Options,
+    parse_options,
+    redact,
+    reset_connection,
+)
 from persistent_actors.errors import JournalError
 from persistent_actors.event_log import EventLog, EventPage, PersistenceIdPage, StoredEvent
 from persistent_actors.journal import MAX_SEQUENCE_NR, PersistentRepr
@@ -94,6 +100,7 @@ class PostgresEventLog(EventLog):
                 try:
                     self._pool = await asyncpg.create_pool(
                         o.dsn, min_size=0, max_size=o.pool_size, timeout=o.connect_timeout,
+                        reset=reset_connection,
                         server_settings={"application_name": "persistent_actors-query"})
                 except _DB_ERRORS as e:
                     msg = f"{self._owner}: cannot connect to PostgreSQL at {redact(o.dsn)!r}: {e}"

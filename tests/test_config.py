@@ -220,6 +220,7 @@ def test_unknown_plugin_lists_available(kind: str) -> None:
     assert "'cassandra'" in message
     assert "'inmem'" in message
     assert "'sqlite'" in message
+    assert "'postgres'" in message
     assert isinstance(info.value, ConfigError)  # PluginError is a ConfigError
 
 
