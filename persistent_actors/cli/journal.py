@@ -217,8 +217,12 @@ def _stats(args: argparse.Namespace) -> int:
             all_ids = await store.persistence_ids()
             for pid in all_ids:
                 snapshots += len(await snapshots_of(store.snapshots, pid))
+            path = store.journal_config.settings.get("path")
+            files = [Path(str(path) + suffix) for suffix in ("", "-wal")] if path else []
+            on_disk = sum(f.stat().st_size for f in files if f.is_file()) if files else None
             return {"events": events, "persistence_ids": len(all_ids),
                     "ids_with_events": len(ids), "payload_bytes": size,
+                    "file_bytes": on_disk,
                     "tags": dict(sorted(tags.items())), "snapshots": snapshots,
                     "oldest": iso(oldest) if oldest is not None else None,
                     "newest": iso(newest) if newest is not None else None}
