@@ -474,3 +474,16 @@ def test_every_command_the_readme_shows_runs(tmp_path: Path) -> None:
         assert "Traceback" not in result.stderr
     assert _events_of(tmp_path / "other.db") == _events_of(tmp_path / "shop.db")
     assert _events_of(tmp_path / "restored.db") == _events_of(tmp_path / "shop.db")
+
+
+def test_a_named_journal_is_chosen_with_dash_dash_journal(store: Path, tmp_path: Path) -> None:
+    config = tmp_path / "two.toml"
+    config.write_text(store.read_text() + f'[persistence.journals.audit]\nplugin = "sqlite"\n'
+                      f'path = "{tmp_path / "audit.db"}"\n')
+    asyncio.run(_many(tmp_path / "audit.db", ids=1, per_id=10))
+    assert cli("--config", str(config), "journal", "ids").stdout.splitlines()[0] == \
+        "a  highest=5  events=5"
+    assert cli("--config", str(config), "journal", "ids", "--journal", "audit").stdout \
+        .splitlines() == ["id-0  highest=10  events=10"]
+    one_line_error(cli("--config", str(config), "journal", "ids", "--journal", "nope"),
+                   "no journal named 'nope'")
