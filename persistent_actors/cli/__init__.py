@@ -18,14 +18,10 @@ from collections.abc import Callable, Sequence
 from typing import Final
 
 from persistent_actors.cli import journal
-from persistent_actors.cli._common import UsageError, fail
+from persistent_actors.cli._common import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, UsageError, fail
 from persistent_actors.errors import PersistentActorsError
 
 __all__ = ["EXIT_FINDINGS", "EXIT_OK", "EXIT_USAGE", "GROUPS", "build_parser", "main"]
-
-EXIT_OK: Final = 0
-EXIT_FINDINGS: Final = 1
-EXIT_USAGE: Final = 2
 
 # name -> (help, register). A group registers its sub-commands on the subparsers it is given.
 GROUPS: Final[dict[str, tuple[str, Callable[[argparse._SubParsersAction[argparse.ArgumentParser]],

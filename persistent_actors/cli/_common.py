@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import base64
 import contextlib
 import dataclasses
@@ -13,7 +14,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import msgpack
 
@@ -33,9 +34,13 @@ from persistent_actors.snapshot import SelectedSnapshot, SnapshotSelectionCriter
 from persistent_actors.stored import MAX_SEQUENCE_NR, PersistentRepr
 
 __all__ = [
+    "EXIT_FINDINGS",
+    "EXIT_OK",
+    "EXIT_USAGE",
     "Progress",
     "Store",
     "UsageError",
+    "add_config_option",
     "decode_strict",
     "decode_structure",
     "fail",
@@ -47,6 +52,10 @@ __all__ = [
 
 PAGE: int = 500
 
+EXIT_OK: Final = 0
+EXIT_FINDINGS: Final = 1  # verify found problems, copy's counts differ
+EXIT_USAGE: Final = 2  # a user mistake, printed as one line
+
 
 class UsageError(PersistentActorsError):
     """A mistake in the command line or its inputs; printed as one line, exit status 2."""
@@ -56,6 +65,12 @@ def fail(error: BaseException) -> None:
     """Print `error` as the one line a user mistake gets."""
     text = str(error) or type(error).__name__
     print(f"persistent-actors: error: {' '.join(text.split())}", file=sys.stderr)
+
+
+def add_config_option(parser: argparse.ArgumentParser) -> None:
+    """``--config`` on a sub-command too (the global one stays the default when it is absent)."""
+    parser.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
+                        help="the TOML config (also accepted before the group name)")
 
 
 def import_modules(names: list[str] | None) -> None:

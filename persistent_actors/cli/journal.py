@@ -19,9 +19,12 @@ from pathlib import Path
 from typing import Any, Final, TextIO
 
 from persistent_actors.cli._common import (
+    EXIT_FINDINGS,
+    EXIT_OK,
     PAGE,
     Store,
     UsageError,
+    add_config_option,
     decode_strict,
     event_line,
     event_record,
@@ -53,8 +56,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     """Add the ``journal`` sub-commands."""
     def add(name: str, help_text: str, handler: Any) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
-        sub.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
-                         help="the TOML config (also accepted before the group name)")
+        add_config_option(sub)
         sub.add_argument("--journal", metavar="ID", dest="plugin_id",
                          help="a journal from [persistence.journals.ID] (default: the default one)")
         sub.set_defaults(handler=handler)
@@ -141,7 +143,7 @@ def _ids(args: argparse.Namespace) -> int:
                     _print(f"{pid}  highest={highest}  events={count}")
 
     asyncio.run(run())
-    return 0
+    return EXIT_OK
 
 
 def _events(args: argparse.Namespace) -> int:
@@ -157,7 +159,7 @@ def _events(args: argparse.Namespace) -> int:
                       f"sequence number: {highest})", file=sys.stderr)
 
     asyncio.run(run())
-    return 0
+    return EXIT_OK
 
 
 def _describe(repr_: PersistentRepr, *, as_json: bool) -> str:
@@ -186,7 +188,7 @@ def _tail(args: argparse.Namespace) -> int:
                     await log.wait_for_change(page.highest_ordering, 1.0)
 
     asyncio.run(run())
-    return 0
+    return EXIT_OK
 
 
 def _stats(args: argparse.Namespace) -> int:
@@ -215,8 +217,12 @@ def _stats(args: argparse.Namespace) -> int:
             all_ids = await store.persistence_ids()
             for pid in all_ids:
                 snapshots += len(await snapshots_of(store.snapshots, pid))
+            path = store.journal_config.settings.get("path")
+            files = [Path(str(path) + suffix) for suffix in ("", "-wal")] if path else []
+            on_disk = sum(f.stat().st_size for f in files if f.is_file()) if files else None
             return {"events": events, "persistence_ids": len(all_ids),
                     "ids_with_events": len(ids), "payload_bytes": size,
+                    "file_bytes": on_disk,
                     "tags": dict(sorted(tags.items())), "snapshots": snapshots,
                     "oldest": iso(oldest) if oldest is not None else None,
                     "newest": iso(newest) if newest is not None else None}
@@ -224,12 +230,12 @@ def _stats(args: argparse.Namespace) -> int:
     stats = asyncio.run(run())
     if args.json:
         _print(_json_line(stats))
-        return 0
+        return EXIT_OK
     for key, value in stats.items():
         shown = (", ".join(f"{tag}={n}" for tag, n in value.items()) or "-") if key == "tags" \
             else value
         _print(f"{key + ':':<17}{shown if shown is not None else '-'}")
-    return 0
+    return EXIT_OK
 
 
 # -- verify --------------------------------------------------------------------------------------
@@ -252,7 +258,7 @@ def _verify(args: argparse.Namespace) -> int:
         _print(finding)
     verdict = f"{len(findings)} finding(s)" if findings else "ok"
     print(f"verified {events} events of {ids} persistence ids: {verdict}", file=sys.stderr)
-    return 1 if findings else 0
+    return EXIT_FINDINGS if findings else EXIT_OK
 
 
 async def _verify_id(store: Store, pid: str, findings: list[str]) -> int:
@@ -336,14 +342,14 @@ def _export(args: argparse.Namespace) -> int:
 
     if args.output is None:
         asyncio.run(run(sys.stdout))
-        return 0
+        return EXIT_OK
     path = Path(args.output)
     tmp = path.with_name(path.name + ".partial")
     with tmp.open("w", encoding="utf-8") as out:
         count = asyncio.run(run(out))
     tmp.replace(path)  # a complete export or none: never a silently truncated file
     print(f"exported {count - 1} records to {str(path)!r}", file=sys.stderr)
-    return 0
+    return EXIT_OK
 
 
 def _read_export(lines: Iterable[str], source: str) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -426,7 +432,7 @@ class _Writer:
             self.highest[pid] = await self.journal.read_highest_sequence_nr(pid, 0)
         if repr_.sequence_nr <= self.highest[pid]:
             self.skipped += 1  # stored by an earlier, interrupted run
-            return 0
+            return EXIT_OK
         last = self.group[-1] if self.group else None
         if last is not None and not (
                 last.persistence_id == pid and last.sequence_nr + 1 == repr_.sequence_nr
@@ -443,7 +449,7 @@ class _Writer:
             self.writes.append(AtomicWrite(tuple(self.group)))
             self.group = []
         if not self.writes:
-            return 0
+            return EXIT_OK
         writes, self.writes = self.writes, []
         results = await self.journal.write_messages(writes)
         for write, result in zip(writes, results, strict=True):
@@ -497,7 +503,7 @@ def _import(args: argparse.Namespace) -> int:
             written, skipped, snapshots = asyncio.run(run(lines))
     print(f"imported {written} events ({skipped} already stored) and {snapshots} snapshots",
           file=sys.stderr)
-    return 0
+    return EXIT_OK
 
 
 # -- copy ----------------------------------------------------------------------------------------
@@ -586,4 +592,4 @@ def _copy(args: argparse.Namespace) -> int:
         _print(finding)
     print(f"copied {written} events" + (f"; {len(findings)} finding(s)" if findings
                                          else "; counts match"), file=sys.stderr)
-    return 1 if findings else 0
+    return EXIT_FINDINGS if findings else EXIT_OK
