@@ -215,20 +215,16 @@ async def ensure_schema(owner: str, connection: _Connection, o: Options,
         for statement in statements:
             await connection.execute(statement)
         if "journal" in columns:
-            exists = await connection.fetchval(
-                "SELECT count(*) FROM pg_trigger WHERE tgname = 'journal_notify' "
-                "AND tgrelid = $1::regclass", o.table("journal"))
-            if not exists:
-                await connection.execute(
-                    f"CREATE TRIGGER journal_notify AFTER INSERT ON {o.table('journal')} "
-                    f"FOR EACH STATEMENT EXECUTE FUNCTION {o.table('journal_notify')}()")
-            exists = await connection.fetchval(
-                "SELECT count(*) FROM pg_trigger WHERE tgname = 'journal_no_reuse' "
-                "AND tgrelid = $1::regclass", o.table("journal"))
-            if not exists:
-                await connection.execute(
-                    f"CREATE TRIGGER journal_no_reuse BEFORE INSERT ON {o.table('journal')} "
-                    f"FOR EACH ROW EXECUTE FUNCTION {o.table('journal_no_reuse')}()")
+            # (trigger and its function, when it fires, for what)
+            for name, timing, each in (("journal_notify", "AFTER", "STATEMENT"),
+                                       ("journal_no_reuse", "BEFORE", "ROW")):
+                exists = await connection.fetchval(
+                    "SELECT count(*) FROM pg_trigger WHERE tgname = $1 AND tgrelid = $2::regclass",
+                    name, o.table("journal"))
+                if not exists:
+                    await connection.execute(
+                        f"CREATE TRIGGER {name} {timing} INSERT ON {o.table('journal')} "
+                        f"FOR EACH {each} EXECUTE FUNCTION {o.table(name)}()")
 
 
 async def close_pool(pool: asyncpg.Pool | None, timeout: float = 10.0) -> None:
