@@ -306,6 +306,8 @@ class PostgresJournal(Journal):
             FROM {o.table("journal")}
             WHERE persistence_id = $1 AND sequence_nr >= $2 AND sequence_nr <= $3
             AND NOT deleted ORDER BY sequence_nr LIMIT $4"""
+        self._last_live = f"""SELECT max(sequence_nr) FROM {o.table("journal")}
+            WHERE persistence_id = $1 AND sequence_nr <= $2 AND NOT deleted"""
         self._highest = f"""SELECT greatest(
             (SELECT max(sequence_nr) FROM {o.table("journal")} WHERE persistence_id = $1),
             (SELECT max_sequence_nr FROM {o.table("journal_metadata")}
@@ -415,7 +417,8 @@ class PostgresJournal(Journal):
         """Plugin API: yield live events with `from <= sequence_nr <= to`, at most `max_count`.
 
         Pages are read by sequence number, each on a pool connection released before the
-        page is yielded, so a slow consumer holds no connection.
+        page is yielded, so a slow consumer holds no connection. `from_sequence_nr = -1`
+        replays only the last live event at or below `to` (the JVM's replay-only-last).
 
         Raises:
             JournalError: the database failed.
@@ -425,6 +428,15 @@ class PostgresJournal(Journal):
         to_nr = min(to_sequence_nr, MAX_SEQUENCE_NR)
         next_nr = max(from_sequence_nr, -MAX_SEQUENCE_NR)
         remaining = max_count
+        if from_sequence_nr == -1 and max_count > 0:  # only the last live event (JVM)
+            try:
+                last = await pool.fetchval(self._last_live, persistence_id, to_nr)
+            except _DB_ERRORS as e:
+                msg = f"{self._owner}: replay of {persistence_id!r} failed: {e}"
+                raise JournalError(msg) from e
+            if last is None:
+                return
+            next_nr, remaining = int(last), 1
         while remaining > 0 and next_nr <= to_nr:
             limit = min(self._options.replay_page_size, remaining)
             try:

@@ -145,8 +145,9 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
         self._ready: deque[tuple[str, Any, Any]] = deque()
         self.system_view: _SystemView | None = None
         # The entities' timers (recovery ticks, back-off, scheduled messages): one heap, and
-        # one thespian wakeup for its earliest deadline. Thespian's multiproc base scans its
-        # pending wakeups per message, so one wakeup per entity made every message O(entities).
+        # one thespian wakeup for its earliest deadline. Thespian's multiproc base re-sorts its
+        # list of pending wakeups on every add, so one wakeup per entity made each entity
+        # start cost O(entities).
         self._timers: list[tuple[float, int, str, Any]] = []
         self._timer_seq = itertools.count()
         self._armed_for: float | None = None
