@@ -288,7 +288,12 @@ def reply_form(target: ActorRef, message: Any) -> Any:
     """`message` as thespian must carry it to `target`: a `Reply` when `target` is an ask."""
     if isinstance(target, AskRef):
         return Reply(target.correlation_id, message)
-    return target._outbound(message)  # noqa: SLF001 - an entity's envelope
+    return outbound_form(target, message)
+
+
+def outbound_form(target: ActorRef, message: Any) -> Any:
+    """`message` as it travels to `target`: wrapped in an entity's envelope for entity refs."""
+    return target._outbound(message)  # noqa: SLF001 - the ref's own wrapping, kept off its API
 
 
 class SystemView(ABC):

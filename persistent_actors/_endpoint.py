@@ -25,7 +25,13 @@ from typing import Any
 from thespian.actors import ActorExitRequest
 
 from persistent_actors import _protocol as p
-from persistent_actors._actor import ActorRef, normalize_message, reply_form, use_as_default
+from persistent_actors._actor import (
+    ActorRef,
+    normalize_message,
+    outbound_form,
+    reply_form,
+    use_as_default,
+)
 from persistent_actors._driver import Driver, resolver, settle
 from persistent_actors._thespian.common import check_picklable, log
 from persistent_actors.errors import AskTimeoutError, PersistentActorsError
@@ -315,7 +321,7 @@ class Endpoint:
         _check_timeout(timeout)
         message = normalize_message(message)
         try:
-            outbound = ref._outbound(message)  # noqa: SLF001 - an entity's envelope
+            outbound = outbound_form(ref, message)
             return self.request(ref.address, lambda corr: p.Envelope(outbound, None, corr),
                                 timeout, f"asking {ref.name}")
         except AskTimeoutError:
@@ -330,7 +336,7 @@ class Endpoint:
         self.ensure_running()
         corr = self.new_correlation_id()
         message = normalize_message(message)
-        envelope = p.Envelope(ref._outbound(message), None, corr)  # noqa: SLF001
+        envelope = p.Envelope(outbound_form(ref, message), None, corr)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         _, on_error = resolver(future)

@@ -109,6 +109,14 @@ class _EntityCell(ActorHost):
         self.last_used = time.monotonic()
         self.instance_ids: list[int] = []  # its Eventsourced instances (one per restart)
 
+    def exit(self) -> None:
+        """Stop the entity as thespian's ActorExitRequest stops an actor (post_stop runs)."""
+        self._on_exit()
+
+    def fire_timer(self, payload: Any) -> None:
+        """Deliver one of the entity's own timers (the host multiplexes them on one wakeup)."""
+        self._on_timer(payload)
+
     @property
     def myAddress(self) -> Any:  # noqa: N802 - thespian's name
         return self.owner.myAddress
@@ -176,7 +184,7 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
                     # A stop, not a crash: the guardian must not restart this host.
                     self.send(self._start.system.guardian, p.ActorStopping())
                 for cell in list(self._cells.values()):
-                    cell._on_exit()  # noqa: SLF001 - post_stop of every entity
+                    cell.exit()  # post_stop of every entity
                 self._cells.clear()
             case ChildActorExited():
                 pass
@@ -222,7 +230,7 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
         inner = message.message if isinstance(message, p.Envelope) else message
         if isinstance(inner, ActorExitRequest):  # system.stop / context.stop of it
             if cell is not None:
-                cell._on_exit()  # noqa: SLF001 - post_stop, as for a stopped actor
+                cell.exit()  # post_stop, as for a stopped actor
                 self._remove(cell)
             return
         if cell is None:
@@ -389,7 +397,7 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
             _, _, entity_id, payload = heapq.heappop(self._timers)
             cell = self._cells.get(entity_id)
             if cell is not None:
-                cell._on_timer(payload)  # noqa: SLF001 - the cell's own timer
+                cell.fire_timer(payload)
         self._arm()
 
     # -- recovery permits ----------------------------------------------------------------------
