@@ -136,17 +136,10 @@ class PostgresEventLog(EventLog):
         rows = await self._fetch("reading the highest ordering", self._highest)
         return int(rows[0][0]) if rows else 0
 
-    async def _bound(self, max_ordering: int | None) -> tuple[int, int]:
-        # The highest first, then the page bounded by it: everything at or below it has
-        # committed (the visible prefix), so the page is final.
-        highest = await self.highest_ordering()
-        bound = highest if max_ordering is None else min(max_ordering, highest)
-        return highest, bound
-
     async def fetch_events(self, after_ordering: int, limit: int, *, tag: str | None = None,
                            max_ordering: int | None = None) -> EventPage:
         """Plugin API: live events after `after_ordering` (with `tag`), by ordering."""
-        highest, bound = await self._bound(max_ordering)
+        highest, bound = await self.page_bound(max_ordering)
         if bound <= after_ordering:
             return EventPage((), highest, after_ordering)
         if tag is None:
@@ -164,7 +157,7 @@ class PostgresEventLog(EventLog):
         max_ordering: int | None = None,
     ) -> EventPage:
         """Plugin API: live events of one id, by sequence number."""
-        highest, bound = await self._bound(max_ordering)
+        highest, bound = await self.page_bound(max_ordering)
         rows = await self._fetch(
             f"reading events of {persistence_id!r}", self._id_page, persistence_id,
             max(from_sequence_nr, -MAX_SEQUENCE_NR), min(to_sequence_nr, MAX_SEQUENCE_NR),
@@ -174,7 +167,7 @@ class PostgresEventLog(EventLog):
     async def fetch_persistence_ids(self, after_ordering: int, limit: int, *,
                                     max_ordering: int | None = None) -> PersistenceIdPage:
         """Plugin API: ids by the ordering of their first event (a window per call)."""
-        highest, bound = await self._bound(max_ordering)
+        highest, bound = await self.page_bound(max_ordering)
         upper = min(bound, after_ordering + _ID_SCAN_WINDOW)
         if upper <= after_ordering:
             return PersistenceIdPage((), highest, after_ordering)

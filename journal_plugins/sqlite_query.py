@@ -169,17 +169,10 @@ class SqliteEventLog(EventLog):
         rows = await self._fetch("reading the highest ordering", _HIGHEST, ())
         return int(rows[0][0]) if rows else 0
 
-    async def _bound(self, max_ordering: int | None) -> tuple[int, int]:
-        # Read the highest first, then bound the page by it: thanks to the visible prefix,
-        # everything at or below it is already committed, so the page is exact.
-        highest = await self.highest_ordering()
-        bound = highest if max_ordering is None else min(max_ordering, highest)
-        return highest, bound
-
     async def fetch_events(self, after_ordering: int, limit: int, *, tag: str | None = None,
                            max_ordering: int | None = None) -> EventPage:
         """Plugin API: live events after `after_ordering` (with `tag`), by ordering."""
-        highest, bound = await self._bound(max_ordering)
+        highest, bound = await self.page_bound(max_ordering)
         if bound <= after_ordering:
             return EventPage((), highest, after_ordering)
         if tag is None:
@@ -196,7 +189,7 @@ class SqliteEventLog(EventLog):
         max_ordering: int | None = None,
     ) -> EventPage:
         """Plugin API: live events of one id, by sequence number."""
-        highest, bound = await self._bound(max_ordering)
+        highest, bound = await self.page_bound(max_ordering)
         rows = await self._fetch(
             f"reading events of {persistence_id!r}", _EVENTS_OF_ID,
             (persistence_id, max(from_sequence_nr, -MAX_SEQUENCE_NR),
@@ -210,7 +203,7 @@ class SqliteEventLog(EventLog):
         Scans at most a window of orderings per call, so it stays cheap on a long log; a page
         that is not full says, in `scanned_to`, how far it got.
         """
-        highest, bound = await self._bound(max_ordering)
+        highest, bound = await self.page_bound(max_ordering)
         upper = min(bound, after_ordering + _ID_SCAN_WINDOW)
         if upper <= after_ordering:
             return PersistenceIdPage((), highest, after_ordering)

@@ -100,6 +100,16 @@ class EventLog(ABC):
                                     max_ordering: int | None = None) -> PersistenceIdPage:
         """Ids whose first event has ``after < ordering <= max_ordering``, in that order."""
 
+    async def page_bound(self, max_ordering: int | None) -> tuple[int, int]:
+        """The highest ordering now, and the upper bound a page read next may use.
+
+        The highest is read first: by the visible-prefix rule everything at or below it has
+        committed, so a page bounded by it is final. Logs whose fetches are one consistent read
+        of their own (the in-memory journal) need not use it.
+        """
+        highest = await self.highest_ordering()
+        return highest, highest if max_ordering is None else min(max_ordering, highest)
+
     async def wait_for_change(self, highest_ordering: int, timeout: float) -> None:
         """Return when events above `highest_ordering` may exist, or after `timeout` seconds.
 
