@@ -424,6 +424,7 @@ class StartEntityHosts:
     kwargs: dict[str, Any]
     count: int
     correlation_id: str
+    host_class: type[Any] | None = None  # None: EntityHost (a cluster node: lease-gated hosts)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -441,6 +442,7 @@ class StartEntityHost:
     sharding: Any  # persistent_actors._config.ShardingSettings
     max_concurrent_recoveries: int
     correlation_id: str
+    host_class: type[Any] | None = None  # see StartEntityHosts
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
