@@ -6,6 +6,7 @@ Shape (every key optional)::
     base = "simple"                  # or "multiproc-tcp"
     admin_port = 19500               # multiproc-tcp only; default: a free port
     bind_address = "127.0.0.1"       # multiproc-tcp only: where actor ports listen
+    secret_file = "node.key"         # multiproc-tcp only: authenticate every frame with this key
 
     [persistence]
     recovery_event_timeout = 30.0    # seconds recovery may go without progress
@@ -137,6 +138,7 @@ class Settings:
     max_concurrent_recoveries: int = 50
     replay_filter: ReplayFilterSettings = dataclasses.field(default_factory=ReplayFilterSettings)
     sharding: ShardingSettings = dataclasses.field(default_factory=ShardingSettings)
+    secret_file: str | None = None
 
     @property
     def thespian_base(self) -> str:
@@ -213,7 +215,7 @@ def load_settings(config: Mapping[str, Any] | str | os.PathLike[str] | None) -> 
     _check_keys(root, {"actor_system", "persistence", "sharding"}, "")
 
     system = _expect_table(root.get("actor_system", {}), "actor_system")
-    _check_keys(system, {"base", "admin_port", "bind_address"}, "actor_system")
+    _check_keys(system, {"base", "admin_port", "bind_address", "secret_file"}, "actor_system")
     base = system.get("base", "simple")
     # isinstance first: an unhashable value (a TOML array or table) made `in` raise TypeError.
     if not isinstance(base, str) or base not in BASES:
@@ -233,6 +235,10 @@ def load_settings(config: Mapping[str, Any] | str | os.PathLike[str] | None) -> 
     if not isinstance(bind_address, str) or not bind_address:
         raise ConfigError(f"config key actor_system.bind_address must be an IP address string, "
                           f"got {bind_address!r}")
+    secret_file = system.get("secret_file")
+    if secret_file is not None and (not isinstance(secret_file, str) or not secret_file):
+        raise ConfigError(f"config key actor_system.secret_file must be the path of a key file, "
+                          f"got {secret_file!r}")
 
     persistence = _expect_table(root.get("persistence", {}), "persistence")
     _check_keys(persistence, {"journal", "snapshot_store", "journals", "snapshot_stores",
@@ -255,7 +261,7 @@ def load_settings(config: Mapping[str, Any] | str | os.PathLike[str] | None) -> 
                     int(runtime["internal_stash_capacity"]),
                     max_concurrent_recoveries=int(runtime["max_concurrent_recoveries"]),
                     replay_filter=_replay_filter(persistence.get("replay_filter", {})),
-                    sharding=_sharding(root.get("sharding", {})))
+                    sharding=_sharding(root.get("sharding", {})), secret_file=secret_file)
 
 
 def _sharding(value: Any) -> ShardingSettings:

@@ -21,6 +21,7 @@ from persistent_actors._endpoint import Endpoint
 from persistent_actors._event_stream import EventStream
 from persistent_actors._region import EntityRegion
 from persistent_actors._thespian.event_log import HostedEventLog
+from persistent_actors._thespian.frame_auth import secure_transport
 from persistent_actors._thespian.guardian import Guardian
 from persistent_actors._thespian.ingress import Ingress
 from persistent_actors._thespian.lifetime import OwnerProcess, install_sigterm_exit
@@ -93,6 +94,8 @@ class ActorSystem:
         capabilities: dict[str, Any] = {}
         log_defs: Any = False  # simple base: leave the application's logging alone
         if self.settings.base != "simple":
+            # Before thespian starts: it forks every process from this one (they inherit it).
+            secure_transport(self.settings.bind_address, self.settings.secret_file)
             port = self.settings.admin_port or _free_port()
             ADMIN_PORTS.append(port)
             capabilities["Admin Port"] = port
