@@ -6,6 +6,7 @@ Shape (every key optional)::
     base = "simple"                  # or "multiproc-tcp"
     admin_port = 19500               # multiproc-tcp only; default: a free port
     bind_address = "127.0.0.1"       # multiproc-tcp only: where actor ports listen
+    secret_file = "node.key"         # multiproc-tcp only: authenticate every frame with this key
 
     [persistence]
     recovery_event_timeout = 30.0    # seconds recovery may go without progress
@@ -36,9 +37,9 @@ Shape (every key optional)::
 
     [cluster]                        # entities across nodes (persistent_actors.cluster)
     leader = "10.0.0.1:19500"        # the thespian convention leader, "host:port"
-    admin_port = 19500               # this process's admin port (replaces actor_system's)
-    bind_address = "10.0.0.1"        # where its ports listen (replaces actor_system's)
-    secret_file = "/etc/pa/node.key" # frame authentication; required off loopback
+    admin_port = 19500               # this process's admin port  (these three replace
+    bind_address = "10.0.0.1"        # where its ports listen       actor_system's, which a
+    secret_file = "/etc/pa/node.key" # frame authentication key     cluster process leaves out)
     node_id = "node-a"               # default: "bind_address:admin_port"
     heartbeat_interval = 1.0         # seconds between a node's membership rounds
     lease_ttl = 10.0                 # seconds a shard lease lasts without renewal
@@ -175,6 +176,7 @@ class Settings:
     max_concurrent_recoveries: int = 50
     replay_filter: ReplayFilterSettings = dataclasses.field(default_factory=ReplayFilterSettings)
     sharding: ShardingSettings = dataclasses.field(default_factory=ShardingSettings)
+    secret_file: str | None = None
     cluster: ClusterSettings | None = None
 
     @property
@@ -252,7 +254,7 @@ def load_settings(config: Mapping[str, Any] | str | os.PathLike[str] | None) -> 
     _check_keys(root, {"actor_system", "persistence", "sharding", "cluster"}, "")
 
     system = _expect_table(root.get("actor_system", {}), "actor_system")
-    _check_keys(system, {"base", "admin_port", "bind_address"}, "actor_system")
+    _check_keys(system, {"base", "admin_port", "bind_address", "secret_file"}, "actor_system")
     base = system.get("base", "simple")
     # isinstance first: an unhashable value (a TOML array or table) made `in` raise TypeError.
     if not isinstance(base, str) or base not in BASES:
@@ -272,6 +274,10 @@ def load_settings(config: Mapping[str, Any] | str | os.PathLike[str] | None) -> 
     if not isinstance(bind_address, str) or not bind_address:
         raise ConfigError(f"config key actor_system.bind_address must be an IP address string, "
                           f"got {bind_address!r}")
+    secret_file = system.get("secret_file")
+    if secret_file is not None and (not isinstance(secret_file, str) or not secret_file):
+        raise ConfigError(f"config key actor_system.secret_file must be the path of a key file, "
+                          f"got {secret_file!r}")
 
     persistence = _expect_table(root.get("persistence", {}), "persistence")
     _check_keys(persistence, {"journal", "snapshot_store", "journals", "snapshot_stores",
@@ -295,12 +301,14 @@ def load_settings(config: Mapping[str, Any] | str | os.PathLike[str] | None) -> 
         base = "multiproc-tcp"
         admin_port = cluster.admin_port
         bind_address = cluster.bind_address
+        secret_file = cluster.secret_file
     return Settings(base, admin_port, journals, snapshot_stores, bind_address,
                     float(runtime["recovery_event_timeout"]),
                     int(runtime["internal_stash_capacity"]),
                     max_concurrent_recoveries=int(runtime["max_concurrent_recoveries"]),
                     replay_filter=_replay_filter(persistence.get("replay_filter", {})),
-                    sharding=_sharding(root.get("sharding", {})), cluster=cluster)
+                    sharding=_sharding(root.get("sharding", {})), secret_file=secret_file,
+                    cluster=cluster)
 
 
 _CLUSTER_SECONDS: Final = {"heartbeat_interval": (1.0, 60.0), "lease_ttl": (10.0, 3600.0),
@@ -313,7 +321,7 @@ def _cluster(value: Any, journal: PluginConfig,
     table = _expect_table(value, where)
     _check_keys(table, {"leader", "admin_port", "bind_address", "secret_file", "node_id",
                         "entities", "rebalance_limit", *_CLUSTER_SECONDS}, where)
-    for key in ("admin_port", "bind_address"):
+    for key in ("admin_port", "bind_address", "secret_file"):
         if key in system:
             raise ConfigError(f"config key actor_system.{key} and the [cluster] section: a "
                               f"cluster process sets it once, as cluster.{key}")

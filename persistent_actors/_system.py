@@ -21,17 +21,14 @@ from persistent_actors._endpoint import Endpoint
 from persistent_actors._event_stream import EventStream
 from persistent_actors._region import EntityRegion
 from persistent_actors._thespian.event_log import HostedEventLog
+from persistent_actors._thespian.frame_auth import secure_transport
 from persistent_actors._thespian.guardian import Guardian
 from persistent_actors._thespian.ingress import Ingress
 from persistent_actors._thespian.lifetime import OwnerProcess, install_sigterm_exit
 from persistent_actors._thespian.loopback import bind_where_advertised
 from persistent_actors._thespian.wakeups import fast_wakeup_checks
 from persistent_actors.cluster._region import ClusterRegion, Routes
-from persistent_actors.cluster._transport import (
-    cluster_capabilities,
-    node_id_of,
-    secure_cluster_transport,
-)
+from persistent_actors.cluster._transport import cluster_capabilities, node_id_of
 from persistent_actors.errors import (
     ActorInitializationError,
     InvalidActorNameError,
@@ -99,12 +96,13 @@ class ActorSystem:
         capabilities: dict[str, Any] = {}
         log_defs: Any = False  # simple base: leave the application's logging alone
         if self.settings.base != "simple":
+            # Before thespian starts: it forks every process from this one (they inherit it).
+            secure_transport(self.settings.bind_address, self.settings.secret_file)
             port = self.settings.admin_port or _free_port()
             ADMIN_PORTS.append(port)
             capabilities["Admin Port"] = port
             cluster = self.settings.cluster
             if cluster is not None:  # before thespian forks its admin: see cluster/_transport
-                secure_cluster_transport(cluster)
                 capabilities.update(cluster_capabilities(cluster, port, node_id_of(cluster, port)))
             log_defs = _THESPIAN_LOG_DEFS
             # Thespian unpickles whatever reaches an actor's port, so by default every port

@@ -88,7 +88,11 @@ def test_cluster_ports_are_set_once() -> None:
 
 def test_a_secret_file_allows_another_bind_address() -> None:
     settings = load_settings(config_with(bind_address="10.1.2.3", secret_file="/k"))
-    assert settings.bind_address == "10.1.2.3"
+    assert (settings.bind_address, settings.secret_file) == ("10.1.2.3", "/k")
+    config = config_with()
+    config["actor_system"] = {"secret_file": "/k"}
+    with pytest.raises(ConfigError, match=r"sets it once, as cluster\.secret_file"):
+        load_settings(config)
 
 
 def test_a_node_needs_a_port_entities_and_importable_classes() -> None:

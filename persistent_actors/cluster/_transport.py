@@ -1,12 +1,14 @@
-"""What a cluster process sets up before its thespian system starts: convention, secret.
+"""What a cluster process sets up before its thespian system starts: the convention.
 
 * **Convention.** Every cluster process joins thespian's convention at ``[cluster] leader``
   (its admin is the transport and remote-spawn layer). Thespian's defaults notice a lost
   member after ~22 minutes and never join a member started before its leader within 90 s
   (``research/thespian.md`` section 6); the periods are lowered here. Nothing in routing,
   membership or failover depends on the convention or its leader: that is PostgreSQL's job.
-* **Frame authentication** (``[cluster] secret_file``): installed through
-  ``persistent_actors._thespian.frame_auth`` before thespian forks the admin and actors.
+
+Frame authentication needs nothing here: ``[cluster] secret_file`` becomes the system's
+``secret_file``, which `ActorSystem` installs (``_thespian/frame_auth.py``) before thespian
+forks its admin and actors.
 """
 
 from __future__ import annotations
@@ -17,9 +19,8 @@ import os
 from typing import Any, Final
 
 from persistent_actors._config import ClusterSettings
-from persistent_actors.errors import ConfigError
 
-__all__ = ["NODE_CAPABILITY", "cluster_capabilities", "node_id_of", "secure_cluster_transport"]
+__all__ = ["NODE_CAPABILITY", "cluster_capabilities", "node_id_of"]
 
 # The capability naming a process's node id (a client process has one too; it holds no shards).
 NODE_CAPABILITY: Final = "persistent_actors.node"
@@ -44,26 +45,6 @@ def cluster_capabilities(cluster: ClusterSettings, admin_port: int,
     if cluster.leader != (cluster.bind_address, admin_port):  # the leader itself has none
         capabilities["Convention Address.IPv4"] = cluster.leader
     return capabilities
-
-
-def secure_cluster_transport(cluster: ClusterSettings) -> None:
-    """Install frame authentication when ``[cluster] secret_file`` is set (sec's module).
-
-    The loopback rule (no secret: bind to loopback only) is checked with the config.
-
-    Raises:
-        ConfigError: the secret file is missing or too short, or this build has no frame
-            authentication.
-
-    """
-    if cluster.secret_file is None:
-        return
-    try:
-        frame_auth = importlib.import_module("persistent_actors._thespian.frame_auth")
-    except ImportError:
-        raise ConfigError("config key cluster.secret_file: this build has no frame "
-                          "authentication (persistent_actors._thespian.frame_auth)") from None
-    frame_auth.install(frame_auth.load_secret(cluster.secret_file))
 
 
 def node_id_of(cluster: ClusterSettings, admin_port: int) -> str:
