@@ -47,10 +47,13 @@ def toml_value(value: Any) -> str:
 def cluster_config(schema: str, leader: str, *, admin_port: int | None = None,
                    bind_address: str = "127.0.0.1", entities: dict[str, str] | None = None,
                    shards: int = 32, host_processes: int = 1, lease_ttl: float = 4.0,
-                   heartbeat_interval: float = 0.5, dsn: str = DSN) -> dict[str, Any]:
+                   heartbeat_interval: float = 0.5, dsn: str = DSN,
+                   secret_file: str | None = None) -> dict[str, Any]:
     """The config mapping of a node (with `entities`) or a client (without)."""
     cluster: dict[str, Any] = {"leader": leader, "bind_address": bind_address,
                                "lease_ttl": lease_ttl, "heartbeat_interval": heartbeat_interval}
+    if secret_file is not None:
+        cluster["secret_file"] = secret_file
     if admin_port is not None:
         cluster["admin_port"] = admin_port
     if entities:
@@ -162,31 +165,37 @@ class NodeProcess:
 class Cluster:
     """The nodes of one test; `close` stops them all (a context manager)."""
 
-    def __init__(self, schema: str, workdir: Path, **options: Any) -> None:
+    def __init__(self, schema: str, workdir: Path, leader_host: str = "127.0.0.1",
+                 **options: Any) -> None:
         self.schema = schema
         self.workdir = workdir
         self.options = options
+        self.leader_host = leader_host
         self.leader_port = free_port()
         self.nodes: list[NodeProcess] = []
 
     @property
     def leader(self) -> str:
         """The convention leader's "host:port" (the first node)."""
-        return f"127.0.0.1:{self.leader_port}"
+        return f"{self.leader_host}:{self.leader_port}"
 
-    def start_node(self, entities: dict[str, str] | None = None, **overrides: Any,
-                   ) -> NodeProcess:
-        """Start one more node (the first one is the convention leader)."""
+    def start_node(self, entities: dict[str, str] | None = None,
+                   prefix: list[str] | None = None, **overrides: Any) -> NodeProcess:
+        """Start one more node (the first one is the convention leader).
+
+        `prefix` runs it inside something (``ip netns exec NS``); `overrides` are
+        `cluster_config` keywords (bind_address, dsn, secret_file...).
+        """
         port = self.leader_port if not self.nodes else free_port()
         config = cluster_config(self.schema, self.leader, admin_port=port,
                                 entities=entities or ENTITIES, **{**self.options, **overrides})
-        node = NodeProcess(f"node{len(self.nodes)}", config, self.workdir)
+        node = NodeProcess(f"node{len(self.nodes)}", config, self.workdir, prefix)
         self.nodes.append(node)
         return node
 
-    def client_config(self) -> dict[str, Any]:
+    def client_config(self, **overrides: Any) -> dict[str, Any]:
         """The config of an application process (a client: no shards)."""
-        return cluster_config(self.schema, self.leader, **self.options)
+        return cluster_config(self.schema, self.leader, **{**self.options, **overrides})
 
     def close(self) -> None:
         """Stop every node (clean stop, SIGKILL after a grace period)."""
