@@ -446,6 +446,18 @@ class StartEntityHost:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class CurrentAddress:
+    """Outside -> guardian: where `address` leads now (a crashed host's successor, or itself).
+
+    Answered ``Reply(correlation_id, address)``. A cluster node asks it for an entity host
+    that stopped answering, to publish the restarted host's address.
+    """
+
+    address: Address
+    correlation_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class EntityHostStarted:
     """Entity host -> guardian: ready (its sender is its final address)."""
 

@@ -8,7 +8,10 @@ journal checks live in `tests/cluster_failover.py`.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -33,7 +36,7 @@ from tests.cluster_failover import (
     where,
 )
 from tests.cluster_harness import ROOT, Cluster, cluster_config
-from tests.entity_actors import Cart
+from tests.entity_actors import AddItem, Cart
 from tests.pg import DSN
 
 PG = {"plugin": "postgres", "dsn": DSN, "schema": "pa_unused"}
@@ -172,3 +175,26 @@ def test_a_client_without_nodes_fails_clearly(pg_schema: str) -> None:
         carts = system.entities("cart", Cart)
         with pytest.raises(AskTimeoutError, match="no live cluster node owns shard"):
             carts.ask("alice", "items", timeout=0.5)
+
+
+@pytest.mark.timeout(120)
+def test_a_crashed_entity_host_process_is_restarted_and_published(cluster: Cluster) -> None:
+    """SIGKILL one entity host process of a live node: the guardian restarts it, the node
+    publishes its new address, and the client reaches the entity there, state recovered."""
+    node = cluster.start_node()
+    node.wait_up()
+    with ActorSystem("client", config=cluster.client_config()) as system:
+        carts = system.entities("cart", Cart)
+        assert carts.ask("alice", AddItem("apple"), timeout=30) == 1
+        old_pid = carts.ask("alice", "pid", timeout=10)
+        assert node.owns(old_pid)
+        os.kill(old_pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        answer: Any = None
+        while answer is None:
+            assert time.monotonic() - killed_at < 60, node.log()[-3000:]
+            with contextlib.suppress(AskTimeoutError):
+                answer = carts.ask("alice", "pid", timeout=2)
+        assert answer != old_pid
+        assert carts.ask("alice", "items", timeout=10) == ["apple"]
+    assert "restarted at" in node.log()

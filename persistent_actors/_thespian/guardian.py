@@ -166,6 +166,9 @@ class Guardian(ThespianActor):  # type: ignore[misc]
                 self._start_entity_hosts(message, sender)
             case p.EntityHostStarted(correlation_id):
                 self._entity_host_started(correlation_id, sender)
+            case p.CurrentAddress(address, correlation_id):
+                self.send(sender, p.Reply(correlation_id,
+                                          self._redirects.get(_key(address), address)))
             case ChildActorExited():
                 self._child_exited(message.childAddress)
             case DeadEnvelope():

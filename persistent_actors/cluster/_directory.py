@@ -53,9 +53,13 @@ class LoopThread:
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
 
     def close(self) -> None:
-        """Stop the loop and its thread (pending work is cancelled)."""
+        """Stop the loop and its thread, and the loop's executor threads (name lookups)."""
         if self.loop.is_closed():
             return
+        with contextlib.suppress(Exception):
+            # asyncpg resolves host names in the loop's default executor: its worker threads
+            # would otherwise outlive the loop (and be copied into every later fork).
+            self.run(self.loop.shutdown_default_executor(), timeout=5)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=10)
         if not self._thread.is_alive():
@@ -213,6 +217,14 @@ class Directory:
                     SET node_id = NULL, incarnation = NULL, expires_at = '-infinity'
                     WHERE type_name = $1 AND shard = ANY($2::int[]) AND node_id = $3
                       AND incarnation = $4""", type_name, sorted(shards), node_id, incarnation)
+
+    async def publish_hosts(self, node_id: str, incarnation: int,
+                            hosts: dict[str, list[str]]) -> None:
+        """Replace this node's host addresses (a host process was restarted elsewhere)."""
+        async with self._pool.acquire() as c:
+            await c.execute(f"UPDATE {self._t('cluster_nodes')} SET hosts = $3::jsonb "
+                            "WHERE node_id = $1 AND incarnation = $2",
+                            node_id, incarnation, json.dumps(hosts))
 
     async def leave(self, node_id: str, incarnation: int) -> None:
         """Remove this node's row (a clean stop; its leases were released)."""

@@ -29,6 +29,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from persistent_actors import _protocol as p
 from persistent_actors._actor import Actor
 from persistent_actors._config import ClusterSettings, load_settings
 from persistent_actors._system import ActorSystem
@@ -154,47 +155,53 @@ class Node:
 
     # -- the membership loop -------------------------------------------------------------------
     async def _run_membership(self) -> None:
-        cluster = self.cluster
         types = sorted(self._hosts)
         handing_off: dict[str, frozenset[int]] = dict.fromkeys(types, frozenset())
         since: dict[str, float] = {}
-        margin = min(1.0, cluster.lease_ttl / 4)
         while not self._stopping.is_set():
             began = time.monotonic()
             try:
-                rounds = await self._directory.round(
-                    self.node_id, self.incarnation, types,
-                    {t: not handing_off[t] for t in types})
+                await self._round(types, handing_off, since)
             except ClusterError as e:  # replaced by a newer incarnation: serve nothing, stop
                 log.error("cluster node %s: %s; it stops serving", self.node_id, e)  # noqa: TRY400
                 await self._serve_all(dict.fromkeys(types, frozenset()), 0.0)
                 return
-            except Exception as e:  # noqa: BLE001 - the server is away: the leases run out
+            except (OSError, TimeoutError) as e:  # the server is away: the leases run out
                 log.warning("cluster node %s: membership round failed (%s: %s); its hosts "
                             "stop serving when the leases run out", self.node_id,
                             type(e).__name__, e)
-                await asyncio.sleep(cluster.heartbeat_interval)
-                continue
-            valid_for = cluster.lease_ttl - (time.monotonic() - began) - margin
-            serve: dict[str, frozenset[int]] = {}
-            for type_name, outcome in rounds.items():
-                handing_off[type_name] = self._plan_handoff(
-                    type_name, outcome, handing_off[type_name], since)
-                serve[type_name] = outcome.owned - handing_off[type_name]
-            stopping = await self._serve_all(serve, valid_for)
-            for type_name in types:
-                done = stopping.get(type_name) == 0
-                late = time.monotonic() - since.get(type_name, math.inf) > cluster.handoff_timeout
-                if handing_off[type_name] and (done or late):
-                    if not done:
-                        log.warning("cluster node %s: %s entities of %r still stopping after "
-                                    "handoff_timeout; releasing their shards", self.node_id,
-                                    stopping.get(type_name), type_name)
-                    await self._directory.release(self.node_id, self.incarnation, type_name,
-                                                  handing_off[type_name])
-                    handing_off[type_name] = frozenset()
-            await asyncio.sleep(max(cluster.heartbeat_interval - (time.monotonic() - began), 0))
+            except Exception:  # the loop must go on: a dead loop stops the node serving
+                log.exception("cluster node %s: membership round failed", self.node_id)
+            await asyncio.sleep(max(self.cluster.heartbeat_interval -
+                                    (time.monotonic() - began), 0))
         await self._leave(types)
+
+    async def _round(self, types: list[str], handing_off: dict[str, frozenset[int]],
+                     since: dict[str, float]) -> None:
+        """One membership round: renew and claim, plan handoffs, tell the hosts, release."""
+        cluster = self.cluster
+        began = time.monotonic()
+        rounds = await self._directory.round(self.node_id, self.incarnation, types,
+                                             {t: not handing_off[t] for t in types})
+        valid_for = cluster.lease_ttl - (time.monotonic() - began) - min(1.0,
+                                                                          cluster.lease_ttl / 4)
+        serve: dict[str, frozenset[int]] = {}
+        for type_name, outcome in rounds.items():
+            handing_off[type_name] = self._plan_handoff(
+                type_name, outcome, handing_off[type_name], since)
+            serve[type_name] = outcome.owned - handing_off[type_name]
+        stopping = await self._serve_all(serve, valid_for)
+        for type_name in types:
+            done = stopping.get(type_name) == 0
+            late = time.monotonic() - since.get(type_name, math.inf) > cluster.handoff_timeout
+            if handing_off[type_name] and (done or late):
+                if not done:
+                    log.warning("cluster node %s: %s entities of %r still stopping after "
+                                "handoff_timeout; releasing their shards", self.node_id,
+                                stopping.get(type_name), type_name)
+                await self._directory.release(self.node_id, self.incarnation, type_name,
+                                              handing_off[type_name])
+                handing_off[type_name] = frozenset()
 
     def _plan_handoff(self, type_name: str, outcome: Round, current: frozenset[int],
                       since: dict[str, float]) -> frozenset[int]:
@@ -217,7 +224,8 @@ class Node:
         assert system is not None  # noqa: S101
         self.owned = dict(serve)
 
-        def ask(host: Any, shards: frozenset[int]) -> int:
+        def ask(host: Any, shards: frozenset[int]) -> ShardsOwned | Any:
+            """The host's answer, or (no answer) the address the guardian has for it now."""
             try:
                 reply = system.endpoint.request(
                     host, lambda corr: OwnShards(shards, valid_for, corr), timeout=2.0,
@@ -225,14 +233,34 @@ class Node:
             except AskTimeoutError:
                 log.warning("cluster node %s: an entity host did not confirm its shards",
                             self.node_id)
-                return -1
-            return reply.stopping if isinstance(reply, ShardsOwned) else -1
+                with contextlib.suppress(AskTimeoutError):
+                    return system.endpoint.request(
+                        system.endpoint.guardian, lambda corr: p.CurrentAddress(host, corr),
+                        timeout=2.0, what="asking the guardian where an entity host is")
+                return None
+            return reply
 
         out: dict[str, int] = {}
+        moved = False
         for type_name, shards in serve.items():
-            counts = await asyncio.gather(*(asyncio.to_thread(ask, host, shards)
-                                            for host in self._hosts[type_name]))
-            out[type_name] = -1 if -1 in counts else sum(counts)
+            hosts = self._hosts[type_name]
+            replies = await asyncio.gather(*(asyncio.to_thread(ask, host, shards)
+                                             for host in hosts))
+            counts = [r.stopping for r in replies if isinstance(r, ShardsOwned)]
+            out[type_name] = sum(counts) if len(counts) == len(replies) else -1
+            for index, reply in enumerate(replies):
+                # The guardian restarted a crashed host process: clients need its new address.
+                if reply is not None and not isinstance(reply, ShardsOwned) and \
+                        address_text(reply) != address_text(hosts[index]):
+                    log.warning("cluster node %s: entity host %d of %r restarted at %s; "
+                                "publishing its address", self.node_id, index, type_name,
+                                address_text(reply))
+                    self._hosts[type_name] = hosts = (*hosts[:index], reply, *hosts[index + 1:])
+                    moved = True
+        if moved:
+            await self._directory.publish_hosts(
+                self.node_id, self.incarnation,
+                {t: [address_text(a) for a in hs] for t, hs in self._hosts.items()})
         return out
 
     async def _leave(self, types: list[str]) -> None:
