@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import os
 import resource
 import secrets
@@ -90,7 +91,7 @@ class _ClusterLoad:
         while True:
             counts = asyncio.run(_lease_counts(cluster.schema))
             if len(counts) == self.nodes and sum(counts.values()) == 64 and \
-                    max(counts.values()) - min(counts.values()) <= 1:
+                    max(counts.values()) <= math.ceil(64 / self.nodes):
                 break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"shards did not spread over {self.nodes} nodes: {counts}")

@@ -8,6 +8,7 @@ journal checks live in `tests/cluster_failover.py`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -186,6 +187,7 @@ def test_a_crashed_entity_host_process_is_restarted_and_published(cluster: Clust
     with ActorSystem("client", config=cluster.client_config()) as system:
         carts = system.entities("cart", Cart)
         assert carts.ask("alice", AddItem("apple"), timeout=30) == 1
+        assert asyncio.run(carts.ask_async("bob", AddItem("pear"), timeout=30)) == 1
         old_pid = carts.ask("alice", "pid", timeout=10)
         assert node.owns(old_pid)
         os.kill(old_pid, signal.SIGKILL)
