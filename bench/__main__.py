@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import entities, peer, postgres, raw, report, service, workloads
+from bench import cluster, entities, peer, postgres, raw, report, service, workloads
 from bench.common import Workload
 
 
@@ -95,7 +95,7 @@ def main(argv: list[str]) -> int:
     pg_rows = postgres.rows()
     rows = _select(workloads.workloads() + service.workloads() + entities.workloads()
                    + raw.workloads()
-                   + peer.workloads() + pg_rows, args.only)
+                   + peer.workloads() + pg_rows + cluster.workloads(), args.only)
     if not peer.available():
         print("eventsourcing is not installed: its rows are skipped "
               "(pip install -e '.[bench]')", file=sys.stderr)

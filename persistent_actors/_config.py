@@ -6,6 +6,7 @@ Shape (every key optional)::
     base = "simple"                  # or "multiproc-tcp"
     admin_port = 19500               # multiproc-tcp only; default: a free port
     bind_address = "127.0.0.1"       # multiproc-tcp only: where actor ports listen
+    secret_file = "node.key"         # multiproc-tcp only: authenticate every frame with this key
 
     [persistence]
     recovery_event_timeout = 30.0    # seconds recovery may go without progress
@@ -34,6 +35,20 @@ Shape (every key optional)::
     passivate_idle_after = 120.0     # seconds without a message before passivation; 0 = never
     max_active_entities = 100000     # per host; the least recently used are passivated first
 
+    [cluster]                        # entities across nodes (persistent_actors.cluster)
+    leader = "10.0.0.1:19500"        # the thespian convention leader, "host:port"
+    admin_port = 19500               # this process's admin port  (these three replace
+    bind_address = "10.0.0.1"        # where its ports listen       actor_system's, which a
+    secret_file = "/etc/pa/node.key" # frame authentication key     cluster process leaves out)
+    node_id = "node-a"               # default: "bind_address:admin_port"
+    heartbeat_interval = 1.0         # seconds between a node's membership rounds
+    lease_ttl = 10.0                 # seconds a shard lease lasts without renewal
+    rebalance_limit = 16             # shards a node hands off per round and entity type
+    handoff_timeout = 10.0           # seconds a handoff waits for its entities to stop
+
+    [cluster.entities]               # a node hosts these (a client process names none)
+    cart = "samples.cart:UserCart"
+
 `ActorSystem(name)` with no config reads the TOML file named by ``PERSISTENT_ACTORS_CONFIG``
 if that variable is set.
 """
@@ -41,8 +56,10 @@ if that variable is set.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import pkgutil
+import re
 import tomllib
 from collections.abc import Mapping
 from importlib import metadata
@@ -55,8 +72,8 @@ from persistent_actors.errors import ConfigError, PluginError
 from persistent_actors.journal import Journal
 from persistent_actors.snapshot import SnapshotStore
 
-__all__ = ["CONFIG_ENV_VAR", "PluginConfig", "Settings", "ShardingSettings", "load_settings",
-           "resolve_plugin"]
+__all__ = ["CONFIG_ENV_VAR", "ClusterSettings", "PluginConfig", "Settings", "ShardingSettings",
+           "load_settings", "resolve_plugin"]
 
 CONFIG_ENV_VAR: Final = "PERSISTENT_ACTORS_CONFIG"
 
@@ -124,6 +141,28 @@ class ShardingSettings:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class ClusterSettings:
+    """The ``[cluster]`` table: this process is a cluster node or client.
+
+    Membership and shard leases live in the default journal's PostgreSQL schema (README
+    "Running a cluster").
+    """
+
+    leader: tuple[str, int]
+    dsn: str
+    schema: str
+    admin_port: int | None = None
+    bind_address: str = "127.0.0.1"
+    secret_file: str | None = None
+    node_id: str | None = None
+    heartbeat_interval: float = 1.0
+    lease_ttl: float = 10.0
+    rebalance_limit: int = 16
+    handoff_timeout: float = 10.0
+    entities: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Settings:
     """Validated configuration of one actor system."""
 
@@ -137,6 +176,8 @@ class Settings:
     max_concurrent_recoveries: int = 50
     replay_filter: ReplayFilterSettings = dataclasses.field(default_factory=ReplayFilterSettings)
     sharding: ShardingSettings = dataclasses.field(default_factory=ShardingSettings)
+    secret_file: str | None = None
+    cluster: ClusterSettings | None = None
 
     @property
     def thespian_base(self) -> str:
@@ -210,10 +251,10 @@ def load_settings(config: Mapping[str, Any] | str | os.PathLike[str] | None) -> 
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"config file {str(path)!r} is not valid TOML: {e}") from e
     root = _expect_table(config, "<root>")
-    _check_keys(root, {"actor_system", "persistence", "sharding"}, "")
+    _check_keys(root, {"actor_system", "persistence", "sharding", "cluster"}, "")
 
     system = _expect_table(root.get("actor_system", {}), "actor_system")
-    _check_keys(system, {"base", "admin_port", "bind_address"}, "actor_system")
+    _check_keys(system, {"base", "admin_port", "bind_address", "secret_file"}, "actor_system")
     base = system.get("base", "simple")
     # isinstance first: an unhashable value (a TOML array or table) made `in` raise TypeError.
     if not isinstance(base, str) or base not in BASES:
@@ -233,6 +274,10 @@ def load_settings(config: Mapping[str, Any] | str | os.PathLike[str] | None) -> 
     if not isinstance(bind_address, str) or not bind_address:
         raise ConfigError(f"config key actor_system.bind_address must be an IP address string, "
                           f"got {bind_address!r}")
+    secret_file = system.get("secret_file")
+    if secret_file is not None and (not isinstance(secret_file, str) or not secret_file):
+        raise ConfigError(f"config key actor_system.secret_file must be the path of a key file, "
+                          f"got {secret_file!r}")
 
     persistence = _expect_table(root.get("persistence", {}), "persistence")
     _check_keys(persistence, {"journal", "snapshot_store", "journals", "snapshot_stores",
@@ -250,12 +295,97 @@ def load_settings(config: Mapping[str, Any] | str | os.PathLike[str] | None) -> 
                                               f"persistence.{key}").items():
             table[plugin_id] = _plugin_config(kind, plugin_id, value,
                                               f"persistence.{key}.{plugin_id}")
+    cluster = None
+    if "cluster" in root:
+        cluster = _cluster(root["cluster"], journals[DEFAULT_PLUGIN_ID], system)
+        base = "multiproc-tcp"
+        admin_port = cluster.admin_port
+        bind_address = cluster.bind_address
+        secret_file = cluster.secret_file
     return Settings(base, admin_port, journals, snapshot_stores, bind_address,
                     float(runtime["recovery_event_timeout"]),
                     int(runtime["internal_stash_capacity"]),
                     max_concurrent_recoveries=int(runtime["max_concurrent_recoveries"]),
                     replay_filter=_replay_filter(persistence.get("replay_filter", {})),
-                    sharding=_sharding(root.get("sharding", {})))
+                    sharding=_sharding(root.get("sharding", {})), secret_file=secret_file,
+                    cluster=cluster)
+
+
+_CLUSTER_SECONDS: Final = {"heartbeat_interval": (1.0, 60.0), "lease_ttl": (10.0, 3600.0),
+                           "handoff_timeout": (10.0, 3600.0)}
+
+
+def _cluster(value: Any, journal: PluginConfig,
+             system: Mapping[str, Any]) -> ClusterSettings:
+    where = "cluster"
+    table = _expect_table(value, where)
+    _check_keys(table, {"leader", "admin_port", "bind_address", "secret_file", "node_id",
+                        "entities", "rebalance_limit", *_CLUSTER_SECONDS}, where)
+    for key in ("admin_port", "bind_address", "secret_file"):
+        if key in system:
+            raise ConfigError(f"config key actor_system.{key} and the [cluster] section: a "
+                              f"cluster process sets it once, as cluster.{key}")
+    if system.get("base", "multiproc-tcp") != "multiproc-tcp":
+        raise ConfigError("a [cluster] process runs on the multiproc-tcp base; remove "
+                          f"actor_system.base = {system.get('base')!r}")
+    leader = table.get("leader")
+    host, _, port = leader.rpartition(":") if isinstance(leader, str) else ("", "", "")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError(f"config key cluster.leader must be \"host:port\" (the convention "
+                          f"leader's address and admin port), got {leader!r}")
+    admin_port = table.get("admin_port")
+    if admin_port is not None and (not isinstance(admin_port, int) or isinstance(admin_port, bool)
+                                   or not 1024 <= admin_port <= 65535):
+        raise ConfigError(f"config key cluster.admin_port must be an int in 1024..65535, "
+                          f"got {admin_port!r}")
+    bind_address = table.get("bind_address", "127.0.0.1")
+    try:
+        loopback = ipaddress.ip_address(bind_address).is_loopback
+    except (TypeError, ValueError):
+        raise ConfigError(f"config key cluster.bind_address must be an IP address string, got "
+                          f"{bind_address!r}") from None
+    secret_file = table.get("secret_file")
+    if secret_file is not None and (not isinstance(secret_file, str) or not secret_file):
+        raise ConfigError(f"config key cluster.secret_file must be a file path, got "
+                          f"{secret_file!r}")
+    if secret_file is None and not loopback:
+        raise ConfigError(f"config key cluster.bind_address = {bind_address!r} is not a loopback "
+                          "address: without cluster.secret_file every frame is an "
+                          "unauthenticated pickle, so a node binds to loopback only")
+    node_id = table.get("node_id")
+    if node_id is not None and (not isinstance(node_id, str) or not node_id.strip()):
+        raise ConfigError(f"config key cluster.node_id must be a non-empty str, got {node_id!r}")
+    seconds = {}
+    for key, (default, maximum) in _CLUSTER_SECONDS.items():
+        number = table.get(key, default)
+        if not isinstance(number, int | float) or isinstance(number, bool) or \
+                not 0.05 <= number <= maximum:
+            raise ConfigError(f"config key cluster.{key} must be a number of seconds in "
+                              f"0.05..{maximum:.0f}, got {number!r}")
+        seconds[key] = float(number)
+    if seconds["lease_ttl"] < 3 * seconds["heartbeat_interval"]:
+        raise ConfigError(f"config key cluster.lease_ttl ({seconds['lease_ttl']}) must be at "
+                          f"least 3 x cluster.heartbeat_interval ({seconds['heartbeat_interval']})"
+                          ": a lease must survive a missed renewal")
+    limit = table.get("rebalance_limit", 16)
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 1_000_000:
+        raise ConfigError(f"config key cluster.rebalance_limit must be an int in 1..1000000, "
+                          f"got {limit!r}")
+    entities = dict(_expect_table(table.get("entities", {}), "cluster.entities"))
+    for type_name, spec in entities.items():
+        if not type_name or "/" in type_name or not isinstance(spec, str) or \
+                not re.fullmatch(r"[\w.]+:[\w.]+", spec):
+            raise ConfigError(f"config key cluster.entities.{type_name} must be "
+                              f"\"package.module:Class\" (an entity class), got {spec!r}")
+    if journal.spec != "postgres":
+        raise ConfigError("a [cluster] needs the PostgreSQL journal ([persistence.journal] "
+                          f"plugin = \"postgres\"): it holds membership and shard leases too; "
+                          f"configured: {journal.spec!r}")
+    dsn = journal.settings.get("dsn", os.environ.get("PERSISTENT_ACTORS_PG_DSN"))
+    schema = journal.settings.get("schema", "persistent_actors")
+    return ClusterSettings((host.strip("[]"), int(port)), str(dsn), str(schema), admin_port,
+                           bind_address, secret_file, node_id, seconds["heartbeat_interval"],
+                           seconds["lease_ttl"], limit, seconds["handoff_timeout"], entities)
 
 
 def _sharding(value: Any) -> ShardingSettings:

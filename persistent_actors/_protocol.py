@@ -424,6 +424,7 @@ class StartEntityHosts:
     kwargs: dict[str, Any]
     count: int
     correlation_id: str
+    host_class: type[Any] | None = None  # None: EntityHost (a cluster node: lease-gated hosts)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -440,6 +441,19 @@ class StartEntityHost:
     event_adapters: Any
     sharding: Any  # persistent_actors._config.ShardingSettings
     max_concurrent_recoveries: int
+    correlation_id: str
+    host_class: type[Any] | None = None  # see StartEntityHosts
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CurrentAddress:
+    """Outside -> guardian: where `address` leads now (a crashed host's successor, or itself).
+
+    Answered ``Reply(correlation_id, address)``. A cluster node asks it for an entity host
+    that stopped answering, to publish the restarted host's address.
+    """
+
+    address: Address
     correlation_id: str
 
 

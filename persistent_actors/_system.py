@@ -21,11 +21,14 @@ from persistent_actors._endpoint import Endpoint
 from persistent_actors._event_stream import EventStream
 from persistent_actors._region import EntityRegion
 from persistent_actors._thespian.event_log import HostedEventLog
+from persistent_actors._thespian.frame_auth import secure_transport
 from persistent_actors._thespian.guardian import Guardian
 from persistent_actors._thespian.ingress import Ingress
 from persistent_actors._thespian.lifetime import OwnerProcess, install_sigterm_exit
 from persistent_actors._thespian.loopback import bind_where_advertised
 from persistent_actors._thespian.wakeups import fast_wakeup_checks
+from persistent_actors.cluster._region import ClusterRegion, Routes
+from persistent_actors.cluster._transport import cluster_capabilities, node_id_of
 from persistent_actors.errors import (
     ActorInitializationError,
     InvalidActorNameError,
@@ -93,9 +96,14 @@ class ActorSystem:
         capabilities: dict[str, Any] = {}
         log_defs: Any = False  # simple base: leave the application's logging alone
         if self.settings.base != "simple":
+            # Before thespian starts: it forks every process from this one (they inherit it).
+            secure_transport(self.settings.bind_address, self.settings.secret_file)
             port = self.settings.admin_port or _free_port()
             ADMIN_PORTS.append(port)
             capabilities["Admin Port"] = port
+            cluster = self.settings.cluster
+            if cluster is not None:  # before thespian forks its admin: see cluster/_transport
+                capabilities.update(cluster_capabilities(cluster, port, node_id_of(cluster, port)))
             log_defs = _THESPIAN_LOG_DEFS
             # Thespian unpickles whatever reaches an actor's port, so by default every port
             # listens on loopback only; forked actor processes inherit the variable.
@@ -108,6 +116,7 @@ class ActorSystem:
         self._endpoint = Endpoint(name, self._asys, simple=self.settings.base == "simple")
         self._regions: dict[str, EntityRegion] = {}
         self._regions_lock = threading.Lock()
+        self._routes: Routes | None = None  # a cluster process's shard owners, once needed
         _live.add(self)
         ActorSystem._latest = weakref.ref(self)
         # SIGTERM shuts down as cleanly as SIGINT (see _thespian/lifetime.py).
@@ -158,6 +167,9 @@ class ActorSystem:
         """Stop every actor and the thespian system; idempotent. No process is left behind."""
         if self._endpoint.shutdown():
             _live.discard(self)
+        routes, self._routes = self._routes, None
+        if routes is not None:
+            routes.close()
 
     def __enter__(self) -> ActorSystem:
         return self
@@ -205,7 +217,8 @@ class ActorSystem:
 
         Each entity is ``cls(entity_id, *args, **kwargs)``, started on its first message and
         passivated per the ``[sharding]`` config; see the README's "Entities". Calling it
-        again with the same arguments returns the same region.
+        again with the same arguments returns the same region. In a ``[cluster]`` process
+        the entities run on the nodes that own their shards (README "Running a cluster").
 
         Raises:
             InvalidActorNameError: `type_name` is malformed, or already names another
@@ -234,17 +247,36 @@ class ActorSystem:
                         f"class than {cls.__qualname__}{args!r}; one type name, one definition")
                 return region
             sharding = self.settings.sharding
-            count = sharding.host_processes if multiproc else 1
-            reply = self._endpoint.request(
-                self._guardian,
-                lambda corr: p.StartEntityHosts(type_name, cls, args, kwargs, count, corr),
-                timeout=60.0, what=f"starting the hosts of entity type {type_name!r}")
-            if isinstance(reply, p.Failure):
-                raise reply.error
-            region = EntityRegion(type_name, cls, args, kwargs, reply.hosts, sharding.shards,
-                                  self._endpoint)
+            if self.settings.cluster is not None:
+                if self._routes is None:
+                    self._routes = Routes(self.settings.cluster, sharding.shards)
+                region = ClusterRegion(type_name, cls, args, kwargs, sharding.shards,
+                                       self._endpoint, self._routes)
+            else:
+                hosts = self._start_entity_hosts(type_name, cls, args, kwargs)
+                region = EntityRegion(type_name, cls, args, kwargs, hosts, sharding.shards,
+                                      self._endpoint)
             self._regions[type_name] = region
             return region
+
+    def _start_entity_hosts(self, type_name: str, cls: type[Actor], args: tuple[Any, ...],
+                            kwargs: dict[str, Any], host_class: type[Any] | None = None,
+                            ) -> tuple[Any, ...]:
+        """Start the host actors of an entity type here; their addresses (see `entities`).
+
+        `host_class` replaces `EntityHost` (a cluster node's lease-gated hosts).
+        """
+        multiproc = self.settings.base != "simple"
+        count = self.settings.sharding.host_processes if multiproc else 1
+        reply = self._endpoint.request(
+            self._guardian,
+            lambda corr: p.StartEntityHosts(type_name, cls, args, kwargs, count, corr,
+                                            host_class),
+            timeout=60.0, what=f"starting the hosts of entity type {type_name!r}")
+        if isinstance(reply, p.Failure):
+            raise reply.error
+        hosts: tuple[Any, ...] = reply.hosts
+        return hosts
 
     def stop(self, ref: ActorRef) -> None:
         """Stop the actor behind `ref` (its post_stop runs); returns without waiting."""

@@ -6,6 +6,7 @@ __all__ = [
     "ActorDeadError",
     "ActorInitializationError",
     "AskTimeoutError",
+    "ClusterError",
     "ConfigError",
     "IllegalActorStateError",
     "InvalidActorNameError",
@@ -109,3 +110,7 @@ class StashOverflowError(PersistentActorsError):
 
 class MaxUnconfirmedMessagesExceededError(PersistentActorsError):
     """At-least-once `deliver` was called with `max_unconfirmed_messages` unconfirmed."""
+
+
+class ClusterError(PersistentActorsError):
+    """A cluster node or client cannot do its part: membership store, shard count, node id."""

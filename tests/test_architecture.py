@@ -42,9 +42,12 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("the thespian actors", ("persistent_actors._thespian", "persistent_actors._thespian.*")),
     ("the external side", ("persistent_actors._driver", "persistent_actors._endpoint")),
     ("the read side", ("persistent_actors.query", "persistent_actors.projection")),
-    ("the front end", (
-        "persistent_actors._region", "persistent_actors._system", "persistent_actors",
+    ("entity regions", ("persistent_actors._region",)),
+    ("the cluster's routing, leases and hosts", (
+        "persistent_actors.cluster", "persistent_actors.cluster._*",
     )),
+    ("the front end", ("persistent_actors._system", "persistent_actors")),
+    ("the cluster node", ("persistent_actors.cluster.node",)),
     ("testing", ("persistent_actors.testing", "persistent_actors.testing.*")),
     ("the command line", (
         "persistent_actors.cli", "persistent_actors.cli.*", "persistent_actors.__main__",

@@ -1,4 +1,5 @@
-"""What `persistent_actors._thespian.wakeups` changes in thespian's simple base, pinned.
+"""What `persistent_actors._thespian.wakeups` changes in thespian's simple base, pinned; and the
+transport internals `persistent_actors._thespian.frame_auth` patches.
 
 Wakeups must still fire in deadline order (ties in the order they were set), none lost or
 fired early; the send queue must stay first-in first-out; and a timer must still fire on time
@@ -8,15 +9,27 @@ when 10,000 actors each keep one pending.
 from __future__ import annotations
 
 import datetime
+import inspect
+import pickle
+import subprocess
+import sys
 import time
+from importlib import metadata
+from pathlib import Path
 from typing import Any
 
+import pytest
 from thespian.actors import Actor as ThespianActor
 from thespian.actors import ActorSystem as ThespianActorSystem
 from thespian.actors import WakeupMessage
+from thespian.system import multiprocCommon
+from thespian.system.transport import TCPTransport as tcp  # noqa: N813 - thespian's module
+from thespian.system.transport import streamBuffer
 
 from persistent_actors import ActorSystem
+from persistent_actors._thespian import frame_auth
 from persistent_actors._thespian.wakeups import fast_wakeup_checks
+from persistent_actors.errors import ConfigError
 from persistent_actors.testing import Delay, PersistenceTestKit, TestProbe
 from tests.failure_actors import Reporter
 from tests.test_failures import kit_config
@@ -100,3 +113,63 @@ def test_a_recovery_timeout_fires_with_10000_actors_keeping_timers() -> None:
         # The 10,000 expired timers fired too, and did nothing to the recovered actors.
         refs[0].tell("total")
         assert quiet.expect_msg(timeout=10) == ("total", 0, 0)
+
+
+# -- frame authentication (persistent_actors._thespian.frame_auth) ------------------------------
+def test_thespian_internals_that_frame_authentication_patches_are_as_written_for() -> None:
+    """Fails on a thespian upgrade: re-check frame_auth's patch against the new transport."""
+    assert metadata.version("thespian") == "4.0.1", "re-check _thespian/frame_auth.py against it"
+    frame_auth._check_thespian()
+    # This process never installs a key: thespian's own serializer and ACK frames are in place.
+    assert tcp.serializer is pickle
+    assert tcp.ackMsg == streamBuffer.toSendBuffer(streamBuffer.ackPacket)
+    # The patch swaps module globals: thespian must look them up when it runs, not bind them.
+    for function, names in ((tcp.TCPIncoming_Common.__init__, ["serializer.loads"]),
+                            (tcp.TCPTransport.serializer, ["serializer.dumps"]),
+                            (tcp.TCPTransport._addedDataToIncoming,
+                             ["inc.data", "ackMsg", "ackDataErrMsg"]),
+                            (tcp.TCPTransport._check_XMIT_4_done,
+                             ["intent.ackbuf.completed()", "self._addedDataToIncoming("])):
+        source = inspect.getsource(function)
+        for name in names:
+            assert name in source, f"{function.__qualname__} no longer uses {name}"
+    # Thespian forks its processes, so they inherit the patch and the key.
+    context = multiprocCommon.get_multiproc_context({})
+    assert context is not None
+    assert context.get_start_method() == "fork"
+
+
+def test_the_receive_buffer_holds_the_whole_tagged_frame_before_deserializing() -> None:
+    codec = frame_auth.FrameCodec(b"k" * 32)
+    wire = streamBuffer.toSendBuffer(("sender", "message"), codec.dumps)
+    buffer = streamBuffer.ReceiveBuffer(codec.loads)
+    for i in range(0, len(wire), 7):  # as TCP may deliver it, in pieces
+        assert frame_auth._completed_frame(buffer) is None
+        buffer.addMore(wire[i:i + 7])
+    frame = frame_auth._completed_frame(buffer)
+    assert frame is not None
+    assert codec.authentic(frame)
+    assert buffer.completed() == (("sender", "message"), b"")
+
+
+def test_install_refuses_a_thespian_without_the_internals_it_patches(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(tcp.TCPTransport, "_check_XMIT_4_done")
+    with pytest.raises(ConfigError, match=r"cannot patch this thespian version: it lacks "
+                                          r"TCPTransport._check_XMIT_4_done"):
+        frame_auth.install(b"k" * 32)
+    assert not frame_auth.installed()
+    assert tcp.serializer is pickle
+    with pytest.raises(ConfigError, match="at least 32 bytes, got 5"):
+        frame_auth.install(b"short")
+
+
+def test_install_is_idempotent_for_one_key_and_refuses_a_second() -> None:
+    script = (
+        "from persistent_actors._thespian import frame_auth as f\n"
+        "from persistent_actors.errors import ConfigError\n"
+        "f.install(b'a' * 32); f.install(b'a' * 32)\n"
+        "try:\n    f.install(b'b' * 32)\nexcept ConfigError as e:\n    print(e)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, check=True, cwd=Path(__file__).resolve().parent.parent)
+    assert "authenticates thespian frames with another secret already" in done.stdout

@@ -166,6 +166,9 @@ class Guardian(ThespianActor):  # type: ignore[misc]
                 self._start_entity_hosts(message, sender)
             case p.EntityHostStarted(correlation_id):
                 self._entity_host_started(correlation_id, sender)
+            case p.CurrentAddress(address, correlation_id):
+                self.send(sender, p.Reply(correlation_id,
+                                          self._redirects.get(_key(address), address)))
             case ChildActorExited():
                 self._child_exited(message.childAddress)
             case DeadEnvelope():
@@ -619,13 +622,13 @@ class Guardian(ThespianActor):  # type: ignore[misc]
                     request.type_name, cls, request.args, request.kwargs, self._info, journal,
                     snapshots, adapters, self._settings.sharding,
                     self._settings.max_concurrent_recoveries,
-                    f"{request.correlation_id}/{index}"), None)
+                    f"{request.correlation_id}/{index}", request.host_class), None)
 
         self._when_ready(keys, plugins_ready)
 
     def _create_entity_host(self, start: p.StartEntityHost, replaces: Any) -> None:
         self._entity_starts[start.correlation_id] = (start, replaces)
-        self.send(self.createActor(EntityHost), start)
+        self.send(self.createActor(start.host_class or EntityHost), start)
 
     def _restart_entity_host(self, key: Any, start: p.StartEntityHost) -> None:
         """An entity host's process died: start another; letters for the dead one go to it.

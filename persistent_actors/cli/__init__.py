@@ -3,7 +3,8 @@
 Commands come in groups (``persistent-actors journal ids``); each group is a module of this
 package with a ``register(subparsers)`` function that adds its sub-commands, each of which sets
 ``handler`` (a function of the parsed arguments returning the exit status). Adding a group is
-one module plus one line in `GROUPS`.
+one module plus one line in `GROUPS`. A command without sub-commands (``persistent-actors
+node``) is a module with ``register(parser)`` and one line in `COMMANDS`.
 
 Exit status: 0 success, 1 a finding (``verify`` found a problem, ``copy`` counts differ),
 2 a user mistake (missing file, wrong config key, bad argument), printed as one line on
@@ -17,16 +18,20 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Final
 
-from persistent_actors.cli import journal
+from persistent_actors.cli import journal, node
 from persistent_actors.cli._common import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, UsageError, fail
 from persistent_actors.errors import PersistentActorsError
 
-__all__ = ["EXIT_FINDINGS", "EXIT_OK", "EXIT_USAGE", "GROUPS", "build_parser", "main"]
+__all__ = ["COMMANDS", "EXIT_FINDINGS", "EXIT_OK", "EXIT_USAGE", "GROUPS", "build_parser", "main"]
 
 # name -> (help, register). A group registers its sub-commands on the subparsers it is given.
 GROUPS: Final[dict[str, tuple[str, Callable[[argparse._SubParsersAction[argparse.ArgumentParser]],
                                              None]]]] = {
     "journal": ("inspect, check, export, import and copy stored events", journal.register),
+}
+# name -> (help, register): a command of its own (no sub-commands).
+COMMANDS: Final[dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]]] = {
+    "node": ("run a cluster node: host entity shards until SIGINT or SIGTERM", node.register),
 }
 
 
@@ -34,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The whole command line: global options, then one sub-parser per group."""
     parser = argparse.ArgumentParser(
         prog="persistent-actors",
-        description="Operate persistent_actors event stores: inspect, verify, export, copy.")
+        description="Operate persistent_actors event stores (inspect, verify, export, copy) "
+                    "and run cluster nodes.")
     parser.add_argument(
         "--config", metavar="FILE",
         help="the TOML config the actor system uses (default: $PERSISTENT_ACTORS_CONFIG)")
@@ -42,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (help_text, register) in GROUPS.items():
         group = groups.add_parser(name, help=help_text, description=help_text)
         register(group.add_subparsers(dest="command", metavar="COMMAND", required=True))
+    for name, (help_text, register_command) in COMMANDS.items():
+        register_command(groups.add_parser(name, help=help_text, description=help_text))
     return parser
 
 
