@@ -23,6 +23,7 @@ from typing import IO, Any
 import pytest
 
 from persistent_actors import ActorSystem
+from persistent_actors._thespian import frame_auth
 from persistent_actors._thespian.frame_auth import (
     MIN_SECRET_BYTES,
     FrameCodec,
@@ -265,3 +266,21 @@ def test_systems_on_separate_hosts_talk_with_the_shared_key_and_drop_every_other
             "reply": f"hello from {a.address}"}
         for node in nodes:
             node.stop()
+
+
+def test_drop_warnings_are_bounded_per_minute_and_summed_up(
+        caplog: pytest.LogCaptureFixture) -> None:
+    clock = [1000.0]
+    drops = frame_auth._DropLog(lambda: clock[0])  # the limiter, without a live transport
+    with caplog.at_level(logging.WARNING, logger="persistent_actors.frame_auth"):
+        for nr in range(25):
+            drops.dropped(f"10.0.0.9:{nr}", "me", "frame")
+        clock[0] += 61
+        drops.dropped("10.0.0.9:99", "me", "frame")
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 13
+    assert all("dropped a frame without a valid tag from 10.0.0.9:" in m for m in messages[:10])
+    assert messages[10] == ("frame authentication: more frames dropped; not logging more for "
+                            "60 s")
+    assert messages[11] == "frame authentication: 25 frames dropped in all in the 61 s before"
+    assert "from 10.0.0.9:99" in messages[12]
