@@ -229,6 +229,19 @@ def test_a_crafted_pickle_is_dropped_and_logged_and_the_system_keeps_working(
 
 
 @pytest.mark.multiproc
+def test_the_unauthenticated_answer_of_a_system_without_the_key_is_dropped_too(
+        tmp_path: Path, nodes: list[Node]) -> None:
+    """A keyed system sending to one without the key: that one answers on the same connection
+    with a plain pickle (its ACK), which the keyed side drops unread and logs."""
+    nodes.append(keyed := Node(tmp_path, "keyed", loopback(), write_key(tmp_path / "k.key")))
+    nodes.append(open_node := Node(tmp_path, "open", loopback(), None))
+    assert keyed.command(f"ask 127.0.0.1 {open_node.actor_port}")["error"] == "AskTimeoutError"
+    wait_for_log(keyed, f"dropped a reply of ActorAddr-(T|:{open_node.actor_port}) without a "
+                        "valid tag from 127.0.0.1:")
+    assert keyed.command("ping") == {"reply": "ping"}
+
+
+@pytest.mark.multiproc
 @pytest.mark.parametrize("hosts", [
     "namespaces",
     pytest.param("loopback-fallback", marks=pytest.mark.filterwarnings(
