@@ -253,5 +253,5 @@ def postgres_dsn(dsn: str, *, available: bool = True) -> str:
     netloc = (urllib.parse.quote(user, safe=":") + "@") if user else ""
     query = urllib.parse.parse_qsl(parts.query)
     query = [(k, v) for k, v in query if k not in ("host", "port")] + [("host", PG_SOCKET_DIR)]
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path,
-                                    urllib.parse.urlencode(query), ""))
+    # Built by hand: urlunsplit drops the "//" of an empty host.
+    return f"{parts.scheme}://{netloc}{parts.path}?{urllib.parse.urlencode(query)}"

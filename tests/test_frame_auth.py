@@ -23,6 +23,7 @@ from typing import IO, Any
 import pytest
 
 from persistent_actors import ActorSystem
+from persistent_actors._thespian import frame_auth
 from persistent_actors._thespian.frame_auth import (
     MIN_SECRET_BYTES,
     FrameCodec,
@@ -228,10 +229,30 @@ def test_a_crafted_pickle_is_dropped_and_logged_and_the_system_keeps_working(
 
 
 @pytest.mark.multiproc
-def test_systems_on_separate_hosts_talk_with_the_shared_key_and_drop_every_other_frame(
+def test_the_unauthenticated_answer_of_a_system_without_the_key_is_dropped_too(
         tmp_path: Path, nodes: list[Node]) -> None:
+    """A keyed system sending to one without the key: that one answers on the same connection
+    with a plain pickle (its ACK), which the keyed side drops unread and logs."""
+    nodes.append(keyed := Node(tmp_path, "keyed", loopback(), write_key(tmp_path / "k.key")))
+    nodes.append(open_node := Node(tmp_path, "open", loopback(), None))
+    assert keyed.command(f"ask 127.0.0.1 {open_node.actor_port}")["error"] == "AskTimeoutError"
+    wait_for_log(keyed, f"dropped a reply of ActorAddr-(T|:{open_node.actor_port}) without a "
+                        "valid tag from 127.0.0.1:")
+    assert keyed.command("ping") == {"reply": "ping"}
+
+
+@pytest.mark.multiproc
+@pytest.mark.parametrize("hosts", [
+    "namespaces",
+    pytest.param("loopback-fallback", marks=pytest.mark.filterwarnings(
+        "ignore::tests.netns.NetnsFallbackWarning")),  # forced: nothing to report
+])
+def test_systems_on_separate_hosts_talk_with_the_shared_key_and_drop_every_other_frame(
+        hosts: str, tmp_path: Path, nodes: list[Node], monkeypatch: pytest.MonkeyPatch) -> None:
     """Three hosts (network namespaces, or loopback where there are none): two share the key;
     the third has another key, and also sends the crafted pickle."""
+    if hosts == "loopback-fallback":  # as on a machine without namespaces
+        monkeypatch.setattr(Network, "_unavailable_reason", staticmethod(lambda: "forced"))
     shared, other = write_key(tmp_path / "shared.key"), write_key(tmp_path / "other.key")
     with Network(3) as net:
         a, b, c = net.hosts
@@ -258,3 +279,21 @@ def test_systems_on_separate_hosts_talk_with_the_shared_key_and_drop_every_other
             "reply": f"hello from {a.address}"}
         for node in nodes:
             node.stop()
+
+
+def test_drop_warnings_are_bounded_per_minute_and_summed_up(
+        caplog: pytest.LogCaptureFixture) -> None:
+    clock = [1000.0]
+    drops = frame_auth._DropLog(lambda: clock[0])  # the limiter, without a live transport
+    with caplog.at_level(logging.WARNING, logger="persistent_actors.frame_auth"):
+        for nr in range(25):
+            drops.dropped(f"10.0.0.9:{nr}", "me", "frame")
+        clock[0] += 61
+        drops.dropped("10.0.0.9:99", "me", "frame")
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 13
+    assert all("dropped a frame without a valid tag from 10.0.0.9:" in m for m in messages[:10])
+    assert messages[10] == ("frame authentication: more frames dropped; not logging more for "
+                            "60 s")
+    assert messages[11] == "frame authentication: 25 frames dropped in all in the 61 s before"
+    assert "from 10.0.0.9:99" in messages[12]

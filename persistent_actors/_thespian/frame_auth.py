@@ -29,6 +29,7 @@ import pickle
 import stat
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -106,13 +107,17 @@ class FrameCodec:
 class _DropLog:
     """Logs dropped frames, at most `_LOG_LIMIT` per `_LOG_WINDOW` seconds."""
 
-    def __init__(self) -> None:
-        self._window_start = 0.0
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._window_start = -_LOG_WINDOW - 1.0
         self._count = 0
 
     def dropped(self, peer: str, me: Any, what: str) -> None:
-        now = time.monotonic()
+        now = self._clock()
         if now - self._window_start > _LOG_WINDOW:
+            if self._count > _LOG_LIMIT:
+                log.warning("frame authentication: %d frames dropped in all in the %.0f s before",
+                            self._count, now - self._window_start)
             self._window_start, self._count = now, 0
         self._count += 1
         if self._count <= _LOG_LIMIT:
