@@ -40,13 +40,13 @@ def _every_thread() -> Iterator[list[cProfile.Profile]]:
 
     main = cProfile.Profile()
     profilers.append(main)
-    threading.Thread.run = run  # type: ignore[method-assign]
+    threading.Thread.run = run  # type: ignore[method-assign,assignment]
     main.enable()
     try:
         yield profilers
     finally:
         main.disable()
-        threading.Thread.run = original  # type: ignore[method-assign]
+        threading.Thread.run = original  # type: ignore[method-assign,assignment]
 
 
 def main(argv: list[str]) -> int:

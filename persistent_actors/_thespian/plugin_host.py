@@ -4,7 +4,9 @@ Plugins are asyncio code; the host runs them on an event loop of their own, whic
 its own thread while it waits for each operation (see `_PluginLoop`). Writes are
 group-committed: write requests are gathered until a `Flush` the host sends itself arrives
 (the mailbox is FIFO, so every request queued before it joins the batch), then go to the
-plugin in one `write_messages` call, i.e. one transaction for many actors.
+plugin in one `write_messages` call, i.e. one transaction for many actors. On the simple base,
+where every actor shares one send queue, a request that arrives with that queue empty is
+written at once: the `Flush` would be the very next message, so nothing could join the batch.
 Any other request first flushes what is gathered, so a read never overtakes a write.
 """
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sized
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -96,6 +98,20 @@ async def _take(source: AsyncIterator[PersistentRepr], n: int) -> list[Persisten
     return chunk
 
 
+def _idle_probe(actor: ThespianActor) -> Callable[[], bool] | None:
+    """On thespian's simple base: a function that is True while no message waits anywhere.
+
+    The simple base runs every actor from one send queue; None on any other base (or thespian
+    version), where the host cannot see what is queued and always sends itself `Flush`.
+    """
+    system = getattr(getattr(getattr(actor, "_myRef", None), "_system", None), "_systemBase",
+                     None)
+    queue = getattr(system, "_pendingSends", None)
+    if not isinstance(queue, Sized):
+        return None
+    return lambda: not queue
+
+
 class PluginHost(ThespianActor):  # type: ignore[misc]
     """Hosts one plugin instance; created and started by the guardian."""
 
@@ -106,6 +122,7 @@ class PluginHost(ThespianActor):  # type: ignore[misc]
         self._snapshots: SnapshotStore | None = None
         self._pending: list[tuple[p.WriteMessages, Any]] = []
         self._flush_scheduled = False
+        self._idle: Callable[[], bool] | None = None  # set at start (see `_idle_probe`)
         self._plugin_id = "?"
         # The read side's queries and long polls (see _thespian/event_log.py).
         self._queries = EventLogService(self.send, self.wakeupAfter, self._run)
@@ -118,7 +135,11 @@ class PluginHost(ThespianActor):  # type: ignore[misc]
                 self._close()
             case p.WriteMessages():
                 self._pending.append((message, sender))
-                if not self._flush_scheduled:
+                if self._flush_scheduled:
+                    pass
+                elif self._idle is not None and self._idle():
+                    self._flush()  # nothing queued could join the batch: no Flush round trip
+                else:
                     self._flush_scheduled = True
                     self.send(self.myAddress, p.Flush())
             case p.Flush():
@@ -144,6 +165,7 @@ class PluginHost(ThespianActor):  # type: ignore[misc]
     # -- lifecycle ---------------------------------------------------------------------------
     def _on_start(self, start: p.StartPlugin, guardian: Any) -> None:
         self._plugin_id = f"{start.kind}:{start.plugin_id}"
+        self._idle = _idle_probe(self)
         try:
             cls = resolve_plugin(start.kind, start.spec)
             plugin = cls(start.settings)
