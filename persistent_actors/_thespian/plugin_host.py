@@ -46,6 +46,26 @@ T = TypeVar("T")
 REPLAY_CHUNK = 500
 
 
+class _EagerLoop(asyncio.SelectorEventLoop):
+    """An event loop that can run a new task's first step at once (see `_PluginLoop._drive`).
+
+    While `_held` is a list, the next `call_soon` (the one a new task makes to schedule its
+    first step) is recorded there instead of being queued.
+    """
+
+    _held: list[tuple[Callable[..., object], tuple[Any, ...], contextvars.Context | None]] | None
+    _held = None
+
+    def call_soon(self, callback: Callable[..., object], *args: Any,
+                  context: contextvars.Context | None = None) -> asyncio.Handle:
+        held = self._held
+        if held is None:
+            return super().call_soon(callback, *args, context=context)
+        self._held = None
+        held.append((callback, args, context))
+        return asyncio.Handle(callback, args, self, context)  # tasks ignore it; never queued
+
+
 class _PluginLoop:
     """An event loop of the plugin's own, run only while the host waits for an operation.
 
@@ -55,11 +75,17 @@ class _PluginLoop:
     the plugin may block it (`journal.may_block`). A thread that already runs another event
     loop (the simple base driven synchronously from asyncio code) cannot run this one: then
     the same loop is driven from a helper thread.
+
+    Each operation is a task started eagerly, as Python 3.12's eager tasks are: its first step
+    runs at once, in the task (``asyncio.current_task`` and the running loop are set), and
+    only a task that then waits for something runs the loop. An SQLite operation, which runs
+    inline when it may block, so never waits, costs no trip through the loop's scheduler and
+    selector (about 10 us per operation, a fifth of a one-event persist's own time).
     """
 
     def __init__(self, name: str) -> None:
         self._name = name
-        self._loop = asyncio.new_event_loop()
+        self._loop = _EagerLoop()
         self._helper: ThreadPoolExecutor | None = None
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -74,7 +100,24 @@ class _PluginLoop:
         return self._helper.submit(self._drive, coro, context).result()
 
     def _drive(self, coro: Coroutine[Any, Any, T], context: contextvars.Context) -> T:
-        return self._loop.run_until_complete(self._loop.create_task(coro, context=context))
+        loop = self._loop
+        held: list[tuple[Callable[..., object], tuple[Any, ...],
+                         contextvars.Context | None]] = []
+        loop._held = held  # noqa: SLF001 - our own loop class
+        try:
+            task = loop.create_task(coro, context=context)
+        finally:
+            loop._held = None  # noqa: SLF001
+        if held:
+            step, args, step_context = held[0]
+            asyncio.events._set_running_loop(loop)  # noqa: SLF001 - what run_forever sets
+            try:
+                (step_context or context).run(step, *args)
+            finally:
+                asyncio.events._set_running_loop(None)  # noqa: SLF001
+        if task.done():
+            return task.result()
+        return loop.run_until_complete(task)
 
     def close(self) -> None:
         if self._loop.is_closed():
