@@ -16,7 +16,7 @@ import asyncio
 import contextvars
 from collections.abc import AsyncIterator, Callable, Coroutine, Sized
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, TypeVar, TypeVarTuple
 
 from thespian.actors import Actor as ThespianActor
 from thespian.actors import ActorExitRequest, ChildActorExited, PoisonMessage, WakeupMessage
@@ -40,6 +40,7 @@ from persistent_actors.messages import (
 from persistent_actors.snapshot import SnapshotStore
 
 T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 # Events per replay message: large enough to amortise thespian's per-message cost on TCP,
 # small enough to keep each message well under a megabyte for typical events.
@@ -56,7 +57,7 @@ class _EagerLoop(asyncio.SelectorEventLoop):
     _held: list[tuple[Callable[..., object], tuple[Any, ...], contextvars.Context | None]] | None
     _held = None
 
-    def call_soon(self, callback: Callable[..., object], *args: Any,
+    def call_soon(self, callback: Callable[[*Ts], object], *args: *Ts,
                   context: contextvars.Context | None = None) -> asyncio.Handle:
         held = self._held
         if held is None:
