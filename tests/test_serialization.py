@@ -472,3 +472,27 @@ def test_truncated_registered_payload() -> None:
 def test_state_that_does_not_fit_the_class(state: Any) -> None:
     with pytest.raises(SerializationError, match="WithManifest"):
         default_serializer.from_binary("tests.serialization.WithManifest", msgpack.packb(state))
+
+
+@dataclasses.dataclass(frozen=True)
+class _StoredItem:
+    manifest: str
+    payload: bytes
+
+
+def test_from_binary_all_decodes_as_from_binary_and_stops_at_the_first_failure() -> None:
+    """Replay decodes a chunk in one call: the same objects, and the same error, in order."""
+    values: list[Any] = [Decorated(1), "plain", WithManifest("x"), Decorated(2), (1, "t"),
+                         Called(1.5), None, Decorated(3)]
+    stored = [_StoredItem(*default_serializer.to_binary(v)) for v in values]
+    decoded, error = default_serializer.from_binary_all(stored)
+    assert (decoded, error) == (values, None)
+    assert default_serializer.from_binary_all([]) == ([], None)
+    for bad in (_StoredItem("tests.serialization.Nowhere", stored[0].payload),
+                _StoredItem(stored[0].manifest, b"\xc1"),  # not msgpack
+                _StoredItem(stored[0].manifest, msgpack.packb({"nope": 1}))):
+        with pytest.raises(SerializationError) as expected:
+            default_serializer.from_binary(bad.manifest, bad.payload)
+        decoded, error = default_serializer.from_binary_all([*stored[:3], bad, *stored[3:]])
+        assert decoded == values[:3]
+        assert str(error) == str(expected.value)
