@@ -93,6 +93,7 @@ class Serializer:
         self._by_type: dict[type[Any], _Binding] = {}
         self._by_manifest: dict[str, _Binding] = {}
         self._lock = threading.Lock()
+        self._packers = threading.local()  # `_pack`: an idle msgpack.Packer per thread
 
     # -- registry -----------------------------------------------------------------------------
     def register(
@@ -215,9 +216,21 @@ class Serializer:
         return decoded, None
 
     def _pack(self, value: Any) -> bytes:
-        packed: bytes = msgpack.packb(
-            value, default=self._default, use_bin_type=True, datetime=False, strict_types=True
-        )
+        # msgpack.packb builds a Packer per call, most of the cost of packing a small event;
+        # each thread keeps one. A nested call (an object inside an object, or an encoder
+        # that serializes) finds none idle and makes its own, so a packer never re-enters.
+        packers = self._packers
+        packer = getattr(packers, "idle", None)
+        if packer is None:
+            packer = msgpack.Packer(
+                default=self._default, use_bin_type=True, datetime=False, strict_types=True
+            )
+        else:
+            packers.idle = None
+        try:
+            packed: bytes = packer.pack(value)  # resets the packer's buffer on error
+        finally:
+            packers.idle = packer
         return packed
 
     def _default(self, obj: Any) -> Any:
