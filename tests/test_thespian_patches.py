@@ -8,9 +8,11 @@ when 10,000 actors each keep one pending.
 from __future__ import annotations
 
 import datetime
+import logging
 import time
 from typing import Any
 
+import pytest
 from thespian.actors import Actor as ThespianActor
 from thespian.actors import ActorSystem as ThespianActorSystem
 from thespian.actors import WakeupMessage
@@ -100,3 +102,20 @@ def test_a_recovery_timeout_fires_with_10000_actors_keeping_timers() -> None:
         # The 10,000 expired timers fired too, and did nothing to the recovered actors.
         refs[0].tell("total")
         assert quiet.expect_msg(timeout=10) == ("total", 0, 0)
+
+
+def test_delivered_messages_are_still_logged_when_thespian_debug_logging_is_on(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The patched receive skips thespian's per-message debug line only while it is off."""
+    asys = _raw_simple_system()
+    try:
+        timers = asys.createActor(_Timers)
+        with caplog.at_level(logging.INFO, "Thespian"):
+            asys.tell(timers, ("seq", "quiet"))
+        assert "quiet" not in caplog.text
+        with caplog.at_level(logging.DEBUG, "Thespian"):
+            asys.tell(timers, ("seq", "loud"))
+        assert "got message \"('seq', 'loud')\"" in caplog.text
+        assert asys.ask(timers, "seen", 5) == ["quiet", "loud"]
+    finally:
+        asys.shutdown()
