@@ -1,8 +1,10 @@
 """``python -m bench.profile KEY [--sort tottime] [--top 25]``: one workload under cProfile.
 
 Runs the set-up (untimed, unprofiled), then one round of the workload with the profiler on,
-and prints the top functions. Thread hops (the plugin's event loop, aiosqlite's thread) show
-up as time in ``Event.wait``/``lock.acquire`` on the calling thread.
+and prints the top functions. Every thread started during the round (the system's driver
+thread, where the simple base runs the actors; SQLite connection threads) is profiled too and
+merged into one table; a thread hop still shows as time in ``Event.wait``/``lock.acquire`` on
+the waiting thread.
 """
 
 from __future__ import annotations
@@ -13,9 +15,38 @@ import logging
 import pstats
 import sys
 import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from bench import peer, raw, workloads
+
+
+@contextmanager
+def _every_thread() -> Iterator[list[cProfile.Profile]]:
+    """Profile the calling thread and every thread started meanwhile (one profiler each)."""
+    profilers: list[cProfile.Profile] = []
+    original: Callable[[threading.Thread], None] = threading.Thread.run
+
+    def run(thread: threading.Thread) -> None:
+        profiler = cProfile.Profile()
+        profilers.append(profiler)
+        profiler.enable()
+        try:
+            original(thread)
+        finally:
+            profiler.disable()
+
+    main = cProfile.Profile()
+    profilers.append(main)
+    threading.Thread.run = run  # type: ignore[method-assign,assignment]
+    main.enable()
+    try:
+        yield profilers
+    finally:
+        main.disable()
+        threading.Thread.run = original  # type: ignore[method-assign,assignment]
 
 
 def main(argv: list[str]) -> int:
@@ -40,12 +71,11 @@ def main(argv: list[str]) -> int:
             w.setup(root)
             folders = [root, root]
         w.run(folders[0])  # warm-up: imports, first connections
-        profiler = cProfile.Profile()
-        profiler.enable()
-        seconds = w.run(folders[1])
-        profiler.disable()
-    print(f"{w.key}: {seconds:.3f} s under the profiler ({w.events / seconds:,.0f} events/s)")
-    stats = pstats.Stats(profiler, stream=sys.stdout)
+        with _every_thread() as profilers:
+            seconds = w.run(folders[1])
+    print(f"{w.key}: {seconds:.3f} s under the profiler ({w.events / seconds:,.0f} events/s), "
+          f"{len(profilers)} threads")
+    stats = pstats.Stats(*profilers, stream=sys.stdout)
     stats.strip_dirs().sort_stats(args.sort).print_stats(args.top)
     if args.save is not None:
         stats.dump_stats(args.save)

@@ -34,7 +34,6 @@ from typing import Any, Final
 
 from journal_plugins._sqlite_db import (
     _COMMON_KEYS,
-    _EVENTS_OF_ID,
     _JOURNAL_COLUMNS,
     _JOURNAL_KEYS,
     _JOURNAL_SCHEMA,
@@ -42,7 +41,6 @@ from journal_plugins._sqlite_db import (
     _SNAPSHOT_SCHEMA,
     _connect,
     _Connection,
-    _fold_events,
     _parse_options,
     _rollback,
     _start,
@@ -97,6 +95,21 @@ _TOMBSTONE: Final = """UPDATE journal SET deleted = 1, manifest = '', payload = 
 _PURGE: Final = """DELETE FROM journal
     WHERE persistence_id = ? AND sequence_nr <= ? AND deleted = 1
     AND ordering > (SELECT min(ordering) FROM journal WHERE persistence_id = ?)"""
+# Replay reads a page of events without their tags, then asks whether any tag row lies in the
+# page's range of orderings (one seek in journal_tags' primary key). Only then are the page's
+# tags read: the join that reads tags with the events costs about as much as the events
+# themselves, and most histories have no tags. Tags are committed with their event, so a tag
+# of an event the page saw is visible to the later statements.
+_REPLAY_PAGE: Final = """SELECT ordering, sequence_nr, manifest, payload, writer_uuid, timestamp
+    FROM journal
+    WHERE persistence_id = ? AND sequence_nr >= ? AND sequence_nr <= ? AND deleted = 0
+    ORDER BY sequence_nr LIMIT ?"""
+_ANY_TAG_BETWEEN: Final = """SELECT EXISTS (
+    SELECT 1 FROM journal_tags WHERE ordering >= ? AND ordering <= ?)"""
+_TAGS_OF_RANGE: Final = """SELECT t.ordering, t.tag
+    FROM journal AS j JOIN journal_tags AS t ON t.ordering = j.ordering
+    WHERE j.persistence_id = ? AND j.sequence_nr >= ? AND j.sequence_nr <= ?
+    ORDER BY t.ordering, t.position"""
 _DELETED_UP_TO: Final = """SELECT persistence_id, max_sequence_nr FROM journal_metadata
     WHERE persistence_id IN ({marks})"""
 _ORPHAN_TAGS: Final = """SELECT count(*) FROM journal_tags AS t
@@ -413,8 +426,21 @@ def _integrity_check(db: sqlite3.Connection) -> list[str]:
 def _replay_page(
     db: sqlite3.Connection, persistence_id: str, from_nr: int, to_nr: int, limit: int
 ) -> list[PersistentRepr]:
-    params = (persistence_id, from_nr, to_nr, MAX_SEQUENCE_NR, limit)
-    return _fold_events(db.execute(_EVENTS_OF_ID, params).fetchall())
+    rows = db.execute(_REPLAY_PAGE, (persistence_id, from_nr, to_nr, limit)).fetchall()
+    if not rows:
+        return []
+    orderings = [row[0] for row in rows]
+    (tagged,) = db.execute(_ANY_TAG_BETWEEN, (min(orderings), max(orderings))).fetchone()
+    if not tagged:
+        return [PersistentRepr(persistence_id, nr, manifest, payload, writer_uuid, timestamp)
+                for _, nr, manifest, payload, writer_uuid, timestamp in rows]
+    tags: dict[int, list[str]] = {}
+    params = (persistence_id, rows[0][1], rows[-1][1])
+    for ordering, tag in db.execute(_TAGS_OF_RANGE, params):
+        tags.setdefault(ordering, []).append(tag)
+    return [PersistentRepr(persistence_id, nr, manifest, payload, writer_uuid, timestamp,
+                           tuple(tags.get(ordering, ())))
+            for ordering, nr, manifest, payload, writer_uuid, timestamp in rows]
 
 
 class SqliteSnapshotStore(SnapshotStore):

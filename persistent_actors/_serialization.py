@@ -12,8 +12,8 @@ import datetime as _dt
 import decimal
 import threading
 import uuid
-from collections.abc import Callable, Iterable
-from typing import Any, Final, TypeVar, overload
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Final, Protocol, TypeVar, overload
 
 import msgpack
 
@@ -39,6 +39,18 @@ _EXT_DATE: Final = 8
 
 Encoder = Callable[[Any], Any]
 Decoder = Callable[[Any], Any]
+
+
+class Stored(Protocol):
+    """A stored event as `Serializer.from_binary_all` reads it (a `PersistentRepr`)."""
+
+    @property
+    def manifest(self) -> str:
+        """The type manifest."""
+
+    @property
+    def payload(self) -> bytes:
+        """The msgpack bytes."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -81,6 +93,7 @@ class Serializer:
         self._by_type: dict[type[Any], _Binding] = {}
         self._by_manifest: dict[str, _Binding] = {}
         self._lock = threading.Lock()
+        self._packers = threading.local()  # `_pack`: an idle msgpack.Packer per thread
 
     # -- registry -----------------------------------------------------------------------------
     def register(
@@ -166,10 +179,58 @@ class Serializer:
             return state
         return self._decode_object(manifest, state)
 
+    def from_binary_all(
+        self, stored: Sequence[Stored]
+    ) -> tuple[list[Any], SerializationError | None]:
+        """Decode many stored events at once (replay): as `from_binary` on each, in order.
+
+        Stops at the first that cannot be decoded and returns what was decoded before it,
+        with its error (None if all were decoded). The lookups `from_binary` makes per call
+        are made once per run of one manifest.
+        """
+        decoded: list[Any] = []
+        append, unpack = decoded.append, self._unpack
+        by_manifest = self._by_manifest
+        manifest: str | None = None
+        decode: Decoder | None = None
+        index, end = 0, len(stored)
+        while index < end:
+            try:
+                for item in stored[index:] if index else stored:
+                    if item.manifest != manifest:
+                        manifest = item.manifest
+                        binding = by_manifest.get(manifest)
+                        decode = binding.decode if binding is not None else (
+                            None if manifest == PLAIN_MANIFEST else _unknown)
+                    state = unpack(item.payload)
+                    append(state if decode is None else decode(state))
+                    index += 1
+            except Exception:  # noqa: BLE001 - from_binary raises the same, in its own words
+                item = stored[index]
+                try:
+                    append(self.from_binary(item.manifest, item.payload))
+                except SerializationError as e:
+                    return decoded, e
+                index += 1
+                manifest = None
+        return decoded, None
+
     def _pack(self, value: Any) -> bytes:
-        packed: bytes = msgpack.packb(
-            value, default=self._default, use_bin_type=True, datetime=False, strict_types=True
-        )
+        # msgpack.packb builds a Packer per call, most of the cost of packing a small event;
+        # each thread keeps one. A nested call (an object inside an object, or an encoder
+        # that serializes) finds none idle and makes its own, so a packer never re-enters.
+        packers = self._packers
+        packer = getattr(packers, "idle", None)
+        if packer is None:
+            packer = msgpack.Packer(
+                default=self._default, use_bin_type=True, datetime=False, strict_types=True
+            )
+        else:
+            packers.idle = None
+        try:
+            packed: bytes = packer.pack(value)  # resets the packer's buffer on error
+        finally:
+            packers.idle = packer
         return packed
 
     def _default(self, obj: Any) -> Any:
@@ -235,6 +296,11 @@ class Serializer:
             raise SerializationError(
                 f"cannot rebuild {binding.cls.__qualname__} from stored state: {clip(str(e))}"
             ) from e
+
+
+def _unknown(state: Any) -> Any:
+    """The decoder of an unregistered manifest: `from_binary` then reports it."""
+    raise SerializationError(f"unknown manifest for {type(state).__name__}")
 
 
 def clip(text: str, limit: int = 300) -> str:

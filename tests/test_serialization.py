@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import concurrent.futures
 import contextlib
 import dataclasses
 import datetime as dt
@@ -472,3 +473,59 @@ def test_truncated_registered_payload() -> None:
 def test_state_that_does_not_fit_the_class(state: Any) -> None:
     with pytest.raises(SerializationError, match="WithManifest"):
         default_serializer.from_binary("tests.serialization.WithManifest", msgpack.packb(state))
+
+
+@dataclasses.dataclass(frozen=True)
+class _StoredItem:
+    manifest: str
+    payload: bytes
+
+
+def test_from_binary_all_decodes_as_from_binary_and_stops_at_the_first_failure() -> None:
+    """Replay decodes a chunk in one call: the same objects, and the same error, in order."""
+    values: list[Any] = [Decorated(1), "plain", WithManifest("x"), Decorated(2), (1, "t"),
+                         Called(1.5), None, Decorated(3)]
+    stored = [_StoredItem(*default_serializer.to_binary(v)) for v in values]
+    decoded, error = default_serializer.from_binary_all(stored)
+    assert (decoded, error) == (values, None)
+    assert default_serializer.from_binary_all([]) == ([], None)
+    for bad in (_StoredItem("tests.serialization.Nowhere", stored[0].payload),
+                _StoredItem(stored[0].manifest, b"\xc1"),  # not msgpack
+                _StoredItem(stored[0].manifest, msgpack.packb({"nope": 1}))):
+        with pytest.raises(SerializationError) as expected:
+            default_serializer.from_binary(bad.manifest, bad.payload)
+        decoded, error = default_serializer.from_binary_all([*stored[:3], bad, *stored[3:]])
+        assert decoded == values[:3]
+        assert str(error) == str(expected.value)
+
+
+def test_packing_after_a_failure_nested_or_on_threads_gives_the_same_bytes() -> None:
+    """Each thread reuses one msgpack packer: a failed, nested or concurrent pack leaves none
+    half-filled or shared."""
+    value = Outer(Inner(dt.datetime(2026, 1, 2, tzinfo=dt.UTC), uuid.UUID(int=7),
+                        decimal.Decimal("1.5")), [], (1, "a"), ((1, 2),), {"t"}, frozenset({3}),
+                  b"\x00", {1: "x"}, dt.date(2026, 1, 2))
+    expected = default_serializer.to_binary(value)
+    with pytest.raises(SerializationError):
+        default_serializer.to_binary(Holder([1, 2, NotRegistered(3)]))  # fails mid-way
+    assert default_serializer.to_binary(value) == expected
+
+    serializer = Serializer()
+
+    class Box:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+    # An encoder that serializes on its own while the outer pack is under way.
+    serializer.register(Box, "tests.Box", encode=lambda b: serializer.to_binary(b.inner)[1],
+                        decode=lambda packed: Box(serializer.from_binary("", packed)))
+    boxed = serializer.to_binary([Box([1, 2]), Box("x")])
+    assert [b.inner for b in serializer.from_binary(*boxed)] == [[1, 2], "x"]
+
+    def pack_many(n: int) -> bool:
+        return all(default_serializer.to_binary(Decorated(i)) ==
+                   ("tests.test_serialization:Decorated", msgpack.packb({"value": i}))
+                   for i in range(n, n + 2000))
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(pack_many, range(0, 8000, 2000)))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import inspect
+import logging
 import pickle
 import subprocess
 import sys
@@ -173,3 +174,18 @@ def test_install_is_idempotent_for_one_key_and_refuses_a_second() -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=60, check=True, cwd=Path(__file__).resolve().parent.parent)
     assert "authenticates thespian frames with another secret already" in done.stdout
+def test_delivered_messages_are_still_logged_when_thespian_debug_logging_is_on(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The patched receive skips thespian's per-message debug line only while it is off."""
+    asys = _raw_simple_system()
+    try:
+        timers = asys.createActor(_Timers)
+        with caplog.at_level(logging.INFO, "Thespian"):
+            asys.tell(timers, ("seq", "quiet"))
+        assert "quiet" not in caplog.text
+        with caplog.at_level(logging.DEBUG, "Thespian"):
+            asys.tell(timers, ("seq", "loud"))
+        assert "got message \"('seq', 'loud')\"" in caplog.text
+        assert asys.ask(timers, "seen", 5) == ["quiet", "loud"]
+    finally:
+        asys.shutdown()

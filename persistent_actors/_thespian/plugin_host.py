@@ -4,7 +4,9 @@ Plugins are asyncio code; the host runs them on an event loop of their own, whic
 its own thread while it waits for each operation (see `_PluginLoop`). Writes are
 group-committed: write requests are gathered until a `Flush` the host sends itself arrives
 (the mailbox is FIFO, so every request queued before it joins the batch), then go to the
-plugin in one `write_messages` call, i.e. one transaction for many actors.
+plugin in one `write_messages` call, i.e. one transaction for many actors. On the simple base,
+where every actor shares one send queue, a request that arrives with that queue empty is
+written at once: the `Flush` would be the very next message, so nothing could join the batch.
 Any other request first flushes what is gathered, so a read never overtakes a write.
 """
 
@@ -12,9 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sized
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, TypeVar, TypeVarTuple
 
 from thespian.actors import Actor as ThespianActor
 from thespian.actors import ActorExitRequest, ChildActorExited, PoisonMessage, WakeupMessage
@@ -38,10 +40,31 @@ from persistent_actors.messages import (
 from persistent_actors.snapshot import SnapshotStore
 
 T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 # Events per replay message: large enough to amortise thespian's per-message cost on TCP,
 # small enough to keep each message well under a megabyte for typical events.
 REPLAY_CHUNK = 500
+
+
+class _EagerLoop(asyncio.SelectorEventLoop):
+    """An event loop that can run a new task's first step at once (see `_PluginLoop._drive`).
+
+    While `_held` is a list, the next `call_soon` (the one a new task makes to schedule its
+    first step) is recorded there instead of being queued.
+    """
+
+    _held: list[tuple[Callable[..., object], tuple[Any, ...], contextvars.Context | None]] | None
+    _held = None
+
+    def call_soon(self, callback: Callable[[*Ts], object], *args: *Ts,
+                  context: contextvars.Context | None = None) -> asyncio.Handle:
+        held = self._held
+        if held is None:
+            return super().call_soon(callback, *args, context=context)
+        self._held = None
+        held.append((callback, args, context))
+        return asyncio.Handle(callback, args, self, context)  # tasks ignore it; never queued
 
 
 class _PluginLoop:
@@ -53,11 +76,17 @@ class _PluginLoop:
     the plugin may block it (`journal.may_block`). A thread that already runs another event
     loop (the simple base driven synchronously from asyncio code) cannot run this one: then
     the same loop is driven from a helper thread.
+
+    Each operation is a task started eagerly, as Python 3.12's eager tasks are: its first step
+    runs at once, in the task (``asyncio.current_task`` and the running loop are set), and
+    only a task that then waits for something runs the loop. An SQLite operation, which runs
+    inline when it may block, so never waits, costs no trip through the loop's scheduler and
+    selector (about 10 us per operation, a fifth of a one-event persist's own time).
     """
 
     def __init__(self, name: str) -> None:
         self._name = name
-        self._loop = asyncio.new_event_loop()
+        self._loop = _EagerLoop()
         self._helper: ThreadPoolExecutor | None = None
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -72,7 +101,24 @@ class _PluginLoop:
         return self._helper.submit(self._drive, coro, context).result()
 
     def _drive(self, coro: Coroutine[Any, Any, T], context: contextvars.Context) -> T:
-        return self._loop.run_until_complete(self._loop.create_task(coro, context=context))
+        loop = self._loop
+        held: list[tuple[Callable[..., object], tuple[Any, ...],
+                         contextvars.Context | None]] = []
+        loop._held = held  # noqa: SLF001 - our own loop class
+        try:
+            task = loop.create_task(coro, context=context)
+        finally:
+            loop._held = None  # noqa: SLF001
+        if held:
+            step, args, step_context = held[0]
+            asyncio.events._set_running_loop(loop)  # noqa: SLF001 - what run_forever sets
+            try:
+                (step_context or context).run(step, *args)
+            finally:
+                asyncio.events._set_running_loop(None)  # noqa: SLF001
+        if task.done():
+            return task.result()
+        return loop.run_until_complete(task)
 
     def close(self) -> None:
         if self._loop.is_closed():
@@ -96,6 +142,20 @@ async def _take(source: AsyncIterator[PersistentRepr], n: int) -> list[Persisten
     return chunk
 
 
+def _idle_probe(actor: ThespianActor) -> Callable[[], bool] | None:
+    """On thespian's simple base: a function that is True while no message waits anywhere.
+
+    The simple base runs every actor from one send queue; None on any other base (or thespian
+    version), where the host cannot see what is queued and always sends itself `Flush`.
+    """
+    system = getattr(getattr(getattr(actor, "_myRef", None), "_system", None), "_systemBase",
+                     None)
+    queue = getattr(system, "_pendingSends", None)
+    if not isinstance(queue, Sized):
+        return None
+    return lambda: not queue
+
+
 class PluginHost(ThespianActor):  # type: ignore[misc]
     """Hosts one plugin instance; created and started by the guardian."""
 
@@ -106,6 +166,7 @@ class PluginHost(ThespianActor):  # type: ignore[misc]
         self._snapshots: SnapshotStore | None = None
         self._pending: list[tuple[p.WriteMessages, Any]] = []
         self._flush_scheduled = False
+        self._idle: Callable[[], bool] | None = None  # set at start (see `_idle_probe`)
         self._plugin_id = "?"
         # The read side's queries and long polls (see _thespian/event_log.py).
         self._queries = EventLogService(self.send, self.wakeupAfter, self._run)
@@ -118,7 +179,11 @@ class PluginHost(ThespianActor):  # type: ignore[misc]
                 self._close()
             case p.WriteMessages():
                 self._pending.append((message, sender))
-                if not self._flush_scheduled:
+                if self._flush_scheduled:
+                    pass
+                elif self._idle is not None and self._idle():
+                    self._flush()  # nothing queued could join the batch: no Flush round trip
+                else:
                     self._flush_scheduled = True
                     self.send(self.myAddress, p.Flush())
             case p.Flush():
@@ -144,6 +209,7 @@ class PluginHost(ThespianActor):  # type: ignore[misc]
     # -- lifecycle ---------------------------------------------------------------------------
     def _on_start(self, start: p.StartPlugin, guardian: Any) -> None:
         self._plugin_id = f"{start.kind}:{start.plugin_id}"
+        self._idle = _idle_probe(self)
         try:
             cls = resolve_plugin(start.kind, start.spec)
             plugin = cls(start.settings)

@@ -12,6 +12,11 @@ deadline (add, next and pop-expired in O(log n)), the send queue a deque. What t
 unchanged: the same methods, the same `WakeupMessage`s, fired in deadline order. Upstream would
 need the same two changes in ``WakeupManager`` and ``ActorSystemBase.__init__``;
 ``tests/test_thespian_patches.py`` pins the behaviour.
+
+It also makes the simple base's per-message debug line cheap while debug logging is off:
+thespian's ``actor_base_receive`` called ``logging.getLogger('Thespian')`` (a lock and a
+lookup) for every delivered message, about 1 us; the patched one keeps the logger and asks it
+whether debug is enabled first, and logs the same line when it is.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import collections
 import heapq
 import itertools
+import logging
 import math
 from typing import Any
 
@@ -71,6 +77,15 @@ def _add_wakeups_to_status(self: Any, statusmsg: Any) -> Any:
     return statusmsg
 
 
+_THESPIAN_LOG = logging.getLogger("Thespian")
+
+
+def _actor_base_receive(actor: Any, msg: Any, sender: Any) -> None:
+    if _THESPIAN_LOG.isEnabledFor(logging.DEBUG):
+        _THESPIAN_LOG.debug('Actor "%s" got message "%s" from "%s"', actor, msg, sender)
+    actor.receiveMessage(msg, sender)
+
+
 def fast_wakeup_checks() -> None:
     """Patch the simple base once per process; idempotent; a no-op on other thespian internals."""
     global _PATCHED  # noqa: PLW0603 - a process-wide, once-only patch
@@ -91,4 +106,6 @@ def fast_wakeup_checks() -> None:
     for name, method in patches.items():  # thespian's own (private) methods, replaced
         setattr(manager, name, method)
     base.__init__ = __init__
+    if callable(getattr(_simple, "actor_base_receive", None)):
+        _simple.actor_base_receive = _actor_base_receive  # bound to each actor at creation
     _PATCHED = True

@@ -296,6 +296,32 @@ async def test_tags_are_stored_for_the_read_side(db_path: Path) -> None:
     assert metadata == [("b", 1)]
 
 
+async def test_replay_pages_read_tags_only_of_their_own_events(tmp_path: Path) -> None:
+    """Replay reads tags only where a page's range of orderings holds any, and only its own.
+
+    `a`'s events interleave with tagged events of `b`: every page of `a` has tag rows in its
+    range, yet `a`'s untagged events must come back untagged and its tagged ones in order.
+    """
+    journal = SqliteJournal({"path": str(tmp_path / "tags.db"), "replay_page_size": 3})
+    await journal.start()
+    try:
+        writes = []
+        for nr in range(1, 9):
+            a_tags = ("x", "y") if nr % 3 == 0 else ()
+            writes += [_event("a", nr, tags=a_tags), _event("b", nr, tags=("b", f"b{nr}"))]
+        writes += [_event("c", nr) for nr in range(1, 5)]  # no tag anywhere in c's range
+        assert await journal.write_messages(writes) == [None] * len(writes)
+        replayed = await _replay(journal, "a")
+        assert [(e.sequence_nr, e.tags) for e in replayed] == [
+            (nr, ("x", "y") if nr % 3 == 0 else ()) for nr in range(1, 9)]
+        assert replayed == [w.payload[0] for w in writes[0:16:2]]
+        assert [e.tags for e in await _replay(journal, "b")] == [
+            ("b", f"b{nr}") for nr in range(1, 9)]
+        assert [e.tags for e in await _replay(journal, "c")] == [()] * 4
+    finally:
+        await journal.close()
+
+
 async def test_highest_survives_removal_of_tombstones(db_path: Path) -> None:
     """journal_metadata keeps the highest even if an operator purges tombstone rows."""
     journal = SqliteJournal({"path": str(db_path)})
