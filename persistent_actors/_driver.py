@@ -34,6 +34,7 @@ from collections.abc import Callable
 from typing import Any
 
 from persistent_actors import _protocol as p
+from persistent_actors._thespian.frames import unbatch
 
 __all__ = ["Driver", "in_event_loop", "resolver", "settle"]
 
@@ -209,9 +210,9 @@ class Driver:
             incoming = asys.listen(0.001 if idle else 0)
         else:
             incoming = asys.listen(_LISTEN_SLICE if self._awaiting() else 0)
-        arrived = []
+        arrived: list[Any] = []
         while incoming is not None:
-            arrived.append(incoming)
+            arrived.extend(unbatch(incoming))  # a host's replies of one pass come in one frame
             incoming = asys.listen(0)
         if arrived:
             self._route(arrived)

@@ -206,6 +206,17 @@ class IngressBatch:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Batch:
+    """Messages from one actor to another that were sent during one receive, in one frame.
+
+    The receiver handles each in order as if it had arrived alone, from the same sender
+    (`persistent_actors._thespian.frames`): on multiproc-tcp one frame, one acknowledgement.
+    """
+
+    messages: tuple[Any, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Reply:
     """A message for an external asker, routed by correlation id."""
 

@@ -39,6 +39,7 @@ from persistent_actors._persistent_actor import PersistentActor
 from persistent_actors._thespian.common import log, portable_error
 from persistent_actors._thespian.entity_host import EntityHost
 from persistent_actors._thespian.event_stream import EventStreamActor
+from persistent_actors._thespian.frames import FrameBatching, batched
 from persistent_actors._thespian.host import ActorHost
 from persistent_actors._thespian.lifetime import OWNER_POLL_INTERVAL, OwnerProcess
 from persistent_actors._thespian.plugin_host import PluginHost
@@ -74,7 +75,7 @@ def _key(address: Any) -> Any:
     return getattr(address, "addressDetails", address)
 
 
-class Guardian(ThespianActor):  # type: ignore[misc]
+class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
     """Root of one actor system; see the module docstring."""
 
     def __init__(self) -> None:
@@ -120,6 +121,7 @@ class Guardian(ThespianActor):  # type: ignore[misc]
         self._entity_held: dict[Any, list[Any]] = {}
         self._entity_suspects: dict[Any, p.StartEntityHost] = {}  # exited unannounced (grace)
 
+    @batched
     def receiveMessage(self, message: Any, sender: Any) -> None:  # noqa: N802 - thespian API
         match message:
             case p.InitSystem():

@@ -23,6 +23,7 @@ from persistent_actors import _protocol as p
 from persistent_actors._config import JOURNAL, resolve_plugin
 from persistent_actors._thespian.common import log, portable_error
 from persistent_actors._thespian.event_log import EVENT_LOG_MESSAGES, EventLogService
+from persistent_actors._thespian.frames import FrameBatching, batched
 from persistent_actors.errors import JournalError
 from persistent_actors.journal import MAY_BLOCK, AtomicWrite, Journal, PersistentRepr
 from persistent_actors.messages import (
@@ -96,7 +97,7 @@ async def _take(source: AsyncIterator[PersistentRepr], n: int) -> list[Persisten
     return chunk
 
 
-class PluginHost(ThespianActor):  # type: ignore[misc]
+class PluginHost(FrameBatching, ThespianActor):  # type: ignore[misc]
     """Hosts one plugin instance; created and started by the guardian."""
 
     def __init__(self) -> None:
@@ -110,6 +111,7 @@ class PluginHost(ThespianActor):  # type: ignore[misc]
         # The read side's queries and long polls (see _thespian/event_log.py).
         self._queries = EventLogService(self.send, self.wakeupAfter, self._run)
 
+    @batched
     def receiveMessage(self, message: Any, sender: Any) -> None:  # noqa: N802 - thespian API
         match message:
             case p.StartPlugin():

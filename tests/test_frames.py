@@ -1,0 +1,145 @@
+"""Frame batching (`persistent_actors._thespian.frames`): what an actor sends during one receive.
+
+The runtime's actors send what they sent while handling one message at its end, per
+destination: several messages as one `Batch`, which the receiver unpacks in order. These tests
+pin the rules on a recording stand-in for thespian's `Actor.send` (no actor system), then the
+behaviour end to end on both bases: order per sender and receiver with stops behind a flood,
+and replies of entities that answered in one pass reaching exactly their askers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from thespian.actors import ActorAddress, ActorExitRequest
+
+from persistent_actors import ActorSystem
+from persistent_actors import _protocol as p
+from persistent_actors._thespian.frames import MAX_BATCH, FrameBatching, batched
+from tests.service_actors import Flooder, Keeper, LastWords, Recorder
+from tests.system_actors import Echo
+
+A = ActorAddress("a")
+B = ActorAddress("b")
+
+
+class _Wire:
+    """Stands in for thespian's Actor: records every frame `send` puts on the wire."""
+
+    def __init__(self) -> None:
+        self.frames: list[tuple[Any, Any]] = []
+
+    def send(self, target: Any, message: Any) -> None:
+        self.frames.append((target.addressDetails, message))
+
+
+class _Sender(FrameBatching, _Wire):
+    """Sends what each received message lists: (address, message) pairs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.handled: list[Any] = []
+
+    @batched
+    def receiveMessage(self, message: Any, sender: Any) -> None:  # noqa: N802 - thespian's
+        self.handled.append(message)
+        if message == "boom":
+            raise RuntimeError("boom")
+        if message == "nested":
+            self.receiveMessage([(B, "from-nested")], sender)
+            return
+        if isinstance(message, list):
+            for address, item in message:
+                self.send(address, item)
+
+
+def test_sends_of_one_receive_go_per_destination_in_send_order() -> None:
+    actor = _Sender()
+    actor.receiveMessage([(A, 1), (B, "x"), (A, 2), (A, 3), (B, "y")], None)
+    assert actor.frames == [("a", p.Batch((1, 2, 3))), ("b", p.Batch(("x", "y")))]
+
+
+def test_a_lone_message_travels_bare() -> None:
+    actor = _Sender()
+    actor.receiveMessage([(A, 1)], None)
+    assert actor.frames == [("a", 1)]
+
+
+def test_thespian_messages_are_never_batched_and_keep_their_place() -> None:
+    actor = _Sender()
+    stop = ActorExitRequest()
+    actor.receiveMessage([(A, 1), (A, 2), (A, stop), (A, 3)], None)
+    assert actor.frames == [("a", p.Batch((1, 2))), ("a", stop), ("a", 3)]
+
+
+def test_a_batch_is_cut_at_max_batch() -> None:
+    actor = _Sender()
+    actor.receiveMessage([(A, n) for n in range(MAX_BATCH + 1)], None)
+    assert actor.frames == [("a", p.Batch(tuple(range(MAX_BATCH)))), ("a", MAX_BATCH)]
+
+
+def test_a_received_batch_is_handled_in_order_and_answered_in_one_frame() -> None:
+    actor = _Sender()
+    actor.receiveMessage(p.Batch(([(A, 1)], [(A, 2)], [(B, 3)])), None)
+    assert actor.handled == [[(A, 1)], [(A, 2)], [(B, 3)]]
+    assert actor.frames == [("a", p.Batch((1, 2))), ("b", 3)]
+
+
+def test_a_failing_message_of_a_batch_does_not_stop_or_repeat_the_others() -> None:
+    actor = _Sender()
+    actor.receiveMessage(p.Batch(([(A, 1)], "boom", [(A, 2)])), None)  # nothing raised
+    assert actor.handled == [[(A, 1)], "boom", [(A, 2)]]
+    assert actor.frames == [("a", p.Batch((1, 2)))]
+
+
+def test_a_failing_lone_message_still_raises_and_sends_what_it_sent() -> None:
+    actor = _Sender()
+    with pytest.raises(RuntimeError):
+        actor.receiveMessage("boom", None)
+    actor.receiveMessage([(A, 1)], None)
+    assert actor.frames == [("a", 1)]
+
+
+def test_a_nested_receive_sends_at_the_end_of_the_outer_one() -> None:
+    actor = _Sender()
+    actor.receiveMessage(p.Batch(([(B, "before")], "nested", [(B, "after")])), None)
+    assert actor.frames == [("b", p.Batch(("before", "from-nested", "after")))]
+
+
+def test_outside_a_receive_a_send_goes_at_once() -> None:
+    actor = _Sender()
+    actor.send(A, 1)
+    assert actor.frames == [("a", 1)]
+
+
+# -- end to end, both bases --------------------------------------------------------------------
+def test_a_flood_sent_in_one_handler_arrives_in_order_before_the_stop(system: ActorSystem) -> None:
+    """One handler tells more than two batches' worth, in order; a stop behind a flood waits."""
+    recorder = system.actor_of(Recorder)
+    flooder = system.actor_of(Flooder)
+    count = MAX_BATCH * 2 + 200
+    assert flooder.ask(("flood", recorder, "f", count, False), timeout=60) == "sent"
+    assert recorder.ask("log", timeout=60) == [("seq", "f", n) for n in range(count)]
+    keeper = system.actor_of(Keeper)
+    last = system.actor_of(LastWords, keeper)
+    assert flooder.ask(("flood", last, "g", 50, True), timeout=60) == "sent"
+    deadline = time.monotonic() + 30
+    while not (kept := keeper.ask("get", timeout=30)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # The stop came behind the 50 tells: the recorder handled them all, then stopped.
+    assert kept == [("final", [("seq", "g", n) for n in range(50)])]
+
+
+def test_replies_of_one_pass_reach_exactly_their_askers(system: ActorSystem) -> None:
+    """100 concurrent asks over 10 echoes: replies come back batched, never crossed."""
+    echoes = [system.actor_of(Echo) for _ in range(10)]
+
+    async def main() -> list[Any]:
+        return await asyncio.gather(
+            *(echoes[n % 10].ask_async(("n", n), timeout=30) for n in range(300))
+        )
+
+    assert asyncio.run(main()) == [("n", n) for n in range(300)]
