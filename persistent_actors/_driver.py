@@ -183,6 +183,8 @@ class Driver:
         return False
 
     def _deliver(self, sends: list[tuple[Any, Any]]) -> None:
+        if not self._simple:
+            sends = self._deliver_to_entity_hosts(sends)
         # Even a lone message goes through the ingress actor: on multiproc-tcp it may still be
         # forwarding an earlier batch, and a direct send could overtake that batch's messages
         # to the same target (one sender, one receiver: their order must hold).
@@ -194,6 +196,38 @@ class Driver:
                 log.debug("driver: batch send failed, sending one by one", exc_info=True)
                 for address, message in chunk:
                     self._tell(address, message)
+
+    def _deliver_to_entity_hosts(self, sends: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
+        """Send entity messages straight to their hosts, one frame per host; return the rest.
+
+        Everything from outside for an entity host is an entity message and always goes this
+        way, never through the ingress, so no message to a host can overtake another. It saves
+        a hop on the busiest path: the host unpacks the frame (`frames.batched`) and answers the
+        asks of one pass in one frame too.
+        """
+        hosts: dict[Any, tuple[Any, list[Any]]] = {}
+        rest: list[tuple[Any, Any]] = []
+        for address, message in sends:
+            inner = message.message if type(message) is p.Envelope else message
+            if type(inner) is not p.ShardEnvelope:
+                rest.append((address, message))
+                continue
+            entry = hosts.get(address.addressDetails)
+            if entry is None:
+                hosts[address.addressDetails] = (address, [message])
+            else:
+                entry[1].append(message)
+        for address, messages in hosts.values():
+            for start in range(0, len(messages), MAX_BATCH):
+                chunk = messages[start:start + MAX_BATCH]
+                frame = chunk[0] if len(chunk) == 1 else p.Batch(tuple(chunk))
+                try:
+                    self._asys.tell(address, frame)
+                except Exception:  # one bad message must not lose the others: send one by one
+                    log.debug("driver: batch send failed, sending one by one", exc_info=True)
+                    for message in chunk:
+                        self._tell(address, message)
+        return rest
 
     def _tell(self, address: Any, message: Any) -> None:
         try:

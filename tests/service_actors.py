@@ -78,3 +78,11 @@ class Keeper(Actor):
             self.sender.tell(list(self.kept))
         else:
             self.kept.append(message)
+
+
+class RecorderEntity(Recorder):
+    """A `Recorder` as an entity (``cls(entity_id)``)."""
+
+    def __init__(self, entity_id: str) -> None:
+        super().__init__()
+        self.entity_id_seen = entity_id
