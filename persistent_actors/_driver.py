@@ -6,12 +6,15 @@ event of its own, never on a lock held through a listen). The driver thread take
 queued at once and delivers it in one go:
 
 * it sends them as one `IngressBatch` to the ingress actor, which forwards them in order
-  (`persistent_actors._thespian.ingress`); one path for all keeps their order. On the simple
-  base the whole batch then runs in one pass, so the persists of concurrent requests reach the
-  journal together and share one transaction; on multiproc-tcp one frame crosses from outside
-  instead of one per message;
+  (`persistent_actors._thespian.ingress`), one frame per destination; one path for all keeps
+  their order. On the simple base the whole batch then runs in one pass, so the persists of
+  concurrent requests reach the journal together and share one transaction; on multiproc-tcp
+  one frame crosses from outside instead of one per message. There, messages for entities go
+  straight to their entity host instead, one frame per host (every external message to a host
+  is an entity message, so they all take that path and keep their order);
 * then it receives: replies carry their ask's correlation id and go to the sink registered for
-  it (`Endpoint.route`), which wakes the waiting thread or resolves the awaiting future.
+  it (`Endpoint.route`), which wakes the waiting thread or resolves the awaiting future. A
+  host's replies of one pass arrive as one `Batch` frame (`_thespian/frames.py`).
 
 Order per sender and receiver is kept: one queue, one thread, and a batch is forwarded in
 order. A lone request adds no delay: the driver sends whatever is queued as soon as it is free.
