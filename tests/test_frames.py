@@ -10,8 +10,11 @@ and replies of entities that answered in one pass reaching exactly their askers.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +23,8 @@ from thespian.actors import ActorAddress, ActorExitRequest
 from persistent_actors import ActorSystem
 from persistent_actors import _protocol as p
 from persistent_actors._thespian.frames import MAX_BATCH, FrameBatching, batched
+from tests.conftest import system_config
+from tests.entity_actors import AddItem, Cart
 from tests.service_actors import Flooder, Keeper, LastWords, Recorder, RecorderEntity
 from tests.system_actors import Echo
 
@@ -174,3 +179,26 @@ def test_tells_to_entities_from_many_threads_keep_each_senders_order(system: Act
     assert len(seen) == 6 * per_sender
     for i in range(6):
         assert [n for _, who, n in seen if who == f"t{i}"] == list(range(per_sender))
+
+
+@pytest.mark.multiproc
+def test_a_frame_sent_to_a_killed_host_reaches_its_successor(tmp_path: Path) -> None:
+    """Asks sent together to a host that was just SIGKILLed: each is held and answered."""
+    config = system_config(
+        "multiproc-tcp", journal={"plugin": "sqlite", "path": str(tmp_path / "events.db")}
+    )
+    config["sharding"] = {"host_processes": 2, "passivate_idle_after": 0}
+    with ActorSystem("frames", config=config) as system:
+        carts = system.entities("cart", Cart)
+        users = [f"user-{i}" for i in range(40)]
+        for user in users:
+            assert carts.ask(user, AddItem(f"{user}-1"), timeout=20) == 1
+        victim = carts.ask("user-0", "pid", timeout=20)
+        os.kill(victim, signal.SIGKILL)
+
+        async def all_at_once() -> list[Any]:
+            return await asyncio.gather(
+                *(carts.ask_async(user, "items", timeout=30) for user in users)
+            )
+
+        assert asyncio.run(all_at_once()) == [[f"{user}-1"] for user in users]

@@ -170,6 +170,10 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
                 self._entity_host_started(correlation_id, sender)
             case ChildActorExited():
                 self._child_exited(message.childAddress)
+            case DeadEnvelope(deadMessage=p.Batch() as batch):
+                # A frame of several messages (frames.py) to a dead actor: each is a dead letter.
+                for item in batch.messages:
+                    self._dead_letter(DeadEnvelope(message.deadAddress, item))
             case DeadEnvelope():
                 self._dead_letter(message)
             case WakeupMessage(payload=OwnerProcess() as owner):
