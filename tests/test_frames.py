@@ -22,7 +22,7 @@ from thespian.actors import ActorAddress, ActorExitRequest
 
 from persistent_actors import ActorSystem
 from persistent_actors import _protocol as p
-from persistent_actors._thespian.frames import MAX_BATCH, FrameBatching, batched
+from persistent_actors._thespian.frames import MAX_BATCH, FrameBatching, batched, frame_has_more
 from tests.conftest import system_config
 from tests.entity_actors import AddItem, Cart
 from tests.service_actors import Flooder, Keeper, LastWords, Recorder, RecorderEntity
@@ -48,10 +48,12 @@ class _Sender(FrameBatching, _Wire):
     def __init__(self) -> None:
         super().__init__()
         self.handled: list[Any] = []
+        self.more: list[bool] = []
 
     @batched
     def receiveMessage(self, message: Any, sender: Any) -> None:  # noqa: N802 - thespian's
         self.handled.append(message)
+        self.more.append(frame_has_more(self))
         if message == "boom":
             raise RuntimeError("boom")
         if message == "nested":
@@ -92,6 +94,14 @@ def test_a_received_batch_is_handled_in_order_and_answered_in_one_frame() -> Non
     actor.receiveMessage(p.Batch(([(A, 1)], [(A, 2)], [(B, 3)])), None)
     assert actor.handled == [[(A, 1)], [(A, 2)], [(B, 3)]]
     assert actor.frames == [("a", p.Batch((1, 2))), ("b", 3)]
+
+
+def test_a_receiver_knows_whether_more_of_its_frame_follows() -> None:
+    actor = _Sender()
+    actor.receiveMessage(p.Batch(([(A, 1)], [(A, 2)], [(A, 3)])), None)
+    actor.receiveMessage([(A, 4)], None)
+    assert actor.more == [True, True, False, False]
+    assert not frame_has_more(actor)
 
 
 def test_a_failing_message_of_a_batch_does_not_stop_or_repeat_the_others() -> None:

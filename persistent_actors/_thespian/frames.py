@@ -31,7 +31,7 @@ from thespian.actors import ActorAddress, ActorSystemMessage
 from persistent_actors import _protocol as p
 from persistent_actors._thespian.common import log
 
-__all__ = ["MAX_BATCH", "NESTED", "FrameBatching", "batched", "unbatch"]
+__all__ = ["MAX_BATCH", "NESTED", "FrameBatching", "batched", "frame_has_more", "unbatch"]
 
 # Most messages in one Batch (one frame).
 MAX_BATCH = 500
@@ -51,6 +51,15 @@ def unbatch(message: Any) -> tuple[Any, ...]:
     return (message,)
 
 
+def frame_has_more(actor: Any) -> bool:
+    """True while `actor` handles a message of a `Batch` that has more messages after it.
+
+    A receiver that would act at once when nothing else is queued (a group commit that skips
+    waiting) must wait for the rest of the frame: it is already here.
+    """
+    return bool(getattr(actor, "_frame_left", 0))
+
+
 class FrameBatching:
     """Mixin for a thespian actor whose ``receiveMessage`` is wrapped by `batched`.
 
@@ -59,6 +68,7 @@ class FrameBatching:
     """
 
     _outbox: dict[Any, tuple[Any, list[Any]]] | None = None
+    _frame_left = 0  # messages of the current Batch after the one being handled
 
     def send(self, targetAddr: Any, msg: Any) -> None:  # noqa: N803 - thespian's names
         """Thespian's ``Actor.send``, collected until the end of the current receive."""
@@ -122,7 +132,10 @@ def batched(receive: R) -> R:
         self._outbox = outbox
         try:
             if type(message) is p.Batch:
+                left = len(message.messages)
                 for item in message.messages:
+                    left -= 1
+                    self._frame_left = left
                     try:
                         receive(self, item, sender)
                     except Exception:  # noqa: BLE001 - thespian would deliver the whole batch again
@@ -135,6 +148,7 @@ def batched(receive: R) -> R:
                 receive(self, message, sender)
         finally:
             self._outbox = None
+            self._frame_left = 0
             if outbox:
                 self._send_collected(outbox)
 
