@@ -34,6 +34,7 @@ from persistent_actors._actor import (
 )
 from persistent_actors._driver import Driver, resolver, settle
 from persistent_actors._thespian.common import check_picklable, log
+from persistent_actors._thespian.frames import unbatch
 from persistent_actors.errors import AskTimeoutError, PersistentActorsError
 from persistent_actors.messages import Kill, PoisonPill
 
@@ -186,8 +187,8 @@ class Endpoint:
         return queue
 
     def route(self, incoming: Any) -> None:
-        """Hand a message that reached the outside to its sink (the driver thread calls this)."""
-        self.route_all([incoming])
+        """Hand a message (or a `Batch` of them) that reached the outside to its sinks."""
+        self.route_all(list(unbatch(incoming)))
 
     def route_all(self, messages: list[Any]) -> None:
         """Route messages that reached the outside together (the driver thread calls this).

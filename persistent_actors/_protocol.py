@@ -204,6 +204,25 @@ class IngressBatch:
 
     sends: tuple[tuple[Any, Any], ...]
 
+    def __repr__(self) -> str:
+        return f"IngressBatch({len(self.sends)} messages)"  # see Batch.__repr__
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Batch:
+    """Messages from one actor to another that were sent during one receive, in one frame.
+
+    The receiver handles each in order as if it had arrived alone, from the same sender
+    (`persistent_actors._thespian.frames`): on multiproc-tcp one frame, one acknowledgement.
+    """
+
+    messages: tuple[Any, ...]
+
+    def __repr__(self) -> str:
+        # Thespian formats every message it sends or receives for a debug log line, even with
+        # debug logging off: the repr of 50 commands cost more than their pickling.
+        return f"Batch({len(self.messages)} messages)"
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Reply:

@@ -32,6 +32,7 @@ from thespian.actors import ActorExitRequest, ChildActorExited, PoisonMessage, W
 from persistent_actors import _protocol as p
 from persistent_actors._actor import ActorRef, EntityRef, reply_form
 from persistent_actors._thespian.common import log
+from persistent_actors._thespian.frames import NESTED, FrameBatching, batched
 from persistent_actors._thespian.host import ActorHost, _HostContext, _SystemView
 from persistent_actors.messages import (
     DeleteMessagesFailure,
@@ -99,6 +100,8 @@ class _EntityCell(ActorHost):
     """One entity inside an `EntityHost`: an `ActorHost` whose thespian calls go to the host."""
 
     _context_class = _EntityContext
+    # Its receives run inside the entity host's, and its sends go through the host's outbox.
+    _outbox = NESTED
 
     def __init__(self, owner: EntityHost, entity_id: str) -> None:
         super().__init__()
@@ -135,7 +138,7 @@ class _EntityCell(ActorHost):
         return self._stopped
 
 
-class EntityHost(ThespianActor):  # type: ignore[misc]
+class EntityHost(FrameBatching, ThespianActor):  # type: ignore[misc]
     """Hosts the entities of one type whose shards map to it; started by `StartEntityHost`."""
 
     def __init__(self) -> None:
@@ -161,6 +164,7 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
         self._armed_for: float | None = None
 
     # -- thespian entry point ----------------------------------------------------------------
+    @batched
     def receiveMessage(self, message: Any, sender: Any) -> None:  # noqa: N802 - thespian API
         match message:
             case p.Envelope(message=p.ShardEnvelope() as shard):

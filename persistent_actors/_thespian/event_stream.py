@@ -16,10 +16,11 @@ from persistent_actors._protocol import (
     Unsubscribe,
 )
 from persistent_actors._thespian.common import log
+from persistent_actors._thespian.frames import FrameBatching, batched
 from persistent_actors.messages import DeadLetter
 
 
-class EventStreamActor(Actor):  # type: ignore[misc]
+class EventStreamActor(FrameBatching, Actor):  # type: ignore[misc]
     """Keeps (subscriber, class) pairs and fans published events out to them.
 
     It also gets the system's dead letters (from the guardian, the registered handler), so it
@@ -30,6 +31,7 @@ class EventStreamActor(Actor):  # type: ignore[misc]
         super().__init__()
         self._subscriptions: list[tuple[ActorRef, type[Any]]] = []
 
+    @batched
     def receiveMessage(self, message: Any, sender: Any) -> None:  # noqa: N802 - thespian API
         if isinstance(message, Envelope):
             message = message.message

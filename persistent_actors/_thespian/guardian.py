@@ -39,6 +39,7 @@ from persistent_actors._persistent_actor import PersistentActor
 from persistent_actors._thespian.common import log, portable_error
 from persistent_actors._thespian.entity_host import EntityHost
 from persistent_actors._thespian.event_stream import EventStreamActor
+from persistent_actors._thespian.frames import FrameBatching, batched
 from persistent_actors._thespian.host import ActorHost
 from persistent_actors._thespian.lifetime import OWNER_POLL_INTERVAL, OwnerProcess
 from persistent_actors._thespian.plugin_host import PluginHost
@@ -74,7 +75,7 @@ def _key(address: Any) -> Any:
     return getattr(address, "addressDetails", address)
 
 
-class Guardian(ThespianActor):  # type: ignore[misc]
+class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
     """Root of one actor system; see the module docstring."""
 
     def __init__(self) -> None:
@@ -120,6 +121,7 @@ class Guardian(ThespianActor):  # type: ignore[misc]
         self._entity_held: dict[Any, list[Any]] = {}
         self._entity_suspects: dict[Any, p.StartEntityHost] = {}  # exited unannounced (grace)
 
+    @batched
     def receiveMessage(self, message: Any, sender: Any) -> None:  # noqa: N802 - thespian API
         match message:
             case p.InitSystem():
@@ -171,6 +173,10 @@ class Guardian(ThespianActor):  # type: ignore[misc]
                                           self._redirects.get(_key(address), address)))
             case ChildActorExited():
                 self._child_exited(message.childAddress)
+            case DeadEnvelope(deadMessage=p.Batch() as batch):
+                # A frame of several messages (frames.py) to a dead actor: each is a dead letter.
+                for item in batch.messages:
+                    self._dead_letter(DeadEnvelope(message.deadAddress, item))
             case DeadEnvelope():
                 self._dead_letter(message)
             case WakeupMessage(payload=OwnerProcess() as owner):

@@ -43,6 +43,7 @@ from persistent_actors._thespian.common import (
     log,
     portable_error,
 )
+from persistent_actors._thespian.frames import FrameBatching, batched
 from persistent_actors.adapters import event_adapters_for
 from persistent_actors.errors import (
     ActorInitializationError,
@@ -190,7 +191,7 @@ class _HostContext(ActorContext):
         return self._unhandled
 
 
-class ActorHost(ThespianActor):  # type: ignore[misc]
+class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
     """Hosts one user actor; created by the guardian, started by a `StartActor`."""
 
     _context_class: type[_HostContext] = _HostContext
@@ -217,6 +218,7 @@ class ActorHost(ThespianActor):  # type: ignore[misc]
         return self._es
 
     # -- thespian entry point ----------------------------------------------------------------
+    @batched
     def receiveMessage(self, message: Any, sender: Any) -> None:  # noqa: N802 - thespian API
         match message:
             case p.StartActor():

@@ -18,17 +18,19 @@ from thespian.actors import PoisonMessage
 
 from persistent_actors import _protocol as p
 from persistent_actors._thespian.common import log
+from persistent_actors._thespian.frames import FrameBatching, batched
 
 __all__ = ["Ingress"]
 
 
-class Ingress(ThespianActor):  # type: ignore[misc]  # thespian is untyped
+class Ingress(FrameBatching, ThespianActor):  # type: ignore[misc]  # thespian is untyped
     """Forwards each (address, message) of an `IngressBatch`, in order."""
 
     def __init__(self) -> None:
         super().__init__()
         self._outside: Any = None  # the external endpoint's address (a batch's sender)
 
+    @batched
     def receiveMessage(self, message: Any, sender: Any) -> None:  # noqa: N802 - thespian's name
         """Thespian entry point."""
         if isinstance(message, p.IngressBatch):

@@ -25,6 +25,7 @@ from persistent_actors import _protocol as p
 from persistent_actors._config import JOURNAL, resolve_plugin
 from persistent_actors._thespian.common import log, portable_error
 from persistent_actors._thespian.event_log import EVENT_LOG_MESSAGES, EventLogService
+from persistent_actors._thespian.frames import FrameBatching, batched, frame_has_more
 from persistent_actors.errors import JournalError
 from persistent_actors.journal import MAY_BLOCK, AtomicWrite, Journal, PersistentRepr
 from persistent_actors.messages import (
@@ -156,7 +157,7 @@ def _idle_probe(actor: ThespianActor) -> Callable[[], bool] | None:
     return lambda: not queue
 
 
-class PluginHost(ThespianActor):  # type: ignore[misc]
+class PluginHost(FrameBatching, ThespianActor):  # type: ignore[misc]
     """Hosts one plugin instance; created and started by the guardian."""
 
     def __init__(self) -> None:
@@ -171,6 +172,7 @@ class PluginHost(ThespianActor):  # type: ignore[misc]
         # The read side's queries and long polls (see _thespian/event_log.py).
         self._queries = EventLogService(self.send, self.wakeupAfter, self._run)
 
+    @batched
     def receiveMessage(self, message: Any, sender: Any) -> None:  # noqa: N802 - thespian API
         match message:
             case p.StartPlugin():
@@ -181,7 +183,7 @@ class PluginHost(ThespianActor):  # type: ignore[misc]
                 self._pending.append((message, sender))
                 if self._flush_scheduled:
                     pass
-                elif self._idle is not None and self._idle():
+                elif self._idle is not None and self._idle() and not frame_has_more(self):
                     self._flush()  # nothing queued could join the batch: no Flush round trip
                 else:
                     self._flush_scheduled = True
