@@ -187,6 +187,26 @@ def _wake(folder: Path) -> float:
         return time.perf_counter() - start
 
 
+def _remember_setup(folder: Path) -> None:
+    """10,000 remembered entities with one event each; the system is gone, they are not."""
+    config = _config(folder, "simple", remember_entities=True)
+    with ActorSystem("bench-remember-setup", config) as system:
+        region = system.entities("bench", BenchEntity)
+        asyncio.run(_clients(region, [f"r{i}" for i in range(ENTITIES)], ENTITIES,
+                             persist=True, latencies=[]))
+
+
+def _remember(folder: Path) -> float:
+    """The host starts its 10,000 remembered entities by itself; then each answers an ask."""
+    config = _config(folder, "simple", remember_entities=True)
+    with ActorSystem("bench-remember", config) as system:
+        start = time.perf_counter()
+        region = system.entities("bench", BenchEntity)
+        asyncio.run(_clients(region, [f"r{i}" for i in range(ENTITIES)], ENTITIES,
+                             persist=False, latencies=[]))
+        return time.perf_counter() - start
+
+
 def workloads() -> list[Workload]:
     """The entity rows, in table order."""
     mp_requests = REQUESTS // 4  # multiproc-tcp is slower: keep a round short
@@ -202,6 +222,10 @@ def workloads() -> list[Workload]:
         Workload("entities_wake_10k", OURS,
                  f"wake {ENTITIES:,} passivated entities (recover 1 event each, simple)",
                  ENTITIES, _wake, setup=_wake_setup, folder="entities-wake"),
+        Workload("entities_remember_10k", OURS,
+                 f"{ENTITIES:,} remembered entities start with their host (remember_entities, "
+                 "recover 1 event each), then answer (simple)",
+                 ENTITIES, _remember, setup=_remember_setup, folder="entities-remember"),
     ]
     rows[0].latencies = simple.latencies
     rows[1].latencies = multiproc.latencies
