@@ -110,8 +110,9 @@ def test_the_passivation_buffer_is_bounded() -> None:
         ref = counters.ref("a")
         assert ref.ask("count", timeout=10) == ("a", 0)
         system.actor_of(Script).tell([(ref, "passivate")] + [(ref, f"tick-{n}") for n in range(5)])
-        dead = [probe.expect_msg(timeout=10).message for _ in range(2)]
-        assert dead == ["tick-3", "tick-4"]
+        dead = [probe.expect_msg(timeout=10) for _ in range(2)]
+        assert [letter.message for letter in dead] == ["tick-3", "tick-4"]
+        assert dead[0].recipient == ref  # the entity, not its host
         assert ref.ask("count", timeout=10) == ("a", 3)  # a new incarnation got three
 
 

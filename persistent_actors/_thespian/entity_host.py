@@ -146,6 +146,17 @@ class _EntityCell(ActorHost):
     def _prepare_instance(self, actor: Any) -> None:
         actor.entity_id = self.entity_id
 
+    # The host's start message is shared by its entities (one per entity cost 0.2 KB): the
+    # entity id, the first constructor argument and the name's second half, is the cell's.
+    def _constructor_args(self) -> tuple[Any, ...]:
+        return (self.entity_id, *super()._constructor_args())
+
+    def _own_ref(self) -> ActorRef:
+        return EntityRef(self.myAddress, self.type_name, self.entity_id)
+
+    def _name(self) -> str:
+        return f"{self.owner.entity_class_name}({self.type_name}/{self.entity_id!r})"
+
     @property
     def stopped(self) -> bool:
         return self._stopped
@@ -162,6 +173,9 @@ class _MemoryCell(_EntityCell):
     def key(self) -> str | int:
         return self.shard
 
+    def _name(self) -> str:
+        return f"ShardMemory({self.entity_id!r})"
+
 
 class EntityHost(ThespianActor):  # type: ignore[misc]
     """Hosts the entities of one type whose shards map to it; started by `StartEntityHost`."""
@@ -170,6 +184,8 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
         super().__init__()
         self.type_name = ""
         self._start: p.StartEntityHost | None = None
+        self._entity_start: p.StartActor | None = None  # shared by the entities
+        self.entity_class_name = ""
         self._cells: OrderedDict[str, _EntityCell] = OrderedDict()  # least recently used first
         self._passivating = 0
         self._buffers: dict[str, deque[tuple[Any, Any]]] = {}
@@ -248,6 +264,10 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
         self._start = start
         self.system_view = _SystemView(start.system)
         self.type_name = start.type_name
+        self.entity_class_name = start.cls.__qualname__
+        self._entity_start = p.StartActor(
+            start.cls, start.args, start.kwargs, start.type_name, start.system, start.journal,
+            start.snapshot_store, 0, start.event_adapters)
         self._remember = start.sharding.remembers(start.type_name)
         if self._remember:  # each owned shard's memory recovers, then starts its entities
             for shard in shards_of_host(start.host_index, start.host_count,
@@ -306,10 +326,7 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
                     break
         cell = _EntityCell(self, entity_id)
         self._cells[entity_id] = cell
-        cell.receiveMessage(p.StartActor(
-            start.cls, (entity_id, *start.args), start.kwargs, f"{self.type_name}/{entity_id}",
-            start.system, start.journal, start.snapshot_store, 0, start.event_adapters),
-            start.system.guardian)
+        cell.receiveMessage(self._entity_start, start.system.guardian)
         return cell
 
     def cell_send(self, cell: _EntityCell, address: Any, message: Any) -> None:
@@ -395,8 +412,9 @@ class EntityHost(ThespianActor):  # type: ignore[misc]
         def recovered(ids: set[str]) -> None:
             self._to_wake.extend(sorted(ids))  # started at the end of this message
 
+        # Constructed as ShardMemory(persistence id, recovered): the cell puts its id first.
         memory.receiveMessage(p.StartActor(
-            ShardMemory, (memory.entity_id, recovered), {}, memory.entity_id, start.system,
+            ShardMemory, (recovered,), {}, memory.entity_id, start.system,
             start.journal, start.snapshot_store, 0, None), start.system.guardian)
         return memory
 

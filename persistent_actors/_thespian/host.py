@@ -362,7 +362,7 @@ class ActorHost(ThespianActor):  # type: ignore[misc]
             es = Eventsourced(actor, self._ctx, "", next(_instance_ids), default_serializer, stash,
                               adapters=event_adapters_for(self._start.event_adapters))
             actor._eventsourced = es  # noqa: SLF001 - installed before the user's __init__
-        cls.__init__(actor, *self._start.args, **self._start.kwargs)
+        cls.__init__(actor, *self._constructor_args(), **self._start.kwargs)
         if es is not None:
             pid = actor.persistence_id
             if not isinstance(pid, str) or not pid:
@@ -379,6 +379,16 @@ class ActorHost(ThespianActor):  # type: ignore[misc]
             es.persistence_id = pid
         self._actor = actor
         self._es = es
+
+    def _constructor_args(self) -> tuple[Any, ...]:
+        """The positional arguments of the actor's constructor (an entity's id goes first)."""
+        assert self._start is not None  # noqa: S101
+        return self._start.args
+
+    def _own_ref(self) -> ActorRef:
+        """A ref to this actor, as a dead letter names its recipient."""
+        assert self._start is not None  # noqa: S101
+        return ActorRef(self.myAddress, self._start.name)
 
     def _prepare_instance(self, actor: Any) -> None:
         """Set up a new instance before its ``__init__`` runs (an entity gets its id)."""
@@ -592,7 +602,7 @@ class ActorHost(ThespianActor):  # type: ignore[misc]
         if self._start is not None and not isinstance(message, DeadLetter):
             try:
                 self.send(self._start.system.event_stream, p.Publish(DeadLetter(
-                    message, sender_ref, ActorRef(self.myAddress, self._start.name))))
+                    message, sender_ref, self._own_ref())))
             except Exception:  # noqa: BLE001 - a dead letter that cannot be published is logged
                 log.debug("dead letter could not be published", exc_info=True)
 
