@@ -34,6 +34,8 @@ Shape (every key optional)::
     host_processes = 2               # multiproc-tcp: host actors per entity type (default: CPUs)
     passivate_idle_after = 120.0     # seconds without a message before passivation; 0 = never
     max_active_entities = 100000     # per host; the least recently used are passivated first
+    remember_entities = false        # true, or a list of type names: restarted with their host
+    buffer_size = 100000             # messages held for a restarting host; more are refused
 
     [cluster]                        # entities across nodes (persistent_actors.cluster)
     leader = "10.0.0.1:19500"        # the thespian convention leader, "host:port"
@@ -138,6 +140,16 @@ class ShardingSettings:
     host_processes: int = dataclasses.field(default_factory=lambda: os.cpu_count() or 1)
     passivate_idle_after: float = 120.0
     max_active_entities: int = 100_000
+    # Akka's remember-entities: True for every entity type, or the names of the types.
+    remember_entities: bool | frozenset[str] = False
+    # Akka's buffer-size: messages held for an entity host whose process is being restarted.
+    buffer_size: int = 100_000
+
+    def remembers(self, type_name: str) -> bool:
+        """True if the entities of `type_name` are remembered (``remember_entities``)."""
+        if isinstance(self.remember_entities, bool):
+            return self.remember_entities
+        return type_name in self.remember_entities
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -392,10 +404,10 @@ def _sharding(value: Any) -> ShardingSettings:
     table = _expect_table(value, "sharding")
     defaults = ShardingSettings()
     _check_keys(table, {"shards", "host_processes", "passivate_idle_after",
-                        "max_active_entities"}, "sharding")
+                        "max_active_entities", "remember_entities", "buffer_size"}, "sharding")
     ints = {}
     for key, maximum in (("shards", 1_000_000), ("host_processes", 1024),
-                         ("max_active_entities", 100_000_000)):
+                         ("max_active_entities", 100_000_000), ("buffer_size", 100_000_000)):
         number = table.get(key, getattr(defaults, key))
         if not isinstance(number, int) or isinstance(number, bool) or not 1 <= number <= maximum:
             raise ConfigError(f"config key sharding.{key} must be an int in 1..{maximum}, "
@@ -406,8 +418,14 @@ def _sharding(value: Any) -> ShardingSettings:
     if not isinstance(idle, int | float) or isinstance(idle, bool) or not 0 <= idle <= 86_400:
         raise ConfigError("config key sharding.passivate_idle_after must be a number of seconds "
                           f"in 0..86400 (0: never), got {idle!r}")
+    remember = table.get("remember_entities", False)
+    if isinstance(remember, list) and all(isinstance(t, str) and t for t in remember):
+        remember = frozenset(remember)
+    elif not isinstance(remember, bool):
+        raise ConfigError("config key sharding.remember_entities must be true, false or a list "
+                          f"of entity type names, got {remember!r}")
     return ShardingSettings(ints["shards"], ints["host_processes"], float(idle),
-                            ints["max_active_entities"])
+                            ints["max_active_entities"], remember, ints["buffer_size"])
 
 
 def _replay_filter(value: Any) -> ReplayFilterSettings:

@@ -202,6 +202,10 @@ class Endpoint:
             if isinstance(incoming, p.Reply):
                 with self._lock:
                     sink = self._sinks.get(incoming.correlation_id)
+                    failer = self._failers.get(incoming.correlation_id)
+                if isinstance(incoming.message, p.AskRefused) and failer is not None:
+                    failer(incoming.message.error)  # the ask raises it
+                    continue
                 if sink is not None:
                     routed = True
                     if isinstance(sink, _FutureSink):

@@ -176,8 +176,10 @@ class Eventsourced:
         self._sequence_nr = 0  # last sequence number handed out by persist
         self._state = _RECOVERY_STARTED
         self._recovery = Recovery()
-        self._stash: deque[tuple[Any, ActorRef]] = stash if stash is not None else deque()
-        self._pending: deque[_Invocation] = deque()
+        # Both deques are created on first use (an empty deque costs 760 bytes; an entity host
+        # keeps many idle machines).
+        self._stash: deque[tuple[Any, ActorRef]] | None = stash
+        self._pending: deque[_Invocation] | None = None
         self._pending_stashing = 0
         self._event_batch: list[p.WriteItem] = []
         self._journal_batch: list[p.WriteItem] = []
@@ -200,6 +202,8 @@ class Eventsourced:
     @property
     def stash(self) -> deque[tuple[Any, ActorRef]]:
         """Messages waiting for the actor (kept across restarts)."""
+        if self._stash is None:
+            self._stash = deque()
         return self._stash
 
     # -- recovery ---------------------------------------------------------------------------
@@ -390,8 +394,8 @@ class Eventsourced:
     def _stash_internally(self, message: Any, sender: ActorRef) -> None:
         capacity = getattr(self.actor, "internal_stash_capacity", None) or \
             self.cell.internal_stash_capacity
-        if len(self._stash) < capacity:
-            self._stash.append((message, sender))
+        if self._stash is None or len(self._stash) < capacity:
+            self.stash.append((message, sender))
             return
         strategy = self.actor.internal_stash_overflow_strategy
         match strategy:
@@ -409,6 +413,8 @@ class Eventsourced:
         while self._stash and self._state == _PROCESSING and self._pending_stashing == 0:
             message, sender = self._stash.popleft()
             self._process_command(message, sender)
+        if self._stash is not None and not self._stash:
+            self._stash = None  # most entities stash only while recovering: give it back
 
     def _on_journal_response(self, message: Any) -> None:
         match message:
@@ -474,7 +480,7 @@ class Eventsourced:
         error: BaseException | None = None
         for event in events:
             self._sequence_nr += 1
-            self._pending.append(_Invocation(event, handler, stashing, sender))
+            self._pend(_Invocation(event, handler, stashing, sender))
             if stashing:
                 self._pending_stashing += 1
             if error is None:
@@ -502,10 +508,15 @@ class Eventsourced:
         if not self._pending:
             handler(event)
             return
-        self._pending.append(_Invocation(event, handler, stashing, self._current_sender()))
+        self._pend(_Invocation(event, handler, stashing, self._current_sender()))
         if stashing:
             self._pending_stashing += 1
         self._event_batch.append(p.LoopMessage())
+
+    def _pend(self, invocation: _Invocation) -> None:
+        if self._pending is None:
+            self._pending = deque()
+        self._pending.append(invocation)
 
     def _current_sender(self) -> ActorRef:
         return self._sender if self._sender is not None else DEAD_LETTERS
@@ -576,6 +587,7 @@ class Eventsourced:
             self._stop(failed=True)
 
     def _apply_next_handler(self) -> None:
+        assert self._pending  # noqa: S101 - called for a pending invocation only
         invocation = self._pending[0]
         self._sender = invocation.sender
         self.cell.set_sender(invocation.sender)
@@ -586,6 +598,7 @@ class Eventsourced:
             self._flush_batch()
 
     def _pop_invocation(self) -> _Invocation:
+        assert self._pending  # noqa: S101 - called for a pending invocation only
         invocation = self._pending.popleft()
         if invocation.stashing:
             self._pending_stashing -= 1

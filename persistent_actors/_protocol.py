@@ -233,6 +233,16 @@ class Reply:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class AskRefused:
+    """In a `Reply` to an external asker: the ask raises `error` instead of timing out.
+
+    Sent when the runtime refuses a request (an entity host's restart buffer is full, say).
+    """
+
+    error: BaseException
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class StopRequested:
     """Tells the guardian that a stop (Kill, PoisonPill, stop) was just sent to `address`.
 
@@ -462,6 +472,8 @@ class StartEntityHost:
     max_concurrent_recoveries: int
     correlation_id: str
     host_class: type[Any] | None = None  # see StartEntityHosts
+    host_index: int = 0  # which of the type's `host_count` hosts (the shards it owns)
+    host_count: int = 1
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -1,23 +1,17 @@
 """`EntityRegion`: the front end of one entity type (Akka's ShardRegion).
 
-An entity id maps to a shard by a stable hash (``zlib.crc32`` of its UTF-8 bytes, the same in
-every process and run, unlike ``hash()``), and a shard to a host by ``shard % hosts``. The
-region only computes where a message goes; the entity hosts start, run and passivate entities.
+An entity id maps to a shard and a shard to a host as `persistent_actors._sharding` computes
+it. The region only addresses messages; the entity hosts start, run and passivate entities.
 """
 
 from __future__ import annotations
 
-import zlib
 from typing import Any
 
 from persistent_actors._actor import Actor, EntityRef, ExternalSender
+from persistent_actors._sharding import host_of_shard, shard_of
 
 __all__ = ["EntityRegion", "shard_of"]
-
-
-def shard_of(entity_id: str, shards: int) -> int:
-    """The shard of `entity_id` among `shards` (stable across processes and runs)."""
-    return zlib.crc32(entity_id.encode()) % shards
 
 
 def check_entity_id(entity_id: Any) -> str:
@@ -73,7 +67,7 @@ class EntityRegion:
 
         """
         check_entity_id(entity_id)
-        host = self._hosts[shard_of(entity_id, self._shards) % len(self._hosts)]
+        host = self._hosts[host_of_shard(shard_of(entity_id, self._shards), len(self._hosts))]
         return EntityRef(host, self._type_name, entity_id, self._endpoint)
 
     def tell(self, entity_id: str, message: Any, sender: Any = None) -> None:

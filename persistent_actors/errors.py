@@ -8,6 +8,7 @@ __all__ = [
     "AskTimeoutError",
     "ClusterError",
     "ConfigError",
+    "EntityUnavailableError",
     "IllegalActorStateError",
     "InvalidActorNameError",
     "JournalError",
@@ -102,6 +103,14 @@ class ProjectionError(PersistentActorsError):
 
 class IllegalActorStateError(PersistentActorsError, RuntimeError):
     """An operation is not allowed in the actor's current state (e.g. persist during replay)."""
+
+
+class EntityUnavailableError(PersistentActorsError):
+    """An entity's host cannot take a message (it is restarting and its buffer is full).
+
+    Its process is being restarted and ``[sharding] buffer_size`` messages wait for it
+    already, or it died too often and is not restarted again.
+    """
 
 
 class StashOverflowError(PersistentActorsError):

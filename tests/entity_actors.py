@@ -11,6 +11,7 @@ from persistent_actors import (
     ActorRef,
     AtLeastOnceDeliveryActor,
     PersistentActor,
+    RecoveryCompleted,
     register,
 )
 from tests.writer_actors import SlowRecovery
@@ -158,3 +159,75 @@ class SlowEntity(SlowRecovery):
             self.context.passivate()
         elif message != "wake":
             super().on_command(message)
+
+
+@dataclasses.dataclass(frozen=True)
+class EntityUp:
+    """Published by `RememberedCart` when an incarnation has recovered."""
+
+    entity_id: str
+    items: tuple[str, ...]
+    pid: int
+
+
+class RememberedCart(Cart):
+    """A `Cart` that publishes `EntityUp` on the event stream once it has recovered."""
+
+    def on_recover(self, message: Any) -> None:
+        super().on_recover(message)
+        if isinstance(message, RecoveryCompleted):
+            self.context.system.event_stream.publish(
+                EntityUp(self.entity_id, tuple(self.items), os.getpid()))  # type: ignore[attr-defined]
+
+
+class RememberedCounter(Counter):
+    """A plain `Counter` that publishes `EntityUp` when it starts."""
+
+    def __init__(self, entity_id: str) -> None:
+        super().__init__(entity_id)
+        self.context.system.event_stream.publish(EntityUp(entity_id, (), os.getpid()))
+
+
+class LoadEntity(PersistentActor):
+    """The crash torture's writer as an entity: "go" persists a group of 1..3 events.
+
+    Events are ``{"g": group, "i": index, "n": size}`` (what `tests.crash_torture.check`
+    reads); each handler appends ``"<persistence_id> <sequence_nr>"`` to the report file with one
+    O_APPEND write, so the test learns of an event only once it was acknowledged; the last one
+    answers the group's highest sequence number.
+    """
+
+    def __init__(self, entity_id: str, report_path: str) -> None:
+        self.report = os.open(report_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.group = 0
+
+    @property
+    def persistence_id(self) -> str:
+        return f"load-{self.entity_id}"  # type: ignore[attr-defined]
+
+    def on_recover(self, message: Any) -> None:
+        if isinstance(message, dict):
+            self.group = max(self.group, message["g"])
+
+    def on_command(self, message: Any) -> None:
+        match message:
+            case "go":
+                self.group += 1
+                size = 1 + self.group % 3
+                sender = self.sender
+
+                def acknowledged(event: dict[str, int]) -> None:
+                    os.write(self.report, f"{self.persistence_id} {self.last_sequence_nr}\n"
+                             .encode())
+                    if event["i"] == event["n"] - 1:
+                        sender.tell(self.last_sequence_nr)
+
+                self.persist_all([{"g": self.group, "i": i, "n": size} for i in range(size)],
+                                 acknowledged)
+            case "pid":
+                self.sender.tell(os.getpid())
+            case _:
+                self.unhandled(message)
+
+    def post_stop(self) -> None:
+        os.close(self.report)

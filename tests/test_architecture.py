@@ -34,7 +34,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "persistent_actors._replay_filter",
     )),
     ("event adapters", ("persistent_actors.adapters",)),
-    ("the runtime's messages", ("persistent_actors._protocol",)),
+    ("the runtime's messages", ("persistent_actors._protocol", "persistent_actors._sharding")),
     ("refs and actors", ("persistent_actors._actor", "persistent_actors._event_stream")),
     ("the persistence machine", ("persistent_actors._eventsourced",)),
     ("PersistentActor", ("persistent_actors._persistent_actor", "persistent_actors.at_least_once")),

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
+import sqlite3
 import threading
 import time
 import zlib
@@ -16,16 +18,33 @@ import pytest
 
 from persistent_actors import (
     ActorSystem,
+    AskTimeoutError,
     ConfigError,
     DeadLetter,
     EntityRef,
     EntityRegion,
+    EntityUnavailableError,
     InvalidActorNameError,
 )
 from persistent_actors._region import shard_of
+from persistent_actors._thespian import shard_memory
+from persistent_actors._thespian.shard_memory import memory_id
 from persistent_actors.testing import TestProbe
 from tests.conftest import system_config
-from tests.entity_actors import AddItem, Cart, Counter, Fragile, Notifier, Relay, SlowEntity
+from tests.crash_torture import Totals, check
+from tests.entity_actors import (
+    AddItem,
+    Cart,
+    Counter,
+    EntityUp,
+    Fragile,
+    LoadEntity,
+    Notifier,
+    Relay,
+    RememberedCart,
+    RememberedCounter,
+    SlowEntity,
+)
 from tests.test_recovery_permits import _max_overlap
 from tests.writer_actors import Script
 
@@ -91,8 +110,9 @@ def test_the_passivation_buffer_is_bounded() -> None:
         ref = counters.ref("a")
         assert ref.ask("count", timeout=10) == ("a", 0)
         system.actor_of(Script).tell([(ref, "passivate")] + [(ref, f"tick-{n}") for n in range(5)])
-        dead = [probe.expect_msg(timeout=10).message for _ in range(2)]
-        assert dead == ["tick-3", "tick-4"]
+        dead = [probe.expect_msg(timeout=10) for _ in range(2)]
+        assert [letter.message for letter in dead] == ["tick-3", "tick-4"]
+        assert dead[0].recipient == ref  # the entity, not its host
         assert ref.ask("count", timeout=10) == ("a", 3)  # a new incarnation got three
 
 
@@ -319,3 +339,187 @@ def test_unknown_sharding_key_is_refused() -> None:
         ActorSystem("bad", config={"sharding": {"shard_count": 4}})
     with pytest.raises(ConfigError, match="sharding"):
         ActorSystem("bad", config={"sharding": 4})
+
+
+# -- remember-entities -------------------------------------------------------------------------
+def _sqlite_config(base: str, folder: Path, **sharding: Any) -> dict[str, Any]:
+    store = {"plugin": "sqlite", "path": str(folder / "events.db")}
+    config = system_config(base, journal=store,
+                           snapshot_store={"plugin": "sqlite", "path": str(folder / "snaps.db")})
+    config["sharding"] = {"host_processes": 2, "passivate_idle_after": 0, "shards": 16,
+                          **sharding}
+    return config
+
+
+def _ups(system: ActorSystem, start: Any, count: int) -> dict[str, EntityUp]:
+    """Subscribe to `EntityUp`, run `start()`, collect `count` of them, then expect no more."""
+    probe = TestProbe(system)
+    system.event_stream.subscribe(probe.ref, EntityUp)
+    start()
+    ups = [probe.expect_msg_type(EntityUp, timeout=20) for _ in range(count)]
+    probe.expect_no_msg(0.5)
+    return {up.entity_id: up for up in ups}
+
+
+def test_remembered_entities_start_again_with_their_host(base: str, tmp_path: Path) -> None:
+    config = _sqlite_config(base, tmp_path, remember_entities=["cart"])
+    with ActorSystem("entities", config=config) as system:
+        carts = system.entities("cart", RememberedCart)
+        for user in ("a", "b", "c", "d"):
+            assert carts.ask(user, AddItem(f"{user}1"), timeout=20) == 1
+        assert carts.ask("d", "passivate", timeout=20) == "passivating"  # forgotten
+        counters = system.entities("counter", Counter)  # not in the list: not remembered
+        assert counters.ask("x", "count", timeout=20) == ("x", 0)
+        assert carts.ask("d", "items", timeout=20) == ["d1"]  # started again: remembered
+        assert carts.ask("d", "passivate", timeout=20) == "passivating"
+        assert carts.ask("c", "items", timeout=20) == ["c1"]  # after d's passivation
+    with ActorSystem("entities", config=config) as system:
+        # No message is sent: a, b and c start (and recover) because they were running.
+        ups = _ups(system, lambda: system.entities("cart", RememberedCart), 3)
+        assert {e: up.items for e, up in ups.items()} == {"a": ("a1",), "b": ("b1",),
+                                                         "c": ("c1",)}
+        carts = system.entities("cart", RememberedCart)
+        assert carts.ask("a", "recovered", timeout=20) == 1  # the same incarnation
+
+
+def test_remembered_entities_are_passivated_only_on_request(tmp_path: Path) -> None:
+    # As in Akka: neither the idle timeout nor the active limit applies to them.
+    config = _sqlite_config("simple", tmp_path, remember_entities=True,
+                            passivate_idle_after=0.1, max_active_entities=2)
+    with ActorSystem("entities", config=config) as system:
+        counters = system.entities("counter", Counter)
+        for entity in ("a", "b", "c"):
+            counters.tell(entity, "tick")
+        time.sleep(0.5)
+        assert [counters.ask(e, "count", timeout=10) for e in ("a", "b", "c")] == [
+            ("a", 1), ("b", 1), ("c", 1)]
+        counters.tell("b", "passivate")
+        assert counters.ask("b", "count", timeout=10) == ("b", 0)  # a new incarnation
+    # A remembered plain actor comes back too (its ids go to the default journal).
+    with ActorSystem("entities", config=config) as system:
+        ups = _ups(system, lambda: system.entities("counter", RememberedCounter), 3)
+        assert set(ups) == {"a", "b", "c"}  # b came back through its last message
+
+
+def test_the_remembered_ids_are_compacted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shard_memory, "COMPACT_EVERY", 4)
+    config = _sqlite_config("simple", tmp_path, remember_entities=True, shards=1,
+                            host_processes=1)
+    with ActorSystem("entities", config=config) as system:
+        carts = system.entities("cart", RememberedCart)
+        for n in range(10):
+            assert carts.ask(f"u{n}", AddItem("x"), timeout=10) == 1
+        for n in range(0, 10, 2):
+            assert carts.ask(f"u{n}", "passivate", timeout=10) == "passivating"
+        assert carts.ask("u1", "items", timeout=10) == ["x"]
+        time.sleep(0.5)  # the last snapshot and deletion
+    with sqlite3.connect(tmp_path / "events.db") as db:
+        events = db.execute("SELECT count(*) FROM journal WHERE persistence_id = ? AND "
+                            "deleted = 0", (memory_id("cart", 0),)).fetchone()[0]
+    assert events < 4  # 15 were written (10 starts, 5 passivations); snapshots replaced them
+    with ActorSystem("entities", config=config) as system:
+        ups = _ups(system, lambda: system.entities("cart", RememberedCart), 5)
+        assert set(ups) == {f"u{n}" for n in range(1, 10, 2)}
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("remember_entities", "yes"), ("remember_entities", [1]), ("remember_entities", [""]),
+    ("buffer_size", 0), ("buffer_size", 1.5),
+])
+def test_bad_remember_and_buffer_config_names_the_key(key: str, value: Any) -> None:
+    with pytest.raises(ConfigError, match=f"sharding.{key}"):
+        ActorSystem("bad", config={"sharding": {key: value}})
+
+
+# -- a host process killed under load -----------------------------------------------------------
+@dataclasses.dataclass
+class _Load:
+    """What the clients of `_kill_under_load` saw."""
+
+    answered: int = 0
+    timed_out: int = 0
+    refused: int = 0
+    back_after: dict[str, float] = dataclasses.field(default_factory=dict)  # kill -> answer
+
+
+def _kill_under_load(region: EntityRegion, ids: list[str], victim: int, burst: int) -> _Load:
+    """Clients ask every entity "go" in a loop; SIGKILL `victim` after a second of load.
+
+    `burst` more asks go to the entities at once right after the kill. Runs until every
+    entity has answered an ask sent after the kill, for 15 s at most.
+    """
+    load = _Load()
+    killed: list[float] = []
+
+    async def ask(entity_id: str) -> None:
+        sent = time.monotonic()
+        try:
+            await region.ask_async(entity_id, "go", timeout=3)
+        except AskTimeoutError:
+            load.timed_out += 1  # it was inside the dead process: lost, as in any crash
+            return
+        except EntityUnavailableError:
+            load.refused += 1
+            return
+        load.answered += 1
+        if killed and sent > killed[0]:
+            load.back_after.setdefault(entity_id, time.monotonic() - killed[0])
+
+    async def client(entity_id: str) -> None:
+        while not killed or (len(load.back_after) < len(ids)
+                             and time.monotonic() - killed[0] < 15):
+            await ask(entity_id)
+
+    async def main() -> None:
+        clients = [asyncio.create_task(client(e)) for e in ids]
+        await asyncio.sleep(1.0)
+        os.kill(victim, signal.SIGKILL)
+        killed.append(time.monotonic())
+        await asyncio.gather(*(ask(ids[n % len(ids)]) for n in range(burst)), *clients)
+
+    asyncio.run(main())
+    return load
+
+
+def _load_system(folder: Path, **sharding: Any) -> tuple[ActorSystem, dict[str, Any]]:
+    config = system_config("multiproc-tcp", journal={
+        "plugin": "sqlite", "path": str(folder / "events.db")})
+    config["sharding"] = {"host_processes": 2, "passivate_idle_after": 0, **sharding}
+    return ActorSystem("entities", config=config), config
+
+
+@pytest.mark.multiproc
+def test_a_host_killed_under_load_loses_no_acknowledged_event(tmp_path: Path) -> None:
+    report = tmp_path / "acknowledged.txt"
+    system, _ = _load_system(tmp_path)
+    with system:
+        region = system.entities("load", LoadEntity, str(report))
+        ids = [f"e{n}" for n in range(12)]
+        pids = {e: region.ask(e, "pid", timeout=20) for e in ids}
+        assert len(set(pids.values())) == 2
+        load = _kill_under_load(region, ids, pids["e0"], burst=0)
+        # Every entity answered an ask sent after the kill, within 10 s of it.
+        assert set(load.back_after) == set(ids), load
+        assert max(load.back_after.values()) <= 10, load
+        assert load.answered > 0
+    totals = Totals()
+    check(tmp_path / "events.db", report, totals)
+    assert totals.acknowledged > 0, totals
+    assert (totals.lost, totals.torn, totals.gaps, totals.integrity_errors) == (0, 0, 0, 0), \
+        totals
+
+
+@pytest.mark.multiproc
+def test_messages_for_a_restarting_host_are_bounded(tmp_path: Path) -> None:
+    # Two messages may wait for the restarting host; the other asks fail at once with
+    # EntityUnavailableError instead of waiting for their timeout, and none is lost unseen.
+    system, _ = _load_system(tmp_path, buffer_size=2)
+    with system:
+        region = system.entities("load", LoadEntity, str(tmp_path / "acknowledged.txt"))
+        pids = {e: region.ask(e, "pid", timeout=20) for e in (f"e{n}" for n in range(12))}
+        victim = pids["e0"]
+        moved = [e for e, pid in pids.items() if pid == victim]
+        load = _kill_under_load(region, moved, victim, burst=40)
+        assert load.refused > 0, load
+        assert set(load.back_after) == set(moved), load
+        assert all(region.ask(e, "pid", timeout=20) != victim for e in moved)

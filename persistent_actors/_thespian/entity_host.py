@@ -14,7 +14,11 @@ Lifecycle, as in Akka's cluster sharding:
   its mailbox; messages arriving meanwhile are buffered (at most ``internal_stash_capacity``;
   more are dead letters) and start its next incarnation;
 * recovery permits are counted per host: at most ``max_concurrent_recoveries`` of its
-  entities recover at once, the others wait in request order.
+  entities recover at once, the others wait in request order;
+* remember-entities (``[sharding] remember_entities``): a `ShardMemory` per owned shard journals
+  which entities run; when the host starts (a restart too) the remembered ones start again
+  without a message. As in Akka, automatic passivation (idle, active limit) is off for them:
+  only ``context.passivate()`` makes an entity forgotten.
 """
 
 from __future__ import annotations
@@ -31,9 +35,16 @@ from thespian.actors import ActorExitRequest, ChildActorExited, PoisonMessage, W
 
 from persistent_actors import _protocol as p
 from persistent_actors._actor import ActorRef, EntityRef, reply_form
+from persistent_actors._sharding import shard_of, shards_of_host
 from persistent_actors._thespian.common import log
 from persistent_actors._thespian.frames import NESTED, FrameBatching, batched
 from persistent_actors._thespian.host import ActorHost, _HostContext, _SystemView
+from persistent_actors._thespian.shard_memory import (
+    EntityStarted,
+    EntityStopped,
+    ShardMemory,
+    memory_id,
+)
 from persistent_actors.messages import (
     DeleteMessagesFailure,
     DeleteMessagesSuccess,
@@ -116,6 +127,11 @@ class _EntityCell(ActorHost):
         """Stop the entity as thespian's ActorExitRequest stops an actor (post_stop runs)."""
         self._on_exit()
 
+    @property
+    def key(self) -> str | int:
+        """How the host finds this cell: its entity id (a shard's memory: the shard)."""
+        return self.entity_id
+
     def fire_timer(self, payload: Any) -> None:
         """Deliver one of the entity's own timers (the host multiplexes them on one wakeup)."""
         self._on_timer(payload)
@@ -128,14 +144,40 @@ class _EntityCell(ActorHost):
         self.owner.cell_send(self, targetAddr, msg)
 
     def wakeupAfter(self, timePeriod: Any, payload: Any = None) -> None:  # noqa: N802, N803
-        self.owner.schedule(self.entity_id, timePeriod.total_seconds(), payload)
+        self.owner.schedule(self.key, timePeriod.total_seconds(), payload)
 
     def _prepare_instance(self, actor: Any) -> None:
         actor.entity_id = self.entity_id
 
+    # The host's start message is shared by its entities (one per entity cost 0.2 KB): the
+    # entity id, the first constructor argument and the name's second half, is the cell's.
+    def _constructor_args(self) -> tuple[Any, ...]:
+        return (self.entity_id, *super()._constructor_args())
+
+    def _own_ref(self) -> ActorRef:
+        return EntityRef(self.myAddress, self.type_name, self.entity_id)
+
+    def _name(self) -> str:
+        return f"{self.owner.entity_class_name}({self.type_name}/{self.entity_id!r})"
+
     @property
     def stopped(self) -> bool:
         return self._stopped
+
+
+class _MemoryCell(_EntityCell):
+    """The `ShardMemory` of one shard: not an entity (no id, never passivated)."""
+
+    def __init__(self, owner: EntityHost, shard: int) -> None:
+        super().__init__(owner, memory_id(owner.type_name, shard))
+        self.shard = shard
+
+    @property
+    def key(self) -> str | int:
+        return self.shard
+
+    def _name(self) -> str:
+        return f"ShardMemory({self.entity_id!r})"
 
 
 class EntityHost(FrameBatching, ThespianActor):  # type: ignore[misc]
@@ -145,12 +187,19 @@ class EntityHost(FrameBatching, ThespianActor):  # type: ignore[misc]
         super().__init__()
         self.type_name = ""
         self._start: p.StartEntityHost | None = None
+        self._entity_start: p.StartActor | None = None  # shared by the entities
+        self.entity_class_name = ""
         self._cells: OrderedDict[str, _EntityCell] = OrderedDict()  # least recently used first
         self._passivating = 0
         self._buffers: dict[str, deque[tuple[Any, Any]]] = {}
         self._by_instance: dict[int, _EntityCell] = {}
-        self._by_pid: dict[str, str] = {}  # persistence id -> entity id
-        self._in_order: dict[str, deque[str]] = {}  # reply kind -> entity ids, request order
+        self._by_pid: dict[str, str | int] = {}  # persistence id -> cell key
+        self._in_order: dict[str, deque[str | int]] = {}  # reply kind -> cell keys, in order
+        # remember-entities: the memory cell of each owned shard; ids recovered, to start.
+        self._remember = False
+        self._memories: dict[int, _MemoryCell] = {}
+        self._memory_mail: deque[tuple[_MemoryCell, Any]] = deque()
+        self._to_wake: deque[str] = deque()
         self._recovering: set[_EntityCell] = set()
         self._recovery_queue: deque[_EntityCell] = deque()
         self._ready: deque[tuple[str, Any, Any]] = deque()
@@ -159,7 +208,7 @@ class EntityHost(FrameBatching, ThespianActor):  # type: ignore[misc]
         # one thespian wakeup for its earliest deadline. Thespian's multiproc base re-sorts its
         # list of pending wakeups on every add, so one wakeup per entity made each entity
         # start cost O(entities).
-        self._timers: list[tuple[float, int, str, Any]] = []
+        self._timers: list[tuple[float, int, str | int, Any]] = []
         self._timer_seq = itertools.count()
         self._armed_for: float | None = None
 
@@ -187,9 +236,10 @@ class EntityHost(FrameBatching, ThespianActor):  # type: ignore[misc]
                 if self._start is not None:
                     # A stop, not a crash: the guardian must not restart this host.
                     self.send(self._start.system.guardian, p.ActorStopping())
-                for cell in list(self._cells.values()):
+                for cell in [*self._cells.values(), *self._memories.values()]:
                     cell.exit()  # post_stop of every entity
                 self._cells.clear()
+                self._memories.clear()
             case ChildActorExited():
                 pass
             case PoisonMessage():
@@ -197,15 +247,38 @@ class EntityHost(FrameBatching, ThespianActor):  # type: ignore[misc]
                           self.type_name, message.poisonMessage, message.details)
             case _:
                 self._plugin_reply(message, sender)
-        while self._ready:  # buffered messages of passivated entities, in arrival order
-            self._deliver(*self._ready.popleft())
+        self._drain()
         self._grant_recoveries()
+
+    def _drain(self) -> None:
+        """What the last message left to do: buffered messages, memory mail, remembered ids."""
+        while self._ready or self._memory_mail or self._to_wake:
+            while self._ready:  # buffered messages of passivated entities, in arrival order
+                self._deliver(*self._ready.popleft())
+            while self._memory_mail:
+                memory, message = self._memory_mail.popleft()
+                if self._memories.get(memory.shard) is memory:
+                    memory.receiveMessage(message, self.myAddress)
+            while self._to_wake:  # remembered entities: started without a message
+                entity_id = self._to_wake.popleft()
+                if entity_id not in self._cells:
+                    self._start_entity(entity_id)
 
     def _on_start(self, start: p.StartEntityHost, guardian: Any) -> None:
         self._start = start
         self.system_view = _SystemView(start.system)
         self.type_name = start.type_name
-        self._schedule_idle_check()
+        self.entity_class_name = start.cls.__qualname__
+        self._entity_start = p.StartActor(
+            start.cls, start.args, start.kwargs, start.type_name, start.system, start.journal,
+            start.snapshot_store, 0, start.event_adapters)
+        self._remember = start.sharding.remembers(start.type_name)
+        if self._remember:  # each owned shard's memory recovers, then starts its entities
+            for shard in shards_of_host(start.host_index, start.host_count,
+                                        start.sharding.shards):
+                self._memory(shard)
+        else:
+            self._schedule_idle_check()
         self.send(guardian, p.EntityHostStarted(start.correlation_id))
 
     # -- delivery ----------------------------------------------------------------------------
@@ -248,17 +321,16 @@ class EntityHost(FrameBatching, ThespianActor):  # type: ignore[misc]
         start = self._start
         assert start is not None  # noqa: S101
         limit = start.sharding.max_active_entities
-        if len(self._cells) - self._passivating >= limit:
+        if self._remember:
+            self._memory_tell(entity_id, EntityStarted(entity_id))
+        elif len(self._cells) - self._passivating >= limit:
             for cell in self._cells.values():  # least recently used first
                 if not cell.passivating:
                     self.passivate(cell)
                     break
         cell = _EntityCell(self, entity_id)
         self._cells[entity_id] = cell
-        cell.receiveMessage(p.StartActor(
-            start.cls, (entity_id, *start.args), start.kwargs, f"{self.type_name}/{entity_id}",
-            start.system, start.journal, start.snapshot_store, 0, start.event_adapters),
-            start.system.guardian)
+        cell.receiveMessage(self._entity_start, start.system.guardian)
         return cell
 
     def cell_send(self, cell: _EntityCell, address: Any, message: Any) -> None:
@@ -269,6 +341,9 @@ class EntityHost(FrameBatching, ThespianActor):  # type: ignore[misc]
             match message:
                 case ActorExitRequest():
                     self._remove(cell)
+                    return
+                case _ if isinstance(cell, _MemoryCell):  # a snapshot failure, say
+                    self._memory_mail.append((cell, message))
                     return
                 case p.ShardEnvelope() | p.Envelope(message=p.ShardEnvelope()) | p.Reply():
                     pass  # to another entity of this host, or an ask's reply via the host
@@ -300,11 +375,11 @@ class EntityHost(FrameBatching, ThespianActor):  # type: ignore[misc]
             cell.instance_ids.append(instance_id)
         match message:
             case p.SaveSnapshot(metadata=md) | p.DeleteSnapshot(metadata=md):
-                self._by_pid[md.persistence_id] = cell.entity_id
+                self._by_pid[md.persistence_id] = cell.key
             case p.DeleteMessagesTo():
-                self._in_order.setdefault("delete-messages", deque()).append(cell.entity_id)
+                self._in_order.setdefault("delete-messages", deque()).append(cell.key)
             case p.DeleteSnapshots():
-                self._in_order.setdefault("delete-snapshots", deque()).append(cell.entity_id)
+                self._in_order.setdefault("delete-snapshots", deque()).append(cell.key)
         self.send(address, message)
 
     def _plugin_reply(self, message: Any, sender: Any) -> None:
@@ -313,16 +388,44 @@ class EntityHost(FrameBatching, ThespianActor):  # type: ignore[misc]
         if isinstance(instance_id, int) and type(message).__module__ == p.__name__:
             cell = self._by_instance.get(instance_id)
         elif isinstance(message, _BY_METADATA):
-            entity_id = self._by_pid.get(message.metadata.persistence_id)
-            cell = self._cells.get(entity_id) if entity_id is not None else None
+            key = self._by_pid.get(message.metadata.persistence_id)
+            cell = self._cell(key) if key is not None else None
         elif type(message) in _IN_ORDER:
             waiting = self._in_order.get(_IN_ORDER[type(message)])
             if waiting:
-                cell = self._cells.get(waiting.popleft())
+                cell = self._cell(waiting.popleft())
         if cell is None or cell.stopped:
             log.debug("entity host %r: no entity for %r", self.type_name, message)
             return
         cell.receiveMessage(message, sender)
+
+    def _cell(self, key: str | int) -> _EntityCell | None:
+        """The running cell `key` names: an entity by id, a shard's memory by shard."""
+        return self._cells.get(key) if isinstance(key, str) else self._memories.get(key)
+
+    # -- remember-entities ---------------------------------------------------------------------
+    def _memory(self, shard: int) -> _MemoryCell:
+        """The memory cell of `shard`, started (it recovers first) if it is not running."""
+        memory = self._memories.get(shard)
+        if memory is not None and not memory.stopped:
+            return memory
+        start = self._start
+        assert start is not None  # noqa: S101
+        memory = self._memories[shard] = _MemoryCell(self, shard)
+
+        def recovered(ids: set[str]) -> None:
+            self._to_wake.extend(sorted(ids))  # started at the end of this message
+
+        # Constructed as ShardMemory(persistence id, recovered): the cell puts its id first.
+        memory.receiveMessage(p.StartActor(
+            ShardMemory, (recovered,), {}, memory.entity_id, start.system,
+            start.journal, start.snapshot_store, 0, None), start.system.guardian)
+        return memory
+
+    def _memory_tell(self, entity_id: str, message: EntityStarted | EntityStopped) -> None:
+        assert self._start is not None  # noqa: S101
+        memory = self._memory(shard_of(entity_id, self._start.sharding.shards))
+        self._memory_mail.append((memory, message))
 
     # -- passivation ---------------------------------------------------------------------------
     def passivate(self, cell: _EntityCell) -> None:
@@ -352,6 +455,8 @@ class EntityHost(FrameBatching, ThespianActor):  # type: ignore[misc]
 
     def _idle_check(self) -> None:
         assert self._start is not None  # noqa: S101
+        if self._remember:
+            return  # as in Akka: remembered entities are passivated only on request
         cutoff = time.monotonic() - self._start.sharding.passivate_idle_after
         for cell in list(self._cells.values()):  # least recently used first
             if cell.last_used > cutoff:
@@ -361,11 +466,19 @@ class EntityHost(FrameBatching, ThespianActor):  # type: ignore[misc]
 
     def _remove(self, cell: _EntityCell) -> None:
         """`cell` stopped: forget it; buffered messages start its next incarnation."""
+        if isinstance(cell, _MemoryCell):  # failed (a write): the next tell starts another
+            if self._memories.get(cell.shard) is cell:
+                del self._memories[cell.shard]
+                for instance_id in cell.instance_ids:
+                    self._by_instance.pop(instance_id, None)
+            return
         if self._cells.get(cell.entity_id) is not cell:
             return
         del self._cells[cell.entity_id]
         if cell.passivating:
             self._passivating -= 1
+            if self._remember:  # passivated: not started again with the host
+                self._memory_tell(cell.entity_id, EntityStopped(cell.entity_id))
         for instance_id in cell.instance_ids:
             self._by_instance.pop(instance_id, None)
         self._recovering.discard(cell)
@@ -378,10 +491,10 @@ class EntityHost(FrameBatching, ThespianActor):  # type: ignore[misc]
             self._ready.extend((cell.entity_id, message, sender) for message, sender in buffered)
 
     # -- timers --------------------------------------------------------------------------------
-    def schedule(self, entity_id: str, delay: float, payload: Any) -> None:
-        """Hand `payload` to the entity's `_on_timer` after `delay` seconds (if it still runs)."""
+    def schedule(self, key: str | int, delay: float, payload: Any) -> None:
+        """Hand `payload` to the cell's `_on_timer` after `delay` seconds (if it still runs)."""
         due = time.monotonic() + max(delay, 0.001)
-        heapq.heappush(self._timers, (due, next(self._timer_seq), entity_id, payload))
+        heapq.heappush(self._timers, (due, next(self._timer_seq), key, payload))
         self._arm()
 
     def _arm(self) -> None:
@@ -398,8 +511,8 @@ class EntityHost(FrameBatching, ThespianActor):  # type: ignore[misc]
         self._armed_for = None
         now = time.monotonic()
         while self._timers and self._timers[0][0] <= now:
-            _, _, entity_id, payload = heapq.heappop(self._timers)
-            cell = self._cells.get(entity_id)
+            _, _, key, payload = heapq.heappop(self._timers)
+            cell = self._cell(key)
             if cell is not None:
                 cell.fire_timer(payload)
         self._arm()
@@ -411,7 +524,7 @@ class EntityHost(FrameBatching, ThespianActor):  # type: ignore[misc]
         limit = self._start.max_concurrent_recoveries
         while self._recovery_queue and len(self._recovering) < limit:
             cell = self._recovery_queue.popleft()
-            if self._cells.get(cell.entity_id) is not cell or cell.stopped:
+            if self._cell(cell.key) is not cell or cell.stopped:
                 continue
             self._recovering.add(cell)
             cell.receiveMessage(p.RecoveryPermitted(), self._start.system.guardian)

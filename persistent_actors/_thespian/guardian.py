@@ -45,6 +45,7 @@ from persistent_actors._thespian.lifetime import OWNER_POLL_INTERVAL, OwnerProce
 from persistent_actors._thespian.plugin_host import PluginHost
 from persistent_actors.errors import (
     ActorInitializationError,
+    EntityUnavailableError,
     InvalidActorNameError,
     PersistenceIdInUseError,
 )
@@ -562,8 +563,16 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
         key = _key(dead.deadAddress)
         if not self._exiting and (key in self._entity_held or key in self._entity_live
                                   or key in self._entity_suspects):
-            # An entity host died (its exit may not be reported yet): held for its successor.
-            self._entity_held.setdefault(key, []).append(dead)
+            # An entity host died (its exit may not be reported yet): held for its successor,
+            # up to [sharding] buffer_size messages (Akka's buffer-size); more are refused.
+            held = self._entity_held.setdefault(key, [])
+            bound = self._settings.sharding.buffer_size
+            if len(held) < bound:
+                held.append(dead)
+            else:
+                self._refuse(dead, EntityUnavailableError(
+                    f"an entity host is being restarted and {bound} messages wait for it "
+                    "already ([sharding] buffer_size); this one was refused"))
             return
         name = self._restarting.get(key)
         if name is None:
@@ -578,6 +587,17 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
         if current is not None:
             self._forward(current, dead)
             return
+        if self._event_stream is not None:
+            self.send(self._event_stream, dead)  # it publishes the DeadLetter
+
+    def _refuse(self, dead: DeadEnvelope, error: EntityUnavailableError) -> None:
+        """A held message cannot be delivered: its ask fails with `error`; else a dead letter."""
+        message = dead.deadMessage
+        if isinstance(message, p.Envelope) and isinstance(message.correlation_id, str) and \
+                self._outside is not None:  # an ask from outside (as in _forward)
+            self.send(self._outside, p.Reply(message.correlation_id, p.AskRefused(error)))
+            return
+        log.warning("guardian: %s", error)
         if self._event_stream is not None:
             self.send(self._event_stream, dead)  # it publishes the DeadLetter
 
@@ -606,6 +626,9 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
         cls = request.cls
         try:
             keys = self._plugins_of(cls)
+            if not keys and self._settings.sharding.remembers(request.type_name):
+                # Remembered plain actors: their ids go to the default journal.
+                keys = self._plugins_of(PersistentActor)
         except Exception as e:  # noqa: BLE001 - a config error names the plugin id
             fail(e)
             return
@@ -619,7 +642,8 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
             for key in keys:
                 if key[0] == JOURNAL:
                     journal = self._plugins[key]
-                    adapters = self._settings.plugin(JOURNAL, cls.journal_plugin_id).adapters
+                    adapters = self._settings.plugin(
+                        JOURNAL, getattr(cls, "journal_plugin_id", None)).adapters
                 else:
                     snapshots = self._plugins[key]
             self._entity_hosts[request.correlation_id] = (requester, [None] * request.count)
@@ -628,7 +652,8 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
                     request.type_name, cls, request.args, request.kwargs, self._info, journal,
                     snapshots, adapters, self._settings.sharding,
                     self._settings.max_concurrent_recoveries,
-                    f"{request.correlation_id}/{index}", request.host_class), None)
+                    f"{request.correlation_id}/{index}", request.host_class, index,
+                    request.count), None)
 
         self._when_ready(keys, plugins_ready)
 
@@ -648,8 +673,11 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
         if len(recent) >= MAX_CRASH_RESTARTS:
             log.error("guardian: the process of %s died %d times within %.0fs; it stays dead",
                       name, len(recent), CRASH_RESTART_WINDOW)
+            error = EntityUnavailableError(
+                f"the process of {name} died {len(recent)} times within "
+                f"{CRASH_RESTART_WINDOW:.0f}s; it is not restarted again")
             for dead in self._entity_held.pop(key, []):
-                self.send(self._event_stream, dead)
+                self._refuse(dead, error)
             return
         self._crashes[name] = [*recent, now]
         log.warning("guardian: the process of %s died; restarting it", name)
