@@ -2,7 +2,8 @@
 
 `sqlite.py` (journal, snapshot store) and `sqlite_query.py` (the event log) both build on it:
 every connection is a `_Connection` opened by `_connect` (one place for the pragmas), and every
-page of events is read with the same columns and folded by `_fold_events`.
+page of events the read side queries is read with the same columns and folded by
+`_fold_events` (the journal's replay reads its pages without the tag join: `sqlite._replay_page`).
 """
 
 from __future__ import annotations

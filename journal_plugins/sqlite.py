@@ -301,34 +301,32 @@ class SqliteJournal(Journal):
 def _write_transaction(
     db: sqlite3.Connection, writes: Sequence[AtomicWrite]
 ) -> list[BaseException | None]:
+    """Insert every write in one transaction; reject only the AtomicWrites that conflict.
+
+    The usual, conflict-free batch goes in as a single executemany, with no savepoint (two
+    statements more per one-event write). A batch that hits a constraint is rolled back
+    whole and redone in a new transaction with one savepoint per AtomicWrite, to find out
+    which writes to reject.
+    """
     db.execute("BEGIN IMMEDIATE")
     try:
-        results = _write_all(db, writes)
+        used = _deleted_up_to(db, writes)
+        if not any(w.lowest_sequence_nr <= used.get(w.persistence_id, 0) for w in writes):
+            try:
+                _insert(db, writes)
+            except sqlite3.IntegrityError:
+                db.execute("ROLLBACK")
+                db.execute("BEGIN IMMEDIATE")
+                used = _deleted_up_to(db, writes)
+            else:
+                db.execute("COMMIT")
+                return [None] * len(writes)
+        results = [_write_atomic(db, write, used) for write in writes]
         db.execute("COMMIT")
     except BaseException:
         _rollback(db)
         raise
     return results
-
-
-def _write_all(db: sqlite3.Connection, writes: Sequence[AtomicWrite]) -> list[BaseException | None]:
-    """Insert every write; on any conflict, redo them one savepoint per AtomicWrite.
-
-    The usual, conflict-free batch goes in as a single executemany; only a batch that hit a
-    constraint pays for per-write savepoints to find out which writes to reject.
-    """
-    used = _deleted_up_to(db, writes)
-    if any(w.lowest_sequence_nr <= used.get(w.persistence_id, 0) for w in writes):
-        return [_write_atomic(db, write, used) for write in writes]
-    db.execute("SAVEPOINT batch")
-    try:
-        _insert(db, writes)
-    except sqlite3.IntegrityError:
-        db.execute("ROLLBACK TO batch")
-        db.execute("RELEASE batch")
-        return [_write_atomic(db, write, used) for write in writes]
-    db.execute("RELEASE batch")
-    return [None] * len(writes)
 
 
 def _deleted_up_to(db: sqlite3.Connection, writes: Sequence[AtomicWrite]) -> dict[str, int]:

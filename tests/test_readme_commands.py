@@ -64,6 +64,10 @@ ARGUMENTS = {  # the module exists and accepts these arguments (--help after the
     "service_read,service_async_mp,service_threads_mp,service_async_10k,create_100,create_10k",
     "python -m persistent_actors",
     "python -m persistent_actors node --config node.toml",
+    ".venv/bin/python -m bench --rounds 3 --only persist,persist_all,persist_async,"
+    "persist_all_async,persist_group10,persist_group100,recovering,raw_tx1,raw_tx50,raw_read",
+    ".venv/bin/python -m bench --rounds 3 --only pg_persist,pg_persist_all,pg_persist_async,"
+    "pg_persist_group100,pg_recovering,raw_pg_tx1,raw_pg_unnest100,raw_pg_read",
 }
 USAGE = {  # run without its arguments: prints its usage line and exits with status 2
     "python -m journal_plugins.migration to-postgres FILE DSN [SCHEMA]",
