@@ -17,7 +17,8 @@ either. Thespian's own messages (``ActorExitRequest``, ``WakeupMessage``, ...) n
 the same destination. Neither do replay chunks, which are large already.
 
 The same code runs on the simple base, where it saves thespian dispatches, so both bases run
-(and test) one delivery path.
+(and test) one delivery path. The price: on multiproc-tcp a message now leaves when the handler
+that sent it returns, not while it still runs (as on the simple base all along).
 """
 
 from __future__ import annotations
