@@ -13,8 +13,9 @@ Order per sender and receiver is kept: the messages for one destination keep the
 and thespian keeps the order of the frames between two actors. Only messages to *different*
 destinations may leave in another order than they were sent in, which Akka does not promise
 either. Thespian's own messages (``ActorExitRequest``, ``WakeupMessage``, ...) never go in a
-`Batch`, since thespian acts on them itself; they still wait their turn behind earlier sends to
-the same destination. Neither do replay chunks, which are large already.
+`Batch`, since thespian acts on them itself, and neither do replay chunks, which are large
+already and should stream while the replay is read: both leave at once, right behind whatever
+waits for the same destination.
 
 The same code runs on the simple base, where it saves thespian dispatches, so both bases run
 (and test) one delivery path. The price: on multiproc-tcp a message now leaves when the handler
@@ -85,39 +86,32 @@ class FrameBatching:
             outbox.clear()
             super().send(targetAddr, msg)  # type: ignore[misc]
             return
-        if entry is None:
+        if isinstance(msg, _ALONE):
+            # At once, behind what waits for the same address: a replay streams while it is
+            # read, and thespian acts on its own messages itself.
+            if entry is not None:
+                del outbox[key]
+                self._send_frames(targetAddr, entry[1])
+            super().send(targetAddr, msg)  # type: ignore[misc]
+        elif entry is None:
             outbox[key] = (targetAddr, [msg])
         else:
             entry[1].append(msg)
 
     def _send_collected(self, outbox: dict[Any, tuple[Any, list[Any]]]) -> None:
         for address, messages in outbox.values():
-            run: list[Any] = []
-            for message in messages:
-                if isinstance(message, _ALONE):
-                    self._send_frame(address, run)
-                    run = []
-                    self._send_frame(address, [message])
-                    continue
-                run.append(message)
-                if len(run) >= MAX_BATCH:
-                    self._send_frame(address, run)
-                    run = []
-            self._send_frame(address, run)
+            self._send_frames(address, messages)
 
-    def _send_frame(self, address: Any, messages: list[Any]) -> None:
-        if not messages:
-            return
-        frame = messages[0] if len(messages) == 1 else p.Batch(tuple(messages))
+    def _send_frames(self, address: Any, messages: list[Any]) -> None:
+        for start in range(0, len(messages), MAX_BATCH):
+            chunk = messages[start : start + MAX_BATCH]
+            self._send_frame(address, chunk[0] if len(chunk) == 1 else p.Batch(tuple(chunk)))
+
+    def _send_frame(self, address: Any, frame: Any) -> None:
         try:
             super().send(address, frame)  # type: ignore[misc]
         except Exception:  # noqa: BLE001 - at the end of a receive nobody is left to raise to
-            log.exception(
-                "%s: sending %d message(s) to %s failed",
-                type(self).__name__,
-                len(messages),
-                address,
-            )
+            log.exception("%s: sending %r to %s failed", type(self).__name__, frame, address)
 
 
 def batched(receive: R) -> R:
