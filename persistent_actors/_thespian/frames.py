@@ -103,6 +103,9 @@ class FrameBatching:
             self._send_frames(address, messages)
 
     def _send_frames(self, address: Any, messages: list[Any]) -> None:
+        if len(messages) == 1:  # the common case: one message for this destination
+            self._send_frame(address, messages[0])
+            return
         for start in range(0, len(messages), MAX_BATCH):
             chunk = messages[start : start + MAX_BATCH]
             self._send_frame(address, chunk[0] if len(chunk) == 1 else p.Batch(tuple(chunk)))
@@ -126,25 +129,34 @@ def batched(receive: R) -> R:
         outbox: dict[Any, tuple[Any, list[Any]]] = {}
         self._outbox = outbox
         try:
-            if type(message) is p.Batch:
-                left = len(message.messages)
-                for item in message.messages:
-                    left -= 1
-                    self._frame_left = left
-                    try:
-                        receive(self, item, sender)
-                    except Exception:  # noqa: BLE001 - thespian would deliver the whole batch again
-                        log.exception(
-                            "%s failed on %r (one message of a batch; the others are handled)",
-                            type(self).__name__,
-                            item,
-                        )
-            else:
+            if type(message) is not p.Batch:
                 receive(self, message, sender)
+            else:
+                _receive_all(self, receive, message.messages, sender)
         finally:
             self._outbox = None
-            self._frame_left = 0
             if outbox:
                 self._send_collected(outbox)
 
     return receiveMessage  # type: ignore[return-value]
+
+
+def _receive_all(
+    actor: Any, receive: Callable[[Any, Any, Any], None], messages: tuple[Any, ...], sender: Any
+) -> None:
+    """Handle the messages of one `Batch` in order; one that fails does not stop the others."""
+    left = len(messages)
+    try:
+        for item in messages:
+            left -= 1
+            actor._frame_left = left  # noqa: SLF001 - this module's own attribute
+            try:
+                receive(actor, item, sender)
+            except Exception:  # noqa: BLE001 - thespian would deliver the whole batch again
+                log.exception(
+                    "%s failed on %r (one message of a batch; the others are handled)",
+                    type(actor).__name__,
+                    item,
+                )
+    finally:
+        actor._frame_left = 0  # noqa: SLF001
