@@ -117,6 +117,28 @@ def test_a_receiver_knows_whether_more_of_its_frame_follows() -> None:
     assert not frame_has_more(actor)
 
 
+class _Intercepting(_Sender):
+    """A subclass that handles "mine" itself, as a specialised host would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.intercepted: list[Any] = []
+
+    def receiveMessage(self, message: Any, sender: Any) -> None:  # noqa: N802 - thespian's
+        if message == "mine":
+            self.intercepted.append(message)
+            return
+        super().receiveMessage(message, sender)
+
+
+def test_a_subclass_override_sees_each_message_of_a_batch() -> None:
+    actor = _Intercepting()
+    actor.receiveMessage(p.Batch(([(A, 1)], "mine", [(A, 2)])), None)
+    assert actor.intercepted == ["mine"]
+    assert actor.handled == [[(A, 1)], [(A, 2)]]
+    assert actor.frames == [("a", p.Batch((1, 2)))]
+
+
 def test_a_failing_message_of_a_batch_does_not_stop_or_repeat_the_others() -> None:
     actor = _Sender()
     actor.receiveMessage(p.Batch(([(A, 1)], "boom", [(A, 2)])), None)  # nothing raised

@@ -132,7 +132,7 @@ def batched(receive: R) -> R:
             if type(message) is not p.Batch:
                 receive(self, message, sender)
             else:
-                _receive_all(self, receive, message.messages, sender)
+                _receive_all(self, message.messages, sender)
         finally:
             self._outbox = None
             if outbox:
@@ -141,17 +141,19 @@ def batched(receive: R) -> R:
     return receiveMessage  # type: ignore[return-value]
 
 
-def _receive_all(
-    actor: Any, receive: Callable[[Any, Any, Any], None], messages: tuple[Any, ...], sender: Any
-) -> None:
-    """Handle the messages of one `Batch` in order; one that fails does not stop the others."""
+def _receive_all(actor: Any, messages: tuple[Any, ...], sender: Any) -> None:
+    """Handle the messages of one `Batch` in order; one that fails does not stop the others.
+
+    Each goes through ``actor.receiveMessage``, so a subclass that overrides it (and calls the
+    wrapped one for the rest) sees every message of a frame as it sees a lone one.
+    """
     left = len(messages)
     try:
         for item in messages:
             left -= 1
             actor._frame_left = left  # noqa: SLF001 - this module's own attribute
             try:
-                receive(actor, item, sender)
+                actor.receiveMessage(item, sender)
             except Exception:  # noqa: BLE001 - thespian would deliver the whole batch again
                 log.exception(
                     "%s failed on %r (one message of a batch; the others are handled)",
