@@ -49,6 +49,7 @@ class _Sender(FrameBatching, _Wire):
         super().__init__()
         self.handled: list[Any] = []
         self.more: list[bool] = []
+        self.snapshots: list[list[tuple[Any, Any]]] = []
 
     @batched
     def receiveMessage(self, message: Any, sender: Any) -> None:  # noqa: N802 - thespian's
@@ -60,7 +61,11 @@ class _Sender(FrameBatching, _Wire):
             self.receiveMessage([(B, "from-nested")], sender)
             return
         if isinstance(message, list):
-            for address, item in message:
+            for step in message:
+                if step == "snap":  # what is on the wire so far, during the receive
+                    self.snapshots.append(list(self.frames))
+                    continue
+                address, item = step
                 self.send(address, item)
 
 
@@ -83,6 +88,14 @@ def test_thespian_messages_are_never_batched_and_keep_their_place() -> None:
     assert actor.frames == [("a", p.Batch((1, 2))), ("a", stop), ("a", 3)]
 
 
+def test_a_replay_chunk_leaves_at_once_behind_what_waits_for_its_destination() -> None:
+    actor = _Sender()
+    chunk = p.ReplayedMessages((), 1)
+    actor.receiveMessage([(B, "b"), (A, 1), (A, 2), (A, chunk), "snap", (A, 3)], None)
+    assert actor.snapshots == [[("a", p.Batch((1, 2))), ("a", chunk)]]
+    assert actor.frames == [("a", p.Batch((1, 2))), ("a", chunk), ("b", "b"), ("a", 3)]
+
+
 def test_a_batch_is_cut_at_max_batch() -> None:
     actor = _Sender()
     actor.receiveMessage([(A, n) for n in range(MAX_BATCH + 1)], None)
@@ -102,6 +115,28 @@ def test_a_receiver_knows_whether_more_of_its_frame_follows() -> None:
     actor.receiveMessage([(A, 4)], None)
     assert actor.more == [True, True, False, False]
     assert not frame_has_more(actor)
+
+
+class _Intercepting(_Sender):
+    """A subclass that handles "mine" itself, as a specialised host would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.intercepted: list[Any] = []
+
+    def receiveMessage(self, message: Any, sender: Any) -> None:  # noqa: N802 - thespian's
+        if message == "mine":
+            self.intercepted.append(message)
+            return
+        super().receiveMessage(message, sender)
+
+
+def test_a_subclass_override_sees_each_message_of_a_batch() -> None:
+    actor = _Intercepting()
+    actor.receiveMessage(p.Batch(([(A, 1)], "mine", [(A, 2)])), None)
+    assert actor.intercepted == ["mine"]
+    assert actor.handled == [[(A, 1)], [(A, 2)]]
+    assert actor.frames == [("a", p.Batch((1, 2)))]
 
 
 def test_a_failing_message_of_a_batch_does_not_stop_or_repeat_the_others() -> None:

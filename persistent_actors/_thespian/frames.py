@@ -13,11 +13,13 @@ Order per sender and receiver is kept: the messages for one destination keep the
 and thespian keeps the order of the frames between two actors. Only messages to *different*
 destinations may leave in another order than they were sent in, which Akka does not promise
 either. Thespian's own messages (``ActorExitRequest``, ``WakeupMessage``, ...) never go in a
-`Batch`, since thespian acts on them itself; they still wait their turn behind earlier sends to
-the same destination. Neither do replay chunks, which are large already.
+`Batch`, since thespian acts on them itself, and neither do replay chunks, which are large
+already and should stream while the replay is read: both leave at once, right behind whatever
+waits for the same destination.
 
 The same code runs on the simple base, where it saves thespian dispatches, so both bases run
-(and test) one delivery path.
+(and test) one delivery path. The price: on multiproc-tcp a message now leaves when the handler
+that sent it returns, not while it still runs (as on the simple base all along).
 """
 
 from __future__ import annotations
@@ -84,39 +86,35 @@ class FrameBatching:
             outbox.clear()
             super().send(targetAddr, msg)  # type: ignore[misc]
             return
-        if entry is None:
+        if isinstance(msg, _ALONE):
+            # At once, behind what waits for the same address: a replay streams while it is
+            # read, and thespian acts on its own messages itself.
+            if entry is not None:
+                del outbox[key]
+                self._send_frames(targetAddr, entry[1])
+            super().send(targetAddr, msg)  # type: ignore[misc]
+        elif entry is None:
             outbox[key] = (targetAddr, [msg])
         else:
             entry[1].append(msg)
 
     def _send_collected(self, outbox: dict[Any, tuple[Any, list[Any]]]) -> None:
         for address, messages in outbox.values():
-            run: list[Any] = []
-            for message in messages:
-                if isinstance(message, _ALONE):
-                    self._send_frame(address, run)
-                    run = []
-                    self._send_frame(address, [message])
-                    continue
-                run.append(message)
-                if len(run) >= MAX_BATCH:
-                    self._send_frame(address, run)
-                    run = []
-            self._send_frame(address, run)
+            self._send_frames(address, messages)
 
-    def _send_frame(self, address: Any, messages: list[Any]) -> None:
-        if not messages:
+    def _send_frames(self, address: Any, messages: list[Any]) -> None:
+        if len(messages) == 1:  # the common case: one message for this destination
+            self._send_frame(address, messages[0])
             return
-        frame = messages[0] if len(messages) == 1 else p.Batch(tuple(messages))
+        for start in range(0, len(messages), MAX_BATCH):
+            chunk = messages[start : start + MAX_BATCH]
+            self._send_frame(address, chunk[0] if len(chunk) == 1 else p.Batch(tuple(chunk)))
+
+    def _send_frame(self, address: Any, frame: Any) -> None:
         try:
             super().send(address, frame)  # type: ignore[misc]
         except Exception:  # noqa: BLE001 - at the end of a receive nobody is left to raise to
-            log.exception(
-                "%s: sending %d message(s) to %s failed",
-                type(self).__name__,
-                len(messages),
-                address,
-            )
+            log.exception("%s: sending %r to %s failed", type(self).__name__, frame, address)
 
 
 def batched(receive: R) -> R:
@@ -131,25 +129,36 @@ def batched(receive: R) -> R:
         outbox: dict[Any, tuple[Any, list[Any]]] = {}
         self._outbox = outbox
         try:
-            if type(message) is p.Batch:
-                left = len(message.messages)
-                for item in message.messages:
-                    left -= 1
-                    self._frame_left = left
-                    try:
-                        receive(self, item, sender)
-                    except Exception:  # noqa: BLE001 - thespian would deliver the whole batch again
-                        log.exception(
-                            "%s failed on %r (one message of a batch; the others are handled)",
-                            type(self).__name__,
-                            item,
-                        )
-            else:
+            if type(message) is not p.Batch:
                 receive(self, message, sender)
+            else:
+                _receive_all(self, message.messages, sender)
         finally:
             self._outbox = None
-            self._frame_left = 0
             if outbox:
                 self._send_collected(outbox)
 
     return receiveMessage  # type: ignore[return-value]
+
+
+def _receive_all(actor: Any, messages: tuple[Any, ...], sender: Any) -> None:
+    """Handle the messages of one `Batch` in order; one that fails does not stop the others.
+
+    Each goes through ``actor.receiveMessage``, so a subclass that overrides it (and calls the
+    wrapped one for the rest) sees every message of a frame as it sees a lone one.
+    """
+    left = len(messages)
+    try:
+        for item in messages:
+            left -= 1
+            actor._frame_left = left  # noqa: SLF001 - this module's own attribute
+            try:
+                actor.receiveMessage(item, sender)
+            except Exception:  # noqa: BLE001 - thespian would deliver the whole batch again
+                log.exception(
+                    "%s failed on %r (one message of a batch; the others are handled)",
+                    type(actor).__name__,
+                    item,
+                )
+    finally:
+        actor._frame_left = 0  # noqa: SLF001
