@@ -523,3 +523,20 @@ def test_messages_for_a_restarting_host_are_bounded(tmp_path: Path) -> None:
         assert load.refused > 0, load
         assert set(load.back_after) == set(moved), load
         assert all(region.ask(e, "pid", timeout=20) != victim for e in moved)
+
+
+@pytest.mark.multiproc
+def test_remembered_entities_come_back_when_their_host_process_is_killed(
+        tmp_path: Path) -> None:
+    config = _sqlite_config("multiproc-tcp", tmp_path, remember_entities=True)
+    with ActorSystem("entities", config=config) as system:
+        carts = system.entities("cart", RememberedCart)
+        users = [f"user-{n}" for n in range(8)]
+        pids = {user: carts.ask(user, "pid", timeout=20) for user in users}
+        victim = pids["user-0"]
+        moved = {user for user, pid in pids.items() if pid == victim}
+        time.sleep(0.5)  # the EntityStarted writes (asynchronous) are done
+        # Nothing is sent to them: the restarted host starts them because they were running.
+        ups = _ups(system, lambda: os.kill(victim, signal.SIGKILL), len(moved))
+        assert set(ups) == moved
+        assert all(up.pid != victim for up in ups.values())

@@ -149,8 +149,8 @@ class _EntityCell(ActorHost):
     def _prepare_instance(self, actor: Any) -> None:
         actor.entity_id = self.entity_id
 
-    # The host's start message is shared by its entities (one per entity cost 0.2 KB): the
-    # entity id, the first constructor argument and the name's second half, is the cell's.
+    # The host's start message is shared by its entities (one each cost 0.2 KB): the entity
+    # id (the first constructor argument, and part of the name) comes from the cell.
     def _constructor_args(self) -> tuple[Any, ...]:
         return (self.entity_id, *super()._constructor_args())
 
@@ -467,23 +467,25 @@ class EntityHost(FrameBatching, ThespianActor):  # type: ignore[misc]
     def _remove(self, cell: _EntityCell) -> None:
         """`cell` stopped: forget it; buffered messages start its next incarnation."""
         if isinstance(cell, _MemoryCell):  # failed (a write): the next tell starts another
-            if self._memories.get(cell.shard) is cell:
-                del self._memories[cell.shard]
-                for instance_id in cell.instance_ids:
-                    self._by_instance.pop(instance_id, None)
+            if self._memories.get(cell.shard) is not cell:
+                return
+            del self._memories[cell.shard]
+        elif self._cells.get(cell.entity_id) is not cell:
             return
-        if self._cells.get(cell.entity_id) is not cell:
-            return
-        del self._cells[cell.entity_id]
-        if cell.passivating:
-            self._passivating -= 1
-            if self._remember:  # passivated: not started again with the host
-                self._memory_tell(cell.entity_id, EntityStopped(cell.entity_id))
+        else:
+            self._forget_entity(cell)
         for instance_id in cell.instance_ids:
             self._by_instance.pop(instance_id, None)
         self._recovering.discard(cell)
         if cell in self._recovery_queue:
             self._recovery_queue.remove(cell)
+
+    def _forget_entity(self, cell: _EntityCell) -> None:
+        del self._cells[cell.entity_id]
+        if cell.passivating:
+            self._passivating -= 1
+            if self._remember:  # passivated: not started again with the host
+                self._memory_tell(cell.entity_id, EntityStopped(cell.entity_id))
         buffered = self._buffers.pop(cell.entity_id, None)
         if buffered:
             # Delivered at the end of the current message (the stopping cell may still be on
