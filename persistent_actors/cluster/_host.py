@@ -48,7 +48,7 @@ class ClusterEntityHost(EntityHost):
         now = time.monotonic()
         before = self._owned if now < self._valid_until else frozenset()
         self._owned = message.shards
-        self._valid_until = now + message.valid_for
+        self._valid_until = message.valid_until
         stopping = 0
         if self._start is not None:
             for cell in list(self._cells.values()):

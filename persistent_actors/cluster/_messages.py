@@ -9,15 +9,18 @@ __all__ = ["OwnShards", "ShardNotOwned", "ShardsOwned"]
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class OwnShards:
-    """Node -> its entity hosts: serve exactly `shards` for `valid_for` seconds from receipt.
+    """Node -> its entity hosts: serve exactly `shards` until `valid_until`.
 
-    Sent every membership round (the lease renewal). A host whose last `OwnShards` is older
-    than `valid_for` serves no shard: a node cut off from PostgreSQL stops before its leases
-    can pass to another node. Answered ``Reply(correlation_id, ShardsOwned(...))``.
+    Sent every membership round (the lease renewal). `valid_until` is a `time.monotonic()`
+    deadline of the node's machine (the hosts are its child processes: one clock), taken
+    before the renewal started minus a margin, so it passes before the lease can expire in
+    PostgreSQL however late the message arrives. After it the host serves no shard: a node cut
+    off from PostgreSQL stops before its leases can pass to another node. Answered
+    ``Reply(correlation_id, ShardsOwned(...))``.
     """
 
     shards: frozenset[int]
-    valid_for: float
+    valid_until: float
     correlation_id: str
 
 

@@ -5,8 +5,9 @@ of ``[cluster.entities]`` in lease-gated entity hosts (`ClusterEntityHost`, ``[s
 host_processes`` per type) and runs the membership loop on a thread of its own. Every
 ``heartbeat_interval`` one transaction (`Directory.round`) renews its heartbeat and leases
 and claims free or expired leases up to its fair share; then its hosts learn the shards they
-serve (`OwnShards`, valid for the lease's time to live minus a margin, so a node cut off from
-PostgreSQL stops serving before its leases can pass on).
+serve (`OwnShards`, until a deadline on the machine's monotonic clock: the lease's time to
+live minus a margin, counted from before the renewal, so a node cut off from PostgreSQL stops
+serving before its leases can pass on, however late the message reaches its hosts).
 
 Rebalancing: a node above its fair share (a node joined) hands off at most
 ``rebalance_limit`` shards per round and type: its hosts stop serving them and passivate
@@ -183,14 +184,15 @@ class Node:
         began = time.monotonic()
         rounds = await self._directory.round(self.node_id, self.incarnation, types,
                                              {t: not handing_off[t] for t in types})
-        valid_for = cluster.lease_ttl - (time.monotonic() - began) - min(1.0,
-                                                                          cluster.lease_ttl / 4)
+        # The lease's expiry in PostgreSQL is at least `began` + lease_ttl (the renewal's
+        # transaction starts after `began`); the hosts stop a margin before that.
+        valid_until = began + cluster.lease_ttl - min(1.0, cluster.lease_ttl / 4)
         serve: dict[str, frozenset[int]] = {}
         for type_name, outcome in rounds.items():
             handing_off[type_name] = self._plan_handoff(
                 type_name, outcome, handing_off[type_name], since)
             serve[type_name] = outcome.owned - handing_off[type_name]
-        stopping = await self._serve_all(serve, valid_for)
+        stopping = await self._serve_all(serve, valid_until)
         for type_name in types:
             done = stopping.get(type_name) == 0
             late = time.monotonic() - since.get(type_name, math.inf) > cluster.handoff_timeout
@@ -218,7 +220,7 @@ class Node:
         return chosen
 
     async def _serve_all(self, serve: dict[str, frozenset[int]],
-                         valid_for: float) -> dict[str, int]:
+                         valid_until: float) -> dict[str, int]:
         """Tell every host what it serves; per type, the entities still stopping (or -1)."""
         system = self.system
         assert system is not None  # noqa: S101
@@ -228,7 +230,7 @@ class Node:
             """The host's answer, or (no answer) the address the guardian has for it now."""
             try:
                 reply = system.endpoint.request(
-                    host, lambda corr: OwnShards(shards, valid_for, corr), timeout=2.0,
+                    host, lambda corr: OwnShards(shards, valid_until, corr), timeout=2.0,
                     what="telling an entity host its shards")
             except AskTimeoutError:
                 log.warning("cluster node %s: an entity host did not confirm its shards",
