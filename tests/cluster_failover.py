@@ -213,7 +213,10 @@ def failover(cluster: Cluster, node_options: list[dict[str, Any]] | None = None,
         missing = [e for e in on_victim
                    if not set(load.acked[e]) <= set(carts.ask(e, "items", timeout=10))]
         findings = check_journal(cluster.schema, load)
-    return {"on_killed_node": len(on_victim), "moved_to_survivors": moved_to <= set(survivors),
+    warnings = [f"{node.name}: {line[:300]}" for node in nodes for line in node.log().splitlines()
+                if ("WARNING" in line or "ERROR" in line) and "did not confirm" not in line]
+    return {"warnings": warnings[:40] if missing else len(warnings),
+            "on_killed_node": len(on_victim), "moved_to_survivors": moved_to <= set(survivors),
             "recovered_in_s": round(recovered_in, 1), "acknowledged_before_kill": acked_before,
             "unknown": sum(len(v) for v in load.unknown.values()), "errors": load.errors[:5],
             "recovered_missing": missing, **findings}
