@@ -46,7 +46,7 @@ Shape (every key optional)::
     heartbeat_interval = 1.0         # seconds between a node's membership rounds
     lease_ttl = 10.0                 # seconds a shard lease lasts without renewal
     rebalance_limit = 16             # shards a node hands off per round and entity type
-    handoff_timeout = 10.0           # seconds a handoff waits for its entities to stop
+    handoff_timeout = 10.0           # seconds after which a slow handoff is logged
 
     [cluster.entities]               # a node hosts these (a client process names none)
     cart = "samples.cart:UserCart"

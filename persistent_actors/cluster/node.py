@@ -11,10 +11,11 @@ serving before its leases can pass on, however late the message reaches its host
 
 Rebalancing: a node above its fair share (a node joined) hands off at most
 ``rebalance_limit`` shards per round and type: its hosts stop serving them and passivate
-their entities (pending persists finish first); once none runs (or after
-``handoff_timeout``) the node releases the leases, and a node below its share claims them in
-its next round. Nothing is transferred: entities recover from the journal on their next
-message. A stopping node (SIGTERM, SIGINT) hands off everything the same way and leaves.
+their entities (pending persists finish first); once none runs (never before; a handoff
+slower than ``handoff_timeout`` is logged) the node releases the leases, and a node below
+its share claims them in its next round. Nothing is transferred: entities recover from the
+journal on their next message. A stopping node (SIGTERM, SIGINT) hands off everything the
+same way and leaves.
 """
 
 from __future__ import annotations
@@ -194,16 +195,19 @@ class Node:
             serve[type_name] = outcome.owned - handing_off[type_name]
         stopping = await self._serve_all(serve, valid_until)
         for type_name in types:
-            done = stopping.get(type_name) == 0
-            late = time.monotonic() - since.get(type_name, math.inf) > cluster.handoff_timeout
-            if handing_off[type_name] and (done or late):
-                if not done:
-                    log.warning("cluster node %s: %s entities of %r still stopping after "
-                                "handoff_timeout; releasing their shards", self.node_id,
-                                stopping.get(type_name), type_name)
+            if not handing_off[type_name]:
+                continue
+            if stopping.get(type_name) == 0:
                 await self._directory.release(self.node_id, self.incarnation, type_name,
                                               handing_off[type_name])
                 handing_off[type_name] = frozenset()
+            elif time.monotonic() - since.get(type_name, math.inf) > cluster.handoff_timeout:
+                # Never released while one runs: a stopping entity may still persist what it
+                # had stashed, and the next owner must recover after that, not before.
+                log.warning("cluster node %s: %s entities of %r still stopping after "
+                            "handoff_timeout; the handoff waits for them", self.node_id,
+                            stopping.get(type_name), type_name)
+                since[type_name] = time.monotonic()
 
     def _plan_handoff(self, type_name: str, outcome: Round, current: frozenset[int],
                       since: dict[str, float]) -> frozenset[int]:
@@ -275,6 +279,11 @@ class Node:
                 if all(n == 0 for n in stopping.values()) or time.monotonic() > deadline:
                     break
                 await asyncio.sleep(0.05)
+            if not all(n == 0 for n in stopping.values()):
+                # An entity may still persist: its leases expire on their own instead.
+                log.warning("cluster node %s: entities still stopping at shutdown; its leases "
+                            "expire after lease_ttl", self.node_id)
+                return
             rounds = await self._directory.round(self.node_id, self.incarnation, types,
                                                  dict.fromkeys(types, False))
             for type_name, outcome in rounds.items():
