@@ -150,6 +150,18 @@ _PROCESSING = "processing"
 _STOPPED = "stopped"
 
 
+class _ReplayOrder:
+    """The chunks of one replay put back in order, and its end if it overtook them."""
+
+    __slots__ = ("early", "expected", "highest", "next")
+
+    def __init__(self) -> None:
+        self.next = 0  # the index of the next chunk to apply
+        self.early: dict[int, tuple[PersistentRepr, ...]] = {}
+        self.highest: int | None = None  # RecoverySuccess arrived: its highest sequence nr
+        self.expected = 0  # ... and how many chunks came before it
+
+
 class Eventsourced:
     """Drives one `PersistentActor` instance: recovery, persist batching, stash, replies."""
 
@@ -192,6 +204,7 @@ class Eventsourced:
         # The command on_command is handling (what the user's `stash()` sets aside).
         self.current_command: tuple[Any, ActorRef] | None = None
         self._retention: RetentionCriteria | None = None
+        self._replay_order: _ReplayOrder | None = None  # while replaying
 
     # -- state ------------------------------------------------------------------------------
     @property
@@ -278,6 +291,7 @@ class Eventsourced:
             if self.cell.was_unhandled():
                 self.last_sequence_nr = 0  # unhandled offer: fall back to a full replay
         self._state = _REPLAYING
+        self._replay_order = _ReplayOrder()
         self.cell.send_to_address(
             self.cell.journal,
             p.ReplayMessages(self.persistence_id, self.last_sequence_nr + 1,
@@ -294,6 +308,22 @@ class Eventsourced:
             self._fail_recovery(e, event)
             return False
         return True
+
+    def _on_chunk(self, message: p.ReplayedMessages) -> None:
+        """Apply replayed chunks in their order; finish if the end already arrived."""
+        order = self._replay_order
+        if order is None:  # not numbered by its sender: as it comes
+            self._on_replayed(message.messages)
+            return
+        order.early[message.chunk] = message.messages
+        while order.next in order.early and self._state == _REPLAYING:
+            reprs = order.early.pop(order.next)
+            order.next += 1
+            self._on_replayed(reprs)
+        if order.highest is not None and order.next >= order.expected and \
+                self._state == _REPLAYING:
+            self._replay_order = None
+            self._on_recovery_success(order.highest)
 
     def _on_replayed(self, reprs: tuple[PersistentRepr, ...]) -> None:
         if self._replay_filter is not None:
@@ -423,9 +453,15 @@ class Eventsourced:
             case p.LoadSnapshotFailed() if self._state == _RECOVERY_STARTED:
                 self._fail_recovery(message.cause, None)
             case p.ReplayedMessages() if self._state == _REPLAYING:
-                self._on_replayed(message.messages)
+                self._on_chunk(message)
             case p.RecoverySuccess() if self._state == _REPLAYING:
-                self._on_recovery_success(message.highest_sequence_nr)
+                order = self._replay_order
+                if order is not None and order.next < message.chunks:
+                    # It overtook chunks (thespian does not keep order): wait for them.
+                    order.highest, order.expected = message.highest_sequence_nr, message.chunks
+                else:
+                    self._replay_order = None
+                    self._on_recovery_success(message.highest_sequence_nr)
             case p.ReplayMessagesFailure() if self._state == _REPLAYING:
                 self._fail_recovery(message.cause, None)
             case p.WriteMessagesResult():

@@ -98,18 +98,28 @@ class ReplayMessages:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ReplayedMessages:
-    """A chunk of replayed events (chunked: thespian's TCP transport is slow per message)."""
+    """A chunk of replayed events (chunked: thespian's TCP transport is slow per message).
+
+    `chunk` numbers the chunks of one replay from 0: thespian does not promise delivery order
+    (multiproc-tcp reorders under load), so the machine puts them back in order.
+    """
 
     messages: tuple[PersistentRepr, ...]
     actor_instance_id: int
+    chunk: int = 0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class RecoverySuccess:
-    """Replay finished; `highest_sequence_nr` is the id's highest ever stored."""
+    """Replay finished; `highest_sequence_nr` is the id's highest ever stored.
+
+    `chunks`: how many `ReplayedMessages` were sent before it; recovery completes only once
+    all of them have arrived (it may overtake them).
+    """
 
     highest_sequence_nr: int
     actor_instance_id: int
+    chunks: int = 0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

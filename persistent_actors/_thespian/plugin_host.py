@@ -347,6 +347,7 @@ class PluginHost(FrameBatching, ThespianActor):  # type: ignore[misc]
 
     def _replay(self, journal: Journal, request: p.ReplayMessages, sender: Any) -> None:
         instance = request.actor_instance_id
+        chunks = 0
         try:
             highest = self._run(journal.read_highest_sequence_nr(
                 request.persistence_id, max(0, request.from_sequence_nr - 1)))
@@ -358,7 +359,8 @@ class PluginHost(FrameBatching, ThespianActor):  # type: ignore[misc]
                     while True:
                         chunk = self._run(_take(source, REPLAY_CHUNK))
                         if chunk:
-                            self.send(sender, p.ReplayedMessages(tuple(chunk), instance))
+                            self.send(sender, p.ReplayedMessages(tuple(chunk), instance, chunks))
+                            chunks += 1
                         if len(chunk) < REPLAY_CHUNK:
                             break
                 finally:
@@ -368,4 +370,4 @@ class PluginHost(FrameBatching, ThespianActor):  # type: ignore[misc]
         except Exception as e:  # noqa: BLE001 - reported to the recovering actor
             self.send(sender, p.ReplayMessagesFailure(portable_error(e), instance))
             return
-        self.send(sender, p.RecoverySuccess(highest, instance))
+        self.send(sender, p.RecoverySuccess(highest, instance, chunks))
