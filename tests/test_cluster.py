@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import time
-import warnings
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -129,8 +128,6 @@ def test_failover_after_sigkill_of_the_convention_leader_loses_nothing(
     report = failover(cluster)
     print(f"\ncluster failover (loopback): {report}")
     assert failover_passed(report), report
-    if report["recovered_missing"]:
-        warnings.warn(f"stale entity state after failover (open bug): {report}", stacklevel=1)
 
 
 @pytest.mark.timeout(300)
@@ -144,8 +141,6 @@ def test_failover_with_each_node_in_its_own_network_namespace(pg_schema: str) ->
     report = json.loads(lines[-1])
     print(f"\ncluster failover ({report['network']}): {report}")
     assert run.returncode == 0, (report, run.stderr[-3000:])
-    if report["recovered_missing"]:
-        warnings.warn(f"stale entity state after failover (open bug): {report}", stacklevel=1)
 
 
 @pytest.mark.timeout(240)
