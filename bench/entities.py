@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import OURS, Workload
-from bench.service import ServiceCart
+from bench.service import ServiceCart, sqlite_config
 from persistent_actors import ActorSystem, EntityRegion
 
 _ASK_TIMEOUT = 300.0
@@ -46,16 +46,9 @@ class BenchEntity(ServiceCart):
 
 
 def _config(folder: Path, base: str, **sharding: Any) -> dict[str, Any]:
-    sqlite = {"synchronous": "FULL", "journal_mode": "WAL"}
-    return {
-        "actor_system": {"base": base},
-        "persistence": {
-            "journal": {"plugin": "sqlite", "path": str(folder / "journal.db"), **sqlite},
-            "snapshot_store": {"plugin": "sqlite", "path": str(folder / "snapshots.db"),
-                               **sqlite},
-        },
-        "sharding": {"host_processes": 2, "passivate_idle_after": 0, **sharding},
-    }
+    config = sqlite_config(folder, base)
+    config["sharding"] = {"host_processes": 2, "passivate_idle_after": 0, **sharding}
+    return config
 
 
 async def _clients(region: EntityRegion, ids: list[str], requests: int, *, persist: bool,

@@ -68,7 +68,8 @@ class ServiceCart(PersistentActor):
                 pass
 
 
-def _config(folder: Path, base: str) -> dict[str, Any]:
+def sqlite_config(folder: Path, base: str) -> dict[str, Any]:
+    """A system on `base` with the durable SQLite journal and snapshot store in `folder`."""
     sqlite = {"synchronous": "FULL", "journal_mode": "WAL"}
     return {
         "actor_system": {"base": base},
@@ -161,7 +162,7 @@ class _Row:
     latencies: list[float] = dataclasses.field(default_factory=list)
 
     def __call__(self, folder: Path) -> float:
-        with ActorSystem("bench-service", _config(folder, self.base)) as system:
+        with ActorSystem("bench-service", sqlite_config(folder, self.base)) as system:
             refs = _start(system, self.actors)
             if self.clients == "async":
                 return _async_clients(refs, 100, self.requests, self.persist, self.latencies)
@@ -175,7 +176,7 @@ class _Create:
     actors: int
 
     def __call__(self, folder: Path) -> float:
-        with ActorSystem("bench-create", _config(folder, "simple")) as system:
+        with ActorSystem("bench-create", sqlite_config(folder, "simple")) as system:
             start = time.perf_counter()
             _start(system, self.actors)
             return time.perf_counter() - start

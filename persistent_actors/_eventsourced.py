@@ -320,6 +320,10 @@ class Eventsourced:
             reprs = order.early.pop(order.next)
             order.next += 1
             self._on_replayed(reprs)
+        self._finish_replay_if_complete(order)
+
+    def _finish_replay_if_complete(self, order: _ReplayOrder) -> None:
+        """Recovery succeeds once its end arrived and every chunk before it was applied."""
         if order.highest is not None and order.next >= order.expected and \
                 self._state == _REPLAYING:
             self._replay_order = None
@@ -456,12 +460,13 @@ class Eventsourced:
                 self._on_chunk(message)
             case p.RecoverySuccess() if self._state == _REPLAYING:
                 order = self._replay_order
-                if order is not None and order.next < message.chunks:
-                    # It overtook chunks (thespian does not keep order): wait for them.
-                    order.highest, order.expected = message.highest_sequence_nr, message.chunks
-                else:
-                    self._replay_order = None
+                if order is None:
                     self._on_recovery_success(message.highest_sequence_nr)
+                else:
+                    # It may have overtaken chunks (thespian does not keep order): finish once
+                    # they are applied.
+                    order.highest, order.expected = message.highest_sequence_nr, message.chunks
+                    self._finish_replay_if_complete(order)
             case p.ReplayMessagesFailure() if self._state == _REPLAYING:
                 self._fail_recovery(message.cause, None)
             case p.WriteMessagesResult():
