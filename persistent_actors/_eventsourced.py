@@ -27,7 +27,7 @@ from persistent_actors import _protocol as p
 from persistent_actors._actor import DEAD_LETTERS, ActorRef
 from persistent_actors._replay_filter import OFF, ReplayFilter, ReplayFilterSettings
 from persistent_actors._serialization import Serializer, clip
-from persistent_actors.adapters import EventAdapters
+from persistent_actors.adapters import EventAdapters, Tagged
 from persistent_actors.errors import (
     ConfigError,
     IllegalActorStateError,
@@ -515,29 +515,40 @@ class Eventsourced:
             raise TypeError(f"persist handler must be callable, got {handler!r}")
         if not events:
             return
-        sender = self._current_sender()
-        now = time.time()
+        # Per event only what differs between events is done: the lookups, the timestamp
+        # and the adapter check are made once per call (a persist_all of 50 is one write).
+        adapters = None if self.adapters.is_empty else self.adapters
+        to_binary = self.serializer.to_binary
+        pid, writer, now = self.persistence_id, self.writer_uuid, time.time()
+        sequence_nr = self._sequence_nr
         reprs: list[PersistentRepr] = []
-        error: BaseException | None = None
-        for event in events:
-            self._sequence_nr += 1
-            self._pend(_Invocation(event, handler, stashing, sender))
-            if stashing:
-                self._pending_stashing += 1
-            if error is None:
-                try:
-                    # A write adapter may change what is stored and tag it; the handler still
-                    # gets `event`. Its failure rejects the write, as a serialization error does.
-                    stored, tags = self.adapters.to_journal(event)
-                    manifest, payload = self.serializer.to_binary(stored)
+        error: SerializationError | None = None
+        try:
+            for event in events:
+                sequence_nr += 1
+                # A write adapter may change what is stored and tag it; the handler still
+                # gets `event`. Its failure rejects the write, as a serialization error does.
+                if adapters is not None:
+                    stored, tags = adapters.to_journal(event)
+                elif isinstance(event, Tagged):
+                    stored, tags = event.payload, event.tags
+                else:
+                    stored, tags = event, ()
+                manifest, payload = to_binary(stored)
+                if tags or not manifest.isascii():
                     _check_encodable(manifest, tags)
-                except SerializationError as e:
-                    error = e
-                    continue
-                reprs.append(PersistentRepr(self.persistence_id, self._sequence_nr, manifest,
-                                            payload, self.writer_uuid, now, tags))
+                reprs.append(_new_repr(pid, sequence_nr, manifest, payload, writer, now, tags))
+        except SerializationError as e:
+            error = e
+        first = self._sequence_nr + 1
+        self._sequence_nr += len(events)
+        sender = self._current_sender()
+        if self._pending is None:
+            self._pending = deque()
+        self._pending.extend([_Invocation(event, handler, stashing, sender) for event in events])
+        if stashing:
+            self._pending_stashing += len(events)
         if error is not None:
-            first = self._sequence_nr - len(events) + 1
             self._event_batch.append(
                 p.RejectedItem(tuple(range(first, self._sequence_nr + 1)), error))
         else:
@@ -726,6 +737,33 @@ class Eventsourced:
         if self._state != _STOPPED:
             self._state = _STOPPED
             self.cell.stop_self(failed=failed)
+
+
+_REPR_FIELDS = ("persistence_id", "sequence_nr", "manifest", "payload", "writer_uuid",
+                "timestamp", "tags")
+assert tuple(f.name for f in dataclasses.fields(PersistentRepr)) == _REPR_FIELDS  # noqa: S101
+(_set_pid, _set_nr, _set_manifest, _set_payload, _set_writer, _set_timestamp,
+ _set_tags) = (getattr(PersistentRepr, name).__set__ for name in _REPR_FIELDS)
+_new_object = object.__new__
+
+
+def _new_repr(persistence_id: str, sequence_nr: int, manifest: str, payload: bytes,  # noqa: PLR0917
+              writer_uuid: str, timestamp: float, tags: tuple[str, ...]) -> PersistentRepr:
+    """``PersistentRepr(...)`` with every field given, at less than half the cost.
+
+    A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__`` (about
+    1 us for seven fields, per persisted event); the slots' own setters store the same values
+    for 0.4 us. The arguments are the runtime's own, already of the right types.
+    """
+    repr_: PersistentRepr = _new_object(PersistentRepr)
+    _set_pid(repr_, persistence_id)
+    _set_nr(repr_, sequence_nr)
+    _set_manifest(repr_, manifest)
+    _set_payload(repr_, payload)
+    _set_writer(repr_, writer_uuid)
+    _set_timestamp(repr_, timestamp)
+    _set_tags(repr_, tags)
+    return repr_
 
 
 def _check_encodable(manifest: str, tags: tuple[str, ...]) -> None:
