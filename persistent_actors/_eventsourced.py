@@ -20,7 +20,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from persistent_actors import _protocol as p
@@ -515,29 +515,35 @@ class Eventsourced:
             raise TypeError(f"persist handler must be callable, got {handler!r}")
         if not events:
             return
-        # Per event only what differs between events is done: the lookups, the timestamp
-        # and the adapter check are made once per call (a persist_all of 50 is one write).
-        adapters = None if self.adapters.is_empty else self.adapters
-        to_binary = self.serializer.to_binary
+        # Per event only what differs between events is done: the lookups, the timestamp,
+        # the adapter check and the serializer's set-up are made once per call (a persist_all
+        # of 50 is one write).
         pid, writer, now = self.persistence_id, self.writer_uuid, time.time()
         sequence_nr = self._sequence_nr
         reprs: list[PersistentRepr] = []
         error: SerializationError | None = None
         try:
-            for event in events:
+            stored: Sequence[Any] = events
+            tags: Sequence[tuple[str, ...]] | None = None
+            if not self.adapters.is_empty:
+                # A write adapter may change what is stored and tag it; the handler still gets
+                # the event. Its failure rejects the write, as a serialization error does.
+                adapted = [self.adapters.to_journal(event) for event in events]
+                stored, tags = [s for s, _ in adapted], [t for _, t in adapted]
+            elif (isinstance(events[0], Tagged) if len(events) == 1
+                  else any(isinstance(event, Tagged) for event in events)):
+                stored = [e.payload if isinstance(e, Tagged) else e for e in events]
+                tags = [e.tags if isinstance(e, Tagged) else () for e in events]
+            encoded = [self.serializer.to_binary(stored[0])] if len(stored) == 1 else \
+                self.serializer.to_binary_all(stored)
+            no_tags: tuple[str, ...] = ()
+            for index, (manifest, payload) in enumerate(encoded):
+                event_tags = no_tags if tags is None else tags[index]
+                if event_tags or not manifest.isascii():
+                    _check_encodable(manifest, event_tags)
                 sequence_nr += 1
-                # A write adapter may change what is stored and tag it; the handler still
-                # gets `event`. Its failure rejects the write, as a serialization error does.
-                if adapters is not None:
-                    stored, tags = adapters.to_journal(event)
-                elif isinstance(event, Tagged):
-                    stored, tags = event.payload, event.tags
-                else:
-                    stored, tags = event, ()
-                manifest, payload = to_binary(stored)
-                if tags or not manifest.isascii():
-                    _check_encodable(manifest, tags)
-                reprs.append(_new_repr(pid, sequence_nr, manifest, payload, writer, now, tags))
+                reprs.append(_new_repr(pid, sequence_nr, manifest, payload, writer, now,
+                                       event_tags))
         except SerializationError as e:
             error = e
         first = self._sequence_nr + 1

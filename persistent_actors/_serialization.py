@@ -160,10 +160,41 @@ class Serializer:
         except SerializationError:
             raise
         except Exception as e:
-            raise SerializationError(
-                f"cannot serialize {type(obj).__qualname__}: {e}; register the type with "
-                "persistent_actors.register or store plain msgpack values"
-            ) from e
+            raise _not_serializable(obj, e) from e
+
+    def to_binary_all(self, objs: Sequence[Any]) -> list[tuple[str, bytes]]:
+        """Encode many objects at once (`persist_all`): as `to_binary` on each, in order.
+
+        Raises `SerializationError` for the first that cannot be encoded. The lookups
+        `to_binary` makes per call (the thread's packer, the type's binding) are made once per
+        call here, and once per run of one type.
+        """
+        packers = self._packers
+        packer: msgpack.Packer | None = getattr(packers, "idle", None)
+        # Nested in a pack on this thread, or a subclass encodes its own way: one at a time.
+        if packer is None or type(self).to_binary is not Serializer.to_binary:
+            return [self.to_binary(obj) for obj in objs]
+        packers.idle = None
+        encoded: list[tuple[str, bytes]] = []
+        append, pack, by_type = encoded.append, packer.pack, self._by_type
+        cls: type[Any] | None = None
+        manifest, encode = PLAIN_MANIFEST, None
+        try:
+            for obj in objs:
+                if type(obj) is not cls:
+                    cls = type(obj)
+                    binding = by_type.get(cls)
+                    manifest, encode = (PLAIN_MANIFEST, None) if binding is None else \
+                        (binding.manifest, binding.encode)
+                try:
+                    append((manifest, pack(obj if encode is None else encode(obj))))
+                except SerializationError:
+                    raise
+                except Exception as e:
+                    raise _not_serializable(obj, e) from e
+        finally:
+            packers.idle = packer
+        return encoded
 
     def from_binary(self, manifest: str, payload: bytes) -> Any:
         """Decode `payload` stored under `manifest`."""
@@ -352,3 +383,9 @@ def register(
 
         return decorator
     return default_serializer.register(cls, manifest, aliases=aliases)
+
+
+def _not_serializable(obj: Any, cause: Exception) -> SerializationError:
+    return SerializationError(
+        f"cannot serialize {type(obj).__qualname__}: {cause}; register the type with "
+        "persistent_actors.register or store plain msgpack values")

@@ -130,6 +130,8 @@ class Basket(PersistentActor):
         match message:
             case ("persist", event):
                 self.persist(event, self._handled)
+            case ("persist_all", events):
+                self.persist_all(events, self._handled)
             case "report":
                 self.sender.tell((tuple(self.recovered), tuple(self.handled),
                                   tuple(self.rejected), self.last_sequence_nr))

@@ -135,6 +135,28 @@ def test_persisting_a_tagged_event_stores_its_tags(shop: ActorSystem) -> None:
     assert _report(basket)[0] == (OrderCancelled("changed my mind"),)
 
 
+@pytest.mark.parametrize("adapters", [True, False], ids=["adapters", "no-adapters"])
+def test_persist_all_stores_each_events_own_tags(base: str, db: Path, adapters: bool) -> None:
+    """One persist_all mixing tagged and untagged events: every event keeps its own tags,
+    whether a write adapter or a `Tagged` gave them, and each handler gets its own event."""
+    config = _config(base, db) if adapters else \
+        system_config(base, journal={"plugin": "sqlite", "path": str(db)})
+    events = (ItemAdded("apple", 1), Tagged(OrderCancelled("late"), ["orders"]),
+              ItemRemoved("apple"), Noise("n"))
+    with ActorSystem("shop", config=config) as system:
+        basket = system.actor_of(Basket, "carol", name="basket-carol")
+        basket.tell(("persist_all", events))
+        _, handled, _, last = _report(basket)
+        assert (handled, last) == (events, 4)
+        fruit = [(e.sequence_nr, e.event, e.tags) for e in _query(system, lambda j: _tagged(
+            j, "fruit"))]
+        orders = [(e.sequence_nr, e.event, e.tags) for e in _query(system, lambda j: _tagged(
+            j, "orders"))]
+    assert orders == [(2, OrderCancelled("late"), ("orders",))]
+    assert fruit == ([(1, ItemAdded("apple", 1), ("fruit",)),
+                      (3, ItemRemoved("apple"), ("fruit", "removed"))] if adapters else [])
+
+
 def test_failing_write_adapter_rejects_the_write_and_the_actor_continues(
     shop: ActorSystem,
 ) -> None:

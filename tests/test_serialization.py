@@ -529,3 +529,21 @@ def test_packing_after_a_failure_nested_or_on_threads_gives_the_same_bytes() -> 
 
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         assert all(pool.map(pack_many, range(0, 8000, 2000)))
+
+
+def test_to_binary_all_encodes_as_to_binary_and_raises_the_first_failure() -> None:
+    """persist_all encodes its events in one call: the same bytes, and the same error."""
+    values: list[Any] = [Decorated(1), "plain", WithManifest("x"), Decorated(2), (1, "t"),
+                         Called(1.5), None, Decorated(3), sample_outer()]
+    assert default_serializer.to_binary_all(values) == \
+        [default_serializer.to_binary(v) for v in values]
+    assert default_serializer.to_binary_all([]) == []
+    bad = Holder([1, NotRegistered(3)])
+    with pytest.raises(SerializationError) as expected:
+        default_serializer.to_binary(bad)
+    with pytest.raises(SerializationError) as got:
+        default_serializer.to_binary_all([*values[:3], bad, *values[3:]])
+    assert str(got.value) == str(expected.value)
+    # The packer it used is whole again: the next pack gives the same bytes.
+    assert default_serializer.to_binary_all(values) == \
+        [default_serializer.to_binary(v) for v in values]
