@@ -558,7 +558,7 @@ class Eventsourced:
             self._event_batch.append(
                 p.RejectedItem(tuple(range(first, self._sequence_nr + 1)), error))
         else:
-            self._event_batch.append(AtomicWrite(tuple(reprs)))
+            self._event_batch.append(_new_atomic_write(tuple(reprs)))
 
     def defer(self, event: Any, handler: Callable[[Any], None], *, stashing: bool) -> None:
         """Run `handler(event)` after all pending invocations (at once if there are none)."""
@@ -605,11 +605,19 @@ class Eventsourced:
         # Akka sends the next batch before running this batch's handlers, but not after a
         # failed write: WriteMessagesFailed leaves the write in progress and the actor stops,
         # so events batched behind the failure must not reach the journal.
-        if not any(isinstance(outcome, p.WriteFailed) for outcome in outcomes):
+        all_stored = outcomes.count(p.STORED) == len(outcomes)  # the usual answer, at C speed
+        if all_stored or not any(isinstance(outcome, p.WriteFailed) for outcome in outcomes):
             self._flush_journal_batch()
         for item, outcome in zip(items, outcomes, strict=True):
             if self._state == _STOPPED:
                 return
+            # A stored AtomicWrite first, without the match below (persist_async answers one
+            # item per event).
+            if type(item) is AtomicWrite and (all_stored or type(outcome) is p.WriteStored):
+                self._apply_handlers(item.payload)
+                if self._retention is not None:
+                    self._retention_snapshot(item)
+                continue
             match item, outcome:
                 case p.LoopMessage(), _:
                     self._apply_next_handler()
@@ -773,6 +781,17 @@ assert tuple(f.name for f in dataclasses.fields(PersistentRepr)) == _REPR_FIELDS
 (_set_pid, _set_nr, _set_manifest, _set_payload, _set_writer, _set_timestamp,
  _set_tags) = (getattr(PersistentRepr, name).__set__ for name in _REPR_FIELDS)
 _new_object = object.__new__
+_set_write_payload = getattr(AtomicWrite, "payload").__set__  # noqa: B009 - the slot itself
+
+
+def _new_atomic_write(reprs: tuple[PersistentRepr, ...]) -> AtomicWrite:
+    """``AtomicWrite(reprs)`` without its checks, which loop over the events in Python.
+
+    `persist` numbers the events itself: one id, consecutive numbers, at least one event.
+    """
+    write: AtomicWrite = _new_object(AtomicWrite)
+    _set_write_payload(write, reprs)
+    return write
 
 
 def _new_repr(persistence_id: str, sequence_nr: int, manifest: str, payload: bytes,  # noqa: PLR0917

@@ -10,7 +10,7 @@ because on the multi-process base it crosses processes. Responses carry the
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from persistent_actors._replay_filter import ReplayFilterSettings
 from persistent_actors.journal import AtomicWrite, PersistentRepr
@@ -53,6 +53,11 @@ class WriteMessages:
 @dataclasses.dataclass(frozen=True, slots=True)
 class WriteStored:
     """The atomic write is stored."""
+
+
+# The one instance the plugin host answers with: equal to any other (a dataclass without
+# fields), so what crosses a process boundary still compares equal, and found by identity.
+STORED: Final = WriteStored()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -277,7 +277,7 @@ class PluginHost(FrameBatching, ThespianActor):  # type: ignore[misc]
                             outcomes.append(p.WriteFailed(failure))
                         else:
                             error = next(result_iter)
-                            outcomes.append(p.WriteStored() if error is None
+                            outcomes.append(p.STORED if error is None
                                             else p.WriteRejected(portable_error(error)))
                     case p.RejectedItem():
                         outcomes.append(p.WriteRejected(item.cause))
