@@ -510,10 +510,14 @@ class Eventsourced:
     def persist(self, events: tuple[Any, ...], handler: Callable[[Any], None], *,
                 stashing: bool) -> None:
         """Queue `events` as one atomic write, with one handler invocation per event."""
-        self._check_may_persist()
+        if self._state != _PROCESSING:  # recovering or stopped: raises
+            self._check_may_persist()
         if not callable(handler):
             raise TypeError(f"persist handler must be callable, got {handler!r}")
         if not events:
+            return
+        if len(events) == 1 and self.adapters.is_empty:
+            self._persist_one(events[0], handler, stashing=stashing)
             return
         # Per event only what differs between events is done: the lookups, the timestamp,
         # the adapter check and the serializer's set-up are made once per call (a persist_all
@@ -559,6 +563,33 @@ class Eventsourced:
                 p.RejectedItem(tuple(range(first, self._sequence_nr + 1)), error))
         else:
             self._event_batch.append(_new_atomic_write(tuple(reprs)))
+
+    def _persist_one(self, event: Any, handler: Callable[[Any], None], *,
+                     stashing: bool) -> None:
+        """`persist` of one event with no adapter bound (persist, persist_async).
+
+        The same steps, without the loops and lists a batch needs.
+        """
+        stored, tags = (event.payload, event.tags) if isinstance(event, Tagged) else (event, ())
+        error: SerializationError | None = None
+        try:
+            manifest, payload = self.serializer.to_binary(stored)
+            if tags or not manifest.isascii():
+                _check_encodable(manifest, tags)
+        except SerializationError as e:
+            error = e
+        self._sequence_nr = sequence_nr = self._sequence_nr + 1
+        if self._pending is None:
+            self._pending = deque()
+        self._pending.append(_Invocation(event, handler, stashing, self._current_sender()))
+        if stashing:
+            self._pending_stashing += 1
+        if error is not None:
+            self._event_batch.append(p.RejectedItem((sequence_nr,), error))
+            return
+        self._event_batch.append(_new_atomic_write((_new_repr(
+            self.persistence_id, sequence_nr, manifest, payload, self.writer_uuid, time.time(),
+            tags),)))
 
     def defer(self, event: Any, handler: Callable[[Any], None], *, stashing: bool) -> None:
         """Run `handler(event)` after all pending invocations (at once if there are none)."""
