@@ -1,0 +1,181 @@
+"""``python -m bench.write_breakdown [ROUNDS]``: where a batched write's time goes, layer by layer.
+
+Each layer runs alone, all of them in interleaved rounds in one process, and the table gives
+wall-clock and process CPU microseconds per event (best and median of the rounds; CPU time
+is steadier than wall time on a shared machine). Issue 16's targets compare the batched rows
+with ``raw_tx50``; this shows which part of the difference is SQLite and which the runtime.
+
+* ``raw_tx50``: the bench's raw row (3-column table, ``msgpack.packb``, 50 rows per transaction).
+* ``journal_sql``: the SQLite journal's own statements on its own schema with no Python layer:
+  the per-batch query of deleted sequence numbers and one ``executemany`` of 50 prepared rows
+  per ``BEGIN IMMEDIATE``..``COMMIT``.
+* ``journal_api``: ``SqliteJournal.write_messages`` with AtomicWrites of 50, run inline as the
+  plugin host runs it (``may_block``); events built and serialized in the loop.
+* ``command_hop``: a driver actor tells a plain actor 10,000 commands (no persistence): the
+  message every command of the persist rows costs.
+* ``inmem_pb``, ``inmem_pa``, ``inmem_pba``: the persist_all, persist_async and
+  persist_all_async rows on the in-memory journal: the runtime without SQLite.
+* ``pb``, ``pa``, ``pba``: the same rows on SQLite (WAL, ``synchronous=FULL``), as in the table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench import raw
+from bench.actors import BenchActor, Cmd, Driver, Finished, Run, event
+from bench.common import EVENTS
+from bench.workloads import _config as sqlite_config
+from journal_plugins._sqlite_db import _JOURNAL_SCHEMA
+from journal_plugins.sqlite import _DELETED_UP_TO, _INSERT_EVENT, SqliteJournal
+from persistent_actors import Actor, ActorSystem
+from persistent_actors._serialization import default_serializer
+from persistent_actors.journal import MAY_BLOCK, AtomicWrite, PersistentRepr
+
+_BATCH = 50
+Timing = tuple[float, float]  # wall seconds, process CPU seconds
+
+
+def _timed(run: Callable[[], object]) -> Timing:
+    cpu, wall = time.process_time(), time.perf_counter()
+    run()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def _inmem_config(folder: Path) -> dict[str, Any]:
+    del folder
+    return {"actor_system": {"base": "simple"},
+            "persistence": {"journal": {"plugin": "inmem"}, "snapshot_store": {"plugin": "inmem"}}}
+
+
+class _Counter(Actor):
+    """Counts commands and answers the one numbered `report_at`, like `BenchActor`, unpersisted."""
+
+    def __init__(self, report_at: int) -> None:
+        self.report_at = report_at
+        self.count = 0
+
+    def on_receive(self, message: Any) -> None:
+        match message:
+            case Cmd(_, nr):
+                self.count += 1
+                if nr == self.report_at:
+                    self.sender.tell(Finished(self.count))
+            case "ready":
+                self.sender.tell(True)
+            case _:
+                self.unhandled(message)
+
+
+def _drive(config: dict[str, Any], actor: type[Actor], args: tuple[Any, ...], mode: str) -> Timing:
+    with ActorSystem("breakdown", config) as system:
+        target = system.actor_of(actor, *args, name="target")
+        target.ask("ready" if actor is _Counter else "counter", timeout=60)
+        driver = system.actor_of(Driver, name="driver")
+        timing = _timed(lambda: driver.ask(Run((target,), mode, EVENTS), timeout=600))
+        if actor is BenchActor and target.ask("counter", timeout=60) != EVENTS:
+            raise RuntimeError("the bench actor lost events")
+    return timing
+
+
+def _row(mode: str, config: Callable[[Path], dict[str, Any]]) -> Callable[[Path], Timing]:
+    return lambda folder: _drive(config(folder), BenchActor, ("breakdown", EVENTS), mode)
+
+
+def _command_hop(folder: Path) -> Timing:
+    return _drive(_inmem_config(folder), _Counter, (EVENTS,), "x")
+
+
+def _journal_sql(folder: Path) -> Timing:
+    db = sqlite3.connect(folder / "journal.db", isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        for statement in _JOURNAL_SCHEMA:
+            db.execute(statement)
+        manifest, payload = default_serializer.to_binary(event(1))
+        now, writer = time.time(), "0123456789abcdef0123456789abcdef"
+        batches = [[("breakdown", first + i, manifest, payload, writer, now)
+                    for i in range(_BATCH)] for first in range(1, EVENTS + 1, _BATCH)]
+        deleted = _DELETED_UP_TO.format(marks="?")
+
+        def write() -> None:
+            for rows in batches:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute(deleted, ["breakdown"]).fetchall()
+                db.executemany(_INSERT_EVENT, rows)
+                db.execute("COMMIT")
+
+        return _timed(write)
+    finally:
+        db.close()
+
+
+def _journal_api(folder: Path) -> Timing:
+    async def run() -> Timing:
+        MAY_BLOCK.set(True)  # inline, as the plugin host runs it
+        journal = SqliteJournal({"path": str(folder / "journal.db"), "synchronous": "FULL"})
+        await journal.start()
+        try:
+            cpu, wall = time.process_time(), time.perf_counter()
+            for first in range(1, EVENTS + 1, _BATCH):
+                now, reprs = time.time(), []
+                for nr in range(first, first + _BATCH):
+                    manifest, payload = default_serializer.to_binary(event(nr))
+                    reprs.append(PersistentRepr("breakdown", nr, manifest, payload, "w", now))
+                if any(await journal.write_messages([AtomicWrite(tuple(reprs))])):
+                    raise RuntimeError("a write was rejected")
+            return time.perf_counter() - wall, time.process_time() - cpu
+        finally:
+            await journal.close()
+
+    return asyncio.run(run())
+
+
+def _raw_tx50(folder: Path) -> Timing:
+    cpu = time.process_time()
+    wall = raw.workloads()[1].run(folder)  # raw_tx50
+    return wall, time.process_time() - cpu  # CPU includes the connect: negligible
+
+
+LAYERS: dict[str, Callable[[Path], Timing]] = {
+    "raw_tx50": _raw_tx50,
+    "journal_sql": _journal_sql,
+    "journal_api": _journal_api,
+    "command_hop": _command_hop,
+    "inmem_pb": _row("pb", _inmem_config),
+    "pb": _row("pb", sqlite_config),
+    "inmem_pa": _row("pa", _inmem_config),
+    "pa": _row("pa", sqlite_config),
+    "inmem_pba": _row("pba", _inmem_config),
+    "pba": _row("pba", sqlite_config),
+}
+
+
+def main(argv: list[str]) -> int:
+    """Run every layer in `argv[0]` (default 5) interleaved rounds; print the table."""
+    rounds = int(argv[0]) if argv else 5
+    timings: dict[str, list[Timing]] = {name: [] for name in LAYERS}
+    for _ in range(rounds):
+        for name, layer in LAYERS.items():
+            with tempfile.TemporaryDirectory(prefix="persistent-actors-breakdown-") as tmp:
+                timings[name].append(layer(Path(tmp)))
+    print(f"{rounds} rounds, us per event: wall best / median, CPU best / median")
+    for name, samples in timings.items():
+        wall = [w / EVENTS * 1e6 for w, _ in samples]
+        cpu = [c / EVENTS * 1e6 for _, c in samples]
+        print(f"{name:12s} {min(wall):7.2f} {statistics.median(wall):7.2f}   "
+              f"{min(cpu):7.2f} {statistics.median(cpu):7.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
