@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from typing import Any, Final
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from typing import Any, Final, TypeVar
 
 from journal_plugins._sqlite_db import (
     _COMMON_KEYS,
@@ -59,6 +59,7 @@ from persistent_actors.journal import (
     AtomicWrite,
     Journal,
     PersistentRepr,
+    ReplayedRows,
 )
 from persistent_actors.snapshot import (
     SelectedSnapshot,
@@ -68,6 +69,8 @@ from persistent_actors.snapshot import (
 )
 
 __all__ = ["SqliteJournal", "SqliteSnapshotStore"]
+
+_Page = TypeVar("_Page", list[PersistentRepr], ReplayedRows)
 
 _INSERT_EVENT: Final = """INSERT INTO journal
     (persistence_id, sequence_nr, manifest, payload, writer_uuid, timestamp)
@@ -101,6 +104,11 @@ _PURGE: Final = """DELETE FROM journal
 # themselves, and most histories have no tags. Tags are committed with their event, so a tag
 # of an event the page saw is visible to the later statements.
 _REPLAY_PAGE: Final = """SELECT ordering, sequence_nr, manifest, payload, writer_uuid, timestamp
+    FROM journal
+    WHERE persistence_id = ? AND sequence_nr >= ? AND sequence_nr <= ? AND deleted = 0
+    ORDER BY sequence_nr LIMIT ?"""
+# Recovery's page (`replay_rows`): only the columns it needs.
+_ROWS_PAGE: Final = """SELECT sequence_nr, manifest, payload, writer_uuid
     FROM journal
     WHERE persistence_id = ? AND sequence_nr >= ? AND sequence_nr <= ? AND deleted = 0
     ORDER BY sequence_nr LIMIT ?"""
@@ -227,6 +235,31 @@ class SqliteJournal(Journal):
             JournalError: the database failed.
 
         """
+        async for page in self._pages(_replay_page, persistence_id, from_sequence_nr,
+                                      to_sequence_nr, max_count):
+            for event in page:
+                yield event
+
+    async def replay_rows(
+        self, persistence_id: str, from_sequence_nr: int, to_sequence_nr: int, max_count: int
+    ) -> AsyncIterator[ReplayedRows]:
+        """Plugin API: `replay_messages` as one `ReplayedRows` per page (recovery's path).
+
+        Reads only the four columns recovery needs and builds no object per event.
+
+        Raises:
+            JournalError: the database failed.
+
+        """
+        async for page in self._pages(_rows_page, persistence_id, from_sequence_nr,
+                                      to_sequence_nr, max_count):
+            yield page
+
+    async def _pages(
+        self, read: Callable[[sqlite3.Connection, str, int, int, int], tuple[_Page, int]],
+        persistence_id: str, from_sequence_nr: int, to_sequence_nr: int, max_count: int,
+    ) -> AsyncIterator[_Page]:
+        """The non-empty pages `read` returns, each read on the connection by sequence number."""
         _, reader = self._connections()
         # Clamped so every bound fits SQLite's signed 64-bit INTEGER.
         to_nr = min(to_sequence_nr, MAX_SEQUENCE_NR)
@@ -244,17 +277,17 @@ class SqliteJournal(Journal):
         while remaining > 0 and next_nr <= to_nr:
             limit = min(self._options.replay_page_size, remaining)
             try:
-                # Rows become PersistentReprs on the connection's thread, a page at a time.
-                events = await reader.run(_replay_page, persistence_id, next_nr, to_nr, limit)
+                # A page is read, and its objects built, on the connection's thread.
+                page, last_nr = await reader.run(read, persistence_id, next_nr, to_nr, limit)
             except (sqlite3.Error, ValueError) as e:
                 msg = f"{type(self).__name__}: replay of {persistence_id!r} failed: {e}"
                 raise JournalError(msg) from e
-            for event in events:
-                yield event
-            if len(events) < limit:
+            if len(page):
+                yield page
+            if len(page) < limit:
                 return
-            remaining -= len(events)
-            next_nr = events[-1].sequence_nr + 1
+            remaining -= len(page)
+            next_nr = last_nr + 1
 
     async def read_highest_sequence_nr(self, persistence_id: str, from_sequence_nr: int) -> int:
         """Plugin API: the highest sequence number ever stored, deleted or not (0 if none).
@@ -421,12 +454,24 @@ def _integrity_check(db: sqlite3.Connection) -> list[str]:
     return problems
 
 
+def _rows_page(
+    db: sqlite3.Connection, persistence_id: str, from_nr: int, to_nr: int, limit: int
+) -> tuple[ReplayedRows, int]:
+    rows = db.execute(_ROWS_PAGE, (persistence_id, from_nr, to_nr, limit)).fetchall()
+    return ReplayedRows.from_tuples(rows), rows[-1][0] if rows else 0
+
+
 def _replay_page(
     db: sqlite3.Connection, persistence_id: str, from_nr: int, to_nr: int, limit: int
-) -> list[PersistentRepr]:
+) -> tuple[list[PersistentRepr], int]:
     rows = db.execute(_REPLAY_PAGE, (persistence_id, from_nr, to_nr, limit)).fetchall()
     if not rows:
-        return []
+        return [], 0
+    return _reprs_of(db, persistence_id, rows), rows[-1][1]
+
+
+def _reprs_of(db: sqlite3.Connection, persistence_id: str,
+              rows: list[Any]) -> list[PersistentRepr]:
     orderings = [row[0] for row in rows]
     (tagged,) = db.execute(_ANY_TAG_BETWEEN, (min(orderings), max(orderings))).fetchone()
     if not tagged:

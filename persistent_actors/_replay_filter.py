@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from typing import Final
 
 from persistent_actors.errors import ReplayFilterError
-from persistent_actors.stored import PersistentRepr
+from persistent_actors.stored import PersistentRepr, ReplayedRows
 
 __all__ = ["REPLAY_FILTER_MODES", "ReplayFilter", "ReplayFilterSettings"]
 
@@ -98,6 +98,57 @@ class ReplayFilter:
                     buffer.append(event)
             else:
                 self._new_writer(event)
+        return released
+
+    def feed_rows(self, rows: ReplayedRows) -> list[ReplayedRows]:
+        """`feed` for a page of columns: the events that left the window, in order.
+
+        A page that continues the current writer in sequence order (no event of it can be an
+        issue) only moves the window: the held events and all but the page's last
+        `window_size` leave as they are, without an object per event. Any other page goes
+        through `feed` event by event (after its first event alone, if only that one
+        differs: the usual start of a new writer).
+        """
+        released: list[ReplayedRows] = []
+        for attempt in range(2):
+            if not len(rows):
+                return released
+            if self._continues_writer(rows):
+                released.extend(self._slide(rows))
+                return released
+            if attempt == 0:  # perhaps a new writer: its first event alone, then again
+                head = self.feed(rows.slice(0, 1).reprs(self._persistence_id))
+                if head:
+                    released.append(ReplayedRows.of(head))
+                rows = rows.slice(1)
+        slow = self.feed(rows.reprs(self._persistence_id))
+        if slow:
+            released.append(ReplayedRows.of(slow))
+        return released
+
+    def _continues_writer(self, rows: ReplayedRows) -> bool:
+        """True if `feed` would hold every event of `rows` and find no issue."""
+        nrs = rows.sequence_nrs
+        return (rows.writer_uuids.count(self._writer) == len(nrs)
+                and nrs[0] >= self._sequence_nr and list(nrs) == sorted(nrs))
+
+    def _slide(self, rows: ReplayedRows) -> list[ReplayedRows]:
+        """Hold `rows` (see `_continues_writer`): what `feed` releases, as rows."""
+        buffer, window, n = self._buffer, self._window_size, len(rows)
+        self._sequence_nr = rows.sequence_nrs[-1]
+        released: list[ReplayedRows] = []
+        if n >= window:
+            if buffer:
+                released.append(ReplayedRows.of(buffer))
+            if n > window:
+                released.append(rows.slice(0, n - window))
+            buffer.clear()  # in place: `feed` holds a reference to the deque
+            buffer.extend(rows.slice(n - window).reprs(self._persistence_id))
+            return released
+        leaving = len(buffer) + n - window
+        if leaving > 0:
+            released.append(ReplayedRows.of([buffer.popleft() for _ in range(leaving)]))
+        buffer.extend(rows.reprs(self._persistence_id))
         return released
 
     def _new_writer(self, event: PersistentRepr) -> None:

@@ -499,6 +499,24 @@ def test_from_binary_all_decodes_as_from_binary_and_stops_at_the_first_failure()
         assert str(error) == str(expected.value)
 
 
+def test_from_binary_columns_of_one_manifest_decodes_as_from_binary() -> None:
+    """A chunk of one manifest takes the all-in-C path; an error in it is found as before."""
+    stored = [default_serializer.to_binary(Decorated(nr)) for nr in range(5)]
+    manifests, payloads = [m for m, _ in stored], [b for _, b in stored]
+    assert default_serializer.from_binary_columns(manifests, payloads) == (
+        [Decorated(nr) for nr in range(5)], None)
+    plain = [default_serializer.to_binary(v) for v in ("a", (1, 2), None)]
+    assert default_serializer.from_binary_columns([m for m, _ in plain], [b for _, b in plain]) \
+        == (["a", (1, 2), None], None)
+    for bad in (b"\xc1", msgpack.packb({"nope": 1})):
+        with pytest.raises(SerializationError) as expected:
+            default_serializer.from_binary(manifests[0], bad)
+        decoded, error = default_serializer.from_binary_columns(
+            manifests, [*payloads[:2], bad, *payloads[3:]])
+        assert decoded == [Decorated(0), Decorated(1)]
+        assert str(error) == str(expected.value)
+
+
 def test_packing_after_a_failure_nested_or_on_threads_gives_the_same_bytes() -> None:
     """Each thread reuses one msgpack packer: a failed, nested or concurrent pack leaves none
     half-filled or shared."""
