@@ -387,8 +387,8 @@ class Eventsourced:
 
     def _on_recovery_success(self, highest: int) -> None:
         if self._replay_filter is not None:
-            held, self._replay_filter = self._replay_filter.flush(), None
-            self._apply_replayed(ReplayedRows.of(held))
+            held, self._replay_filter = self._replay_filter.flush_rows(), None
+            self._apply_replayed(held)
             if self._state == _STOPPED:
                 return
         self.last_sequence_nr = self._sequence_nr = max(highest, self.last_sequence_nr)

@@ -51,7 +51,7 @@ class ReplayFilterSettings:
 class ReplayFilter:
     """Filters one recovery's replayed events; `feed` each chunk, then `flush` at the end."""
 
-    __slots__ = ("_buffer", "_max_old_writers", "_mode", "_old_writers", "_persistence_id",
+    __slots__ = ("_buffer", "_held", "_max_old_writers", "_mode", "_old_writers", "_persistence_id",
                  "_sequence_nr", "_window_size", "_writer")
 
     def __init__(self, settings: ReplayFilterSettings, persistence_id: str) -> None:
@@ -60,6 +60,8 @@ class ReplayFilter:
         self._max_old_writers = settings.max_old_writers
         self._persistence_id = persistence_id
         self._buffer: deque[PersistentRepr] = deque()
+        # Or, after `feed_rows` moved a page, the held events as columns (the deque is empty).
+        self._held: ReplayedRows | None = None
         self._old_writers: OrderedDict[str, None] = OrderedDict()
         self._writer = ""
         self._sequence_nr = 0
@@ -71,6 +73,7 @@ class ReplayFilter:
             ReplayFilterError: mode ``fail`` and the history has more than one writer.
 
         """
+        self._unpack_held()
         released: list[PersistentRepr] = []
         buffer, window = self._buffer, self._window_size
         for event in events:
@@ -133,23 +136,28 @@ class ReplayFilter:
                 and nrs[0] >= self._sequence_nr and list(nrs) == sorted(nrs))
 
     def _slide(self, rows: ReplayedRows) -> list[ReplayedRows]:
-        """Hold `rows` (see `_continues_writer`): what `feed` releases, as rows."""
-        buffer, window, n = self._buffer, self._window_size, len(rows)
+        """Hold `rows` (see `_continues_writer`): what `feed` releases, as rows.
+
+        The window stays columns (`_held`), so a page costs no object per event.
+        """
+        held = self._held
+        if held is None and self._buffer:
+            held = ReplayedRows.of(self._buffer)
+            self._buffer.clear()  # in place: `feed` holds a reference to the deque
+        combined = rows if held is None else held.concat(rows)
         self._sequence_nr = rows.sequence_nrs[-1]
-        released: list[ReplayedRows] = []
-        if n >= window:
-            if buffer:
-                released.append(ReplayedRows.of(buffer))
-            if n > window:
-                released.append(rows.slice(0, n - window))
-            buffer.clear()  # in place: `feed` holds a reference to the deque
-            buffer.extend(rows.slice(n - window).reprs(self._persistence_id))
-            return released
-        leaving = len(buffer) + n - window
-        if leaving > 0:
-            released.append(ReplayedRows.of([buffer.popleft() for _ in range(leaving)]))
-        buffer.extend(rows.reprs(self._persistence_id))
-        return released
+        leaving = len(combined) - self._window_size
+        if leaving <= 0:
+            self._held = combined
+            return []
+        self._held = combined.slice(leaving)
+        return [combined.slice(0, leaving)]
+
+    def _unpack_held(self) -> None:
+        """Move the events held as columns into the deque, for the event-by-event path."""
+        if self._held is not None:
+            self._buffer.extend(self._held.reprs(self._persistence_id))
+            self._held = None
 
     def _new_writer(self, event: PersistentRepr) -> None:
         if self._writer:
@@ -179,6 +187,14 @@ class ReplayFilter:
 
     def flush(self) -> list[PersistentRepr]:
         """Return the events still held back (the replay ended)."""
+        self._unpack_held()
         released = list(self._buffer)
         self._buffer.clear()
         return released
+
+    def flush_rows(self) -> ReplayedRows:
+        """`flush`, as columns."""
+        held, self._held = self._held, None
+        if held is not None:
+            return held
+        return ReplayedRows.of(self.flush())

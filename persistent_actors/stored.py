@@ -111,6 +111,13 @@ class ReplayedRows:
         return ReplayedRows(self.sequence_nrs[start:stop], self.manifests[start:stop],
                             self.payloads[start:stop], self.writer_uuids[start:stop])
 
+    def concat(self, after: ReplayedRows) -> ReplayedRows:
+        """These events, then those of `after`, as new columns."""
+        return ReplayedRows([*self.sequence_nrs, *after.sequence_nrs],
+                            [*self.manifests, *after.manifests],
+                            [*self.payloads, *after.payloads],
+                            [*self.writer_uuids, *after.writer_uuids])
+
     def reprs(self, persistence_id: str) -> list[PersistentRepr]:
         """One `PersistentRepr` per event (timestamp 0, no tags): for the slow paths."""
         return [PersistentRepr(persistence_id, nr, manifest, payload, writer)

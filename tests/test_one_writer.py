@@ -270,7 +270,7 @@ def _filtered_rows(mode: str, history: Sequence[tuple[int, str]], window: int,
     for size in pages:
         out.extend(replay.feed_rows(rows.slice(start, start + size)))
         start += size
-    out.append(ReplayedRows.of(replay.flush()))
+    out.append(replay.flush_rows())
     return [(nr, writer) for page in out
             for nr, writer in zip(page.sequence_nrs, page.writer_uuids, strict=True)]
 
