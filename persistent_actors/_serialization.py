@@ -60,6 +60,9 @@ class _Binding:
     manifest: str
     encode: Encoder
     decode: Decoder
+    # `decode` is the dataclass default, ``cls(**state)`` after a check that state is a dict:
+    # a replay chunk may call ``cls(**state)`` itself (a failure is then decoded again alone).
+    from_map: bool = False
 
 
 def _dataclass_encoder(cls: type[Any]) -> Encoder:
@@ -122,9 +125,12 @@ class Serializer:
                     f"{cls.__qualname__} is not a dataclass: pass encode= and decode= "
                     "to register() to say how it is stored"
                 )
+            from_map = decode is None
             encode = encode or _dataclass_encoder(cls)
             decode = decode or _dataclass_decoder(cls)
-        binding = _Binding(cls, manifest, encode, decode)
+        else:
+            from_map = False
+        binding = _Binding(cls, manifest, encode, decode, from_map)
         names = (manifest, *aliases)
         with self._lock:
             # Check every name before binding any: otherwise a conflict on an alias would leave
@@ -204,9 +210,13 @@ class Serializer:
         """
         end = len(payloads)
         if end and manifests.count(manifests[0]) == end:
+            binding = self._by_manifest.get(manifests[0])
             decode = self._decoder_of(manifests[0])
             try:
                 states = list(map(self._unpack_fast, payloads))
+                if binding is not None and binding.from_map:
+                    cls = binding.cls  # the decoder's own call, without a frame per event
+                    return [cls(**state) for state in states], None
                 return states if decode is None else list(map(decode, states)), None
             except Exception:  # noqa: BLE001, S110 - the loop below finds which, and says why
                 pass
