@@ -11,6 +11,7 @@ import dataclasses
 import datetime as _dt
 import decimal
 import functools
+import itertools
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -213,7 +214,7 @@ class Serializer:
             binding = self._by_manifest.get(manifests[0])
             decode = self._decoder_of(manifests[0])
             try:
-                states = list(map(self._unpack_fast, payloads))
+                states = self._unpack_all(payloads)
                 if binding is not None and binding.from_map:
                     cls = binding.cls  # the decoder's own call, without a frame per event
                     return [cls(**state) for state in states], None
@@ -243,6 +244,27 @@ class Serializer:
                 index += 1
                 manifest = None
         return decoded, None
+
+    def _unpack_all(self, payloads: Sequence[bytes]) -> list[Any]:
+        """`_unpack` of each payload, by one streaming unpacker over them all.
+
+        Each object must end exactly where its payload ends (a payload with extra bytes, or
+        one cut short, would otherwise shift the ones after it): anything else raises, and
+        the caller decodes event by event.
+        """
+        data = b"".join(payloads)
+        unpacker = msgpack.Unpacker(ext_hook=self._ext_hook, raw=False, strict_map_key=False,
+                                    max_buffer_size=max(len(data), 1))
+        unpacker.feed(data)
+        states: list[Any] = []
+        ends: list[int] = []
+        append, end, tell = states.append, ends.append, unpacker.tell
+        for state in unpacker:
+            append(state)
+            end(tell())
+        if ends != list(itertools.accumulate(map(len, payloads))):
+            raise SerializationError("payloads do not split into one object each")
+        return states
 
     def _decoder_of(self, manifest: str) -> Decoder | None:
         """What turns the unpacked state of `manifest` into its object; None: it is the value."""

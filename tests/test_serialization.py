@@ -517,6 +517,28 @@ def test_from_binary_columns_of_one_manifest_decodes_as_from_binary() -> None:
         assert str(error) == str(expected.value)
 
 
+@pytest.mark.parametrize("payloads", [
+    [b"\x01\x02", b""],  # as one stream: two objects, as many as payloads, shifted
+    [b"\x01", b"\x92\x01", b"\x02"],  # a cut-short array swallows the next payload
+    [b"\x01", b"\x92\x01"],  # the last one cut short: the stream just ends
+])
+def test_from_binary_columns_never_lets_a_payload_run_into_the_next(
+        payloads: list[bytes]) -> None:
+    """A chunk is unpacked as one stream; each object must end where its payload ends."""
+    manifests = [PLAIN_MANIFEST] * len(payloads)
+    expected: list[Any] = []
+    error_text = ""
+    for payload in payloads:
+        try:
+            expected.append(default_serializer.from_binary(PLAIN_MANIFEST, payload))
+        except SerializationError as e:
+            error_text = str(e)
+            break
+    decoded, error = default_serializer.from_binary_columns(manifests, payloads)
+    assert decoded == expected
+    assert str(error) == error_text
+
+
 def test_packing_after_a_failure_nested_or_on_threads_gives_the_same_bytes() -> None:
     """Each thread reuses one msgpack packer: a failed, nested or concurrent pack leaves none
     half-filled or shared."""
