@@ -108,10 +108,15 @@ _REPLAY_PAGE: Final = """SELECT ordering, sequence_nr, manifest, payload, writer
     WHERE persistence_id = ? AND sequence_nr >= ? AND sequence_nr <= ? AND deleted = 0
     ORDER BY sequence_nr LIMIT ?"""
 # Recovery's page (`replay_rows`): only the columns it needs.
-_ROWS_PAGE: Final = """SELECT sequence_nr, manifest, payload, writer_uuid
+# A manifest or writer equal to the previous page's last (?5, ?6) comes back as NULL: Python
+# then builds no str per row for the common run of one manifest and one writer.
+_ROWS_PAGE: Final = """SELECT sequence_nr,
+        CASE WHEN manifest = ?5 THEN NULL ELSE manifest END,
+        payload,
+        CASE WHEN writer_uuid = ?6 THEN NULL ELSE writer_uuid END
     FROM journal
-    WHERE persistence_id = ? AND sequence_nr >= ? AND sequence_nr <= ? AND deleted = 0
-    ORDER BY sequence_nr LIMIT ?"""
+    WHERE persistence_id = ?1 AND sequence_nr >= ?2 AND sequence_nr <= ?3 AND deleted = 0
+    ORDER BY sequence_nr LIMIT ?4"""
 _ANY_TAG_BETWEEN: Final = """SELECT EXISTS (
     SELECT 1 FROM journal_tags WHERE ordering >= ? AND ordering <= ?)"""
 _TAGS_OF_RANGE: Final = """SELECT t.ordering, t.tag
@@ -251,7 +256,7 @@ class SqliteJournal(Journal):
             JournalError: the database failed.
 
         """
-        async for page in self._pages(_rows_page, persistence_id, from_sequence_nr,
+        async for page in self._pages(_RowsReader(), persistence_id, from_sequence_nr,
                                       to_sequence_nr, max_count):
             yield page
 
@@ -454,11 +459,35 @@ def _integrity_check(db: sqlite3.Connection) -> list[str]:
     return problems
 
 
-def _rows_page(
-    db: sqlite3.Connection, persistence_id: str, from_nr: int, to_nr: int, limit: int
-) -> tuple[ReplayedRows, int]:
-    rows = db.execute(_ROWS_PAGE, (persistence_id, from_nr, to_nr, limit)).fetchall()
-    return ReplayedRows.from_tuples(rows), rows[-1][0] if rows else 0
+class _RowsReader:
+    """Reads recovery's pages (`_ROWS_PAGE`), remembering the last manifest and writer."""
+
+    __slots__ = ("manifest", "writer")
+
+    def __init__(self) -> None:
+        self.manifest: str | None = None  # None: no page read yet, every row has its own
+        self.writer: str | None = None
+
+    def __call__(self, db: sqlite3.Connection, persistence_id: str, from_nr: int, to_nr: int,
+                 limit: int) -> tuple[ReplayedRows, int]:
+        params = (persistence_id, from_nr, to_nr, limit, self.manifest, self.writer)
+        rows = db.execute(_ROWS_PAGE, params).fetchall()
+        if not rows:
+            return ReplayedRows((), (), (), ()), 0
+        nrs, manifests, payloads, writers = zip(*rows, strict=True)
+        page = ReplayedRows(nrs, _filled(manifests, self.manifest), payloads,
+                            _filled(writers, self.writer))
+        self.manifest, self.writer = page.manifests[-1], page.writer_uuids[-1]
+        return page, nrs[-1]
+
+
+def _filled(column: Sequence[str | None], same: str | None) -> Sequence[str]:
+    """`column` with each NULL (equal to `same`, both columns are NOT NULL) put back."""
+    if same is None or None not in column:
+        return column  # type: ignore[return-value]  # no NULL in it
+    if column.count(None) == len(column):
+        return [same] * len(column)
+    return [same if value is None else value for value in column]
 
 
 def _replay_page(
