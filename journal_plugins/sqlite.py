@@ -248,9 +248,10 @@ class SqliteJournal(Journal):
     async def replay_rows(
         self, persistence_id: str, from_sequence_nr: int, to_sequence_nr: int, max_count: int
     ) -> AsyncIterator[ReplayedRows]:
-        """Plugin API: `replay_messages` as one `ReplayedRows` per page (recovery's path).
+        """Plugin API: recovery's replay, one `ReplayedRows` per `replay_page_size` events.
 
-        Reads only the four columns recovery needs and builds no object per event.
+        The select reads the four columns recovery needs; a run of one manifest and one
+        writer costs one str each per page (`_RowsReader`), and no object is built per event.
 
         Raises:
             JournalError: the database failed.
