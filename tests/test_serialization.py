@@ -501,10 +501,10 @@ def test_from_binary_all_decodes_as_from_binary_and_stops_at_the_first_failure()
 
 def test_from_binary_columns_of_one_manifest_decodes_as_from_binary() -> None:
     """A chunk of one manifest takes the all-in-C path; an error in it is found as before."""
-    stored = [default_serializer.to_binary(Decorated(nr)) for nr in range(5)]
+    stored = [default_serializer.to_binary(Decorated(nr)) for nr in range(40)]
     manifests, payloads = [m for m, _ in stored], [b for _, b in stored]
     assert default_serializer.from_binary_columns(manifests, payloads) == (
-        [Decorated(nr) for nr in range(5)], None)
+        [Decorated(nr) for nr in range(40)], None)
     plain = [default_serializer.to_binary(v) for v in ("a", (1, 2), None)]
     assert default_serializer.from_binary_columns([m for m, _ in plain], [b for _, b in plain]) \
         == (["a", (1, 2), None], None)
@@ -525,6 +525,7 @@ def test_from_binary_columns_of_one_manifest_decodes_as_from_binary() -> None:
 def test_from_binary_columns_never_lets_a_payload_run_into_the_next(
         payloads: list[bytes]) -> None:
     """A chunk is unpacked as one stream; each object must end where its payload ends."""
+    payloads = [b"\x07"] * 40 + payloads  # long enough for the streaming unpacker
     manifests = [PLAIN_MANIFEST] * len(payloads)
     expected: list[Any] = []
     error_text = ""
