@@ -73,7 +73,13 @@ from persistent_actors.errors import (
     SnapshotStoreError,
 )
 from persistent_actors.event_log import EventLog
-from persistent_actors.journal import MAX_SEQUENCE_NR, AtomicWrite, Journal, PersistentRepr
+from persistent_actors.journal import (
+    MAX_SEQUENCE_NR,
+    AtomicWrite,
+    Journal,
+    PersistentRepr,
+    ReplayedRows,
+)
 from persistent_actors.snapshot import (
     SelectedSnapshot,
     SnapshotMetadata,
@@ -306,6 +312,11 @@ class PostgresJournal(Journal):
             FROM {o.table("journal")}
             WHERE persistence_id = $1 AND sequence_nr >= $2 AND sequence_nr <= $3
             AND NOT deleted ORDER BY sequence_nr LIMIT $4"""
+        # Recovery's page (`replay_rows`): only the columns it needs.
+        self._replay_rows = f"""SELECT sequence_nr, manifest, payload, writer_uuid
+            FROM {o.table("journal")}
+            WHERE persistence_id = $1 AND sequence_nr >= $2 AND sequence_nr <= $3
+            AND NOT deleted ORDER BY sequence_nr LIMIT $4"""
         self._last_live = f"""SELECT max(sequence_nr) FROM {o.table("journal")}
             WHERE persistence_id = $1 AND sequence_nr <= $2 AND NOT deleted"""
         self._highest = f"""SELECT greatest(
@@ -424,6 +435,31 @@ class PostgresJournal(Journal):
             JournalError: the database failed.
 
         """
+        async for rows in self._pages(self._replay, persistence_id, from_sequence_nr,
+                                      to_sequence_nr, max_count):
+            for nr, manifest, payload, writer_uuid, timestamp, tags in rows:
+                yield PersistentRepr(persistence_id, nr, manifest, payload, writer_uuid,
+                                     timestamp, tuple(tags))
+
+    async def replay_rows(
+        self, persistence_id: str, from_sequence_nr: int, to_sequence_nr: int, max_count: int
+    ) -> AsyncIterator[ReplayedRows]:
+        """Plugin API: recovery's replay, the columns of each page of `replay_page_size` rows.
+
+        The same pages as `replay_messages`, but only the four columns recovery needs, turned
+        into columns by one ``zip`` in C instead of a `PersistentRepr` per row.
+
+        Raises:
+            JournalError: the database failed.
+
+        """
+        async for rows in self._pages(self._replay_rows, persistence_id, from_sequence_nr,
+                                      to_sequence_nr, max_count):
+            yield ReplayedRows.from_tuples(rows)
+
+    async def _pages(self, query: str, persistence_id: str, from_sequence_nr: int,
+                     to_sequence_nr: int, max_count: int) -> AsyncIterator[list[Any]]:
+        """The non-empty pages of `query` (sequence number first), read by sequence number."""
         pool = self._connections()
         to_nr = min(to_sequence_nr, MAX_SEQUENCE_NR)
         next_nr = max(from_sequence_nr, -MAX_SEQUENCE_NR)
@@ -440,13 +476,12 @@ class PostgresJournal(Journal):
         while remaining > 0 and next_nr <= to_nr:
             limit = min(self._options.replay_page_size, remaining)
             try:
-                rows = await pool.fetch(self._replay, persistence_id, next_nr, to_nr, limit)
+                rows = await pool.fetch(query, persistence_id, next_nr, to_nr, limit)
             except _DB_ERRORS as e:
                 msg = f"{self._owner}: replay of {persistence_id!r} failed: {e}"
                 raise JournalError(msg) from e
-            for nr, manifest, payload, writer_uuid, timestamp, tags in rows:
-                yield PersistentRepr(persistence_id, nr, manifest, payload, writer_uuid,
-                                     timestamp, tuple(tags))
+            if rows:
+                yield rows
             if len(rows) < limit:
                 return
             remaining -= len(rows)

@@ -37,7 +37,7 @@ from persistent_actors.errors import (
     SerializationError,
     StashOverflowError,
 )
-from persistent_actors.journal import MAX_SEQUENCE_NR, AtomicWrite, PersistentRepr
+from persistent_actors.journal import MAX_SEQUENCE_NR, AtomicWrite, PersistentRepr, ReplayedRows
 from persistent_actors.messages import (
     DeleteMessagesFailure,
     DeleteSnapshotFailure,
@@ -157,7 +157,7 @@ class _ReplayOrder:
 
     def __init__(self) -> None:
         self.next = 0  # the index of the next chunk to apply
-        self.early: dict[int, tuple[PersistentRepr, ...]] = {}
+        self.early: dict[int, ReplayedRows] = {}
         self.highest: int | None = None  # RecoverySuccess arrived: its highest sequence nr
         self.expected = 0  # ... and how many chunks came before it
 
@@ -313,13 +313,13 @@ class Eventsourced:
         """Apply replayed chunks in their order; finish if the end already arrived."""
         order = self._replay_order
         if order is None:  # not numbered by its sender: as it comes
-            self._on_replayed(message.messages)
+            self._on_replayed(message.rows)
             return
-        order.early[message.chunk] = message.messages
+        order.early[message.chunk] = message.rows
         while order.next in order.early and self._state == _REPLAYING:
-            reprs = order.early.pop(order.next)
+            rows = order.early.pop(order.next)
             order.next += 1
-            self._on_replayed(reprs)
+            self._on_replayed(rows)
         self._finish_replay_if_complete(order)
 
     def _finish_replay_if_complete(self, order: _ReplayOrder) -> None:
@@ -329,20 +329,25 @@ class Eventsourced:
             self._replay_order = None
             self._on_recovery_success(order.highest)
 
-    def _on_replayed(self, reprs: tuple[PersistentRepr, ...]) -> None:
-        if self._replay_filter is not None:
-            try:
-                reprs = tuple(self._replay_filter.feed(reprs))
-            except ReplayFilterError as e:
-                self._fail_recovery(e, None)
-                return
-        self._apply_replayed(reprs)
-
-    def _apply_replayed(self, reprs: tuple[PersistentRepr, ...]) -> None:
-        if self.adapters.is_empty:
-            self._replay_plain(reprs)
+    def _on_replayed(self, rows: ReplayedRows) -> None:
+        if self._replay_filter is None:
+            self._apply_replayed(rows)
             return
-        for repr_ in reprs:
+        try:
+            released = self._replay_filter.feed_rows(rows)
+        except ReplayFilterError as e:
+            self._fail_recovery(e, None)
+            return
+        for part in released:
+            if self._state == _STOPPED:  # a handler failed
+                return
+            self._apply_replayed(part)
+
+    def _apply_replayed(self, rows: ReplayedRows) -> None:
+        if self.adapters.is_empty:
+            self._replay_plain(rows)
+            return
+        for repr_ in rows.reprs(self.persistence_id):
             try:
                 # Read adapters may turn one stored event into several (or none): upcasting.
                 events = self.adapters.from_journal(repr_)
@@ -356,35 +361,34 @@ class Eventsourced:
                 if not self._recover_with(event):
                     return
 
-    def _replay_plain(self, reprs: tuple[PersistentRepr, ...]) -> None:
-        """`_on_replayed` without read adapters: one stored event is one event.
+    def _replay_plain(self, rows: ReplayedRows) -> None:
+        """`_apply_replayed` without read adapters: one stored event is one event.
 
-        Replay is the hot path of recovery (hundreds of events per chunk): the chunk is
-        decoded in one call, then handed to `on_recover` in a tight loop. `last_sequence_nr`
-        is each event's own while its handler runs, as in Akka. The unhandled flag is not
-        reset per event: nothing reads it after a replayed event (the next command or
-        `RecoveryCompleted` resets it first).
+        Replay is the hot path of recovery (hundreds of events per chunk): the chunk's
+        columns are decoded in one call, then handed to `on_recover` in a tight loop.
+        `last_sequence_nr` is each event's own while its handler runs, as in Akka. The
+        unhandled flag is not reset per event: nothing reads it after a replayed event (the
+        next command or `RecoveryCompleted` resets it first).
         """
-        events, error = self.serializer.from_binary_all(reprs)
+        events, error = self.serializer.from_binary_columns(rows.manifests, rows.payloads)
         on_recover = self.actor.on_recover
         event: Any = None
         try:
-            for repr_, event in zip(reprs, events, strict=False):  # events: up to an error
-                self.last_sequence_nr = repr_.sequence_nr
+            for nr, event in zip(rows.sequence_nrs, events, strict=False):  # up to an error
+                self.last_sequence_nr = nr
                 on_recover(event)
         except Exception as e:  # noqa: BLE001 - any user error fails recovery, as in Akka
             self._fail_recovery(e, event)
             return
         if error is not None:
-            bad = reprs[len(events)]
+            bad = rows.sequence_nrs[len(events)]
             self._fail_recovery(RecoveryError(
-                f"cannot decode event {bad.sequence_nr} of {self.persistence_id!r}: {error}"),
-                None)
+                f"cannot decode event {bad} of {self.persistence_id!r}: {error}"), None)
 
     def _on_recovery_success(self, highest: int) -> None:
         if self._replay_filter is not None:
-            held, self._replay_filter = self._replay_filter.flush(), None
-            self._apply_replayed(tuple(held))
+            held, self._replay_filter = self._replay_filter.flush_rows(), None
+            self._apply_replayed(held)
             if self._state == _STOPPED:
                 return
         self.last_sequence_nr = self._sequence_nr = max(highest, self.last_sequence_nr)

@@ -13,7 +13,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any, Final
 
 from persistent_actors._replay_filter import ReplayFilterSettings
-from persistent_actors.journal import AtomicWrite, PersistentRepr
+from persistent_actors.journal import AtomicWrite, ReplayedRows
 from persistent_actors.snapshot import SelectedSnapshot, SnapshotMetadata, SnapshotSelectionCriteria
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ class ReplayedMessages:
     (multiproc-tcp reorders under load), so the machine puts them back in order.
     """
 
-    messages: tuple[PersistentRepr, ...]
+    rows: ReplayedRows
     actor_instance_id: int
     chunk: int = 0
 

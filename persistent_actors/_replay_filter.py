@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from typing import Final
 
 from persistent_actors.errors import ReplayFilterError
-from persistent_actors.stored import PersistentRepr
+from persistent_actors.stored import PersistentRepr, ReplayedRows
 
 __all__ = ["REPLAY_FILTER_MODES", "ReplayFilter", "ReplayFilterSettings"]
 
@@ -51,7 +51,7 @@ class ReplayFilterSettings:
 class ReplayFilter:
     """Filters one recovery's replayed events; `feed` each chunk, then `flush` at the end."""
 
-    __slots__ = ("_buffer", "_max_old_writers", "_mode", "_old_writers", "_persistence_id",
+    __slots__ = ("_buffer", "_held", "_max_old_writers", "_mode", "_old_writers", "_persistence_id",
                  "_sequence_nr", "_window_size", "_writer")
 
     def __init__(self, settings: ReplayFilterSettings, persistence_id: str) -> None:
@@ -60,6 +60,8 @@ class ReplayFilter:
         self._max_old_writers = settings.max_old_writers
         self._persistence_id = persistence_id
         self._buffer: deque[PersistentRepr] = deque()
+        # Or, after `feed_rows` moved a page, the held events as columns (the deque is empty).
+        self._held: ReplayedRows | None = None
         self._old_writers: OrderedDict[str, None] = OrderedDict()
         self._writer = ""
         self._sequence_nr = 0
@@ -71,6 +73,7 @@ class ReplayFilter:
             ReplayFilterError: mode ``fail`` and the history has more than one writer.
 
         """
+        self._unpack_held()
         released: list[PersistentRepr] = []
         buffer, window = self._buffer, self._window_size
         for event in events:
@@ -100,6 +103,62 @@ class ReplayFilter:
                 self._new_writer(event)
         return released
 
+    def feed_rows(self, rows: ReplayedRows) -> list[ReplayedRows]:
+        """`feed` for a page of columns: the events that left the window, in order.
+
+        A page that continues the current writer in sequence order (no event of it can be an
+        issue) only moves the window: the held events and all but the page's last
+        `window_size` leave as they are, without an object per event. Any other page goes
+        through `feed` event by event (after its first event alone, if only that one
+        differs: the usual start of a new writer).
+        """
+        released: list[ReplayedRows] = []
+        for attempt in range(2):
+            if not len(rows):
+                return released
+            if self._continues_writer(rows):
+                released.extend(self._slide(rows))
+                return released
+            if attempt == 0:  # perhaps a new writer: its first event alone, then again
+                head = self.feed(rows.slice(0, 1).reprs(self._persistence_id))
+                if head:
+                    released.append(ReplayedRows.of(head))
+                rows = rows.slice(1)
+        slow = self.feed(rows.reprs(self._persistence_id))
+        if slow:
+            released.append(ReplayedRows.of(slow))
+        return released
+
+    def _continues_writer(self, rows: ReplayedRows) -> bool:
+        """True if `feed` would hold every event of `rows` and find no issue."""
+        nrs = rows.sequence_nrs
+        return (rows.writer_uuids.count(self._writer) == len(nrs)
+                and nrs[0] >= self._sequence_nr and list(nrs) == sorted(nrs))
+
+    def _slide(self, rows: ReplayedRows) -> list[ReplayedRows]:
+        """Hold `rows` (see `_continues_writer`): what `feed` releases, as rows.
+
+        The window stays columns (`_held`), so a page costs no object per event.
+        """
+        held = self._held
+        if held is None and self._buffer:
+            held = ReplayedRows.of(self._buffer)
+            self._buffer.clear()  # in place: `feed` holds a reference to the deque
+        combined = rows if held is None else held.concat(rows)
+        self._sequence_nr = rows.sequence_nrs[-1]
+        leaving = len(combined) - self._window_size
+        if leaving <= 0:
+            self._held = combined
+            return []
+        self._held = combined.slice(leaving)
+        return [combined.slice(0, leaving)]
+
+    def _unpack_held(self) -> None:
+        """Move the events held as columns into the deque, for the event-by-event path."""
+        if self._held is not None:
+            self._buffer.extend(self._held.reprs(self._persistence_id))
+            self._held = None
+
     def _new_writer(self, event: PersistentRepr) -> None:
         if self._writer:
             self._old_writers[self._writer] = None
@@ -128,6 +187,14 @@ class ReplayFilter:
 
     def flush(self) -> list[PersistentRepr]:
         """Return the events still held back (the replay ended)."""
+        self._unpack_held()
         released = list(self._buffer)
         self._buffer.clear()
         return released
+
+    def flush_rows(self) -> ReplayedRows:
+        """`flush`, as columns."""
+        held, self._held = self._held, None
+        if held is not None:
+            return held
+        return ReplayedRows.of(self.flush())

@@ -6,9 +6,10 @@ Plugins and the runtime both build on these; nothing here knows about actors or 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Final
 
-__all__ = ["MAX_SEQUENCE_NR", "AtomicWrite", "PersistentRepr"]
+__all__ = ["MAX_SEQUENCE_NR", "AtomicWrite", "PersistentRepr", "ReplayedRows"]
 
 # Largest sequence number; also what "no upper bound" means (fits SQLite's signed 64-bit INTEGER).
 MAX_SEQUENCE_NR: Final = 2**63 - 1
@@ -66,3 +67,60 @@ class AtomicWrite:
     def highest_sequence_nr(self) -> int:
         """Sequence number of the last event."""
         return self.payload[-1].sequence_nr
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReplayedRows:
+    """Consecutive replayed events of one persistence id, as columns (`Journal.replay_rows`).
+
+    Entry ``i`` of each column belongs to the same event; the events are in sequence order.
+    It carries what recovery needs and no more (no persistence id, timestamps or tags), so a
+    plugin builds no object per event: the columns may be the lists a database driver returns.
+    """
+
+    sequence_nrs: Sequence[int]
+    manifests: Sequence[str]
+    payloads: Sequence[bytes]
+    writer_uuids: Sequence[str]
+
+    def __post_init__(self) -> None:
+        n = len(self.sequence_nrs)
+        if not len(self.manifests) == len(self.payloads) == len(self.writer_uuids) == n:
+            raise ValueError("ReplayedRows columns must have the same length")
+
+    def __len__(self) -> int:
+        """The number of events."""
+        return len(self.sequence_nrs)
+
+    @classmethod
+    def of(cls, reprs: Sequence[PersistentRepr]) -> ReplayedRows:
+        """The columns of `reprs` (their persistence ids, timestamps and tags are dropped)."""
+        return cls([r.sequence_nr for r in reprs], [r.manifest for r in reprs],
+                   [r.payload for r in reprs], [r.writer_uuid for r in reprs])
+
+    @classmethod
+    def from_tuples(cls, rows: Sequence[tuple[int, str, bytes, str]]) -> ReplayedRows:
+        """Columns from ``(sequence_nr, manifest, payload, writer_uuid)`` rows (a DB result)."""
+        if not rows:
+            return cls((), (), (), ())
+        nrs, manifests, payloads, writers = zip(*rows, strict=True)
+        return cls(nrs, manifests, payloads, writers)
+
+    def slice(self, start: int, stop: int | None = None) -> ReplayedRows:
+        """The events ``start:stop``, as new columns."""
+        return ReplayedRows(self.sequence_nrs[start:stop], self.manifests[start:stop],
+                            self.payloads[start:stop], self.writer_uuids[start:stop])
+
+    def concat(self, after: ReplayedRows) -> ReplayedRows:
+        """These events, then those of `after`, as new columns."""
+        return ReplayedRows([*self.sequence_nrs, *after.sequence_nrs],
+                            [*self.manifests, *after.manifests],
+                            [*self.payloads, *after.payloads],
+                            [*self.writer_uuids, *after.writer_uuids])
+
+    def reprs(self, persistence_id: str) -> list[PersistentRepr]:
+        """One `PersistentRepr` per event (timestamp 0, no tags): for the slow paths."""
+        return [PersistentRepr(persistence_id, nr, manifest, payload, writer)
+                for nr, manifest, payload, writer in zip(
+                    self.sequence_nrs, self.manifests, self.payloads, self.writer_uuids,
+                    strict=True)]

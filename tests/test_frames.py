@@ -23,6 +23,7 @@ from thespian.actors import ActorAddress, ActorExitRequest
 from persistent_actors import ActorSystem
 from persistent_actors import _protocol as p
 from persistent_actors._thespian.frames import MAX_BATCH, FrameBatching, batched, frame_has_more
+from persistent_actors.stored import ReplayedRows
 from tests.conftest import system_config
 from tests.entity_actors import AddItem, Cart
 from tests.service_actors import Flooder, Keeper, LastWords, Recorder, RecorderEntity
@@ -90,7 +91,7 @@ def test_thespian_messages_are_never_batched_and_keep_their_place() -> None:
 
 def test_a_replay_chunk_leaves_at_once_behind_what_waits_for_its_destination() -> None:
     actor = _Sender()
-    chunk = p.ReplayedMessages((), 1)
+    chunk = p.ReplayedMessages(ReplayedRows((), (), (), ()), 1)
     actor.receiveMessage([(B, "b"), (A, 1), (A, 2), (A, chunk), "snap", (A, 3)], None)
     assert actor.snapshots == [[("a", p.Batch((1, 2))), ("a", chunk)]]
     assert actor.frames == [("a", p.Batch((1, 2))), ("a", chunk), ("b", "b"), ("a", 3)]

@@ -26,7 +26,7 @@ from persistent_actors._eventsourced import Eventsourced
 from persistent_actors._replay_filter import ReplayFilterSettings
 from persistent_actors._serialization import default_serializer
 from persistent_actors.journal import AtomicWrite
-from persistent_actors.stored import PersistentRepr
+from persistent_actors.stored import PersistentRepr, ReplayedRows
 from persistent_actors.testing import TestProbe
 from tests.conftest import system_config
 from tests.persistent_actors_under_test import (
@@ -303,8 +303,8 @@ def test_replayed_chunks_are_applied_in_order_whatever_order_they_arrive_in(
         manifest, payload = default_serializer.to_binary(f"e{nr}")
         return PersistentRepr("scripted", nr, manifest, payload)
 
-    messages = {"chunk0": p.ReplayedMessages((event(1), event(2)), 1, 0),
-                "chunk1": p.ReplayedMessages((event(3),), 1, 1),
+    messages = {"chunk0": p.ReplayedMessages(ReplayedRows.of((event(1), event(2))), 1, 0),
+                "chunk1": p.ReplayedMessages(ReplayedRows.of((event(3),)), 1, 1),
                 "end": p.RecoverySuccess(3, 1, 2)}
     for name in arrival:
         es.receive(messages[name], DEAD_LETTERS)

@@ -9,6 +9,7 @@ replay filter over the history.
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from persistent_actors import (
 )
 from persistent_actors._replay_filter import ReplayFilter, ReplayFilterSettings
 from persistent_actors._serialization import default_serializer
-from persistent_actors.journal import AtomicWrite, PersistentRepr
+from persistent_actors.journal import AtomicWrite, PersistentRepr, ReplayedRows
 from persistent_actors.testing import TestProbe
 from tests.conftest import system_config
 from tests.failure_actors import Added
@@ -257,3 +258,46 @@ def test_replay_filter_settings_are_validated(value: Any, match: str) -> None:
 def test_the_filter_leaves_a_single_writers_history_alone() -> None:
     history = [(nr, "A") for nr in range(1, 251)]
     assert _filtered("repair-by-discard-old", history, window=7, chunk=13) == history
+
+
+def _filtered_rows(mode: str, history: Sequence[tuple[int, str]], window: int,
+                   pages: Sequence[int]) -> list[tuple[int, str]]:
+    """`_filtered` through `feed_rows` (recovery's path), in pages of the given sizes."""
+    replay = ReplayFilter(ReplayFilterSettings(mode, window, 10), "p")
+    rows = ReplayedRows.of([_repr(nr, writer) for nr, writer in history])
+    out: list[ReplayedRows] = []
+    start = 0
+    for size in pages:
+        out.extend(replay.feed_rows(rows.slice(start, start + size)))
+        start += size
+    out.append(replay.flush_rows())
+    return [(nr, writer) for page in out
+            for nr, writer in zip(page.sequence_nrs, page.writer_uuids, strict=True)]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_feeding_rows_filters_exactly_as_feeding_events(seed: int) -> None:
+    """`feed_rows` moves whole pages of one writer at once; the outcome is `feed`'s, event by
+    event, for any history (writers changing, going back, out of order), window and paging."""
+    rng = random.Random(seed)
+    writers = "ABCD"[:rng.randint(1, 4)]
+    history: list[tuple[int, str]] = []
+    nr = 0
+    for _ in range(rng.randint(0, 400)):
+        nr = max(1, nr + rng.choice((1, 1, 1, 1, 1, 1, 0, -1, -3)))
+        history.append((nr, rng.choice(writers) if rng.random() < 0.05 or not history
+                        else history[-1][1]))
+    window = rng.choice((1, 2, 7, 100))
+    pages: list[int] = []
+    while sum(pages) < len(history):
+        pages.append(rng.choice((1, 3, 50, 120, 500)))
+    for mode in ("repair-by-discard-old", "warn", "fail"):
+        try:
+            expected: Any = _filtered(mode, history, window, chunk=1)
+        except ReplayFilterError as e:
+            expected = str(e)
+        try:
+            got: Any = _filtered_rows(mode, history, window, pages)
+        except ReplayFilterError as e:
+            got = str(e)
+        assert got == expected, (mode, window, pages)

@@ -499,6 +499,47 @@ def test_from_binary_all_decodes_as_from_binary_and_stops_at_the_first_failure()
         assert str(error) == str(expected.value)
 
 
+def test_from_binary_columns_of_one_manifest_decodes_as_from_binary() -> None:
+    """A chunk of one manifest takes the all-in-C path; an error in it is found as before."""
+    stored = [default_serializer.to_binary(Decorated(nr)) for nr in range(40)]
+    manifests, payloads = [m for m, _ in stored], [b for _, b in stored]
+    assert default_serializer.from_binary_columns(manifests, payloads) == (
+        [Decorated(nr) for nr in range(40)], None)
+    plain = [default_serializer.to_binary(v) for v in ("a", (1, 2), None)]
+    assert default_serializer.from_binary_columns([m for m, _ in plain], [b for _, b in plain]) \
+        == (["a", (1, 2), None], None)
+    for bad in (b"\xc1", msgpack.packb({"nope": 1})):
+        with pytest.raises(SerializationError) as expected:
+            default_serializer.from_binary(manifests[0], bad)
+        decoded, error = default_serializer.from_binary_columns(
+            manifests, [*payloads[:2], bad, *payloads[3:]])
+        assert decoded == [Decorated(0), Decorated(1)]
+        assert str(error) == str(expected.value)
+
+
+@pytest.mark.parametrize("payloads", [
+    [b"\x01\x02", b""],  # as one stream: two objects, as many as payloads, shifted
+    [b"\x01", b"\x92\x01", b"\x02"],  # a cut-short array swallows the next payload
+    [b"\x01", b"\x92\x01"],  # the last one cut short: the stream just ends
+])
+def test_from_binary_columns_never_lets_a_payload_run_into_the_next(
+        payloads: list[bytes]) -> None:
+    """A chunk is unpacked as one stream; each object must end where its payload ends."""
+    payloads = [b"\x07"] * 40 + payloads  # long enough for the streaming unpacker
+    manifests = [PLAIN_MANIFEST] * len(payloads)
+    expected: list[Any] = []
+    error_text = ""
+    for payload in payloads:
+        try:
+            expected.append(default_serializer.from_binary(PLAIN_MANIFEST, payload))
+        except SerializationError as e:
+            error_text = str(e)
+            break
+    decoded, error = default_serializer.from_binary_columns(manifests, payloads)
+    assert decoded == expected
+    assert str(error) == error_text
+
+
 def test_packing_after_a_failure_nested_or_on_threads_gives_the_same_bytes() -> None:
     """Each thread reuses one msgpack packer: a failed, nested or concurrent pack leaves none
     half-filled or shared."""

@@ -27,7 +27,14 @@ from persistent_actors._thespian.common import log, portable_error
 from persistent_actors._thespian.event_log import EVENT_LOG_MESSAGES, EventLogService
 from persistent_actors._thespian.frames import FrameBatching, batched, frame_has_more
 from persistent_actors.errors import JournalError
-from persistent_actors.journal import MAY_BLOCK, AtomicWrite, Journal, PersistentRepr
+from persistent_actors.journal import (
+    MAY_BLOCK,
+    ROWS_PER_PAGE,
+    AtomicWrite,
+    Journal,
+    ReplayedRows,
+    replay_rows_of,
+)
 from persistent_actors.messages import (
     DeleteMessagesFailure,
     DeleteMessagesSuccess,
@@ -43,9 +50,10 @@ from persistent_actors.snapshot import SnapshotStore
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
-# Events per replay message: large enough to amortise thespian's per-message cost on TCP,
-# small enough to keep each message well under a megabyte for typical events.
-REPLAY_CHUNK = 500
+# Events per replay message when the plugin pages through `Journal.replay_rows`' default
+# (SQLite and PostgreSQL: their `replay_page_size`): large enough to amortise thespian's
+# per-message cost on TCP, small enough to keep a message well under a megabyte.
+REPLAY_CHUNK = ROWS_PER_PAGE
 
 
 class _EagerLoop(asyncio.SelectorEventLoop):
@@ -134,13 +142,8 @@ class _PluginLoop:
             self._loop.close()
 
 
-async def _take(source: AsyncIterator[PersistentRepr], n: int) -> list[PersistentRepr]:
-    chunk: list[PersistentRepr] = []
-    async for item in source:
-        chunk.append(item)
-        if len(chunk) >= n:
-            break
-    return chunk
+async def _next_page(source: AsyncIterator[ReplayedRows]) -> ReplayedRows | None:
+    return await anext(source, None)
 
 
 def _idle_probe(actor: ThespianActor) -> Callable[[], bool] | None:
@@ -353,16 +356,14 @@ class PluginHost(FrameBatching, ThespianActor):  # type: ignore[misc]
                 request.persistence_id, max(0, request.from_sequence_nr - 1)))
             to = min(request.to_sequence_nr, highest)
             if to > 0 and request.from_sequence_nr <= to and request.max_count > 0:
-                source = journal.replay_messages(request.persistence_id,
-                                                 request.from_sequence_nr, to, request.max_count)
+                source = replay_rows_of(journal, request.persistence_id,
+                                        request.from_sequence_nr, to, request.max_count)
                 try:
-                    while True:
-                        chunk = self._run(_take(source, REPLAY_CHUNK))
-                        if chunk:
-                            self.send(sender, p.ReplayedMessages(tuple(chunk), instance, chunks))
+                    # One chunk per page: the columns as the plugin returned them.
+                    while (rows := self._run(_next_page(source))) is not None:
+                        if len(rows):
+                            self.send(sender, p.ReplayedMessages(rows, instance, chunks))
                             chunks += 1
-                        if len(chunk) < REPLAY_CHUNK:
-                            break
                 finally:
                     aclose = getattr(source, "aclose", None)
                     if aclose is not None:

@@ -42,7 +42,13 @@ from typing import ClassVar, Final
 import pytest
 
 from persistent_actors.errors import SequenceConflictError
-from persistent_actors.journal import MAX_SEQUENCE_NR, AtomicWrite, Journal, PersistentRepr
+from persistent_actors.journal import (
+    MAX_SEQUENCE_NR,
+    AtomicWrite,
+    Journal,
+    PersistentRepr,
+    replay_rows_of,
+)
 
 __all__ = ["JournalSpec"]
 
@@ -136,13 +142,25 @@ class JournalSpec:
         to_sequence_nr: int = MAX_SEQUENCE_NR,
         max_count: int = MAX_SEQUENCE_NR,
     ) -> list[PersistentRepr]:
-        """Collect the events a replay yields."""
-        return [
+        """Collect the events a replay yields; recovery's `replay_rows` must yield the same.
+
+        Every replay case thus covers both paths: `replay_messages` and the columns of
+        `Journal.replay_rows` (the plugin's own, or the default over `replay_messages`).
+        """
+        events = [
             event
             async for event in journal.replay_messages(
                 pid, from_sequence_nr, to_sequence_nr, max_count
             )
         ]
+        pages = [page async for page in replay_rows_of(
+            journal, pid, from_sequence_nr, to_sequence_nr, max_count)]
+        assert all(len(page) for page in pages), "replay_rows yielded an empty page"
+        rows = [row for page in pages for row in zip(
+            page.sequence_nrs, page.manifests, page.payloads, page.writer_uuids, strict=True)]
+        assert rows == [(e.sequence_nr, e.manifest, e.payload, e.writer_uuid) for e in events], \
+            "replay_rows and replay_messages disagree"
+        return events
 
     async def replayed_nrs(
         self,
@@ -443,6 +461,10 @@ class JournalSpec:
             assert event.payload == f"a-{expected}".encode()
             expected += 1
         assert expected == count + 1
+        pages = [page async for page in replay_rows_of(
+            journal, many, 1, MAX_SEQUENCE_NR, MAX_SEQUENCE_NR)]
+        assert [nr for page in pages for nr in page.sequence_nrs] == list(range(1, count + 1))
+        assert all(len(page) for page in pages), "replay_rows yielded an empty page"
         half = count // 2
         window = await self.replayed_nrs(journal, many, half, MAX_SEQUENCE_NR, count // 4)
         assert window == list(range(half, half + count // 4))
