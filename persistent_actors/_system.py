@@ -123,7 +123,9 @@ class ActorSystem:
         install_sigterm_exit(lambda: any(not s.is_terminated for s in _live))
         try:
             self._guardian = self._asys.createActor(Guardian)
-            self._endpoint.start(self._guardian, self._asys.createActor(Ingress))
+            # Only the simple base needs the ingress actor (see _driver.py).
+            ingress = self._asys.createActor(Ingress) if self._endpoint.simple else None
+            self._endpoint.start(self._guardian, ingress)
             reply = self._endpoint.request(
                 self._guardian,
                 lambda corr: p.InitSystem(
