@@ -24,6 +24,7 @@ from persistent_actors._thespian.event_log import HostedEventLog
 from persistent_actors._thespian.frame_auth import secure_transport
 from persistent_actors._thespian.guardian import Guardian
 from persistent_actors._thespian.ingress import Ingress
+from persistent_actors._thespian.lazy_identify import lazy_identify
 from persistent_actors._thespian.lifetime import OwnerProcess, install_sigterm_exit
 from persistent_actors._thespian.loopback import bind_where_advertised
 from persistent_actors._thespian.wakeups import fast_wakeup_checks
@@ -109,6 +110,7 @@ class ActorSystem:
             # listens on loopback only; forked actor processes inherit the variable.
             os.environ["THESPIAN_BASE_IPADDR"] = self.settings.bind_address
             bind_where_advertised()
+            lazy_identify()  # before thespian forks: every message was described for a debug line
         else:
             fast_wakeup_checks()  # the simple base scans every pending wakeup per message
         self._asys = ThespianActorSystem(self.settings.thespian_base, capabilities,
