@@ -9,9 +9,11 @@ when 10,000 actors each keep one pending.
 from __future__ import annotations
 
 import datetime
+import errno
 import inspect
 import logging
 import pickle
+import socket
 import subprocess
 import sys
 import time
@@ -28,7 +30,7 @@ from thespian.system.transport import ReceiveEnvelope, TransmitIntent, streamBuf
 from thespian.system.transport import TCPTransport as tcp  # noqa: N813 - thespian's module
 
 from persistent_actors import ActorSystem
-from persistent_actors._thespian import frame_auth
+from persistent_actors._thespian import frame_auth, poll_selector
 from persistent_actors._thespian import lazy_identify as patch
 from persistent_actors._thespian.wakeups import fast_wakeup_checks
 from persistent_actors.errors import ConfigError
@@ -205,3 +207,34 @@ def test_transmit_and_receive_descriptions_read_as_before_once_formatted() -> No
     assert str(intent).startswith("************* TransportIntent(target-pending-ExpiresIn_")
     assert "ReceiveEnvelope(from: sender" in "%s" % envelope.identify()  # noqa: UP031
     assert "('payload', 1)" in "got %s" % intent.identify()  # noqa: UP031
+
+
+def test_the_transports_poll_selector_reports_ready_sockets_and_closed_descriptors() -> None:
+    # poll_selector: thespian's transport waits with poll; a descriptor that is not open
+    # raises EBADF as epoll's register does, which thespian's recovery relies on.
+    poll_selector.poll_selector()
+    poll_selector.poll_selector()  # idempotent
+    assert tcp.selectors.DefaultSelector is poll_selector.PollSelector
+    left, right = socket.socketpair()
+    try:
+        selector = tcp.selectors.DefaultSelector()
+        selector.register(left.fileno(), tcp.selectors.EVENT_READ)
+        selector.register(right.fileno(), tcp.selectors.EVENT_WRITE)
+        assert [(key.fd, events) for key, events in selector.select(0)] == [
+            (right.fileno(), tcp.selectors.EVENT_WRITE)]
+        right.send(b"x")
+        ready = {key.fd: events for key, events in selector.select(1)}
+        assert ready[left.fileno()] == tcp.selectors.EVENT_READ
+        selector.close()
+        closed = socket.socket()
+        number = closed.fileno()
+        closed.close()
+        selector = tcp.selectors.DefaultSelector()
+        selector.register(number, tcp.selectors.EVENT_READ)
+        with pytest.raises(OSError) as raised:
+            selector.select(0)
+        assert raised.value.errno == errno.EBADF
+        selector.close()
+    finally:
+        left.close()
+        right.close()
