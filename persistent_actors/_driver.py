@@ -5,13 +5,14 @@ event loop) is put on the driver's queue and the caller goes on (or waits for it
 event of its own, never on a lock held through a listen). The driver thread takes everything
 queued at once and delivers it in one go:
 
-* it sends them as one `IngressBatch` to the ingress actor, which forwards them in order
-  (`persistent_actors._thespian.ingress`), one frame per destination; one path for all keeps
-  their order. On the simple base the whole batch then runs in one pass, so the persists of
-  concurrent requests reach the journal together and share one transaction; on multiproc-tcp
-  one frame crosses from outside instead of one per message. There, messages for entities go
-  straight to their entity host instead, one frame per host (every external message to a host
-  is an entity message, so they all take that path and keep their order);
+* on the simple base it sends them as one `IngressBatch` to the ingress actor, which forwards
+  them in order (`persistent_actors._thespian.ingress`), so the whole batch runs in one pass and
+  the persists of concurrent requests reach the journal together and share one transaction;
+* on multiproc-tcp it sends them straight to their destinations, one frame per destination,
+  without waiting for thespian's acknowledgements (`_thespian/outbound.py`): at most one frame
+  per destination is in flight, and what queues behind it leaves as one frame once it is
+  acknowledged. (Through an ingress actor every message cost one more process hop, and the
+  external ``tell`` blocked this thread until the ingress had read the batch.)
 * then it receives: replies carry their ask's correlation id and go to the sink registered for
   it (`Endpoint.route`), which wakes the waiting thread or resolves the awaiting future. A
   host's replies of one pass arrive as one `Batch` frame (`_thespian/frames.py`).
@@ -21,8 +22,8 @@ order. A lone request adds no delay: the driver sends whatever is queued as soon
 On the simple base thespian runs actors inside the calls made to it, so the actors run on this
 thread; while idle it calls in every `_IDLE_TICK` seconds so scheduled wakeups (timeouts,
 back-off restarts) fire. On multiproc-tcp it listens in slices of `_LISTEN_SLICE` seconds while
-replies are awaited: a listen cannot be interrupted by new work, so that is the longest a new
-message waits.
+replies are awaited or frames are unacknowledged (a listen also completes the sends): a listen
+cannot be interrupted by new work, so that is the longest a new message waits.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from typing import Any
 
 from persistent_actors import _protocol as p
 from persistent_actors._thespian.frames import unbatch
+from persistent_actors._thespian.outbound import Outbound
 
 __all__ = ["Driver", "in_event_loop", "resolver", "settle"]
 
@@ -47,6 +49,10 @@ log = logging.getLogger("persistent_actors")
 _IDLE_TICK = 0.01
 # Seconds of one multiproc-tcp listen while replies are awaited.
 _LISTEN_SLICE = 0.002
+# Seconds of each further multiproc-tcp listen that collects what arrived with a reply. Not 0:
+# thespian's TCP transport returns from listen(0) before it looks at the messages it has read
+# already, so listen(0) would leave every reply but the first for a later pass.
+_DRAIN = 0.0002
 # Longest wait for callers answered in the last pass to send again (see `Driver._linger`).
 _LINGER = 0.001
 # Most messages in one IngressBatch (one thespian frame).
@@ -98,7 +104,7 @@ class Driver:
         name: the actor system's name (for the thread's name).
         asys: the thespian actor system; only this thread calls it once started.
         simple: True on thespian's simple base.
-        ingress: the ingress actor's address.
+        ingress: the ingress actor's address (simple base; None on multiproc-tcp).
         route: called on this thread with the messages that reached the outside together.
         awaiting: True while some caller waits for a reply (multiproc-tcp listens then).
 
@@ -113,6 +119,8 @@ class Driver:
         self._awaiting = awaiting
         self._ops: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._answered = 0  # messages routed out in the last pass (see `_linger`)
+        # Multiproc-tcp: frames sent straight to each destination, never waited for.
+        self._outbound = None if simple else Outbound(asys)
         self._thread = threading.Thread(target=self._serve, daemon=True,
                                         name=f"persistent_actors-driver-{name}")
         self._thread.start()
@@ -135,7 +143,7 @@ class Driver:
     # -- the driver thread ---------------------------------------------------------------------
     def _serve(self) -> None:
         while True:
-            listening = not self._simple and self._awaiting()
+            listening = self._listening()
             try:
                 op = self._ops.get(timeout=_IDLE_TICK) if not listening else self._ops.get_nowait()
             except queue.Empty:
@@ -151,6 +159,23 @@ class Driver:
             except Exception:  # keep serving: the waiting callers time out with a clear error
                 log.warning("driver: talking to thespian failed", exc_info=True)
             if stopping:
+                self._drain()
+                return
+
+    def _listening(self) -> bool:
+        """True on multiproc-tcp while a reply is awaited or a frame is not acknowledged yet."""
+        outbound = self._outbound
+        return outbound is not None and (outbound.in_flight or self._awaiting())
+
+    def _drain(self, timeout: float = 10.0) -> None:
+        """Before the thread ends: run the transport until every frame sent is acknowledged."""
+        deadline = time.monotonic() + timeout
+        while self._outbound is not None and self._outbound.in_flight and \
+                time.monotonic() < deadline:
+            try:
+                self._receive(idle=False)
+            except Exception:
+                log.warning("driver: talking to thespian failed", exc_info=True)
                 return
 
     def _take(self, op: Any, sends: list[tuple[Any, Any]]) -> bool:
@@ -186,11 +211,11 @@ class Driver:
         return False
 
     def _deliver(self, sends: list[tuple[Any, Any]]) -> None:
-        if not self._simple:
-            sends = self._deliver_to_entity_hosts(sends)
-        # Even a lone message goes through the ingress actor: on multiproc-tcp it may still be
-        # forwarding an earlier batch, and a direct send could overtake that batch's messages
-        # to the same target (one sender, one receiver: their order must hold).
+        if self._outbound is not None:
+            self._outbound.send(sends)
+            return
+        # Simple base: even a lone message goes through the ingress actor, so the whole batch
+        # runs in one pass (one path for all keeps their order).
         for start in range(0, len(sends), MAX_BATCH):
             chunk = tuple(sends[start:start + MAX_BATCH])
             try:
@@ -199,38 +224,6 @@ class Driver:
                 log.debug("driver: batch send failed, sending one by one", exc_info=True)
                 for address, message in chunk:
                     self._tell(address, message)
-
-    def _deliver_to_entity_hosts(self, sends: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
-        """Send entity messages straight to their hosts, one frame per host; return the rest.
-
-        Everything from outside for an entity host is an entity message and always goes this
-        way, never through the ingress, so no message to a host can overtake another. It saves
-        a hop on the busiest path: the host unpacks the frame (`frames.batched`) and answers the
-        asks of one pass in one frame too.
-        """
-        hosts: dict[Any, tuple[Any, list[Any]]] = {}
-        rest: list[tuple[Any, Any]] = []
-        for address, message in sends:
-            inner = message.message if type(message) is p.Envelope else message
-            if type(inner) is not p.ShardEnvelope:
-                rest.append((address, message))
-                continue
-            entry = hosts.get(address.addressDetails)
-            if entry is None:
-                hosts[address.addressDetails] = (address, [message])
-            else:
-                entry[1].append(message)
-        for address, messages in hosts.values():
-            for start in range(0, len(messages), MAX_BATCH):
-                chunk = messages[start:start + MAX_BATCH]
-                frame = chunk[0] if len(chunk) == 1 else p.Batch(tuple(chunk))
-                try:
-                    self._asys.tell(address, frame)
-                except Exception:  # one bad message must not lose the others: send one by one
-                    log.debug("driver: batch send failed, sending one by one", exc_info=True)
-                    for message in chunk:
-                        self._tell(address, message)
-        return rest
 
     def _tell(self, address: Any, message: Any) -> None:
         try:
@@ -246,11 +239,12 @@ class Driver:
             # pass calls in briefly so that due wakeups run.
             incoming = asys.listen(0.001 if idle else 0)
         else:
-            incoming = asys.listen(_LISTEN_SLICE if self._awaiting() else 0)
+            incoming = asys.listen(_LISTEN_SLICE if self._listening() else 0)
         arrived: list[Any] = []
+        drain = 0 if self._simple else _DRAIN
         while incoming is not None:
             arrived.extend(unbatch(incoming))  # a host's replies of one pass come in one frame
-            incoming = asys.listen(0)
+            incoming = asys.listen(drain)
         if arrived:
             self._route(arrived)
         self._answered = len(arrived)

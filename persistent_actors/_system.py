@@ -24,8 +24,10 @@ from persistent_actors._thespian.event_log import HostedEventLog
 from persistent_actors._thespian.frame_auth import secure_transport
 from persistent_actors._thespian.guardian import Guardian
 from persistent_actors._thespian.ingress import Ingress
+from persistent_actors._thespian.lazy_identify import lazy_identify
 from persistent_actors._thespian.lifetime import OwnerProcess, install_sigterm_exit
 from persistent_actors._thespian.loopback import bind_where_advertised
+from persistent_actors._thespian.poll_selector import poll_selector
 from persistent_actors._thespian.wakeups import fast_wakeup_checks
 from persistent_actors.cluster._region import ClusterRegion, Routes
 from persistent_actors.cluster._transport import cluster_capabilities, node_id_of
@@ -109,6 +111,8 @@ class ActorSystem:
             # listens on loopback only; forked actor processes inherit the variable.
             os.environ["THESPIAN_BASE_IPADDR"] = self.settings.bind_address
             bind_where_advertised()
+            lazy_identify()  # before thespian forks: every message was described for a debug line
+            poll_selector()  # thespian built an epoll set for every wait of its transport
         else:
             fast_wakeup_checks()  # the simple base scans every pending wakeup per message
         self._asys = ThespianActorSystem(self.settings.thespian_base, capabilities,
@@ -123,7 +127,9 @@ class ActorSystem:
         install_sigterm_exit(lambda: any(not s.is_terminated for s in _live))
         try:
             self._guardian = self._asys.createActor(Guardian)
-            self._endpoint.start(self._guardian, self._asys.createActor(Ingress))
+            # Only the simple base needs the ingress actor (see _driver.py).
+            ingress = self._asys.createActor(Ingress) if self._endpoint.simple else None
+            self._endpoint.start(self._guardian, ingress)
             reply = self._endpoint.request(
                 self._guardian,
                 lambda corr: p.InitSystem(

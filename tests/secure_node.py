@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from typing import Any
 
@@ -46,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--admin-port", type=int, required=True)
     parser.add_argument("--secret-file")
     args = parser.parse_args(argv)
+    # As a real node does (persistent_actors.cli.node): the library's warnings from this
+    # process (a frame of an external send dropped, say) reach stderr.
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     system_section: dict[str, Any] = {"base": "multiproc-tcp", "admin_port": args.admin_port,
                                       "bind_address": args.bind}
     if args.secret_file:

@@ -86,3 +86,15 @@ class RecorderEntity(Recorder):
     def __init__(self, entity_id: str) -> None:
         super().__init__()
         self.entity_id_seen = entity_id
+
+
+class Napper(Recorder):
+    """A `Recorder` that also sleeps on ("nap", seconds): its process reads nothing meanwhile."""
+
+    def on_receive(self, message: Any) -> None:
+        """("nap", seconds) blocks the actor; everything else as `Recorder`."""
+        match message:
+            case ("nap", float(seconds)):
+                time.sleep(seconds)
+            case _:
+                super().on_receive(message)

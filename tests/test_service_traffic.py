@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from persistent_actors import ActorRef, ActorSystem, AskTimeoutError
-from tests.service_actors import Recorder, Slow
+from tests.service_actors import Napper, Recorder, Slow
 from tests.system_actors import Echo
 
 SENDERS = 8
@@ -39,6 +39,22 @@ def test_one_threads_tells_arrive_in_order_under_batching(system: ActorSystem) -
         recorder.tell(("seq", "main", n))
     # The ask travels the same path: it must not overtake the tells still being forwarded.
     _check_per_sender_order(recorder.ask("log", timeout=60), ["main"], count)
+
+
+def test_tells_to_a_receiver_that_reads_nothing_meanwhile_keep_their_order(
+        system: ActorSystem) -> None:
+    """Tells to a receiver that is busy (on multiproc-tcp its last frame is not acknowledged
+    yet, so the next ones wait and leave together) keep their order, and do not hold back
+    what goes to other actors meanwhile."""
+    napper = system.actor_of(Napper)
+    other = system.actor_of(Echo)
+    count = _per_sender(system)
+    for burst in range(3):
+        napper.tell(("nap", 0.2))
+        for n in range(burst * count, (burst + 1) * count):
+            napper.tell(("seq", "main", n))
+        assert other.ask(("ping", burst), timeout=60) == ("ping", burst)
+    _check_per_sender_order(napper.ask("log", timeout=60), ["main"], 3 * count)
 
 
 def test_each_threads_and_loops_tells_keep_their_order(system: ActorSystem) -> None:

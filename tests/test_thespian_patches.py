@@ -9,9 +9,11 @@ when 10,000 actors each keep one pending.
 from __future__ import annotations
 
 import datetime
+import errno
 import inspect
 import logging
 import pickle
+import socket
 import subprocess
 import sys
 import time
@@ -24,11 +26,12 @@ from thespian.actors import Actor as ThespianActor
 from thespian.actors import ActorSystem as ThespianActorSystem
 from thespian.actors import WakeupMessage
 from thespian.system import multiprocCommon
+from thespian.system.transport import ReceiveEnvelope, TransmitIntent, streamBuffer
 from thespian.system.transport import TCPTransport as tcp  # noqa: N813 - thespian's module
-from thespian.system.transport import streamBuffer
 
 from persistent_actors import ActorSystem
-from persistent_actors._thespian import frame_auth
+from persistent_actors._thespian import frame_auth, poll_selector
+from persistent_actors._thespian import lazy_identify as patch
 from persistent_actors._thespian.wakeups import fast_wakeup_checks
 from persistent_actors.errors import ConfigError
 from persistent_actors.testing import Delay, PersistenceTestKit, TestProbe
@@ -189,3 +192,49 @@ def test_delivered_messages_are_still_logged_when_thespian_debug_logging_is_on(
         assert asys.ask(timers, "seen", 5) == ["quiet", "loud"]
     finally:
         asys.shutdown()
+
+
+def test_transmit_and_receive_descriptions_read_as_before_once_formatted() -> None:
+    # lazy_identify: thespian's identify() texts are built only when a log line formats them.
+    intent = TransmitIntent("target", ("payload", 1))
+    envelope = ReceiveEnvelope("sender", ("payload", 2))
+    before = str(envelope)
+    patch.lazy_identify()
+    patch.lazy_identify()  # idempotent
+    assert isinstance(intent.identify(), patch._Description)
+    assert str(envelope) == before
+    # The intent's text ends in its remaining time, which changes between two calls.
+    assert str(intent).startswith("************* TransportIntent(target-pending-ExpiresIn_")
+    assert "ReceiveEnvelope(from: sender" in "%s" % envelope.identify()  # noqa: UP031
+    assert "('payload', 1)" in "got %s" % intent.identify()  # noqa: UP031
+
+
+def test_the_transports_poll_selector_reports_ready_sockets_and_closed_descriptors() -> None:
+    # poll_selector: thespian's transport waits with poll; a descriptor that is not open
+    # raises EBADF as epoll's register does, which thespian's recovery relies on.
+    poll_selector.poll_selector()
+    poll_selector.poll_selector()  # idempotent
+    assert tcp.selectors.DefaultSelector is poll_selector.PollSelector
+    left, right = socket.socketpair()
+    try:
+        selector = tcp.selectors.DefaultSelector()
+        selector.register(left.fileno(), tcp.selectors.EVENT_READ)
+        selector.register(right.fileno(), tcp.selectors.EVENT_WRITE)
+        assert [(key.fd, events) for key, events in selector.select(0)] == [
+            (right.fileno(), tcp.selectors.EVENT_WRITE)]
+        right.send(b"x")
+        ready = {key.fd: events for key, events in selector.select(1)}
+        assert ready[left.fileno()] == tcp.selectors.EVENT_READ
+        selector.close()
+        closed = socket.socket()
+        number = closed.fileno()
+        closed.close()
+        selector = tcp.selectors.DefaultSelector()
+        selector.register(number, tcp.selectors.EVENT_READ)
+        with pytest.raises(OSError) as raised:
+            selector.select(0)
+        assert raised.value.errno == errno.EBADF
+        selector.close()
+    finally:
+        left.close()
+        right.close()
