@@ -38,6 +38,7 @@ from typing import Any
 
 from persistent_actors import _protocol as p
 from persistent_actors._thespian.frames import unbatch
+from persistent_actors._thespian.simple_direct import SimpleDirect
 
 __all__ = ["Driver", "in_event_loop", "resolver", "settle"]
 
@@ -111,6 +112,9 @@ class Driver:
         self._ingress = ingress
         self._route = route
         self._awaiting = awaiting
+        # On the simple base a batch goes straight into thespian's send queue (no ingress hop)
+        # and the replies come out in one go; None on other thespian internals.
+        self._direct = SimpleDirect.of(asys) if simple else None
         self._ops: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._answered = 0  # messages routed out in the last pass (see `_linger`)
         self._thread = threading.Thread(target=self._serve, daemon=True,
@@ -186,6 +190,14 @@ class Driver:
         return False
 
     def _deliver(self, sends: list[tuple[Any, Any]]) -> None:
+        if self._direct is not None:
+            try:
+                self._direct.tell_all(sends)
+            except TypeError:  # a bad address: nothing was sent; the ingress path reports it
+                log.debug("driver: direct send refused, sending through the ingress",
+                          exc_info=True)
+            else:
+                return
         if not self._simple:
             sends = self._deliver_to_entity_hosts(sends)
         # Even a lone message goes through the ingress actor: on multiproc-tcp it may still be
@@ -241,6 +253,13 @@ class Driver:
 
     def _receive(self, *, idle: bool) -> None:
         asys = self._asys
+        if self._direct is not None and not idle:
+            # Actors ran inside the sends: their replies wait, all of them, to be taken.
+            replies = [m for incoming in self._direct.take_replies() for m in unbatch(incoming)]
+            if replies:
+                self._route(replies)
+            self._answered = len(replies)
+            return
         if self._simple:
             # Actors ran inside the sends; listen(0) only collects their replies. An idle
             # pass calls in briefly so that due wakeups run.

@@ -29,6 +29,7 @@ from thespian.system.transport import streamBuffer
 
 from persistent_actors import ActorSystem
 from persistent_actors._thespian import frame_auth
+from persistent_actors._thespian.simple_direct import SimpleDirect
 from persistent_actors._thespian.wakeups import fast_wakeup_checks
 from persistent_actors.errors import ConfigError
 from persistent_actors.testing import Delay, PersistenceTestKit, TestProbe
@@ -114,6 +115,37 @@ def test_a_recovery_timeout_fires_with_10000_actors_keeping_timers() -> None:
         # The 10,000 expired timers fired too, and did nothing to the recovered actors.
         refs[0].tell("total")
         assert quiet.expect_msg(timeout=10) == ("total", 0, 0)
+
+
+# -- the simple base's direct external path (persistent_actors._thespian.simple_direct) ---------
+def test_a_direct_batch_runs_in_one_pass_in_order_and_its_replies_come_out_together() -> None:
+    asys = _raw_simple_system()
+    try:
+        direct = SimpleDirect.of(asys)
+        assert direct is not None  # thespian's internals are as this module was written for
+        first, second = asys.createActor(_Timers), asys.createActor(_Timers)
+        assert direct.take_replies() == []
+        direct.tell_all([(first, ("seq", 1)), (second, ("seq", 10)), (first, ("seq", 2)),
+                         (first, "seen"), (second, "seen")])
+        # Everything ran inside tell_all; both replies wait, in the order they were sent.
+        assert direct.take_replies() == [[1, 2], [10]]
+        assert direct.take_replies() == []
+        with pytest.raises(TypeError):
+            direct.tell_all([(first, ("seq", 3)), ("not an address", ("seq", 4))])
+        direct.tell_all([(first, "seen")])
+        assert direct.take_replies() == [[1, 2]]  # the refused batch sent nothing
+        assert asys.ask(first, "seen", 5) == [1, 2]  # thespian's own calls still work
+    finally:
+        asys.shutdown()
+
+
+def test_the_direct_path_is_refused_on_anything_but_the_simple_base() -> None:
+    assert SimpleDirect.of(object()) is None
+    system = ThespianActorSystem("multiprocTCPBase", transientUnique=True, logDefs=False)
+    try:
+        assert SimpleDirect.of(system) is None
+    finally:
+        system.shutdown()
 
 
 # -- frame authentication (persistent_actors._thespian.frame_auth) ------------------------------
