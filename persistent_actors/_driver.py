@@ -28,7 +28,6 @@ message waits.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import queue
 import threading
@@ -40,7 +39,7 @@ from persistent_actors import _protocol as p
 from persistent_actors._thespian.frames import unbatch
 from persistent_actors._thespian.simple_direct import SimpleDirect
 
-__all__ = ["Driver", "in_event_loop", "resolver", "settle"]
+__all__ = ["Driver", "in_event_loop", "settle"]
 
 log = logging.getLogger("persistent_actors")
 
@@ -74,22 +73,6 @@ def settle(future: asyncio.Future[Any], result: Any, error: BaseException | None
         future.set_exception(error)
     else:
         future.set_result(result)
-
-
-def resolver(future: asyncio.Future[Any]) -> tuple[Callable[[Any], None],
-                                                   Callable[[BaseException], None]]:
-    """Callbacks, safe on any thread, that complete `future` with a reply or an error."""
-    loop = future.get_loop()
-
-    def reply(message: Any) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
-            loop.call_soon_threadsafe(settle, future, message, None)
-
-    def fail(error: BaseException) -> None:
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(settle, future, None, error)
-
-    return reply, fail
 
 
 class Driver:
