@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from thespian.actors import Actor as ThespianActor
 from thespian.actors import ActorSystem as ThespianActorSystem
-from thespian.actors import WakeupMessage
+from thespian.actors import PoisonMessage, WakeupMessage
 from thespian.system import multiprocCommon
 from thespian.system.transport import TCPTransport as tcp  # noqa: N813 - thespian's module
 from thespian.system.transport import streamBuffer
@@ -115,6 +115,38 @@ def test_a_recovery_timeout_fires_with_10000_actors_keeping_timers() -> None:
         # The 10,000 expired timers fired too, and did nothing to the recovered actors.
         refs[0].tell("total")
         assert quiet.expect_msg(timeout=10) == ("total", 0, 0)
+
+
+class _Fails(ThespianActor):  # type: ignore[misc]
+    """Raises on "boom" (counting the attempts); answers "count" with them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attempts = 0
+
+    def receiveMessage(self, message: Any, sender: Any) -> None:  # noqa: N802 - thespian's name
+        if message == "boom":
+            self.attempts += 1
+            raise RuntimeError("boom")
+        if message == "count":
+            self.send(sender, self.attempts)
+
+
+def test_a_failing_message_is_still_retried_then_returned_as_poison(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The patched send loop keeps thespian's failure handling: 3 attempts, then poison."""
+    asys = _raw_simple_system()
+    try:
+        fails = asys.createActor(_Fails)
+        with caplog.at_level(logging.WARNING, logger="Thespian"):
+            asys.tell(fails, "boom")
+        poison = asys.ask(fails, "count", 5)
+        assert isinstance(poison, PoisonMessage)
+        assert poison.poisonMessage == "boom"
+        assert asys.listen(5) == 3  # tried three times, then returned to its sender
+        assert sum("Failure of Actor" in r.getMessage() for r in caplog.records) == 3
+    finally:
+        asys.shutdown()
 
 
 # -- the simple base's direct external path (persistent_actors._thespian.simple_direct) ---------
