@@ -5,16 +5,19 @@ event loop) is put on the driver's queue and the caller goes on (or waits for it
 event of its own, never on a lock held through a listen). The driver thread takes everything
 queued at once and delivers it in one go:
 
-* it sends them as one `IngressBatch` to the ingress actor, which forwards them in order
-  (`persistent_actors._thespian.ingress`), one frame per destination; one path for all keeps
-  their order. On the simple base the whole batch then runs in one pass, so the persists of
-  concurrent requests reach the journal together and share one transaction; on multiproc-tcp
-  one frame crosses from outside instead of one per message. There, messages for entities go
-  straight to their entity host instead, one frame per host (every external message to a host
-  is an entity message, so they all take that path and keep their order);
+* on the simple base it appends them all, in order, to thespian's queue of pending sends and
+  runs it once (`persistent_actors._thespian.simple_direct`): the whole batch runs in one pass,
+  so the persists of concurrent requests reach the journal together and share one transaction;
+* elsewhere (and on a simple base whose internals differ) it sends them as one `IngressBatch`
+  to the ingress actor, which forwards them in order (`persistent_actors._thespian.ingress`),
+  one frame per destination; one path for all keeps their order. On multiproc-tcp one frame
+  crosses from outside instead of one per message. There, messages for entities go straight
+  to their entity host instead, one frame per host (every external message to a host is an
+  entity message, so they all take that path and keep their order);
 * then it receives: replies carry their ask's correlation id and go to the sink registered for
   it (`Endpoint.route`), which wakes the waiting thread or resolves the awaiting future. A
-  host's replies of one pass arrive as one `Batch` frame (`_thespian/frames.py`).
+  host's replies of one pass arrive as one `Batch` frame (`_thespian/frames.py`); on the
+  simple base all replies of a pass are taken at once.
 
 Order per sender and receiver is kept: one queue, one thread, and a batch is forwarded in
 order. A lone request adds no delay: the driver sends whatever is queued as soon as it is free.
