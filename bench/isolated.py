@@ -9,7 +9,8 @@ the bench and nothing else, the way an application process would run it.
 
 The child looks its row up by key (workloads are not picklable: they close over functions) and
 sends back the seconds, the latencies of the round (service rows report p50/p99 over all rounds)
-and the notes the row wrote. Forking from the idle server costs a few milliseconds per round.
+and the notes the row wrote. A round costs about 30 ms more this way (the fork, and the
+system start that was never timed anyway), some 7 s over a full `make bench`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import importlib
 import logging
 import multiprocessing
 import traceback
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -31,16 +33,21 @@ _PRELOAD = ["bench.workloads", "bench.service", "bench.entities", "bench.raw", "
 _context: Any = None
 
 
-def _all_rows() -> list[Workload]:
+def _catalogues() -> list[Callable[[], list[Workload]]]:
     from bench import cluster, entities, peer, postgres, raw, service, workloads  # noqa: PLC0415
 
-    return (workloads.workloads() + service.workloads() + entities.workloads() + raw.workloads()
-            + peer.workloads() + postgres.rows() + cluster.workloads())
+    # The PostgreSQL ones last: building them probes the server.
+    return [workloads.workloads, service.workloads, entities.workloads, raw.workloads,
+            peer.workloads, postgres.rows, cluster.workloads]
 
 
-def all_rows() -> list[Workload]:
-    """Every row the bench knows (the default catalogue a child looks its row up in)."""
-    return _all_rows()
+def all_rows() -> Iterator[Workload]:
+    """Every row the bench knows (the default catalogue a child looks its row up in).
+
+    Lazily, module by module, so that a child stops at its own row's module.
+    """
+    for catalogue in _catalogues():
+        yield from catalogue()
 
 
 def _child(catalogue: str, key: str, folder: str, conn: Connection) -> None:
@@ -62,8 +69,8 @@ def run_isolated(w: Workload, folder: Path, catalogue: str = "bench.isolated:all
     """Run `w` once on `folder` in a fresh child process; returns its seconds.
 
     The child finds the row by its key in what `catalogue` (``"module:function"``, a function
-    returning workloads) returns. The round's latencies are appended to ``w.latencies`` and its
-    notes replace ``w.notes``.
+    returning or yielding workloads) gives. The round's latencies are appended to
+    ``w.latencies`` and its notes replace ``w.notes``.
 
     Raises:
         RuntimeError: the round failed in the child (its traceback is the message).
