@@ -121,29 +121,26 @@ def _run_sends(self: Any, timeout: Any = None, stop_on_available: Any = False) -
             raise RuntimeError("Too many sends")
         if heap and heap[0][0] <= currentTime():  # thespian's _realizeWakeups, only when due
             self._realizeWakeups()
-        with lock:
+        with lock:  # held while the message is handled, as in thespian's loop
             try:
                 ps = pending.popleft()
             except IndexError:
                 continue
-        msg = ps.msg
-        if ps.attempts or isinstance(msg, _SPECIAL):
-            self._runSingleSend(ps)
-            continue
-        tgt = registry.get(ps.toActor.actorAddressString, None)
-        instance = tgt.instance if tgt else None
-        if not instance:  # dead letters, dead actors: thespian's own path
-            self._runSingleSend(ps)
-            continue
-        try:
-            instance._receive(msg, ps.sender)  # noqa: SLF001 - as _callActorWithMessage does
-        except Exception:  # thespian's handling: log, retry, then poison
-            logging.getLogger("Thespian").warning(
-                "Failure of Actor %s during message processing (attempt %s)",
-                tgt.address, ps.attempts, exc_info=True)
-            ps.attempts += 1
-            ps.fail_details = traceback.format_exc()
-            with lock:
+            msg = ps.msg
+            tgt: Any = None if ps.attempts or isinstance(msg, _SPECIAL) else \
+                registry.get(ps.toActor.actorAddressString, None)
+            instance = tgt.instance if tgt else None
+            if not instance:  # special, retried, dead letter or dead actor: thespian's path
+                self._runSingleSend(ps)
+                continue
+            try:
+                instance._receive(msg, ps.sender)  # noqa: SLF001 - as _callActorWithMessage
+            except Exception:  # thespian's handling: log, retry, then poison
+                logging.getLogger("Thespian").warning(
+                    "Failure of Actor %s during message processing (attempt %s)",
+                    tgt.address, ps.attempts, exc_info=True)
+                ps.attempts += 1
+                ps.fail_details = traceback.format_exc()
                 pending.append(ps)
 
 
