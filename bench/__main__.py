@@ -1,5 +1,7 @@
 """``python -m bench``: run every workload for several interleaved rounds and report medians.
 
+Each round of each row runs in a fresh child process (`bench.isolated`) unless ``--in-process``.
+
 Writes ``results.json``, ``results.md`` (the table) and ``chart.png`` (if matplotlib is
 installed) to ``--out``; prints the table. Databases go to a temporary folder on the same disk.
 """
@@ -24,6 +26,7 @@ from typing import Any
 
 from bench import cluster, entities, peer, postgres, raw, report, service, workloads
 from bench.common import Workload
+from bench.isolated import run_isolated
 
 
 def _fsync_latency(folder: Path) -> float:
@@ -67,6 +70,10 @@ def _machine(folder: Path) -> dict[str, Any]:
     }
 
 
+def _run_in_process(w: Workload, folder: Path) -> float:
+    return w.run(folder)
+
+
 def _select(rows: list[Workload], only: str | None) -> list[Workload]:
     if not only:
         return rows
@@ -87,6 +94,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, default=Path("bench_results"),
                         help="folder for results.json, results.md, chart.png")
     parser.add_argument("--only", help="comma-separated workload keys (default: all)")
+    parser.add_argument("--in-process", action="store_true",
+                        help="run every round in this process (default: each (row, round) in a "
+                             "fresh child process, see bench/isolated.py)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     # The bench opens and closes many actor systems; their start-up warnings are noise here.
@@ -119,18 +129,19 @@ def main(argv: list[str]) -> int:
                     w.setup(folder)
                     setup_seconds[w.folder] = time.perf_counter() - start
         total = args.warmup + args.rounds
+        run = _run_in_process if args.in_process else run_isolated
         for round_nr in range(total):
             timed = round_nr >= args.warmup
             label = f"round {round_nr - args.warmup + 1}/{args.rounds}" if timed else "warm-up"
             print(f"{label} ...", file=sys.stderr, flush=True)
             for w in rows:
                 if w.folder is not None:
-                    seconds = w.run(folders[w.folder])
+                    seconds = run(w, folders[w.folder])
                 else:
                     folder = root / f"{w.key}-{round_nr}"
                     folder.mkdir()
                     try:
-                        seconds = w.run(folder)
+                        seconds = run(w, folder)
                     finally:
                         shutil.rmtree(folder, ignore_errors=True)
                 if timed:
@@ -141,6 +152,7 @@ def main(argv: list[str]) -> int:
     result = {
         "machine": machine,
         "settings": {"rounds": args.rounds, "warmup": args.warmup, "base": "simple",
+                     "isolated": not args.in_process,
                      "sqlite": {"journal_mode": "WAL", "synchronous": "FULL"},
                      "setup_seconds": setup_seconds, "total_seconds": elapsed},
         "rows": summary,

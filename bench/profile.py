@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench import peer, raw, workloads
+from bench import entities, peer, raw, service, workloads
 
 
 @contextmanager
@@ -58,7 +58,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--save", type=Path, help="also write the raw profile here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
-    rows = {w.key: w for w in workloads.workloads() + raw.workloads() + peer.workloads()}
+    rows = {w.key: w for w in workloads.workloads() + service.workloads() + entities.workloads()
+            + raw.workloads() + peer.workloads()}
     if args.key not in rows:
         raise SystemExit(f"unknown workload {args.key!r}; one of: {', '.join(rows)}")
     w = rows[args.key]

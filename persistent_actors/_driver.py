@@ -5,9 +5,12 @@ event loop) is put on the driver's queue and the caller goes on (or waits for it
 event of its own, never on a lock held through a listen). The driver thread takes everything
 queued at once and delivers it in one go:
 
-* on the simple base it sends them as one `IngressBatch` to the ingress actor, which forwards
-  them in order (`persistent_actors._thespian.ingress`), so the whole batch runs in one pass and
-  the persists of concurrent requests reach the journal together and share one transaction;
+* on the simple base it appends them all, in order, to thespian's queue of pending sends and
+  runs it once (`persistent_actors._thespian.simple_direct`): the whole batch runs in one pass,
+  so the persists of concurrent requests reach the journal together and share one transaction
+  (on a simple base whose internals differ, or for a bad address, it sends them as one
+  `IngressBatch` to the ingress actor, which forwards them in order:
+  `persistent_actors._thespian.ingress`);
 * on multiproc-tcp it sends them straight to their destinations, one frame per destination,
   without waiting for thespian's acknowledgements (`_thespian/outbound.py`): at most one frame
   per destination is in flight, and what queues behind it leaves as one frame once it is
@@ -15,7 +18,8 @@ queued at once and delivers it in one go:
   external ``tell`` blocked this thread until the ingress had read the batch.)
 * then it receives: replies carry their ask's correlation id and go to the sink registered for
   it (`Endpoint.route`), which wakes the waiting thread or resolves the awaiting future. A
-  host's replies of one pass arrive as one `Batch` frame (`_thespian/frames.py`).
+  host's replies of one pass arrive as one `Batch` frame (`_thespian/frames.py`); on the
+  simple base all replies of a pass are taken at once.
 
 Order per sender and receiver is kept: one queue, one thread, and a batch is forwarded in
 order. A lone request adds no delay: the driver sends whatever is queued as soon as it is free.
@@ -29,7 +33,6 @@ cannot be interrupted by new work, so that is the longest a new message waits.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import queue
 import threading
@@ -40,8 +43,9 @@ from typing import Any
 from persistent_actors import _protocol as p
 from persistent_actors._thespian.frames import unbatch
 from persistent_actors._thespian.outbound import Outbound
+from persistent_actors._thespian.simple_direct import SimpleDirect
 
-__all__ = ["Driver", "in_event_loop", "resolver", "settle"]
+__all__ = ["Driver", "in_event_loop", "settle"]
 
 log = logging.getLogger("persistent_actors")
 
@@ -81,22 +85,6 @@ def settle(future: asyncio.Future[Any], result: Any, error: BaseException | None
         future.set_result(result)
 
 
-def resolver(future: asyncio.Future[Any]) -> tuple[Callable[[Any], None],
-                                                   Callable[[BaseException], None]]:
-    """Callbacks, safe on any thread, that complete `future` with a reply or an error."""
-    loop = future.get_loop()
-
-    def reply(message: Any) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
-            loop.call_soon_threadsafe(settle, future, message, None)
-
-    def fail(error: BaseException) -> None:
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(settle, future, None, error)
-
-    return reply, fail
-
-
 class Driver:
     """The thread that delivers queued external messages and routes the replies.
 
@@ -117,6 +105,9 @@ class Driver:
         self._ingress = ingress
         self._route = route
         self._awaiting = awaiting
+        # On the simple base a batch goes straight into thespian's send queue (no ingress hop)
+        # and the replies come out in one go; None on other thespian internals.
+        self._direct = SimpleDirect.of(asys) if simple else None
         self._ops: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._answered = 0  # messages routed out in the last pass (see `_linger`)
         # Multiproc-tcp: frames sent straight to each destination, never waited for.
@@ -214,8 +205,16 @@ class Driver:
         if self._outbound is not None:
             self._outbound.send(sends)
             return
-        # Simple base: even a lone message goes through the ingress actor, so the whole batch
-        # runs in one pass (one path for all keeps their order).
+        if self._direct is not None:
+            try:
+                self._direct.tell_all(sends)
+            except TypeError:  # a bad address: nothing was sent; the ingress path reports it
+                log.debug("driver: direct send refused, sending through the ingress",
+                          exc_info=True)
+            else:
+                return
+        # Simple base without the direct path: even a lone message goes through the ingress
+        # actor, so the whole batch runs in one pass (one path for all keeps their order).
         for start in range(0, len(sends), MAX_BATCH):
             chunk = tuple(sends[start:start + MAX_BATCH])
             try:
@@ -234,6 +233,13 @@ class Driver:
 
     def _receive(self, *, idle: bool) -> None:
         asys = self._asys
+        if self._direct is not None and not idle:
+            # Actors ran inside the sends: their replies wait, all of them, to be taken.
+            replies = [m for incoming in self._direct.take_replies() for m in unbatch(incoming)]
+            if replies:
+                self._route(replies)
+            self._answered = len(replies)
+            return
         if self._simple:
             # Actors ran inside the sends; listen(0) only collects their replies. An idle
             # pass calls in briefly so that due wakeups run.

@@ -32,7 +32,7 @@ from persistent_actors._actor import (
     reply_form,
     use_as_default,
 )
-from persistent_actors._driver import Driver, resolver, settle
+from persistent_actors._driver import Driver, settle
 from persistent_actors._thespian.common import check_picklable, log
 from persistent_actors._thespian.frames import unbatch
 from persistent_actors.errors import AskTimeoutError, PersistentActorsError
@@ -198,11 +198,14 @@ class Endpoint:
         """
         settled: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
         routed = False
-        for incoming in messages:
+        with self._lock:  # once for all: the sinks and failers of every reply
+            sinks, failers = self._sinks, self._failers
+            found = [(incoming, sinks.get(incoming.correlation_id),
+                      failers.get(incoming.correlation_id))
+                     if isinstance(incoming, p.Reply) else (incoming, None, None)
+                     for incoming in messages]
+        for incoming, sink, failer in found:
             if isinstance(incoming, p.Reply):
-                with self._lock:
-                    sink = self._sinks.get(incoming.correlation_id)
-                    failer = self._failers.get(incoming.correlation_id)
                 if isinstance(incoming.message, p.AskRefused) and failer is not None:
                     failer(incoming.message.error)  # the ask raises it
                     continue
@@ -274,38 +277,29 @@ class Endpoint:
         driver = self._driver
         if driver is None or driver.on_thread():
             return self._request_inline(target, build, timeout, what, cancel)
-        box: list[Any] = []
-        arrived = threading.Event()
+        waiter = _Waiter()
         corr = self.new_correlation_id()
-
-        def on_reply(message: Any) -> None:
-            box.append(message)
-            arrived.set()
-
-        def on_error(error: BaseException) -> None:
-            box.append(_Failed(error))
-            arrived.set()
-
         with self._lock:
-            self._sinks[corr] = on_reply
-            self._failers[corr] = on_error
+            self._sinks[corr] = waiter.reply
+            self._failers[corr] = waiter.fail
         try:
             self.send(target, build(corr))
             deadline = time.monotonic() + timeout
-            while not arrived.is_set():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AskTimeoutError(f"timed out after {timeout}s {what}")
+            remaining = timeout
+            while True:
                 if cancel is not None:
                     if cancel.is_set():
                         return None
-                    remaining = min(remaining, _CANCEL_CHECK)
-                arrived.wait(remaining)
+                    if waiter.wait(min(remaining, _CANCEL_CHECK)):
+                        break
+                elif waiter.wait(remaining):
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AskTimeoutError(f"timed out after {timeout}s {what}")
         finally:
             self.drop_sink(corr)
-        if isinstance(box[0], _Failed):
-            raise box[0].error
-        return box[0]
+        return waiter.outcome()
 
     def _request_inline(self, target: Any, build: Callable[[str], Any], timeout: float,
                         what: str, cancel: threading.Event | None) -> Any:
@@ -344,15 +338,20 @@ class Endpoint:
         envelope = p.Envelope(outbound_form(ref, message), None, corr)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        _, on_error = resolver(future)
+        sink = _FutureSink(loop, future)
         with self._lock:
-            self._sinks[corr] = _FutureSink(loop, future)
-            self._failers[corr] = on_error
+            self._sinks[corr] = sink
+            self._failers[corr] = sink.fail
         try:
             self.send(ref.address, envelope)
-            async with asyncio.timeout(timeout):
+            # One timer handle, not an asyncio.timeout() (a context object that cancels the
+            # task and converts the cancellation back): the ask's own future times out.
+            timer = loop.call_later(timeout, _expire, future)
+            try:
                 return await future
-        except TimeoutError:
+            finally:
+                timer.cancel()
+        except _Expired:
             raise AskTimeoutError(_no_reply(ref, message, timeout)) from None
         finally:
             self.drop_sink(corr)
@@ -370,6 +369,64 @@ class _FutureSink:
     def __call__(self, message: Any) -> None:
         with contextlib.suppress(RuntimeError):
             self.loop.call_soon_threadsafe(settle, self.future, message, None)
+
+    def fail(self, error: BaseException) -> None:
+        """Complete the future with `error` (the system shut down); safe on any thread."""
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
+            self.loop.call_soon_threadsafe(settle, self.future, None, error)
+
+
+class _Expired(Exception):  # noqa: N818 - internal, turned into AskTimeoutError at once
+    """An `ask_async` timed out (raised from its future, never seen by callers)."""
+
+
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(_Expired())
+
+
+class _Waiter:
+    """Where a thread blocked in `Endpoint.request` gets its reply: a plain lock, released once.
+
+    Cheaper than a `threading.Event` (a condition, a lock per wait, a notify) on the path of
+    every blocking ask; the first outcome wins, a second reply is dropped as before.
+    """
+
+    __slots__ = ("_done", "_outcome")
+
+    def __init__(self) -> None:
+        self._done = threading.Lock()
+        self._done.acquire()  # released when the outcome is set
+        self._outcome: Any = _PENDING
+
+    def reply(self, message: Any) -> None:
+        """The reply arrived (called on the driver thread)."""
+        self._settle(message)
+
+    def fail(self, error: BaseException) -> None:
+        """The system shut down under the wait (called by `Endpoint.shutdown`)."""
+        self._settle(_Failed(error))
+
+    def _settle(self, outcome: Any) -> None:
+        if self._outcome is not _PENDING:
+            return
+        self._outcome = outcome
+        with contextlib.suppress(RuntimeError):  # a racing second outcome released it already
+            self._done.release()
+
+    def wait(self, timeout: float) -> bool:
+        """True once an outcome is set; waits up to `timeout` seconds for it."""
+        return self._outcome is not _PENDING or self._done.acquire(timeout=max(timeout, 0))
+
+    def outcome(self) -> Any:
+        """The reply, or raise the error it failed with."""
+        outcome = self._outcome
+        if isinstance(outcome, _Failed):
+            raise outcome.error
+        return outcome
+
+
+_PENDING: Any = object()
 
 
 def _settle_all(results: list[tuple[asyncio.Future[Any], Any]]) -> None:

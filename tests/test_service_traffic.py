@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from typing import Any
 
 import pytest
 
-from persistent_actors import ActorRef, ActorSystem, AskTimeoutError
+from persistent_actors import ActorRef, ActorSystem, AskTimeoutError, PersistentActorsError
 from tests.service_actors import Napper, Recorder, Slow
 from tests.system_actors import Echo
 
@@ -145,3 +146,54 @@ def test_ask_timeout_is_honoured_while_the_actor_is_still_busy(system: ActorSyst
         slow.ask(("sleep", 1.0), timeout=0.2)
     # The late reply was dropped, and the next ask gets its own answer.
     assert slow.ask("next", timeout=30) == "next"
+
+
+def test_ask_async_timeout_is_honoured_and_a_late_reply_dropped(system: ActorSystem) -> None:
+    """The ask's own future times out; the late reply finds no sink (both bases)."""
+    slow = system.actor_of(Slow)
+
+    async def main() -> Any:
+        with pytest.raises(AskTimeoutError, match="no reply from"):
+            await slow.ask_async(("sleep", 1.0), timeout=0.2)
+        return await slow.ask_async("next", timeout=30)
+
+    assert asyncio.run(main()) == "next"
+
+
+def test_asks_waiting_when_the_system_shuts_down_fail_at_once(base: str) -> None:
+    """A blocked thread and an awaiting coroutine both get the shutdown error, not a timeout."""
+    system = ActorSystem(f"shutdown-under-asks-{base}", config={"actor_system": {"base": base}})
+    silent = system.actor_of(Recorder)  # records ("seq", ...) and never answers it
+    outcomes: dict[str, BaseException | Any] = {}
+    waiting = threading.Barrier(3)
+
+    def blocking() -> None:
+        waiting.wait()
+        try:
+            outcomes["ask"] = silent.ask(("seq", "ask", 0), timeout=60)
+        except BaseException as e:  # recorded for the assertion
+            outcomes["ask"] = e
+
+    def awaiting() -> None:
+        async def main() -> None:
+            waiting.wait()
+            try:
+                outcomes["ask_async"] = await silent.ask_async(("seq", "ask_async", 0),
+                                                               timeout=60)
+            except BaseException as e:  # recorded for the assertion
+                outcomes["ask_async"] = e
+
+        asyncio.run(main())
+
+    threads = [threading.Thread(target=blocking), threading.Thread(target=awaiting)]
+    for t in threads:
+        t.start()
+    waiting.wait()
+    time.sleep(0.3)  # both asks are registered and waiting
+    system.shutdown()
+    for t in threads:
+        t.join(timeout=30)
+    assert all(not t.is_alive() for t in threads)
+    for kind in ("ask", "ask_async"):
+        assert isinstance(outcomes[kind], PersistentActorsError), (kind, outcomes[kind])
+        assert "shut down" in str(outcomes[kind])

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from thespian.actors import Actor as ThespianActor
 from thespian.actors import ActorSystem as ThespianActorSystem
-from thespian.actors import WakeupMessage
+from thespian.actors import PoisonMessage, WakeupMessage
 from thespian.system import multiprocCommon
 from thespian.system.transport import ReceiveEnvelope, TransmitIntent, streamBuffer
 from thespian.system.transport import TCPTransport as tcp  # noqa: N813 - thespian's module
@@ -32,6 +32,7 @@ from thespian.system.transport import TCPTransport as tcp  # noqa: N813 - thespi
 from persistent_actors import ActorSystem
 from persistent_actors._thespian import frame_auth, poll_selector
 from persistent_actors._thespian import lazy_identify as patch
+from persistent_actors._thespian.simple_direct import SimpleDirect
 from persistent_actors._thespian.wakeups import fast_wakeup_checks
 from persistent_actors.errors import ConfigError
 from persistent_actors.testing import Delay, PersistenceTestKit, TestProbe
@@ -117,6 +118,69 @@ def test_a_recovery_timeout_fires_with_10000_actors_keeping_timers() -> None:
         # The 10,000 expired timers fired too, and did nothing to the recovered actors.
         refs[0].tell("total")
         assert quiet.expect_msg(timeout=10) == ("total", 0, 0)
+
+
+class _Fails(ThespianActor):  # type: ignore[misc]
+    """Raises on "boom" (counting the attempts); answers "count" with them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attempts = 0
+
+    def receiveMessage(self, message: Any, sender: Any) -> None:  # noqa: N802 - thespian's name
+        if message == "boom":
+            self.attempts += 1
+            raise RuntimeError("boom")
+        if message == "count":
+            self.send(sender, self.attempts)
+
+
+def test_a_failing_message_is_still_retried_then_returned_as_poison(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The patched send loop keeps thespian's failure handling: 3 attempts, then poison."""
+    asys = _raw_simple_system()
+    try:
+        fails = asys.createActor(_Fails)
+        with caplog.at_level(logging.WARNING, logger="Thespian"):
+            asys.tell(fails, "boom")
+        poison = asys.ask(fails, "count", 5)
+        assert isinstance(poison, PoisonMessage)
+        assert poison.poisonMessage == "boom"
+        assert asys.listen(5) == 3  # tried three times, then returned to its sender
+        assert sum("Failure of Actor" in r.getMessage() for r in caplog.records) == 3
+    finally:
+        asys.shutdown()
+
+
+# -- the simple base's direct external path (persistent_actors._thespian.simple_direct) ---------
+def test_a_direct_batch_runs_in_one_pass_in_order_and_its_replies_come_out_together() -> None:
+    asys = _raw_simple_system()
+    try:
+        direct = SimpleDirect.of(asys)
+        assert direct is not None  # thespian's internals are as this module was written for
+        first, second = asys.createActor(_Timers), asys.createActor(_Timers)
+        assert direct.take_replies() == []
+        direct.tell_all([(first, ("seq", 1)), (second, ("seq", 10)), (first, ("seq", 2)),
+                         (first, "seen"), (second, "seen")])
+        # Everything ran inside tell_all; both replies wait, in the order they were sent.
+        assert direct.take_replies() == [[1, 2], [10]]
+        assert direct.take_replies() == []
+        with pytest.raises(TypeError):
+            direct.tell_all([(first, ("seq", 3)), ("not an address", ("seq", 4))])
+        direct.tell_all([(first, "seen")])
+        assert direct.take_replies() == [[1, 2]]  # the refused batch sent nothing
+        assert asys.ask(first, "seen", 5) == [1, 2]  # thespian's own calls still work
+    finally:
+        asys.shutdown()
+
+
+def test_the_direct_path_is_refused_on_anything_but_the_simple_base() -> None:
+    assert SimpleDirect.of(object()) is None
+    system = ThespianActorSystem("multiprocTCPBase", transientUnique=True, logDefs=False)
+    try:
+        assert SimpleDirect.of(system) is None
+    finally:
+        system.shutdown()
 
 
 # -- frame authentication (persistent_actors._thespian.frame_auth) ------------------------------

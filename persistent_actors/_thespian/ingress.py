@@ -4,7 +4,9 @@ The external side (`persistent_actors._driver`) sends every message that arrived
 busy as one `IngressBatch`; this actor forwards each to its target, in order. On the simple base
 the whole batch then runs in one pass, so the persists of concurrent requests reach the journal
 together and share one transaction (group commit); on multiproc-tcp one TCP frame crosses from
-the outside instead of one per message. Replies do not come back this way: they go straight to
+the outside instead of one per message. (On the simple base the driver normally skips this
+actor and puts a batch straight into thespian's send queue, `simple_direct`, for the same
+effect without the hop.) Replies do not come back this way: they go straight to
 the external endpoint by correlation id (an ask's envelope names it in ``reply_to``; other
 replies sent here are passed on).
 """
