@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import statistics
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,9 @@ def _check_sync(app: Any) -> None:
         raise RuntimeError(f"eventsourcing ran with synchronous={level}, not FULL (2)")
 
 
-_replay_ids: dict[Path, Any] = {}
+# The aggregate's id is kept in the set-up folder, not in memory: each round runs in a
+# fresh process (bench/isolated.py) that never saw the set-up.
+_ID_FILE = "aggregate_id"
 
 
 def _setup_replay(folder: Path) -> None:
@@ -87,13 +90,13 @@ def _setup_replay(folder: Path) -> None:
         if nr % 1000 == 0:
             app.save(cart)
     app.save(cart)
-    _replay_ids[folder] = cart.id
+    (folder / _ID_FILE).write_text(str(cart.id))
     app.close()
 
 
 def _replay(folder: Path) -> float:
     app, _ = _app(folder)
-    cart_id = _replay_ids[folder]
+    cart_id = uuid.UUID((folder / _ID_FILE).read_text())
     times = []
     for _ in range(_LOADS):
         start = time.perf_counter()

@@ -266,7 +266,9 @@ def _es_write(events_per_save: int) -> Callable[[Path], float]:
     return run
 
 
-_replay_ids: dict[Path, Any] = {}
+# The aggregate's id is kept in the set-up folder, not in memory: each round runs in a
+# fresh process (bench/isolated.py) that never saw the set-up.
+_ID_FILE = "aggregate_id"
 
 
 def _setup_es_replay(folder: Path) -> None:
@@ -278,7 +280,7 @@ def _setup_es_replay(folder: Path) -> None:
             if nr % 1000 == 0:
                 app.save(cart)
         app.save(cart)
-        _replay_ids[folder] = cart.id
+        (folder / _ID_FILE).write_text(str(cart.id))
     finally:
         app.close()
 
@@ -289,7 +291,7 @@ def _es_replay(folder: Path) -> float:
         times = []
         for _ in range(5):
             start = time.perf_counter()
-            cart = app.repository.get(_replay_ids[folder])
+            cart = app.repository.get(uuid.UUID((folder / _ID_FILE).read_text()))
             times.append(time.perf_counter() - start)
     finally:
         app.close()
