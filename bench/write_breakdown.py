@@ -20,6 +20,7 @@ with ``raw_tx50``; this shows which part of the difference is SQLite and which t
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sqlite3
 import statistics
@@ -161,8 +162,14 @@ LAYERS: dict[str, Callable[[Path], Timing]] = {
 
 
 def main(argv: list[str]) -> int:
-    """Run every layer in `argv[0]` (default 5) interleaved rounds; print the table."""
-    rounds = int(argv[0]) if argv else 5
+    """Run every layer in ROUNDS (default 5) interleaved rounds; print the table."""
+    parser = argparse.ArgumentParser(prog="python -m bench.write_breakdown",
+                                     description=__doc__)
+    parser.add_argument("rounds", nargs="?", type=int, default=5,
+                        help="interleaved rounds (default 5)")
+    rounds: int = parser.parse_args(argv).rounds
+    if rounds < 1:
+        parser.error(f"ROUNDS must be at least 1, got {rounds}")
     timings: dict[str, list[Timing]] = {name: [] for name in LAYERS}
     for _ in range(rounds):
         for name, layer in LAYERS.items():

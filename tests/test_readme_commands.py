@@ -56,6 +56,8 @@ ARGUMENTS = {  # the module exists and accepts these arguments (--help after the
     ".venv/bin/python -m bench --rounds 3 --only persist,es_save_1,raw_tx1",
     ".venv/bin/python -m bench.profile persist",
     "python -m bench.cpu service_async_mp",
+    ".venv/bin/python -m bench.write_breakdown 4",
+    ".venv/bin/python -m bench.replay_breakdown",
     "python -m bench.profile <row>",
     ".venv/bin/python -m bench --rounds 3 --only pg_persist,pg_persist_all,pg_persist_async,"
     "pg_persist_group10,pg_persist_group100,pg_recovering,raw_pg_tx1,raw_pg_unnest100,"
