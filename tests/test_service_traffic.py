@@ -212,3 +212,18 @@ def test_a_stop_queued_behind_tells_to_a_busy_receiver_still_stops_it(
     # actor_of under a stopping actor's name waits for it to exit: it exits, so this returns.
     again = system.actor_of(Napper, name="stopped-behind-tells")
     assert again.ask("log", timeout=30) == []
+
+
+def test_a_tell_to_an_address_that_is_no_actors_loses_or_repeats_nothing_else(
+        system: ActorSystem) -> None:
+    """A ref whose (opaque) address is not an actor's, told in the middle of a busy stretch:
+    its message is dropped, and the messages delivered together with it (queued behind the
+    same busy receiver) all arrive once, in order."""
+    napper = system.actor_of(Napper)
+    napper.tell(("nap", 0.3))  # busy: what follows queues up and is delivered together
+    for n in range(20):
+        napper.tell(("seq", "main", n))
+    ActorRef("not-an-actor-address").tell("nobody")
+    for n in range(20, 40):
+        napper.tell(("seq", "main", n))
+    _check_per_sender_order(napper.ask("log", timeout=60), ["main"], 40)
