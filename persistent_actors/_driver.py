@@ -8,9 +8,8 @@ queued at once and delivers it in one go:
 * on the simple base it appends them all, in order, to thespian's queue of pending sends and
   runs it once (`persistent_actors._thespian.simple_direct`): the whole batch runs in one pass,
   so the persists of concurrent requests reach the journal together and share one transaction
-  (on a simple base whose internals differ, or for a bad address, it sends them as one
-  `IngressBatch` to the ingress actor, which forwards them in order:
-  `persistent_actors._thespian.ingress`);
+  (on a simple base whose internals differ it sends them as one `IngressBatch` to the
+  ingress actor, which forwards them in order: `persistent_actors._thespian.ingress`);
 * on multiproc-tcp it sends them straight to their destinations, one frame per destination,
   without waiting for thespian's acknowledgements (`_thespian/outbound.py`): at most one frame
   per destination is in flight, and what queues behind it leaves as one frame once it is
@@ -22,7 +21,9 @@ queued at once and delivers it in one go:
   simple base all replies of a pass are taken at once.
 
 Order per sender and receiver is kept: one queue, one thread, and a batch is forwarded in
-order. A lone request adds no delay: the driver sends whatever is queued as soon as it is free.
+order. A message to an address that is not an actor's is dropped with a warning before any
+path sees it, so it cannot cost the messages delivered with it. A lone request adds no
+delay: the driver sends whatever is queued as soon as it is free.
 On the simple base thespian runs actors inside the calls made to it, so the actors run on this
 thread; while idle it calls in every `_IDLE_TICK` seconds so scheduled wakeups (timeouts,
 back-off restarts) fire. On multiproc-tcp it listens in slices of `_LISTEN_SLICE` seconds while
@@ -39,6 +40,8 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+from thespian.actors import ActorAddress
 
 from persistent_actors import _protocol as p
 from persistent_actors._thespian.frames import unbatch
@@ -202,17 +205,16 @@ class Driver:
         return False
 
     def _deliver(self, sends: list[tuple[Any, Any]]) -> None:
+        if not all(isinstance(address, ActorAddress) for address, _ in sends):
+            sends = _addressable(sends)
         if self._outbound is not None:
             self._outbound.send(sends)
             return
         if self._direct is not None:
-            try:
-                self._direct.tell_all(sends)
-            except TypeError:  # a bad address: nothing was sent; the ingress path reports it
-                log.debug("driver: direct send refused, sending through the ingress",
-                          exc_info=True)
-            else:
-                return
+            # Not retried another way on an error: what it appended is in thespian's queue
+            # already, and sending it again would deliver it twice.
+            self._direct.tell_all(sends)
+            return
         # Simple base without the direct path: even a lone message goes through the ingress
         # actor, so the whole batch runs in one pass (one path for all keeps their order).
         for start in range(0, len(sends), MAX_BATCH):
@@ -254,3 +256,21 @@ class Driver:
         if arrived:
             self._route(arrived)
         self._answered = len(arrived)
+
+
+def _addressable(sends: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
+    """`sends` without those whose address is not a thespian ActorAddress, each logged.
+
+    A ref built on an address that is no actor's (`ActorRef` takes any object) must not cost
+    the messages delivered with it: thespian refuses such an address only once it runs the
+    send (multiproc-tcp: the whole frame group; the ingress actor: its whole batch, retried,
+    so the messages before it arrived up to three times and those after it never).
+    """
+    kept: list[tuple[Any, Any]] = []
+    for address, message in sends:
+        if isinstance(address, ActorAddress):
+            kept.append((address, message))
+        else:
+            log.warning("driver: dropped %s to %r: not an actor's address",
+                        type(message).__name__, address)
+    return kept

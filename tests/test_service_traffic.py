@@ -197,3 +197,33 @@ def test_asks_waiting_when_the_system_shuts_down_fail_at_once(base: str) -> None
     for kind in ("ask", "ask_async"):
         assert isinstance(outcomes[kind], PersistentActorsError), (kind, outcomes[kind])
         assert "shut down" in str(outcomes[kind])
+
+
+def test_a_stop_queued_behind_tells_to_a_busy_receiver_still_stops_it(
+        system: ActorSystem) -> None:
+    """A stop sent right behind tells to a receiver that reads nothing meanwhile (on
+    multiproc-tcp they wait for its last frame's acknowledgement and then leave together) is
+    still thespian's own exit request: the actor exits, and its name is free again."""
+    napper = system.actor_of(Napper, name="stopped-behind-tells")
+    napper.tell(("nap", 0.3))
+    napper.tell(("seq", "main", 0))
+    napper.tell(("seq", "main", 1))
+    system.stop(napper)
+    # actor_of under a stopping actor's name waits for it to exit: it exits, so this returns.
+    again = system.actor_of(Napper, name="stopped-behind-tells")
+    assert again.ask("log", timeout=30) == []
+
+
+def test_a_tell_to_an_address_that_is_no_actors_loses_or_repeats_nothing_else(
+        system: ActorSystem) -> None:
+    """A ref whose (opaque) address is not an actor's, told in the middle of a busy stretch:
+    its message is dropped, and the messages delivered together with it (queued behind the
+    same busy receiver) all arrive once, in order."""
+    napper = system.actor_of(Napper)
+    napper.tell(("nap", 0.3))  # busy: what follows queues up and is delivered together
+    for n in range(20):
+        napper.tell(("seq", "main", n))
+    ActorRef("not-an-actor-address").tell("nobody")
+    for n in range(20, 40):
+        napper.tell(("seq", "main", n))
+    _check_per_sender_order(napper.ask("log", timeout=60), ["main"], 40)

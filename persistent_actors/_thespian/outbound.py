@@ -15,6 +15,9 @@ send, and leaves them to complete while the driver listens (a listen runs transm
   two frames to one target, its actors' send queues do that), and what is sent to a busy
   destination waits, then leaves as one frame when the frame in flight is acknowledged. So the
   order per destination is the order of `send` calls, and a busy destination gets bigger frames;
+* thespian's own messages (``ActorExitRequest`` from `ActorSystem.stop`, ...) always leave
+  as a frame of their own, in their place: thespian acts on them only when they arrive alone
+  (inside a `Batch` the actor would see an exit request, but its process would not exit);
 * a frame that cannot be delivered goes to the dead letter handler, as thespian's ``tell``
   does it for a dead target (the guardian unpacks a `Batch`).
 
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from thespian.actors import DeadEnvelope
+from thespian.actors import ActorSystemMessage, DeadEnvelope
 from thespian.system.transport import TransmitIntent
 
 from persistent_actors import _protocol as p
@@ -77,7 +80,8 @@ class Outbound:
                 self._transmit(key, address, messages)
 
     def _transmit(self, key: Any, address: Any, messages: list[Any]) -> None:
-        chunk, rest = messages[:MAX_BATCH], messages[MAX_BATCH:]
+        size = _frame_size(messages)
+        chunk, rest = messages[:size], messages[size:]
         if rest:
             self._waiting[key] = (address, rest)
         frame = chunk[0] if len(chunk) == 1 else p.Batch(tuple(chunk))
@@ -121,3 +125,18 @@ class Outbound:
         waiting = self._waiting.pop(key, None)
         if waiting is not None and key not in self._busy:
             self._transmit(key, *waiting)
+
+
+def _frame_size(messages: list[Any]) -> int:
+    """How many of `messages` (not empty) leave in the next frame.
+
+    A thespian message alone; otherwise the ordinary messages before the next thespian one,
+    up to `MAX_BATCH` (see the module docstring).
+    """
+    if len(messages) == 1 or isinstance(messages[0], ActorSystemMessage):
+        return 1
+    limit = min(len(messages), MAX_BATCH)
+    size = 1
+    while size < limit and not isinstance(messages[size], ActorSystemMessage):
+        size += 1
+    return size
