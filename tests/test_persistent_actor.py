@@ -121,6 +121,27 @@ def test_recovery_completed_comes_after_every_replayed_event(system: ActorSystem
     assert probe.expect_msg(timeout=10) == Recovered(len(events), tuple(events))
 
 
+def test_a_replay_page_larger_than_a_chunk_is_split_and_replayed_in_order(
+        base: str, tmp_path: Path) -> None:
+    """SQLite pages of 1,200 events (its `replay_page_size`) reach the actor in chunks of at
+    most `REPLAY_CHUNK`, every event once and in order."""
+    journal = {"plugin": "sqlite", "path": str(tmp_path / "journal.db"),
+               "replay_page_size": 2 * REPLAY_CHUNK + 200}
+    events = [f"e{i}" for i in range(2 * REPLAY_CHUNK + 201)]  # one page and one event more
+    with ActorSystem("split", config=system_config(base, journal=journal)) as system:
+        probe = TestProbe(system)
+        ref = spawn(system, "pa-split", probe, quiet=True)
+        probe.expect_msg(Recovered(0, ()))
+        ref.tell(PersistAll(tuple(events)))
+        probe.expect_msg("after-persist-all")
+        for i, event in enumerate(events, start=1):
+            assert probe.expect_msg() == Persisted(event, i)
+
+        respawn(system, ref, "pa-split", probe, quiet=True)
+
+        assert probe.expect_msg(timeout=10) == Recovered(len(events), tuple(events))
+
+
 def test_recovery_completed_also_for_a_new_persistence_id(system: ActorSystem) -> None:
     probe = TestProbe(system)
     ref = spawn(system, "pa-new", probe)

@@ -50,9 +50,9 @@ from persistent_actors.snapshot import SnapshotStore
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
-# Events per replay message when the plugin pages through `Journal.replay_rows`' default
-# (SQLite and PostgreSQL: their `replay_page_size`): large enough to amortise thespian's
-# per-message cost on TCP, small enough to keep a message well under a megabyte.
+# Most events per replay message (a plugin's page is split above it): large enough to
+# amortise thespian's per-message cost on TCP, small enough to keep a message well under a
+# megabyte.
 REPLAY_CHUNK = ROWS_PER_PAGE
 
 
@@ -359,10 +359,14 @@ class PluginHost(FrameBatching, ThespianActor):  # type: ignore[misc]
                 source = replay_rows_of(journal, request.persistence_id,
                                         request.from_sequence_nr, to, request.max_count)
                 try:
-                    # One chunk per page: the columns as the plugin returned them.
+                    # One chunk per page, the columns as the plugin returned them; a page
+                    # larger than `REPLAY_CHUNK` (a plugin's `replay_page_size` may be up to
+                    # a million) is split, so no one message carries an unbounded history.
                     while (rows := self._run(_next_page(source))) is not None:
-                        if len(rows):
-                            self.send(sender, p.ReplayedMessages(rows, instance, chunks))
+                        for start in range(0, len(rows), REPLAY_CHUNK):
+                            chunk = rows if len(rows) <= REPLAY_CHUNK else rows.slice(
+                                start, start + REPLAY_CHUNK)
+                            self.send(sender, p.ReplayedMessages(chunk, instance, chunks))
                             chunks += 1
                 finally:
                     aclose = getattr(source, "aclose", None)
