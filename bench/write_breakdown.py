@@ -1,9 +1,10 @@
-"""``python -m bench.write_breakdown [ROUNDS]``: where a batched write's time goes, layer by layer.
+"""``python -m bench.write_breakdown [ROUNDS] [--only A,B]``: where a write's time goes, by layer.
 
 Each layer runs alone, all of them in interleaved rounds in one process, and the table gives
 wall-clock and process CPU microseconds per event (best and median of the rounds; CPU time
 is steadier than wall time on a shared machine). Issue 16's targets compare the batched rows
-with ``raw_tx50``; this shows which part of the difference is SQLite and which the runtime.
+with ``raw_tx50`` and ``persist`` with ``raw_tx1``; this shows which part of each difference
+is SQLite and which the runtime.
 
 * ``raw_tx50``: the bench's raw row (3-column table, ``msgpack.packb``, 50 rows per transaction).
 * ``journal_sql``: the SQLite journal's own statements on its own schema with no Python layer:
@@ -16,18 +17,32 @@ with ``raw_tx50``; this shows which part of the difference is SQLite and which t
 * ``inmem_pb``, ``inmem_pa``, ``inmem_pba``: the persist_all, persist_async and
   persist_all_async rows on the in-memory journal: the runtime without SQLite.
 * ``pb``, ``pa``, ``pba``: the same rows on SQLite (WAL, ``synchronous=FULL``), as in the table.
+
+The one-event-per-transaction layers, for ``persist`` against ``raw_tx1``:
+
+* ``flush_page``: one ``pwrite`` of a 4 KiB page and one ``fdatasync`` per event, no database.
+* ``raw_tx1``: the bench's raw row with one row per transaction.
+* ``journal_sql_1``, ``journal_api_1``: ``journal_sql`` and ``journal_api`` with one event per
+  transaction.
+* ``inmem_p``, ``p``: the ``persist`` row on the in-memory journal and on SQLite.
+* ``inmem_p_fsync``: the ``persist`` row on the in-memory journal that also writes one 4 KiB
+  page to a file and ``fdatasync``s it per write (`FsyncInmemJournal`): the runtime's cost when
+  every event waits for a disk flush, without SQLite. Its excess over ``inmem_p`` plus a bare
+  page flush is what the wait itself costs the runtime's code (the thread sleeps, the CPU goes
+  to other work, the code and data of the next steps are no longer in the caches).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sqlite3
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +51,7 @@ from bench.actors import BenchActor, Cmd, Driver, Finished, Run, event
 from bench.common import EVENTS
 from bench.workloads import _config as sqlite_config
 from journal_plugins._sqlite_db import _JOURNAL_SCHEMA
+from journal_plugins.inmem import InmemJournal
 from journal_plugins.sqlite import _DELETED_UP_TO, _INSERT_EVENT, SqliteJournal
 from persistent_actors import Actor, ActorSystem
 from persistent_actors._serialization import default_serializer
@@ -55,6 +71,57 @@ def _inmem_config(folder: Path) -> dict[str, Any]:
     del folder
     return {"actor_system": {"base": "simple"},
             "persistence": {"journal": {"plugin": "inmem"}, "snapshot_store": {"plugin": "inmem"}}}
+
+
+class FsyncInmemJournal(InmemJournal):
+    """The in-memory journal that also flushes one 4 KiB page to `path` per `write_messages`.
+
+    A bench stand-in for a durable journal without a database: each write costs the runtime
+    one ``pwrite`` and one ``fdatasync``, as an SQLite commit in WAL mode does.
+    """
+
+    _PAGE = b"\0" * 4096
+
+    def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
+        settings = dict(settings or {})
+        self._path = Path(settings.pop("path"))
+        super().__init__(settings)
+        self._fd: int | None = None
+
+    async def write_messages(self, writes: Sequence[AtomicWrite]) -> list[BaseException | None]:
+        """Plugin API: flush one page to disk, then store the writes in memory."""
+        if self._fd is None:
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.pwrite(self._fd, self._PAGE, 0)
+        os.fdatasync(self._fd)
+        return await super().write_messages(writes)
+
+    async def close(self) -> None:
+        """Plugin API: close the file."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+
+def _flush_page(folder: Path) -> Timing:
+    fd = os.open(folder / "flush", os.O_RDWR | os.O_CREAT, 0o600)
+    page = FsyncInmemJournal._PAGE  # noqa: SLF001 - the same page
+
+    def flush() -> None:
+        for _ in range(EVENTS):
+            os.pwrite(fd, page, 0)
+            os.fdatasync(fd)
+
+    try:
+        return _timed(flush)
+    finally:
+        os.close(fd)
+
+
+def _fsync_inmem_config(folder: Path) -> dict[str, Any]:
+    journal = {"plugin": "bench.write_breakdown:FsyncInmemJournal", "path": str(folder / "flush")}
+    return {"actor_system": {"base": "simple"},
+            "persistence": {"journal": journal, "snapshot_store": {"plugin": "inmem"}}}
 
 
 class _Counter(Actor):
@@ -95,7 +162,7 @@ def _command_hop(folder: Path) -> Timing:
     return _drive(_inmem_config(folder), _Counter, (EVENTS,), "x")
 
 
-def _journal_sql(folder: Path) -> Timing:
+def _journal_sql(folder: Path, batch: int = _BATCH) -> Timing:
     db = sqlite3.connect(folder / "journal.db", isolation_level=None)
     try:
         db.execute("PRAGMA journal_mode=WAL")
@@ -105,7 +172,7 @@ def _journal_sql(folder: Path) -> Timing:
         manifest, payload = default_serializer.to_binary(event(1))
         now, writer = time.time(), "0123456789abcdef0123456789abcdef"
         batches = [[("breakdown", first + i, manifest, payload, writer, now)
-                    for i in range(_BATCH)] for first in range(1, EVENTS + 1, _BATCH)]
+                    for i in range(batch)] for first in range(1, EVENTS + 1, batch)]
         deleted = _DELETED_UP_TO.format(marks="?")
 
         def write() -> None:
@@ -120,16 +187,16 @@ def _journal_sql(folder: Path) -> Timing:
         db.close()
 
 
-def _journal_api(folder: Path) -> Timing:
+def _journal_api(folder: Path, batch: int = _BATCH) -> Timing:
     async def run() -> Timing:
         MAY_BLOCK.set(True)  # inline, as the plugin host runs it
         journal = SqliteJournal({"path": str(folder / "journal.db"), "synchronous": "FULL"})
         await journal.start()
         try:
             cpu, wall = time.process_time(), time.perf_counter()
-            for first in range(1, EVENTS + 1, _BATCH):
+            for first in range(1, EVENTS + 1, batch):
                 now, reprs = time.time(), []
-                for nr in range(first, first + _BATCH):
+                for nr in range(first, first + batch):
                     manifest, payload = default_serializer.to_binary(event(nr))
                     reprs.append(PersistentRepr("breakdown", nr, manifest, payload, "w", now))
                 if any(await journal.write_messages([AtomicWrite(tuple(reprs))])):
@@ -141,14 +208,19 @@ def _journal_api(folder: Path) -> Timing:
     return asyncio.run(run())
 
 
-def _raw_tx50(folder: Path) -> Timing:
-    cpu = time.process_time()
-    wall = raw.workloads()[1].run(folder)  # raw_tx50
-    return wall, time.process_time() - cpu  # CPU includes the connect: negligible
+def _raw(key: str) -> Callable[[Path], Timing]:
+    row = next(w for w in raw.workloads() if w.key == key)
+
+    def run(folder: Path) -> Timing:
+        cpu = time.process_time()
+        wall = row.run(folder)
+        return wall, time.process_time() - cpu  # CPU includes the connect: negligible
+
+    return run
 
 
 LAYERS: dict[str, Callable[[Path], Timing]] = {
-    "raw_tx50": _raw_tx50,
+    "raw_tx50": _raw("raw_tx50"),
     "journal_sql": _journal_sql,
     "journal_api": _journal_api,
     "command_hop": _command_hop,
@@ -158,6 +230,13 @@ LAYERS: dict[str, Callable[[Path], Timing]] = {
     "pa": _row("pa", sqlite_config),
     "inmem_pba": _row("pba", _inmem_config),
     "pba": _row("pba", sqlite_config),
+    "flush_page": _flush_page,
+    "raw_tx1": _raw("raw_tx1"),
+    "journal_sql_1": lambda folder: _journal_sql(folder, 1),
+    "journal_api_1": lambda folder: _journal_api(folder, 1),
+    "inmem_p": _row("p", _inmem_config),
+    "inmem_p_fsync": _row("p", _fsync_inmem_config),
+    "p": _row("p", sqlite_config),
 }
 
 
@@ -167,14 +246,20 @@ def main(argv: list[str]) -> int:
                                      description=__doc__)
     parser.add_argument("rounds", nargs="?", type=int, default=5,
                         help="interleaved rounds (default 5)")
-    rounds: int = parser.parse_args(argv).rounds
+    parser.add_argument("--only", help=f"comma-separated layers (default all: {', '.join(LAYERS)})")
+    args = parser.parse_args(argv)
+    rounds: int = args.rounds
     if rounds < 1:
         parser.error(f"ROUNDS must be at least 1, got {rounds}")
-    timings: dict[str, list[Timing]] = {name: [] for name in LAYERS}
+    names = list(LAYERS) if args.only is None else args.only.split(",")
+    unknown = [name for name in names if name not in LAYERS]
+    if unknown:
+        parser.error(f"unknown layers {unknown}; one of: {', '.join(LAYERS)}")
+    timings: dict[str, list[Timing]] = {name: [] for name in names}
     for _ in range(rounds):
-        for name, layer in LAYERS.items():
+        for name in names:
             with tempfile.TemporaryDirectory(prefix="persistent-actors-breakdown-") as tmp:
-                timings[name].append(layer(Path(tmp)))
+                timings[name].append(LAYERS[name](Path(tmp)))
     print(f"{rounds} rounds, us per event: wall best / median, CPU best / median")
     for name, samples in timings.items():
         wall = [w / EVENTS * 1e6 for w, _ in samples]
