@@ -57,6 +57,8 @@ ARGUMENTS = {  # the module exists and accepts these arguments (--help after the
     ".venv/bin/python -m bench.profile persist",
     "python -m bench.cpu service_async_mp",
     ".venv/bin/python -m bench.write_breakdown 4",
+    ".venv/bin/python -m bench.write_breakdown 5 --only flush_page,raw_tx1,journal_sql_1,"
+    "journal_api_1,inmem_p,inmem_p_fsync,p",
     ".venv/bin/python -m bench.replay_breakdown",
     "python -m bench.profile <row>",
     ".venv/bin/python -m bench --rounds 3 --only pg_persist,pg_persist_all,pg_persist_async,"
