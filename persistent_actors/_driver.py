@@ -109,7 +109,9 @@ class Driver:
         # and the replies come out in one go; None on other thespian internals.
         self._direct = SimpleDirect.of(asys) if simple else None
         self._ops: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._answered = 0  # messages routed out in the last pass (see `_linger`)
+        # How many sends the next pass may expect at once (see `_linger`): the messages routed out
+        # in the last pass plus what was queued already while that pass ran.
+        self._expected = 0
         # Multiproc-tcp: frames sent straight to each destination, never waited for.
         self._outbound = None if simple else Outbound(asys)
         self._thread = threading.Thread(target=self._serve, daemon=True,
@@ -141,7 +143,7 @@ class Driver:
                 op = _NOTHING
             sends: list[tuple[Any, Any]] = []
             stopping = self._take(op, sends)
-            if sends and not stopping and len(sends) < self._answered:
+            if sends and not stopping and len(sends) < self._expected:
                 stopping = self._linger(sends)
             try:
                 if sends:
@@ -187,9 +189,14 @@ class Driver:
         Callers that just got their replies (threads woken, coroutines resumed) send their next
         requests a moment later; without this the first of them would go alone and the rest in
         the next pass, halving the batches. A lone caller (one answered) never waits.
+
+        The pass waits for as many sends as were queued while the last pass ran plus the replies
+        it routed out, not for the replies alone: with 16 threads, callers answered in different
+        passes otherwise stayed in two groups that took turns (10 and 6 a pass, the second
+        never lingered for), since the sends queued early already covered the count.
         """
         deadline = time.monotonic() + _LINGER
-        while len(sends) < self._answered:
+        while len(sends) < self._expected:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
@@ -233,12 +240,15 @@ class Driver:
 
     def _receive(self, *, idle: bool) -> None:
         asys = self._asys
+        # Sent while this pass ran, by callers it does not answer (counted before any reply is
+        # routed: a caller woken by one could send at once and be counted twice).
+        early = self._ops.qsize()
         if self._direct is not None and not idle:
             # Actors ran inside the sends: their replies wait, all of them, to be taken.
             replies = [m for incoming in self._direct.take_replies() for m in unbatch(incoming)]
             if replies:
                 self._route(replies)
-            self._answered = len(replies)
+            self._expected = early + len(replies)
             return
         if self._simple:
             # Actors ran inside the sends; listen(0) only collects their replies. An idle
@@ -253,4 +263,4 @@ class Driver:
             incoming = asys.listen(drain)
         if arrived:
             self._route(arrived)
-        self._answered = len(arrived)
+        self._expected = early + len(arrived)
