@@ -112,6 +112,11 @@ class Driver:
         # How many sends the next pass may expect at once (see `_linger`): the messages routed out
         # in the last pass plus what was queued already while that pass ran.
         self._expected = 0
+        # While a pass lingers: `submit` sets `_gathered` once `_want` sends are queued, so the
+        # driver sleeps through the linger instead of waking for every send (each wake-up took
+        # the GIL from a caller that was about to send).
+        self._want = 0
+        self._gathered = threading.Event()
         # Multiproc-tcp: frames sent straight to each destination, never waited for.
         self._outbound = None if simple else Outbound(asys)
         self._thread = threading.Thread(target=self._serve, daemon=True,
@@ -124,12 +129,18 @@ class Driver:
 
     def submit(self, address: Any, message: Any) -> None:
         """Queue `message` for `address`; it is sent in order with everything else queued."""
-        self._ops.put((address, message))
+        ops = self._ops
+        ops.put((address, message))
+        want = self._want
+        if want and ops.qsize() >= want:  # the lingering pass has what it waits for
+            self._want = 0
+            self._gathered.set()
 
     def stop(self) -> None:
         """Send what is queued, then end the thread (waits for it unless called on it)."""
         if self._thread.is_alive():
             self._ops.put(_STOP)
+            self._gathered.set()  # a lingering pass takes the stop at once
             if not self.on_thread():
                 self._thread.join(timeout=30)
 
@@ -196,17 +207,23 @@ class Driver:
         never lingered for), since the sends queued early already covered the count.
         """
         deadline = time.monotonic() + _LINGER
-        while len(sends) < self._expected:
+        gathered = self._gathered
+        while True:
+            missing = self._expected - len(sends)
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if missing <= 0 or remaining <= 0:
                 return False
+            gathered.clear()
+            self._want = missing  # before the look at the queue: `submit` then sees it
+            if self._ops.qsize() < missing:
+                gathered.wait(remaining)
+            self._want = 0
             try:
-                op = self._ops.get(timeout=remaining)
+                op = self._ops.get_nowait()
             except queue.Empty:
-                return False
+                continue
             if self._take(op, sends):
                 return True
-        return False
 
     def _deliver(self, sends: list[tuple[Any, Any]]) -> None:
         if self._outbound is not None:

@@ -290,3 +290,17 @@ def test_a_pass_gathers_the_callers_answered_and_those_queued_during_the_last_on
     assert answers.wait("a2")
     assert fake.passes == [["a1"], ["b1", "a2"]]
 
+
+def test_a_lingering_pass_sends_what_it_has_when_the_driver_stops(
+        fake_driver: tuple[Any, _FakeSystem, _Answers]) -> None:
+    driver, fake, answers = fake_driver
+    fake.hold()
+    driver.submit("actor", "a1")
+    assert fake.delivering.wait(30)
+    driver.submit("actor", "b1")  # the next pass will wait for a's next send, which never comes
+    fake.release()
+    assert answers.wait("a1")
+    driver.stop()
+    assert not driver._thread.is_alive()  # it ended, not at the join's timeout
+    assert answers.wait("b1")
+    assert fake.passes == [["a1"], ["b1"]]
