@@ -112,7 +112,14 @@ class Driver:
         # and the replies come out in one go; None on other thespian internals.
         self._direct = SimpleDirect.of(asys) if simple else None
         self._ops: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._answered = 0  # messages routed out in the last pass (see `_linger`)
+        # How many sends the next pass may expect at once (see `_linger`): the messages routed out
+        # in the last pass plus what was queued already while that pass ran.
+        self._expected = 0
+        # While a pass lingers: `submit` sets `_gathered` once `_want` sends are queued, so the
+        # driver sleeps through the linger instead of waking for every send (each wake-up took
+        # the GIL from a caller that was about to send).
+        self._want = 0
+        self._gathered = threading.Event()
         # Multiproc-tcp: frames sent straight to each destination, never waited for.
         self._outbound = None if simple else Outbound(asys)
         self._thread = threading.Thread(target=self._serve, daemon=True,
@@ -125,12 +132,18 @@ class Driver:
 
     def submit(self, address: Any, message: Any) -> None:
         """Queue `message` for `address`; it is sent in order with everything else queued."""
-        self._ops.put((address, message))
+        ops = self._ops
+        ops.put((address, message))
+        want = self._want
+        if want and ops.qsize() >= want:  # the lingering pass has what it waits for
+            self._want = 0
+            self._gathered.set()
 
     def stop(self) -> None:
         """Send what is queued, then end the thread (waits for it unless called on it)."""
         if self._thread.is_alive():
             self._ops.put(_STOP)
+            self._gathered.set()  # a lingering pass takes the stop at once
             if not self.on_thread():
                 self._thread.join(timeout=30)
 
@@ -144,7 +157,7 @@ class Driver:
                 op = _NOTHING
             sends: list[tuple[Any, Any]] = []
             stopping = self._take(op, sends)
-            if sends and not stopping and len(sends) < self._answered:
+            if sends and not stopping and len(sends) < self._expected:
                 stopping = self._linger(sends)
             try:
                 if sends:
@@ -190,19 +203,30 @@ class Driver:
         Callers that just got their replies (threads woken, coroutines resumed) send their next
         requests a moment later; without this the first of them would go alone and the rest in
         the next pass, halving the batches. A lone caller (one answered) never waits.
+
+        The pass waits for as many sends as were queued while the last pass ran plus the replies
+        it routed out, not for the replies alone: with 16 threads, callers answered in different
+        passes otherwise stayed in two groups that took turns (10 and 6 a pass, the second
+        never lingered for), since the sends queued early already covered the count.
         """
         deadline = time.monotonic() + _LINGER
-        while len(sends) < self._answered:
+        gathered = self._gathered
+        while True:
+            missing = self._expected - len(sends)
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if missing <= 0 or remaining <= 0:
                 return False
+            gathered.clear()
+            self._want = missing  # before the look at the queue: `submit` then sees it
+            if self._ops.qsize() < missing:
+                gathered.wait(remaining)
+            self._want = 0
             try:
-                op = self._ops.get(timeout=remaining)
+                op = self._ops.get_nowait()
             except queue.Empty:
-                return False
+                continue
             if self._take(op, sends):
                 return True
-        return False
 
     def _deliver(self, sends: list[tuple[Any, Any]]) -> None:
         if not all(isinstance(address, ActorAddress) for address, _ in sends):
@@ -235,12 +259,15 @@ class Driver:
 
     def _receive(self, *, idle: bool) -> None:
         asys = self._asys
+        # Sent while this pass ran, by callers it does not answer (counted before any reply is
+        # routed: a caller woken by one could send at once and be counted twice).
+        early = self._ops.qsize()
         if self._direct is not None and not idle:
             # Actors ran inside the sends: their replies wait, all of them, to be taken.
             replies = [m for incoming in self._direct.take_replies() for m in unbatch(incoming)]
             if replies:
                 self._route(replies)
-            self._answered = len(replies)
+            self._expected = early + len(replies)
             return
         if self._simple:
             # Actors ran inside the sends; listen(0) only collects their replies. An idle
@@ -255,7 +282,7 @@ class Driver:
             incoming = asys.listen(drain)
         if arrived:
             self._route(arrived)
-        self._answered = len(arrived)
+        self._expected = early + len(arrived)
 
 
 def _addressable(sends: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:

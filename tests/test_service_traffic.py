@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from thespian.actors import ActorAddress
 
 from persistent_actors import ActorRef, ActorSystem, AskTimeoutError, PersistentActorsError
 from tests.service_actors import Napper, Recorder, Slow
@@ -227,3 +229,113 @@ def test_a_tell_to_an_address_that_is_no_actors_loses_or_repeats_nothing_else(
     for n in range(20, 40):
         napper.tell(("seq", "main", n))
     _check_per_sender_order(napper.ask("log", timeout=60), ["main"], 40)
+
+
+# -- the driver's linger (a fake thespian, so which messages share a pass is visible) -----------
+# The driver delivers only to thespian addresses (it drops anything else with a warning).
+_ACTOR = ActorAddress("fake-actor")
+
+
+class _FakeSystem:
+    """Records each pass the driver delivers (one `IngressBatch`) and answers every message.
+
+    `hold` blocks the next delivery until `release` (so sends can queue while a pass runs).
+    """
+
+    def __init__(self) -> None:
+        self.passes: list[list[Any]] = []
+        self.replies: list[Any] = []
+        self.delivering = threading.Event()
+        self._gate = threading.Event()
+        self._gate.set()
+
+    def hold(self) -> None:
+        self._gate.clear()
+
+    def release(self) -> None:
+        self._gate.set()
+
+    def tell(self, address: Any, batch: Any) -> None:
+        self.delivering.set()
+        assert self._gate.wait(30)
+        messages = [message for _, message in batch.sends]
+        self.passes.append(messages)
+        self.replies.extend(messages)
+
+    def listen(self, timeout: float) -> Any:
+        return self.replies.pop(0) if self.replies else None
+
+
+class _Answers:
+    """The driver's route: remembers each reply and wakes whoever waits for it."""
+
+    def __init__(self) -> None:
+        self._events: dict[Any, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def _event(self, message: Any) -> threading.Event:
+        with self._lock:
+            return self._events.setdefault(message, threading.Event())
+
+    def route(self, messages: list[Any]) -> None:
+        for message in messages:
+            self._event(message).set()
+
+    def wait(self, message: Any) -> bool:
+        return self._event(message).wait(30)
+
+
+@pytest.fixture
+def fake_driver(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, _FakeSystem, _Answers]]:
+    """A driver on a fake simple base whose linger would last a minute (longer than any wait
+    here): a test that passes did not wait for the linger to run out."""
+    from persistent_actors import _driver  # noqa: PLC0415 - internal, only these tests use it
+
+    monkeypatch.setattr(_driver, "_LINGER", 60.0)
+    fake, answers = _FakeSystem(), _Answers()
+    driver = _driver.Driver("fake", fake, simple=True, ingress="ingress",
+                            route=answers.route, awaiting=lambda: False)
+    try:
+        yield driver, fake, answers
+    finally:
+        driver.stop()
+
+
+def test_a_lone_caller_never_lingers(fake_driver: tuple[Any, _FakeSystem, _Answers]) -> None:
+    driver, fake, answers = fake_driver
+    for n in range(5):
+        driver.submit(_ACTOR, n)
+        assert answers.wait(n), f"request {n} waited for a linger"
+    assert fake.passes == [[n] for n in range(5)]
+
+
+def test_a_pass_gathers_the_callers_answered_and_those_queued_during_the_last_one(
+        fake_driver: tuple[Any, _FakeSystem, _Answers]) -> None:
+    """Caller b sent while a's pass ran; the next pass waits for a to send again, so both go
+    together (counting only the replies, b alone already made up the one expected)."""
+    driver, fake, answers = fake_driver
+    fake.hold()
+    driver.submit(_ACTOR, "a1")
+    assert fake.delivering.wait(30)
+    driver.submit(_ACTOR, "b1")
+    fake.release()
+    assert answers.wait("a1")
+    driver.submit(_ACTOR, "a2")
+    assert answers.wait("b1")
+    assert answers.wait("a2")
+    assert fake.passes == [["a1"], ["b1", "a2"]]
+
+
+def test_a_lingering_pass_sends_what_it_has_when_the_driver_stops(
+        fake_driver: tuple[Any, _FakeSystem, _Answers]) -> None:
+    driver, fake, answers = fake_driver
+    fake.hold()
+    driver.submit(_ACTOR, "a1")
+    assert fake.delivering.wait(30)
+    driver.submit(_ACTOR, "b1")  # the next pass will wait for a's next send, which never comes
+    fake.release()
+    assert answers.wait("a1")
+    driver.stop()
+    assert not driver._thread.is_alive()  # it ended, not at the join's timeout
+    assert answers.wait("b1")
+    assert fake.passes == [["a1"], ["b1"]]
