@@ -162,6 +162,11 @@ class Endpoint:
             check_picklable(message, address)  # raise here, in the caller
         driver = self._driver
         if driver is None or driver.on_thread():
+            if driver is None:
+                # No driver also after a shutdown that began since the check above (it marks
+                # the endpoint closed before it drops the driver): raise, never call thespian
+                # from this thread while the driver may still be using it.
+                self.ensure_running()
             # Before the driver starts, or inside an actor on the simple base (its handlers run
             # on the driver thread): send at once, on this thread.
             self._asys.tell(address, message)

@@ -18,6 +18,7 @@ import pytest
 from thespian.actors import ActorAddress
 
 from persistent_actors import ActorRef, ActorSystem, AskTimeoutError, PersistentActorsError
+from persistent_actors._endpoint import Endpoint
 from tests.service_actors import Napper, Recorder, Slow
 from tests.system_actors import Echo
 
@@ -160,6 +161,36 @@ def test_ask_async_timeout_is_honoured_and_a_late_reply_dropped(system: ActorSys
         return await slow.ask_async("next", timeout=30)
 
     assert asyncio.run(main()) == "next"
+
+
+def test_a_tell_racing_a_shutdown_raises_and_never_calls_thespian_itself(
+        base: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shutdown that begins between a send's check that the system runs and its look at the
+    driver: the send raises the shutdown error instead of calling thespian from the caller's
+    thread while the driver may still use it. The race is forced: reading the driver puts the
+    endpoint in the state a beginning shutdown leaves it in (closed, no driver)."""
+    system = ActorSystem(f"tell-racing-shutdown-{base}", config={"actor_system": {"base": base}})
+    echo = system.actor_of(Echo)
+    endpoint = system._endpoint
+    told: list[Any] = []
+
+    class Racing(Endpoint):
+        @property  # the attribute, read through a hook
+        def _driver(self) -> Any:  # type: ignore[override]
+            self.__dict__["_closed"] = True  # what Endpoint.shutdown does first
+            monkeypatch.setattr(self._asys, "tell", lambda address, message: told.append(message))
+            return None  # and then it drops the driver
+
+    try:
+        endpoint.__class__ = Racing
+        with pytest.raises(PersistentActorsError, match="shut down"):
+            echo.tell("late")
+    finally:
+        endpoint.__class__ = Endpoint
+        monkeypatch.undo()
+        endpoint._closed = False
+        system.shutdown()
+    assert told == []
 
 
 def test_asks_waiting_when_the_system_shuts_down_fail_at_once(base: str) -> None:
