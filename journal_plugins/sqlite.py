@@ -44,7 +44,7 @@ from journal_plugins._sqlite_db import (
     _parse_options,
     _rollback,
     _start,
-    notify_commit,
+    commit_signal_key,
 )
 from journal_plugins.sqlite_query import SqliteEventLog
 from persistent_actors.errors import (
@@ -53,7 +53,7 @@ from persistent_actors.errors import (
     SequenceConflictError,
     SnapshotStoreError,
 )
-from persistent_actors.event_log import EventLog
+from persistent_actors.event_log import EventLog, change_signal
 from persistent_actors.journal import (
     MAX_SEQUENCE_NR,
     AtomicWrite,
@@ -165,6 +165,8 @@ class SqliteJournal(Journal):
         # sequence number queued after a write sees it.
         self._writer: _Connection | None = None
         self._reader: _Connection | None = None
+        # The live queries' change-signal key, taken once the file exists (it is a real path).
+        self._signal_key = ""
 
     async def start(self) -> None:
         """Plugin API: open the file (creating it and the schema if needed).
@@ -187,6 +189,7 @@ class SqliteJournal(Journal):
                 msg = f"{owner}: cannot open SQLite database {str(self._options.path)!r}: {e}"
                 raise PluginError(msg) from e
             raise
+        self._signal_key = commit_signal_key(self._options.path)
         self._writer, self._reader = writer, reader
 
     async def close(self) -> None:
@@ -218,7 +221,7 @@ class SqliteJournal(Journal):
         except (sqlite3.Error, ValueError) as e:  # ValueError: connection closed
             msg = f"{type(self).__name__}: writing {len(writes)} atomic writes failed: {e}"
             raise JournalError(msg) from e
-        notify_commit(self._options.path)  # wakes live queries of this process at once
+        change_signal.notify(self._signal_key)  # wakes live queries of this process at once
         return results
 
     @classmethod
