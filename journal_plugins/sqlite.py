@@ -44,7 +44,7 @@ from journal_plugins._sqlite_db import (
     _parse_options,
     _rollback,
     _start,
-    notify_commit,
+    commit_signal_key,
 )
 from journal_plugins.sqlite_query import SqliteEventLog
 from persistent_actors.errors import (
@@ -53,7 +53,7 @@ from persistent_actors.errors import (
     SequenceConflictError,
     SnapshotStoreError,
 )
-from persistent_actors.event_log import EventLog
+from persistent_actors.event_log import EventLog, change_signal
 from persistent_actors.journal import (
     MAX_SEQUENCE_NR,
     AtomicWrite,
@@ -125,6 +125,9 @@ _TAGS_OF_RANGE: Final = """SELECT t.ordering, t.tag
     ORDER BY t.ordering, t.position"""
 _DELETED_UP_TO: Final = """SELECT persistence_id, max_sequence_nr FROM journal_metadata
     WHERE persistence_id IN ({marks})"""
+# The one-id case of `_DELETED_UP_TO`, without formatting a statement per write.
+_DELETED_UP_TO_ONE: Final = """SELECT persistence_id, max_sequence_nr FROM journal_metadata
+    WHERE persistence_id = ?"""
 _ORPHAN_TAGS: Final = """SELECT count(*) FROM journal_tags AS t
     WHERE NOT EXISTS (SELECT 1 FROM journal AS j WHERE j.ordering = t.ordering AND j.deleted = 0)"""
 
@@ -162,6 +165,8 @@ class SqliteJournal(Journal):
         # sequence number queued after a write sees it.
         self._writer: _Connection | None = None
         self._reader: _Connection | None = None
+        # The live queries' change-signal key, taken once the file exists (it is a real path).
+        self._signal_key = ""
 
     async def start(self) -> None:
         """Plugin API: open the file (creating it and the schema if needed).
@@ -184,6 +189,7 @@ class SqliteJournal(Journal):
                 msg = f"{owner}: cannot open SQLite database {str(self._options.path)!r}: {e}"
                 raise PluginError(msg) from e
             raise
+        self._signal_key = commit_signal_key(self._options.path)
         self._writer, self._reader = writer, reader
 
     async def close(self) -> None:
@@ -215,7 +221,7 @@ class SqliteJournal(Journal):
         except (sqlite3.Error, ValueError) as e:  # ValueError: connection closed
             msg = f"{type(self).__name__}: writing {len(writes)} atomic writes failed: {e}"
             raise JournalError(msg) from e
-        notify_commit(self._options.path)  # wakes live queries of this process at once
+        change_signal.notify(self._signal_key)  # wakes live queries of this process at once
         return results
 
     @classmethod
@@ -350,7 +356,10 @@ def _write_transaction(
     db.execute("BEGIN IMMEDIATE")
     try:
         used = _deleted_up_to(db, writes)
-        if not any(w.lowest_sequence_nr <= used.get(w.persistence_id, 0) for w in writes):
+        # `used` is empty unless an id of the batch had events deleted: the usual case.
+        if not used or not any(
+            w.lowest_sequence_nr <= used.get(w.persistence_id, 0) for w in writes
+        ):
             try:
                 _insert(db, writes)
             except sqlite3.IntegrityError:
@@ -375,6 +384,8 @@ def _deleted_up_to(db: sqlite3.Connection, writes: Sequence[AtomicWrite]) -> dic
     query per batch, cheaper than a trigger or a guarded ``INSERT ... SELECT``, which run once
     per event.
     """
+    if len(writes) == 1:  # one persist: no set, no formatted statement
+        return dict(db.execute(_DELETED_UP_TO_ONE, (writes[0].persistence_id,)).fetchall())
     pids = sorted({w.persistence_id for w in writes})
     used: dict[str, int] = {}
     for start in range(0, len(pids), 500):  # below SQLite's limit on bound parameters
@@ -418,10 +429,14 @@ def _write_atomic(db: sqlite3.Connection, write: AtomicWrite,
 
 def _insert(db: sqlite3.Connection, writes: Iterable[AtomicWrite]) -> None:
     events = [repr_ for write in writes for repr_ in write.payload]
-    db.executemany(_INSERT_EVENT, [
+    rows = [
         (r.persistence_id, r.sequence_nr, r.manifest, r.payload, r.writer_uuid, r.timestamp)
         for r in events
-    ])
+    ]
+    if len(rows) == 1:  # one event: execute costs less than executemany's iteration
+        db.execute(_INSERT_EVENT, rows[0])
+    else:
+        db.executemany(_INSERT_EVENT, rows)
     tags = [
         (position, tag, repr_.persistence_id, repr_.sequence_nr)
         for repr_ in events if repr_.tags

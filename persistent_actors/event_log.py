@@ -155,7 +155,9 @@ class ChangeSignal:
         """Record a change of `key` and wake everyone waiting on it."""
         with self._lock:
             self._generations[key] = self._generations.get(key, 0) + 1
-            waiters = self._waiters.pop(key, [])
+            waiters = self._waiters.pop(key, None)
+        if not waiters:  # the usual case: no live query waits
+            return
         for loop, future in waiters:
             # The waiter's loop may have closed meanwhile: nobody is left to wake.
             with contextlib.suppress(RuntimeError):
