@@ -105,20 +105,25 @@ def test_recovers_from_persisted_events_after_kill_and_respawn(system: ActorSyst
     assert ref.ask(GetState()) == State(("a", "b", "c"), 3)
 
 
-def test_recovery_completed_comes_after_every_replayed_event(system: ActorSystem) -> None:
-    """More events than one replay chunk; RecoveryCompleted sees all of them."""
+def _persist_all_then_recover(system: ActorSystem, pid: str, count: int) -> None:
+    """Persist `count` events in one persist_all, respawn: recovery replays all, in order."""
     probe = TestProbe(system)
-    events = [f"e{i}" for i in range(REPLAY_CHUNK + 1)]
-    ref = spawn(system, "pa-many", probe, quiet=True)
+    events = [f"e{i}" for i in range(count)]
+    ref = spawn(system, pid, probe, quiet=True)
     probe.expect_msg(Recovered(0, ()))
     ref.tell(PersistAll(tuple(events)))
     probe.expect_msg("after-persist-all")
     for i, event in enumerate(events, start=1):
         assert probe.expect_msg() == Persisted(event, i)
 
-    respawn(system, ref, "pa-many", probe, quiet=True)
+    respawn(system, ref, pid, probe, quiet=True)
 
     assert probe.expect_msg(timeout=10) == Recovered(len(events), tuple(events))
+
+
+def test_recovery_completed_comes_after_every_replayed_event(system: ActorSystem) -> None:
+    """More events than one replay chunk; RecoveryCompleted sees all of them."""
+    _persist_all_then_recover(system, "pa-many", REPLAY_CHUNK + 1)
 
 
 def test_a_replay_page_larger_than_a_chunk_is_split_and_replayed_in_order(
@@ -127,19 +132,9 @@ def test_a_replay_page_larger_than_a_chunk_is_split_and_replayed_in_order(
     most `REPLAY_CHUNK`, every event once and in order."""
     journal = {"plugin": "sqlite", "path": str(tmp_path / "journal.db"),
                "replay_page_size": 2 * REPLAY_CHUNK + 200}
-    events = [f"e{i}" for i in range(2 * REPLAY_CHUNK + 201)]  # one page and one event more
     with ActorSystem("split", config=system_config(base, journal=journal)) as system:
-        probe = TestProbe(system)
-        ref = spawn(system, "pa-split", probe, quiet=True)
-        probe.expect_msg(Recovered(0, ()))
-        ref.tell(PersistAll(tuple(events)))
-        probe.expect_msg("after-persist-all")
-        for i, event in enumerate(events, start=1):
-            assert probe.expect_msg() == Persisted(event, i)
-
-        respawn(system, ref, "pa-split", probe, quiet=True)
-
-        assert probe.expect_msg(timeout=10) == Recovered(len(events), tuple(events))
+        # One page and one event more.
+        _persist_all_then_recover(system, "pa-split", 2 * REPLAY_CHUNK + 201)
 
 
 def test_recovery_completed_also_for_a_new_persistence_id(system: ActorSystem) -> None:
