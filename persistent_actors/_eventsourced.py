@@ -583,9 +583,7 @@ class Eventsourced:
         except SerializationError as e:
             error = e
         self._sequence_nr = sequence_nr = self._sequence_nr + 1
-        if self._pending is None:
-            self._pending = deque()
-        self._pending.append(_Invocation(event, handler, stashing, self._current_sender()))
+        self._pend(_Invocation(event, handler, stashing, self._current_sender()))
         if stashing:
             self._pending_stashing += 1
         if error is not None:
@@ -684,30 +682,12 @@ class Eventsourced:
             self._stop(failed=True)
 
     def _apply_handlers(self, written: tuple[PersistentRepr, ...]) -> None:
-        """Run the handlers of one stored AtomicWrite's events, in order, until one stops us.
-
-        `_apply_next_handler` per event, with its lookups made once per write and the batch
-        flushed only when a handler persisted something (a persist_all of 50 runs 50
-        handlers here).
-        """
-        pending = self._pending
-        assert pending is not None  # noqa: S101 - one invocation per written event
-        set_sender = self.cell.set_sender
+        """Run the handlers of one stored AtomicWrite's events, in order, until one stops us."""
         for repr_ in written:
             if self._state == _STOPPED:  # a handler stopped the actor
                 return
             self.last_sequence_nr = repr_.sequence_nr
-            invocation = pending[0]
-            self._sender = invocation.sender
-            set_sender(invocation.sender)
-            try:
-                invocation.handler(invocation.event)
-            finally:
-                pending.popleft()
-                if invocation.stashing:
-                    self._pending_stashing -= 1
-                if self._event_batch or self._journal_batch:
-                    self._flush_batch()
+            self._apply_next_handler()
 
     def _apply_next_handler(self) -> None:
         assert self._pending  # noqa: S101 - called for a pending invocation only

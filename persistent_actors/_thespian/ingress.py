@@ -3,10 +3,10 @@
 The external side (`persistent_actors._driver`) sends every message that arrived while it was
 busy as one `IngressBatch`; this actor forwards each to its target, in order. On the simple base
 the whole batch then runs in one pass, so the persists of concurrent requests reach the journal
-together and share one transaction (group commit); on multiproc-tcp one TCP frame crosses from
-the outside instead of one per message. (On the simple base the driver normally skips this
-actor and puts a batch straight into thespian's send queue, `simple_direct`, for the same
-effect without the hop.) Replies do not come back this way: they go straight to
+together and share one transaction (group commit). It serves the simple base only, as the
+fallback: normally the driver skips this actor and puts a batch straight into thespian's send
+queue (`simple_direct`), and on multiproc-tcp it sends each destination its own frame
+(`outbound`). Replies do not come back this way: they go straight to
 the external endpoint by correlation id (an ask's envelope names it in ``reply_to``; other
 replies sent here are passed on).
 """
