@@ -62,6 +62,9 @@ class _Cell:
     def send_to_address(self, address: Any, message: Any) -> None:
         del address, message
 
+    def write_messages(self, request: Any) -> None:
+        del request
+
     def send_to_self(self, message: Any) -> None:
         del message
 

@@ -83,6 +83,9 @@ class EntityCell(Protocol):
     def send_to_address(self, address: Any, message: Any) -> None:
         """Send a protocol message to a plugin actor."""
 
+    def write_messages(self, request: p.WriteMessages) -> None:
+        """Send a write request to the journal; its `WriteMessagesResult` comes as a message."""
+
     def send_to_self(self, message: Any) -> None:
         """Enqueue `message` in this actor's own mailbox."""
 
@@ -624,8 +627,7 @@ class Eventsourced:
         self._in_flight = self._journal_batch
         self._journal_batch = []
         self._write_in_progress = True
-        self.cell.send_to_address(
-            self.cell.journal, p.WriteMessages(tuple(self._in_flight), self.instance_id))
+        self.cell.write_messages(p.WriteMessages(tuple(self._in_flight), self.instance_id))
 
     def _on_write_result(self, outcomes: tuple[p.WriteOutcome, ...]) -> None:
         items, self._in_flight = self._in_flight, []

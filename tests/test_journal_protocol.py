@@ -112,6 +112,9 @@ class _Cell:
         assert address == self.journal
         self.to_journal.append(message)
 
+    def write_messages(self, request: Any) -> None:
+        self.send_to_address(self.journal, request)
+
     def send_to_self(self, message: Any) -> None:
         self.to_self.append(message)
 

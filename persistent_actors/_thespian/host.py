@@ -43,7 +43,8 @@ from persistent_actors._thespian.common import (
     log,
     portable_error,
 )
-from persistent_actors._thespian.frames import FrameBatching, batched
+from persistent_actors._thespian.direct_journal import DirectJournal
+from persistent_actors._thespian.frames import NESTED, FrameBatching, batched, frame_has_more
 from persistent_actors.adapters import event_adapters_for
 from persistent_actors.errors import (
     ActorInitializationError,
@@ -93,6 +94,10 @@ class _HostContext(ActorContext):
         self.current: tuple[Any, ActorRef] | None = None
         self._user_stash: deque[tuple[Any, ActorRef]] | None = None
         self._unstashed: deque[tuple[Any, ActorRef]] | None = None
+        # The simple base's direct path to the journal (see `write_messages`), looked for at
+        # the first write; None where there is none.
+        self._direct: DirectJournal | None = None
+        self._direct_looked = False
 
     @property
     def user_stash(self) -> deque[tuple[Any, ActorRef]]:
@@ -196,6 +201,29 @@ class _HostContext(ActorContext):
             check_picklable(message, address)
         self._host.send(address, message)
 
+    def write_messages(self, request: p.WriteMessages) -> None:
+        """Send `request` to the journal, or on the simple base hand it over directly.
+
+        Directly (`DirectJournal`) only where a message would change nothing: no message of
+        this frame follows (it would be handled before the request), and `DirectJournal.write`
+        finds nothing sent in this receive and nothing queued in the system that could act
+        first or join the batch. The result is
+        then handled as this actor's next message (`ActorHost.receiveMessage`).
+        """
+        host = self._host
+        if not self._direct_looked:
+            self._direct_looked = True
+            # Not on multiproc-tcp, and not for an entity (its receives nest in its host's).
+            if not self._multiproc and host._outbox is not NESTED:  # noqa: SLF001 - frames'
+                self._direct = DirectJournal.of(host, self.journal)
+        direct = self._direct
+        if direct is not None and not frame_has_more(host) and host.direct_result is None:
+            result = direct.write(request, host._outbox)  # noqa: SLF001 - the frame's outbox
+            if result is not None:
+                host.direct_result = (result, self.journal)
+                return
+        self.send_to_address(self.journal, request)
+
     def send_to_self(self, message: Any) -> None:
         self._host.send(self._host.myAddress, message)
 
@@ -238,6 +266,9 @@ class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
         # id must be this actor's alone in the system, and a recovery permit free.
         self._awaiting_recovery = False
         self._holds_permit = False
+        # A direct write's result and its journal's address (`_HostContext.write_messages`),
+        # handled once the current message is done, as the next message would be.
+        self.direct_result: tuple[p.WriteMessagesResult, Any] | None = None
 
     @property
     def eventsourced(self) -> Eventsourced | None:
@@ -247,6 +278,12 @@ class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
     # -- thespian entry point ----------------------------------------------------------------
     @batched
     def receiveMessage(self, message: Any, sender: Any) -> None:  # noqa: N802 - thespian API
+        self._receive_one(message, sender)
+        while self.direct_result is not None:  # a direct write's result: the next message
+            (result, journal), self.direct_result = self.direct_result, None
+            self._receive_one(result, journal)
+
+    def _receive_one(self, message: Any, sender: Any) -> None:
         match message:
             case p.StartActor():
                 self._on_start(message, sender)

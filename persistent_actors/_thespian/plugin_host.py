@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import AsyncIterator, Callable, Coroutine, Sized
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence, Sized
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, TypeVarTuple
 
@@ -253,8 +253,29 @@ class PluginHost(FrameBatching, ThespianActor):  # type: ignore[misc]
         if not self._pending:
             return
         batch, self._pending = self._pending, []
+        outcomes = self._write([request for request, _ in batch])
+        for (request, requester), outcome in zip(batch, outcomes, strict=True):
+            self.send(requester, p.WriteMessagesResult(outcome, request.actor_instance_id))
+
+    def write_direct(self, request: p.WriteMessages) -> p.WriteMessagesResult | None:
+        """Write `request` now and return its result, or None if it must go as a message.
+
+        The direct hand-off of the simple base (`_thespian/direct_journal.py`): the caller has
+        checked that no message waits anywhere, so the request would be written alone, at
+        once, as `receiveMessage` writes it with the send queue empty. None while a batch is
+        gathered, a `Flush` is due, the host is inside a receive of its own, or no journal runs
+        (then the message path answers, as before).
+        """
+        if self._pending or self._flush_scheduled or self._outbox is not None or \
+                self._journal is None:
+            return None
+        (outcomes,) = self._write((request,))
+        return p.WriteMessagesResult(outcomes, request.actor_instance_id)
+
+    def _write(self, requests: Sequence[p.WriteMessages]) -> list[tuple[p.WriteOutcome, ...]]:
+        """Write the AtomicWrites of `requests` in one `write_messages`; outcomes per request."""
         journal = self._journal
-        writes = [item for request, _ in batch for item in request.items
+        writes = [item for request in requests for item in request.items
                   if isinstance(item, AtomicWrite)]
         results: list[BaseException | None] | None = None
         failure: BaseException | None = None
@@ -271,7 +292,8 @@ class PluginHost(FrameBatching, ThespianActor):  # type: ignore[misc]
         if failure is not None:
             failure = portable_error(failure)
         result_iter = iter(results or ())
-        for request, requester in batch:
+        answers: list[tuple[p.WriteOutcome, ...]] = []
+        for request in requests:
             outcomes: list[p.WriteOutcome] = []
             for item in request.items:
                 match item:
@@ -286,10 +308,11 @@ class PluginHost(FrameBatching, ThespianActor):  # type: ignore[misc]
                         outcomes.append(p.WriteRejected(item.cause))
                     case p.LoopMessage():
                         outcomes.append(p.Looped())
-            self.send(requester, p.WriteMessagesResult(tuple(outcomes),
-                                                       request.actor_instance_id))
+            answers.append(tuple(outcomes))
         if results is not None and any(error is None for error in results):
+            assert journal is not None  # noqa: S101 - results come from it
             self._queries.written(journal)
+        return answers
 
     def _plugin_command(self, command: p.PluginCommand, sender: Any) -> None:
         plugin = self._journal or self._snapshots

@@ -1,0 +1,94 @@
+"""The simple base's direct hand-off from a persistent actor to its journal's plugin host.
+
+On thespian's simple base every actor runs on one thread, from one queue of pending sends. A
+write request that reaches the `PluginHost` with that queue empty is written at once and
+answered (`PluginHost.receiveMessage`); its result is then the only message queued, so the
+actor handles it next. That is two thespian messages per write (the request and its result)
+with nothing to show for them. `DirectJournal` skips both when the outcome is the same: if no
+message waits anywhere (but replies to the outside, which only wait to be collected), no timer
+is due, and the actor has sent nothing yet in this receive but such replies (and no message of
+its frame follows), the actor calls the host's `write_direct` and
+gets the result back; the actor host then handles it as the next message, after the current
+one is done (`ActorHost.receiveMessage`), with the same supervision as a delivered one.
+
+Whatever else is queued, the request goes as a message, so group commit across actors, and
+the order of a read, delete or replay against a write, are what the message path gives: a
+request sent before the write is still in the sender's outbox or in the send queue, which
+sends this write the message way too. On multiproc-tcp, or on thespian internals this does not
+know, `DirectJournal.of` returns None and every write is a message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from thespian.system import simpleSystemBase as _simple  # noqa: N813 - thespian's module name
+from thespian.system.timing import currentTime
+
+from persistent_actors import _protocol as p
+from persistent_actors._thespian import wakeups
+from persistent_actors._thespian.plugin_host import PluginHost
+
+__all__ = ["DirectJournal"]
+
+# The address of the simple base's outside (every reply to an external tell or ask goes there):
+# a message for it only appends to a list the driver reads once the system is idle, so it
+# cannot join a batch or act before a write; one waiting does not stop a direct write.
+_OUTSIDE = "System:ExternalRequester"
+# Most queued messages looked at to see that all of them are for the outside.
+_SCAN = 16
+
+
+class DirectJournal:
+    """Writes of one actor to one journal plugin host in the same simple-base system."""
+
+    __slots__ = ("_key", "_pending", "_registry", "_wakeups")
+
+    def __init__(self, base: Any, journal: Any) -> None:
+        self._pending = base._pendingSends  # noqa: SLF001 - see the module docstring
+        self._wakeups = base._wakeUps  # noqa: SLF001 - a heap of (deadline, order, entry)
+        self._registry = base.actorRegistry
+        self._key = journal.actorAddressString
+
+    @classmethod
+    def of(cls, actor: Any, journal: Any) -> DirectJournal | None:
+        """The direct path from thespian actor `actor` to the plugin host at `journal`.
+
+        None unless `actor` runs on thespian's simple base with the patched send queue and
+        timer heap (`wakeups.fast_wakeup_checks`), whose internals this relies on.
+        """
+        base = getattr(getattr(getattr(actor, "_myRef", None), "_system", None), "_systemBase",
+                       None)
+        base_class: Any = getattr(_simple, "ActorSystemBase", None)
+        send_queue: Any = wakeups._SendQueue  # noqa: SLF001 - our own patch's queue
+        if base_class is None or not isinstance(base, base_class) or \
+                not isinstance(getattr(base, "_pendingSends", None), send_queue) or \
+                not isinstance(getattr(base, "_wakeUps", None), list) or \
+                not isinstance(getattr(base, "actorRegistry", None), dict) or \
+                not isinstance(getattr(journal, "actorAddressString", None), str) or \
+                getattr(getattr(base.actorRegistry.get(_OUTSIDE), "address", None),
+                        "addressDetails", None) != _OUTSIDE:
+            return None
+        return cls(base, journal)
+
+    def write(self, request: p.WriteMessages, outbox: dict[Any, Any] | None
+              ) -> p.WriteMessagesResult | None:
+        """Write `request` at once and return its result, or None: send it as a message.
+
+        `outbox`: what the caller sent so far in the current receive (its frame's outbox, by
+        destination). The caller has checked that no message of its frame follows.
+        """
+        if outbox and any(key != _OUTSIDE for key in outbox):
+            return None  # sent before the write: it must reach its target first
+        pending = self._pending
+        if pending and (len(pending) > _SCAN or any(
+                getattr(send.toActor, "addressDetails", None) != _OUTSIDE for send in pending)):
+            return None  # other work queued: the message path lets it join the batch
+        heap = self._wakeups
+        if heap and heap[0][0] <= currentTime():  # a timer is due first, as thespian's loop
+            return None
+        entry = self._registry.get(self._key)
+        host = getattr(entry, "instance", None)
+        if type(host) is not PluginHost:
+            return None
+        return host.write_direct(request)
