@@ -409,6 +409,13 @@ class Eventsourced:
     # -- message entry point ----------------------------------------------------------------
     def receive(self, message: Any, sender: ActorRef) -> None:
         """Handle one message from the mailbox, then any stashed messages that may now run."""
+        if type(message) is p.WriteMessagesResult and self._state == _PROCESSING and \
+                message.actor_instance_id == self.instance_id:
+            # The usual journal answer, without the match below (its recovery-progress
+            # bookkeeping only matters while recovering).
+            self._on_write_result(message.outcomes)
+            self.drain_stash()
+            return
         if self._state == _STOPPED:
             return
         match message:

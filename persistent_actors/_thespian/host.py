@@ -281,7 +281,26 @@ class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
         self._receive_one(message, sender)
         while self.direct_result is not None:  # a direct write's result: the next message
             (result, journal), self.direct_result = self.direct_result, None
+            self._receive_result(result, journal)
+
+    def _receive_result(self, result: p.WriteMessagesResult, journal: Any) -> None:
+        """`_receive_one` of a journal result, without its tests for other kinds of message.
+
+        Anything but a running persistent actor takes `_receive_one` itself.
+        """
+        es, ctx = self._es, self._ctx
+        if self._stopped or es is None or ctx is None or self._actor is None or \
+                self._backing_off is not None:
             self._receive_one(result, journal)
+            return
+        previous = set_current_context(ctx)
+        try:
+            es.receive(result, DEAD_LETTERS)  # the sender of a journal result is not used
+        except Exception as e:  # noqa: BLE001 - Akka's default supervision, as _receive_one
+            self._restart(e, result)
+        finally:
+            set_current_context(previous)
+        self._return_permit_if_recovered()
 
     def _receive_one(self, message: Any, sender: Any) -> None:
         match message:

@@ -73,7 +73,8 @@ class _EagerLoop(asyncio.SelectorEventLoop):
             return super().call_soon(callback, *args, context=context)
         self._held = None
         held.append((callback, args, context))
-        return asyncio.Handle(callback, args, self, context)  # tasks ignore it; never queued
+        # A task ignores what call_soon returns (a Handle would cost 0.2 us per operation).
+        return None  # type: ignore[return-value]
 
 
 class _PluginLoop:
@@ -101,9 +102,7 @@ class _PluginLoop:
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         context = contextvars.copy_context()
         context.run(MAY_BLOCK.set, True)
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
+        if asyncio.events._get_running_loop() is None:  # noqa: SLF001 - no raise, as in asyncio
             return self._drive(coro, context)
         if self._helper is None:
             self._helper = ThreadPoolExecutor(1, thread_name_prefix=self._name)
