@@ -74,6 +74,8 @@ class InmemJournal(Journal, EventLog):
     numbered and visible all at once: the visible events are always a prefix of the order.
     """
 
+    inline_first_step = True  # see Journal.inline_first_step: no task needed
+
     def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
         super().__init__(settings)
         check_settings(type(self).__name__, self.settings, ())
@@ -220,6 +222,8 @@ def _conflict(write: AtomicWrite) -> SequenceConflictError:
 
 class InmemSnapshotStore(SnapshotStore):
     """Plugin API: a snapshot store kept in a dict; accepts no settings."""
+
+    inline_first_step = True  # see Journal.inline_first_step: no task needed
 
     def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
         super().__init__(settings)

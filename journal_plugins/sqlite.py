@@ -157,6 +157,8 @@ class SqliteJournal(Journal):
     mode and holds at most `replay_page_size` events in memory.
     """
 
+    inline_first_step = True  # see Journal.inline_first_step: no task needed
+
     def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
         super().__init__(settings)
         self._options = _parse_options(type(self).__name__, self.settings, _JOURNAL_KEYS)
@@ -537,6 +539,8 @@ class SqliteSnapshotStore(SnapshotStore):
     Takes the same settings as `SqliteJournal` except ``replay_page_size``; it may share the
     journal's file. Each operation is a single statement, hence atomic on its own.
     """
+
+    inline_first_step = True  # see Journal.inline_first_step: no task needed
 
     def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
         super().__init__(settings)

@@ -6,7 +6,7 @@ import dataclasses
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from persistent_actors.errors import PluginError
 from persistent_actors.journal import MAX_SEQUENCE_NR
@@ -93,6 +93,13 @@ class SnapshotStore(ABC):
     snapshot with the highest sequence number (then newest timestamp) matching the criteria;
     saving twice at one sequence number overwrites; deletes of what does not exist succeed.
     """
+
+    # The runtime may run the first step of this class's coroutines outside an asyncio task
+    # when `may_block()` is set (about 1.5 us less per operation): True only where that step
+    # never calls ``asyncio.current_task()`` or ``asyncio.timeout()``. What the step awaits
+    # then runs in a task, as usual. Read from the concrete class's own body only: a subclass
+    # adds code of its own, so it does not inherit a True.
+    inline_first_step: ClassVar[bool] = False
 
     def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
         """Plugin API: validate `settings` (raise `ConfigError` naming a bad one); no I/O.

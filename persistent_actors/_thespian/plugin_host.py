@@ -98,6 +98,8 @@ class _PluginLoop:
         self._name = name
         self._loop = _EagerLoop()
         self._helper: ThreadPoolExecutor | None = None
+        # The plugin's operations may take their first step outside a task (`_step_inline`).
+        self.inline = False
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         context = contextvars.copy_context()
@@ -109,6 +111,8 @@ class _PluginLoop:
         return self._helper.submit(self._drive, coro, context).result()
 
     def _drive(self, coro: Coroutine[Any, Any, T], context: contextvars.Context) -> T:
+        if self.inline:
+            return self._step_inline(coro, context)
         loop = self._loop
         held: list[tuple[Callable[..., object], tuple[Any, ...],
                          contextvars.Context | None]] = []
@@ -128,6 +132,27 @@ class _PluginLoop:
             return task.result()
         return loop.run_until_complete(task)
 
+    def _step_inline(self, coro: Coroutine[Any, Any, T], context: contextvars.Context) -> T:
+        """Run the first step of `coro` with no task around it; the rest, if any, in a task.
+
+        For a plugin whose class declares `inline_first_step`: its step sees the running loop
+        and the context, but ``asyncio.current_task()`` is None. An SQLite operation that runs
+        inline completes in that step, which saves creating and stepping a task (about
+        1.5 us). If the step waits for a future, a task resumes the coroutine once the future
+        is done, as a task of its own would (the future's result or exception reaches the
+        coroutine where it awaits).
+        """
+        loop = self._loop
+        asyncio.events._set_running_loop(loop)  # noqa: SLF001 - what run_forever sets
+        try:
+            waited = context.run(coro.send, None)
+        except StopIteration as done:
+            result: T = done.value
+            return result
+        finally:
+            asyncio.events._set_running_loop(None)  # noqa: SLF001
+        return loop.run_until_complete(loop.create_task(_resume(coro, waited), context=context))
+
     def close(self) -> None:
         if self._loop.is_closed():
             return
@@ -139,6 +164,21 @@ class _PluginLoop:
                 self._helper.shutdown(wait=True)
                 self._helper = None
             self._loop.close()
+
+
+async def _resume(coro: Coroutine[Any, Any, T], waited: Any) -> T:
+    """Go on with `coro`, which yielded `waited` (a future, or None for a bare yield)."""
+    while True:
+        if waited is None:
+            await asyncio.sleep(0)
+        else:
+            waited._asyncio_future_blocking = False  # noqa: SLF001 - as a task resets it
+            await asyncio.wait((waited,))
+        try:
+            waited = coro.send(None)
+        except StopIteration as done:
+            result: T = done.value
+            return result
 
 
 async def _next_page(source: AsyncIterator[ReplayedRows]) -> ReplayedRows | None:
@@ -219,6 +259,8 @@ class PluginHost(FrameBatching, ThespianActor):  # type: ignore[misc]
             plugin = cls(start.settings)
             self._loop = _PluginLoop(f"persistent_actors-{self._plugin_id}")
             self._loop.run(plugin.start())
+            # Declared by the class itself (see Journal.inline_first_step), not inherited.
+            self._loop.inline = vars(cls).get("inline_first_step") is True
         except Exception as e:  # noqa: BLE001 - reported to the guardian, then we stop
             log.debug("plugin %s failed to start", self._plugin_id, exc_info=True)
             self._close()
