@@ -332,6 +332,12 @@ class PluginHost(FrameBatching, ThespianActor):  # type: ignore[misc]
             failure = JournalError("no journal plugin is running")
         if failure is not None:
             failure = portable_error(failure)
+        elif results is not None and results.count(None) == len(results) and len(writes) == (
+                len(requests[0].items) if len(requests) == 1
+                else sum(len(request.items) for request in requests)):
+            # The usual answer: every item an AtomicWrite, all stored.
+            self._queries.written(journal)
+            return [(p.STORED,) * len(request.items) for request in requests]
         result_iter = iter(results or ())
         answers: list[tuple[p.WriteOutcome, ...]] = []
         for request in requests:
