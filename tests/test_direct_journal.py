@@ -18,6 +18,7 @@ import pytest
 from persistent_actors import ActorSystem
 from persistent_actors import _protocol as p
 from persistent_actors._thespian.direct_journal import DirectJournal
+from persistent_actors._thespian.plugin_host import PluginHost
 from persistent_actors.testing import Fail, Pass, PersistenceTestKit, Reject
 from tests.conftest import system_config
 from tests.direct_actors import Ledger, Sender
@@ -33,14 +34,30 @@ def direct_writes(monkeypatch: pytest.MonkeyPatch) -> list[p.WriteMessagesResult
     taken: list[p.WriteMessagesResult] = []
     write = DirectJournal.write
 
-    def counting(self: DirectJournal, request: p.WriteMessages, outbox: dict[Any, Any] | None
-                 ) -> p.WriteMessagesResult | None:
-        result = write(self, request, outbox)
-        if result is not None:
+    def counting(self: DirectJournal, request: p.WriteMessages, outbox: dict[Any, Any] | None,
+                 requester: Any) -> p.WriteMessagesResult | bool:
+        result = write(self, request, outbox, requester)
+        if not isinstance(result, bool):
             taken.append(result)
         return result
 
     monkeypatch.setattr(DirectJournal, "write", counting)
+    return taken
+
+
+@pytest.fixture
+def joined(monkeypatch: pytest.MonkeyPatch) -> list[p.WriteMessages]:
+    """The requests that joined a plugin host's batch without a message (simple base)."""
+    taken: list[p.WriteMessages] = []
+    join = PluginHost.join_batch
+
+    def counting(self: PluginHost, request: p.WriteMessages, requester: Any) -> bool:
+        done = join(self, request, requester)
+        if done:
+            taken.append(request)
+        return done
+
+    monkeypatch.setattr(PluginHost, "join_batch", counting)
     return taken
 
 
@@ -150,7 +167,7 @@ def recording(base: str, tmp_path: Path) -> Iterator[ActorSystem]:
 
 
 def test_writes_queued_together_are_still_group_committed(
-        recording: ActorSystem, base: str, direct_writes: list[Any]) -> None:
+        recording: ActorSystem, base: str, direct_writes: list[Any], joined: list[Any]) -> None:
     ledgers = [recording.actor_of(Ledger, f"direct-group-{n}") for n in range(3)]
     for ledger in ledgers:
         assert _log(ledger) == [("recovery-completed", 0)]
@@ -160,10 +177,13 @@ def test_writes_queued_together_are_still_group_committed(
         assert _log(ledger)[-1] == ("evt", 1, 1)
     calls = read_journal_record(recording).calls
     if base == "simple":
-        # Each command found the others queued: no direct write, one transaction for all.
+        # Each command found the others queued: no direct write; the requests joined the
+        # host's batch without messages, and one transaction wrote all of them.
         assert direct_writes == []
+        assert len(joined) == 3
         assert sorted(pid for pid, _ in calls[-1]) == [f"direct-group-{n}" for n in range(3)]
     else:
+        assert joined == []
         assert sorted(pid for call in calls for pid, _ in call) == \
             [f"direct-group-{n}" for n in range(3)]
 

@@ -11,10 +11,15 @@ its frame follows), the actor calls the host's `write_direct` and
 gets the result back; the actor host then handles it as the next message, after the current
 one is done (`ActorHost.receiveMessage`), with the same supervision as a delivered one.
 
-Whatever else is queued, the request goes as a message, so group commit across actors, and
-the order of a read, delete or replay against a write, are what the message path gives: a
-request sent before the write is still in the sender's outbox or in the send queue, which
-sends this write the message way too. On multiproc-tcp, or on thespian internals this does not
+Where other work is queued, the request joins the batch the host gathers (`join_batch`)
+without a message of its own, and one `Flush`, queued behind that work, writes it with
+whatever the work adds: group commit across actors as on the message path, with one message
+less per write; its result comes as a message. The request then reaches the host before
+messages queued earlier by other actors, whose order against it Akka does not fix either; the
+actor's own earlier messages to the journal are deletes of events it already has (a write
+never overtakes a replay: an actor writes only once recovered), which commute with the write.
+Anything the actor sent earlier in the same receive (other than replies to the outside) sends
+the write as a message. On multiproc-tcp, or on thespian internals this does not
 know, `DirectJournal.of` returns None and every write is a message.
 """
 
@@ -71,24 +76,32 @@ class DirectJournal:
             return None
         return cls(base, journal)
 
-    def write(self, request: p.WriteMessages, outbox: dict[Any, Any] | None
-              ) -> p.WriteMessagesResult | None:
-        """Write `request` at once and return its result, or None: send it as a message.
+    def write(self, request: p.WriteMessages, outbox: dict[Any, Any] | None, requester: Any
+              ) -> p.WriteMessagesResult | bool:
+        """Hand `request` (from thespian address `requester`) to the plugin host.
 
-        `outbox`: what the caller sent so far in the current receive (its frame's outbox, by
-        destination). The caller has checked that no message of its frame follows.
+        Returns its result if it was written at once (the caller handles it as its next
+        message); True if it joined the batch the host gathers (its result comes as a
+        message); False if it must be sent as a message. `outbox`: what the caller sent so
+        far in the current receive (its frame's outbox, by destination). The caller has
+        checked that no message of its frame follows.
         """
         if outbox and any(key != _OUTSIDE for key in outbox):
-            return None  # sent before the write: it must reach its target first
-        pending = self._pending
-        if pending and (len(pending) > _SCAN or any(
-                getattr(send.toActor, "addressDetails", None) != _OUTSIDE for send in pending)):
-            return None  # other work queued: the message path lets it join the batch
-        heap = self._wakeups
-        if heap and heap[0][0] <= currentTime():  # a timer is due first, as thespian's loop
-            return None
+            return False  # sent before the write: it must reach its target first
         entry = self._registry.get(self._key)
         host = getattr(entry, "instance", None)
         if type(host) is not PluginHost:
-            return None
-        return host.write_direct(request)
+            return False
+        pending = self._pending
+        if pending and (len(pending) > _SCAN or any(
+                getattr(send.toActor, "addressDetails", None) != _OUTSIDE for send in pending)):
+            # Other work queued: it may add writes, so the request joins the batch, which
+            # a Flush behind that work writes (group commit, as on the message path).
+            return host.join_batch(request, requester)
+        heap = self._wakeups
+        if heap and heap[0][0] <= currentTime():  # a timer is due first, as thespian's loop
+            return host.join_batch(request, requester)
+        result = host.write_direct(request)
+        if result is None:  # the host gathers a batch already
+            return host.join_batch(request, requester)
+        return result

@@ -207,8 +207,9 @@ class _HostContext(ActorContext):
         Directly (`DirectJournal`) only where a message would change nothing: no message of
         this frame follows (it would be handled before the request), and `DirectJournal.write`
         finds nothing sent in this receive and nothing queued in the system that could act
-        first or join the batch. The result is
-        then handled as this actor's next message (`ActorHost.receiveMessage`).
+        first or join the batch. The result is then handled as this actor's next message
+        (`ActorHost.receiveMessage`). Where other work is queued, the request joins the host's
+        batch instead, without a message (`PluginHost.join_batch`).
         """
         host = self._host
         if not self._direct_looked:
@@ -218,8 +219,10 @@ class _HostContext(ActorContext):
                 self._direct = DirectJournal.of(host, self.journal)
         direct = self._direct
         if direct is not None and not frame_has_more(host) and host.direct_result is None:
-            result = direct.write(request, host._outbox)  # noqa: SLF001 - the frame's outbox
-            if result is not None:
+            result = direct.write(request, host._outbox, host.myAddress)  # noqa: SLF001
+            if result is True:  # it joined the host's batch; its result comes as a message
+                return
+            if result is not False:
                 host.direct_result = (result, self.journal)
                 return
         self.send_to_address(self.journal, request)

@@ -313,6 +313,23 @@ class PluginHost(FrameBatching, ThespianActor):  # type: ignore[misc]
         (outcomes,) = self._write((request,))
         return p.WriteMessagesResult(outcomes, request.actor_instance_id)
 
+    def join_batch(self, request: p.WriteMessages, requester: Any) -> bool:
+        """Add `request` from `requester` to the batch being gathered; False: send it instead.
+
+        The other half of the simple base's hand-off (`_thespian/direct_journal.py`): where
+        other work is queued, the request joins the group commit without its own message, as
+        if it had arrived now, and one `Flush` (the one queued already, or one sent now, which
+        queues behind everything else) writes it with the rest; the result comes as a message,
+        as before. False while the host is inside a receive of its own or no journal runs.
+        """
+        if self._outbox is not None or self._journal is None:
+            return False
+        self._pending.append((request, requester))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.send(self.myAddress, p.Flush())  # not in a receive: queued at once
+        return True
+
     def _write(self, requests: Sequence[p.WriteMessages]) -> list[tuple[p.WriteOutcome, ...]]:
         """Write the AtomicWrites of `requests` in one `write_messages`; outcomes per request."""
         journal = self._journal
