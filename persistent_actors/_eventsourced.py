@@ -568,6 +568,18 @@ class Eventsourced:
         else:
             self._event_batch.append(_new_atomic_write(tuple(reprs)))
 
+    def persist_event(self, event: Any, handler: Callable[[Any], None], *,
+                      stashing: bool) -> None:
+        """`persist` of the one event `event` (persist, persist_async): no tuple to unpack.
+
+        Anything but the usual case (processing, a callable handler, no adapter bound) takes
+        `persist`'s path, which checks and raises.
+        """
+        if self._state == _PROCESSING and callable(handler) and self.adapters.is_empty:
+            self._persist_one(event, handler, stashing=stashing)
+        else:
+            self.persist((event,), handler, stashing=stashing)
+
     def _persist_one(self, event: Any, handler: Callable[[Any], None], *,
                      stashing: bool) -> None:
         """`persist` of one event with no adapter bound (persist, persist_async).
