@@ -144,6 +144,12 @@ class _Invocation:
     sender: ActorRef
 
 
+# The plugins' replies to this machine (each carries the `actor_instance_id` it is for).
+_PLUGIN_REPLIES = frozenset({
+    p.WriteMessagesResult, p.ReplayedMessages, p.RecoverySuccess, p.ReplayMessagesFailure,
+    p.LoadSnapshotResult, p.LoadSnapshotFailed,
+})
+
 _RECOVERY_STARTED = "recovery-started"
 _REPLAYING = "replaying"
 _PROCESSING = "processing"
@@ -408,25 +414,26 @@ class Eventsourced:
         """Handle one message from the mailbox, then any stashed messages that may now run."""
         if self._state == _STOPPED:
             return
-        match message:
-            case p.WriteMessagesResult() | p.ReplayedMessages() | p.RecoverySuccess() | \
-                    p.ReplayMessagesFailure() | p.LoadSnapshotResult() | p.LoadSnapshotFailed():
-                if message.actor_instance_id == self.instance_id:
-                    # A reply that comes too late is a timeout too: on the simple base a slow
-                    # plugin blocks the thread, so the timer can only fire after its reply.
-                    if self.is_recovering and time.monotonic() - self._progress >= \
-                            self.cell.recovery_event_timeout:
-                        self._check_recovery_progress()
-                        return
-                    self._progress = time.monotonic()
-                    self._on_journal_response(message)
-            case p.RecoveryTick():
-                if message.actor_instance_id == self.instance_id:
+        # By exact type, one set lookup: a command (the usual message) is tested against
+        # seven protocol classes per message otherwise. Protocol messages are never subclassed.
+        cls = type(message)
+        if cls in _PLUGIN_REPLIES:
+            if message.actor_instance_id == self.instance_id:
+                # A reply that comes too late is a timeout too: on the simple base a slow
+                # plugin blocks the thread, so the timer can only fire after its reply.
+                if self.is_recovering and time.monotonic() - self._progress >= \
+                        self.cell.recovery_event_timeout:
                     self._check_recovery_progress()
-            case _ if self._state != _PROCESSING or self._pending_stashing > 0:
-                self._stash_internally(message, sender)
-            case _:
-                self._process_command(message, sender)
+                    return
+                self._progress = time.monotonic()
+                self._on_journal_response(message)
+        elif cls is p.RecoveryTick:
+            if message.actor_instance_id == self.instance_id:
+                self._check_recovery_progress()
+        elif self._state != _PROCESSING or self._pending_stashing > 0:
+            self._stash_internally(message, sender)
+        else:
+            self._process_command(message, sender)
         self.drain_stash()
 
     def _stash_internally(self, message: Any, sender: ActorRef) -> None:
