@@ -709,15 +709,20 @@ class Eventsourced:
             self._apply_next_handler()
 
     def _apply_next_handler(self) -> None:
-        assert self._pending  # noqa: S101 - called for a pending invocation only
-        invocation = self._pending[0]
+        pending = self._pending
+        assert pending  # noqa: S101 - called for a pending invocation only
+        invocation = pending[0]
         self._sender = invocation.sender
         self.cell.set_sender(invocation.sender)
         try:
             invocation.handler(invocation.event)
         finally:
-            self._pop_invocation()
-            self._flush_batch()
+            # `_pop_invocation` and `_flush_batch`, inlined (this runs once per stored event);
+            # the flush only when it would send something.
+            if pending.popleft().stashing:
+                self._pending_stashing -= 1
+            if self._event_batch or (self._journal_batch and not self._write_in_progress):
+                self._flush_batch()
 
     def _pop_invocation(self) -> _Invocation:
         assert self._pending  # noqa: S101 - called for a pending invocation only
