@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.common import EVENTS, PEER, Workload
+from bench.common import EVENTS, PEER, Workload, settle_gc
 
 _CARTS = 100  # aggregates the writes are spread over: 100 events each (Created + 99 items)
 _LOADS = 5  # repository.get calls per replay round (their median is the round's time)
@@ -48,6 +48,7 @@ def _write(events_per_save: int) -> Callable[[Path], float]:
     def run(folder: Path) -> float:
         app, cart_cls = _app(folder)
         per_cart = EVENTS // _CARTS
+        settle_gc()
         start = time.perf_counter()
         for _ in range(_CARTS):
             cart = cart_cls()  # the Created event is the cart's first
@@ -98,6 +99,7 @@ def _replay(folder: Path) -> float:
     app, _ = _app(folder)
     cart_id = uuid.UUID((folder / _ID_FILE).read_text())
     times = []
+    settle_gc()
     for _ in range(_LOADS):
         start = time.perf_counter()
         cart = app.repository.get(cart_id)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import msgpack
 
-from bench.common import EVENTS, RAW, Workload
+from bench.common import EVENTS, RAW, Workload, settle_gc
 
 _SCHEMA = """CREATE TABLE journal (persistence_id TEXT, sequence_nr INTEGER, payload BLOB,
     PRIMARY KEY (persistence_id, sequence_nr)) WITHOUT ROWID"""
@@ -41,6 +41,7 @@ def _write(rows_per_tx: int) -> Callable[[Path], float]:
         ids = ["cart-" + uuid.uuid4().hex for _ in range(_IDS)]
         per_id = EVENTS // _IDS
         try:
+            settle_gc()
             start = time.perf_counter()
             for pid in ids:
                 for first in range(1, per_id + 1, rows_per_tx):
@@ -70,6 +71,7 @@ def _setup_read(folder: Path) -> None:
 def _read(folder: Path) -> float:
     db = sqlite3.connect(folder / "raw.db", isolation_level=None)
     try:
+        settle_gc()
         start = time.perf_counter()
         rows = db.execute("SELECT payload FROM journal WHERE persistence_id = ? "
                           "ORDER BY sequence_nr", ("replayed",)).fetchall()

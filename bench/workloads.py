@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.actors import BenchActor, Driver, Run, event
-from bench.common import EVENTS, OURS, Workload
+from bench.common import EVENTS, OURS, Workload, settle_gc
 from journal_plugins.sqlite import SqliteJournal, SqliteSnapshotStore
 from persistent_actors import ActorSystem
 from persistent_actors._serialization import default_serializer
@@ -47,6 +47,7 @@ def _persist(mode: str, actors: int, commands: int,
                 if ref.ask("counter", timeout=_ASK_TIMEOUT) != 0:
                     raise RuntimeError("bench actor did not start empty")
             driver = system.actor_of(Driver, name="driver")
+            settle_gc()
             start = time.perf_counter()
             reply = driver.ask(Run(refs, mode, commands), timeout=_ASK_TIMEOUT)
             elapsed = time.perf_counter() - start
@@ -89,6 +90,7 @@ async def _write_history(folder: Path, pid: str, count: int, snapshot_at: int | 
 def _recover(pid: str, expected: int, config: Config = _config) -> Callable[[Path], float]:
     def run(folder: Path) -> float:
         with ActorSystem("bench", config(folder)) as system:
+            settle_gc()
             start = time.perf_counter()
             ref = system.actor_of(BenchActor, pid, 0, name="recovering")
             counter = ref.ask("counter", timeout=_ASK_TIMEOUT)  # stashed until recovered

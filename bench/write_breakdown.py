@@ -48,7 +48,7 @@ from typing import Any
 
 from bench import raw
 from bench.actors import BenchActor, Cmd, Driver, Finished, Run, event
-from bench.common import EVENTS
+from bench.common import EVENTS, settle_cpu, settle_gc
 from bench.workloads import _config as sqlite_config
 from journal_plugins._sqlite_db import _JOURNAL_SCHEMA
 from journal_plugins.inmem import InmemJournal
@@ -62,6 +62,7 @@ Timing = tuple[float, float]  # wall seconds, process CPU seconds
 
 
 def _timed(run: Callable[[], object]) -> Timing:
+    settle_gc()
     cpu, wall = time.process_time(), time.perf_counter()
     run()
     return time.perf_counter() - wall, time.process_time() - cpu
@@ -193,6 +194,7 @@ def _journal_api(folder: Path, batch: int = _BATCH) -> Timing:
         journal = SqliteJournal({"path": str(folder / "journal.db"), "synchronous": "FULL"})
         await journal.start()
         try:
+            settle_gc()
             cpu, wall = time.process_time(), time.perf_counter()
             for first in range(1, EVENTS + 1, batch):
                 now, reprs = time.time(), []
@@ -212,9 +214,10 @@ def _raw(key: str) -> Callable[[Path], Timing]:
     row = next(w for w in raw.workloads() if w.key == key)
 
     def run(folder: Path) -> Timing:
-        cpu = time.process_time()
+        cpu, settling = time.process_time(), settle_cpu()
         wall = row.run(folder)
-        return wall, time.process_time() - cpu  # CPU includes the connect: negligible
+        # CPU includes the connect (negligible), not the row's own settle_gc before its clock.
+        return wall, time.process_time() - cpu - (settle_cpu() - settling)
 
     return run
 

@@ -93,8 +93,12 @@ class InmemJournal(Journal, EventLog):
     async def write_messages(self, writes: Sequence[AtomicWrite]) -> list[BaseException | None]:
         """Plugin API: store each write whole, or reject it on a sequence-number conflict."""
         results: list[BaseException | None] = []
+        logs = self._logs
         for write in writes:
-            log = self._logs.setdefault(write.persistence_id, _Log())
+            pid = write.payload[0].persistence_id
+            log = logs.get(pid)
+            if log is None:  # not setdefault: a _Log built per write is most of a small write
+                log = logs[pid] = _Log()
             if log.conflicts(write):
                 results.append(_conflict(write))
             else:
@@ -104,9 +108,12 @@ class InmemJournal(Journal, EventLog):
         return results
 
     def _number(self, write: AtomicWrite) -> None:
-        orderings = self._ordering_of.setdefault(write.persistence_id, {})
+        pid = write.payload[0].persistence_id
+        orderings = self._ordering_of.get(pid)
+        if orderings is None:
+            orderings = self._ordering_of[pid] = {}
         if not orderings:
-            self._first_seen.append((len(self._ordered) + 1, write.persistence_id))
+            self._first_seen.append((len(self._ordered) + 1, pid))
         for repr_ in write.payload:
             self._ordered.append(repr_)
             ordering = len(self._ordered)

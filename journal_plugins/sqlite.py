@@ -28,8 +28,10 @@ freed pages for new events (``VACUUM`` shrinks it offline).
 from __future__ import annotations
 
 import functools
+import itertools
+import operator
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, Final, TypeVar
 
 from journal_plugins._sqlite_db import (
@@ -388,7 +390,7 @@ def _deleted_up_to(db: sqlite3.Connection, writes: Sequence[AtomicWrite]) -> dic
     """
     if len(writes) == 1:  # one persist: no set, no formatted statement
         return dict(db.execute(_DELETED_UP_TO_ONE, (writes[0].persistence_id,)).fetchall())
-    pids = sorted({w.persistence_id for w in writes})
+    pids = sorted({w.payload[0].persistence_id for w in writes})  # no property call each
     used: dict[str, int] = {}
     for start in range(0, len(pids), 500):  # below SQLite's limit on bound parameters
         chunk = pids[start:start + 500]
@@ -429,23 +431,29 @@ def _write_atomic(db: sqlite3.Connection, write: AtomicWrite,
     return None
 
 
-def _insert(db: sqlite3.Connection, writes: Iterable[AtomicWrite]) -> None:
-    events = [repr_ for write in writes for repr_ in write.payload]
-    rows = [
-        (r.persistence_id, r.sequence_nr, r.manifest, r.payload, r.writer_uuid, r.timestamp)
-        for r in events
-    ]
-    if len(rows) == 1:  # one event: execute costs less than executemany's iteration
-        db.execute(_INSERT_EVENT, rows[0])
+_row_of: Final = operator.attrgetter(
+    "persistence_id", "sequence_nr", "manifest", "payload", "writer_uuid", "timestamp")
+_payload_of: Final = operator.attrgetter("payload")
+_tags_of: Final = operator.attrgetter("tags")
+
+
+def _insert(db: sqlite3.Connection, writes: Sequence[AtomicWrite]) -> None:
+    if len(writes) == 1 and len(writes[0].payload) == 1:
+        # One event: execute costs less than executemany's iteration.
+        events: Sequence[PersistentRepr] = writes[0].payload
+        db.execute(_INSERT_EVENT, _row_of(events[0]))
     else:
-        db.executemany(_INSERT_EVENT, rows)
-    tags = [
-        (position, tag, repr_.persistence_id, repr_.sequence_nr)
-        for repr_ in events if repr_.tags
-        for position, tag in enumerate(repr_.tags)
-    ]
-    if tags:
-        db.executemany(_INSERT_TAG, tags)
+        events = list(itertools.chain.from_iterable(map(_payload_of, writes)))
+        # Rows are made at C speed as executemany binds them, and dropped one by one: a
+        # persist_async burst (thousands of one-event writes) builds no list of row tuples,
+        # whose allocations would also set off the garbage collector.
+        db.executemany(_INSERT_EVENT, map(_row_of, events))
+    if any(map(_tags_of, events)):
+        db.executemany(_INSERT_TAG, [
+            (position, tag, repr_.persistence_id, repr_.sequence_nr)
+            for repr_ in events if repr_.tags
+            for position, tag in enumerate(repr_.tags)
+        ])
 
 
 def _delete_transaction(db: sqlite3.Connection, persistence_id: str, to_nr: int) -> None:

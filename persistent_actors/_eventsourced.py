@@ -147,6 +147,12 @@ class _Invocation:
     sender: ActorRef
 
 
+# The plugins' replies to this machine (each carries the `actor_instance_id` it is for).
+_PLUGIN_REPLIES = frozenset({
+    p.WriteMessagesResult, p.ReplayedMessages, p.RecoverySuccess, p.ReplayMessagesFailure,
+    p.LoadSnapshotResult, p.LoadSnapshotFailed,
+})
+
 _RECOVERY_STARTED = "recovery-started"
 _REPLAYING = "replaying"
 _PROCESSING = "processing"
@@ -418,25 +424,26 @@ class Eventsourced:
             return
         if self._state == _STOPPED:
             return
-        match message:
-            case p.WriteMessagesResult() | p.ReplayedMessages() | p.RecoverySuccess() | \
-                    p.ReplayMessagesFailure() | p.LoadSnapshotResult() | p.LoadSnapshotFailed():
-                if message.actor_instance_id == self.instance_id:
-                    # A reply that comes too late is a timeout too: on the simple base a slow
-                    # plugin blocks the thread, so the timer can only fire after its reply.
-                    if self.is_recovering and time.monotonic() - self._progress >= \
-                            self.cell.recovery_event_timeout:
-                        self._check_recovery_progress()
-                        return
-                    self._progress = time.monotonic()
-                    self._on_journal_response(message)
-            case p.RecoveryTick():
-                if message.actor_instance_id == self.instance_id:
+        # By exact type, one set lookup: a command (the usual message) is tested against
+        # seven protocol classes per message otherwise. Protocol messages are never subclassed.
+        cls = type(message)
+        if cls in _PLUGIN_REPLIES:
+            if message.actor_instance_id == self.instance_id:
+                # A reply that comes too late is a timeout too: on the simple base a slow
+                # plugin blocks the thread, so the timer can only fire after its reply.
+                if self.is_recovering and time.monotonic() - self._progress >= \
+                        self.cell.recovery_event_timeout:
                     self._check_recovery_progress()
-            case _ if self._state != _PROCESSING or self._pending_stashing > 0:
-                self._stash_internally(message, sender)
-            case _:
-                self._process_command(message, sender)
+                    return
+                self._progress = time.monotonic()
+                self._on_journal_response(message)
+        elif cls is p.RecoveryTick:
+            if message.actor_instance_id == self.instance_id:
+                self._check_recovery_progress()
+        elif self._state != _PROCESSING or self._pending_stashing > 0:
+            self._stash_internally(message, sender)
+        else:
+            self._process_command(message, sender)
         self.drain_stash()
 
     def _stash_internally(self, message: Any, sender: ActorRef) -> None:
@@ -578,6 +585,18 @@ class Eventsourced:
         else:
             self._event_batch.append(_new_atomic_write(tuple(reprs)))
 
+    def persist_event(self, event: Any, handler: Callable[[Any], None], *,
+                      stashing: bool) -> None:
+        """`persist` of the one event `event` (persist, persist_async): no tuple to unpack.
+
+        Anything but the usual case (processing, a callable handler, no adapter bound) takes
+        `persist`'s path, which checks and raises.
+        """
+        if self._state == _PROCESSING and callable(handler) and self.adapters.is_empty:
+            self._persist_one(event, handler, stashing=stashing)
+        else:
+            self.persist((event,), handler, stashing=stashing)
+
     def _persist_one(self, event: Any, handler: Callable[[Any], None], *,
                      stashing: bool) -> None:
         """`persist` of one event with no adapter bound (persist, persist_async).
@@ -699,15 +718,20 @@ class Eventsourced:
             self._apply_next_handler()
 
     def _apply_next_handler(self) -> None:
-        assert self._pending  # noqa: S101 - called for a pending invocation only
-        invocation = self._pending[0]
+        pending = self._pending
+        assert pending  # noqa: S101 - called for a pending invocation only
+        invocation = pending[0]
         self._sender = invocation.sender
         self.cell.set_sender(invocation.sender)
         try:
             invocation.handler(invocation.event)
         finally:
-            self._pop_invocation()
-            self._flush_batch()
+            # `_pop_invocation` and `_flush_batch`, inlined (this runs once per stored event);
+            # the flush only when it would send something.
+            if pending.popleft().stashing:
+                self._pending_stashing -= 1
+            if self._event_batch or (self._journal_batch and not self._write_in_progress):
+                self._flush_batch()
 
     def _pop_invocation(self) -> _Invocation:
         assert self._pending  # noqa: S101 - called for a pending invocation only

@@ -108,7 +108,7 @@ class PersistentActor(Actor):
             IllegalActorStateError: while the actor is recovering.
 
         """
-        self._eventsourced.persist((event,), handler, stashing=True)
+        self._eventsourced.persist_event(event, handler, stashing=True)
 
     def persist_all(self, events: Iterable[E] | None, handler: Callable[[E], None]) -> None:
         """Store `events` as one atomic write, then call `handler` for each, in order.
@@ -123,7 +123,7 @@ class PersistentActor(Actor):
 
     def persist_async(self, event: E, handler: Callable[[E], None]) -> None:
         """Like `persist`, but commands keep being handled while the write is pending."""
-        self._eventsourced.persist((event,), handler, stashing=False)
+        self._eventsourced.persist_event(event, handler, stashing=False)
 
     def persist_all_async(self, events: Iterable[E] | None, handler: Callable[[E], None]
                           ) -> None:

@@ -94,6 +94,12 @@ class Reporter(PersistentActor):
                     self.context.self.tell(("queued", n), sender=reply_to)
             case ("queued", n):
                 self.probe.tell(("handled", n))
+            case ("burst", tuple(values)):  # one persist_async (one AtomicWrite) per value
+                for value in values:
+                    if value == "poison":
+                        self.persist_async(Poison(), lambda _: self.probe.tell("poison ran"))
+                    else:
+                        self.persist_async(Added(value), self._added)
             case _:
                 self.probe.tell(message)  # SaveSnapshotSuccess and friends
 

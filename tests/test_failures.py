@@ -113,6 +113,26 @@ def test_a_typed_rejection_skips_the_handler_uses_the_number_and_continues(kit: 
     assert kit.probe.expect_msg(timeout=10) == "poison handler ran"
 
 
+def test_persist_async_bursts_get_one_outcome_per_write_in_order(kit: Kit) -> None:
+    # All stored (the plugin host answers such a batch in one go) and mixed with a rejection
+    # (answered item by item): each handler, or on_persist_rejected, in sequence order.
+    actor = kit.start()
+    assert kit.probe.expect_msg(timeout=10) == ("recovered", 0, 0)
+    actor.tell(("burst", (1, 2, 3)))
+    assert [kit.probe.expect_msg(timeout=10) for _ in range(3)] == [
+        ("persisted", 1, 1), ("persisted", 2, 2), ("persisted", 3, 3)]
+    with kit.kit.journal.on_write(Reject(on_type=Poison)):
+        actor.tell(("burst", (4, "poison", 5)))
+        actor.tell(("burst", ("poison",)))  # batched behind the first while it is in flight
+        actor.tell(("burst", (6,)))
+        assert [kit.probe.expect_msg(timeout=10) for _ in range(5)] == [
+            ("persisted", 4, 4), ("rejected", "JournalError", "Poison", 5),
+            ("persisted", 5, 6), ("rejected", "JournalError", "Poison", 7),
+            ("persisted", 6, 8)]
+    actor.tell("total")
+    assert kit.probe.expect_msg(timeout=10) == ("total", 21, 8)
+
+
 def test_a_predicate_failure_hits_only_matching_events(kit: Kit) -> None:
     actor = kit.start()
     assert kit.probe.expect_msg(timeout=10) == ("recovered", 0, 0)

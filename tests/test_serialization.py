@@ -588,3 +588,25 @@ def test_to_binary_all_encodes_as_to_binary_and_raises_the_first_failure() -> No
     # The packer it used is whole again: the next pack gives the same bytes.
     assert default_serializer.to_binary_all(values) == \
         [default_serializer.to_binary(v) for v in values]
+
+
+@dataclasses.dataclass
+class _Awkward:
+    """Field names a generated encoder must not trip over."""
+
+    obj: int
+    __private: str  # mangled to _Awkward__private
+    name: str = "n"
+    derived: int = dataclasses.field(init=False, default=7)  # not stored: not an __init__ arg
+
+
+def test_dataclass_encoder_stores_every_init_field_by_name() -> None:
+    s = Serializer()
+    s.register(_Awkward, manifest="awkward")
+    value = _Awkward(1, "p", "x")
+    manifest, payload = s.to_binary(value)
+    assert manifest == "awkward"
+    assert msgpack.unpackb(payload) == {"obj": 1, "_Awkward__private": "p", "name": "x"}
+    decoded = s.from_binary(manifest, payload)
+    assert decoded == value
+    assert decoded.derived == 7

@@ -373,7 +373,7 @@ class PluginHost(FrameBatching, ThespianActor):  # type: ignore[misc]
                     case p.LoopMessage():
                         outcomes.append(p.Looped())
             answers.append(tuple(outcomes))
-        if results is not None and any(error is None for error in results):
+        if results is not None and None in results:
             assert journal is not None  # noqa: S101 - results come from it
             self._queries.written(journal)
         return answers
