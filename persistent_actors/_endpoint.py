@@ -15,9 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import math
 import threading
 import time
 import uuid
+import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -69,6 +71,9 @@ class Endpoint:
         self._pumping = 0  # threads waiting in `pump`
         self._driver: Driver | None = None
         self._closed = False
+        # The ask_async timeouts of each event loop that asks (see `_Deadlines`).
+        self._deadlines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Deadlines] = \
+            weakref.WeakKeyDictionary()
         # Correlation ids: unique per endpoint, which routes them. A counter, not uuid4: the
         # system's entropy source cost a quarter of an ask_async under load.
         self._ids = itertools.count(1)
@@ -344,22 +349,28 @@ class Endpoint:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         sink = _FutureSink(loop, future)
-        with self._lock:
-            self._sinks[corr] = sink
-            self._failers[corr] = sink.fail
+        # No lock: one dict operation each is atomic, and a shutdown that took the failers
+        # before this one was added has marked the endpoint closed, so `send` raises.
+        sinks, failers = self._sinks, self._failers
+        sinks[corr] = sink
+        failers[corr] = sink.fail
         try:
             self.send(ref.address, envelope)
-            # One timer handle, not an asyncio.timeout() (a context object that cancels the
-            # task and converts the cancellation back): the ask's own future times out.
-            timer = loop.call_later(timeout, _expire, future)
+            # The loop's one timer for all its asks, not a call_later per ask (a timer handle,
+            # a heap entry, a cancel and the loop's clean-up of cancelled timers).
+            deadlines = self._deadlines.get(loop)
+            if deadlines is None:
+                deadlines = self._deadlines[loop] = _Deadlines(loop)
+            waiting = deadlines.add(future, timeout)
             try:
                 return await future
             finally:
-                timer.cancel()
+                waiting.pop(future, None)
         except _Expired:
             raise AskTimeoutError(_no_reply(ref, message, timeout)) from None
         finally:
-            self.drop_sink(corr)
+            sinks.pop(corr, None)
+            failers.pop(corr, None)
 
 
 class _FutureSink:
@@ -381,13 +392,70 @@ class _FutureSink:
             self.loop.call_soon_threadsafe(settle, self.future, None, error)
 
 
+class _Deadlines:
+    """The `ask_async` timeouts of one event loop, fired by one loop timer (loop thread only).
+
+    The asks are kept per timeout value, each in a dict in the order they were added: with the
+    loop's monotonic clock that is also deadline order, so the first entry of each is the next
+    due, and a completed ask leaves with one dict pop. The timer is set for the earliest
+    deadline it knows; an ask that completed before its deadline does not move it. When it
+    fires it expires what is due (its future raises `_Expired`) and is set for the next.
+    """
+
+    __slots__ = ("_due", "_groups", "_loop", "_timer")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._groups: dict[float, dict[asyncio.Future[Any], float]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._due = math.inf
+
+    def add(self, future: asyncio.Future[Any], timeout: float) -> dict[asyncio.Future[Any], float]:
+        """Expire `future` after `timeout` seconds; returns the dict to pop it from when done."""
+        deadline = self._loop.time() + timeout
+        group = self._groups.get(timeout)
+        if group is None:
+            group = self._groups[timeout] = {}
+        group[future] = deadline
+        if deadline < self._due:
+            self._set_timer(deadline)
+        return group
+
+    def _set_timer(self, deadline: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._due = deadline
+        self._timer = self._loop.call_at(deadline, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._due = math.inf
+        # As the loop runs a timer: due once its time is within the clock's resolution.
+        limit = self._loop.time() + _CLOCK_RESOLUTION
+        following = math.inf
+        expired: list[asyncio.Future[Any]] = []
+        for timeout, group in list(self._groups.items()):
+            for future, deadline in group.items():
+                if deadline > limit:
+                    following = min(following, deadline)
+                    break
+                expired.append(future)
+            for future in expired:
+                del group[future]
+                if not future.done():
+                    future.set_exception(_Expired())
+            expired.clear()
+            if not group:
+                del self._groups[timeout]
+        if following < math.inf:
+            self._set_timer(following)
+
+
+_CLOCK_RESOLUTION = time.get_clock_info("monotonic").resolution
+
+
 class _Expired(Exception):  # noqa: N818 - internal, turned into AskTimeoutError at once
     """An `ask_async` timed out (raised from its future, never seen by callers)."""
-
-
-def _expire(future: asyncio.Future[Any]) -> None:
-    if not future.done():
-        future.set_exception(_Expired())
 
 
 class _Waiter:
