@@ -44,7 +44,7 @@ from thespian.system import simpleSystemBase as _simple  # noqa: N813 - thespian
 from thespian.system.messages.status import Thespian_StatusReq
 from thespian.system.timing import ExpirationTimer, currentTime
 
-__all__ = ["fast_wakeup_checks"]
+__all__ = ["deliver_in_order", "fast_wakeup_checks"]
 
 _PATCHED = False
 # Ties between equal deadlines fire in the order they were added, as thespian's list did.
@@ -142,6 +142,50 @@ def _run_sends(self: Any, timeout: Any = None, stop_on_available: Any = False) -
                 ps.attempts += 1
                 ps.fail_details = traceback.format_exc()
                 pending.append(ps)
+
+
+def deliver_in_order(base: Any, sender: Any, sends: Any) -> None:
+    """Send each (address, message) of `sends` from `sender`, in order, and run until idle.
+
+    The same as appending them all to the send queue and running it (thespian's ``tell`` for
+    many messages): when the queue is empty, as it is between the driver's passes, they would
+    be the first messages it pops, one after another, and everything they send queues behind
+    them. So each ordinary message is handed straight to its actor, without a queue entry, in
+    that order; a failure is handled as the patched loop does (logged, queued again for the
+    retries). From the first message that the loop would not hand straight to its actor
+    (thespian's own kinds, dead letters, an actor not started) on, and whenever the queue is
+    not empty, the rest are queued instead, in order, so none can overtake it.
+    """
+    base._realizeWakeups()  # noqa: SLF001 - first, so that they fire between the last call and this one
+    pending = base._pendingSends  # noqa: SLF001
+    lock = base._private_lock  # noqa: SLF001
+    registry = base.actorRegistry
+    pending_send = _simple.PendingSend
+    start = 0
+    if not pending and type(pending) is _SendQueue and not base.procLimit:
+        for address, msg in sends:
+            tgt: Any = None if isinstance(msg, _SPECIAL) else \
+                registry.get(address.actorAddressString, None)
+            instance = tgt.instance if tgt else None
+            if not instance:
+                break
+            start += 1
+            with lock:  # held while the message is handled, as in thespian's loop
+                try:
+                    instance._receive(msg, sender)  # noqa: SLF001 - as _callActorWithMessage
+                except Exception:  # thespian's handling: log, retry, then poison
+                    logging.getLogger("Thespian").warning(
+                        "Failure of Actor %s during message processing (attempt %s)",
+                        tgt.address, 0, exc_info=True)
+                    ps = pending_send(sender, msg, address)
+                    ps.attempts = 1
+                    ps.fail_details = traceback.format_exc()
+                    pending.append(ps)
+    if start < len(sends):
+        with lock:
+            for address, msg in sends[start:]:
+                pending.append(pending_send(sender, msg, address))
+    base._runSends()  # noqa: SLF001
 
 
 def fast_wakeup_checks() -> None:
