@@ -144,6 +144,38 @@ def _run_sends(self: Any, timeout: Any = None, stop_on_available: Any = False) -
                 pending.append(ps)
 
 
+_original_actor_send: Any = None
+
+
+def _outside_of(base: Any) -> tuple[Any, list[Any]] | None:
+    """The external requester's address and the list its messages wait in, or None."""
+    requester = base.actorRegistry.get("System:ExternalRequester")
+    instance: Any = getattr(requester, "instance", None)
+    if type(instance) is not _simple.External:
+        return None
+    if not hasattr(instance, "responses"):  # thespian creates it on the first message
+        instance.responses = []
+    return requester.address, instance.responses
+
+
+def _actor_send(self: Any, from_actor: Any, to_actor: Any, msg: Any) -> None:
+    """Thespian's ``actor_send``; a message for the outside goes straight into its list.
+
+    The external requester is thespian's sink for the outside: its receive only appends the
+    message to the list that ``listen`` and the driver (`simple_direct`) take replies from. An
+    ordinary message to it (a reply to an ask) is appended at once instead of queued, delivered
+    and appended: the order among the messages to the outside is the order they were sent
+    either way, and nobody reads the list before the send loop returns. Thespian's own kinds
+    of message keep its path. (Thespian's ``listen``, which stops running the queue once a reply
+    waits, may stop a little earlier; what is left stays queued for its next call.)
+    """
+    outside = self._pa_outside
+    if outside is not None and to_actor is outside[0] and not isinstance(msg, _SPECIAL):
+        outside[1].append(msg)
+        return
+    _original_actor_send(self, from_actor, to_actor, msg)
+
+
 def deliver_in_order(base: Any, sender: Any, sends: Any) -> None:
     """Send each (address, message) of `sends` from `sender`, in order, and run until idle.
 
@@ -204,13 +236,22 @@ def fast_wakeup_checks() -> None:
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:  # noqa: N807 - thespian's name
         original_init(self, *args, **kwargs)
         self._pendingSends = _SendQueue(self._pendingSends)
+        if patch_send:
+            self._pa_outside = _outside_of(self)
 
+    patch_send = callable(getattr(base, "actor_send", None)) and \
+        callable(getattr(_simple, "External", None))
     for name, method in patches.items():  # thespian's own (private) methods, replaced
         setattr(manager, name, method)
     base.__init__ = __init__
     if callable(getattr(base, "_runSends", None)) and hasattr(base, "_runSingleSend"):
         _original_run_sends = base._runSends  # noqa: SLF001 - thespian's own method, wrapped
         base._runSends = _run_sends  # noqa: SLF001
+    if patch_send:
+        global _original_actor_send  # noqa: PLW0603
+        _original_actor_send = base.actor_send
+        base._pa_outside = None  # noqa: SLF001 - bases created before the patch keep thespian's path
+        base.actor_send = _actor_send
     if callable(getattr(_simple, "actor_base_receive", None)):
         _simple.actor_base_receive = _actor_base_receive  # bound to each actor at creation
     _PATCHED = True
