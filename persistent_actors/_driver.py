@@ -125,10 +125,11 @@ class Driver:
         self._thread = threading.Thread(target=self._serve, daemon=True,
                                         name=f"persistent_actors-driver-{name}")
         self._thread.start()
+        self._ident = self._thread.ident
 
     def on_thread(self) -> bool:
         """True if called on the driver thread (inside an actor, on the simple base)."""
-        return threading.current_thread() is self._thread
+        return threading.get_ident() == self._ident
 
     def submit(self, address: Any, message: Any) -> None:
         """Queue `message` for `address`; it is sent in order with everything else queued."""

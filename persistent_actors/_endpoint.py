@@ -74,6 +74,9 @@ class Endpoint:
         # The ask_async timeouts of each event loop that asks (see `_Deadlines`).
         self._deadlines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Deadlines] = \
             weakref.WeakKeyDictionary()
+        # Those of the loop that asked last: one identity check instead of a weak-dict look-up
+        # (it keeps that one loop alive until another loop asks or the endpoint goes).
+        self._last_deadlines: _Deadlines | None = None
         # Correlation ids: unique per endpoint, which routes them. A counter, not uuid4: the
         # system's entropy source cost a quarter of an ask_async under load.
         self._ids = itertools.count(1)
@@ -117,6 +120,9 @@ class Endpoint:
             self._closed = True
             failers = list(self._failers.values())
             self._failers.clear()
+            # An ask_async's sink is its own failer (see `ask_async`).
+            failers += [sink.fail for sink in list(self._sinks.values())
+                        if isinstance(sink, _FutureSink)]
         driver, self._driver = self._driver, None
         if driver is not None:
             driver.stop()
@@ -208,28 +214,36 @@ class Endpoint:
         """
         settled: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
         routed = False
-        with self._lock:  # once for all: the sinks and failers of every reply
-            sinks, failers = self._sinks, self._failers
-            found = [(incoming, sinks.get(incoming.correlation_id),
-                      failers.get(incoming.correlation_id))
-                     if isinstance(incoming, p.Reply) else (incoming, None, None)
-                     for incoming in messages]
-        for incoming, sink, failer in found:
-            if isinstance(incoming, p.Reply):
-                if isinstance(incoming.message, p.AskRefused) and failer is not None:
-                    failer(incoming.message.error)  # the ask raises it
+        sinks = self._sinks  # no lock: each look-up is one atomic dict operation
+        last_loop: Any = None
+        results: list[tuple[asyncio.Future[Any], Any]] = []
+        for incoming in messages:
+            if not isinstance(incoming, p.Reply):
+                log.debug("dropped unsolicited message to the outside: %r", incoming)
+                continue
+            sink = sinks.get(incoming.correlation_id)
+            message = incoming.message
+            if isinstance(message, p.AskRefused):
+                failer = sink.fail if isinstance(sink, _FutureSink) else \
+                    self._failers.get(incoming.correlation_id)
+                if failer is not None:
+                    failer(message.error)  # the ask raises it
                     continue
-                if sink is not None:
-                    routed = True
-                    if isinstance(sink, _FutureSink):
-                        settled.setdefault(sink.loop, []).append((sink.future, incoming.message))
-                    else:
-                        sink(incoming.message)
-                    continue
-            log.debug("dropped unsolicited message to the outside: %r", incoming)
-        for loop, results in settled.items():
+            if sink is None:
+                log.debug("dropped unsolicited message to the outside: %r", incoming)
+                continue
+            routed = True
+            if type(sink) is _FutureSink:
+                loop = sink.loop
+                if loop is not last_loop:  # replies of one pass mostly go to one loop
+                    last_loop = loop
+                    results = settled.setdefault(loop, [])
+                results.append((sink.future, message))
+            else:
+                sink(message)
+        for loop, batch in settled.items():
             with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
-                loop.call_soon_threadsafe(_settle_all, results)
+                loop.call_soon_threadsafe(_settle_all, batch)
         if routed and self._pumping:
             with self._routed:
                 self._routed.notify_all()
@@ -348,19 +362,21 @@ class Endpoint:
         envelope = p.Envelope(outbound_form(ref, message), None, corr)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        sink = _FutureSink(loop, future)
-        # No lock: one dict operation each is atomic, and a shutdown that took the failers
-        # before this one was added has marked the endpoint closed, so `send` raises.
-        sinks, failers = self._sinks, self._failers
-        sinks[corr] = sink
-        failers[corr] = sink.fail
+        # The sink is its own failer (`shutdown` and an AskRefused find it in the sinks). No
+        # lock: the insert is one atomic dict operation, and a shutdown that took the sinks
+        # before it has marked the endpoint closed already, so `send` raises.
+        sinks = self._sinks
+        sinks[corr] = _FutureSink(loop, future)
         try:
             self.send(ref.address, envelope)
             # The loop's one timer for all its asks, not a call_later per ask (a timer handle,
             # a heap entry, a cancel and the loop's clean-up of cancelled timers).
-            deadlines = self._deadlines.get(loop)
-            if deadlines is None:
-                deadlines = self._deadlines[loop] = _Deadlines(loop)
+            deadlines = self._last_deadlines
+            if deadlines is None or deadlines.loop is not loop:
+                deadlines = self._deadlines.get(loop)
+                if deadlines is None:
+                    deadlines = self._deadlines[loop] = _Deadlines(loop)
+                self._last_deadlines = deadlines
             waiting = deadlines.add(future, timeout)
             try:
                 return await future
@@ -370,7 +386,6 @@ class Endpoint:
             raise AskTimeoutError(_no_reply(ref, message, timeout)) from None
         finally:
             sinks.pop(corr, None)
-            failers.pop(corr, None)
 
 
 class _FutureSink:
@@ -402,17 +417,17 @@ class _Deadlines:
     fires it expires what is due (its future raises `_Expired`) and is set for the next.
     """
 
-    __slots__ = ("_due", "_groups", "_loop", "_timer")
+    __slots__ = ("_due", "_groups", "_timer", "loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        self.loop = loop
         self._groups: dict[float, dict[asyncio.Future[Any], float]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._due = math.inf
 
     def add(self, future: asyncio.Future[Any], timeout: float) -> dict[asyncio.Future[Any], float]:
         """Expire `future` after `timeout` seconds; returns the dict to pop it from when done."""
-        deadline = self._loop.time() + timeout
+        deadline = self.loop.time() + timeout
         group = self._groups.get(timeout)
         if group is None:
             group = self._groups[timeout] = {}
@@ -425,13 +440,13 @@ class _Deadlines:
         if self._timer is not None:
             self._timer.cancel()
         self._due = deadline
-        self._timer = self._loop.call_at(deadline, self._fire)
+        self._timer = self.loop.call_at(deadline, self._fire)
 
     def _fire(self) -> None:
         self._timer = None
         self._due = math.inf
         # As the loop runs a timer: due once its time is within the clock's resolution.
-        limit = self._loop.time() + _CLOCK_RESOLUTION
+        limit = self.loop.time() + _CLOCK_RESOLUTION
         following = math.inf
         expired: list[asyncio.Future[Any]] = []
         for timeout, group in list(self._groups.items()):
@@ -504,7 +519,8 @@ _PENDING: Any = object()
 
 def _settle_all(results: list[tuple[asyncio.Future[Any], Any]]) -> None:
     for future, message in results:
-        settle(future, message, None)
+        if not future.done():  # timed out or cancelled meanwhile
+            future.set_result(message)
 
 
 class _Failed:
