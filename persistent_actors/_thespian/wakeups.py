@@ -114,6 +114,8 @@ def _run_sends(self: Any, timeout: Any = None, stop_on_available: Any = False) -
     lock = self._private_lock
     registry = self.actorRegistry
     limit = self.procLimit
+    # Thespian's debug line per delivered message, checked once per run instead of per message.
+    quiet = not _THESPIAN_LOG.isEnabledFor(logging.DEBUG)
     numsends = 0
     while pending:
         numsends += 1
@@ -134,7 +136,10 @@ def _run_sends(self: Any, timeout: Any = None, stop_on_available: Any = False) -
                 self._runSingleSend(ps)
                 continue
             try:
-                instance._receive(msg, ps.sender)  # noqa: SLF001 - as _callActorWithMessage
+                if quiet:  # what _actor_base_receive does with debug logging off
+                    instance.receiveMessage(msg, ps.sender)
+                else:
+                    instance._receive(msg, ps.sender)  # noqa: SLF001 - as _callActorWithMessage
             except Exception:  # thespian's handling: log, retry, then poison
                 logging.getLogger("Thespian").warning(
                     "Failure of Actor %s during message processing (attempt %s)",
@@ -193,6 +198,7 @@ def deliver_in_order(base: Any, sender: Any, sends: Any) -> None:
     lock = base._private_lock  # noqa: SLF001
     registry = base.actorRegistry
     pending_send = _simple.PendingSend
+    quiet = not _THESPIAN_LOG.isEnabledFor(logging.DEBUG)  # as in `_run_sends`
     start = 0
     if not pending and type(pending) is _SendQueue and not base.procLimit:
         for address, msg in sends:
@@ -204,7 +210,10 @@ def deliver_in_order(base: Any, sender: Any, sends: Any) -> None:
             start += 1
             with lock:  # held while the message is handled, as in thespian's loop
                 try:
-                    instance._receive(msg, sender)  # noqa: SLF001 - as _callActorWithMessage
+                    if quiet:  # what _actor_base_receive does with debug logging off
+                        instance.receiveMessage(msg, sender)
+                    else:
+                        instance._receive(msg, sender)  # noqa: SLF001 - as _callActorWithMessage
                 except Exception:  # thespian's handling: log, retry, then poison
                     logging.getLogger("Thespian").warning(
                         "Failure of Actor %s during message processing (attempt %s)",
