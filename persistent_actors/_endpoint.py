@@ -64,9 +64,9 @@ class Endpoint:
         self.guardian: Any = None  # the guardian's address, once it exists
         self._asys = asys
         self._lock = threading.Lock()  # guards the tables below, never held while waiting
+        # By correlation id. The sink of an ask (`_Waiter`, `_FutureSink`) also fails it when the
+        # system shuts down or the ask is refused (`_failer`).
         self._sinks: dict[str, Callable[[Any], None]] = {}
-        # How to fail each waiting ask when the system shuts down, by correlation id.
-        self._failers: dict[str, Callable[[BaseException], None]] = {}
         self._routed = threading.Condition(self._lock)  # notified when a reply was routed
         self._pumping = 0  # threads waiting in `pump`
         self._driver: Driver | None = None
@@ -118,11 +118,8 @@ class Endpoint:
             if self._closed:
                 return False
             self._closed = True
-            failers = list(self._failers.values())
-            self._failers.clear()
-            # An ask_async's sink is its own failer (see `ask_async`).
-            failers += [sink.fail for sink in list(self._sinks.values())
-                        if isinstance(sink, _FutureSink)]
+            failers = [fail for fail in map(_failer, list(self._sinks.values()))
+                       if fail is not None]
         driver, self._driver = self._driver, None
         if driver is not None:
             driver.stop()
@@ -194,7 +191,6 @@ class Endpoint:
         """Forget the sink of `correlation_id`; later replies to it are dropped."""
         with self._lock:
             self._sinks.pop(correlation_id, None)
-            self._failers.pop(correlation_id, None)
 
     def register_sink(self, correlation_id: str) -> deque[Any]:
         """A queue that collects the replies carrying `correlation_id`."""
@@ -224,8 +220,7 @@ class Endpoint:
             sink = sinks.get(incoming.correlation_id)
             message = incoming.message
             if isinstance(message, p.AskRefused):
-                failer = sink.fail if isinstance(sink, _FutureSink) else \
-                    self._failers.get(incoming.correlation_id)
+                failer = _failer(sink)
                 if failer is not None:
                     failer(message.error)  # the ask raises it
                     continue
@@ -303,9 +298,7 @@ class Endpoint:
             return self._request_inline(target, build, timeout, what, cancel)
         waiter = _Waiter()
         corr = self.new_correlation_id()
-        with self._lock:
-            self._sinks[corr] = waiter.reply
-            self._failers[corr] = waiter.fail
+        self._sinks[corr] = waiter  # no lock: as in `ask_async`
         try:
             self.send(target, build(corr))
             deadline = time.monotonic() + timeout
@@ -322,7 +315,7 @@ class Endpoint:
                 if remaining <= 0:
                     raise AskTimeoutError(f"timed out after {timeout}s {what}")
         finally:
-            self.drop_sink(corr)
+            self._sinks.pop(corr, None)
         return waiter.outcome()
 
     def _request_inline(self, target: Any, build: Callable[[str], Any], timeout: float,
@@ -487,7 +480,7 @@ class _Waiter:
         self._done.acquire()  # released when the outcome is set
         self._outcome: Any = _PENDING
 
-    def reply(self, message: Any) -> None:
+    def __call__(self, message: Any) -> None:
         """The reply arrived (called on the driver thread)."""
         self._settle(message)
 
@@ -515,6 +508,13 @@ class _Waiter:
 
 
 _PENDING: Any = object()
+
+
+def _failer(sink: Any) -> Callable[[BaseException], None] | None:
+    """How to fail the ask waiting on `sink` (shutdown, refusal); None if it is no ask's."""
+    if isinstance(sink, _FutureSink | _Waiter):
+        return sink.fail
+    return None
 
 
 def _settle_all(results: list[tuple[asyncio.Future[Any], Any]]) -> None:
