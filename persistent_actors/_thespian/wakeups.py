@@ -26,7 +26,10 @@ one by one, compared addresses with a Python ``__eq__`` and went through two mor
 reach the actor. The patched loop checks the earliest deadline inline and hands an ordinary
 first-time message straight to the actor's receive, with thespian's own failure handling
 (logged, retried up to the poison limit); every other message, and every ``listen``, takes
-thespian's own path.
+thespian's own path. `deliver_in_order` gives the driver's batches the same treatment without
+queueing them when the queue is empty, and a message for the outside (the external
+requester, whose receive only appends to the list the driver takes replies from) is appended
+to that list when it is sent (``actor_send``) instead of being queued and delivered.
 """
 
 from __future__ import annotations
