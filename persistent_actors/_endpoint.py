@@ -165,7 +165,8 @@ class Endpoint:
             PersistentActorsError: the actor system has been shut down.
 
         """
-        self.ensure_running()
+        if self._closed:
+            self.ensure_running()
         if not self.simple:
             check_picklable(message, address)  # raise here, in the caller
         driver = self._driver
@@ -348,9 +349,11 @@ class Endpoint:
 
         The driver thread sends it and routes the reply back by correlation id.
         """
-        _check_timeout(timeout)
-        self.ensure_running()
-        corr = self.new_correlation_id()
+        if type(timeout) is not float or not timeout > 0:  # the common case checked inline
+            _check_timeout(timeout)
+        if self._closed:
+            self.ensure_running()
+        corr = f"{self._id_prefix}{next(self._ids)}"  # as new_correlation_id
         message = normalize_message(message)
         envelope = p.Envelope(outbound_form(ref, message), None, corr)
         loop = asyncio.get_running_loop()
