@@ -63,7 +63,10 @@ class Endpoint:
         self.simple = simple
         self.guardian: Any = None  # the guardian's address, once it exists
         self._asys = asys
-        self._lock = threading.Lock()  # guards the tables below, never held while waiting
+        # Orders shutdown's close against `add_sink`/`drop_sink`; never held while waiting. The
+        # hot paths (ask, ask_async, route_all) touch the sinks without it: each of their reads
+        # and writes is one atomic dict operation, and `send` raises once the endpoint is closed.
+        self._lock = threading.Lock()
         # By correlation id. The sink of an ask (`_Waiter`, `_FutureSink`) also fails it when the
         # system shuts down or the ask is refused (`_failer`).
         self._sinks: dict[str, Callable[[Any], None]] = {}
