@@ -210,8 +210,16 @@ class AskRef(ActorRef):
     __slots__ = ("_correlation_id",)
 
     def __init__(self, address: Any, correlation_id: str) -> None:
-        super().__init__(address, f"ask-{correlation_id}")
+        # Every ask from outside builds one; its name is formatted only when asked for.
+        self._address = address
+        self._name = None
+        self._endpoint = None
         self._correlation_id = correlation_id
+
+    @property
+    def name(self) -> str:
+        """``ask-<correlation id>``."""
+        return f"ask-{self._correlation_id}"
 
     @property
     def correlation_id(self) -> str:

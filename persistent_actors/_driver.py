@@ -46,7 +46,7 @@ from thespian.actors import ActorAddress
 from persistent_actors import _protocol as p
 from persistent_actors._thespian.frames import unbatch
 from persistent_actors._thespian.outbound import Outbound
-from persistent_actors._thespian.simple_direct import SimpleDirect
+from persistent_actors._thespian.simple_direct import BadAddressError, SimpleDirect
 
 __all__ = ["Driver", "in_event_loop", "settle"]
 
@@ -125,10 +125,11 @@ class Driver:
         self._thread = threading.Thread(target=self._serve, daemon=True,
                                         name=f"persistent_actors-driver-{name}")
         self._thread.start()
+        self._ident = self._thread.ident
 
     def on_thread(self) -> bool:
         """True if called on the driver thread (inside an actor, on the simple base)."""
-        return threading.current_thread() is self._thread
+        return threading.get_ident() == self._ident
 
     def submit(self, address: Any, message: Any) -> None:
         """Queue `message` for `address`; it is sent in order with everything else queued."""
@@ -229,15 +230,19 @@ class Driver:
                 return True
 
     def _deliver(self, sends: list[tuple[Any, Any]]) -> None:
+        if self._direct is not None:
+            # Not retried another way on an error: what it delivered or queued is in thespian
+            # already, and sending it again would deliver it twice. A bad address is refused
+            # before anything is sent: then without the messages that have one.
+            try:
+                self._direct.tell_all(sends)
+            except BadAddressError:
+                self._direct.tell_all(_addressable(sends))
+            return
         if not all(isinstance(address, ActorAddress) for address, _ in sends):
             sends = _addressable(sends)
         if self._outbound is not None:
             self._outbound.send(sends)
-            return
-        if self._direct is not None:
-            # Not retried another way on an error: what it appended is in thespian's queue
-            # already, and sending it again would deliver it twice.
-            self._direct.tell_all(sends)
             return
         # Simple base without the direct path: even a lone message goes through the ingress
         # actor, so the whole batch runs in one pass (one path for all keeps their order).

@@ -15,9 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import math
 import threading
 import time
 import uuid
+import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -61,14 +63,23 @@ class Endpoint:
         self.simple = simple
         self.guardian: Any = None  # the guardian's address, once it exists
         self._asys = asys
-        self._lock = threading.Lock()  # guards the tables below, never held while waiting
+        # Orders shutdown's close against `add_sink`/`drop_sink`; never held while waiting. The
+        # hot paths (ask, ask_async, route_all) touch the sinks without it: each of their reads
+        # and writes is one atomic dict operation, and `send` raises once the endpoint is closed.
+        self._lock = threading.Lock()
+        # By correlation id. The sink of an ask (`_Waiter`, `_FutureSink`) also fails it when the
+        # system shuts down or the ask is refused (`_failer`).
         self._sinks: dict[str, Callable[[Any], None]] = {}
-        # How to fail each waiting ask when the system shuts down, by correlation id.
-        self._failers: dict[str, Callable[[BaseException], None]] = {}
         self._routed = threading.Condition(self._lock)  # notified when a reply was routed
         self._pumping = 0  # threads waiting in `pump`
         self._driver: Driver | None = None
         self._closed = False
+        # The ask_async timeouts of each event loop that asks (see `_Deadlines`).
+        self._deadlines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Deadlines] = \
+            weakref.WeakKeyDictionary()
+        # Those of the loop that asked last: one identity check instead of a weak-dict look-up
+        # (it keeps that one loop alive until another loop asks or the endpoint goes).
+        self._last_deadlines: _Deadlines | None = None
         # Correlation ids: unique per endpoint, which routes them. A counter, not uuid4: the
         # system's entropy source cost a quarter of an ask_async under load.
         self._ids = itertools.count(1)
@@ -110,8 +121,8 @@ class Endpoint:
             if self._closed:
                 return False
             self._closed = True
-            failers = list(self._failers.values())
-            self._failers.clear()
+            failers = [fail for fail in map(_failer, list(self._sinks.values()))
+                       if fail is not None]
         driver, self._driver = self._driver, None
         if driver is not None:
             driver.stop()
@@ -157,7 +168,8 @@ class Endpoint:
             PersistentActorsError: the actor system has been shut down.
 
         """
-        self.ensure_running()
+        if self._closed:
+            self.ensure_running()
         if not self.simple:
             check_picklable(message, address)  # raise here, in the caller
         driver = self._driver
@@ -183,7 +195,6 @@ class Endpoint:
         """Forget the sink of `correlation_id`; later replies to it are dropped."""
         with self._lock:
             self._sinks.pop(correlation_id, None)
-            self._failers.pop(correlation_id, None)
 
     def register_sink(self, correlation_id: str) -> deque[Any]:
         """A queue that collects the replies carrying `correlation_id`."""
@@ -203,28 +214,35 @@ class Endpoint:
         """
         settled: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
         routed = False
-        with self._lock:  # once for all: the sinks and failers of every reply
-            sinks, failers = self._sinks, self._failers
-            found = [(incoming, sinks.get(incoming.correlation_id),
-                      failers.get(incoming.correlation_id))
-                     if isinstance(incoming, p.Reply) else (incoming, None, None)
-                     for incoming in messages]
-        for incoming, sink, failer in found:
-            if isinstance(incoming, p.Reply):
-                if isinstance(incoming.message, p.AskRefused) and failer is not None:
-                    failer(incoming.message.error)  # the ask raises it
+        sinks = self._sinks  # no lock: each look-up is one atomic dict operation
+        last_loop: Any = None
+        results: list[tuple[asyncio.Future[Any], Any]] = []
+        for incoming in messages:
+            if not isinstance(incoming, p.Reply):
+                log.debug("dropped unsolicited message to the outside: %r", incoming)
+                continue
+            sink = sinks.get(incoming.correlation_id)
+            message = incoming.message
+            if isinstance(message, p.AskRefused):
+                failer = _failer(sink)
+                if failer is not None:
+                    failer(message.error)  # the ask raises it
                     continue
-                if sink is not None:
-                    routed = True
-                    if isinstance(sink, _FutureSink):
-                        settled.setdefault(sink.loop, []).append((sink.future, incoming.message))
-                    else:
-                        sink(incoming.message)
-                    continue
-            log.debug("dropped unsolicited message to the outside: %r", incoming)
-        for loop, results in settled.items():
+            if sink is None:
+                log.debug("dropped unsolicited message to the outside: %r", incoming)
+                continue
+            routed = True
+            if type(sink) is _FutureSink:
+                loop = sink.loop
+                if loop is not last_loop:  # replies of one pass mostly go to one loop
+                    last_loop = loop
+                    results = settled.setdefault(loop, [])
+                results.append((sink.future, message))
+            else:
+                sink(message)
+        for loop, batch in settled.items():
             with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
-                loop.call_soon_threadsafe(_settle_all, results)
+                loop.call_soon_threadsafe(_settle_all, batch)
         if routed and self._pumping:
             with self._routed:
                 self._routed.notify_all()
@@ -284,9 +302,7 @@ class Endpoint:
             return self._request_inline(target, build, timeout, what, cancel)
         waiter = _Waiter()
         corr = self.new_correlation_id()
-        with self._lock:
-            self._sinks[corr] = waiter.reply
-            self._failers[corr] = waiter.fail
+        self._sinks[corr] = waiter  # no lock: as in `ask_async`
         try:
             self.send(target, build(corr))
             deadline = time.monotonic() + timeout
@@ -303,7 +319,7 @@ class Endpoint:
                 if remaining <= 0:
                     raise AskTimeoutError(f"timed out after {timeout}s {what}")
         finally:
-            self.drop_sink(corr)
+            self._sinks.pop(corr, None)
         return waiter.outcome()
 
     def _request_inline(self, target: Any, build: Callable[[str], Any], timeout: float,
@@ -336,30 +352,39 @@ class Endpoint:
 
         The driver thread sends it and routes the reply back by correlation id.
         """
-        _check_timeout(timeout)
-        self.ensure_running()
-        corr = self.new_correlation_id()
+        if type(timeout) is not float or not timeout > 0:  # the common case checked inline
+            _check_timeout(timeout)
+        if self._closed:
+            self.ensure_running()
+        corr = f"{self._id_prefix}{next(self._ids)}"  # as new_correlation_id
         message = normalize_message(message)
         envelope = p.Envelope(outbound_form(ref, message), None, corr)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        sink = _FutureSink(loop, future)
-        with self._lock:
-            self._sinks[corr] = sink
-            self._failers[corr] = sink.fail
+        # The sink is its own failer (`shutdown` and an AskRefused find it in the sinks). No
+        # lock: the insert is one atomic dict operation, and a shutdown that took the sinks
+        # before it has marked the endpoint closed already, so `send` raises.
+        sinks = self._sinks
+        sinks[corr] = _FutureSink(loop, future)
         try:
             self.send(ref.address, envelope)
-            # One timer handle, not an asyncio.timeout() (a context object that cancels the
-            # task and converts the cancellation back): the ask's own future times out.
-            timer = loop.call_later(timeout, _expire, future)
+            # The loop's one timer for all its asks, not a call_later per ask (a timer handle,
+            # a heap entry, a cancel and the loop's clean-up of cancelled timers).
+            deadlines = self._last_deadlines
+            if deadlines is None or deadlines.loop is not loop:
+                deadlines = self._deadlines.get(loop)
+                if deadlines is None:
+                    deadlines = self._deadlines[loop] = _Deadlines(loop)
+                self._last_deadlines = deadlines
+            waiting = deadlines.add(future, timeout)
             try:
                 return await future
             finally:
-                timer.cancel()
+                waiting.pop(future, None)
         except _Expired:
             raise AskTimeoutError(_no_reply(ref, message, timeout)) from None
         finally:
-            self.drop_sink(corr)
+            sinks.pop(corr, None)
 
 
 class _FutureSink:
@@ -381,13 +406,70 @@ class _FutureSink:
             self.loop.call_soon_threadsafe(settle, self.future, None, error)
 
 
+class _Deadlines:
+    """The `ask_async` timeouts of one event loop, fired by one loop timer (loop thread only).
+
+    The asks are kept per timeout value, each in a dict in the order they were added: with the
+    loop's monotonic clock that is also deadline order, so the first entry of each is the next
+    due, and a completed ask leaves with one dict pop. The timer is set for the earliest
+    deadline it knows; an ask that completed before its deadline does not move it. When it
+    fires it expires what is due (its future raises `_Expired`) and is set for the next.
+    """
+
+    __slots__ = ("_due", "_groups", "_timer", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._groups: dict[float, dict[asyncio.Future[Any], float]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._due = math.inf
+
+    def add(self, future: asyncio.Future[Any], timeout: float) -> dict[asyncio.Future[Any], float]:
+        """Expire `future` after `timeout` seconds; returns the dict to pop it from when done."""
+        deadline = self.loop.time() + timeout
+        group = self._groups.get(timeout)
+        if group is None:
+            group = self._groups[timeout] = {}
+        group[future] = deadline
+        if deadline < self._due:
+            self._set_timer(deadline)
+        return group
+
+    def _set_timer(self, deadline: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._due = deadline
+        self._timer = self.loop.call_at(deadline, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._due = math.inf
+        # As the loop runs a timer: due once its time is within the clock's resolution.
+        limit = self.loop.time() + _CLOCK_RESOLUTION
+        following = math.inf
+        expired: list[asyncio.Future[Any]] = []
+        for timeout, group in list(self._groups.items()):
+            for future, deadline in group.items():
+                if deadline > limit:
+                    following = min(following, deadline)
+                    break
+                expired.append(future)
+            for future in expired:
+                del group[future]
+                if not future.done():
+                    future.set_exception(_Expired())
+            expired.clear()
+            if not group:
+                del self._groups[timeout]
+        if following < math.inf:
+            self._set_timer(following)
+
+
+_CLOCK_RESOLUTION = time.get_clock_info("monotonic").resolution
+
+
 class _Expired(Exception):  # noqa: N818 - internal, turned into AskTimeoutError at once
     """An `ask_async` timed out (raised from its future, never seen by callers)."""
-
-
-def _expire(future: asyncio.Future[Any]) -> None:
-    if not future.done():
-        future.set_exception(_Expired())
 
 
 class _Waiter:
@@ -404,7 +486,7 @@ class _Waiter:
         self._done.acquire()  # released when the outcome is set
         self._outcome: Any = _PENDING
 
-    def reply(self, message: Any) -> None:
+    def __call__(self, message: Any) -> None:
         """The reply arrived (called on the driver thread)."""
         self._settle(message)
 
@@ -434,9 +516,17 @@ class _Waiter:
 _PENDING: Any = object()
 
 
+def _failer(sink: Any) -> Callable[[BaseException], None] | None:
+    """How to fail the ask waiting on `sink` (shutdown, refusal); None if it is no ask's."""
+    if isinstance(sink, _FutureSink | _Waiter):
+        return sink.fail
+    return None
+
+
 def _settle_all(results: list[tuple[asyncio.Future[Any], Any]]) -> None:
     for future, message in results:
-        settle(future, message, None)
+        if not future.done():  # timed out or cancelled meanwhile
+            future.set_result(message)
 
 
 class _Failed:

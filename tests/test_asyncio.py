@@ -80,6 +80,38 @@ async def test_an_unanswered_ask_async_times_out_while_the_loop_runs(
     assert await counter.ask_async(("echo", "next"), timeout=30) == "next"
 
 
+async def test_asks_of_one_loop_time_out_each_at_its_own_timeout(system: ActorSystem) -> None:
+    # One loop timer serves all the loop's asks: a shorter timeout added after a longer one
+    # fires first, answered asks never time out, and a cancelled ask leaves nothing behind.
+    counter = system.actor_of(Counter, "async-3b", name="counter")
+    failed: list[str] = []
+
+    async def silent(label: str, timeout: float) -> None:
+        started = time.monotonic()
+        with pytest.raises(AskTimeoutError, match="counter"):
+            await counter.ask_async("silent", timeout=timeout)
+        assert time.monotonic() - started >= timeout * 0.9
+        failed.append(label)
+
+    long = asyncio.create_task(silent("long", 0.6))
+    await asyncio.sleep(0.05)
+    short = asyncio.create_task(silent("short", 0.2))
+    cancelled = asyncio.create_task(counter.ask_async("silent", timeout=0.1))
+    answers = await asyncio.gather(*(counter.ask_async(("echo", n), timeout=30)
+                                     for n in range(50)))
+    assert answers == list(range(50))
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    await asyncio.gather(long, short)
+    assert failed == ["short", "long"]
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    # An answered ask's deadline passing later finds nothing to expire.
+    assert await counter.ask_async(("echo", "quick"), timeout=1.0) == "quick"
+    await asyncio.sleep(1.1)
+    assert await counter.ask_async(("echo", "after"), timeout=30) == "after"
+
+
 async def test_tell_from_the_loop_and_from_threads_all_arrive(system: ActorSystem) -> None:
     counter = system.actor_of(Counter, "async-4", name="counter")
     assert await counter.ask_async("total", timeout=30) == 0  # the gateway runs from here on

@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 from thespian.actors import Actor as ThespianActor
+from thespian.actors import ActorExitRequest, PoisonMessage, WakeupMessage
 from thespian.actors import ActorSystem as ThespianActorSystem
-from thespian.actors import PoisonMessage, WakeupMessage
 from thespian.system import multiprocCommon
 from thespian.system.transport import ReceiveEnvelope, TransmitIntent, streamBuffer
 from thespian.system.transport import TCPTransport as tcp  # noqa: N813 - thespian's module
@@ -170,6 +170,29 @@ def test_a_direct_batch_runs_in_one_pass_in_order_and_its_replies_come_out_toget
         direct.tell_all([(first, "seen")])
         assert direct.take_replies() == [[1, 2]]  # the refused batch sent nothing
         assert asys.ask(first, "seen", 5) == [1, 2]  # thespian's own calls still work
+    finally:
+        asys.shutdown()
+
+
+def test_a_direct_batch_keeps_the_queue_order_through_failures_and_thespian_messages() -> None:
+    """Handed straight to the actors, a batch runs as if queued: a failing message is retried
+    after the rest, and nothing after a thespian message (here a stop) overtakes it."""
+    asys = _raw_simple_system()
+    try:
+        direct = SimpleDirect.of(asys)
+        assert direct is not None
+        fails, first = asys.createActor(_Fails), asys.createActor(_Timers)
+        direct.tell_all([(fails, "boom"), (first, ("seq", 1)), (fails, "count"),
+                         (first, ("seq", 2)), (first, "seen"), (first, ActorExitRequest()),
+                         (first, ("seq", 3)), (first, "seen")])
+        replies = direct.take_replies()
+        # "count" ran before the retries of "boom"; the stop came before the last "seen".
+        assert replies[:2] == [1, [1, 2]]
+        assert len(replies) == 3
+        assert isinstance(replies[2], PoisonMessage)
+        assert replies[2].poisonMessage == "boom"
+        direct.tell_all([(fails, "count")])
+        assert direct.take_replies() == [3]
     finally:
         asys.shutdown()
 

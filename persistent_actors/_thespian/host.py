@@ -306,25 +306,26 @@ class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
         self._return_permit_if_recovered()
 
     def _receive_one(self, message: Any, sender: Any) -> None:
-        match message:
-            case p.StartActor():
-                self._on_start(message, sender)
-                return
-            case p.RecoveryPermitted():
-                self._on_recovery_permitted()
-                return
-            case ActorExitRequest():
-                self._on_exit()
-                return
-            case WakeupMessage():
-                self._on_timer(message.payload)
-                return
-            case ChildActorExited():
-                return
-            case PoisonMessage():
-                log.error("%s: a message it sent could not be delivered: %r (%s)",
-                          self._name(), message.poisonMessage, message.details)
-                return
+        if type(message) is not p.Envelope:  # an envelope is none of these: skip the checks
+            match message:
+                case p.StartActor():
+                    self._on_start(message, sender)
+                    return
+                case p.RecoveryPermitted():
+                    self._on_recovery_permitted()
+                    return
+                case ActorExitRequest():
+                    self._on_exit()
+                    return
+                case WakeupMessage():
+                    self._on_timer(message.payload)
+                    return
+                case ChildActorExited():
+                    return
+                case PoisonMessage():
+                    log.error("%s: a message it sent could not be delivered: %r (%s)",
+                              self._name(), message.poisonMessage, message.details)
+                    return
         if self._stopped or self._actor is None or self._ctx is None:
             self.publish_dead_letter(message, sender)
             return
@@ -353,8 +354,10 @@ class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
             self._restart(e, message)
         finally:
             set_current_context(previous)
-        self._drain_unstashed()
-        self._return_permit_if_recovered()
+        if self._es is None:
+            self._drain_unstashed()
+        if self._holds_permit:
+            self._return_permit_if_recovered()
 
     def _drain_unstashed(self) -> None:
         """A plain actor handles its unstashed messages before its next mailbox message."""

@@ -7,7 +7,9 @@ dispatch per message: the ingress actor's receive and its forward. Appending the
 base's queue of pending sends and then running it once gives the same pass (every message from
 the same sender, in order, handled before any reply is collected) without that hop, and the
 replies wait together in the external requester's list, taken in one go instead of one
-``listen(0)`` (a timer, a generator and a scan of the send queue) per reply.
+``listen(0)`` (a timer, a generator and a scan of the send queue) per reply. With the patched
+send loop (`wakeups.deliver_in_order`) the batch does not even pass through the queue when it
+is empty: each message goes straight to its actor, in the order the queue would have run them.
 
 This reaches into thespian 4.0.1's ``simpleSystemBase`` (``_pendingSends``, ``_private_lock``,
 ``_runSends``, ``_realizeWakeups``, ``PendingSend``, the ``External`` actor's ``responses``):
@@ -24,7 +26,13 @@ from thespian.actors import ActorAddress
 from thespian.system import isInternalActorSystemMessage
 from thespian.system import simpleSystemBase as _simple  # noqa: N813 - thespian's module name
 
-__all__ = ["SimpleDirect"]
+from persistent_actors._thespian.wakeups import deliver_in_order
+
+__all__ = ["BadAddressError", "SimpleDirect"]
+
+
+class BadAddressError(TypeError):
+    """`SimpleDirect.tell_all` was given an address that is not an ActorAddress; it sent nothing."""
 
 _BASE_NEEDS = ("_pendingSends", "_private_lock", "_runSends", "_realizeWakeups", "actorRegistry")
 
@@ -59,21 +67,13 @@ class SimpleDirect:
         fire between the last call and this one.
 
         Raises:
-            TypeError: an address is not an ActorAddress (nothing was sent).
+            BadAddressError: an address is not an ActorAddress (nothing was sent).
 
         """
         for address, _ in sends:
             if not isinstance(address, ActorAddress):
-                raise TypeError(f"not an ActorAddress: {address!r}")
-        base = self._base
-        base._realizeWakeups()  # noqa: SLF001 - see the module docstring
-        sender = self._requester.address
-        pending_send = _simple.PendingSend
-        with base._private_lock:  # noqa: SLF001
-            pending = base._pendingSends  # noqa: SLF001
-            for address, message in sends:
-                pending.append(pending_send(sender, message, address))
-        base._runSends()  # noqa: SLF001
+                raise BadAddressError(f"not an ActorAddress: {address!r}")
+        deliver_in_order(self._base, self._requester.address, sends)
 
     def take_replies(self) -> list[Any]:
         """Everything that reached the outside since the last call, in arrival order."""

@@ -26,7 +26,10 @@ one by one, compared addresses with a Python ``__eq__`` and went through two mor
 reach the actor. The patched loop checks the earliest deadline inline and hands an ordinary
 first-time message straight to the actor's receive, with thespian's own failure handling
 (logged, retried up to the poison limit); every other message, and every ``listen``, takes
-thespian's own path.
+thespian's own path. `deliver_in_order` gives the driver's batches the same treatment without
+queueing them when the queue is empty, and a message for the outside (the external
+requester, whose receive only appends to the list the driver takes replies from) is appended
+to that list when it is sent (``actor_send``) instead of being queued and delivered.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from thespian.system import simpleSystemBase as _simple  # noqa: N813 - thespian
 from thespian.system.messages.status import Thespian_StatusReq
 from thespian.system.timing import ExpirationTimer, currentTime
 
-__all__ = ["fast_wakeup_checks"]
+__all__ = ["deliver_in_order", "fast_wakeup_checks"]
 
 _PATCHED = False
 # Ties between equal deadlines fire in the order they were added, as thespian's list did.
@@ -114,6 +117,8 @@ def _run_sends(self: Any, timeout: Any = None, stop_on_available: Any = False) -
     lock = self._private_lock
     registry = self.actorRegistry
     limit = self.procLimit
+    # Thespian's debug line per delivered message, checked once per run instead of per message.
+    quiet = not _THESPIAN_LOG.isEnabledFor(logging.DEBUG)
     numsends = 0
     while pending:
         numsends += 1
@@ -134,7 +139,10 @@ def _run_sends(self: Any, timeout: Any = None, stop_on_available: Any = False) -
                 self._runSingleSend(ps)
                 continue
             try:
-                instance._receive(msg, ps.sender)  # noqa: SLF001 - as _callActorWithMessage
+                if quiet:  # what _actor_base_receive does with debug logging off
+                    instance.receiveMessage(msg, ps.sender)
+                else:
+                    instance._receive(msg, ps.sender)  # noqa: SLF001 - as _callActorWithMessage
             except Exception:  # thespian's handling: log, retry, then poison
                 logging.getLogger("Thespian").warning(
                     "Failure of Actor %s during message processing (attempt %s)",
@@ -142,6 +150,86 @@ def _run_sends(self: Any, timeout: Any = None, stop_on_available: Any = False) -
                 ps.attempts += 1
                 ps.fail_details = traceback.format_exc()
                 pending.append(ps)
+
+
+_original_actor_send: Any = None
+
+
+def _outside_of(base: Any) -> tuple[Any, list[Any]] | None:
+    """The external requester's address and the list its messages wait in, or None."""
+    requester = base.actorRegistry.get("System:ExternalRequester")
+    instance: Any = getattr(requester, "instance", None)
+    if type(instance) is not _simple.External:
+        return None
+    if not hasattr(instance, "responses"):  # thespian creates it on the first message
+        instance.responses = []
+    return requester.address, instance.responses
+
+
+def _actor_send(self: Any, from_actor: Any, to_actor: Any, msg: Any) -> None:
+    """Thespian's ``actor_send``; a message for the outside goes straight into its list.
+
+    The external requester is thespian's sink for the outside: its receive only appends the
+    message to the list that ``listen`` and the driver (`simple_direct`) take replies from. An
+    ordinary message to it (a reply to an ask) is appended at once instead of queued, delivered
+    and appended: the order among the messages to the outside is the order they were sent
+    either way, and nobody reads the list before the send loop returns. Thespian's own kinds
+    of message keep its path. (Thespian's ``listen``, which stops running the queue once a reply
+    waits, may stop a little earlier; what is left stays queued for its next call.)
+    """
+    outside = self._pa_outside
+    if outside is not None and to_actor is outside[0] and not isinstance(msg, _SPECIAL):
+        outside[1].append(msg)
+        return
+    _original_actor_send(self, from_actor, to_actor, msg)
+
+
+def deliver_in_order(base: Any, sender: Any, sends: Any) -> None:
+    """Send each (address, message) of `sends` from `sender`, in order, and run until idle.
+
+    The same as appending them all to the send queue and running it (thespian's ``tell`` for
+    many messages): when the queue is empty, as it is between the driver's passes, they would
+    be the first messages it pops, one after another, and everything they send queues behind
+    them. So each ordinary message is handed straight to its actor, without a queue entry, in
+    that order; a failure is handled as the patched loop does (logged, queued again for the
+    retries). From the first message that the loop would not hand straight to its actor
+    (thespian's own kinds, dead letters, an actor not started) on, and whenever the queue is
+    not empty, the rest are queued instead, in order, so none can overtake it.
+    """
+    base._realizeWakeups()  # noqa: SLF001 - first, so that they fire between the last call and this one
+    pending = base._pendingSends  # noqa: SLF001
+    lock = base._private_lock  # noqa: SLF001
+    registry = base.actorRegistry
+    pending_send = _simple.PendingSend
+    quiet = not _THESPIAN_LOG.isEnabledFor(logging.DEBUG)  # as in `_run_sends`
+    start = 0
+    if not pending and type(pending) is _SendQueue and not base.procLimit:
+        for address, msg in sends:
+            tgt: Any = None if isinstance(msg, _SPECIAL) else \
+                registry.get(address.actorAddressString, None)
+            instance = tgt.instance if tgt else None
+            if not instance:
+                break
+            start += 1
+            with lock:  # held while the message is handled, as in thespian's loop
+                try:
+                    if quiet:  # what _actor_base_receive does with debug logging off
+                        instance.receiveMessage(msg, sender)
+                    else:
+                        instance._receive(msg, sender)  # noqa: SLF001 - as _callActorWithMessage
+                except Exception:  # thespian's handling: log, retry, then poison
+                    logging.getLogger("Thespian").warning(
+                        "Failure of Actor %s during message processing (attempt %s)",
+                        tgt.address, 0, exc_info=True)
+                    ps = pending_send(sender, msg, address)
+                    ps.attempts = 1
+                    ps.fail_details = traceback.format_exc()
+                    pending.append(ps)
+    if start < len(sends):
+        with lock:
+            for address, msg in sends[start:]:
+                pending.append(pending_send(sender, msg, address))
+    base._runSends()  # noqa: SLF001
 
 
 def fast_wakeup_checks() -> None:
@@ -160,13 +248,22 @@ def fast_wakeup_checks() -> None:
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:  # noqa: N807 - thespian's name
         original_init(self, *args, **kwargs)
         self._pendingSends = _SendQueue(self._pendingSends)
+        if patch_send:
+            self._pa_outside = _outside_of(self)
 
+    patch_send = callable(getattr(base, "actor_send", None)) and \
+        callable(getattr(_simple, "External", None))
     for name, method in patches.items():  # thespian's own (private) methods, replaced
         setattr(manager, name, method)
     base.__init__ = __init__
     if callable(getattr(base, "_runSends", None)) and hasattr(base, "_runSingleSend"):
         _original_run_sends = base._runSends  # noqa: SLF001 - thespian's own method, wrapped
         base._runSends = _run_sends  # noqa: SLF001
+    if patch_send:
+        global _original_actor_send  # noqa: PLW0603
+        _original_actor_send = base.actor_send
+        base._pa_outside = None  # noqa: SLF001 - bases created before the patch keep thespian's path
+        base.actor_send = _actor_send
     if callable(getattr(_simple, "actor_base_receive", None)):
         _simple.actor_base_receive = _actor_base_receive  # bound to each actor at creation
     _PATCHED = True
