@@ -8,6 +8,7 @@ the direct path was taken (`direct_writes`), so they test it rather than the mes
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from persistent_actors import ActorSystem
 from persistent_actors import _protocol as p
 from persistent_actors._thespian.direct_journal import DirectJournal
 from persistent_actors._thespian.plugin_host import PluginHost
+from persistent_actors._thespian.simple_direct import SimpleDirect
 from persistent_actors.testing import Fail, Pass, PersistenceTestKit, Reject
 from tests.conftest import system_config
 from tests.direct_actors import Ledger, Sender
@@ -219,3 +221,48 @@ def test_a_rejection_and_a_failure_map_as_on_the_message_path(
         assert outcomes == [p.WriteStored, p.WriteRejected, p.WriteStored, p.WriteFailed]
     else:
         assert direct_writes == []
+
+
+@pytest.fixture
+def simple_recording(tmp_path: Path) -> Iterator[ActorSystem]:
+    config = system_config("simple",
+                           journal={"plugin": RECORDING_JOURNAL, "gate_dir": str(tmp_path)})
+    with ActorSystem("direct-external", config=config) as actor_system:
+        yield actor_system
+
+
+def test_an_external_batch_of_asks_is_group_committed_not_written_one_by_one(
+        simple_recording: ActorSystem, direct_writes: list[Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The driver hands a pass's messages straight to their actors, one after another, without
+    # queueing the rest (`wakeups.deliver_in_order`): the send queue is empty while each is
+    # handled, yet the rest of the batch follows. Each command must join the host's batch, not
+    # take the direct write (one transaction per request would undo the group commit).
+    passes: list[int] = []
+    tell_all = SimpleDirect.tell_all
+
+    def recording_tell_all(self: SimpleDirect, sends: Any) -> None:
+        passes.append(len(sends))
+        tell_all(self, sends)
+
+    monkeypatch.setattr(SimpleDirect, "tell_all", recording_tell_all)
+    ledgers = [simple_recording.actor_of(Ledger, f"external-{n}") for n in range(20)]
+    for ledger in ledgers:
+        assert _log(ledger) == [("recovery-completed", 0)]
+
+    async def asks(round_nr: int) -> list[Any]:
+        return list(await asyncio.gather(
+            *(ledger.ask_async(("ask", round_nr), timeout=TIMEOUT) for ledger in ledgers)))
+
+    for round_nr in range(1, 6):
+        passes.clear()
+        del direct_writes[:]
+        answers = asyncio.run(asks(round_nr))
+        assert answers == [("stored", round_nr, round_nr)] * len(ledgers)
+        if max(passes) > 1:
+            break
+    assert max(passes) > 1, f"no pass carried more than one ask: {passes}"
+    # At most the last message of each pass may be written directly (nothing follows it).
+    assert len(direct_writes) <= len(passes)
+    for ledger in ledgers:
+        assert _log(ledger)[-1] == ("evt", round_nr, round_nr)

@@ -93,6 +93,8 @@ class DirectJournal:
         if type(host) is not PluginHost:
             return False
         pending = self._pending
+        if wakeups.BATCH_FOLLOWS[0]:  # more of an external batch is handed over after this
+            return host.join_batch(request, requester)
         if pending and (len(pending) > _SCAN or any(
                 getattr(send.toActor, "addressDetails", None) != _OUTSIDE for send in pending)):
             # Other work queued: it may add writes, so the request joins the batch, which

@@ -105,6 +105,12 @@ def _actor_base_receive(actor: Any, msg: Any, sender: Any) -> None:
 # Messages thespian treats specially in ``_runSingleSend``: they always take its own path.
 _SPECIAL = (ValidatedSource, Thespian_StatusReq, ActorExitRequest, ChildActorExited)
 _original_run_sends: Any = None
+# While `deliver_in_order` hands a batch straight to its actors, how many of its messages are
+# still to come. They are not in the send queue, yet they are queued work: a persistent actor
+# must not take the direct journal path (`direct_journal`), which would write each request of
+# the batch as its own transaction, but join the batch the host gathers. Process-wide: another
+# simple-base system on another thread would at worst join a batch where it could write.
+BATCH_FOLLOWS = [0]
 
 
 def _run_sends(self: Any, timeout: Any = None, stop_on_available: Any = False) -> None:
@@ -204,27 +210,32 @@ def deliver_in_order(base: Any, sender: Any, sends: Any) -> None:
     quiet = not _THESPIAN_LOG.isEnabledFor(logging.DEBUG)  # as in `_run_sends`
     start = 0
     if not pending and type(pending) is _SendQueue and not base.procLimit:
-        for address, msg in sends:
-            tgt: Any = None if isinstance(msg, _SPECIAL) else \
-                registry.get(address.actorAddressString, None)
-            instance = tgt.instance if tgt else None
-            if not instance:
-                break
-            start += 1
-            with lock:  # held while the message is handled, as in thespian's loop
-                try:
-                    if quiet:  # what _actor_base_receive does with debug logging off
-                        instance.receiveMessage(msg, sender)
-                    else:
-                        instance._receive(msg, sender)  # noqa: SLF001 - as _callActorWithMessage
-                except Exception:  # thespian's handling: log, retry, then poison
-                    logging.getLogger("Thespian").warning(
-                        "Failure of Actor %s during message processing (attempt %s)",
-                        tgt.address, 0, exc_info=True)
-                    ps = pending_send(sender, msg, address)
-                    ps.attempts = 1
-                    ps.fail_details = traceback.format_exc()
-                    pending.append(ps)
+        follows = BATCH_FOLLOWS
+        try:
+            for address, msg in sends:
+                tgt: Any = None if isinstance(msg, _SPECIAL) else \
+                    registry.get(address.actorAddressString, None)
+                instance = tgt.instance if tgt else None
+                if not instance:
+                    break
+                start += 1
+                follows[0] = len(sends) - start
+                with lock:  # held while the message is handled, as in thespian's loop
+                    try:
+                        if quiet:  # what _actor_base_receive does with debug logging off
+                            instance.receiveMessage(msg, sender)
+                        else:
+                            instance._receive(msg, sender)  # noqa: SLF001 - as _callActorWithMessage
+                    except Exception:  # thespian's handling: log, retry, then poison
+                        logging.getLogger("Thespian").warning(
+                            "Failure of Actor %s during message processing (attempt %s)",
+                            tgt.address, 0, exc_info=True)
+                        ps = pending_send(sender, msg, address)
+                        ps.attempts = 1
+                        ps.fail_details = traceback.format_exc()
+                        pending.append(ps)
+        finally:
+            follows[0] = 0  # also on a BaseException: a stale count would only cost speed
     if start < len(sends):
         with lock:
             for address, msg in sends[start:]:
