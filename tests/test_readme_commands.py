@@ -56,6 +56,10 @@ ARGUMENTS = {  # the module exists and accepts these arguments (--help after the
     ".venv/bin/python -m bench --rounds 3 --only persist,es_save_1,raw_tx1",
     ".venv/bin/python -m bench.profile persist",
     "python -m bench.cpu service_async_mp",
+    "python -m bench.cpu service_async",
+    "python -m bench.profile service_threads",
+    "python -m bench.write_breakdown 3 --only raw_tx1,journal_api_1,inmem_p,inmem_p_fsync,p",
+    "python -m bench.write_breakdown 5",
     ".venv/bin/python -m bench.write_breakdown 4",
     ".venv/bin/python -m bench.write_breakdown 5 --only flush_page,raw_tx1,journal_sql_1,"
     "journal_api_1,inmem_p,inmem_p_fsync,p",
