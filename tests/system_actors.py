@@ -153,6 +153,22 @@ class Forwarder(Actor):
                 self.unhandled(message)
 
 
+class Relay(Actor):
+    """Tells a `Forward`'s message to its target as itself; reports every other message to
+    `probe` as ``(name, message)``."""
+
+    def __init__(self, name: str, probe: ActorRef) -> None:
+        self.name = name
+        self.probe = probe
+
+    def on_receive(self, message: Any) -> None:
+        match message:
+            case Forward(target, inner):
+                target.tell(inner)
+            case _:
+                self.probe.tell((self.name, message))
+
+
 class Publisher(Actor):
     """Publishes events on the event stream from inside an actor."""
 

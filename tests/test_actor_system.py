@@ -34,6 +34,7 @@ from tests.system_actors import (
     Lifecycle,
     LifecycleActor,
     NotAnActor,
+    Relay,
     Silent,
     StopOther,
     Stopper,
@@ -432,6 +433,18 @@ def test_forward_from_inside_keeps_original_sender(system: ActorSystem) -> None:
     assert probe.last_sender == echo
     # An ask through the forwarder is answered by the final actor.
     assert forwarder.ask(Forward(echo, "asked")) == "asked"
+
+
+def test_replies_reach_each_sender_when_two_actors_alternate(system: ActorSystem) -> None:
+    # The host reuses the ref of the last plain message's sender: a different sender between
+    # two messages of the same one must still get its own replies.
+    probe = TestProbe(system)
+    echo = system.actor_of(Echo)
+    relays = {name: system.actor_of(Relay, name, probe.ref) for name in ("a", "b")}
+    for i in range(6):
+        name = "ab"[i % 3 == 2]
+        relays[name].tell(Forward(echo, i))
+        assert probe.expect_msg(timeout=5) == (name, i)
 
 
 def test_tell_without_sender_replies_go_nowhere(system: ActorSystem) -> None:

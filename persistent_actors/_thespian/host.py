@@ -249,6 +249,11 @@ class _HostContext(ActorContext):
         return self._unhandled
 
 
+_NO_SENDER = object()  # matches no thespian address
+_CONTROL = (p.StartActor, p.RecoveryPermitted, ActorExitRequest, WakeupMessage, ChildActorExited,
+            PoisonMessage)
+
+
 class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
     """Hosts one user actor; created by the guardian, started by a `StartActor`."""
 
@@ -272,6 +277,9 @@ class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
         # A direct write's result and its journal's address (`_HostContext.write_messages`),
         # handled once the current message is done, as the next message would be.
         self.direct_result: tuple[p.WriteMessagesResult, Any] | None = None
+        # The ref of the last plain message's sender: a driver sends many in a row.
+        self._sender_address: Any = _NO_SENDER
+        self._sender_ref: ActorRef = DEAD_LETTERS
 
     @property
     def eventsourced(self) -> Eventsourced | None:
@@ -306,7 +314,9 @@ class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
         self._return_permit_if_recovered()
 
     def _receive_one(self, message: Any, sender: Any) -> None:
-        if type(message) is not p.Envelope:  # an envelope is none of these: skip the checks
+        # One isinstance against all control classes: a command (the usual message) is none of
+        # them, and the match below would test it against each in turn.
+        if type(message) is not p.Envelope and isinstance(message, _CONTROL):
             match message:
                 case p.StartActor():
                     self._on_start(message, sender)
@@ -336,8 +346,11 @@ class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
             else:
                 sender_ref = message.sender if message.sender is not None else DEAD_LETTERS
             message = message.message
+        elif sender is self._sender_address:
+            sender_ref = self._sender_ref  # refs are immutable: one per sender, not per message
         else:
-            sender_ref = ActorRef(sender)
+            sender_ref = self._sender_ref = ActorRef(sender)
+            self._sender_address = sender
         if isinstance(message, Kill):
             self.stop_actor()
             return
