@@ -43,7 +43,7 @@ def current_context() -> ActorContext | None:
 
 def set_current_context(ctx: ActorContext | None) -> ActorContext | None:
     """Install `ctx` as the current actor context; return the previous one."""
-    previous = current_context()
+    previous: ActorContext | None = getattr(_current, "context", None)  # current_context, inline
     _current.context = ctx
     return previous
 

@@ -449,8 +449,12 @@ class Eventsourced:
     def _stash_internally(self, message: Any, sender: ActorRef) -> None:
         capacity = getattr(self.actor, "internal_stash_capacity", None) or \
             self.cell.internal_stash_capacity
-        if self._stash is None or len(self._stash) < capacity:
-            self.stash.append((message, sender))
+        stash = self._stash
+        if stash is None:
+            self._stash = deque(((message, sender),))
+            return
+        if len(stash) < capacity:
+            stash.append((message, sender))
             return
         strategy = self.actor.internal_stash_overflow_strategy
         match strategy:
