@@ -154,8 +154,12 @@ def batched(receive: R) -> R:
     @functools.wraps(receive)
     def receiveMessage(self: Any, message: Any, sender: Any) -> None:  # noqa: N802 - thespian's
         if self._outbox is not None:  # nested in a receive already: its end sends
-            for item in unbatch(message):
-                receive(self, item, sender)
+            # Each message of a frame comes through here: no `unbatch` call and 1-tuple for it.
+            if type(message) is not p.Batch:
+                receive(self, message, sender)
+            else:
+                for item in message.messages:
+                    receive(self, item, sender)
             return
         outbox: dict[Any, tuple[Any, list[Any]]] = {}
         self._outbox = outbox

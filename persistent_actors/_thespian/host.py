@@ -361,8 +361,12 @@ class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
                 self._backing_off.append((message, sender_ref))
             return
         previous = set_current_context(self._ctx)
+        es = self._es
         try:
-            self._dispatch(message, sender_ref)
+            if es is not None:  # `_dispatch`'s first step, without its call and checks
+                es.receive(message, sender_ref)
+            else:
+                self._dispatch(message, sender_ref)
         except Exception as e:  # noqa: BLE001 - Akka's default supervision: restart on any error
             self._restart(e, message)
         finally:
