@@ -60,6 +60,7 @@ ARGUMENTS = {  # the module exists and accepts these arguments (--help after the
     "python -m bench.profile service_threads",
     "python -m bench.write_breakdown 3 --only raw_tx1,journal_api_1,inmem_p,inmem_p_fsync,p",
     "python -m bench.write_breakdown 5",
+    "python -m bench.write_breakdown 5 --only command_hop,inmem_pb,inmem_p,pb",
     ".venv/bin/python -m bench.write_breakdown 4",
     ".venv/bin/python -m bench.write_breakdown 5 --only flush_page,raw_tx1,journal_sql_1,"
     "journal_api_1,inmem_p,inmem_p_fsync,p",
