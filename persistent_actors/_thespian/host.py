@@ -299,18 +299,11 @@ class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
 
         Anything but a running persistent actor takes `_receive_one` itself.
         """
-        es, ctx = self._es, self._ctx
-        if self._stopped or es is None or ctx is None or self._actor is None or \
+        if self._stopped or self._es is None or self._ctx is None or self._actor is None or \
                 self._backing_off is not None:
             self._receive_one(result, journal)
             return
-        previous = set_current_context(ctx)
-        try:
-            es.receive(result, DEAD_LETTERS)  # the sender of a journal result is not used
-        except Exception as e:  # noqa: BLE001 - Akka's default supervision, as _receive_one
-            self._restart(e, result)
-        finally:
-            set_current_context(previous)
+        self._handle(result, DEAD_LETTERS)  # the sender of a journal result is not used
         self._return_permit_if_recovered()
 
     def _receive_one(self, message: Any, sender: Any) -> None:
@@ -360,17 +353,7 @@ class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
             else:
                 self._backing_off.append((message, sender_ref))
             return
-        previous = set_current_context(self._ctx)
-        es = self._es
-        try:
-            if es is not None:  # `_dispatch`'s first step, without its call and checks
-                es.receive(message, sender_ref)
-            else:
-                self._dispatch(message, sender_ref)
-        except Exception as e:  # noqa: BLE001 - Akka's default supervision: restart on any error
-            self._restart(e, message)
-        finally:
-            set_current_context(previous)
+        self._handle(message, sender_ref)
         if self._es is None:
             self._drain_unstashed()
         if self._holds_permit:
@@ -381,21 +364,29 @@ class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
         ctx = self._ctx
         while ctx is not None and ctx.has_unstashed and not self._stopped and self._es is None \
                 and self._backing_off is None:
-            message, sender = ctx.unstashed.popleft()
-            previous = set_current_context(ctx)
-            try:
+            self._handle(*ctx.unstashed.popleft())
+
+    def _handle(self, message: Any, sender: ActorRef) -> None:
+        """Run one message in the actor's context: the persistence machine's or the actor's.
+
+        Akka's default supervision: any error restarts the actor.
+        """
+        previous = set_current_context(self._ctx)
+        es = self._es
+        try:
+            if es is not None:
+                es.receive(message, sender)
+            else:
                 self._dispatch(message, sender)
-            except Exception as e:  # noqa: BLE001 - Akka's default supervision
-                self._restart(e, message)
-            finally:
-                set_current_context(previous)
+        except Exception as e:  # noqa: BLE001 - restart on any error
+            self._restart(e, message)
+        finally:
+            set_current_context(previous)
 
     def _dispatch(self, message: Any, sender: ActorRef) -> None:
+        """A plain actor's message (a persistent actor's goes to its machine, `_handle`)."""
         assert self._ctx is not None  # noqa: S101
         assert self._actor is not None  # noqa: S101
-        if self._es is not None:
-            self._es.receive(message, sender)
-            return
         self._ctx.set_sender(sender)
         if isinstance(message, PoisonPill):
             self.stop_actor()
