@@ -38,9 +38,15 @@ _JOURNAL_MODES: Final = frozenset({"WAL", "DELETE", "TRUNCATE", "PERSIST"})
 _COMMON_KEYS: Final = frozenset({"path", "synchronous", "journal_mode", "busy_timeout"})
 _JOURNAL_KEYS: Final = _COMMON_KEYS | {"replay_page_size"}
 
+# `ordering` is a plain INTEGER PRIMARY KEY: SQLite gives a new row max(ordering) + 1, and the
+# journal never purges the row holding the largest ordering (`sqlite._PURGE` leaves it as a
+# tombstone), so the largest never goes down and no ordering is ever given twice, which the event
+# log's offsets rely on. AUTOINCREMENT guaranteed the same with its `sqlite_sequence` row, which
+# each commit rewrote: one more page and WAL frame per one-event write. Files created with
+# AUTOINCREMENT (before) keep it and work unchanged.
 _JOURNAL_SCHEMA: Final = (
     """CREATE TABLE IF NOT EXISTS journal (
-        ordering INTEGER PRIMARY KEY AUTOINCREMENT,
+        ordering INTEGER PRIMARY KEY,
         persistence_id TEXT NOT NULL,
         sequence_nr INTEGER NOT NULL,
         manifest TEXT NOT NULL,

@@ -19,7 +19,9 @@ read side, with ``UNIQUE(persistence_id, sequence_nr)``; ``journal_tags`` holds 
 by tag; ``journal_metadata`` records the highest sequence number of each id when events are
 deleted, so a sequence number is never reused, exactly as in the in-memory journal. Deleting
 events removes their rows, except the id's first row, which stays as an empty tombstone
-(``deleted = 1``) so the id keeps its place in the read side's order of persistence ids. New files
+(``deleted = 1``) so the id keeps its place in the read side's order of persistence ids, and the
+row holding the largest ``ordering`` of the table, which keeps that ordering from being given
+again (new files have no ``AUTOINCREMENT``; files created with it keep it). New files
 are created with ``auto_vacuum = INCREMENTAL`` and every delete returns the freed pages to the
 file system (``PRAGMA incremental_vacuum``); a file created before keeps its size and reuses the
 freed pages for new events (``VACUUM`` shrinks it offline).
@@ -97,9 +99,13 @@ _DELETE_TAGS: Final = """DELETE FROM journal_tags WHERE ordering IN (
 _TOMBSTONE: Final = """UPDATE journal SET deleted = 1, manifest = '', payload = x''
     WHERE persistence_id = ? AND sequence_nr <= ? AND deleted = 0"""
 # Every deleted row but the id's first goes: journal_metadata already holds the highest number.
+# The row holding the table's largest ordering stays too (a tombstone), so the next write's
+# ordering (max + 1, `_sqlite_db._JOURNAL_SCHEMA`) is above every ordering ever given; a later
+# delete purges it once newer rows are above it.
 _PURGE: Final = """DELETE FROM journal
     WHERE persistence_id = ? AND sequence_nr <= ? AND deleted = 1
-    AND ordering > (SELECT min(ordering) FROM journal WHERE persistence_id = ?)"""
+    AND ordering > (SELECT min(ordering) FROM journal WHERE persistence_id = ?)
+    AND ordering < (SELECT max(ordering) FROM journal)"""
 # Replay reads a page of events without their tags, then asks whether any tag row lies in the
 # page's range of orderings (one seek in journal_tags' primary key). Only then are the page's
 # tags read: the join that reads tags with the events costs about as much as the events

@@ -5,8 +5,10 @@ system (``persistent_actors.query.open_read_journal(config)``), and never blocks
 (WAL mode: readers see the last commit, writers go on).
 
 **Why the global order is a visible prefix (Akka.NET issue 2257 cannot happen).** ``ordering``
-is an ``INTEGER PRIMARY KEY AUTOINCREMENT``: SQLite gives each new row a value above every
-value ever used, *inside* the writing transaction. SQLite admits one writer at a time per
+is an ``INTEGER PRIMARY KEY``: SQLite gives each new row the largest stored value plus one,
+*inside* the writing transaction, and the journal never purges the row holding the largest
+(files created before keep ``AUTOINCREMENT``, which does the same with a counter), so a new row's
+value is above every value ever used. SQLite admits one writer at a time per
 database file (every journal write is a ``BEGIN IMMEDIATE`` transaction, which takes the file's
 write lock), so write transactions are serialized: the one that commits later has allocated
 larger orderings, whatever process or connection it came from, and a rolled-back transaction's
@@ -59,10 +61,16 @@ DEFAULT_POLL_INTERVAL: Final = 0.25
 # Orderings scanned per persistence-id query at most, so one call stays cheap on a big log.
 _ID_SCAN_WINDOW: Final = 10_000
 
-# AUTOINCREMENT's own counter: it never goes back, also when the newest rows were deleted.
-_HIGHEST: Final = """SELECT max(coalesce((SELECT max(ordering) FROM journal), 0),
+# The journal never purges the row of the largest ordering (`sqlite._PURGE`).
+_HIGHEST: Final = "SELECT coalesce(max(ordering), 0) FROM journal"
+# A file created with AUTOINCREMENT: its counter also covers rows an older version purged.
+_HIGHEST_COUNTED: Final = """SELECT max(coalesce((SELECT max(ordering) FROM journal), 0),
     coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'journal'), 0))"""
-_HAS_JOURNAL: Final = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'journal'"
+# Whether the file has a journal, and whether it has AUTOINCREMENT's counter table (created with
+# the journal table, in the same transaction).
+_HAS_JOURNAL: Final = """SELECT
+    count(*) FILTER (WHERE name = 'journal'), count(*) FILTER (WHERE name = 'sqlite_sequence')
+    FROM sqlite_master WHERE type = 'table'"""
 # Each page query limits the live events first (the deleted filter is inside the LIMIT), then
 # joins their tags: one row per tag, folded back into events by _fold.
 _ALL_PAGE: Final = """SELECT j.*, t.tag FROM (
@@ -113,6 +121,7 @@ class SqliteEventLog(EventLog):
         self._poll_interval = float(poll_interval)
         self._key = commit_signal_key(self._options.path)
         self._db: _Connection | None = None
+        self._highest = _HIGHEST  # chosen when the connection opens
 
     @property
     def path(self) -> Path:
@@ -140,6 +149,8 @@ class SqliteEventLog(EventLog):
         except BaseException:
             await db.close()
             raise
+        if rows and rows[0][1]:
+            self._highest = _HIGHEST_COUNTED
         if not rows or not rows[0][0] or self._db is not None:
             # No journal yet; or another query of this log connected while we did (keep one,
             # and end the other's thread).
@@ -166,8 +177,16 @@ class SqliteEventLog(EventLog):
 
     async def highest_ordering(self) -> int:
         """Plugin API: the highest ordering stored (0 if none)."""
-        rows = await self._fetch("reading the highest ordering", _HIGHEST, ())
-        return int(rows[0][0]) if rows else 0
+        try:
+            db = await self._connection()  # first: it picks the statement for this file
+            if db is None:
+                return 0
+            rows = await db.execute_fetchall(self._highest)
+        except (sqlite3.Error, ValueError) as e:  # ValueError: the connection was closed
+            msg = (f"{self._owner}: reading the highest ordering on "
+                   f"{str(self._options.path)!r} failed: {e}")
+            raise JournalError(msg) from e
+        return int(rows[0][0])
 
     async def fetch_events(self, after_ordering: int, limit: int, *, tag: str | None = None,
                            max_ordering: int | None = None) -> EventPage:

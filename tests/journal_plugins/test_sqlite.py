@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
+from journal_plugins._sqlite_db import _JOURNAL_SCHEMA
 from journal_plugins.sqlite import SqliteJournal, SqliteSnapshotStore
+from journal_plugins.sqlite_query import SqliteEventLog
 from persistent_actors.errors import ConfigError, JournalError, PluginError
 from persistent_actors.journal import MAX_SEQUENCE_NR, AtomicWrite, Journal, PersistentRepr
 from persistent_actors.snapshot import SnapshotMetadata, SnapshotSelectionCriteria, SnapshotStore
@@ -320,6 +322,99 @@ async def test_replay_pages_read_tags_only_of_their_own_events(tmp_path: Path) -
         assert [e.tags for e in await _replay(journal, "c")] == [()] * 4
     finally:
         await journal.close()
+
+
+# The journal table as files created before session 6 have it: `ordering` with AUTOINCREMENT.
+_AUTOINCREMENT_JOURNAL = """CREATE TABLE journal (
+        ordering INTEGER PRIMARY KEY AUTOINCREMENT,
+        persistence_id TEXT NOT NULL,
+        sequence_nr INTEGER NOT NULL,
+        manifest TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        writer_uuid TEXT NOT NULL,
+        timestamp REAL NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (persistence_id, sequence_nr)
+    )"""
+
+
+def _orderings(db_path: Path) -> dict[tuple[str, int], int]:
+    with sqlite3.connect(db_path) as db:
+        rows = db.execute("SELECT persistence_id, sequence_nr, ordering FROM journal").fetchall()
+    db.close()
+    return {(pid, nr): ordering for pid, nr, ordering in rows}
+
+
+@pytest.mark.parametrize("autoincrement", [False, True], ids=["new-file", "autoincrement-file"])
+async def test_an_ordering_is_never_given_twice(db_path: Path, autoincrement: bool) -> None:
+    """Deleting the newest events, restarting and writing again never reuses their orderings.
+
+    The event log's offsets rely on it: a reader that saw ordering n must never miss an event
+    stored later. A file created with AUTOINCREMENT (before) keeps it and works the same.
+    """
+    if autoincrement:
+        with sqlite3.connect(db_path) as db:
+            db.execute("PRAGMA journal_mode = WAL")
+            for statement in (_AUTOINCREMENT_JOURNAL, *_JOURNAL_SCHEMA[1:]):
+                db.execute(statement)
+        db.close()
+    settings = {"path": str(db_path)}
+    journal = SqliteJournal(settings)
+    await journal.start()
+    writes = [_event("a", 1), _event("b", 1), _event("b", 2), _event("b", 3)]
+    assert await journal.write_messages(writes) == [None] * 4
+    top = max(_orderings(db_path).values())
+    # b holds the newest rows: all of them go but its first (the id's tombstone) and the top.
+    await journal.delete_messages_to("b", MAX_SEQUENCE_NR)
+    await journal.close()
+    assert set(_orderings(db_path)) == {("a", 1), ("b", 1), ("b", 3)}
+    log = SqliteEventLog(settings)
+    try:
+        assert await log.highest_ordering() == top
+
+        restarted = SqliteJournal(settings)
+        await restarted.start()
+        try:
+            assert await restarted.write_messages([_event("c", 1)]) == [None]
+            assert _orderings(db_path)[("c", 1)] == top + 1
+            page = await log.fetch_events(top - 1, 10)
+            assert [(e.ordering, e.event.persistence_id) for e in page.events] == [(top + 1, "c")]
+            # The former top is purged once a newer row keeps the largest ordering.
+            await restarted.delete_messages_to("b", MAX_SEQUENCE_NR)
+            assert set(_orderings(db_path)) == {("a", 1), ("b", 1), ("c", 1)}
+            assert await restarted.write_messages([_event("b", 4)]) == [None]
+            assert _orderings(db_path)[("b", 4)] == top + 2
+        finally:
+            await restarted.close()
+    finally:
+        await log.close()
+    with sqlite3.connect(db_path) as db:
+        (ddl,) = db.execute("SELECT sql FROM sqlite_master WHERE name = 'journal'").fetchone()
+    db.close()
+    assert ("AUTOINCREMENT" in ddl) == autoincrement
+
+
+async def test_read_side_counts_orderings_an_older_version_purged(db_path: Path) -> None:
+    """On an AUTOINCREMENT file, the highest ordering includes rows purged before (its counter)."""
+    with sqlite3.connect(db_path) as db:
+        db.execute("PRAGMA journal_mode = WAL")
+        for statement in (_AUTOINCREMENT_JOURNAL, *_JOURNAL_SCHEMA[1:]):
+            db.execute(statement)
+    db.close()
+    journal = SqliteJournal({"path": str(db_path)})
+    await journal.start()
+    try:
+        assert await journal.write_messages([_event("a", 1), _event("a", 2)]) == [None, None]
+    finally:
+        await journal.close()
+    with sqlite3.connect(db_path) as db:  # what an older version's purge left: the top gone
+        db.execute("DELETE FROM journal WHERE sequence_nr = 2")
+    db.close()
+    log = SqliteEventLog({"path": str(db_path)})
+    try:
+        assert await log.highest_ordering() == 2
+    finally:
+        await log.close()
 
 
 async def test_highest_survives_removal_of_tombstones(db_path: Path) -> None:
