@@ -224,6 +224,22 @@ class IngressBatch:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class InOrder:
+    """Messages from one actor to several, handled as if sent one by one: (address, message).
+
+    Sent by an actor to itself on the simple base (a group commit's write results). The patched
+    send loop (`_thespian/wakeups.py`) hands each straight to its actor where the message
+    stands in the send queue, as consecutive queued messages would be handled; wherever it
+    arrives as an ordinary message instead, the receiver sends each in order.
+    """
+
+    sends: tuple[tuple[Any, Any], ...]
+
+    def __repr__(self) -> str:
+        return f"InOrder({len(self.sends)} messages)"  # see Batch.__repr__
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Batch:
     """Messages from one actor to another that were sent during one receive, in one frame.
 

@@ -248,3 +248,16 @@ def test_a_frame_sent_to_a_killed_host_reaches_its_successor(tmp_path: Path) -> 
             )
 
         assert asyncio.run(all_at_once()) == [[f"{user}-1"] for user in users]
+
+
+def test_on_the_simple_base_a_reply_to_the_outside_skips_the_outbox() -> None:
+    # The list the driver takes replies from is read only once the system is idle: a reply
+    # to an ask goes there at once, in order; everything else is collected as before.
+    outside: list[Any] = []
+    actor = _Sender()
+    actor._frames_outside = (A, outside.append)  # what `_outside_of` finds on the simple base
+    first, second = p.Reply("1", "x"), p.Reply("2", "y")
+    actor.receiveMessage([(A, first), (B, "b"), (A, "plain"), "snap", (A, second)], None)
+    assert outside == [first, second]
+    assert actor.snapshots == [[]]  # the rest waited for the end of the receive
+    assert actor.frames == [("b", "b"), ("a", "plain")]

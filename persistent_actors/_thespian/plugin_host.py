@@ -26,6 +26,7 @@ from persistent_actors._config import JOURNAL, resolve_plugin
 from persistent_actors._thespian.common import log, portable_error
 from persistent_actors._thespian.event_log import EVENT_LOG_MESSAGES, EventLogService
 from persistent_actors._thespian.frames import FrameBatching, batched, frame_has_more
+from persistent_actors._thespian.wakeups import runs_in_order
 from persistent_actors.errors import JournalError
 from persistent_actors.journal import (
     MAY_BLOCK,
@@ -210,6 +211,8 @@ class PluginHost(FrameBatching, ThespianActor):  # type: ignore[misc]
         self._pending: list[tuple[p.WriteMessages, Any]] = []
         self._flush_scheduled = False
         self._idle: Callable[[], bool] | None = None  # set at start (see `_idle_probe`)
+        # Set at start: a batch's results go as one `InOrder` (see `wakeups.runs_in_order`).
+        self._in_order = False
         self._plugin_id = "?"
         # The read side's queries and long polls (see _thespian/event_log.py).
         self._queries = EventLogService(self.send, self.wakeupAfter, self._run)
@@ -233,6 +236,9 @@ class PluginHost(FrameBatching, ThespianActor):  # type: ignore[misc]
             case p.Flush():
                 self._flush_scheduled = False
                 self._flush()
+            case p.InOrder():  # not handed over by the send loop (see `_flush`)
+                for address, result in message.sends:
+                    self.send(address, result)
             case ChildActorExited():
                 pass
             case p.PluginCommand():
@@ -254,6 +260,7 @@ class PluginHost(FrameBatching, ThespianActor):  # type: ignore[misc]
     def _on_start(self, start: p.StartPlugin, guardian: Any) -> None:
         self._plugin_id = f"{start.kind}:{start.plugin_id}"
         self._idle = _idle_probe(self)
+        self._in_order = runs_in_order(self)
         try:
             cls = resolve_plugin(start.kind, start.spec)
             plugin = cls(start.settings)
@@ -295,6 +302,12 @@ class PluginHost(FrameBatching, ThespianActor):  # type: ignore[misc]
             return
         batch, self._pending = self._pending, []
         outcomes = self._write([request for request, _ in batch])
+        if self._in_order and len(batch) > 1:
+            # One queue entry for all results; each is handled as if queued on its own.
+            self.send(self.myAddress, p.InOrder(tuple(
+                (requester, p.WriteMessagesResult(outcome, request.actor_instance_id))
+                for (request, requester), outcome in zip(batch, outcomes, strict=True))))
+            return
         for (request, requester), outcome in zip(batch, outcomes, strict=True):
             self.send(requester, p.WriteMessagesResult(outcome, request.actor_instance_id))
 

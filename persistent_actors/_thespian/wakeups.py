@@ -47,7 +47,9 @@ from thespian.system import simpleSystemBase as _simple  # noqa: N813 - thespian
 from thespian.system.messages.status import Thespian_StatusReq
 from thespian.system.timing import ExpirationTimer, currentTime
 
-__all__ = ["deliver_in_order", "fast_wakeup_checks"]
+from persistent_actors._protocol import InOrder
+
+__all__ = ["deliver_in_order", "fast_wakeup_checks", "runs_in_order"]
 
 _PATCHED = False
 # Ties between equal deadlines fire in the order they were added, as thespian's list did.
@@ -138,6 +140,9 @@ def _run_sends(self: Any, timeout: Any = None, stop_on_available: Any = False) -
             except IndexError:
                 continue
             msg = ps.msg
+            if type(msg) is InOrder and not ps.attempts:
+                _hand_over(pending, registry, ps.sender, msg.sends, quiet)
+                continue
             tgt: Any = None if ps.attempts or isinstance(msg, _SPECIAL) else \
                 registry.get(ps.toActor.actorAddressString, None)
             instance = tgt.instance if tgt else None
@@ -156,6 +161,58 @@ def _run_sends(self: Any, timeout: Any = None, stop_on_available: Any = False) -
                 ps.attempts += 1
                 ps.fail_details = traceback.format_exc()
                 pending.append(ps)
+
+
+def _hand_over(pending: Any, registry: Any, sender: Any, sends: Any, quiet: bool) -> None:
+    """Handle an `InOrder`'s messages as consecutive messages at the head of the send queue.
+
+    Called with thespian's lock held, where the `InOrder` was popped: each ordinary message
+    goes straight to its actor, in order, and what they send queues behind the rest, as if
+    each had been queued on its own. From the first one the loop would not hand straight to
+    an actor (thespian's own kinds, dead letters) on, the rest go back to the front of the
+    queue, in order, for thespian's own path. While messages follow, `BATCH_FOLLOWS` counts
+    them: they are queued work, so a persist they cause joins the group commit.
+    """
+    follows = BATCH_FOLLOWS
+    count = len(sends)
+    done = 0
+    try:
+        for address, msg in sends:
+            tgt: Any = None if isinstance(msg, _SPECIAL) else \
+                registry.get(address.actorAddressString, None)
+            instance = tgt.instance if tgt else None
+            if not instance:
+                break
+            done += 1
+            follows[0] = count - done
+            try:
+                if quiet:  # what _actor_base_receive does with debug logging off
+                    instance.receiveMessage(msg, sender)
+                else:
+                    instance._receive(msg, sender)  # noqa: SLF001 - as _callActorWithMessage
+            except Exception:  # thespian's handling: log, retry, then poison
+                logging.getLogger("Thespian").warning(
+                    "Failure of Actor %s during message processing (attempt %s)",
+                    tgt.address, 0, exc_info=True)
+                ps = _simple.PendingSend(sender, msg, address)
+                ps.attempts = 1
+                ps.fail_details = traceback.format_exc()
+                pending.append(ps)
+    finally:
+        follows[0] = 0
+    if done < count:
+        pending.extendleft(reversed([_simple.PendingSend(sender, msg, address)
+                                     for address, msg in sends[done:]]))
+
+
+def runs_in_order(actor: Any) -> bool:
+    """True if `actor` runs on a simple base whose send loop hands over an `InOrder` itself.
+
+    Elsewhere an `InOrder` reaches its receiver as an ordinary message.
+    """
+    base = getattr(getattr(getattr(actor, "_myRef", None), "_system", None), "_systemBase", None)
+    return type(getattr(base, "_pendingSends", None)) is _SendQueue and \
+        getattr(type(base), "_runSends", None) is _run_sends
 
 
 _original_actor_send: Any = None
