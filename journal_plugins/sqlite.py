@@ -275,8 +275,10 @@ class SqliteJournal(Journal):
     ) -> AsyncIterator[ReplayedRows]:
         """Plugin API: recovery's replay, one `ReplayedRows` per `replay_page_size` events.
 
-        The select reads the four columns recovery needs; a run of one manifest and one
-        writer costs one str each per page (`_RowsReader`), and no object is built per event.
+        The first page's select reads the four columns recovery needs, each later page's
+        only the payload and what differs from the page before (`_RowsReader`): a run of one
+        manifest and one writer costs one str each per page, and no object is built per
+        event.
 
         Raises:
             JournalError: the database failed.
