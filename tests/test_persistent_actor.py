@@ -9,17 +9,21 @@ command handler; the tests that need that situation do exactly this.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from journal_plugins.sqlite import SqliteJournal
 from persistent_actors import (
     ActorInitializationError,
     ActorSystem,
     PoisonPill,
 )
+from persistent_actors._serialization import default_serializer
 from persistent_actors._thespian.plugin_host import REPLAY_CHUNK
+from persistent_actors.journal import AtomicWrite, PersistentRepr
 from persistent_actors.testing import TestProbe
 from tests.conftest import system_config
 from tests.persistent_actors_under_test import (
@@ -135,6 +139,38 @@ def test_a_replay_page_larger_than_a_chunk_is_split_and_replayed_in_order(
     with ActorSystem("split", config=system_config(base, journal=journal)) as system:
         # One page and one event more.
         _persist_all_then_recover(system, "pa-split", 2 * REPLAY_CHUNK + 201)
+
+
+def test_sqlite_pages_with_gaps_and_writers_replay_each_event_with_its_number(
+        base: str, tmp_path: Path) -> None:
+    """Pages of 3 whose numbers have gaps (rejected writes, a deleted prefix) and whose
+    writer changes: each event reaches on_recover with its own sequence number, and the
+    next persist continues after the highest."""
+    path = str(tmp_path / "journal.db")
+    nrs = [1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 20, 21, 22, 23]
+
+    async def write() -> None:
+        journal = SqliteJournal({"path": path})
+        await journal.start()
+        try:
+            writes = [AtomicWrite((PersistentRepr(
+                "pa-gaps", nr, *default_serializer.to_binary(f"e{nr}"),
+                "w1" if nr < 10 else "w2", 1.0),)) for nr in nrs]
+            assert await journal.write_messages(writes) == [None] * len(writes)
+            await journal.delete_messages_to("pa-gaps", 2)
+        finally:
+            await journal.close()
+
+    asyncio.run(write())
+    journal = {"plugin": "sqlite", "path": path, "replay_page_size": 3}
+    with ActorSystem("gaps", config=system_config(base, journal=journal)) as system:
+        probe = TestProbe(system)
+        ref = spawn(system, "pa-gaps", probe)
+        for nr in nrs[2:]:
+            assert probe.expect_msg() == Replayed(f"e{nr}", nr)
+        probe.expect_msg(Recovered(23, tuple(f"e{nr}" for nr in nrs[2:])))
+        ref.tell(Persist("next"))
+        assert probe.expect_msg() == Persisted("next", 24)
 
 
 def test_recovery_completed_also_for_a_new_persistence_id(system: ActorSystem) -> None:

@@ -22,7 +22,12 @@ import msgpack
 import pytest
 
 from persistent_actors import SerializationError, register
-from persistent_actors._serialization import PLAIN_MANIFEST, Serializer, default_serializer
+from persistent_actors._serialization import (
+    PLAIN_MANIFEST,
+    Serializer,
+    _bulk_builder,
+    default_serializer,
+)
 
 
 # -- registered with the default registry, in each supported way ---------------------------
@@ -610,3 +615,95 @@ def test_dataclass_encoder_stores_every_init_field_by_name() -> None:
     decoded = s.from_binary(manifest, payload)
     assert decoded == value
     assert decoded.derived == 7
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _SlottedEvent:
+    nr: int
+    name: str
+    note: str = "none"
+
+
+@dataclasses.dataclass(slots=True)
+class _MutableSlotted:
+    nr: int
+    items: list[int]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Checked:
+    nr: int
+    seen: list[int] = dataclasses.field(default_factory=list, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.nr < 0:
+            raise ValueError("negative")
+        self.seen.append(self.nr)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _OwnInit:
+    nr: int
+
+    def __init__(self, nr: int) -> None:
+        object.__setattr__(self, "nr", nr * 2)
+
+
+def _columns(s: Serializer, states: list[Any], manifest: str) -> tuple[list[str], list[bytes]]:
+    return [manifest] * len(states), [msgpack.packb(state) for state in states]
+
+
+def test_replay_builds_slotted_dataclasses_as_their_init_does() -> None:
+    """A chunk of slotted dataclasses is built without `__init__` only where that is the same:
+    equal, still frozen objects; a state that does not fit fails as `from_binary` says."""
+    s = Serializer()
+    s.register(_SlottedEvent, manifest="slotted")
+    s.register(_MutableSlotted, manifest="mutable")
+    states: list[dict[str, Any]] = [{"nr": nr, "name": f"n{nr}", "note": "x"} for nr in range(40)]
+    decoded, error = s.from_binary_columns(*_columns(s, states, "slotted"))
+    assert error is None
+    assert decoded == [_SlottedEvent(**state) for state in states]
+    assert all(type(event) is _SlottedEvent for event in decoded)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        decoded[0].nr = 5
+    mutable = [{"nr": nr, "items": [nr]} for nr in range(40)]
+    assert s.from_binary_columns(*_columns(s, mutable, "mutable")) == (
+        [_MutableSlotted(nr, [nr]) for nr in range(40)], None)
+    # A default left out, and states that do not fit: as `cls(**state)` decides, event by event.
+    short = [{"nr": nr, "name": "n"} for nr in range(40)]
+    assert s.from_binary_columns(*_columns(s, short, "slotted")) == (
+        [_SlottedEvent(nr, "n") for nr in range(40)], None)
+    for bad in ({"nr": 1, "name": "n", "note": "x", "extra": 1}, {"nr": 1, "note": "x", 2: 3},
+                [1, "n", "x"], {"nr": 1}):
+        with pytest.raises(SerializationError) as expected:
+            s.from_binary("slotted", msgpack.packb(bad))
+        decoded, error = s.from_binary_columns(*_columns(s, [*states[:3], bad, *states[3:]],
+                                                         "slotted"))
+        assert decoded == [_SlottedEvent(**state) for state in states[:3]]
+        assert str(error) == str(expected.value)
+
+
+def test_replay_calls_init_and_post_init_where_they_do_more() -> None:
+    s = Serializer()
+    s.register(_Checked, manifest="checked")
+    s.register(_OwnInit, manifest="own-init")
+    s.register(_Awkward, manifest="awkward")
+    decoded, error = s.from_binary_columns(*_columns(s, [{"nr": nr} for nr in range(40)],
+                                                     "checked"))
+    assert error is None
+    assert [event.seen for event in decoded] == [[nr] for nr in range(40)]
+    decoded, error = s.from_binary_columns(*_columns(s, [{"nr": -1}] * 40, "checked"))
+    assert decoded == []
+    assert "negative" in str(error)
+    assert s.from_binary_columns(*_columns(s, [{"nr": nr} for nr in range(40)], "own-init")) \
+        == ([_OwnInit(nr) for nr in range(40)], None)
+    assert [event.nr for event in s.from_binary_columns(
+        *_columns(s, [{"nr": 3}] * 40, "own-init"))[0]] == [6] * 40
+    awkward = [{"obj": nr, "_Awkward__private": "p", "name": "x"} for nr in range(40)]
+    decoded, error = s.from_binary_columns(*_columns(s, awkward, "awkward"))
+    assert error is None
+    assert [event.derived for event in decoded] == [7] * 40
+    # Which classes take the shortcut: slotted, with the generated __init__ and nothing more.
+    assert _bulk_builder(_SlottedEvent) is not None
+    assert _bulk_builder(_MutableSlotted) is not None
+    assert [_bulk_builder(cls) for cls in (_Checked, _OwnInit, _Awkward, Decorated)] == [None] * 4

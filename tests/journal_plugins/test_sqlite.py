@@ -532,3 +532,38 @@ async def test_rejected_write_rolls_back_only_its_savepoint(db_path: Path) -> No
         assert [e.sequence_nr for e in await _replay(journal, "p")] == [2]
     finally:
         await journal.close()
+
+
+@pytest.mark.parametrize("page_size", [1, 2, 3, 4, 7])
+async def test_replay_rows_pages_with_gaps_writers_and_manifests(
+        tmp_path: Path, page_size: int) -> None:
+    """Recovery's pages after the first carry no sequence number column: the numbers follow
+    from a page's first and last when it has no gap. Gaps (a rejected write's number, a
+    deleted prefix), manifests and writers changing inside and between pages: each page
+    gives every event its own sequence number, manifest and writer, as replay_messages."""
+    journal = SqliteJournal({"path": str(tmp_path / "rows.db"), "replay_page_size": page_size})
+    await journal.start()
+    try:
+        nrs = [*range(1, 12), 14, 15, 16, 20, *range(21, 30), 40]
+        events = [PersistentRepr(
+            "p", nr, "m" if nr % 5 else f"other-{nr}", b"e-%d" % nr,
+            "w1" if nr < 14 else ("w2" if nr < 23 else "w-3"), 1.5) for nr in nrs]
+        writes = [AtomicWrite((e,)) for e in events]
+        assert await journal.write_messages(writes) == [None] * len(writes)
+        expected = [(e.sequence_nr, e.manifest, e.payload, e.writer_uuid) for e in events]
+
+        async def rows(from_nr: int, to_nr: int, count: int) -> list[tuple[Any, ...]]:
+            pages = [page async for page in journal.replay_rows("p", from_nr, to_nr, count)]
+            assert all(len(page) for page in pages)
+            return [row for page in pages for row in zip(
+                page.sequence_nrs, page.manifests, page.payloads, page.writer_uuids,
+                strict=True)]
+
+        for from_nr, to_nr, count in [(1, MAX_SEQUENCE_NR, MAX_SEQUENCE_NR), (2, 40, 100),
+                                      (3, 25, 9), (12, 28, 100), (14, 39, 5), (1, 13, 100)]:
+            assert await rows(from_nr, to_nr, count) == [
+                row for row in expected if from_nr <= row[0] <= to_nr][:count]
+        await journal.delete_messages_to("p", 5)
+        assert await rows(1, MAX_SEQUENCE_NR, MAX_SEQUENCE_NR) == expected[5:]
+    finally:
+        await journal.close()
