@@ -153,6 +153,9 @@ _PLUGIN_REPLIES = frozenset({
     p.LoadSnapshotResult, p.LoadSnapshotFailed,
 })
 
+# Messages for the machine itself, never stashed.
+_MACHINE_MESSAGES = _PLUGIN_REPLIES | {p.RecoveryTick}
+
 _RECOVERY_STARTED = "recovery-started"
 _REPLAYING = "replaying"
 _PROCESSING = "processing"
@@ -202,6 +205,7 @@ class Eventsourced:
         self._stash: deque[tuple[Any, ActorRef]] | None = stash
         self._pending: deque[_Invocation] | None = None
         self._pending_stashing = 0
+        self._stash_capacity = 0  # internal_stash_capacity, set by the first stash
         self._event_batch: list[p.WriteItem] = []
         self._journal_batch: list[p.WriteItem] = []
         self._in_flight: list[p.WriteItem] = []
@@ -422,11 +426,22 @@ class Eventsourced:
             self._on_write_result(message.outcomes)
             self.drain_stash()
             return
+        cls = type(message)
+        if self._pending_stashing and self._state == _PROCESSING and cls not in _MACHINE_MESSAGES:
+            # A command while a stashing persist is in flight (every command of persist_all
+            # but its batch's first): stashed as below, without the dispatch and the drain
+            # that cannot run one. Into a stash that `_stash_internally` created (it read the
+            # capacity); a full one takes the overflow strategy there.
+            stash = self._stash
+            if stash is not None and len(stash) < self._stash_capacity:
+                stash.append((message, sender))
+                return
+            self._stash_internally(message, sender)
+            return
         if self._state == _STOPPED:
             return
         # By exact type, one set lookup: a command (the usual message) is tested against
         # seven protocol classes per message otherwise. Protocol messages are never subclassed.
-        cls = type(message)
         if cls in _PLUGIN_REPLIES:
             if message.actor_instance_id == self.instance_id:
                 # A reply that comes too late is a timeout too: on the simple base a slow
@@ -447,8 +462,10 @@ class Eventsourced:
         self.drain_stash()
 
     def _stash_internally(self, message: Any, sender: ActorRef) -> None:
-        capacity = getattr(self.actor, "internal_stash_capacity", None) or \
-            self.cell.internal_stash_capacity
+        # Kept for `receive`'s short path, which stashes into a non-empty stash only: each
+        # run of stashing starts here and reads the capacity again.
+        capacity = self._stash_capacity = getattr(
+            self.actor, "internal_stash_capacity", None) or self.cell.internal_stash_capacity
         stash = self._stash
         if stash is None:
             self._stash = deque(((message, sender),))
