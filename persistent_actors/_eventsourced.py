@@ -139,12 +139,9 @@ class PersistentBehavior(Protocol):
         """A write was rejected; the actor continues."""
 
 
-@dataclasses.dataclass(slots=True)
-class _Invocation:
-    event: Any
-    handler: Callable[[Any], None]
-    stashing: bool
-    sender: ActorRef
+# A pending handler call: (event, handler, stashing, sender). A tuple, not a class: one is
+# made per persisted event, and a tuple costs a quarter of a slotted instance's __init__.
+_Invocation = tuple[Any, Callable[[Any], None], bool, ActorRef]
 
 
 # The plugins' replies to this machine (each carries the `actor_instance_id` it is for).
@@ -597,7 +594,7 @@ class Eventsourced:
         sender = self._current_sender()
         if self._pending is None:
             self._pending = deque()
-        self._pending.extend([_Invocation(event, handler, stashing, sender) for event in events])
+        self._pending.extend([(event, handler, stashing, sender) for event in events])
         if stashing:
             self._pending_stashing += len(events)
         if error is not None:
@@ -633,7 +630,7 @@ class Eventsourced:
         except SerializationError as e:
             error = e
         self._sequence_nr = sequence_nr = self._sequence_nr + 1
-        self._pend(_Invocation(event, handler, stashing, self._current_sender()))
+        self._pend((event, handler, stashing, self._current_sender()))
         if stashing:
             self._pending_stashing += 1
         if error is not None:
@@ -649,7 +646,7 @@ class Eventsourced:
         if not self._pending:
             handler(event)
             return
-        self._pend(_Invocation(event, handler, stashing, self._current_sender()))
+        self._pend((event, handler, stashing, self._current_sender()))
         if stashing:
             self._pending_stashing += 1
         self._event_batch.append(p.LoopMessage())
@@ -716,13 +713,13 @@ class Eventsourced:
         for seq in sequence_nrs:
             if self._state == _STOPPED:  # on_persist_rejected stopped the actor
                 return
-            invocation = self._pop_invocation()
+            event = self._pop_invocation()[0]
             if isinstance(outcome, p.WriteFailed):
-                self._persist_failed(outcome.cause, invocation.event, seq)
+                self._persist_failed(outcome.cause, event, seq)
                 return
             assert isinstance(outcome, p.WriteRejected)  # noqa: S101 - narrowed by the caller
             self.last_sequence_nr = seq
-            self.actor.on_persist_rejected(outcome.cause, invocation.event, seq)
+            self.actor.on_persist_rejected(outcome.cause, event, seq)
 
     def _persist_failed(self, cause: BaseException, event: Any, sequence_nr: int) -> None:
         try:
@@ -741,15 +738,15 @@ class Eventsourced:
     def _apply_next_handler(self) -> None:
         pending = self._pending
         assert pending  # noqa: S101 - called for a pending invocation only
-        invocation = pending[0]
-        self._sender = invocation.sender
-        self.cell.set_sender(invocation.sender)
+        event, handler, _, sender = pending[0]
+        self._sender = sender
+        self.cell.set_sender(sender)
         try:
-            invocation.handler(invocation.event)
+            handler(event)
         finally:
             # `_pop_invocation` and `_flush_batch`, inlined (this runs once per stored event);
             # the flush only when it would send something.
-            if pending.popleft().stashing:
+            if pending.popleft()[2]:
                 self._pending_stashing -= 1
             if self._event_batch or (self._journal_batch and not self._write_in_progress):
                 self._flush_batch()
@@ -757,7 +754,7 @@ class Eventsourced:
     def _pop_invocation(self) -> _Invocation:
         assert self._pending  # noqa: S101 - called for a pending invocation only
         invocation = self._pending.popleft()
-        if invocation.stashing:
+        if invocation[2]:
             self._pending_stashing -= 1
         return invocation
 
