@@ -63,6 +63,8 @@ log = logging.getLogger("persistent_actors.persistence")
 _FAILURE_REPLIES = (
     SaveSnapshotFailure, DeleteMessagesFailure, DeleteSnapshotFailure, DeleteSnapshotsFailure,
 )
+# The commands the machine looks at itself before or after the actor's handler.
+_SPECIAL_COMMANDS = (PoisonPill, SaveSnapshotSuccess, *_FAILURE_REPLIES)
 
 
 class EntityCell(Protocol):
@@ -455,7 +457,7 @@ class Eventsourced:
         elif self._state != _PROCESSING or self._pending_stashing > 0:
             self._stash_internally(message, sender)
         else:
-            self._process_command(message, sender)
+            self._process_command((message, sender))
         self.drain_stash()
 
     def _stash_internally(self, message: Any, sender: ActorRef) -> None:
@@ -483,9 +485,9 @@ class Eventsourced:
 
     def drain_stash(self) -> None:
         """Handle stashed messages while nothing forces them to wait."""
-        while self._stash and self._state == _PROCESSING and self._pending_stashing == 0:
-            message, sender = self._stash.popleft()
-            self._process_command(message, sender)
+        stash = self._stash  # kept while draining: only this method drops it
+        while stash and self._state == _PROCESSING and self._pending_stashing == 0:
+            self._process_command(stash.popleft())
         if self._stash is not None and not self._stash:
             self._stash = None  # most entities stash only while recovering: give it back
 
@@ -511,15 +513,20 @@ class Eventsourced:
             case p.WriteMessagesResult():
                 self._on_write_result(message.outcomes)
 
-    def _process_command(self, message: Any, sender: ActorRef) -> None:
-        self._sender = sender
-        self.cell.set_sender(sender)
-        if isinstance(message, PoisonPill):
+    def _process_command(self, command: tuple[Any, ActorRef]) -> None:
+        """Handle `command` (message, sender); the tuple becomes `current_command` as it is."""
+        message, sender = command
+        cell = self.cell
+        if sender is not self._sender:  # the cell's sender is always the machine's
+            self._sender = sender
+            cell.set_sender(sender)
+        special = isinstance(message, _SPECIAL_COMMANDS)  # one test for the usual command
+        if special and isinstance(message, PoisonPill):
             self._stop()
             return
-        self.cell.begin_handling()
-        self.current_command = (message, sender)
-        if isinstance(message, SaveSnapshotSuccess) and self._retention is not None:
+        cell.begin_handling()
+        self.current_command = command
+        if special and isinstance(message, SaveSnapshotSuccess) and self._retention is not None:
             self._retention_delete(message.metadata.sequence_nr)
         try:
             self.actor._receive_command(message)  # noqa: SLF001 - on_command, or a mixin's hook
@@ -532,10 +539,13 @@ class Eventsourced:
             self._flush_batch()
             raise
         self.current_command = None
-        if isinstance(message, _FAILURE_REPLIES) and self.cell.was_unhandled():
+        if special and isinstance(message, _FAILURE_REPLIES) and cell.was_unhandled():
             log.warning("%s for %r was not handled: %s", type(message).__name__,
                         self.persistence_id, message.cause)
-        self._flush_batch()
+        # `_flush_batch` only when it would send something (most persist_all commands only
+        # add to the actor's own batch).
+        if self._event_batch or (self._journal_batch and not self._write_in_progress):
+            self._flush_batch()
 
     # -- persisting -------------------------------------------------------------------------
     def _check_may_persist(self) -> None:
@@ -739,8 +749,9 @@ class Eventsourced:
         pending = self._pending
         assert pending  # noqa: S101 - called for a pending invocation only
         event, handler, _, sender = pending[0]
-        self._sender = sender
-        self.cell.set_sender(sender)
+        if sender is not self._sender:  # the cell's sender is always the machine's
+            self._sender = sender
+            self.cell.set_sender(sender)
         try:
             handler(event)
         finally:
