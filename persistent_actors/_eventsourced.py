@@ -429,13 +429,9 @@ class Eventsourced:
         if self._pending_stashing and self._state == _PROCESSING and cls not in _MACHINE_MESSAGES:
             # A command while a stashing persist is in flight (every command of persist_all
             # but its batch's first): stashed as below, without the dispatch and the drain
-            # that cannot run one. Into a stash that `_stash_internally` created (it read the
-            # capacity); a full one takes the overflow strategy there.
-            stash = self._stash
-            if stash is not None and len(stash) < self._stash_capacity:
-                stash.append((message, sender))
-                return
-            self._stash_internally(message, sender)
+            # that cannot run one.
+            if not self.stash_if_waiting(message, sender):
+                self._stash_internally(message, sender)
             return
         if self._state == _STOPPED:
             return
@@ -459,6 +455,22 @@ class Eventsourced:
         else:
             self._process_command((message, sender))
         self.drain_stash()
+
+    def stash_if_waiting(self, message: Any, sender: ActorRef) -> bool:
+        """Stash a command that must wait for a stashing persist in flight, if there is room.
+
+        True if it did; False: `receive` decides (a message for the machine itself, no write
+        to wait for, or a stash to create or full, whose overflow strategy may reply). It
+        needs no actor context: the host calls it before setting one up.
+        """
+        if self._pending_stashing and self._state == _PROCESSING and \
+                type(message) not in _MACHINE_MESSAGES:
+            # Into a stash that `_stash_internally` created (it read the capacity).
+            stash = self._stash
+            if stash is not None and len(stash) < self._stash_capacity:
+                stash.append((message, sender))
+                return True
+        return False
 
     def _stash_internally(self, message: Any, sender: ActorRef) -> None:
         # Kept for `receive`'s short path, which stashes into a non-empty stash only: each
