@@ -750,12 +750,28 @@ class Eventsourced:
             self._stop(failed=True)
 
     def _apply_handlers(self, written: tuple[PersistentRepr, ...]) -> None:
-        """Run the handlers of one stored AtomicWrite's events, in order, until one stops us."""
+        """Run the handlers of one stored AtomicWrite's events, in order, until one stops us.
+
+        `_apply_next_handler` per event, inlined (a persist_all of 50 runs 50 handlers).
+        """
+        pending = self._pending
+        assert pending  # noqa: S101 - one pending invocation per written event
+        cell = self.cell
         for repr_ in written:
             if self._state == _STOPPED:  # a handler stopped the actor
                 return
             self.last_sequence_nr = repr_.sequence_nr
-            self._apply_next_handler()
+            event, handler, _, sender = pending[0]
+            if sender is not self._sender:  # the cell's sender is always the machine's
+                self._sender = sender
+                cell.set_sender(sender)
+            try:
+                handler(event)
+            finally:
+                if pending.popleft()[2]:
+                    self._pending_stashing -= 1
+                if self._event_batch or (self._journal_batch and not self._write_in_progress):
+                    self._flush_batch()
 
     def _apply_next_handler(self) -> None:
         pending = self._pending
