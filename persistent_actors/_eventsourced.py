@@ -216,6 +216,10 @@ class Eventsourced:
         # The command on_command is handling (what the user's `stash()` sets aside).
         self.current_command: tuple[Any, ActorRef] | None = None
         self._retention: RetentionCriteria | None = None
+        # Where PersistentActor's `_receive_command` would only call on_command, on_command is
+        # called directly (one call less per command); a mixin's hook (at-least-once
+        # delivery) is kept. An actor that does not say calls its hook.
+        self._hooked: bool = getattr(actor, "_command_hook", True)
         self._replay_order: _ReplayOrder | None = None  # while replaying
 
     # -- state ------------------------------------------------------------------------------
@@ -536,12 +540,16 @@ class Eventsourced:
         if special and isinstance(message, PoisonPill):
             self._stop()
             return
-        cell.begin_handling()
+        if special:  # whether it went unhandled is asked for the failure replies only
+            cell.begin_handling()
         self.current_command = command
         if special and isinstance(message, SaveSnapshotSuccess) and self._retention is not None:
             self._retention_delete(message.metadata.sequence_nr)
         try:
-            self.actor._receive_command(message)  # noqa: SLF001 - on_command, or a mixin's hook
+            if self._hooked:
+                self.actor._receive_command(message)  # noqa: SLF001 - a mixin's hook
+            else:
+                self.actor.on_command(message)
         except BaseException:
             self.current_command = None
             # The exception propagates to the host, which restarts the actor. What the handler
