@@ -72,6 +72,13 @@ class PersistentActor(Actor):
 
     _eventsourced: Eventsourced
     _behavior_attribute: ClassVar[str] = "on_command"
+    # True if the class overrides `_receive_command` (set per subclass): the machine then
+    # calls it, else `on_command` directly.
+    _command_hook: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._command_hook = cls._receive_command is not PersistentActor._receive_command
 
     # -- what subclasses implement ------------------------------------------------------------
     @abstractmethod

@@ -353,7 +353,13 @@ class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
             else:
                 self._backing_off.append((message, sender_ref))
             return
-        self._handle(message, sender_ref)
+        es = self._es
+        # A command that only waits for a persist in flight (persist_all's): stashed without
+        # the context `_handle` sets up. `_pending_stashing` is read first: most commands of
+        # an actor that is not persisting pay no call.
+        if es is None or not es._pending_stashing or not es.stash_if_waiting(  # noqa: SLF001
+                message, sender_ref):
+            self._handle(message, sender_ref)
         if self._es is None:
             self._drain_unstashed()
         if self._holds_permit:
