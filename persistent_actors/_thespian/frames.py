@@ -198,6 +198,7 @@ def batched(receive: R) -> R:
             if outbox:
                 self._send_collected(outbox)
 
+    receiveMessage.batched_inner = receive  # type: ignore[attr-defined]  # see `_receive_all`
     return receiveMessage  # type: ignore[return-value]
 
 
@@ -205,15 +206,21 @@ def _receive_all(actor: Any, messages: tuple[Any, ...], sender: Any) -> None:
     """Handle the messages of one `Batch` in order; one that fails does not stop the others.
 
     Each goes through ``actor.receiveMessage``, so a subclass that overrides it (and calls the
-    wrapped one for the rest) sees every message of a frame as it sees a lone one.
+    wrapped one for the rest) sees every message of a frame as it sees a lone one. Where the
+    class's ``receiveMessage`` is a `batched` wrapper itself, the function it wraps is called
+    directly: inside a receive the wrapper would only pass the message on (one call less).
     """
+    inner = getattr(type(actor).receiveMessage, "batched_inner", None)
     left = len(messages)
     try:
         for item in messages:
             left -= 1
             actor._frame_left = left  # noqa: SLF001 - this module's own attribute
             try:
-                actor.receiveMessage(item, sender)
+                if inner is not None and type(item) is not p.Batch:
+                    inner(actor, item, sender)
+                else:
+                    actor.receiveMessage(item, sender)
             except Exception:  # noqa: BLE001 - thespian would deliver the whole batch again
                 log.exception(
                     "%s failed on %r (one message of a batch; the others are handled)",

@@ -150,14 +150,18 @@ class _HostContext(ActorContext):
             self._host.send(self._guardian, p.StopRequested(ref.address))
 
     def _send(self, target: ActorRef, message: Any, sender: ActorRef | None) -> None:
-        if target.address is None:
+        address = target._address  # noqa: SLF001 - the `address` property, without its call
+        if address is None:
             target.tell(message)  # dead letters
             return
-        wrapped = reply_form(target, message)
+        # A plain ref (the usual target) neither answers an ask nor wraps for an entity.
+        wrapped = message if type(target) is ActorRef else reply_form(target, message)
         if sender is not None and sender != self._self_ref and not isinstance(wrapped, p.Reply):
             wrapped = p.Envelope(wrapped, sender)
-        self.send_to_address(target.address, wrapped)
-        if isinstance(message, Kill | PoisonPill):
+        if self._multiproc:  # `send_to_address`, inline: one call less per message
+            check_picklable(wrapped, address)
+        self._host.send(address, wrapped)
+        if isinstance(message, _STOPS):
             self._stop_requested(target)
 
     def _mark_unhandled(self, message: Any) -> None:
@@ -249,6 +253,7 @@ class _HostContext(ActorContext):
         return self._unhandled
 
 
+_STOPS = (Kill, PoisonPill)  # a tuple: isinstance against a union type is slower
 _NO_SENDER = object()  # matches no thespian address
 _CONTROL = (p.StartActor, p.RecoveryPermitted, ActorExitRequest, WakeupMessage, ChildActorExited,
             PoisonMessage)
