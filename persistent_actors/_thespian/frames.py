@@ -78,6 +78,11 @@ class FrameBatching:
     _frame_left = 0  # messages of the current Batch after the one being handled
     # Simple base: the outside's address and the list its messages wait in (`_outside_of`).
     _frames_outside: Any = _UNRESOLVED  # (address, append), None, or not looked up yet
+    # The address object the last collected message went to, and the list it joined in the
+    # outbox: a sender that sends many in a row to one actor (a driver, a reply stream) skips
+    # the address's key and the dict lookup. Reset wherever that list leaves the outbox.
+    _last_address: Any = None
+    _last_messages: list[Any] | None = None
 
     def send(self, targetAddr: Any, msg: Any) -> None:  # noqa: N803 - thespian's names
         """Thespian's ``Actor.send``, collected until the end of the current receive.
@@ -97,25 +102,36 @@ class FrameBatching:
         if outbox is None or not isinstance(targetAddr, ActorAddress):
             super().send(targetAddr, msg)  # type: ignore[misc]  # thespian's Actor.send
             return
+        alone = isinstance(msg, _ALONE)
+        if targetAddr is self._last_address and not alone:
+            self._last_messages.append(msg)  # type: ignore[union-attr]  # set with the address
+            return
         key = targetAddr.addressDetails
         try:
             entry = outbox.get(key)
         except TypeError:  # an address thespian cannot hash (not created yet): keep the order
+            self._last_address = self._last_messages = None
             self._send_collected(outbox)
             outbox.clear()
             super().send(targetAddr, msg)  # type: ignore[misc]
             return
-        if isinstance(msg, _ALONE):
+        if alone:
             # At once, behind what waits for the same address: a replay streams while it is
             # read, and thespian acts on its own messages itself.
             if entry is not None:
+                if entry[1] is self._last_messages:
+                    self._last_address = self._last_messages = None
                 del outbox[key]
                 self._send_frames(targetAddr, entry[1])
             super().send(targetAddr, msg)  # type: ignore[misc]
-        elif entry is None:
-            outbox[key] = (targetAddr, [msg])
+            return
+        if entry is None:
+            messages = [msg]
+            outbox[key] = (targetAddr, messages)
         else:
-            entry[1].append(msg)
+            messages = entry[1]
+            messages.append(msg)
+        self._last_address, self._last_messages = targetAddr, messages
 
     def _send_collected(self, outbox: dict[Any, tuple[Any, list[Any]]]) -> None:
         for address, messages in outbox.values():
@@ -188,13 +204,14 @@ def batched(receive: R) -> R:
             return
         outbox: dict[Any, tuple[Any, list[Any]]] = {}
         self._outbox = outbox
+        self._last_address = self._last_messages = None
         try:
             if type(message) is not p.Batch:
                 receive(self, message, sender)
             else:
                 _receive_all(self, message.messages, sender)
         finally:
-            self._outbox = None
+            self._outbox = self._last_address = self._last_messages = None
             if outbox:
                 self._send_collected(outbox)
 
