@@ -35,7 +35,16 @@ from thespian.system import simpleSystemBase as _simple  # noqa: N813 - thespian
 from persistent_actors import _protocol as p
 from persistent_actors._thespian.common import log
 
-__all__ = ["MAX_BATCH", "NESTED", "FrameBatching", "batched", "frame_has_more", "unbatch"]
+__all__ = [
+    "MAX_BATCH",
+    "NESTED",
+    "FrameBatching",
+    "batched",
+    "frame_has_more",
+    "frame_rest",
+    "take_from_frame",
+    "unbatch",
+]
 
 # Most messages in one Batch (one frame).
 MAX_BATCH = 500
@@ -65,6 +74,21 @@ def frame_has_more(actor: Any) -> bool:
     return bool(getattr(actor, "_frame_left", 0))
 
 
+def frame_rest(actor: Any) -> tuple[Any, ...]:
+    """The messages of the `Batch` `actor` handles that come after the current one (or none)."""
+    left: int = getattr(actor, "_frame_left", 0)
+    messages: tuple[Any, ...] = getattr(actor, "_frame_messages", ())
+    return messages[len(messages) - left:] if left and messages else ()
+
+
+def take_from_frame(actor: Any, count: int) -> None:
+    """Skip the first `count` messages of `frame_rest` (at most all): `actor` dealt with them.
+
+    It stashed them, in order, as it would have one by one; they are not handed to it again.
+    """
+    actor._frame_left -= count  # noqa: SLF001 - this module's own attribute
+
+
 class FrameBatching:
     """Mixin for a thespian actor whose ``receiveMessage`` is wrapped by `batched`.
 
@@ -76,6 +100,7 @@ class FrameBatching:
     # Thespian's send for a frame to an ActorAddress, found at the first frame (`_thespian_send`).
     _frame_send: Callable[[Any, Any], None] | None = None
     _frame_left = 0  # messages of the current Batch after the one being handled
+    _frame_messages: tuple[Any, ...] = ()  # the current Batch's messages (`frame_rest`)
     # Simple base: the outside's address and the list its messages wait in (`_outside_of`).
     _frames_outside: Any = _UNRESOLVED  # (address, append), None, or not looked up yet
     # The address object the last collected message went to, and the list it joined in the
@@ -228,21 +253,31 @@ def _receive_all(actor: Any, messages: tuple[Any, ...], sender: Any) -> None:
     directly: inside a receive the wrapper would only pass the message on (one call less).
     """
     inner = getattr(type(actor).receiveMessage, "batched_inner", None)
-    left = len(messages)
+    count = left = len(messages)
+    actor._frame_messages = messages  # noqa: SLF001 - this module's own attribute
     try:
-        for item in messages:
+        while left:
+            item = messages[count - left]
             left -= 1
-            actor._frame_left = left  # noqa: SLF001 - this module's own attribute
+            actor._frame_left = left  # noqa: SLF001
             try:
                 if inner is not None and type(item) is not p.Batch:
                     inner(actor, item, sender)
                 else:
-                    actor.receiveMessage(item, sender)
+                    # A Batch in a Batch: `frame_rest` must not offer this frame's messages
+                    # while that one's are handled.
+                    actor._frame_messages = ()  # noqa: SLF001
+                    try:
+                        actor.receiveMessage(item, sender)
+                    finally:
+                        actor._frame_messages = messages  # noqa: SLF001
             except Exception:  # noqa: BLE001 - thespian would deliver the whole batch again
                 log.exception(
                     "%s failed on %r (one message of a batch; the others are handled)",
                     type(actor).__name__,
                     item,
                 )
+            left = actor._frame_left  # noqa: SLF001 - less where the actor took some (`take_from_frame`)
     finally:
         actor._frame_left = 0  # noqa: SLF001
+        actor._frame_messages = ()  # noqa: SLF001
