@@ -38,6 +38,7 @@ from persistent_actors._thespian.common import log
 __all__ = [
     "MAX_BATCH",
     "NESTED",
+    "SENT_ALONE",
     "FrameBatching",
     "batched",
     "frame_has_more",
@@ -50,6 +51,7 @@ __all__ = [
 MAX_BATCH = 500
 # Sent alone, never in a Batch (see the module docstring).
 _ALONE = (ActorSystemMessage, p.ReplayedMessages)
+SENT_ALONE = _ALONE  # for a caller that inlines `FrameBatching.send`'s shortcut (the host's)
 # An outbox that is never flushed: marks an object whose receives always run nested inside its
 # owner's (an entity host's cells send through the host, see `_EntityCell`).
 NESTED: dict[Any, tuple[Any, list[Any]]] = {}
