@@ -476,6 +476,30 @@ class Eventsourced:
                 return True
         return False
 
+    def stash_all_waiting(self, messages: Sequence[Any], sender: ActorRef) -> int:
+        """`stash_if_waiting` for the leading `messages` at once; how many it stashed.
+
+        For the rest of a frame that arrived with the command that started a stashing
+        persist: one call instead of one per message. It stops at the first message for the
+        machine itself and where the stash is full (`receive` then decides, as for one).
+        """
+        if not self._pending_stashing or self._state != _PROCESSING:
+            return 0
+        stash = self._stash
+        if stash is None:  # a new run of stashing: read the capacity, as `_stash_internally`
+            self._stash_capacity = getattr(
+                self.actor, "internal_stash_capacity", None) or self.cell.internal_stash_capacity
+            stash = self._stash = deque()
+        room = self._stash_capacity - len(stash)
+        taken = 0
+        for message in messages:
+            if taken >= room or type(message) in _MACHINE_MESSAGES:
+                break
+            taken += 1
+        if taken:
+            stash.extend([(message, sender) for message in messages[:taken]])
+        return taken
+
     def _stash_internally(self, message: Any, sender: ActorRef) -> None:
         # Kept for `receive`'s short path, which stashes into a non-empty stash only: each
         # run of stashing starts here and reads the capacity again.

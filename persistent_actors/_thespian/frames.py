@@ -35,12 +35,23 @@ from thespian.system import simpleSystemBase as _simple  # noqa: N813 - thespian
 from persistent_actors import _protocol as p
 from persistent_actors._thespian.common import log
 
-__all__ = ["MAX_BATCH", "NESTED", "FrameBatching", "batched", "frame_has_more", "unbatch"]
+__all__ = [
+    "MAX_BATCH",
+    "NESTED",
+    "SENT_ALONE",
+    "FrameBatching",
+    "batched",
+    "frame_has_more",
+    "frame_rest",
+    "take_from_frame",
+    "unbatch",
+]
 
 # Most messages in one Batch (one frame).
 MAX_BATCH = 500
 # Sent alone, never in a Batch (see the module docstring).
 _ALONE = (ActorSystemMessage, p.ReplayedMessages)
+SENT_ALONE = _ALONE  # for a caller that inlines `FrameBatching.send`'s shortcut (the host's)
 # An outbox that is never flushed: marks an object whose receives always run nested inside its
 # owner's (an entity host's cells send through the host, see `_EntityCell`).
 NESTED: dict[Any, tuple[Any, list[Any]]] = {}
@@ -65,6 +76,21 @@ def frame_has_more(actor: Any) -> bool:
     return bool(getattr(actor, "_frame_left", 0))
 
 
+def frame_rest(actor: Any) -> tuple[Any, ...]:
+    """The messages of the `Batch` `actor` handles that come after the current one (or none)."""
+    left: int = getattr(actor, "_frame_left", 0)
+    messages: tuple[Any, ...] = getattr(actor, "_frame_messages", ())
+    return messages[len(messages) - left:] if left and messages else ()
+
+
+def take_from_frame(actor: Any, count: int) -> None:
+    """Skip the first `count` messages of `frame_rest` (at most all): `actor` dealt with them.
+
+    It stashed them, in order, as it would have one by one; they are not handed to it again.
+    """
+    actor._frame_left -= count  # noqa: SLF001 - this module's own attribute
+
+
 class FrameBatching:
     """Mixin for a thespian actor whose ``receiveMessage`` is wrapped by `batched`.
 
@@ -76,8 +102,14 @@ class FrameBatching:
     # Thespian's send for a frame to an ActorAddress, found at the first frame (`_thespian_send`).
     _frame_send: Callable[[Any, Any], None] | None = None
     _frame_left = 0  # messages of the current Batch after the one being handled
+    _frame_messages: tuple[Any, ...] = ()  # the current Batch's messages (`frame_rest`)
     # Simple base: the outside's address and the list its messages wait in (`_outside_of`).
     _frames_outside: Any = _UNRESOLVED  # (address, append), None, or not looked up yet
+    # The address object the last collected message went to, and the list it joined in the
+    # outbox: a sender that sends many in a row to one actor (a driver, a reply stream) skips
+    # the address's key and the dict lookup. Reset wherever that list leaves the outbox.
+    _last_address: Any = None
+    _last_messages: list[Any] | None = None
 
     def send(self, targetAddr: Any, msg: Any) -> None:  # noqa: N803 - thespian's names
         """Thespian's ``Actor.send``, collected until the end of the current receive.
@@ -97,25 +129,36 @@ class FrameBatching:
         if outbox is None or not isinstance(targetAddr, ActorAddress):
             super().send(targetAddr, msg)  # type: ignore[misc]  # thespian's Actor.send
             return
+        alone = isinstance(msg, _ALONE)
+        if targetAddr is self._last_address and not alone:
+            self._last_messages.append(msg)  # type: ignore[union-attr]  # set with the address
+            return
         key = targetAddr.addressDetails
         try:
             entry = outbox.get(key)
         except TypeError:  # an address thespian cannot hash (not created yet): keep the order
+            self._last_address = self._last_messages = None
             self._send_collected(outbox)
             outbox.clear()
             super().send(targetAddr, msg)  # type: ignore[misc]
             return
-        if isinstance(msg, _ALONE):
+        if alone:
             # At once, behind what waits for the same address: a replay streams while it is
             # read, and thespian acts on its own messages itself.
             if entry is not None:
+                if entry[1] is self._last_messages:
+                    self._last_address = self._last_messages = None
                 del outbox[key]
                 self._send_frames(targetAddr, entry[1])
             super().send(targetAddr, msg)  # type: ignore[misc]
-        elif entry is None:
-            outbox[key] = (targetAddr, [msg])
+            return
+        if entry is None:
+            messages = [msg]
+            outbox[key] = (targetAddr, messages)
         else:
-            entry[1].append(msg)
+            messages = entry[1]
+            messages.append(msg)
+        self._last_address, self._last_messages = targetAddr, messages
 
     def _send_collected(self, outbox: dict[Any, tuple[Any, list[Any]]]) -> None:
         for address, messages in outbox.values():
@@ -188,16 +231,18 @@ def batched(receive: R) -> R:
             return
         outbox: dict[Any, tuple[Any, list[Any]]] = {}
         self._outbox = outbox
+        self._last_address = self._last_messages = None
         try:
             if type(message) is not p.Batch:
                 receive(self, message, sender)
             else:
                 _receive_all(self, message.messages, sender)
         finally:
-            self._outbox = None
+            self._outbox = self._last_address = self._last_messages = None
             if outbox:
                 self._send_collected(outbox)
 
+    receiveMessage.batched_inner = receive  # type: ignore[attr-defined]  # see `_receive_all`
     return receiveMessage  # type: ignore[return-value]
 
 
@@ -205,20 +250,36 @@ def _receive_all(actor: Any, messages: tuple[Any, ...], sender: Any) -> None:
     """Handle the messages of one `Batch` in order; one that fails does not stop the others.
 
     Each goes through ``actor.receiveMessage``, so a subclass that overrides it (and calls the
-    wrapped one for the rest) sees every message of a frame as it sees a lone one.
+    wrapped one for the rest) sees every message of a frame as it sees a lone one. Where the
+    class's ``receiveMessage`` is a `batched` wrapper itself, the function it wraps is called
+    directly: inside a receive the wrapper would only pass the message on (one call less).
     """
-    left = len(messages)
+    inner = getattr(type(actor).receiveMessage, "batched_inner", None)
+    count = left = len(messages)
+    actor._frame_messages = messages  # noqa: SLF001 - this module's own attribute
     try:
-        for item in messages:
+        while left:
+            item = messages[count - left]
             left -= 1
-            actor._frame_left = left  # noqa: SLF001 - this module's own attribute
+            actor._frame_left = left  # noqa: SLF001
             try:
-                actor.receiveMessage(item, sender)
+                if inner is not None and type(item) is not p.Batch:
+                    inner(actor, item, sender)
+                else:
+                    # A Batch in a Batch: `frame_rest` must not offer this frame's messages
+                    # while that one's are handled.
+                    actor._frame_messages = ()  # noqa: SLF001
+                    try:
+                        actor.receiveMessage(item, sender)
+                    finally:
+                        actor._frame_messages = messages  # noqa: SLF001
             except Exception:  # noqa: BLE001 - thespian would deliver the whole batch again
                 log.exception(
                     "%s failed on %r (one message of a batch; the others are handled)",
                     type(actor).__name__,
                     item,
                 )
+            left = actor._frame_left  # noqa: SLF001 - less where the actor took some (`take_from_frame`)
     finally:
         actor._frame_left = 0  # noqa: SLF001
+        actor._frame_messages = ()  # noqa: SLF001

@@ -44,7 +44,15 @@ from persistent_actors._thespian.common import (
     portable_error,
 )
 from persistent_actors._thespian.direct_journal import DirectJournal
-from persistent_actors._thespian.frames import NESTED, FrameBatching, batched, frame_has_more
+from persistent_actors._thespian.frames import (
+    NESTED,
+    SENT_ALONE,
+    FrameBatching,
+    batched,
+    frame_has_more,
+    frame_rest,
+    take_from_frame,
+)
 from persistent_actors.adapters import event_adapters_for
 from persistent_actors.errors import (
     ActorInitializationError,
@@ -150,14 +158,25 @@ class _HostContext(ActorContext):
             self._host.send(self._guardian, p.StopRequested(ref.address))
 
     def _send(self, target: ActorRef, message: Any, sender: ActorRef | None) -> None:
-        if target.address is None:
+        address = target._address  # noqa: SLF001 - the `address` property, without its call
+        if address is None:
             target.tell(message)  # dead letters
             return
-        wrapped = reply_form(target, message)
+        # A plain ref (the usual target) neither answers an ask nor wraps for an entity.
+        wrapped = message if type(target) is ActorRef else reply_form(target, message)
         if sender is not None and sender != self._self_ref and not isinstance(wrapped, p.Reply):
             wrapped = p.Envelope(wrapped, sender)
-        self.send_to_address(target.address, wrapped)
-        if isinstance(message, Kill | PoisonPill):
+        if self._multiproc:  # `send_to_address`, inline: one call less per message
+            check_picklable(wrapped, address)
+        host = self._host
+        if address is host._last_address and type(wrapped) is not p.Reply and \
+                not isinstance(wrapped, SENT_ALONE):  # noqa: SLF001 - frames' own shortcut
+            # `FrameBatching.send`'s shortcut, inline (one call less per message): a run of
+            # tells to the actor the last one went to joins its list in the outbox.
+            host._last_messages.append(wrapped)  # type: ignore[union-attr]  # noqa: SLF001
+        else:
+            host.send(address, wrapped)
+        if isinstance(message, _STOPS):
             self._stop_requested(target)
 
     def _mark_unhandled(self, message: Any) -> None:
@@ -249,9 +268,12 @@ class _HostContext(ActorContext):
         return self._unhandled
 
 
+_STOPS = (Kill, PoisonPill)  # a tuple: isinstance against a union type is slower
 _NO_SENDER = object()  # matches no thespian address
 _CONTROL = (p.StartActor, p.RecoveryPermitted, ActorExitRequest, WakeupMessage, ChildActorExited,
             PoisonMessage)
+# Never stashed with the rest of a frame (`_stash_frame_rest`): `_receive_one` acts on them.
+_TAKEN_ALONE = (*_CONTROL, Kill)
 
 
 class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
@@ -360,10 +382,40 @@ class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
         if es is None or not es._pending_stashing or not es.stash_if_waiting(  # noqa: SLF001
                 message, sender_ref):
             self._handle(message, sender_ref)
+            es = self._es
+        # The rest of the frame waits for the same persist (persist_all's commands): at once.
+        if self._frame_left and es is not None and es._pending_stashing:  # noqa: SLF001
+            self._stash_frame_rest(es, sender)
         if self._es is None:
             self._drain_unstashed()
         if self._holds_permit:
             self._return_permit_if_recovered()
+
+    def _stash_frame_rest(self, es: Eventsourced, sender: Any) -> None:
+        """While a stashing persist is in flight, stash what follows in the current frame.
+
+        What `_receive_one` would do for each (`stash_if_waiting`), in one call: the run of
+        commands up to the first message it treats otherwise (an Envelope, a control message,
+        a Kill, one for the machine) or a full stash; those are handed over one by one.
+        """
+        if self._stopped or self._backing_off is not None or self._holds_permit or \
+                self.direct_result is not None or \
+                type(self).receiveMessage is not ActorHost.receiveMessage:  # sees each message
+            return
+        rest = frame_rest(self)
+        count = 0
+        for item in rest:
+            if type(item) is p.Envelope or isinstance(item, _TAKEN_ALONE):
+                break
+            count += 1
+        if not count:
+            return
+        if sender is self._sender_address:
+            sender_ref = self._sender_ref
+        else:
+            sender_ref = self._sender_ref = ActorRef(sender)
+            self._sender_address = sender
+        take_from_frame(self, es.stash_all_waiting(rest[:count], sender_ref))
 
     def _drain_unstashed(self) -> None:
         """A plain actor handles its unstashed messages before its next mailbox message."""
