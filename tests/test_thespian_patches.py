@@ -16,6 +16,7 @@ import pickle
 import socket
 import subprocess
 import sys
+import threading
 import time
 from importlib import metadata
 from pathlib import Path
@@ -301,12 +302,14 @@ def test_the_transports_poll_selector_reports_ready_sockets_and_closed_descripto
     # raises EBADF as epoll's register does, which thespian's recovery relies on.
     poll_selector.poll_selector()
     poll_selector.poll_selector()  # idempotent
-    assert tcp.selectors.DefaultSelector is poll_selector.PollSelector
+    assert tcp.selectors.DefaultSelector is poll_selector.turn_selector
     left, right = socket.socketpair()
     try:
         selector = tcp.selectors.DefaultSelector()
         selector.register(left.fileno(), tcp.selectors.EVENT_READ)
         selector.register(right.fileno(), tcp.selectors.EVENT_WRITE)
+        with pytest.raises(KeyError):  # one registration per descriptor, as in selectors
+            selector.register(right.fileno(), tcp.selectors.EVENT_READ)
         assert [(key.fd, events) for key, events in selector.select(0)] == [
             (right.fileno(), tcp.selectors.EVENT_WRITE)]
         right.send(b"x")
@@ -322,6 +325,38 @@ def test_the_transports_poll_selector_reports_ready_sockets_and_closed_descripto
             selector.select(0)
         assert raised.value.errno == errno.EBADF
         selector.close()
+    finally:
+        left.close()
+        right.close()
+
+
+def test_the_transports_selector_is_reused_and_each_turn_waits_for_what_it_registered() -> None:
+    # One poll set per thread, handed out again each turn: a turn waits only for the
+    # descriptors and events it registered, whatever earlier turns registered.
+    poll_selector.poll_selector()
+    left, right = socket.socketpair()
+    try:
+        right.send(b"x")  # left readable, both writable
+        first = tcp.selectors.DefaultSelector()
+        first.register(left.fileno(), tcp.selectors.EVENT_READ)
+        first.register(right.fileno(), tcp.selectors.EVENT_WRITE)
+        assert {key.fd: ev for key, ev in first.select(0)} == {
+            left.fileno(): tcp.selectors.EVENT_READ, right.fileno(): tcp.selectors.EVENT_WRITE}
+        first.close()
+        second = tcp.selectors.DefaultSelector()
+        assert second is first  # the same poll set, this turn's registrations cleared
+        second.register(left.fileno(), tcp.selectors.EVENT_WRITE)  # changed events
+        assert [(key.fd, ev) for key, ev in second.select(0)] == [
+            (left.fileno(), tcp.selectors.EVENT_WRITE)]  # right dropped, left not for reading
+        second.close()
+        third = tcp.selectors.DefaultSelector()
+        assert third.select(0) == []  # nothing registered: nothing ready
+        third.close()
+        seen: list[object] = []
+        other = threading.Thread(target=lambda: seen.append(tcp.selectors.DefaultSelector()))
+        other.start()
+        other.join()
+        assert seen[0] is not first  # each thread its own
     finally:
         left.close()
         right.close()
