@@ -31,7 +31,7 @@ from thespian.system.transport import ReceiveEnvelope, TransmitIntent, streamBuf
 from thespian.system.transport import TCPTransport as tcp  # noqa: N813 - thespian's module
 
 from persistent_actors import ActorSystem
-from persistent_actors._thespian import frame_auth, poll_selector
+from persistent_actors._thespian import frame_auth, poll_selector, transmit_timers
 from persistent_actors._thespian import lazy_identify as patch
 from persistent_actors._thespian.simple_direct import SimpleDirect
 from persistent_actors._thespian.wakeups import fast_wakeup_checks
@@ -360,3 +360,43 @@ def test_the_transports_selector_is_reused_and_each_turn_waits_for_what_it_regis
     finally:
         left.close()
         right.close()
+
+
+def _remaining(timer: Any, now: float) -> Any:
+    return timer.view(now).remaining()  # thespian's own reading of a deadline
+
+
+def test_transmit_timers_give_thespians_delays_and_expiry() -> None:
+    # transmit_timers: an intent's and an incoming socket's delay, and expiry, read from the
+    # deadlines, equal what thespian computes from its timer views.
+    transmit_timers.transmit_timers()
+    transmit_timers.transmit_timers()  # idempotent
+    assert TransmitIntent.expired.__module__ == transmit_timers.__name__
+    now = time.perf_counter()
+    intent = TransmitIntent("target", "message", maxPeriod=datetime.timedelta(seconds=5))
+    assert intent.delay(now) == _remaining(intent._quitTime, now)
+    assert not intent.expired()
+    assert intent.retry()  # sets a retry deadline, sooner than the quit time
+    assert intent.delay(now) == min(_remaining(intent._quitTime, now),
+                                    _remaining(intent._retryTime, now))
+    intent.backoffPause(startPausing=True)  # sets a pause deadline, sooner still
+    assert intent.delay(now) == _remaining(intent._pauseUntil, now)
+    assert intent.delay(now + 3600) == datetime.timedelta(0)  # never below zero
+    intent.awaitingTXSlot()  # thespian's own path: half the remaining time, at least 10 ms
+    assert intent.delay(now) == max(datetime.timedelta(milliseconds=10),
+                                    _remaining(intent._quitTime, now) / 2)
+    gone = TransmitIntent("target", "message", maxPeriod=datetime.timedelta(seconds=-1))
+    assert gone.expired()
+    assert gone.delay() == datetime.timedelta(0)
+
+    incoming = tcp.TCPIncomingPersistent(None, None)
+    assert incoming.delay(now) == _remaining(incoming._expires, now)
+    incoming.backoffPause(startPausing=True)
+    assert incoming.delay(now) == min(_remaining(incoming._expires, now),
+                                      _remaining(incoming._pauseUntil, now))
+    assert incoming.delay(now + 10**6) == datetime.timedelta(0)
+
+    idle = tcp.IdleSocket(None, None)
+    assert not idle.expired()
+    idle.validity = tcp.ExpirationTimer(datetime.timedelta(seconds=-1))
+    assert idle.expired()
