@@ -16,6 +16,7 @@ import pickle
 import socket
 import subprocess
 import sys
+import threading
 import time
 from importlib import metadata
 from pathlib import Path
@@ -30,7 +31,7 @@ from thespian.system.transport import ReceiveEnvelope, TransmitIntent, streamBuf
 from thespian.system.transport import TCPTransport as tcp  # noqa: N813 - thespian's module
 
 from persistent_actors import ActorSystem
-from persistent_actors._thespian import frame_auth, poll_selector
+from persistent_actors._thespian import frame_auth, poll_selector, transmit_timers
 from persistent_actors._thespian import lazy_identify as patch
 from persistent_actors._thespian.simple_direct import SimpleDirect
 from persistent_actors._thespian.wakeups import fast_wakeup_checks
@@ -301,12 +302,14 @@ def test_the_transports_poll_selector_reports_ready_sockets_and_closed_descripto
     # raises EBADF as epoll's register does, which thespian's recovery relies on.
     poll_selector.poll_selector()
     poll_selector.poll_selector()  # idempotent
-    assert tcp.selectors.DefaultSelector is poll_selector.PollSelector
+    assert tcp.selectors.DefaultSelector is poll_selector.turn_selector
     left, right = socket.socketpair()
     try:
         selector = tcp.selectors.DefaultSelector()
         selector.register(left.fileno(), tcp.selectors.EVENT_READ)
         selector.register(right.fileno(), tcp.selectors.EVENT_WRITE)
+        with pytest.raises(KeyError):  # one registration per descriptor, as in selectors
+            selector.register(right.fileno(), tcp.selectors.EVENT_READ)
         assert [(key.fd, events) for key, events in selector.select(0)] == [
             (right.fileno(), tcp.selectors.EVENT_WRITE)]
         right.send(b"x")
@@ -325,3 +328,75 @@ def test_the_transports_poll_selector_reports_ready_sockets_and_closed_descripto
     finally:
         left.close()
         right.close()
+
+
+def test_the_transports_selector_is_reused_and_each_turn_waits_for_what_it_registered() -> None:
+    # One poll set per thread, handed out again each turn: a turn waits only for the
+    # descriptors and events it registered, whatever earlier turns registered.
+    poll_selector.poll_selector()
+    left, right = socket.socketpair()
+    try:
+        right.send(b"x")  # left readable, both writable
+        first = tcp.selectors.DefaultSelector()
+        first.register(left.fileno(), tcp.selectors.EVENT_READ)
+        first.register(right.fileno(), tcp.selectors.EVENT_WRITE)
+        assert {key.fd: ev for key, ev in first.select(0)} == {
+            left.fileno(): tcp.selectors.EVENT_READ, right.fileno(): tcp.selectors.EVENT_WRITE}
+        first.close()
+        second = tcp.selectors.DefaultSelector()
+        assert second is first  # the same poll set, this turn's registrations cleared
+        second.register(left.fileno(), tcp.selectors.EVENT_WRITE)  # changed events
+        assert [(key.fd, ev) for key, ev in second.select(0)] == [
+            (left.fileno(), tcp.selectors.EVENT_WRITE)]  # right dropped, left not for reading
+        second.close()
+        third = tcp.selectors.DefaultSelector()
+        assert third.select(0) == []  # nothing registered: nothing ready
+        third.close()
+        seen: list[object] = []
+        other = threading.Thread(target=lambda: seen.append(tcp.selectors.DefaultSelector()))
+        other.start()
+        other.join()
+        assert seen[0] is not first  # each thread its own
+    finally:
+        left.close()
+        right.close()
+
+
+def _remaining(timer: Any, now: float) -> Any:
+    return timer.view(now).remaining()  # thespian's own reading of a deadline
+
+
+def test_transmit_timers_give_thespians_delays_and_expiry() -> None:
+    # transmit_timers: an intent's and an incoming socket's delay, and expiry, read from the
+    # deadlines, equal what thespian computes from its timer views.
+    transmit_timers.transmit_timers()
+    transmit_timers.transmit_timers()  # idempotent
+    assert TransmitIntent.expired.__module__ == transmit_timers.__name__
+    now = time.perf_counter()
+    intent = TransmitIntent("target", "message", maxPeriod=datetime.timedelta(seconds=5))
+    assert intent.delay(now) == _remaining(intent._quitTime, now)
+    assert not intent.expired()
+    assert intent.retry()  # sets a retry deadline, sooner than the quit time
+    assert intent.delay(now) == min(_remaining(intent._quitTime, now),
+                                    _remaining(intent._retryTime, now))
+    intent.backoffPause(startPausing=True)  # sets a pause deadline, sooner still
+    assert intent.delay(now) == _remaining(intent._pauseUntil, now)
+    assert intent.delay(now + 3600) == datetime.timedelta(0)  # never below zero
+    intent.awaitingTXSlot()  # thespian's own path: half the remaining time, at least 10 ms
+    assert intent.delay(now) == max(datetime.timedelta(milliseconds=10),
+                                    _remaining(intent._quitTime, now) / 2)
+    gone = TransmitIntent("target", "message", maxPeriod=datetime.timedelta(seconds=-1))
+    assert gone.expired()
+    assert gone.delay() == datetime.timedelta(0)
+
+    incoming = tcp.TCPIncomingPersistent(None, None)
+    assert incoming.delay(now) == _remaining(incoming._expires, now)
+    incoming.backoffPause(startPausing=True)
+    assert incoming.delay(now) == min(_remaining(incoming._expires, now),
+                                      _remaining(incoming._pauseUntil, now))
+    assert incoming.delay(now + 10**6) == datetime.timedelta(0)
+
+    idle = tcp.IdleSocket(None, None)
+    assert not idle.expired()
+    idle.validity = tcp.ExpirationTimer(datetime.timedelta(seconds=-1))
+    assert idle.expired()
