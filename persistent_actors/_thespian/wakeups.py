@@ -163,6 +163,21 @@ def _run_sends(self: Any, timeout: Any = None, stop_on_available: Any = False) -
                 pending.append(ps)
 
 
+def _failed_first_try(pending: Any, tgt: Any, sender: Any, msg: Any, address: Any) -> None:
+    """Thespian's handling of a first delivery that raised: log it, queue it for the retries.
+
+    Call it from the ``except`` block (it logs and records the exception being handled); a
+    message that keeps failing is then returned to its sender as poison by thespian's path.
+    """
+    logging.getLogger("Thespian").warning(
+        "Failure of Actor %s during message processing (attempt %s)",
+        tgt.address, 0, exc_info=True)
+    ps = _simple.PendingSend(sender, msg, address)
+    ps.attempts = 1
+    ps.fail_details = traceback.format_exc()
+    pending.append(ps)
+
+
 def _hand_over(pending: Any, registry: Any, sender: Any, sends: Any, quiet: bool) -> None:
     """Handle an `InOrder`'s messages as consecutive messages at the head of the send queue.
 
@@ -190,14 +205,8 @@ def _hand_over(pending: Any, registry: Any, sender: Any, sends: Any, quiet: bool
                     instance.receiveMessage(msg, sender)
                 else:
                     instance._receive(msg, sender)  # noqa: SLF001 - as _callActorWithMessage
-            except Exception:  # thespian's handling: log, retry, then poison
-                logging.getLogger("Thespian").warning(
-                    "Failure of Actor %s during message processing (attempt %s)",
-                    tgt.address, 0, exc_info=True)
-                ps = _simple.PendingSend(sender, msg, address)
-                ps.attempts = 1
-                ps.fail_details = traceback.format_exc()
-                pending.append(ps)
+            except Exception:  # noqa: BLE001 - logged there: thespian's handling, retry, then poison
+                _failed_first_try(pending, tgt, sender, msg, address)
     finally:
         follows[0] = 0
     if done < count:
@@ -283,14 +292,8 @@ def deliver_in_order(base: Any, sender: Any, sends: Any) -> None:
                             instance.receiveMessage(msg, sender)
                         else:
                             instance._receive(msg, sender)  # noqa: SLF001 - as _callActorWithMessage
-                    except Exception:  # thespian's handling: log, retry, then poison
-                        logging.getLogger("Thespian").warning(
-                            "Failure of Actor %s during message processing (attempt %s)",
-                            tgt.address, 0, exc_info=True)
-                        ps = pending_send(sender, msg, address)
-                        ps.attempts = 1
-                        ps.fail_details = traceback.format_exc()
-                        pending.append(ps)
+                    except Exception:  # noqa: BLE001 - logged there: thespian's handling, retry, then poison
+                        _failed_first_try(pending, tgt, sender, msg, address)
         finally:
             follows[0] = 0  # also on a BaseException: a stale count would only cost speed
     if start < len(sends):
