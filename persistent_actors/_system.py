@@ -28,7 +28,6 @@ from persistent_actors._thespian.lazy_identify import lazy_identify
 from persistent_actors._thespian.lifetime import OwnerProcess, install_sigterm_exit
 from persistent_actors._thespian.loopback import bind_where_advertised
 from persistent_actors._thespian.poll_selector import poll_selector
-from persistent_actors._thespian.transmit_timers import transmit_timers
 from persistent_actors._thespian.wakeups import fast_wakeup_checks
 from persistent_actors.cluster._region import ClusterRegion, Routes
 from persistent_actors.cluster._transport import cluster_capabilities, node_id_of
@@ -114,6 +113,12 @@ class ActorSystem:
             bind_where_advertised()
             lazy_identify()  # before thespian forks: every message was described for a debug line
             poll_selector()  # thespian built an epoll set for every wait of its transport
+            # Imported here, for multiproc-tcp only: imported with this module, it made the
+            # bench's `create_100` row 2x slower in its forked child processes (cause not
+            # found; the row run in one process was unchanged).
+            from persistent_actors._thespian.transmit_timers import (  # noqa: PLC0415
+                transmit_timers,
+            )
             transmit_timers()  # and timer views and timedeltas for every deadline it compared
         else:
             fast_wakeup_checks()  # the simple base scans every pending wakeup per message
