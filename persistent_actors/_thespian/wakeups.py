@@ -35,12 +35,13 @@ to that list when it is sent (``actor_send``) instead of being queued and delive
 from __future__ import annotations
 
 import collections
+import contextlib
 import heapq
 import itertools
 import logging
 import math
 import traceback
-from typing import Any
+from typing import Any, Final
 
 from thespian.actors import ActorExitRequest, ChildActorExited, ValidatedSource
 from thespian.system import simpleSystemBase as _simple  # noqa: N813 - thespian's module name
@@ -178,15 +179,20 @@ def _failed_first_try(pending: Any, tgt: Any, sender: Any, msg: Any, address: An
     pending.append(ps)
 
 
-def _hand_over(pending: Any, registry: Any, sender: Any, sends: Any, quiet: bool) -> None:
-    """Handle an `InOrder`'s messages as consecutive messages at the head of the send queue.
+# For `_handle_run` where the caller already holds thespian's lock.
+_HELD: Final = contextlib.nullcontext()
 
-    Called with thespian's lock held, where the `InOrder` was popped: each ordinary message
-    goes straight to its actor, in order, and what they send queues behind the rest, as if
-    each had been queued on its own. From the first one the loop would not hand straight to
-    an actor (thespian's own kinds, dead letters) on, the rest go back to the front of the
-    queue, in order, for thespian's own path. While messages follow, `BATCH_FOLLOWS` counts
-    them: they are queued work, so a persist they cause joins the group commit.
+
+def _handle_run(pending: Any, registry: Any, sender: Any, sends: Any, quiet: bool, *,
+                lock: Any) -> int:
+    """Hand each (address, message) of `sends` from `sender` straight to its actor, in order.
+
+    Stops at the first message the send loop would not hand straight to an actor (thespian's
+    own kinds, dead letters, an actor not started) and returns how many it handed over; the
+    caller queues the rest. `lock` is held around each message, as thespian's loop holds its
+    lock (`_HELD` where the caller holds it already). A failure is handled as thespian does
+    (`_failed_first_try`). While messages follow, `BATCH_FOLLOWS` counts them: they are
+    queued work, so a persist they cause joins the group commit.
     """
     follows = BATCH_FOLLOWS
     count = len(sends)
@@ -200,16 +206,31 @@ def _hand_over(pending: Any, registry: Any, sender: Any, sends: Any, quiet: bool
                 break
             done += 1
             follows[0] = count - done
-            try:
-                if quiet:  # what _actor_base_receive does with debug logging off
-                    instance.receiveMessage(msg, sender)
-                else:
-                    instance._receive(msg, sender)  # noqa: SLF001 - as _callActorWithMessage
-            except Exception:  # noqa: BLE001 - logged there: thespian's handling, retry, then poison
-                _failed_first_try(pending, tgt, sender, msg, address)
+            with lock:
+                try:
+                    if quiet:  # what _actor_base_receive does with debug logging off
+                        instance.receiveMessage(msg, sender)
+                    else:
+                        instance._receive(msg, sender)  # noqa: SLF001 - as _callActorWithMessage
+                except Exception:  # noqa: BLE001 - logged there: thespian's handling, retry, then poison
+                    _failed_first_try(pending, tgt, sender, msg, address)
     finally:
-        follows[0] = 0
-    if done < count:
+        follows[0] = 0  # also on a BaseException: a stale count would only cost speed
+    return done
+
+
+def _hand_over(pending: Any, registry: Any, sender: Any, sends: Any, quiet: bool) -> None:
+    """Handle an `InOrder`'s messages as consecutive messages at the head of the send queue.
+
+    Called with thespian's lock held, where the `InOrder` was popped: each ordinary message
+    goes straight to its actor, in order, and what they send queues behind the rest, as if
+    each had been queued on its own. From the first one the loop would not hand straight to
+    an actor (thespian's own kinds, dead letters) on, the rest go back to the front of the
+    queue, in order, for thespian's own path. While messages follow, `BATCH_FOLLOWS` counts
+    them: they are queued work, so a persist they cause joins the group commit.
+    """
+    done = _handle_run(pending, registry, sender, sends, quiet, lock=_HELD)
+    if done < len(sends):
         pending.extendleft(reversed([_simple.PendingSend(sender, msg, address)
                                      for address, msg in sends[done:]]))
 
@@ -276,26 +297,7 @@ def deliver_in_order(base: Any, sender: Any, sends: Any) -> None:
     quiet = not _THESPIAN_LOG.isEnabledFor(logging.DEBUG)  # as in `_run_sends`
     start = 0
     if not pending and type(pending) is _SendQueue and not base.procLimit:
-        follows = BATCH_FOLLOWS
-        try:
-            for address, msg in sends:
-                tgt: Any = None if isinstance(msg, _SPECIAL) else \
-                    registry.get(address.actorAddressString, None)
-                instance = tgt.instance if tgt else None
-                if not instance:
-                    break
-                start += 1
-                follows[0] = len(sends) - start
-                with lock:  # held while the message is handled, as in thespian's loop
-                    try:
-                        if quiet:  # what _actor_base_receive does with debug logging off
-                            instance.receiveMessage(msg, sender)
-                        else:
-                            instance._receive(msg, sender)  # noqa: SLF001 - as _callActorWithMessage
-                    except Exception:  # noqa: BLE001 - logged there: thespian's handling, retry, then poison
-                        _failed_first_try(pending, tgt, sender, msg, address)
-        finally:
-            follows[0] = 0  # also on a BaseException: a stale count would only cost speed
+        start = _handle_run(pending, registry, sender, sends, quiet, lock=lock)
     if start < len(sends):
         with lock:
             for address, msg in sends[start:]:
