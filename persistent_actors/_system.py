@@ -120,6 +120,8 @@ class ActorSystem:
                 transmit_timers,
             )
             transmit_timers()  # and timer views and timedeltas for every deadline it compared
+            from persistent_actors._thespian.loop_helpers import loop_helpers  # noqa: PLC0415
+            loop_helpers()  # and generic fmap/partition, a generator lock, address hashing
         else:
             fast_wakeup_checks()  # the simple base scans every pending wakeup per message
         self._asys = ThespianActorSystem(self.settings.thespian_base, capabilities,

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -26,12 +27,13 @@ import pytest
 from thespian.actors import Actor as ThespianActor
 from thespian.actors import ActorExitRequest, PoisonMessage, WakeupMessage
 from thespian.actors import ActorSystem as ThespianActorSystem
-from thespian.system import multiprocCommon
+from thespian.system import multiprocCommon, utilis
 from thespian.system.transport import ReceiveEnvelope, TransmitIntent, streamBuffer
 from thespian.system.transport import TCPTransport as tcp  # noqa: N813 - thespian's module
+from thespian.system.transport import asyncTransportBase as async_transport  # noqa: N813
 
 from persistent_actors import ActorSystem
-from persistent_actors._thespian import frame_auth, poll_selector, transmit_timers
+from persistent_actors._thespian import frame_auth, loop_helpers, poll_selector, transmit_timers
 from persistent_actors._thespian import lazy_identify as patch
 from persistent_actors._thespian.simple_direct import SimpleDirect
 from persistent_actors._thespian.wakeups import fast_wakeup_checks
@@ -400,3 +402,61 @@ def test_transmit_timers_give_thespians_delays_and_expiry() -> None:
     assert not idle.expired()
     idle.validity = tcp.ExpirationTimer(datetime.timedelta(seconds=-1))
     assert idle.expired()
+
+
+def test_loop_helpers_compute_what_thespians_helpers_compute() -> None:
+    # loop_helpers: the transport's partition, fmap, exclusive_processing and address hash are
+    # faster copies with the same results (thespian.system.utilis keeps its own).
+    loop_helpers.loop_helpers()
+    loop_helpers.loop_helpers()  # idempotent
+    assert tcp.fmap is loop_helpers.fmap
+    assert tcp.partition is loop_helpers.partition
+    assert async_transport.partition is loop_helpers.partition
+    assert tcp.exclusive_processing is loop_helpers.ExclusiveProcessing
+    assert async_transport.exclusive_processing is loop_helpers.ExclusiveProcessing
+    assert utilis.fmap is not loop_helpers.fmap
+
+    def odd(n: int) -> bool:
+        return n % 2 == 1
+
+    class Collected(list[int]):
+        pass
+
+    for output in (list, deque, Collected):  # Collected: thespian's own partition
+        assert loop_helpers.partition(odd, iter(range(7)), output) == \
+            utilis.partition(odd, iter(range(7)), output)
+    assert loop_helpers.partition(odd, [3, 1, 2, 5]) == ([3, 1, 5], [2])
+
+    class Mappable:
+        def fmap(self, func: Any) -> str:
+            return "own"
+
+    shapes: list[Any] = [([1, 2], [3]), [1, (2, [3])], {"a": 1}, 4, (), [], Mappable(),
+                         [Mappable(), 5], range(3)]
+    for shape in shapes:
+        assert loop_helpers.fmap(str, shape) == utilis.fmap(str, shape)
+
+    class Flag:
+        def __init__(self) -> None:
+            self.held = False
+
+        def _exclusively_processing(self) -> bool:
+            if self.held:
+                return False
+            self.held = True
+            return True
+
+        def _not_processing(self) -> None:
+            self.held = False
+
+    flag = Flag()
+    with loop_helpers.ExclusiveProcessing(flag):
+        assert flag.held
+    assert not flag.held
+    with pytest.raises(RuntimeError), loop_helpers.ExclusiveProcessing(flag):
+        raise RuntimeError
+    assert flag.held  # as thespian's generator: no release when the block raised
+
+    address = tcp.TCPv4ActorAddress("127.0.0.1", 1234)
+    assert hash(address) == hash((address.socketArgs, address.connectArgs))
+    assert hash(address) == hash(tcp.TCPv4ActorAddress("127.0.0.1", 1234))
