@@ -122,6 +122,8 @@ class ActorSystem:
             transmit_timers()  # and timer views and timedeltas for every deadline it compared
             from persistent_actors._thespian.loop_helpers import loop_helpers  # noqa: PLC0415
             loop_helpers()  # and generic fmap/partition, a generator lock, address hashing
+            from persistent_actors._thespian.fewer_turns import fewer_turns  # noqa: PLC0415
+            fewer_turns()  # and a turn of its loop per message sent and per message received
         else:
             fast_wakeup_checks()  # the simple base scans every pending wakeup per message
         self._asys = ThespianActorSystem(self.settings.thespian_base, capabilities,

@@ -33,7 +33,13 @@ from thespian.system.transport import TCPTransport as tcp  # noqa: N813 - thespi
 from thespian.system.transport import asyncTransportBase as async_transport  # noqa: N813
 
 from persistent_actors import ActorSystem
-from persistent_actors._thespian import frame_auth, loop_helpers, poll_selector, transmit_timers
+from persistent_actors._thespian import (
+    fewer_turns,
+    frame_auth,
+    loop_helpers,
+    poll_selector,
+    transmit_timers,
+)
 from persistent_actors._thespian import lazy_identify as patch
 from persistent_actors._thespian.simple_direct import SimpleDirect
 from persistent_actors._thespian.wakeups import fast_wakeup_checks
@@ -460,3 +466,61 @@ def test_loop_helpers_compute_what_thespians_helpers_compute() -> None:
     address = tcp.TCPv4ActorAddress("127.0.0.1", 1234)
     assert hash(address) == hash((address.socketArgs, address.connectArgs))
     assert hash(address) == hash(tcp.TCPv4ActorAddress("127.0.0.1", 1234))
+
+
+def _bare_transport() -> Any:
+    """A TCPTransport with just the state its receive and transmit steps touch."""
+    transport = object.__new__(tcp.TCPTransport)
+    transport._incomingEnvelopes = []
+    transport._openSockets = {}
+    transport._transmitIntents = {}
+    return transport
+
+
+def test_fewer_turns_waits_for_the_ack_as_soon_as_the_data_is_sent() -> None:
+    # fewer_turns: a transmit whose bytes are all out goes straight to waiting for the ACK,
+    # not to thespian's empty "shutdown write" stage (a turn of the loop of its own).
+    fewer_turns.fewer_turns()
+    fewer_turns.fewer_turns()  # idempotent
+    left, right = socket.socketpair()
+    try:
+        intent = TransmitIntent("target", "message")
+        intent.serMsg = tcp.toSendBuffer("payload")
+        intent.socket, intent.amtSent, intent.stage = left, 0, tcp.TCPTransport._XMITStepSendData
+        assert tcp.TCPTransport._next_XMIT_2(_bare_transport(), intent) is True
+        assert intent.stage == tcp.TCPTransport._XMITStepWaitForAck
+        assert intent.ackbuf.remainingAmount() == 20  # a fresh ACK buffer, as thespian's step
+        assert right.recv(1000) == intent.serMsg
+    finally:
+        left.close()
+        right.close()
+
+
+def test_fewer_turns_reads_a_message_in_the_turn_that_read_its_length() -> None:
+    # fewer_turns: once the first 20 bytes gave the length, the rest is read in the same turn
+    # (exactly that many bytes: a following message stays in the socket); a rest that has
+    # not arrived waits for the next turn as before.
+    fewer_turns.fewer_turns()
+    transport = _bare_transport()
+    left, right = socket.socketpair()
+    left.setblocking(False)
+    try:
+        sender = tcp.ActorAddress(tcp.TCPv4ActorAddress("127.0.0.1", 1234))
+        first = tcp.toSendBuffer((sender, "x" * 300))
+        second = tcp.toSendBuffer((sender, "second"))
+        right.sendall(first + second)
+        inc = tcp.TCPIncomingPersistent(None, left)
+        assert transport._handleReadableIncoming(inc) is None  # done in one turn
+        assert [e.message for e in transport._incomingEnvelopes] == ["x" * 300]
+        assert right.recv(100) == tcp.ackMsg
+        assert left.recv(1000) == second  # not one byte of the next message was taken
+
+        right.sendall(first[:100])
+        inc = tcp.TCPIncomingPersistent(None, left)
+        assert transport._handleReadableIncoming(inc) is inc  # the rest is not there yet
+        right.sendall(first[100:])
+        assert transport._handleReadableIncoming(inc) is None
+        assert [e.message for e in transport._incomingEnvelopes] == ["x" * 300] * 2
+    finally:
+        left.close()
+        right.close()
