@@ -524,3 +524,34 @@ def test_fewer_turns_reads_a_message_in_the_turn_that_read_its_length() -> None:
     finally:
         left.close()
         right.close()
+
+
+def test_fewer_turns_reads_the_whole_ack_in_one_turn() -> None:
+    # fewer_turns: thespian's ACK frame is 21 bytes; the byte after the first 20 is read in
+    # the same turn and the transmit finishes, instead of waiting for another poll.
+    fewer_turns.fewer_turns()
+    assert len(tcp.ackMsg) > 20
+    transport = _bare_transport()
+    transport._finished_intents = []
+    left, right = socket.socketpair()
+    left.setblocking(False)
+    target = tcp.ActorAddress(tcp.TCPv4ActorAddress("127.0.0.1", 1234))
+    try:
+        intent = TransmitIntent(target, "message")
+        intent.socket, intent.stage = left, tcp.TCPTransport._XMITStepWaitForAck
+        intent.ackbuf = streamBuffer.ReceiveBuffer(tcp.serializer.loads)
+        right.sendall(tcp.ackMsg[:20])
+        assert tcp.TCPTransport._next_XMIT_4(transport, intent) is True  # the rest not there
+        assert intent.stage == tcp.TCPTransport._XMITStepWaitForAck
+        right.sendall(tcp.ackMsg[20:])
+        assert tcp.TCPTransport._next_XMIT_4(transport, intent) is False  # done
+        assert transport._finished_intents == [(intent, tcp.SendStatus.Sent)]
+
+        intent = TransmitIntent(target, "message")
+        intent.socket, intent.stage = left, tcp.TCPTransport._XMITStepWaitForAck
+        intent.ackbuf = streamBuffer.ReceiveBuffer(tcp.serializer.loads)
+        right.sendall(tcp.ackMsg)
+        assert tcp.TCPTransport._next_XMIT_4(transport, intent) is False  # one call, one turn
+    finally:
+        left.close()
+        right.close()

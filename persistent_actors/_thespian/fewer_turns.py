@@ -1,10 +1,10 @@
-"""Two turns of thespian's TCP loop that wait for nothing, done at once.
+"""Turns of thespian's TCP loop that wait for nothing, done at once.
 
 Every turn of thespian 4.0.1's ``TCPTransport._runWithExpiry`` rebuilds its watch list, asks
 every pending transmit and socket for its deadline, polls, then walks its sockets and intents
 again: that per-turn work, not the messages, is most of a multiproc-tcp process's CPU. A cart
 process of ``service_async_mp`` turned it about 9 times per request (it receives two messages
-and sends two); two kinds of turn wait for nothing:
+and two ACKs, and sends two messages); three kinds of turn wait for nothing:
 
 - After a transmit has sent all its bytes (``_next_XMIT_2``), thespian moves it to the
   "shutdown write" stage, whose step (``_next_XMIT_3``) does nothing but create the ACK buffer
@@ -19,6 +19,10 @@ and sends two); two kinds of turn wait for nothing:
   bytes as thespian's next turn would have asked for; when they are not there yet
   (``EAGAIN``) or the socket reports anything else, it leaves the message to the next turn as
   before, where thespian's own code handles the error or the closed socket.
+- The same two reads for the ACK a transmit waits for: thespian's ACK frame is 21 bytes
+  (``18>`` and the pickled ``"ACK"``; more with frame authentication), so its last byte took a
+  turn of its own after the first 20. The patched ``_next_XMIT_4`` reads the rest of the ACK
+  at once when the length is known, with the same fall-back to the next turn.
 
 What arrives is unchanged (the same bytes read in the same order from each socket, each
 message handled and acknowledged as before), only sooner. ``tests/test_thespian_patches.py``
@@ -50,6 +54,28 @@ def _patch_transmit(cls: Any) -> None:
         return keep
 
     cls._next_XMIT_2 = _next_XMIT_2
+
+
+def _patch_ack(cls: Any) -> None:
+    wait_for_ack = cls._next_XMIT_4
+    waiting = cls._XMITStepWaitForAck
+
+    def _next_XMIT_4(self: Any, intent: Any) -> Any:  # noqa: N802 - thespian's name
+        keep = wait_for_ack(self, intent)
+        while keep and intent.stage == waiting and getattr(intent, "socket", None) is not None:
+            ack = getattr(intent, "ackbuf", None)
+            if ack is None or getattr(ack, "_size", None) is None or ack.isDone():
+                break  # nothing read yet (or a new buffer): the next turn, as before
+            try:
+                data = intent.socket.recv(ack.remainingAmount())
+            except OSError:
+                break  # not there yet, or an error: the next turn, as before
+            if not data:
+                break  # closed: thespian's next turn finds it so
+            keep = self._check_XMIT_4_done(intent, data)
+        return keep
+
+    cls._next_XMIT_4 = _next_XMIT_4
 
 
 def _patch_receive(cls: Any) -> None:
@@ -88,8 +114,10 @@ def fewer_turns() -> None:
     cls = getattr(_tcp, "TCPTransport", None)
     if cls is None or getattr(cls, "_XMITStepShutdownWrite", None) != 3 or \
             getattr(cls, "_XMITStepWaitForAck", None) != 4 or \
-            not hasattr(cls, "_next_XMIT_3") or not hasattr(cls, "_handleReadableIncoming"):
+            not all(hasattr(cls, name) for name in (
+                "_next_XMIT_3", "_next_XMIT_4", "_check_XMIT_4_done", "_handleReadableIncoming")):
         return  # another thespian version: leave it alone
     _patch_transmit(cls)
+    _patch_ack(cls)
     _patch_receive(cls)
     _PATCHED = True
