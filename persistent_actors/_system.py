@@ -124,6 +124,8 @@ class ActorSystem:
             loop_helpers()  # and generic fmap/partition, a generator lock, address hashing
             from persistent_actors._thespian.fewer_turns import fewer_turns  # noqa: PLC0415
             fewer_turns()  # and a turn of its loop per message sent and per message received
+            from persistent_actors._thespian.lean_loop import lean_loop  # noqa: PLC0415
+            lean_loop()  # and per turn, the watch list, idle-socket walk and timeout rebuild
         else:
             fast_wakeup_checks()  # the simple base scans every pending wakeup per message
         self._asys = ThespianActorSystem(self.settings.thespian_base, capabilities,

@@ -36,6 +36,7 @@ from persistent_actors import ActorSystem
 from persistent_actors._thespian import (
     fewer_turns,
     frame_auth,
+    lean_loop,
     loop_helpers,
     poll_selector,
     transmit_timers,
@@ -555,3 +556,138 @@ def test_fewer_turns_reads_the_whole_ack_in_one_turn() -> None:
     finally:
         left.close()
         right.close()
+
+
+def _real_transport() -> Any:
+    """A real TCPTransport (its own listen socket on loopback), as an external process has."""
+    admin = tcp.ActorAddress(tcp.TCPv4ActorAddress("127.0.0.1", 1))
+    return tcp.TCPTransport(tcp.ExternalTransportCopy(), admin, False, False)
+
+
+def test_lean_loop_hands_the_selector_its_sockets_in_one_call() -> None:
+    # lean_loop: the turn's sockets go to the poll selector in one call, with the checks
+    # register makes; anything register would refuse is left to register.
+    poll_selector.poll_selector()
+    left, right = socket.socketpair()
+    try:
+        right.send(b"x")
+        selector = tcp.selectors.DefaultSelector()
+        assert selector.want([left.fileno()], [right.fileno()]) is True
+        assert {key.fd: ev for key, ev in selector.select(0)} == {
+            left.fileno(): tcp.selectors.EVENT_READ, right.fileno(): tcp.selectors.EVENT_WRITE}
+        for reads, writes in (([left.fileno()], [left.fileno()]), ([-1], []), ([left], [])):
+            selector = tcp.selectors.DefaultSelector()
+            assert selector.want(reads, writes) is False  # duplicate, negative, not an int
+            assert selector.select(0) == []  # nothing registered
+        selector = tcp.selectors.DefaultSelector()
+        selector.register(left.fileno(), tcp.selectors.EVENT_READ)
+        assert selector.want([right.fileno()], []) is False  # not on top of a register
+        selector.close()
+    finally:
+        left.close()
+        right.close()
+
+
+def test_lean_loop_walks_idle_sockets_without_lookups_and_still_serves_them(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # lean_loop: a turn where no idle socket is ready, expired or replaced makes no lookup
+    # of its own entry (thespian made one per idle socket per turn); a ready one is read and
+    # acknowledged, an expired one closed, a replaced one closed, as thespian does.
+    poll_selector.poll_selector()
+    lean_loop.lean_loop()
+    lean_loop.lean_loop()  # idempotent
+    assert tcp.TCPTransport._runWithExpiry is lean_loop._runWithExpiry
+    lookups: list[Any] = []
+    ops_key = tcp.opsKey
+
+    def counted_ops_key(addr: Any) -> Any:
+        lookups.append(addr)
+        return ops_key(addr)
+
+    monkeypatch.setattr(tcp, "opsKey", counted_ops_key)
+    transport = _real_transport()
+    pairs = [socket.socketpair() for _ in range(4)]
+    try:
+        for left, _ in pairs:
+            left.setblocking(False)
+        addrs = [tcp.ActorAddress(tcp.TCPv4ActorAddress("127.0.0.1", 2000 + i))
+                 for i in range(3)]
+        idles = [tcp.IdleSocket(pairs[i][0], addrs[i]) for i in range(3)]
+        for addr, idle in zip(addrs, idles, strict=True):
+            transport._openSockets[ops_key(addr)] = idle
+
+        assert transport.run(None, datetime.timedelta(seconds=0.02)) is None  # nothing came
+        assert lookups == []
+        assert list(transport._openSockets.values()) == idles
+
+        pairs[1][1].sendall(tcp.toSendBuffer((addrs[1], "hello")))
+        envelope = transport.run(None, datetime.timedelta(seconds=5))
+        assert envelope.message == "hello"
+        assert pairs[1][1].recv(100) == tcp.ackMsg
+        again = transport._openSockets[ops_key(addrs[1])]
+        assert again is not idles[1]  # thespian's new IdleSocket for the same socket
+        assert again.socket is pairs[1][0]
+
+        idles[0].validity._time_to_quit = 0.0  # long expired
+        transport.run(None, datetime.timedelta(seconds=0.02))
+        assert ops_key(addrs[0]) not in transport._openSockets
+        assert pairs[0][0].fileno() == -1  # closed
+
+        # A message from addrs[2] on another socket replaces idle socket 2, which is closed.
+        transport._incomingSockets[pairs[3][0].fileno()] = tcp.TCPIncomingPersistent(
+            tcp.ActorAddress(None), pairs[3][0])
+        pairs[3][1].sendall(tcp.toSendBuffer((addrs[2], "from two")))
+        envelope = transport.run(None, datetime.timedelta(seconds=5))
+        assert envelope.message == "from two"
+        assert transport._openSockets[ops_key(addrs[2])].socket is pairs[3][0]
+        assert pairs[2][0].fileno() == -1
+    finally:
+        transport.close()
+        for left, right in pairs:
+            left.close()
+            right.close()
+
+
+def test_lean_loop_leaves_transmits_alone_when_none_is_due(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # lean_loop: the timeout pass steps no transmit when none is due (thespian checked each
+    # one, every turn); one that is due (its target's socket came free) is stepped as before.
+    lean_loop.lean_loop()
+    transport = _real_transport()
+    checks: list[Any] = []
+    step_check = transport._nextTransmitStepCheck
+
+    def counted_check(*args: Any, **kw: Any) -> Any:
+        checks.append(args)
+        return step_check(*args, **kw)
+
+    monkeypatch.setattr(transport, "_nextTransmitStepCheck", counted_check)
+    left, right = socket.socketpair()
+    spare, other = socket.socketpair()
+    try:
+        left.setblocking(False)
+        target = tcp.ActorAddress(tcp.TCPv4ActorAddress("127.0.0.1", 2100))
+        sending = TransmitIntent(target, "first")
+        sending.socket, sending.stage = left, tcp.TCPTransport._XMITStepWaitForAck
+        sending.ackbuf = streamBuffer.ReceiveBuffer(tcp.serializer.loads)
+        queued = TransmitIntent(target, "second")
+        queued.stage, queued.serMsg = tcp.TCPTransport._XMITStepSendConnect, b"second-bytes"
+        queued.awaitingTXSlot()
+        transport._transmitIntents = {left.fileno(): sending}
+        transport._waitingTransmits = [queued]
+
+        transport._processIntentTimeouts()
+        assert checks == []
+        assert transport._transmitIntents == {left.fileno(): sending}
+        assert transport._waitingTransmits == [queued]
+
+        transport._openSockets[tcp.opsKey(target)] = tcp.IdleSocket(spare, target)
+        transport._processIntentTimeouts()  # the queued one may take the free socket now
+        assert len(checks) == 2  # thespian's own pass
+        assert transport._transmitIntents == {left.fileno(): sending, spare.fileno(): queued}
+        assert transport._waitingTransmits == []
+        assert other.recv(100) == b"second-bytes"
+    finally:
+        transport.close()
+        for sock in (left, right, spare, other):
+            sock.close()

@@ -82,6 +82,27 @@ class _TurnSelector:
             raise KeyError(f"{fileobj!r} (FD {fd}) is already registered")
         self._wanted[fd] = events
 
+    def want(self, reads: list[Any], writes: list[Any]) -> bool:
+        """Register `reads` for reading and `writes` for writing, all at once.
+
+        Only plain non-negative ints, each once, and nothing registered yet this turn; for
+        anything else it registers nothing and returns False (the caller then calls
+        ``register`` for each, which raises as ``selectors`` would).
+        """
+        if self._wanted:
+            return False
+        wanted: dict[int, int] = {}
+        for fd in reads:
+            if type(fd) is not int or fd < 0 or fd in wanted:
+                return False
+            wanted[fd] = _READ
+        for fd in writes:
+            if type(fd) is not int or fd < 0 or fd in wanted:
+                return False
+            wanted[fd] = _WRITE
+        self._wanted = wanted
+        return True
+
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         wanted, polled, poll, keys = self._wanted, self._polled, self._poll, self._keys
         if wanted != polled:
