@@ -34,6 +34,7 @@ cannot be interrupted by new work, so that is the longest a new message waits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -115,11 +116,13 @@ class Driver:
         # How many sends the next pass may expect at once (see `_linger`): the messages routed out
         # in the last pass plus what was queued already while that pass ran.
         self._expected = 0
-        # While a pass lingers: `submit` sets `_gathered` once `_want` sends are queued, so the
-        # driver sleeps through the linger instead of waking for every send (each wake-up took
-        # the GIL from a caller that was about to send).
+        # While a pass lingers: `submit` releases `_gathered` once `_want` sends are queued, so
+        # the driver sleeps through the linger instead of waking for every send (each wake-up
+        # took the GIL from a caller that was about to send). A plain lock used as a one-shot
+        # signal: held while unsignalled; released by `submit`, taken back by the driver.
         self._want = 0
-        self._gathered = threading.Event()
+        self._gathered = threading.Lock()
+        self._gathered.acquire()
         # Multiproc-tcp: frames sent straight to each destination, never waited for.
         self._outbound = None if simple else Outbound(asys)
         self._thread = threading.Thread(target=self._serve, daemon=True,
@@ -138,13 +141,17 @@ class Driver:
         want = self._want
         if want and ops.qsize() >= want:  # the lingering pass has what it waits for
             self._want = 0
-            self._gathered.set()
+            self._signal()
+
+    def _signal(self) -> None:
+        with contextlib.suppress(RuntimeError):  # signalled already
+            self._gathered.release()
 
     def stop(self) -> None:
         """Send what is queued, then end the thread (waits for it unless called on it)."""
         if self._thread.is_alive():
             self._ops.put(_STOP)
-            self._gathered.set()  # a lingering pass takes the stop at once
+            self._signal()  # a lingering pass takes the stop at once
             if not self.on_thread():
                 self._thread.join(timeout=30)
 
@@ -152,14 +159,23 @@ class Driver:
     def _serve(self) -> None:
         while True:
             listening = self._listening()
-            try:
-                op = self._ops.get(timeout=_IDLE_TICK) if not listening else self._ops.get_nowait()
-            except queue.Empty:
-                op = _NOTHING
             sends: list[tuple[Any, Any]] = []
-            stopping = self._take(op, sends)
-            if sends and not stopping and len(sends) < self._expected:
+            stopping = False
+            if self._expected > 1 and not listening:
+                # Callers answered by the last pass are sending again: sleep until all of them
+                # have (one wake-up), not until the first (which only started the linger).
                 stopping = self._linger(sends)
+                if not sends and not stopping:
+                    self._expected = 0  # none came back within the linger: idle as usual
+            if not sends and not stopping:
+                try:
+                    op = self._ops.get(timeout=_IDLE_TICK) if not listening else \
+                        self._ops.get_nowait()
+                except queue.Empty:
+                    op = _NOTHING
+                stopping = self._take(op, sends)
+                if sends and not stopping and len(sends) < self._expected:
+                    stopping = self._linger(sends)
             try:
                 if sends:
                     self._deliver(sends)
@@ -209,6 +225,11 @@ class Driver:
         it routed out, not for the replies alone: with 16 threads, callers answered in different
         passes otherwise stayed in two groups that took turns (10 and 6 a pass, the second
         never lingered for), since the sends queued early already covered the count.
+
+        After a pass that expects more than one send the driver lingers at once, before the
+        first send arrives (`_serve`): it then wakes once, when the last of them is queued. It
+        used to wake for the first send and linger from there: one more wake-up a pass, which
+        also took the GIL from the callers in the middle of their turn.
         """
         deadline = time.monotonic() + _LINGER
         gathered = self._gathered
@@ -217,10 +238,10 @@ class Driver:
             remaining = deadline - time.monotonic()
             if missing <= 0 or remaining <= 0:
                 return False
-            gathered.clear()
+            gathered.acquire(blocking=False)  # a signal left over from an earlier wait
             self._want = missing  # before the look at the queue: `submit` then sees it
             if self._ops.qsize() < missing:
-                gathered.wait(remaining)
+                gathered.acquire(timeout=remaining)
             self._want = 0
             try:
                 op = self._ops.get_nowait()
