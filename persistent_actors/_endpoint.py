@@ -325,13 +325,16 @@ class Endpoint:
                     if cancel.is_set():
                         return None
                     if waiter.wait(min(remaining, _CANCEL_CHECK)):
+                        woken = True
                         break
                 elif waiter.wait(remaining):
+                    woken = True
                     break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
+                    if waiter.answered():  # in time; its wake-up was still on its way down
+                        break
                     raise AskTimeoutError(f"timed out after {timeout}s {what}")
-            woken = True
         finally:
             self._sinks.pop(corr, None)
             if not woken:
@@ -499,8 +502,8 @@ class _Waiter:
     code on. Releasing all of them from the driver woke every thread at once only for each to
     sleep again on the GIL and be handed it one by one: two wake-ups each, and each hand-over
     waited for the previous thread's whole turn plus a wake-up. The chain never stalls on a
-    thread that stopped waiting (timed out, cancelled): `leave` marks it gone and passes on a
-    wake-up it finds, and `hand_over` passes on past a waiter that is gone.
+    thread that stopped waiting (timed out, cancelled, interrupted): `leave` marks it gone and
+    wakes the next if it was answered, and `hand_over` passes on past a waiter that is gone.
     """
 
     __slots__ = ("_done", "_gone", "_outcome", "next")
@@ -536,8 +539,8 @@ class _Waiter:
     def hand_over(self) -> None:
         """Wake this waiter's thread, which wakes the rest of the chain; past gone waiters.
 
-        Whoever takes a released lock (the thread in `wait` or `leave`, or this loop for a
-        thread that left) wakes the next waiter, so each wake-up is passed on exactly once.
+        Whoever takes a released lock (the thread in `wait`, or this loop for a thread that
+        left) wakes the next waiter; `leave` may wake it too, which is harmless.
         """
         waiter: _Waiter | None = self
         while waiter is not None:
@@ -562,14 +565,20 @@ class _Waiter:
         return False
 
     def leave(self) -> None:
-        """The asking thread stops waiting without having been woken (timeout, cancel, error).
+        """The asking thread stops waiting without having passed a wake-up on.
 
-        A wake-up that came meanwhile is passed on here; one that comes later is passed on by
-        `hand_over`, which sees the mark set before this looks at the lock.
+        A timeout, a cancel or an exception (also one raised right after its wake-up). Once
+        answered it wakes the next at once; if its own wake-up is still to come, the
+        `hand_over` that brings it sees the mark and passes it on. A second wake-up of a
+        waiter is harmless: every waiter of a chain is answered before the first is woken.
         """
         self._gone = True
-        if self._done.acquire(blocking=False) and self.next is not None:
+        if self._outcome is not _PENDING and self.next is not None:
             self.next.hand_over()
+
+    def answered(self) -> bool:
+        """True once a reply or failure is set (its wake-up may still be on its way)."""
+        return self._outcome is not _PENDING
 
     def outcome(self) -> Any:
         """The reply, or raise the error it failed with."""

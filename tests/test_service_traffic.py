@@ -412,6 +412,37 @@ def test_an_asker_that_leaves_after_its_wake_up_came_passes_it_on() -> None:
     assert third.wait(0)
 
 
+def test_an_asker_interrupted_right_after_its_wake_up_passes_it_on() -> None:
+    """An exception between the wake-up and passing it on (a signal's, say) stalls no one."""
+    first, interrupted, third = _chain(3)
+    first.hand_over()
+    assert first.wait(0)
+    assert interrupted._done.acquire(blocking=False)  # woken, then raised before passing on
+    interrupted.leave()  # what `request` does on its way out
+    assert third.wait(0)
+
+
+def test_an_ask_whose_reply_came_before_its_deadline_returns_it(
+        system: ActorSystem, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Answered, but the wake-up is still on its way down the chain when the timeout runs out
+    (here it never comes: the asker before it never wakes): the reply, not a timeout."""
+    from persistent_actors import _protocol as p  # noqa: PLC0415 - internal, tested here
+    from persistent_actors._endpoint import _Waiter  # noqa: PLC0415
+
+    endpoint = system._endpoint
+    ahead = _Waiter()  # an asker whose thread is slow to wake
+    endpoint.add_sink("ahead", ahead)
+    driver = endpoint._driver
+    assert driver is not None
+
+    def answer_at_once(address: Any, message: Any) -> None:
+        endpoint.route_all([p.Reply("ahead", "first"), p.Reply(message, "mine")])
+
+    monkeypatch.setattr(driver, "submit", answer_at_once)
+    assert endpoint.request(_ACTOR, lambda corr: corr, 0.2, "asking") == "mine"
+    endpoint.drop_sink("ahead")
+
+
 def test_replies_routed_to_many_blocking_askers_wake_each_once(system: ActorSystem) -> None:
     """The driver chains the askers answered together; one that left is passed over."""
     from persistent_actors import _protocol as p  # noqa: PLC0415 - internal, tested here
