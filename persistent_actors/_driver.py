@@ -97,13 +97,14 @@ class Driver:
         asys: the thespian actor system; only this thread calls it once started.
         simple: True on thespian's simple base.
         ingress: the ingress actor's address (simple base; None on multiproc-tcp).
-        route: called on this thread with the messages that reached the outside together.
+        route: called on this thread with the messages that reached the outside together;
+            returns True if it answered an event loop (see `_linger`).
         awaiting: True while some caller waits for a reply (multiproc-tcp listens then).
 
     """
 
     def __init__(self, name: str, asys: Any, *, simple: bool, ingress: Any,
-                 route: Callable[[list[Any]], None], awaiting: Callable[[], bool]) -> None:
+                 route: Callable[[list[Any]], object], awaiting: Callable[[], bool]) -> None:
         self._asys = asys
         self._simple = simple
         self._ingress = ingress
@@ -116,6 +117,8 @@ class Driver:
         # How many sends the next pass may expect at once (see `_linger`): the messages routed out
         # in the last pass plus what was queued already while that pass ran.
         self._expected = 0
+        # The last pass answered an event loop (`_linger`: then the driver waits on its queue).
+        self._loops_answered = False
         # While a pass lingers: `submit` releases `_gathered` once `_want` sends are queued, so
         # the driver sleeps through the linger instead of waking for every send (each wake-up
         # took the GIL from a caller that was about to send). A plain lock used as a one-shot
@@ -161,7 +164,7 @@ class Driver:
             listening = self._listening()
             sends: list[tuple[Any, Any]] = []
             stopping = False
-            if self._expected > 1 and not listening:
+            if self._expected > 1 and not listening and not self._loops_answered:
                 # Callers answered by the last pass are sending again: sleep until all of them
                 # have (one wake-up), not until the first (which only started the linger).
                 stopping = self._linger(sends)
@@ -229,7 +232,12 @@ class Driver:
         After a pass that expects more than one send the driver lingers at once, before the
         first send arrives (`_serve`): it then wakes once, when the last of them is queued. It
         used to wake for the first send and linger from there: one more wake-up a pass, which
-        also took the GIL from the callers in the middle of their turn.
+        also took the GIL from the callers in the middle of their turn. Not after a pass that
+        answered an event loop: a loop resumes all its callers in one turn and holds the GIL
+        to its end, so a driver woken by the first send is ready to take the GIL the moment
+        the loop sleeps, where one woken by the last send would still be waking up, then
+        wait for the GIL and be woken again (100 `ask_async` clients: their turn 448-473 ->
+        500-604 us).
         """
         deadline = time.monotonic() + _LINGER
         gathered = self._gathered
@@ -291,8 +299,7 @@ class Driver:
         if self._direct is not None and not idle:
             # Actors ran inside the sends: their replies wait, all of them, to be taken.
             replies = [m for incoming in self._direct.take_replies() for m in unbatch(incoming)]
-            if replies:
-                self._route(replies)
+            self._loops_answered = bool(replies) and bool(self._route(replies))
             self._expected = early + len(replies)
             return
         if self._simple:
@@ -306,8 +313,7 @@ class Driver:
         while incoming is not None:
             arrived.extend(unbatch(incoming))  # a host's replies of one pass come in one frame
             incoming = asys.listen(drain)
-        if arrived:
-            self._route(arrived)
+        self._loops_answered = bool(arrived) and bool(self._route(arrived))
         self._expected = early + len(arrived)
 
 

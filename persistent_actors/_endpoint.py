@@ -206,11 +206,12 @@ class Endpoint:
         """Hand a message (or a `Batch` of them) that reached the outside to its sinks."""
         self.route_all(list(unbatch(incoming)))
 
-    def route_all(self, messages: list[Any]) -> None:
+    def route_all(self, messages: list[Any]) -> bool:
         """Route messages that reached the outside together (the driver thread calls this).
 
         Replies to `ask_async` callers are grouped per event loop: one thread-safe wake-up of
-        each loop per call, not one per reply.
+        each loop per call, not one per reply. Returns True if an event loop was answered
+        (the driver waits for the next sends accordingly: `Driver._linger`).
         """
         settled: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
         routed = False
@@ -258,6 +259,7 @@ class Endpoint:
         if routed and self._pumping:
             with self._routed:
                 self._routed.notify_all()
+        return bool(settled)
 
     def pump(self, deadline: float, done: Callable[[], bool]) -> bool:
         """Wait until `done()` (checked after each routed reply) or the monotonic `deadline`.
