@@ -34,6 +34,7 @@ cannot be interrupted by new work, so that is the longest a new message waits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -96,13 +97,14 @@ class Driver:
         asys: the thespian actor system; only this thread calls it once started.
         simple: True on thespian's simple base.
         ingress: the ingress actor's address (simple base; None on multiproc-tcp).
-        route: called on this thread with the messages that reached the outside together.
+        route: called on this thread with the messages that reached the outside together;
+            returns True if it answered an event loop (see `_linger`).
         awaiting: True while some caller waits for a reply (multiproc-tcp listens then).
 
     """
 
     def __init__(self, name: str, asys: Any, *, simple: bool, ingress: Any,
-                 route: Callable[[list[Any]], None], awaiting: Callable[[], bool]) -> None:
+                 route: Callable[[list[Any]], object], awaiting: Callable[[], bool]) -> None:
         self._asys = asys
         self._simple = simple
         self._ingress = ingress
@@ -115,11 +117,15 @@ class Driver:
         # How many sends the next pass may expect at once (see `_linger`): the messages routed out
         # in the last pass plus what was queued already while that pass ran.
         self._expected = 0
-        # While a pass lingers: `submit` sets `_gathered` once `_want` sends are queued, so the
-        # driver sleeps through the linger instead of waking for every send (each wake-up took
-        # the GIL from a caller that was about to send).
+        # The last pass answered an event loop (`_linger`: then the driver waits on its queue).
+        self._loops_answered = False
+        # While a pass lingers: `submit` releases `_gathered` once `_want` sends are queued, so
+        # the driver sleeps through the linger instead of waking for every send (each wake-up
+        # took the GIL from a caller that was about to send). A plain lock used as a one-shot
+        # signal: held while unsignalled; released by `submit`, taken back by the driver.
         self._want = 0
-        self._gathered = threading.Event()
+        self._gathered = threading.Lock()
+        self._gathered.acquire()
         # Multiproc-tcp: frames sent straight to each destination, never waited for.
         self._outbound = None if simple else Outbound(asys)
         self._thread = threading.Thread(target=self._serve, daemon=True,
@@ -138,13 +144,17 @@ class Driver:
         want = self._want
         if want and ops.qsize() >= want:  # the lingering pass has what it waits for
             self._want = 0
-            self._gathered.set()
+            self._signal()
+
+    def _signal(self) -> None:
+        with contextlib.suppress(RuntimeError):  # signalled already
+            self._gathered.release()
 
     def stop(self) -> None:
         """Send what is queued, then end the thread (waits for it unless called on it)."""
         if self._thread.is_alive():
             self._ops.put(_STOP)
-            self._gathered.set()  # a lingering pass takes the stop at once
+            self._signal()  # a lingering pass takes the stop at once
             if not self.on_thread():
                 self._thread.join(timeout=30)
 
@@ -152,14 +162,23 @@ class Driver:
     def _serve(self) -> None:
         while True:
             listening = self._listening()
-            try:
-                op = self._ops.get(timeout=_IDLE_TICK) if not listening else self._ops.get_nowait()
-            except queue.Empty:
-                op = _NOTHING
             sends: list[tuple[Any, Any]] = []
-            stopping = self._take(op, sends)
-            if sends and not stopping and len(sends) < self._expected:
+            stopping = False
+            if self._expected > 1 and not listening and not self._loops_answered:
+                # Callers answered by the last pass are sending again: sleep until all of them
+                # have (one wake-up), not until the first (which only started the linger).
                 stopping = self._linger(sends)
+                if not sends and not stopping:
+                    self._expected = 0  # none came back within the linger: idle as usual
+            if not sends and not stopping:
+                try:
+                    op = self._ops.get(timeout=_IDLE_TICK) if not listening else \
+                        self._ops.get_nowait()
+                except queue.Empty:
+                    op = _NOTHING
+                stopping = self._take(op, sends)
+                if sends and not stopping and len(sends) < self._expected:
+                    stopping = self._linger(sends)
             try:
                 if sends:
                     self._deliver(sends)
@@ -209,6 +228,16 @@ class Driver:
         it routed out, not for the replies alone: with 16 threads, callers answered in different
         passes otherwise stayed in two groups that took turns (10 and 6 a pass, the second
         never lingered for), since the sends queued early already covered the count.
+
+        After a pass that expects more than one send the driver lingers at once, before the
+        first send arrives (`_serve`): it then wakes once, when the last of them is queued. It
+        used to wake for the first send and linger from there: one more wake-up a pass, which
+        also took the GIL from the callers in the middle of their turn. Not after a pass that
+        answered an event loop: a loop resumes all its callers in one turn and holds the GIL
+        to its end, so a driver woken by the first send is ready to take the GIL the moment
+        the loop sleeps, where one woken by the last send would still be waking up, then
+        wait for the GIL and be woken again (100 `ask_async` clients: their turn 448-473 ->
+        500-604 us).
         """
         deadline = time.monotonic() + _LINGER
         gathered = self._gathered
@@ -217,10 +246,10 @@ class Driver:
             remaining = deadline - time.monotonic()
             if missing <= 0 or remaining <= 0:
                 return False
-            gathered.clear()
+            gathered.acquire(blocking=False)  # a signal left over from an earlier wait
             self._want = missing  # before the look at the queue: `submit` then sees it
             if self._ops.qsize() < missing:
-                gathered.wait(remaining)
+                gathered.acquire(timeout=remaining)
             self._want = 0
             try:
                 op = self._ops.get_nowait()
@@ -270,8 +299,7 @@ class Driver:
         if self._direct is not None and not idle:
             # Actors ran inside the sends: their replies wait, all of them, to be taken.
             replies = [m for incoming in self._direct.take_replies() for m in unbatch(incoming)]
-            if replies:
-                self._route(replies)
+            self._loops_answered = bool(replies) and bool(self._route(replies))
             self._expected = early + len(replies)
             return
         if self._simple:
@@ -285,8 +313,7 @@ class Driver:
         while incoming is not None:
             arrived.extend(unbatch(incoming))  # a host's replies of one pass come in one frame
             incoming = asys.listen(drain)
-        if arrived:
-            self._route(arrived)
+        self._loops_answered = bool(arrived) and bool(self._route(arrived))
         self._expected = early + len(arrived)
 
 

@@ -206,17 +206,21 @@ class Endpoint:
         """Hand a message (or a `Batch` of them) that reached the outside to its sinks."""
         self.route_all(list(unbatch(incoming)))
 
-    def route_all(self, messages: list[Any]) -> None:
+    def route_all(self, messages: list[Any]) -> bool:
         """Route messages that reached the outside together (the driver thread calls this).
 
         Replies to `ask_async` callers are grouped per event loop: one thread-safe wake-up of
-        each loop per call, not one per reply.
+        each loop per call, not one per reply. Returns True if an event loop was answered
+        (the driver waits for the next sends accordingly: `Driver._linger`).
         """
         settled: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
         routed = False
         sinks = self._sinks  # no lock: each look-up is one atomic dict operation
         last_loop: Any = None
         results: list[tuple[asyncio.Future[Any], Any]] = []
+        # Blocking askers answered here, woken one after another (see `_Waiter`).
+        chain_head: _Waiter | None = None
+        chain_tail: _Waiter | None = None
         for incoming in messages:
             if not isinstance(incoming, p.Reply):
                 log.debug("dropped unsolicited message to the outside: %r", incoming)
@@ -238,14 +242,24 @@ class Endpoint:
                     last_loop = loop
                     results = settled.setdefault(loop, [])
                 results.append((sink.future, message))
+            elif type(sink) is _Waiter:
+                if sink.answer(message):
+                    if chain_tail is None:
+                        chain_head = sink
+                    else:
+                        chain_tail.next = sink
+                    chain_tail = sink
             else:
                 sink(message)
+        if chain_head is not None:
+            chain_head.hand_over()
         for loop, batch in settled.items():
             with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
                 loop.call_soon_threadsafe(_settle_all, batch)
         if routed and self._pumping:
             with self._routed:
                 self._routed.notify_all()
+        return bool(settled)
 
     def pump(self, deadline: float, done: Callable[[], bool]) -> bool:
         """Wait until `done()` (checked after each routed reply) or the monotonic `deadline`.
@@ -303,6 +317,7 @@ class Endpoint:
         waiter = _Waiter()
         corr = self.new_correlation_id()
         self._sinks[corr] = waiter  # no lock: as in `ask_async`
+        woken = False
         try:
             self.send(target, build(corr))
             deadline = time.monotonic() + timeout
@@ -312,14 +327,20 @@ class Endpoint:
                     if cancel.is_set():
                         return None
                     if waiter.wait(min(remaining, _CANCEL_CHECK)):
+                        woken = True
                         break
                 elif waiter.wait(remaining):
+                    woken = True
                     break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
+                    if waiter.answered():  # in time; its wake-up was still on its way down
+                        break
                     raise AskTimeoutError(f"timed out after {timeout}s {what}")
         finally:
             self._sinks.pop(corr, None)
+            if not woken:
+                waiter.leave()  # a wake-up chained to this waiter must reach the next one
         return waiter.outcome()
 
     def _request_inline(self, target: Any, build: Callable[[str], Any], timeout: float,
@@ -477,33 +498,89 @@ class _Waiter:
 
     Cheaper than a `threading.Event` (a condition, a lock per wait, a notify) on the path of
     every blocking ask; the first outcome wins, a second reply is dropped as before.
+
+    The waiters answered in one pass are chained (`answer`, then `next`): the driver wakes only
+    the first, and each woken thread wakes the next as its first step, while it runs its own
+    code on. Releasing all of them from the driver woke every thread at once only for each to
+    sleep again on the GIL and be handed it one by one: two wake-ups each, and each hand-over
+    waited for the previous thread's whole turn plus a wake-up. The chain never stalls on a
+    thread that stopped waiting (timed out, cancelled, interrupted): `leave` marks it gone and
+    wakes the next if it was answered, and `hand_over` passes on past a waiter that is gone.
     """
 
-    __slots__ = ("_done", "_outcome")
+    __slots__ = ("_done", "_gone", "_outcome", "next")
 
     def __init__(self) -> None:
         self._done = threading.Lock()
         self._done.acquire()  # released when the outcome is set
         self._outcome: Any = _PENDING
+        self._gone = False  # the asking thread no longer waits
+        self.next: _Waiter | None = None  # woken by this one's thread (see `answer`)
 
     def __call__(self, message: Any) -> None:
-        """The reply arrived (called on the driver thread)."""
-        self._settle(message)
+        """The reply arrived (called on the driver thread): set it and wake the thread."""
+        if self.answer(message):
+            self.hand_over()
+
+    def answer(self, message: Any) -> bool:
+        """Set the reply without waking the thread; False if an outcome was set already.
+
+        The caller then wakes it with `hand_over`, or chains it to a waiter that will (`next`).
+        """
+        if self._outcome is not _PENDING:
+            return False
+        self._outcome = message
+        return True
 
     def fail(self, error: BaseException) -> None:
         """The system shut down under the wait (called by `Endpoint.shutdown`)."""
-        self._settle(_Failed(error))
+        if self._outcome is _PENDING:
+            self._outcome = _Failed(error)
+            self.hand_over()
 
-    def _settle(self, outcome: Any) -> None:
-        if self._outcome is not _PENDING:
-            return
-        self._outcome = outcome
-        with contextlib.suppress(RuntimeError):  # a racing second outcome released it already
+    def hand_over(self) -> None:
+        """Wake this waiter's thread, which wakes the rest of the chain; past gone waiters.
+
+        Whoever takes a released lock (the thread in `wait`, or this loop for a thread that
+        left) wakes the next waiter; `leave` may wake it too, which is harmless.
+        """
+        waiter: _Waiter | None = self
+        while waiter is not None:
+            waiter = waiter.wake()
+
+    def wake(self) -> _Waiter | None:
+        """Release the lock; the waiter to wake next if the wake-up came back (see `hand_over`)."""
+        try:
             self._done.release()
+        except RuntimeError:  # released already (a racing `fail`): that one carries on
+            return None
+        if not self._gone or not self._done.acquire(blocking=False):
+            return None  # its thread takes the wake-up, or took it in `leave`, and passes it on
+        return self.next
 
     def wait(self, timeout: float) -> bool:
-        """True once an outcome is set; waits up to `timeout` seconds for it."""
-        return self._outcome is not _PENDING or self._done.acquire(timeout=max(timeout, 0))
+        """True once woken with the outcome (then it wakes the next); waits up to `timeout`."""
+        if self._done.acquire(timeout=max(timeout, 0)):
+            if self.next is not None:
+                self.next.hand_over()
+            return True
+        return False
+
+    def leave(self) -> None:
+        """The asking thread stops waiting without having passed a wake-up on.
+
+        A timeout, a cancel or an exception (also one raised right after its wake-up). Once
+        answered it wakes the next at once; if its own wake-up is still to come, the
+        `hand_over` that brings it sees the mark and passes it on. A second wake-up of a
+        waiter is harmless: every waiter of a chain is answered before the first is woken.
+        """
+        self._gone = True
+        if self._outcome is not _PENDING and self.next is not None:
+            self.next.hand_over()
+
+    def answered(self) -> bool:
+        """True once a reply or failure is set (its wake-up may still be on its way)."""
+        return self._outcome is not _PENDING
 
     def outcome(self) -> Any:
         """The reply, or raise the error it failed with."""

@@ -9,6 +9,7 @@ and loops at once, and an ask's timeout being honoured on both bases.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -370,3 +371,92 @@ def test_a_lingering_pass_sends_what_it_has_when_the_driver_stops(
     assert not driver._thread.is_alive()  # it ended, not at the join's timeout
     assert answers.wait("b1")
     assert fake.passes == [["a1"], ["b1"]]
+
+
+# -- the chained wake-up of blocking askers answered in one pass (`_endpoint._Waiter`) ---------
+def _chain(count: int) -> list[Any]:
+    from persistent_actors._endpoint import _Waiter  # noqa: PLC0415 - internal, tested here
+
+    waiters = [_Waiter() for _ in range(count)]
+    for n, waiter in enumerate(waiters):
+        assert waiter.answer(n)
+    for waiter, following in itertools.pairwise(waiters):
+        waiter.next = following
+    return waiters
+
+
+def test_each_woken_asker_wakes_the_next_one_answered_in_its_pass() -> None:
+    first, second, third = _chain(3)
+    first.hand_over()
+    assert not second.wait(0)  # not woken by the driver: by the first asker's thread
+    assert first.wait(0)
+    assert not third.wait(0)
+    assert second.wait(0)
+    assert third.wait(0)
+    assert [w.outcome() for w in (first, second, third)] == [0, 1, 2]
+
+
+def test_an_asker_that_left_before_its_wake_up_does_not_stall_the_chain() -> None:
+    first, gone, third = _chain(3)
+    gone.leave()  # timed out before its reply was routed
+    first.hand_over()
+    assert first.wait(0)
+    assert third.wait(0)
+
+
+def test_an_asker_that_leaves_after_its_wake_up_came_passes_it_on() -> None:
+    first, gone, third = _chain(3)
+    first.hand_over()
+    assert first.wait(0)  # releases `gone`, whose thread is about to give up
+    gone.leave()
+    assert third.wait(0)
+
+
+def test_an_asker_interrupted_right_after_its_wake_up_passes_it_on() -> None:
+    """An exception between the wake-up and passing it on (a signal's, say) stalls no one."""
+    first, interrupted, third = _chain(3)
+    first.hand_over()
+    assert first.wait(0)
+    assert interrupted._done.acquire(blocking=False)  # woken, then raised before passing on
+    interrupted.leave()  # what `request` does on its way out
+    assert third.wait(0)
+
+
+def test_an_ask_whose_reply_came_before_its_deadline_returns_it(
+        system: ActorSystem, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Answered, but the wake-up is still on its way down the chain when the timeout runs out
+    (here it never comes: the asker before it never wakes): the reply, not a timeout."""
+    from persistent_actors import _protocol as p  # noqa: PLC0415 - internal, tested here
+    from persistent_actors._endpoint import _Waiter  # noqa: PLC0415
+
+    endpoint = system._endpoint
+    ahead = _Waiter()  # an asker whose thread is slow to wake
+    endpoint.add_sink("ahead", ahead)
+    driver = endpoint._driver
+    assert driver is not None
+
+    def answer_at_once(address: Any, message: Any) -> None:
+        endpoint.route_all([p.Reply("ahead", "first"), p.Reply(message, "mine")])
+
+    monkeypatch.setattr(driver, "submit", answer_at_once)
+    assert endpoint.request(_ACTOR, lambda corr: corr, 0.2, "asking") == "mine"
+    endpoint.drop_sink("ahead")
+
+
+def test_replies_routed_to_many_blocking_askers_wake_each_once(system: ActorSystem) -> None:
+    """The driver chains the askers answered together; one that left is passed over."""
+    from persistent_actors import _protocol as p  # noqa: PLC0415 - internal, tested here
+    from persistent_actors._endpoint import _Waiter  # noqa: PLC0415
+
+    endpoint = system._endpoint
+    waiters = [_Waiter() for _ in range(4)]
+    for n, waiter in enumerate(waiters):
+        endpoint.add_sink(f"chain-{n}", waiter)
+    waiters[2].leave()
+    endpoint.route_all([p.Reply(f"chain-{n}", n) for n in range(4)])
+    for n in (0, 1, 3):
+        assert waiters[n].wait(5)
+        assert waiters[n].outcome() == n
+        assert not waiters[n].wait(0)  # woken once
+    for n in range(4):
+        endpoint.drop_sink(f"chain-{n}")
