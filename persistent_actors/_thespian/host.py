@@ -31,6 +31,7 @@ from persistent_actors._actor import (
     ActorRef,
     AskRef,
     SystemView,
+    guardian_address,
     reply_form,
     set_current_context,
 )
@@ -155,7 +156,7 @@ class _HostContext(ActorContext):
     def _stop_requested(self, ref: ActorRef) -> None:
         # See StopRequested: the guardian defers a re-creation under the same name.
         if ref != self._self_ref:
-            self._host.send(self._guardian, p.StopRequested(ref.address))
+            self._host.send(self._guardian, p.StopRequested(guardian_address(ref)))
 
     def _send(self, target: ActorRef, message: Any, sender: ActorRef | None) -> None:
         address = target._address  # noqa: SLF001 - the `address` property, without its call
