@@ -43,7 +43,6 @@ from persistent_actors._thespian.frames import FrameBatching, batched
 from persistent_actors._thespian.host import ActorHost
 from persistent_actors._thespian.lifetime import OWNER_POLL_INTERVAL, OwnerProcess
 from persistent_actors._thespian.plugin_host import PluginHost
-from persistent_actors._thespian.shared_host import SharedHost
 from persistent_actors.errors import (
     ActorInitializationError,
     EntityUnavailableError,
@@ -771,6 +770,9 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
         if waiting is None:  # the host is not being started either
             waiting = self._pool_waiting[index] = []
             assert self._info is not None  # noqa: S101
+            # Imported here, for the option only: the one-process path loads nothing new (a
+            # module-level import once made create_100 2x slower in forked children).
+            from persistent_actors._thespian.shared_host import SharedHost  # noqa: PLC0415
             self.send(self.createActor(SharedHost), p.StartSharedHost(self._info, index))
         waiting.append((cell, start))
 
