@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from persistent_actors._protocol import Reply, ShardEnvelope
+from persistent_actors._protocol import CellAddress, CellEnvelope, Reply, ShardEnvelope
 from persistent_actors.errors import IllegalActorStateError, PersistentActorsError
 from persistent_actors.messages import Kill, PoisonPill
 
@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from persistent_actors.supervision import BackoffOptions
 
 __all__ = [
-    "Actor", "ActorContext", "ActorRef", "EntityRef", "ExternalSender", "SystemView", "reply_form",
+    "Actor", "ActorContext", "ActorRef", "EntityRef", "ExternalSender", "HostedRef", "SystemView",
+    "reply_form",
     "use_as_default",
 ]
 
@@ -191,7 +192,7 @@ class ActorRef:
         return message
 
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, EntityRef) and not isinstance(self, EntityRef):
+        if isinstance(other, _WRAPPING) and not isinstance(self, _WRAPPING):
             return False
         return isinstance(other, ActorRef) and other._address == self._address
 
@@ -273,6 +274,64 @@ class EntityRef(ActorRef):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self._address, self._type_name, self._entity_id))
+
+
+class HostedRef(ActorRef):
+    """A ref to an actor living in a cell of a shared host process (``host_processes``).
+
+    Its address is the host's; what is sent through it travels as a `CellEnvelope` naming the
+    cell. A cell id is given once per system (each incarnation gets a new one, as a new process
+    gets a new address), so two refs are equal when they name the same incarnation.
+    """
+
+    __slots__ = ("_cell",)
+
+    def __init__(self, address: Any, name: str | None, cell: int,
+                 endpoint: ExternalSender | None = None) -> None:
+        super().__init__(address, name, endpoint)
+        self._cell = cell
+
+    @property
+    def name(self) -> str:
+        """The actor's name (``$cell<n>`` when only its cell is known: a dead letter's)."""
+        return self._name if self._name is not None else f"$cell{self._cell}"
+
+    @property
+    def cell(self) -> int:
+        """The actor's cell id in its host."""
+        return self._cell
+
+    def _outbound(self, message: Any) -> Any:
+        return CellEnvelope(self._cell, message)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, HostedRef) and other._cell == self._cell and \
+            other._address == self._address
+
+    def __hash__(self) -> int:
+        return hash(self._cell)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self._address, self._name, self._cell))
+
+
+# Refs whose messages travel wrapped: never equal to a plain ref to the same address. A
+# tuple: isinstance against a union type is slower, and `__eq__` runs per message.
+_WRAPPING = (EntityRef, HostedRef)
+
+
+def guardian_address(ref: ActorRef) -> Any:
+    """The address the guardian knows `ref`'s actor by (a hosted actor's `CellAddress`)."""
+    if isinstance(ref, HostedRef):
+        return CellAddress(ref.address, ref.cell)
+    return ref.address
+
+
+def ref_of_address(address: Any, name: str | None = None) -> ActorRef:
+    """A ref to the actor at `address` (a `CellAddress` gives a `HostedRef`)."""
+    if type(address) is CellAddress:
+        return HostedRef(address.host, name, address.cell)
+    return ActorRef(address, name)
 
 
 class DeadLettersRef(ActorRef):

@@ -7,6 +7,8 @@ Shape (every key optional)::
     admin_port = 19500               # multiproc-tcp only; default: a free port
     bind_address = "127.0.0.1"       # multiproc-tcp only: where actor ports listen
     secret_file = "node.key"         # multiproc-tcp only: authenticate every frame with this key
+    host_processes = 0               # multiproc-tcp only: actor_of actors share this many host
+                                     # processes (0: one process per actor, thespian's model)
 
     [persistence]
     recovery_event_timeout = 30.0    # seconds recovery may go without progress
@@ -190,6 +192,8 @@ class Settings:
     sharding: ShardingSettings = dataclasses.field(default_factory=ShardingSettings)
     secret_file: str | None = None
     cluster: ClusterSettings | None = None
+    # multiproc-tcp: actor_of actors live in this many shared host processes (0: one each).
+    host_processes: int = 0
 
     @property
     def thespian_base(self) -> str:
@@ -266,7 +270,8 @@ def load_settings(config: Mapping[str, Any] | str | os.PathLike[str] | None) -> 
     _check_keys(root, {"actor_system", "persistence", "sharding", "cluster"}, "")
 
     system = _expect_table(root.get("actor_system", {}), "actor_system")
-    _check_keys(system, {"base", "admin_port", "bind_address", "secret_file"}, "actor_system")
+    _check_keys(system, {"base", "admin_port", "bind_address", "secret_file", "host_processes"},
+                "actor_system")
     base = system.get("base", "simple")
     # isinstance first: an unhashable value (a TOML array or table) made `in` raise TypeError.
     if not isinstance(base, str) or base not in BASES:
@@ -290,6 +295,12 @@ def load_settings(config: Mapping[str, Any] | str | os.PathLike[str] | None) -> 
     if secret_file is not None and (not isinstance(secret_file, str) or not secret_file):
         raise ConfigError(f"config key actor_system.secret_file must be the path of a key file, "
                           f"got {secret_file!r}")
+
+    host_processes = system.get("host_processes", 0)
+    if not isinstance(host_processes, int) or isinstance(host_processes, bool) or \
+            not 0 <= host_processes <= 1024:
+        raise ConfigError(f"config key actor_system.host_processes must be an int in 0..1024 "
+                          f"(0: one process per actor), got {host_processes!r}")
 
     persistence = _expect_table(root.get("persistence", {}), "persistence")
     _check_keys(persistence, {"journal", "snapshot_store", "journals", "snapshot_stores",
@@ -320,7 +331,7 @@ def load_settings(config: Mapping[str, Any] | str | os.PathLike[str] | None) -> 
                     max_concurrent_recoveries=int(runtime["max_concurrent_recoveries"]),
                     replay_filter=_replay_filter(persistence.get("replay_filter", {})),
                     sharding=_sharding(root.get("sharding", {})), secret_file=secret_file,
-                    cluster=cluster)
+                    cluster=cluster, host_processes=host_processes)
 
 
 _CLUSTER_SECONDS: Final = {"heartbeat_interval": (1.0, 60.0), "lease_ttl": (10.0, 3600.0),

@@ -29,6 +29,7 @@ from thespian.actors import ActorExitRequest
 from persistent_actors import _protocol as p
 from persistent_actors._actor import (
     ActorRef,
+    guardian_address,
     normalize_message,
     outbound_form,
     reply_form,
@@ -158,7 +159,7 @@ class Endpoint:
         # See StopRequested: lets an actor_of under the same name, sent right after, wait for
         # the old actor to exit instead of failing with "not unique".
         if ref.address is not None:
-            self.send(self.guardian, p.StopRequested(ref.address))
+            self.send(self.guardian, p.StopRequested(guardian_address(ref)))
 
     def send(self, address: Any, message: Any) -> None:
         """Queue `message` for `address`; delivered in order with every other external send.

@@ -460,6 +460,82 @@ class Flush:
     """Plugin actor -> itself: write every write request gathered so far (group commit)."""
 
 
+# -- shared host processes ([actor_system] host_processes, multiproc-tcp) --------------------
+@dataclasses.dataclass(frozen=True, slots=True)
+class CellEnvelope:
+    """A message for the actor in cell `cell` of a shared host (a `HostedRef`'s wrapping).
+
+    Travels bare or inside an `Envelope` (sender, ask correlation id), as `ShardEnvelope`.
+    """
+
+    cell: int
+    message: Any
+
+
+@dataclasses.dataclass(frozen=True, slots=True, eq=False)
+class CellAddress:
+    """Where the guardian reaches the actor in cell `cell` of the shared host `host`.
+
+    It stands where the one-process model has the host's own address (its ``addressDetails``
+    is what the guardian keys by); the guardian's `send` unwraps it into a `CellEnvelope`.
+    """
+
+    host: Address
+    cell: int
+
+    @property
+    def addressDetails(self) -> Any:  # noqa: N802 - thespian's name, read by guardian._key
+        return (getattr(self.host, "addressDetails", self.host), self.cell)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CellAddress) and other.cell == self.cell and \
+            other.addressDetails == self.addressDetails
+
+    def __hash__(self) -> int:
+        return hash(self.cell)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FromCell:
+    """Shared host -> guardian: what the actor in cell `cell` sent the guardian.
+
+    (ActorStarted, ActorFailed, StartRecovery, RecoveryDone, ActorStopping, CellExited.)
+    """
+
+    cell: int
+    message: Any
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CellExited:
+    """Shared host -> guardian (in a `FromCell`): the cell's actor is gone, as a child exit."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StartSharedHost:
+    """Guardian -> shared host: it hosts cells of this system; answered `SharedHostStarted`."""
+
+    system: SystemInfo
+    index: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SharedHostStarted:
+    """Shared host -> guardian: ready (its sender is its final address)."""
+
+    index: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DrainLocal:
+    """Shared host -> itself: deliver more of the messages its actors sent each other."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CellTimer:
+    """The wakeup payload of a shared host: its cells' timers are due."""
+
+
 # -- entities (sharding) ---------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True, slots=True)
 class ShardEnvelope:

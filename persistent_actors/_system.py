@@ -15,7 +15,7 @@ from typing import Any, ClassVar, TypeVar
 from thespian.actors import ActorSystem as ThespianActorSystem
 
 from persistent_actors import _protocol as p
-from persistent_actors._actor import Actor, ActorRef
+from persistent_actors._actor import Actor, ActorRef, HostedRef
 from persistent_actors._config import JOURNAL, SNAPSHOT_STORE, Settings, load_settings
 from persistent_actors._endpoint import Endpoint
 from persistent_actors._event_stream import EventStream
@@ -229,6 +229,8 @@ class ActorSystem:
         if isinstance(reply, p.Failure):
             raise reply.error
         ref: ActorRef = reply.ref
+        if isinstance(ref, HostedRef):  # a shared host's cell ([actor_system] host_processes)
+            return HostedRef(ref.address, ref.name, ref.cell, self._endpoint)
         return ActorRef(ref.address, ref.name, self._endpoint)
 
     def entities(self, type_name: str, cls: type[A], *args: Any, **kwargs: Any) -> EntityRegion:

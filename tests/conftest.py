@@ -14,25 +14,44 @@ from tests.pg import (
     skipped_line,
 )
 
+# "multiproc-tcp-shared" is multiproc-tcp with `[actor_system] host_processes = 2`: the
+# `base` fixture gives the test "multiproc-tcp", and `system_config` adds the option.
 BASES = [
     pytest.param("simple", id="simple"),
     pytest.param("multiproc-tcp", id="multiproc-tcp", marks=pytest.mark.multiproc),
+    pytest.param("multiproc-tcp-shared", id="multiproc-tcp-shared",
+                 marks=pytest.mark.multiproc),
 ]
+SHARED_HOST_PROCESSES = 2
+_host_processes = 0  # set by the `base` fixture for the shared parametrisation
 
 
 def system_config(base: str, **persistence: Any) -> dict[str, Any]:
     """A config mapping for `base`, with optional persistence sections."""
     config: dict[str, Any] = {"actor_system": {"base": base}}
+    if _host_processes and base == "multiproc-tcp":
+        config["actor_system"]["host_processes"] = _host_processes
     if persistence:
         config["persistence"] = persistence
     return config
 
 
 @pytest.fixture(params=BASES)
-def base(request: pytest.FixtureRequest) -> str:
-    """Each behaviour test runs on the simple base (no pickling) and on multiproc-tcp."""
+def base(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Each behaviour test runs on the simple base (no pickling) and on multiproc-tcp.
+
+    And on multiproc-tcp with actors in shared host processes (`system_config` adds it).
+    """
+    global _host_processes  # noqa: PLW0603 - read by system_config, reset after the test
     value: str = request.param
-    return value
+    if value == "multiproc-tcp-shared":
+        _host_processes = SHARED_HOST_PROCESSES
+        try:
+            yield "multiproc-tcp"
+        finally:
+            _host_processes = 0
+        return
+    yield value
 
 
 @pytest.fixture

@@ -350,3 +350,20 @@ def test_a_test_plugins_wrapped_settings_are_checked_at_start(tmp_path: Path) ->
         "plugin": "persistent_actors.testing:TestJournal", "wrapped": wrapped}}}}
     with pytest.raises(ConfigError, match=r"persistence\.journals\.kit.*synchronous"):
         load_settings(config)
+
+
+def test_host_processes_defaults_to_one_process_per_actor() -> None:
+    assert load_settings({}).host_processes == 0
+    settings = load_settings({"actor_system": {"base": "multiproc-tcp", "host_processes": 4}})
+    assert settings.host_processes == 4
+
+
+@pytest.mark.parametrize("value", [-1, 1025, 2.0, "2", True, None, [2]])
+def test_bad_host_processes(value: Any) -> None:
+    with pytest.raises(ConfigError, match=r"actor_system\.host_processes.*0\.\.1024"):
+        load_settings({"actor_system": {"base": "multiproc-tcp", "host_processes": value}})
+
+
+def test_host_processes_from_toml(tmp_path: Path) -> None:
+    path = write(tmp_path, '[actor_system]\nbase = "multiproc-tcp"\nhost_processes = 3\n')
+    assert load_settings(path).host_processes == 3

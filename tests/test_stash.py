@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from persistent_actors import ActorSystem
+from persistent_actors.messages import DeadLetter, PoisonPill
 from persistent_actors.testing import TestProbe
 from tests.stash_actors import (
     AsyncStashingActor,
@@ -147,3 +148,16 @@ def test_a_plain_actors_unstashed_message_keeps_its_sender(system: ActorSystem) 
     ref.tell("hello", sender=other.ref)
     ref.tell("open")
     assert probe.expect_msg(timeout=TIMEOUT) == ("handled", "hello", other.ref)
+
+
+def test_a_plain_actor_stopped_with_stashed_messages_makes_them_dead_letters(
+        system: ActorSystem) -> None:
+    # Akka: a stopped actor's stash goes to dead letters, each with its sender (the stop
+    # raised AttributeError here before, and the stash was lost silently).
+    probe, other, dead_letters = TestProbe(system), TestProbe(system), TestProbe(system)
+    system.event_stream.subscribe(dead_letters.ref, DeadLetter)
+    ref = system.actor_of(PlainStasher, probe.ref)
+    ref.tell("one", sender=other.ref)
+    ref.tell(PoisonPill)
+    letter = dead_letters.expect_msg(timeout=TIMEOUT)
+    assert letter == DeadLetter("one", other.ref, ref)

@@ -6,7 +6,7 @@ from typing import Any
 
 from thespian.actors import Actor, ActorAddress, ActorExitRequest, DeadEnvelope
 
-from persistent_actors._actor import ActorRef, reply_form
+from persistent_actors._actor import ActorRef, ref_of_address, reply_form
 from persistent_actors._protocol import (
     Envelope,
     EventStreamStarted,
@@ -55,7 +55,7 @@ class EventStreamActor(FrameBatching, Actor):  # type: ignore[misc]
                     # (simpleSystemBase._runSingleSend); rebuild the ActorAddress, or the
                     # dead subscriber is never matched (and so never dropped).
                     address = ActorAddress(address)
-                dead = ActorRef(address)
+                dead = ref_of_address(address)  # a shared host's cell: a HostedRef
                 self._subscriptions = [(s, c) for s, c in self._subscriptions if s != dead]
                 log.debug("dead letter to %s: %r", message.deadAddress, message.deadMessage)
                 dead_message, dead_sender = message.deadMessage, None

@@ -33,7 +33,7 @@ from thespian.actors import (
 )
 
 from persistent_actors import _protocol as p
-from persistent_actors._actor import Actor, ActorRef, AskRef
+from persistent_actors._actor import Actor, AskRef, ref_of_address
 from persistent_actors._config import JOURNAL, SNAPSHOT_STORE, Settings
 from persistent_actors._persistent_actor import PersistentActor
 from persistent_actors._thespian.common import log, portable_error
@@ -121,10 +121,38 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
         self._entity_live: dict[Any, p.StartEntityHost] = {}
         self._entity_held: dict[Any, list[Any]] = {}
         self._entity_suspects: dict[Any, p.StartEntityHost] = {}  # exited unannounced (grace)
+        # Shared host processes ([actor_system] host_processes, multiproc-tcp): each index's
+        # final address (None until it started), index by host key, starts waiting for a host,
+        # actors per index (placement), and the index and host key of each live cell.
+        self._pool: list[Any] = []
+        self._pool_index: dict[Any, int] = {}
+        self._pool_waiting: dict[int, list[tuple[int, p.StartActor]]] = {}
+        self._pool_load: list[int] = []
+        self._cell_index: dict[int, int] = {}
 
     @batched
     def receiveMessage(self, message: Any, sender: Any) -> None:  # noqa: N802 - thespian API
+        self._on_message(message, sender)
+
+    def send(self, targetAddr: Any, msg: Any) -> None:  # noqa: N803 - thespian's names
+        """Thespian's send; to a shared host's cell (a `CellAddress`) in its `CellEnvelope`."""
+        if type(targetAddr) is p.CellAddress:
+            super().send(targetAddr.host, p.CellEnvelope(targetAddr.cell, msg))
+            return
+        super().send(targetAddr, msg)
+
+    def _on_message(self, message: Any, sender: Any) -> None:
         match message:
+            case p.FromCell(cell, inner):
+                # A shared host's actor: keyed by its cell as a process is by its address.
+                self._on_message(inner, p.CellAddress(sender, cell))
+            case p.CellExited():
+                # A cell exits only after it stopped: never a crash.
+                self._stopping.add(_key(sender))
+                self._cell_exited(sender)
+                self._child_exited(sender)
+            case p.SharedHostStarted(index):
+                self._pool_started(index, sender)
             case p.InitSystem():
                 self._init(message, sender)
             case p.CreateActor():
@@ -346,9 +374,12 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
         adapters = None
         if journal is not None:
             adapters = self._settings.plugin(JOURNAL, request.cls.journal_plugin_id).adapters
-        self.send(self.createActor(ActorHost), p.StartActor(
-            request.cls, request.args, request.kwargs, name, self._info, journal, snapshots,
-            host_id, adapters))
+        start = p.StartActor(request.cls, request.args, request.kwargs, name, self._info,
+                             journal, snapshots, host_id, adapters)
+        if self._settings.host_processes and self._info.base != "simple":
+            self._start_in_pool(host_id, start)
+            return
+        self.send(self.createActor(ActorHost), start)
 
     def _actor_started(self, host_id: int, host: Any, persistence_id: str | None) -> None:
         started = self._starting.pop(host_id, None)
@@ -362,17 +393,21 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
         self._by_address[_key(host)] = name
         self._requests[name] = request
         if requester is None:  # a crash restart: old refs now lead here
+            olds = {old for old, held_name in self._restarting.items() if held_name == name}
+            for old in olds:
+                del self._restarting[old]
+            # Refs to its earlier incarnations too (only its own: a shared host's death
+            # restarts several actors at once, each must keep its own refs).
             for old, current in list(self._redirects.items()):
-                if self._by_address.get(_key(current)) is None:
+                if _key(current) in olds:
                     self._redirects[old] = host
-            for old, held_name in list(self._restarting.items()):
-                if held_name == name:
-                    del self._restarting[old]
-                    self._redirects[old] = host
+            for old in olds:
+                self._redirects[old] = host
             for message in self._held.pop(name, []):
                 self._forward(host, message)
             return
-        self.send(requester, p.Reply(request.correlation_id, p.ActorCreated(ActorRef(host, name))))
+        self.send(requester, p.Reply(request.correlation_id,
+                                     p.ActorCreated(ref_of_address(host, name))))
 
     def _claim(self, host_id: int, host: Any, persistence_id: str,  # noqa: PLR0917
                request: p.CreateActor, requester: Any, name: str) -> bool:
@@ -463,6 +498,9 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
     def _child_exited(self, address: Any) -> None:
         # Thespian's TCP base may report one exit twice: everything here is idempotent.
         key = _key(address)
+        if key in self._pool_index:
+            self._pool_host_exited(key, address)
+            return
         entity_host = self._entity_live.pop(key, None)
         if entity_host is not None:
             if key not in self._stopping and not self._exiting and self._info is not None \
@@ -560,6 +598,12 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
             self.send(self._event_stream, message)
 
     def _dead_letter(self, dead: DeadEnvelope) -> None:
+        match dead.deadMessage:  # to a cell of a shared host (that died): as to its process
+            case p.CellEnvelope(cell, inner):
+                dead = DeadEnvelope(p.CellAddress(dead.deadAddress, cell), inner)
+            case p.Envelope(message=p.CellEnvelope(cell, inner)) as envelope:
+                dead = DeadEnvelope(p.CellAddress(dead.deadAddress, cell),
+                                    dataclasses.replace(envelope, message=inner))
         key = _key(dead.deadAddress)
         if not self._exiting and (key in self._entity_held or key in self._entity_live
                                   or key in self._entity_suspects):
@@ -707,6 +751,63 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
         if all(h is not None for h in hosts):
             del self._entity_hosts[request_id]
             self.send(requester, p.Reply(request_id, p.EntityHostsStarted(tuple(hosts))))
+
+    # -- shared host processes ([actor_system] host_processes) ---------------------------------
+    def _start_in_pool(self, cell: int, start: p.StartActor) -> None:
+        """Place a new actor in the shared host with the fewest actors (lowest index on a tie)."""
+        count = self._settings.host_processes
+        if not self._pool:
+            self._pool = [None] * count
+            self._pool_load = [0] * count
+        index = min(range(count), key=lambda i: (self._pool_load[i], i))
+        self._pool_load[index] += 1
+        self._cell_index[cell] = index
+        host = self._pool[index]
+        if host is not None:
+            self.send(p.CellAddress(host, cell), start)
+            return
+        waiting = self._pool_waiting.get(index)
+        if waiting is None:  # the host is not being started either
+            waiting = self._pool_waiting[index] = []
+            assert self._info is not None  # noqa: S101
+            # Imported here, for the option only: the one-process path loads nothing new (a
+            # module-level import once made create_100 2x slower in forked children).
+            from persistent_actors._thespian.shared_host import SharedHost  # noqa: PLC0415
+            self.send(self.createActor(SharedHost), p.StartSharedHost(self._info, index))
+        waiting.append((cell, start))
+
+    def _pool_started(self, index: int, host: Any) -> None:
+        self._pool[index] = host  # its final address (see ActorStarted)
+        self._pool_index[_key(host)] = index
+        for cell, start in self._pool_waiting.pop(index, []):
+            self.send(p.CellAddress(host, cell), start)
+
+    def _cell_exited(self, address: p.CellAddress) -> None:
+        index = self._cell_index.pop(address.cell, None)
+        if index is not None:
+            self._pool_load[index] -= 1
+
+    def _pool_host_exited(self, key: Any, address: Any) -> None:
+        """A shared host exited: its actors exited with it (a crash: each is restarted)."""
+        index = self._pool_index.pop(key)
+        stopped = key in self._stopping or self._exiting
+        self._stopping.discard(key)
+        self._pool[index] = None
+        cells = [cell for cell, i in self._cell_index.items() if i == index]
+        for cell in cells:
+            del self._cell_index[cell]
+        self._pool_load[index] = 0
+        # Actors whose start it never answered: started again (elsewhere, or in its successor).
+        for cell in cells:
+            started = self._starting.pop(cell, None)
+            if started is not None and not self._exiting:
+                request, requester, name = started
+                self._start_actor(request, requester, name, self._plugins_of(request.cls))
+        for cell in cells:
+            cell_address = p.CellAddress(address, cell)
+            if stopped:
+                self._stopping.add(_key(cell_address))
+            self._child_exited(cell_address)
 
     def _run_deferred(self, name: str) -> None:
         waiting = self._deferred.pop(name, [])

@@ -31,6 +31,7 @@ from persistent_actors._actor import (
     ActorRef,
     AskRef,
     SystemView,
+    guardian_address,
     reply_form,
     set_current_context,
 )
@@ -155,7 +156,7 @@ class _HostContext(ActorContext):
     def _stop_requested(self, ref: ActorRef) -> None:
         # See StopRequested: the guardian defers a re-creation under the same name.
         if ref != self._self_ref:
-            self._host.send(self._guardian, p.StopRequested(ref.address))
+            self._host.send(self._guardian, p.StopRequested(guardian_address(ref)))
 
     def _send(self, target: ActorRef, message: Any, sender: ActorRef | None) -> None:
         address = target._address  # noqa: SLF001 - the `address` property, without its call
@@ -256,7 +257,7 @@ class _HostContext(ActorContext):
         self._host.wakeupAfter(datetime.timedelta(seconds=max(delay, 0.001)), payload=message)
 
     def dead_letter(self, message: Any, sender: ActorRef) -> None:
-        self._host.publish_dead_letter(message, sender.address)
+        self._host.publish_dead_letter(message, sender)
 
     def set_sender(self, sender: ActorRef) -> None:
         self._sender = sender
@@ -674,11 +675,11 @@ class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
         self._call_post_stop()
         if self._es is not None:
             for message, sender in self._es.stash:
-                self.publish_dead_letter(message, sender.address)
+                self.publish_dead_letter(message, sender)
             self._es.stash.clear()
         if self._ctx is not None:
             for message, sender in self._ctx.take_stashed():
-                self._dead_letter(message, sender.address)
+                self.publish_dead_letter(message, sender)
         self.send(self.myAddress, ActorExitRequest())
 
     def _schedule_backoff(self, backoff: BackoffOptions) -> None:
@@ -721,8 +722,15 @@ class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
             set_current_context(previous)
 
     def publish_dead_letter(self, message: Any, sender: Any) -> None:
-        """Publish `message` from `sender` (an address) on the event stream as a DeadLetter."""
-        sender_ref = ActorRef(sender) if sender is not None else None
+        """Publish `message` from `sender` on the event stream as a DeadLetter.
+
+        `sender`: a thespian address, or the ref a stashed message kept (a hosted actor's
+        `HostedRef` names more than its address).
+        """
+        if isinstance(sender, ActorRef):
+            sender_ref: ActorRef | None = sender if sender.address is not None else None
+        else:
+            sender_ref = ActorRef(sender) if sender is not None else None
         if isinstance(message, p.Envelope):
             # The envelope names the real sender (None for a plain tell from outside); the
             # transport's sender would be the external endpoint, unlike the DeadLetter the

@@ -7,7 +7,7 @@ import uuid
 from collections import deque
 from typing import Any, Final
 
-from persistent_actors._actor import Actor, ActorRef
+from persistent_actors._actor import Actor, ActorRef, outbound_form
 from persistent_actors._protocol import Envelope, ProbeGet, ProbeMessage
 from persistent_actors._system import ActorSystem
 
@@ -55,7 +55,8 @@ class TestProbe:
         if not self._inbox:
             if self._outstanding == 0:
                 self._endpoint.send(self.ref.address,
-                                    Envelope(ProbeGet(), None, self._correlation_id))
+                                    Envelope(outbound_form(self.ref, ProbeGet()), None,
+                                             self._correlation_id))
                 self._outstanding = 1
             self._endpoint.pump(time.monotonic() + timeout, lambda: bool(self._inbox))
         if not self._inbox:
