@@ -34,6 +34,8 @@ SERVICE_TARGETS: dict[str, tuple[str, float]] = {
     "service_async": ("raw_tx1", 5.0),
     "service_threads": ("raw_tx1", 3.0),
     "service_async_mp": ("raw_tx1", 2.0),
+    # The same traffic with the carts in shared host processes: the same target (issue 11).
+    "service_async_mp_shared": ("raw_tx1", 2.0),
     "service_async_10k": ("service_async", 0.8),
     "create_10k": ("create_100", 0.8),
     # Entities (issue 12).
