@@ -56,6 +56,7 @@ ARGUMENTS = {  # the module exists and accepts these arguments (--help after the
     ".venv/bin/python -m bench --rounds 3 --only persist,es_save_1,raw_tx1",
     ".venv/bin/python -m bench.profile persist",
     "python -m bench.cpu service_async_mp",
+    "python -m bench.cpu service_async_mp --rounds 1 --requests 2000",
     "python -m bench.cpu service_async",
     "python -m bench.profile service_threads",
     "python -m bench.profile service_async",
