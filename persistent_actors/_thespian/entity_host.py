@@ -24,66 +24,42 @@ Lifecycle, as in Akka's cluster sharding:
 from __future__ import annotations
 
 import datetime
-import heapq
-import itertools
 import time
 from collections import OrderedDict, deque
 from typing import Any
 
-from thespian.actors import Actor as ThespianActor
 from thespian.actors import ActorExitRequest, ChildActorExited, PoisonMessage, WakeupMessage
 
 from persistent_actors import _protocol as p
-from persistent_actors._actor import ActorRef, EntityRef, reply_form
+from persistent_actors._actor import ActorRef, EntityRef
 from persistent_actors._sharding import shard_of, shards_of_host
+from persistent_actors._thespian.cells import Cell, CellContext, CellHost
 from persistent_actors._thespian.common import log
-from persistent_actors._thespian.frames import NESTED, FrameBatching, batched
-from persistent_actors._thespian.host import ActorHost, _HostContext, _SystemView
+from persistent_actors._thespian.frames import batched
+from persistent_actors._thespian.host import ActorHost, _SystemView
 from persistent_actors._thespian.shard_memory import (
     EntityStarted,
     EntityStopped,
     ShardMemory,
     memory_id,
 )
-from persistent_actors.messages import (
-    DeleteMessagesFailure,
-    DeleteMessagesSuccess,
-    DeleteSnapshotFailure,
-    DeleteSnapshotsFailure,
-    DeleteSnapshotsSuccess,
-    DeleteSnapshotSuccess,
-    Kill,
-    PoisonPill,
-    SaveSnapshotFailure,
-    SaveSnapshotSuccess,
-)
+from persistent_actors.messages import PoisonPill
 
 __all__ = ["EntityHost"]
 
 _PASSIVATE = "passivate"
-# Replies without a persistence id or instance id: delivered in request order (see module doc).
-_IN_ORDER: dict[type[Any], str] = {
-    DeleteMessagesSuccess: "delete-messages", DeleteMessagesFailure: "delete-messages",
-    DeleteSnapshotsSuccess: "delete-snapshots", DeleteSnapshotsFailure: "delete-snapshots",
-}
-_BY_METADATA = (SaveSnapshotSuccess, SaveSnapshotFailure, DeleteSnapshotSuccess,
-                DeleteSnapshotFailure)
 # How often the idle check runs at most, and at least (seconds).
 _MIN_IDLE_CHECK = 0.05
 _MAX_IDLE_CHECK = 10.0
 
 
-class _EntityContext(_HostContext):
+class _EntityContext(CellContext):
     """An entity's `ActorContext`: its ref is an `EntityRef`; it can passivate."""
 
     def __init__(self, host: ActorHost, start: p.StartActor) -> None:
         super().__init__(host, start)
-        assert isinstance(host, _EntityCell)  # noqa: S101 - only cells use this context
+        assert isinstance(host, _EntityCell)  # noqa: S101 - only entity cells use this context
         self._cell = host
-        self._self_ref = EntityRef(host.myAddress, host.type_name, host.entity_id)
-        view = host.owner.system_view
-        if view is not None:  # one per host, not one per entity
-            self._system = view
 
     @property
     def entity_id(self) -> str:
@@ -94,57 +70,21 @@ class _EntityContext(_HostContext):
         """Stop this entity once the messages before this call are handled (Akka's Passivate)."""
         self._cell.owner.passivate(self._cell)
 
-    def _send(self, target: ActorRef, message: Any, sender: ActorRef | None) -> None:
-        if target.address is None:
-            target.tell(message)  # dead letters
-            return
-        wrapped = reply_form(target, message)
-        if not isinstance(wrapped, p.Reply):
-            # Always name the sender: the thespian sender is the host, shared by its entities.
-            wrapped = p.Envelope(wrapped, sender if sender is not None else self._self_ref)
-        self.send_to_address(target.address, wrapped)
-        if isinstance(message, Kill | PoisonPill):
-            self._stop_requested(target)
 
-
-class _EntityCell(ActorHost):
+class _EntityCell(Cell):
     """One entity inside an `EntityHost`: an `ActorHost` whose thespian calls go to the host."""
 
     _context_class = _EntityContext
-    # Its receives run inside the entity host's, and its sends go through the host's outbox.
-    _outbox = NESTED
+    owner: EntityHost
+    # How the host finds this cell: its entity id (a shard's memory: the shard).
+    key: str | int
 
     def __init__(self, owner: EntityHost, entity_id: str) -> None:
-        super().__init__()
-        self.owner = owner
+        super().__init__(owner, entity_id)
         self.entity_id = entity_id
         self.type_name = owner.type_name
         self.passivating = False
         self.last_used = time.monotonic()
-        self.instance_ids: list[int] = []  # its Eventsourced instances (one per restart)
-
-    def exit(self) -> None:
-        """Stop the entity as thespian's ActorExitRequest stops an actor (post_stop runs)."""
-        self._on_exit()
-
-    @property
-    def key(self) -> str | int:
-        """How the host finds this cell: its entity id (a shard's memory: the shard)."""
-        return self.entity_id
-
-    def fire_timer(self, payload: Any) -> None:
-        """Deliver one of the entity's own timers (the host multiplexes them on one wakeup)."""
-        self._on_timer(payload)
-
-    @property
-    def myAddress(self) -> Any:  # noqa: N802 - thespian's name
-        return self.owner.myAddress
-
-    def send(self, targetAddr: Any, msg: Any) -> None:  # noqa: N803 - thespian's names
-        self.owner.cell_send(self, targetAddr, msg)
-
-    def wakeupAfter(self, timePeriod: Any, payload: Any = None) -> None:  # noqa: N802, N803
-        self.owner.schedule(self.key, timePeriod.total_seconds(), payload)
 
     def _prepare_instance(self, actor: Any) -> None:
         actor.entity_id = self.entity_id
@@ -160,10 +100,6 @@ class _EntityCell(ActorHost):
     def _name(self) -> str:
         return f"{self.owner.entity_class_name}({self.type_name}/{self.entity_id!r})"
 
-    @property
-    def stopped(self) -> bool:
-        return self._stopped
-
 
 class _MemoryCell(_EntityCell):
     """The `ShardMemory` of one shard: not an entity (no id, never passivated)."""
@@ -171,17 +107,16 @@ class _MemoryCell(_EntityCell):
     def __init__(self, owner: EntityHost, shard: int) -> None:
         super().__init__(owner, memory_id(owner.type_name, shard))
         self.shard = shard
-
-    @property
-    def key(self) -> str | int:
-        return self.shard
+        self.key = shard
 
     def _name(self) -> str:
         return f"ShardMemory({self.entity_id!r})"
 
 
-class EntityHost(FrameBatching, ThespianActor):  # type: ignore[misc]
+class EntityHost(CellHost[_EntityCell]):
     """Hosts the entities of one type whose shards map to it; started by `StartEntityHost`."""
+
+    _TIMER_PAYLOAD = p.EntityTimer(None, "timers")
 
     def __init__(self) -> None:
         super().__init__()
@@ -192,9 +127,6 @@ class EntityHost(FrameBatching, ThespianActor):  # type: ignore[misc]
         self._cells: OrderedDict[str, _EntityCell] = OrderedDict()  # least recently used first
         self._passivating = 0
         self._buffers: dict[str, deque[tuple[Any, Any]]] = {}
-        self._by_instance: dict[int, _EntityCell] = {}
-        self._by_pid: dict[str, str | int] = {}  # persistence id -> cell key
-        self._in_order: dict[str, deque[str | int]] = {}  # reply kind -> cell keys, in order
         # remember-entities: the memory cell of each owned shard; ids recovered, to start.
         self._remember = False
         self._memories: dict[int, _MemoryCell] = {}
@@ -203,14 +135,6 @@ class EntityHost(FrameBatching, ThespianActor):  # type: ignore[misc]
         self._recovering: set[_EntityCell] = set()
         self._recovery_queue: deque[_EntityCell] = deque()
         self._ready: deque[tuple[str, Any, Any]] = deque()
-        self.system_view: _SystemView | None = None
-        # The entities' timers (recovery ticks, back-off, scheduled messages): one heap, and
-        # one thespian wakeup for its earliest deadline. Thespian's multiproc base re-sorts its
-        # list of pending wakeups on every add, so one wakeup per entity made each entity
-        # start cost O(entities).
-        self._timers: list[tuple[float, int, str | int, Any]] = []
-        self._timer_seq = itertools.count()
-        self._armed_for: float | None = None
 
     # -- thespian entry point ----------------------------------------------------------------
     @batched
@@ -266,6 +190,7 @@ class EntityHost(FrameBatching, ThespianActor):  # type: ignore[misc]
 
     def _on_start(self, start: p.StartEntityHost, guardian: Any) -> None:
         self._start = start
+        self._guardian = start.system.guardian
         self.system_view = _SystemView(start.system)
         self.type_name = start.type_name
         self.entity_class_name = start.cls.__qualname__
@@ -333,73 +258,48 @@ class EntityHost(FrameBatching, ThespianActor):  # type: ignore[misc]
         cell.receiveMessage(self._entity_start, start.system.guardian)
         return cell
 
-    def cell_send(self, cell: _EntityCell, address: Any, message: Any) -> None:
-        """Send for `cell`: to itself, to the guardian (recovery permits), or to a plugin."""
-        start = self._start
-        assert start is not None  # noqa: S101
-        if address == self.myAddress:
-            match message:
-                case ActorExitRequest():
-                    self._remove(cell)
-                    return
-                case _ if isinstance(cell, _MemoryCell):  # a snapshot failure, say
-                    self._memory_mail.append((cell, message))
-                    return
-                case p.ShardEnvelope() | p.Envelope(message=p.ShardEnvelope()) | p.Reply():
-                    pass  # to another entity of this host, or an ask's reply via the host
-                case _:  # to itself (a timer, a snapshot failure): its mailbox, behind the rest
-                    message = p.Envelope(p.ShardEnvelope(self.type_name, cell.entity_id,
-                                                         message),
-                                         EntityRef(self.myAddress, self.type_name,
-                                                   cell.entity_id))
-            self.send(address, message)
-            return
-        if address == start.system.guardian:
-            match message:
-                case p.StartRecovery():
-                    if cell not in self._recovering and cell not in self._recovery_queue:
-                        self._recovery_queue.append(cell)
-                case p.RecoveryDone():
-                    self._recovering.discard(cell)
-                case p.ActorFailed(_, error):
-                    log.error("entity %s/%s could not start: %s", self.type_name,
-                              cell.entity_id, error)
-                case p.ActorStarted() | p.ActorStopping():
-                    pass  # the guardian does not track entities
-                case _:
-                    self.send(address, message)
-            return
-        instance_id = getattr(message, "actor_instance_id", None)
-        if isinstance(instance_id, int) and self._by_instance.get(instance_id) is not cell:
-            self._by_instance[instance_id] = cell
-            cell.instance_ids.append(instance_id)
+    def _send_home(self, cell: _EntityCell, message: Any) -> None:
         match message:
-            case p.SaveSnapshot(metadata=md) | p.DeleteSnapshot(metadata=md):
-                self._by_pid[md.persistence_id] = cell.key
-            case p.DeleteMessagesTo():
-                self._in_order.setdefault("delete-messages", deque()).append(cell.key)
-            case p.DeleteSnapshots():
-                self._in_order.setdefault("delete-snapshots", deque()).append(cell.key)
-        self.send(address, message)
+            case ActorExitRequest():
+                self._remove(cell)
+                return
+            case _ if isinstance(cell, _MemoryCell):  # a snapshot failure, say
+                self._memory_mail.append((cell, message))
+                return
+            case p.ShardEnvelope() | p.Envelope(message=p.ShardEnvelope()) | p.Reply():
+                pass  # to another entity of this host, or an ask's reply via the host
+            case _:  # to itself (a timer, a snapshot failure): its mailbox, behind the rest
+                message = p.Envelope(p.ShardEnvelope(self.type_name, cell.entity_id, message),
+                                     EntityRef(self.myAddress, self.type_name, cell.entity_id))
+        self.send(self.myAddress, message)
 
-    def _plugin_reply(self, message: Any, sender: Any) -> None:
-        cell: _EntityCell | None = None
-        instance_id = getattr(message, "actor_instance_id", None)
-        if isinstance(instance_id, int) and type(message).__module__ == p.__name__:
-            cell = self._by_instance.get(instance_id)
-        elif isinstance(message, _BY_METADATA):
-            key = self._by_pid.get(message.metadata.persistence_id)
-            cell = self._cell(key) if key is not None else None
-        elif type(message) in _IN_ORDER:
-            waiting = self._in_order.get(_IN_ORDER[type(message)])
-            if waiting:
-                cell = self._cell(waiting.popleft())
-        if cell is None or cell.stopped:
-            log.debug("entity host %r: no entity for %r", self.type_name, message)
-            return
-        cell.receiveMessage(message, sender)
+    def _send_guardian(self, cell: _EntityCell, message: Any) -> None:
+        match message:  # recovery permits are counted per host
+            case p.StartRecovery():
+                if cell not in self._recovering and cell not in self._recovery_queue:
+                    self._recovery_queue.append(cell)
+            case p.RecoveryDone():
+                self._recovering.discard(cell)
+            case p.ActorFailed(_, error):
+                log.error("entity %s/%s could not start: %s", self.type_name,
+                          cell.entity_id, error)
+            case p.ActorStarted() | p.ActorStopping():
+                pass  # the guardian does not track entities
+            case _:
+                self.send(self._guardian, message)
 
-    def _cell(self, key: str | int) -> _EntityCell | None:
+    # The entities of a host are of one class, started with the host's journal and snapshot
+    # store: the persistence id (the reply kind) alone names a request.
+    def _pid_key(self, plugin: Any, persistence_id: str) -> Any:
+        return persistence_id
+
+    def _order_key(self, kind: str, plugin: Any) -> Any:
+        return kind
+
+    def _no_cell(self, message: Any) -> None:
+        log.debug("entity host %r: no entity for %r", self.type_name, message)
+
+    def _cell(self, key: Any) -> _EntityCell | None:
         """The running cell `key` names: an entity by id, a shard's memory by shard."""
         return self._cells.get(key) if isinstance(key, str) else self._memories.get(key)
 
@@ -491,33 +391,6 @@ class EntityHost(FrameBatching, ThespianActor):  # type: ignore[misc]
             # Delivered at the end of the current message (the stopping cell may still be on
             # the stack), before the next one: their order is kept.
             self._ready.extend((cell.entity_id, message, sender) for message, sender in buffered)
-
-    # -- timers --------------------------------------------------------------------------------
-    def schedule(self, key: str | int, delay: float, payload: Any) -> None:
-        """Hand `payload` to the cell's `_on_timer` after `delay` seconds (if it still runs)."""
-        due = time.monotonic() + max(delay, 0.001)
-        heapq.heappush(self._timers, (due, next(self._timer_seq), key, payload))
-        self._arm()
-
-    def _arm(self) -> None:
-        if not self._timers:
-            return
-        due = self._timers[0][0]
-        if self._armed_for is not None and self._armed_for <= due:
-            return  # a wakeup at or before it is pending already
-        self._armed_for = due
-        delay = max(due - time.monotonic(), 0.001)
-        self.wakeupAfter(datetime.timedelta(seconds=delay), payload=p.EntityTimer(None, "timers"))
-
-    def _fire_timers(self) -> None:
-        self._armed_for = None
-        now = time.monotonic()
-        while self._timers and self._timers[0][0] <= now:
-            _, _, key, payload = heapq.heappop(self._timers)
-            cell = self._cell(key)
-            if cell is not None:
-                cell.fire_timer(payload)
-        self._arm()
 
     # -- recovery permits ----------------------------------------------------------------------
     def _grant_recoveries(self) -> None:

@@ -7,25 +7,21 @@ what one host sends to one destination while it handles one frame travels as one
 
 Each actor runs in a `_HostedCell`: the `ActorHost` logic (construction, supervision, stash,
 the `Eventsourced` machine, back-off) with its thespian calls redirected to the shared host, as
-an entity host's `_EntityCell`. Differences from an entity host: a cell is created by the
-guardian (``CellEnvelope(cell, StartActor)``), never by a message; its messages to the guardian
-(started, failed, recovery permits, stopping) go wrapped in `FromCell`, so the guardian keeps
-claims, names and permits per cell exactly as per process; a cell that stopped is reported
-(`CellExited`) as a child exit would be. A message for a cell that is gone is a dead letter.
-Journal replies are routed back by the actor instance id they carry, snapshot replies by
-(store, persistence id), deletion replies in request order per plugin.
+an entity host's `_EntityCell` (what both share is in `cells`). Differences from an entity
+host: a cell is created by the guardian (``CellEnvelope(cell, StartActor)``), never by a
+message; its messages to the guardian (started, failed, recovery permits, stopping) go wrapped
+in `FromCell`, so the guardian keeps claims, names and permits per cell exactly as per process;
+a cell that stopped is reported (`CellExited`) as a child exit would be. A message for a cell
+that is gone is a dead letter. Journal replies are routed back by the actor instance id they
+carry, snapshot replies by (store, persistence id), deletion replies in request order per
+plugin.
 """
 
 from __future__ import annotations
 
-import datetime
-import heapq
-import itertools
-import time
 from collections import deque
 from typing import Any
 
-from thespian.actors import Actor as ThespianActor
 from thespian.actors import (
     ActorExitRequest,
     ChildActorExited,
@@ -35,12 +31,12 @@ from thespian.actors import (
 )
 
 from persistent_actors import _protocol as p
-from persistent_actors._actor import ActorRef, HostedRef, reply_form
+from persistent_actors._actor import ActorRef, HostedRef
+from persistent_actors._thespian.cells import Cell, CellHost
 from persistent_actors._thespian.common import log
-from persistent_actors._thespian.entity_host import _BY_METADATA, _IN_ORDER
-from persistent_actors._thespian.frames import NESTED, FrameBatching, batched
-from persistent_actors._thespian.host import ActorHost, _HostContext, _SystemView
-from persistent_actors.messages import DeadLetter, Kill, PoisonPill
+from persistent_actors._thespian.frames import batched
+from persistent_actors._thespian.host import _SystemView
+from persistent_actors.messages import DeadLetter
 
 __all__ = ["SharedHost"]
 
@@ -56,86 +52,32 @@ def _key(address: Any) -> Any:
     return getattr(address, "addressDetails", address)
 
 
-class _HostedContext(_HostContext):
-    """A hosted actor's `ActorContext`: its ref is a `HostedRef`; every send names its sender."""
+class _HostedCell(Cell):
+    """One ``actor_of`` actor inside a `SharedHost`: thespian calls go to the host.
 
-    def __init__(self, host: ActorHost, start: p.StartActor) -> None:
-        super().__init__(host, start)
-        assert isinstance(host, _HostedCell)  # noqa: S101 - only cells use this context
-        self._self_ref = HostedRef(host.myAddress, start.name, host.cell)
-        view = host.owner.system_view
-        if view is not None:  # one per host, not one per actor
-            self._system = view
+    Its context is a `CellContext` (its ref a `HostedRef`); its key is its cell number.
+    """
 
-    def _send(self, target: ActorRef, message: Any, sender: ActorRef | None) -> None:
-        if target.address is None:
-            target.tell(message)  # dead letters
-            return
-        wrapped = reply_form(target, message)
-        if not isinstance(wrapped, p.Reply):
-            # Always name the sender: the thespian sender is the host, shared by its actors.
-            wrapped = p.Envelope(wrapped, sender if sender is not None else self._self_ref)
-        self.send_to_address(target.address, wrapped)
-        if isinstance(message, Kill | PoisonPill):
-            self._stop_requested(target)
-
-
-class _HostedCell(ActorHost):
-    """One ``actor_of`` actor inside a `SharedHost`: thespian calls go to the host."""
-
-    _context_class = _HostedContext
-    # Its receives run inside the shared host's, and its sends go through the host's outbox.
-    _outbox = NESTED
+    owner: SharedHost
+    key: int
 
     def __init__(self, owner: SharedHost, cell: int) -> None:
-        super().__init__()
-        self.owner = owner
+        super().__init__(owner, cell)
         self.cell = cell
-        self.instance_ids: list[int] = []  # its Eventsourced instances (one per restart)
-
-    @property
-    def myAddress(self) -> Any:  # noqa: N802 - thespian's name
-        return self.owner.myAddress
-
-    def send(self, targetAddr: Any, msg: Any) -> None:  # noqa: N803 - thespian's names
-        self.owner.cell_send(self, targetAddr, msg)
-
-    def wakeupAfter(self, timePeriod: Any, payload: Any = None) -> None:  # noqa: N802, N803
-        self.owner.schedule(self.cell, timePeriod.total_seconds(), payload)
-
-    def fire_timer(self, payload: Any) -> None:
-        """Deliver one of the actor's own timers (the host multiplexes them on one wakeup)."""
-        self._on_timer(payload)
-
-    def exit(self) -> None:
-        """Stop the actor as thespian's ActorExitRequest stops one (post_stop runs)."""
-        self._on_exit()
 
     def _own_ref(self) -> ActorRef:
         return HostedRef(self.myAddress, self._start.name if self._start else None, self.cell)
 
-    @property
-    def stopped(self) -> bool:
-        """True once the actor stopped (or failed to start)."""
-        return self._stopped
 
-
-class SharedHost(FrameBatching, ThespianActor):  # type: ignore[misc]
+class SharedHost(CellHost[_HostedCell]):
     """Hosts ``actor_of`` actors in cells; started by `StartSharedHost` (see module doc)."""
+
+    _TIMER_PAYLOAD = p.CellTimer()
 
     def __init__(self) -> None:
         super().__init__()
         self._start: p.StartSharedHost | None = None
-        self.system_view: _SystemView | None = None
-        self._guardian: Any = None
         self._cells: dict[int, _HostedCell] = {}
-        self._by_instance: dict[int, _HostedCell] = {}
-        self._by_pid: dict[tuple[Any, str], int] = {}  # (store, persistence id) -> cell
-        self._in_order: dict[tuple[str, Any], deque[int]] = {}  # (kind, plugin) -> cells
-        # The cells' timers: one heap, one thespian wakeup for its earliest (as EntityHost).
-        self._timers: list[tuple[float, int, int, Any]] = []
-        self._timer_seq = itertools.count()
-        self._armed_for: float | None = None
         # Messages between actors of this host (and to themselves): delivered here, after the
         # current message, without a trip through thespian (see `_drain_local`).
         self._local: deque[Any] = deque()
@@ -243,84 +185,35 @@ class SharedHost(FrameBatching, ThespianActor):  # type: ignore[misc]
             self._by_instance.pop(instance_id, None)
         self.send(self._guardian, p.FromCell(cell.cell, p.CellExited()))
 
-    def cell_send(self, cell: _HostedCell, address: Any, message: Any) -> None:
-        """Send for `cell`: to itself, to the guardian, or to anyone else (a plugin)."""
-        if address == self.myAddress:
-            match message:
-                case ActorExitRequest():  # the cell stopped itself (stop_actor)
-                    self._remove(cell)
-                    return
-                case p.CellEnvelope() | p.Envelope(message=p.CellEnvelope()):
-                    self._local.append(message)  # to an actor of this host
-                    return
-                case p.Reply():
-                    pass  # an ask's reply via the host
-                case _:  # to itself (a timer, a snapshot failure): behind what it sent before
-                    self._local.append(p.Envelope(p.CellEnvelope(cell.cell, message),
-                                                  cell._own_ref()))  # noqa: SLF001
-                    return
-            self.send(address, message)
-            return
-        if address == self._guardian:
-            if isinstance(message, _ABOUT_ITSELF):
-                message = p.FromCell(cell.cell, message)
-            self.send(address, message)
-            return
-        instance_id = getattr(message, "actor_instance_id", None)
-        if isinstance(instance_id, int) and self._by_instance.get(instance_id) is not cell:
-            self._by_instance[instance_id] = cell
-            cell.instance_ids.append(instance_id)
+    # -- what a CellHost needs ------------------------------------------------------------
+    def _cell(self, key: Any) -> _HostedCell | None:
+        return self._cells.get(key)
+
+    def _send_home(self, cell: _HostedCell, message: Any) -> None:
         match message:
-            case p.SaveSnapshot(metadata=md) | p.DeleteSnapshot(metadata=md):
-                self._by_pid[(_key(address), md.persistence_id)] = cell.cell
-            case p.DeleteMessagesTo():
-                self._in_order.setdefault(("delete-messages", _key(address)),
-                                          deque()).append(cell.cell)
-            case p.DeleteSnapshots():
-                self._in_order.setdefault(("delete-snapshots", _key(address)),
-                                          deque()).append(cell.cell)
-        self.send(address, message)
+            case ActorExitRequest():  # the cell stopped itself (stop_actor)
+                self._remove(cell)
+                return
+            case p.CellEnvelope() | p.Envelope(message=p.CellEnvelope()):
+                self._local.append(message)  # to an actor of this host
+                return
+            case p.Reply():
+                self.send(self.myAddress, message)  # an ask's reply via the host
+            case _:  # to itself (a timer, a snapshot failure): behind what it sent before
+                self._local.append(p.Envelope(p.CellEnvelope(cell.cell, message),
+                                              cell._own_ref()))  # noqa: SLF001
 
-    def _plugin_reply(self, message: Any, sender: Any) -> None:
-        cell: _HostedCell | None = None
-        instance_id = getattr(message, "actor_instance_id", None)
-        if isinstance(instance_id, int) and type(message).__module__ == p.__name__:
-            cell = self._by_instance.get(instance_id)
-        elif isinstance(message, _BY_METADATA):
-            cell_id = self._by_pid.get((_key(sender), message.metadata.persistence_id))
-            cell = self._cells.get(cell_id) if cell_id is not None else None
-        elif type(message) in _IN_ORDER:
-            waiting = self._in_order.get((_IN_ORDER[type(message)], _key(sender)))
-            if waiting:
-                cell = self._cells.get(waiting.popleft())
-        if cell is None or cell.stopped:
-            log.debug("shared host: no actor for %r", message)
-            return
-        cell.receiveMessage(message, sender)
+    def _send_guardian(self, cell: _HostedCell, message: Any) -> None:
+        if isinstance(message, _ABOUT_ITSELF):
+            message = p.FromCell(cell.cell, message)
+        self.send(self._guardian, message)
 
-    # -- timers --------------------------------------------------------------------------------
-    def schedule(self, cell: int, delay: float, payload: Any) -> None:
-        """Hand `payload` to the cell's `_on_timer` after `delay` seconds (if it still runs)."""
-        due = time.monotonic() + max(delay, 0.001)
-        heapq.heappush(self._timers, (due, next(self._timer_seq), cell, payload))
-        self._arm()
+    # Its actors may use different plugins: a request is noted per plugin.
+    def _pid_key(self, plugin: Any, persistence_id: str) -> Any:
+        return (_key(plugin), persistence_id)
 
-    def _arm(self) -> None:
-        if not self._timers:
-            return
-        due = self._timers[0][0]
-        if self._armed_for is not None and self._armed_for <= due:
-            return  # a wakeup at or before it is pending already
-        self._armed_for = due
-        delay = max(due - time.monotonic(), 0.001)
-        self.wakeupAfter(datetime.timedelta(seconds=delay), payload=p.CellTimer())
+    def _order_key(self, kind: str, plugin: Any) -> Any:
+        return (kind, _key(plugin))
 
-    def _fire_timers(self) -> None:
-        self._armed_for = None
-        now = time.monotonic()
-        while self._timers and self._timers[0][0] <= now:
-            _, _, cell_id, payload = heapq.heappop(self._timers)
-            cell = self._cells.get(cell_id)
-            if cell is not None:
-                cell.fire_timer(payload)
-        self._arm()
+    def _no_cell(self, message: Any) -> None:
+        log.debug("shared host: no actor for %r", message)

@@ -1,0 +1,227 @@
+"""Cells: actors that run inside one thespian actor (a host) rather than in their own.
+
+What an entity host (`EntityHost`, sharding) and a shared host (`SharedHost`, ``actor_of`` with
+``[actor_system] host_processes``) have in common:
+
+* `CellContext`: a hosted actor's context; every send names its sender (the thespian sender is
+  the host, shared by its cells);
+* `Cell`: the `ActorHost` logic with its thespian calls (address, send, wakeup, exit)
+  redirected to the host;
+* `CellHost`: the host's side: `cell_send` (plugin requests are noted so that the replies find
+  their cell), `_plugin_reply` (journal replies by actor instance id, snapshot replies by
+  persistence id, deletion replies in request order) and the cells' timers (one heap,
+  multiplexed on one thespian wakeup).
+
+Each host supplies how it finds a cell by key (`CellHost._cell`), what a cell's sends to the
+host itself and to the guardian mean (`_send_home`, `_send_guardian`), and how it keys
+snapshot and deletion requests (`_pid_key`, `_order_key`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import heapq
+import itertools
+import time
+from collections import deque
+from collections.abc import Hashable
+from typing import Any, Generic, TypeVar
+
+from thespian.actors import Actor as ThespianActor
+
+from persistent_actors import _protocol as p
+from persistent_actors import messages as m
+from persistent_actors._actor import ActorRef, reply_form
+from persistent_actors._thespian.frames import NESTED, FrameBatching
+from persistent_actors._thespian.host import ActorHost, _HostContext, _SystemView
+from persistent_actors.messages import Kill, PoisonPill
+
+__all__ = ["Cell", "CellContext", "CellHost"]
+
+# Replies without a persistence id or instance id: delivered in request order (a plugin actor
+# answers those one at a time, in order).
+_IN_ORDER: dict[type[Any], str] = {
+    m.DeleteMessagesSuccess: "delete-messages", m.DeleteMessagesFailure: "delete-messages",
+    m.DeleteSnapshotsSuccess: "delete-snapshots", m.DeleteSnapshotsFailure: "delete-snapshots",
+}
+_BY_METADATA = (m.SaveSnapshotSuccess, m.SaveSnapshotFailure, m.DeleteSnapshotSuccess,
+                m.DeleteSnapshotFailure)
+
+
+class CellContext(_HostContext):
+    """A cell's `ActorContext`: its ref is the cell's own; every send names its sender."""
+
+    def __init__(self, host: ActorHost, start: p.StartActor) -> None:
+        super().__init__(host, start)
+        assert isinstance(host, Cell)  # noqa: S101 - only cells use this context
+        self._self_ref = host._own_ref()  # noqa: SLF001 - the cell's ref kind
+        view = host.owner.system_view
+        if view is not None:  # one per host, not one per cell
+            self._system = view
+
+    def _send(self, target: ActorRef, message: Any, sender: ActorRef | None) -> None:
+        if target.address is None:
+            target.tell(message)  # dead letters
+            return
+        wrapped = reply_form(target, message)
+        if not isinstance(wrapped, p.Reply):
+            # Always name the sender: the thespian sender is the host, shared by its cells.
+            wrapped = p.Envelope(wrapped, sender if sender is not None else self._self_ref)
+        self.send_to_address(target.address, wrapped)
+        if isinstance(message, Kill | PoisonPill):
+            self._stop_requested(target)
+
+
+class Cell(ActorHost):
+    """One actor inside a `CellHost`: an `ActorHost` whose thespian calls go to the host."""
+
+    _context_class: type[_HostContext] = CellContext
+    # Its receives run inside the host's, and its sends go through the host's outbox.
+    _outbox = NESTED
+
+    def __init__(self, owner: CellHost[Any], key: Hashable) -> None:
+        super().__init__()
+        self.owner = owner
+        self.key = key  # how the host finds it (`CellHost._cell`)
+        self.instance_ids: list[int] = []  # its Eventsourced instances (one per restart)
+
+    @property
+    def myAddress(self) -> Any:  # noqa: N802 - thespian's name
+        return self.owner.myAddress
+
+    def send(self, targetAddr: Any, msg: Any) -> None:  # noqa: N803 - thespian's names
+        self.owner.cell_send(self, targetAddr, msg)
+
+    def wakeupAfter(self, timePeriod: Any, payload: Any = None) -> None:  # noqa: N802, N803
+        self.owner.schedule(self.key, timePeriod.total_seconds(), payload)
+
+    def fire_timer(self, payload: Any) -> None:
+        """Deliver one of the actor's own timers (the host multiplexes them on one wakeup)."""
+        self._on_timer(payload)
+
+    def exit(self) -> None:
+        """Stop the actor as thespian's ActorExitRequest stops one (post_stop runs)."""
+        self._on_exit()
+
+    @property
+    def stopped(self) -> bool:
+        """True once the actor stopped (or failed to start)."""
+        return self._stopped
+
+
+C = TypeVar("C", bound=Cell)
+
+
+class CellHost(FrameBatching, ThespianActor, Generic[C]):  # type: ignore[misc]
+    """A thespian actor hosting cells of type `C`: their sends, plugin replies and timers."""
+
+    # The wakeup payload that means "the cells' timers are due".
+    _TIMER_PAYLOAD: Any = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.system_view: _SystemView | None = None
+        self._guardian: Any = None
+        self._by_instance: dict[int, C] = {}
+        self._by_pid: dict[Any, Hashable] = {}  # `_pid_key` -> cell key
+        self._in_order: dict[Any, deque[Hashable]] = {}  # `_order_key` -> cell keys, in order
+        # The cells' timers (recovery ticks, back-off, scheduled messages): one heap, and one
+        # thespian wakeup for its earliest deadline. Thespian's multiproc base re-sorts its
+        # list of pending wakeups on every add, so one wakeup per cell made each cell start
+        # cost O(cells).
+        self._timers: list[tuple[float, int, Hashable, Any]] = []
+        self._timer_seq = itertools.count()
+        self._armed_for: float | None = None
+
+    # -- what each host supplies -----------------------------------------------------------
+    def _cell(self, key: Any) -> C | None:
+        """The running cell `key` names, if any."""
+        raise NotImplementedError
+
+    def _send_home(self, cell: C, message: Any) -> None:
+        """`cell` sends `message` to the host's own address."""
+        raise NotImplementedError
+
+    def _send_guardian(self, cell: C, message: Any) -> None:
+        """`cell` sends `message` to the guardian."""
+        raise NotImplementedError
+
+    def _pid_key(self, plugin: Any, persistence_id: str) -> Any:
+        """How a snapshot request to `plugin` about `persistence_id` is noted."""
+        raise NotImplementedError
+
+    def _order_key(self, kind: str, plugin: Any) -> Any:
+        """How deletion requests of `kind` to `plugin` are queued."""
+        raise NotImplementedError
+
+    def _no_cell(self, message: Any) -> None:
+        """A plugin's reply found no running cell."""
+        raise NotImplementedError
+
+    # -- sends and plugin replies ------------------------------------------------------------
+    def cell_send(self, cell: C, address: Any, message: Any) -> None:
+        """Send for `cell`: to the host itself, to the guardian, or to anyone else (a plugin)."""
+        if address == self.myAddress:
+            self._send_home(cell, message)
+            return
+        if address == self._guardian:
+            self._send_guardian(cell, message)
+            return
+        instance_id = getattr(message, "actor_instance_id", None)
+        if isinstance(instance_id, int) and self._by_instance.get(instance_id) is not cell:
+            self._by_instance[instance_id] = cell
+            cell.instance_ids.append(instance_id)
+        match message:
+            case p.SaveSnapshot(metadata=md) | p.DeleteSnapshot(metadata=md):
+                self._by_pid[self._pid_key(address, md.persistence_id)] = cell.key
+            case p.DeleteMessagesTo():
+                self._in_order.setdefault(self._order_key("delete-messages", address),
+                                          deque()).append(cell.key)
+            case p.DeleteSnapshots():
+                self._in_order.setdefault(self._order_key("delete-snapshots", address),
+                                          deque()).append(cell.key)
+        self.send(address, message)
+
+    def _plugin_reply(self, message: Any, sender: Any) -> None:
+        cell: C | None = None
+        instance_id = getattr(message, "actor_instance_id", None)
+        if isinstance(instance_id, int) and type(message).__module__ == p.__name__:
+            cell = self._by_instance.get(instance_id)
+        elif isinstance(message, _BY_METADATA):
+            key = self._by_pid.get(self._pid_key(sender, message.metadata.persistence_id))
+            cell = self._cell(key) if key is not None else None
+        elif type(message) in _IN_ORDER:
+            waiting = self._in_order.get(self._order_key(_IN_ORDER[type(message)], sender))
+            if waiting:
+                cell = self._cell(waiting.popleft())
+        if cell is None or cell.stopped:
+            self._no_cell(message)
+            return
+        cell.receiveMessage(message, sender)
+
+    # -- timers --------------------------------------------------------------------------------
+    def schedule(self, key: Hashable, delay: float, payload: Any) -> None:
+        """Hand `payload` to the cell's `_on_timer` after `delay` seconds (if it still runs)."""
+        due = time.monotonic() + max(delay, 0.001)
+        heapq.heappush(self._timers, (due, next(self._timer_seq), key, payload))
+        self._arm()
+
+    def _arm(self) -> None:
+        if not self._timers:
+            return
+        due = self._timers[0][0]
+        if self._armed_for is not None and self._armed_for <= due:
+            return  # a wakeup at or before it is pending already
+        self._armed_for = due
+        delay = max(due - time.monotonic(), 0.001)
+        self.wakeupAfter(datetime.timedelta(seconds=delay), payload=self._TIMER_PAYLOAD)
+
+    def _fire_timers(self) -> None:
+        self._armed_for = None
+        now = time.monotonic()
+        while self._timers and self._timers[0][0] <= now:
+            _, _, key, payload = heapq.heappop(self._timers)
+            cell = self._cell(key)
+            if cell is not None:
+                cell.fire_timer(payload)
+        self._arm()
