@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from persistent_actors import ActorSystem
+from persistent_actors import ActorInitializationError, ActorSystem
 from persistent_actors.messages import DeadLetter
 from persistent_actors.testing import TestProbe
 from tests.failure_actors import ProcessReporter
@@ -87,3 +87,52 @@ def test_a_killed_shared_host_restarts_each_of_its_actors_under_its_own_ref(
             assert new_pid != pid
             assert b.ask("pid", timeout=10) == new_pid
             pid = new_pid
+
+
+def _host_dying_on_start(monkeypatch: pytest.MonkeyPatch, times: int | None,
+                         marks: Path) -> None:
+    """Shared hosts forked from now on exit at their start, the first `times` (None: always).
+
+    Inherited by thespian's processes, which fork from this one; `marks` counts the deaths.
+    """
+    from persistent_actors import _protocol as p  # noqa: PLC0415 - the host's start message
+    from persistent_actors._thespian import shared_host  # noqa: PLC0415
+
+    original = shared_host.SharedHost.receiveMessage
+
+    def receive(self: Any, message: Any, sender: Any) -> None:
+        if isinstance(message, p.StartSharedHost):
+            died = len(list(marks.iterdir()))
+            if times is None or died < times:
+                (marks / f"death-{died}").touch()
+                os._exit(3)
+        original(self, message, sender)
+
+    monkeypatch.setattr(shared_host.SharedHost, "receiveMessage", receive)
+
+
+def test_a_shared_host_that_dies_before_it_started_is_replaced(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Its actors used to wait for it until actor_of timed out (60 s); now a new host starts.
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    _host_dying_on_start(monkeypatch, 1, marks)
+    with ActorSystem("early", config=_config(1)) as system:
+        echo = system.actor_of(Echo, name="echo")
+        assert echo.ask("hi", timeout=10) == "hi"
+        assert len(list(marks.iterdir())) == 1
+
+
+def test_a_shared_host_that_never_starts_fails_actor_of(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    _host_dying_on_start(monkeypatch, None, marks)
+    with ActorSystem("never", config=_config(1)) as system:
+        with pytest.raises(ActorInitializationError, match=r"shared host process 0 .*3 times"):
+            system.actor_of(Echo, name="echo")
+        assert len(list(marks.iterdir())) == 3
+        # The name is free again, and the next actor_of tries a host once more.
+        with pytest.raises(ActorInitializationError, match="exited before it started"):
+            system.actor_of(Echo, name="echo")
+        assert len(list(marks.iterdir())) == 6

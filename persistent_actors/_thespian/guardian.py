@@ -64,6 +64,9 @@ CRASH_RESTART_WINDOW = 60.0
 # Seconds an unannounced exit waits for the host's ActorStopping before it counts as a crash
 # (thespian does not order its ChildActorExited with the host's own last messages).
 CRASH_GRACE = 0.5
+# Times in a row a shared host process may die before it reports itself started: then the
+# actors waiting for it fail to start (a host that cannot start is not retried for ever).
+POOL_START_ATTEMPTS = 3
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -129,6 +132,11 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
         self._pool_waiting: dict[int, list[tuple[int, p.StartActor]]] = {}
         self._pool_load: list[int] = []
         self._cell_index: dict[int, int] = {}
+        # Hosts created but not started yet (index -> the address createActor gave, which
+        # thespian resolves to the final one) and how often each index's host died before it
+        # reported itself started, in a row (see `_pool_died_early`).
+        self._pool_creating: dict[int, Any] = {}
+        self._pool_early_deaths: dict[int, int] = {}
 
     @batched
     def receiveMessage(self, message: Any, sender: Any) -> None:  # noqa: N802 - thespian API
@@ -501,6 +509,10 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
         if key in self._pool_index:
             self._pool_host_exited(key, address)
             return
+        for index, created in self._pool_creating.items():
+            if created == address:  # thespian compares the provisional and final address
+                self._pool_died_early(index)
+                return
         entity_host = self._entity_live.pop(key, None)
         if entity_host is not None:
             if key not in self._stopping and not self._exiting and self._info is not None \
@@ -773,14 +785,45 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
             # Imported here, for the option only: the one-process path loads nothing new (a
             # module-level import once made create_100 2x slower in forked children).
             from persistent_actors._thespian.shared_host import SharedHost  # noqa: PLC0415
-            self.send(self.createActor(SharedHost), p.StartSharedHost(self._info, index))
+            created = self._pool_creating[index] = self.createActor(SharedHost)
+            self.send(created, p.StartSharedHost(self._info, index))
         waiting.append((cell, start))
 
     def _pool_started(self, index: int, host: Any) -> None:
+        self._pool_creating.pop(index, None)
+        self._pool_early_deaths.pop(index, None)
         self._pool[index] = host  # its final address (see ActorStarted)
         self._pool_index[_key(host)] = index
         for cell, start in self._pool_waiting.pop(index, []):
             self.send(p.CellAddress(host, cell), start)
+
+    def _pool_died_early(self, index: int) -> None:
+        """The host being started for `index` exited before it reported itself started.
+
+        The actors waiting for it are placed again (a new host process), as a crashed host's
+        actors are; after `POOL_START_ATTEMPTS` such deaths in a row their `actor_of` fails
+        with `ActorInitializationError` instead of waiting out its timeout, and the next
+        actor placed there tries a new host again.
+        """
+        del self._pool_creating[index]
+        waiting = self._pool_waiting.pop(index, [])
+        for cell, _ in waiting:
+            if self._cell_index.pop(cell, None) is not None:
+                self._pool_load[index] -= 1
+        if self._exiting:
+            return
+        deaths = self._pool_early_deaths[index] = self._pool_early_deaths.get(index, 0) + 1
+        log.warning("guardian: shared host process %d exited before it started (%d in a row)",
+                    index, deaths)
+        if deaths < POOL_START_ATTEMPTS:
+            for cell, start in waiting:
+                self._start_in_pool(cell, start)
+            return
+        del self._pool_early_deaths[index]
+        for cell, _ in waiting:
+            self._actor_failed(cell, ActorInitializationError(
+                f"shared host process {index} ([actor_system] host_processes) exited before it "
+                f"started, {deaths} times in a row: its actors could not be started"))
 
     def _cell_exited(self, address: p.CellAddress) -> None:
         index = self._cell_index.pop(address.cell, None)
