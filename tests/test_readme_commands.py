@@ -24,14 +24,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+DOCS = sorted((ROOT / "docs").glob("*.md"))  # linked from the README: same checks
 
 # Inline code and shell-block lines that start like a command.
 _COMMAND = re.compile(r"^(?:make |\.venv/bin/python -m |python -m |pip install )")
 
 
 def readme_commands() -> set[str]:
-    """The commands the README shows, whitespace-normalised."""
-    text = README.read_text(encoding="utf-8")
+    """The commands the README and the docs it links show, whitespace-normalised."""
+    text = "\n".join(path.read_text(encoding="utf-8") for path in (README, *DOCS))
     found: set[str] = set()
     for block in re.findall(r"```sh\n(.*?)```", text, flags=re.DOTALL):
         for line in block.splitlines():
