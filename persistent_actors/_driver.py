@@ -46,6 +46,7 @@ from thespian.actors import ActorAddress
 
 from persistent_actors import _protocol as p
 from persistent_actors._thespian.frames import unbatch
+from persistent_actors._thespian.headroom import call_with_headroom
 from persistent_actors._thespian.outbound import Outbound
 from persistent_actors._thespian.simple_direct import BadAddressError, SimpleDirect
 
@@ -128,7 +129,9 @@ class Driver:
         self._gathered.acquire()
         # Multiproc-tcp: frames sent straight to each destination, never waited for.
         self._outbound = None if simple else Outbound(asys)
-        self._thread = threading.Thread(target=self._serve, daemon=True,
+        # Its loop at the start of a frame-stack chunk of its own (see `headroom`).
+        self._thread = threading.Thread(target=call_with_headroom, args=(self._serve,),
+                                        daemon=True,
                                         name=f"persistent_actors-driver-{name}")
         self._thread.start()
         self._ident = self._thread.ident

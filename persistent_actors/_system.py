@@ -23,6 +23,7 @@ from persistent_actors._region import EntityRegion
 from persistent_actors._thespian.event_log import HostedEventLog
 from persistent_actors._thespian.frame_auth import secure_transport
 from persistent_actors._thespian.guardian import Guardian
+from persistent_actors._thespian.headroom import roomy_children
 from persistent_actors._thespian.ingress import Ingress
 from persistent_actors._thespian.lazy_identify import lazy_identify
 from persistent_actors._thespian.lifetime import OwnerProcess, install_sigterm_exit
@@ -126,6 +127,7 @@ class ActorSystem:
             fewer_turns()  # and a turn of its loop per message sent and per message received
             from persistent_actors._thespian.lean_loop import lean_loop  # noqa: PLC0415
             lean_loop()  # and per turn, the watch list, idle-socket walk and timeout rebuild
+            roomy_children()  # an actor's loop started wherever its parent's stack happened to be
         else:
             fast_wakeup_checks()  # the simple base scans every pending wakeup per message
         self._asys = ThespianActorSystem(self.settings.thespian_base, capabilities,

@@ -6,6 +6,7 @@ Every message is a frozen dataclass or a plain value, so it pickles across proce
 from __future__ import annotations
 
 import dataclasses
+import sys
 from typing import Any
 
 from persistent_actors import Actor, ActorRef, Kill, MessageNotSerializableError, PoisonPill
@@ -276,3 +277,16 @@ class Stopper(Actor):
                 target.tell(PoisonPill())
             case _:
                 self.unhandled(message)
+
+
+class StackProbe(Actor):
+    """Answers whether its handler runs under `call_with_headroom` (its frame on the stack)."""
+
+    def on_receive(self, message: Any) -> None:
+        from persistent_actors._thespian import headroom  # noqa: PLC0415 - the probe's subject
+
+        roomy = headroom._roomy.__code__
+        frame = sys._getframe()
+        while frame is not None and frame.f_code is not roomy:
+            frame = frame.f_back  # type: ignore[assignment]
+        self.sender.tell(frame is not None)

@@ -13,6 +13,7 @@ import errno
 import inspect
 import logging
 import pickle
+import resource
 import socket
 import subprocess
 import sys
@@ -36,6 +37,7 @@ from persistent_actors import ActorSystem
 from persistent_actors._thespian import (
     fewer_turns,
     frame_auth,
+    headroom,
     lean_loop,
     loop_helpers,
     poll_selector,
@@ -47,6 +49,7 @@ from persistent_actors._thespian.wakeups import fast_wakeup_checks
 from persistent_actors.errors import ConfigError
 from persistent_actors.testing import Delay, PersistenceTestKit, TestProbe
 from tests.failure_actors import Reporter
+from tests.system_actors import StackProbe
 from tests.test_failures import kit_config
 
 
@@ -691,3 +694,47 @@ def test_lean_loop_leaves_transmits_alone_when_none_is_due(
         transport.close()
         for sock in (left, right, spare, other):
             sock.close()
+
+
+# -- frame-stack headroom (persistent_actors/_thespian/headroom.py) -----------------------------
+def _leaf(n: int) -> int:
+    return _leaf(n - 1) if n else 0
+
+
+def _calls() -> None:
+    for _ in range(_HEADROOM_CALLS):
+        _leaf(3)
+
+
+def _at_depth(depth: int, fn: Any, *args: Any) -> Any:
+    return _at_depth(depth - 1, fn, *args) if depth else fn(*args)
+
+
+def _page_faults(fn: Any, *args: Any) -> int:
+    before = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+    fn(*args)
+    return resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - before
+
+
+_HEADROOM_CALLS = 2_000
+
+
+def test_headroom_keeps_a_loop_off_a_frame_chunk_boundary() -> None:
+    # At some depth the four frames of each `_leaf(3)` straddle the end of a 16 KiB frame
+    # chunk: every call maps a fresh chunk (a page fault each, counted, not timed) and unmaps
+    # it on return. Called with headroom from that same depth, the calls fit one chunk.
+    faults = {depth: _page_faults(_at_depth, depth, _calls) for depth in range(400)}
+    thrashing = [depth for depth, count in faults.items() if count >= _HEADROOM_CALLS]
+    assert thrashing, f"no depth below 400 straddles a chunk boundary: {faults}"
+    for depth in thrashing[:3]:
+        roomy = _page_faults(_at_depth, depth, headroom.call_with_headroom, _calls)
+        assert roomy < _HEADROOM_CALLS // 10, (depth, roomy)
+    assert headroom.call_with_headroom(int, "17", base=8) == 15  # arguments pass through
+
+
+@pytest.mark.parametrize("base", ["simple", "multiproc-tcp"])
+def test_actors_and_the_driver_run_with_headroom(base: str) -> None:
+    # simple: the actor runs on the driver thread; multiproc-tcp: in a process thespian forked.
+    with ActorSystem("roomy", config={"actor_system": {"base": base}}) as system:
+        probe = system.actor_of(StackProbe)
+        assert probe.ask("roomy?", timeout=10) is True
