@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Workload
+from persistent_actors._thespian.headroom import call_with_headroom
 
 __all__ = ["run_isolated"]
 
@@ -57,7 +58,9 @@ def _child(catalogue: str, key: str, folder: str, conn: Connection) -> None:
         module, _, function = catalogue.partition(":")
         rows = getattr(importlib.import_module(module), function)()
         w = next(row for row in rows if row.key == key)
-        seconds = w.run(Path(folder))
+        # Its clients' loop off frame-chunk boundaries, wherever the forkserver's stack was
+        # (persistent_actors/_thespian/headroom.py): else a row could pay a chunk per call.
+        seconds = call_with_headroom(w.run, Path(folder))
         conn.send(("ok", seconds, list(w.latencies), w.notes))
     except BaseException:  # noqa: BLE001 - the parent raises it with the child's traceback
         conn.send(("error", traceback.format_exc()))
