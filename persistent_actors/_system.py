@@ -127,6 +127,12 @@ class ActorSystem:
             fewer_turns()  # and a turn of its loop per message sent and per message received
             from persistent_actors._thespian.lean_loop import lean_loop  # noqa: PLC0415
             lean_loop()  # and per turn, the watch list, idle-socket walk and timeout rebuild
+            from persistent_actors._thespian.frozen_children import (  # noqa: PLC0415
+                frozen_children,
+            )
+            frozen_children()  # and each actor process's collector walked the inherited heap
+            # After frozen_children: the after-fork hooks run in the order registered, and
+            # this one replaces the child's target that frozen_children looks for.
             roomy_children()  # an actor's loop started wherever its parent's stack happened to be
         else:
             fast_wakeup_checks()  # the simple base scans every pending wakeup per message
