@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,8 @@ from thespian.system.transport import TCPTransport as tcp  # noqa: N813 - thespi
 from thespian.system.transport import asyncTransportBase as async_transport  # noqa: N813
 
 from persistent_actors import Actor, ActorSystem
+from persistent_actors import _protocol as p
+from persistent_actors._config import JOURNAL
 from persistent_actors._thespian import (
     fewer_turns,
     frame_auth,
@@ -47,12 +50,16 @@ from persistent_actors._thespian import (
     transmit_timers,
 )
 from persistent_actors._thespian import lazy_identify as patch
+from persistent_actors._thespian.frames import unbatch
+from persistent_actors._thespian.plugin_host import PluginHost
 from persistent_actors._thespian.simple_direct import SimpleDirect
 from persistent_actors._thespian.wakeups import fast_wakeup_checks
 from persistent_actors.errors import ConfigError
+from persistent_actors.journal import AtomicWrite, PersistentRepr
 from persistent_actors.testing import Delay, PersistenceTestKit, TestProbe
 from tests.conftest import system_config
 from tests.failure_actors import Reporter
+from tests.plugin_actors import GroupRecordingJournal
 from tests.system_actors import StackProbe
 from tests.test_failures import kit_config
 
@@ -785,3 +792,160 @@ def test_frozen_children_leaves_other_forks_and_thespians_start_child_alone() ->
         child.join(30)
         here.close()
         there.close()
+
+
+def test_after_reads_hands_a_message_over_behind_the_frames_waiting_and_at_once_without() -> None:
+    # lean_loop.after_reads: the message comes after the frames the next turn reads (a send
+    # to itself would come before them), and that turn polls without waiting: with nothing
+    # waiting, a 30 s run still hands it over (a waiting poll would expire the run first).
+    poll_selector.poll_selector()
+    fewer_turns.fewer_turns()
+    lean_loop.lean_loop()
+    transport = _real_transport()
+    host = _HostRef(transport)
+    left, right = socket.socketpair()
+    try:
+        left.setblocking(False)
+        peer = tcp.ActorAddress(tcp.TCPv4ActorAddress("127.0.0.1", 2200))
+        transport._openSockets[tcp.opsKey(peer)] = tcp.IdleSocket(left, peer)
+        found = lean_loop.after_reads(_Hosted(host))
+        assert found is not None
+        deliver: Callable[[Any], None] = found
+        seen: list[Any] = []
+
+        def handler(envelope: Any) -> bool:
+            seen.append(envelope.message)
+            if envelope.message == "first":
+                right.sendall(tcp.toSendBuffer((peer, "arrived meanwhile")))
+                deliver("after the reads")
+            return bool(envelope.message != "after the reads")
+
+        transport._incomingEnvelopes.append(ReceiveEnvelope(peer, "first"))
+        result = transport.run(handler, datetime.timedelta(seconds=30))
+        assert seen == ["first", "arrived meanwhile", "after the reads"]
+        assert not isinstance(result, tcp.Thespian__Run_Expired)
+
+        seen.clear()
+        transport._incomingEnvelopes.append(ReceiveEnvelope(peer, "first"))
+        # Nothing more comes: the message must still be handed over, without waiting.
+
+        def alone(envelope: Any) -> bool:
+            seen.append(envelope.message)
+            if envelope.message == "first":
+                deliver("after the reads")
+            return bool(envelope.message != "after the reads")
+
+        result = transport.run(alone, datetime.timedelta(seconds=30))
+        assert seen == ["first", "after the reads"]
+        assert not isinstance(result, tcp.Thespian__Run_Expired)
+        assert lean_loop.after_reads(object()) is None  # no transport: send as usual
+    finally:
+        transport.close()
+        left.close()
+        right.close()
+
+
+class _HostRef:
+    """What a thespian actor needs of its ActorManager: the transport, its address, sends.
+
+    A send to the actor itself goes to the transport, as thespian's does (queued at once);
+    any other is recorded.
+    """
+
+    def __init__(self, transport: Any) -> None:
+        self.transport = transport
+        self.address = transport.myAddress
+        self.sent: list[tuple[Any, Any]] = []
+
+    def actor_send(self, target: Any, message: Any) -> None:
+        if target == self.address:
+            self.transport.scheduleTransmit(None, TransmitIntent(target, message))
+        else:
+            self.sent.append((target, message))
+
+
+class _Hosted:
+    def __init__(self, ref: _HostRef) -> None:
+        self._myRef = ref
+
+
+def _write(pid: str) -> p.WriteMessages:
+    event = PersistentRepr(pid, 1, "m", b"x")
+    return p.WriteMessages((AtomicWrite((event,)),), 7)
+
+
+def _plugin_host_on(transport: Any) -> tuple[PluginHost, _HostRef]:
+    host = PluginHost()
+    ref = _HostRef(transport)
+    host._myRef = ref
+    guardian = tcp.ActorAddress(tcp.TCPv4ActorAddress("127.0.0.1", 2300))
+    host.receiveMessage(p.StartPlugin(JOURNAL, "default",
+                                      "tests.plugin_actors:GroupRecordingJournal", {}), guardian)
+    assert [type(m) for _, m in ref.sent] == [p.PluginStarted]
+    ref.sent.clear()
+    return host, ref
+
+
+def test_the_plugin_host_on_tcp_writes_what_waits_in_its_sockets_in_one_call() -> None:
+    # The plugin host's Flush comes after the frames its transport reads next
+    # (`lean_loop.after_reads`): host B's frame of writes, arrived while host A's was handled,
+    # joins A's transaction. With a Flush sent to itself (before), A's writes went alone.
+    # A replay in the next frame still sees both.
+    poll_selector.poll_selector()
+    fewer_turns.fewer_turns()
+    lean_loop.lean_loop()
+    GroupRecordingJournal.ids_per_call.clear()
+    transport = _real_transport()
+    host, ref = _plugin_host_on(transport)
+    pairs = [socket.socketpair() for _ in range(2)]
+    try:
+        hosts = [tcp.ActorAddress(tcp.TCPv4ActorAddress("127.0.0.1", 2400 + i)) for i in range(2)]
+        for (left, _), address in zip(pairs, hosts, strict=True):
+            left.setblocking(False)
+            transport._openSockets[tcp.opsKey(address)] = tcp.IdleSocket(left, address)
+        frames = [p.Batch((_write("a1"), _write("a2"))), p.Batch((_write("b1"),))]
+        replay = p.ReplayMessages("b1", 1, 10, 10, 9)
+        replay_sent: list[bool] = []
+
+        def handler(envelope: Any) -> bool:
+            if envelope.message == frames[0]:  # B's frame arrives while A's is handled
+                pairs[1][1].sendall(tcp.toSendBuffer((hosts[1], frames[1])))
+            host.receiveMessage(envelope.message, envelope.sender)
+            if GroupRecordingJournal.ids_per_call and not replay_sent:
+                pairs[0][1].sendall(tcp.toSendBuffer((hosts[0], replay)))
+                replay_sent.append(True)
+            return not any(type(m) is p.RecoverySuccess for _, m in ref.sent)
+
+        pairs[0][1].sendall(tcp.toSendBuffer((hosts[0], frames[0])))
+        transport.run(handler, datetime.timedelta(seconds=30))
+        assert GroupRecordingJournal.ids_per_call == [3]  # a1, a2 and b1 in one call
+        sent = [(a, m) for a, frame in ref.sent for m in unbatch(frame)]
+        results = [(a, m) for a, m in sent if type(m) is p.WriteMessagesResult]
+        assert [a for a, _ in results] == [hosts[0], hosts[0], hosts[1]]
+        assert all(m.outcomes == (p.STORED,) for _, m in results)
+        replayed = [m for _, m in sent if type(m) is p.ReplayedMessages]
+        assert [list(m.rows.sequence_nrs) for m in replayed] == [[1]]
+    finally:
+        host.receiveMessage(ActorExitRequest(), None)
+        transport.close()
+        for left, right in pairs:
+            left.close()
+            right.close()
+
+
+def test_the_plugin_host_writes_what_it_gathered_before_it_exits() -> None:
+    # An exit request may come before the Flush handed over after the transport's reads:
+    # the writes requested before it are written and answered, not dropped.
+    lean_loop.lean_loop()
+    GroupRecordingJournal.ids_per_call.clear()
+    transport = _real_transport()
+    host, ref = _plugin_host_on(transport)
+    try:
+        requester = tcp.ActorAddress(tcp.TCPv4ActorAddress("127.0.0.1", 2500))
+        host.receiveMessage(_write("c1"), requester)
+        assert GroupRecordingJournal.ids_per_call == []  # gathered, its Flush not come yet
+        host.receiveMessage(ActorExitRequest(), None)
+        assert GroupRecordingJournal.ids_per_call == [1]
+        assert [(a, type(m)) for a, m in ref.sent] == [(requester, p.WriteMessagesResult)]
+    finally:
+        transport.close()

@@ -34,10 +34,15 @@ changes is how it finds out that a step has nothing to do:
   turn), the rebuilt dict and list would equal the current ones, so they are left as they
   are; otherwise thespian's own method runs.
 
-What is sent and received, when, and on which socket is unchanged: the same statements run
-for every socket that has something to do. ``tests/test_thespian_patches.py`` pins the loop
-on real sockets. Upstream thespian would need the same: keep the watch set and the idle map
-between turns and look at what changed.
+`after_reads` adds one thing thespian has no way to say: "hand me this message once you have
+read what is waiting" (a group commit gathers what its sockets hold before it writes; see
+`PluginHost`). The turn that delivers it polls without waiting, so it comes at once when
+nothing is ready.
+
+Apart from that, what is sent and received, when, and on which socket is unchanged: the
+same statements run for every socket that has something to do.
+``tests/test_thespian_patches.py`` pins the loop on real sockets. Upstream thespian would
+need the same: keep the watch set and the idle map between turns and look at what changed.
 """
 
 # ruff: noqa: SLF001, N806, E741 - thespian's internals, and its method under its own names
@@ -46,11 +51,12 @@ from __future__ import annotations
 
 import errno
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from thespian.system.transport import TCPTransport as _tcp  # noqa: N813 - thespian's module
 
-__all__ = ["lean_loop"]
+__all__ = ["after_reads", "lean_loop"]
 
 _PATCHED = False
 
@@ -186,6 +192,8 @@ def _runWithExpiry(self: Any, incomingHandler: Any) -> Any:  # noqa: N802,N803 -
             # n.b. if a long period of time has elapsed (e.g. laptop
             # sleeping) then delays could be negative.
             delay = max(0, t.timePeriodSeconds(min(delays))) if delays else None
+            if self._pa_after_reads:
+                delay = 0  # a message waits for this turn's reads: poll, do not wait
 
             if not xmitOnly:
                 wrecv.append(self.socket.fileno())
@@ -319,6 +327,11 @@ def _runWithExpiry(self: Any, incomingHandler: Any) -> Any:  # noqa: N802,N803 -
                 self._incomingEnvelopes.append(
                     t.ReceiveEnvelope(self.myAddress, t.WatchMessage(watchready)))
 
+        after = self._pa_after_reads
+        if after:  # `deliver_after_reads`: behind what this turn read
+            self._incomingEnvelopes.extend(after)
+            after.clear()
+
         # Initiate completion operations for transmits (which may
         # result in other transmit calls).
         senddone = self._finished_intents
@@ -409,6 +422,39 @@ def _walk_idle_sockets(self: Any, idle_sockets: list[Any], rrecv: list[Any]) -> 
 _ORIGINAL_RUN: Any = None
 
 
+def after_reads(actor: Any) -> Callable[[Any], None] | None:
+    """A function that hands `actor` a message of its own once its loop has read what is ready.
+
+    For an actor that would send itself a message to act on later (a group commit's
+    ``Flush``): a send to itself is queued at once, before the transport reads anything more,
+    so every frame already waiting in a socket comes after it; and thespian wakes its own loop
+    for it with a connection to its own listening socket (``interrupt_wait``: a socket, a
+    connect, an accept, a read of the end and two closes per message), which a message from the
+    loop's own thread does not need. The message handed to the returned function is delivered
+    (sender: the actor itself) after the loop's next turn, which polls every socket without
+    waiting, has read what was ready then: behind those messages, and at once when nothing
+    was. Call it only from the actor's own receive (the loop's thread).
+
+    None where the actor does not run on thespian's TCP transport with this module's loop
+    (the simple base, another transport, another thespian): then send the message as usual.
+    """
+    transport = getattr(getattr(actor, "_myRef", None), "transport", None)
+    if not _PATCHED or transport is None or not isinstance(transport, _tcp.TCPTransport) or \
+            type(transport)._runWithExpiry is not _runWithExpiry or \
+            not hasattr(transport, "_openSockets"):
+        return None
+    waiting = transport.__dict__.get("_pa_after_reads")
+    if type(waiting) is not list:
+        waiting = transport._pa_after_reads = []
+    envelope = _tcp.ReceiveEnvelope
+    address = transport.myAddress
+
+    def deliver(message: Any) -> None:
+        waiting.append(envelope(address, message))
+
+    return deliver
+
+
 def lean_loop() -> None:
     """Patch once per process (idempotent); a no-op on a thespian that differs."""
     global _PATCHED, _ORIGINAL_RUN  # noqa: PLW0603 - a process-wide, once-only patch
@@ -426,6 +472,7 @@ def lean_loop() -> None:
                 "_handlePossibleIncoming", "_acceptNewIncoming", "_cancel_fd_ops")):
         return  # another thespian version: leave it alone
     _ORIGINAL_RUN = cls._runWithExpiry
+    cls._pa_after_reads = ()  # `after_reads`: a transport's own list once an actor asks
     cls._processIntentTimeouts = _process_intent_timeouts(cls._processIntentTimeouts)
     cls._runWithExpiry = _runWithExpiry
     _PATCHED = True

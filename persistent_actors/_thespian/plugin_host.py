@@ -4,7 +4,11 @@ Plugins are asyncio code; the host runs them on an event loop of their own, whic
 its own thread while it waits for each operation (see `_PluginLoop`). Writes are
 group-committed: write requests are gathered until a `Flush` the host sends itself arrives
 (the mailbox is FIFO, so every request queued before it joins the batch), then go to the
-plugin in one `write_messages` call, i.e. one transaction for many actors. On the simple base,
+plugin in one `write_messages` call, i.e. one transaction for many actors. On multiproc-tcp
+the `Flush` is not sent but handed over by the transport loop after it has read what its
+sockets hold (`lean_loop.after_reads`): a send to itself would be queued ahead of the frames
+of writes already waiting there (each host's frame its own transaction, and fsync), and would
+cost a wake-up connection of thespian's own. On the simple base,
 where every actor shares one send queue, a request that arrives with that queue empty is
 written at once: the `Flush` would be the very next message, so nothing could join the batch.
 Any other request first flushes what is gathered, so a read never overtakes a write.
@@ -55,6 +59,9 @@ Ts = TypeVarTuple("Ts")
 # amortise thespian's per-message cost on TCP, small enough to keep a message well under a
 # megabyte.
 REPLAY_CHUNK = ROWS_PER_PAGE
+
+
+_FLUSH = p.Flush()  # the host hands itself this one (see `lean_loop.after_reads`)
 
 
 class _EagerLoop(asyncio.SelectorEventLoop):
@@ -211,6 +218,9 @@ class PluginHost(FrameBatching, ThespianActor):  # type: ignore[misc]
         self._pending: list[tuple[p.WriteMessages, Any]] = []
         self._flush_scheduled = False
         self._idle: Callable[[], bool] | None = None  # set at start (see `_idle_probe`)
+        # Set at start on multiproc-tcp: hands the host its `Flush` behind the frames the
+        # transport reads next (see `lean_loop.after_reads`).
+        self._after_reads: Callable[[Any], None] | None = None
         # Set at start: a batch's results go as one `InOrder` (see `wakeups.runs_in_order`).
         self._in_order = False
         self._plugin_id = "?"
@@ -223,6 +233,7 @@ class PluginHost(FrameBatching, ThespianActor):  # type: ignore[misc]
             case p.StartPlugin():
                 self._on_start(message, sender)
             case ActorExitRequest():
+                self._flush()  # writes requested before it, whose Flush may still be due
                 self._close()
             case p.WriteMessages():
                 self._pending.append((message, sender))
@@ -232,7 +243,10 @@ class PluginHost(FrameBatching, ThespianActor):  # type: ignore[misc]
                     self._flush()  # nothing queued could join the batch: no Flush round trip
                 else:
                     self._flush_scheduled = True
-                    self.send(self.myAddress, p.Flush())
+                    if self._after_reads is not None:
+                        self._after_reads(_FLUSH)  # behind what the sockets hold now
+                    else:
+                        self.send(self.myAddress, p.Flush())
             case p.Flush():
                 self._flush_scheduled = False
                 self._flush()
@@ -260,6 +274,10 @@ class PluginHost(FrameBatching, ThespianActor):  # type: ignore[misc]
     def _on_start(self, start: p.StartPlugin, guardian: Any) -> None:
         self._plugin_id = f"{start.kind}:{start.plugin_id}"
         self._idle = _idle_probe(self)
+        if getattr(getattr(self, "_myRef", None), "transport", None) is not None:
+            # Imported only where a transport runs (the TCP transport's module).
+            from persistent_actors._thespian.lean_loop import after_reads  # noqa: PLC0415
+            self._after_reads = after_reads(self)
         self._in_order = runs_in_order(self)
         try:
             cls = resolve_plugin(start.kind, start.spec)
