@@ -16,7 +16,7 @@ import pytest
 
 from persistent_actors import _protocol as p
 from persistent_actors import stored
-from persistent_actors._compact_pickle import compact, compact_all
+from persistent_actors._compact_pickle import compact, compact_all, surely_picklable
 
 
 def _protocol_classes() -> list[type]:
@@ -119,3 +119,68 @@ def test_classes_that_cls_of_values_cannot_rebuild_are_refused() -> None:
     assert "__reduce__" not in vars(_HandInit)
     assert "__reduce__" not in vars(_NoInitField)
     assert pickle.loads(pickle.dumps(_HandInit("4"))) == _HandInit("4")
+
+
+# -- surely_picklable: check_picklable's fast path ------------------------------------------
+def _tcp_address(port: int) -> Any:
+    from thespian.actors import ActorAddress  # noqa: PLC0415 - only these tests need it
+    from thespian.system.transport.IPBase import TCPv4ActorAddress  # noqa: PLC0415
+
+    return ActorAddress(TCPv4ActorAddress("127.0.0.1", port, external=True))
+
+
+def test_runtime_messages_of_plain_values_are_sure() -> None:
+    import persistent_actors._thespian.common  # noqa: F401, PLC0415 - registers addresses
+    from persistent_actors._actor import ActorRef, AskRef, HostedRef  # noqa: PLC0415
+
+    address = _tcp_address(45678)
+    event = stored.PersistentRepr("cart-1", 5, "ItemAdded", b"payload", "writer", 1.5, ("t",))
+    for message in [
+        p.WriteMessages((stored.AtomicWrite((event,)),), 7),
+        p.Envelope(p.CellEnvelope(3, ("add", 7)), ActorRef(address, "a"), "17", address),
+        p.Envelope({"k": [1, 2.5, None, b"x"]}, AskRef(address, "9"), None, None),
+        p.Reply("17", HostedRef(address, None, 4)),
+    ]:
+        assert surely_picklable(message)
+        pickle.dumps(message)
+
+
+class _Local:
+    """A user's class: pickles or not by where it lives; only a trial pickle can tell."""
+
+
+def test_anything_else_is_left_to_a_trial_pickle() -> None:
+    unsure: list[Any] = [
+        p.Reply("1", lambda: 1),
+        p.Reply("1", _Local()),
+        p.WriteMessages((p.RejectedItem((1,), ValueError("x")),), 1),
+        p.Reply("1", list(range(33))),
+        p.Reply("1", _NoInitField(1)),  # a dataclass `compact` did not take
+        p.Envelope(ActorAddressLike(), None),
+    ]
+    for message in unsure:
+        assert not surely_picklable(message)
+    nested: Any = 1
+    for _ in range(20):
+        nested = (nested,)
+    assert not surely_picklable(nested)
+
+
+class ActorAddressLike:
+    """Not thespian's ActorAddress: unsure."""
+
+
+def test_check_picklable_still_raises_for_what_does_not_pickle() -> None:
+    from persistent_actors._thespian.common import check_picklable  # noqa: PLC0415
+    from persistent_actors.errors import MessageNotSerializableError  # noqa: PLC0415
+
+    with pytest.raises(MessageNotSerializableError):
+        check_picklable(p.Reply("1", lambda: 1), "target")
+    with pytest.raises(MessageNotSerializableError):
+        check_picklable(p.Envelope(("add", 1), None, "1", object.__new__(_Unpicklable)), "t")
+    check_picklable(p.Reply("1", ("add", 1)), "target")
+
+
+class _Unpicklable:
+    def __reduce__(self) -> Any:
+        raise TypeError("no")
