@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from persistent_actors._compact_pickle import register_fields
 from persistent_actors._protocol import CellAddress, CellEnvelope, Reply, ShardEnvelope
 from persistent_actors.errors import IllegalActorStateError, PersistentActorsError
 from persistent_actors.messages import Kill, PoisonPill
@@ -351,6 +352,13 @@ class DeadLettersRef(ActorRef):
 
 
 DEAD_LETTERS = DeadLettersRef()
+
+# What each ref pickles as (its __reduce__'s arguments), for `check_picklable`'s fast path.
+register_fields(ActorRef, lambda ref: (ref._address, ref._name))  # noqa: SLF001
+register_fields(AskRef, lambda ref: (ref._address, ref._correlation_id))  # noqa: SLF001
+register_fields(EntityRef, lambda ref: (ref._address, ref._type_name, ref._entity_id))  # noqa: SLF001
+register_fields(HostedRef, lambda ref: (ref._address, ref._name, ref._cell))  # noqa: SLF001
+register_fields(DeadLettersRef, lambda _ref: ())
 
 
 def reply_form(target: ActorRef, message: Any) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any, Final
 
+from persistent_actors._compact_pickle import compact_all
 from persistent_actors._replay_filter import ReplayFilterSettings
 from persistent_actors.journal import AtomicWrite, ReplayedRows
 from persistent_actors.snapshot import SelectedSnapshot, SnapshotMetadata, SnapshotSelectionCriteria
@@ -687,3 +688,7 @@ class BackoffRestart:
     """Timer: start the actor again after a back-off delay."""
 
     restarts: int
+
+
+# Every message above crosses processes on multiproc-tcp: pickle it as (class, field values).
+compact_all(globals())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
+from persistent_actors._compact_pickle import compact_all
 from persistent_actors.snapshot import SnapshotMetadata, SnapshotSelectionCriteria
 
 if TYPE_CHECKING:
@@ -132,3 +133,7 @@ class DeadLetter:
     message: Any
     sender: ActorRef | None
     recipient: ActorRef
+
+
+# Sent between processes on multiproc-tcp: pickle them as (class, field values).
+compact_all(globals())

@@ -9,6 +9,8 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Final
 
+from persistent_actors._compact_pickle import compact_all
+
 __all__ = ["MAX_SEQUENCE_NR", "AtomicWrite", "PersistentRepr", "ReplayedRows"]
 
 # Largest sequence number; also what "no upper bound" means (fits SQLite's signed 64-bit INTEGER).
@@ -124,3 +126,7 @@ class ReplayedRows:
                 for nr, manifest, payload, writer in zip(
                     self.sequence_nrs, self.manifests, self.payloads, self.writer_uuids,
                     strict=True)]
+
+
+# Writes and events cross processes on multiproc-tcp: pickle them as (class, field values).
+compact_all(globals())

@@ -23,7 +23,9 @@ PACKAGES = ("persistent_actors", "journal_plugins")
 # Bottom to top, as the README's Layout section draws them. Patterns match dotted module names
 # ("persistent_actors" is the package itself).
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("errors and stored data", ("persistent_actors.errors", "persistent_actors.stored")),
+    ("errors and stored data", (
+        "persistent_actors.errors", "persistent_actors.stored", "persistent_actors._compact_pickle",
+    )),
     ("supervision options", ("persistent_actors.supervision",)),
     ("serialization", ("persistent_actors._serialization",)),
     ("the plugin API", (

@@ -111,6 +111,10 @@ class Cell(ActorHost):
 
 C = TypeVar("C", bound=Cell)
 
+# What an address is to `CellHost.cell_send`.
+_HOME, _GUARDIAN, _ELSEWHERE = 0, 1, 2
+_MAX_ADDRESS_KINDS = 256
+
 
 class CellHost(FrameBatching, ThespianActor, Generic[C]):  # type: ignore[misc]
     """A thespian actor hosting cells of type `C`: their sends, plugin replies and timers."""
@@ -132,6 +136,11 @@ class CellHost(FrameBatching, ThespianActor, Generic[C]):  # type: ignore[misc]
         self._timers: list[tuple[float, int, Hashable, Any]] = []
         self._timer_seq = itertools.count()
         self._armed_for: float | None = None
+        # id(address) -> (address, the guardian then, what it is: _HOME, _GUARDIAN or
+        # _ELSEWHERE), for `cell_send`: thespian's address equality is a chain of Python
+        # calls, two per send, and a cell sends to few address objects (its journal, the
+        # asker's address of one incoming frame).
+        self._address_kinds: dict[int, tuple[Any, Any, int]] = {}
 
     # -- what each host supplies -----------------------------------------------------------
     def _cell(self, key: Any) -> C | None:
@@ -161,10 +170,15 @@ class CellHost(FrameBatching, ThespianActor, Generic[C]):  # type: ignore[misc]
     # -- sends and plugin replies ------------------------------------------------------------
     def cell_send(self, cell: C, address: Any, message: Any) -> None:
         """Send for `cell`: to the host itself, to the guardian, or to anyone else (a plugin)."""
-        if address == self.myAddress:
+        known = self._address_kinds.get(id(address))
+        if known is not None and known[0] is address and known[1] is self._guardian:
+            kind = known[2]
+        else:
+            kind = self._address_kind(address)
+        if kind == _HOME:
             self._send_home(cell, message)
             return
-        if address == self._guardian:
+        if kind == _GUARDIAN:
             self._send_guardian(cell, message)
             return
         instance_id = getattr(message, "actor_instance_id", None)
@@ -181,6 +195,21 @@ class CellHost(FrameBatching, ThespianActor, Generic[C]):  # type: ignore[misc]
                 self._in_order.setdefault(self._order_key("delete-snapshots", address),
                                           deque()).append(cell.key)
         self.send(address, message)
+
+    def _address_kind(self, address: Any) -> int:
+        """What `address` is to `cell_send` (thespian's equality), remembered per object."""
+        if address == self.myAddress:
+            kind = _HOME
+        elif address == self._guardian:
+            kind = _GUARDIAN
+        else:
+            kind = _ELSEWHERE
+        kinds = self._address_kinds
+        if len(kinds) >= _MAX_ADDRESS_KINDS:
+            kinds.clear()  # new address objects keep coming (one per incoming frame's asker)
+        # The entry keeps `address` alive, so its id names no other object while it is here.
+        kinds[id(address)] = (address, self._guardian, kind)
+        return kind
 
     def _plugin_reply(self, message: Any, sender: Any) -> None:
         cell: C | None = None

@@ -6,6 +6,10 @@ import logging
 import pickle
 from typing import Any
 
+from thespian.actors import ActorAddress
+from thespian.system.transport.IPBase import TCPv4ActorAddress
+
+from persistent_actors._compact_pickle import register_leaf, surely_picklable
 from persistent_actors.errors import MessageNotSerializableError, PersistenceError
 
 log = logging.getLogger("persistent_actors")
@@ -15,8 +19,12 @@ def check_picklable(message: Any, target: Any) -> None:
     """Raise a clear error if `message` cannot cross a process boundary.
 
     Thespian's TCP base only reports this later, as a PoisonMessage to the sender (or not at
-    all from an actor), so without this check the message silently vanishes.
+    all from an actor), so without this check the message silently vanishes. A message made
+    of values known to pickle (`surely_picklable`: the runtime's own wrappers around plain
+    data, refs and addresses) skips the trial pickle, which cost as much as the frame's.
     """
+    if surely_picklable(message):
+        return
     try:
         pickle.dumps(message)
     except Exception as e:
@@ -25,6 +33,15 @@ def check_picklable(message: Any, target: Any) -> None:
             f"multiproc-tcp base: {e} (send module-level classes and plain data, not lambdas, "
             "local classes or open resources)"
         ) from e
+
+
+def _tcp_address_pickles(address: Any) -> bool:
+    # An ActorAddress pickles its details; a TCPv4ActorAddress's are plain values (family and
+    # kind enums, the protocol number, (host, port) tuples).
+    return type(address.addressDetails) is TCPv4ActorAddress
+
+
+register_leaf(ActorAddress, _tcp_address_pickles)
 
 
 def portable_error(error: BaseException) -> BaseException:
