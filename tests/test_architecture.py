@@ -14,8 +14,15 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import subprocess
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+
+from persistent_actors.testing import JournalSpec, ReadJournalSpec, SnapshotStoreSpec
+from persistent_actors.testing.journal_spec import JournalSpec as Journal
+from persistent_actors.testing.query_spec import ReadJournalSpec as Query
+from persistent_actors.testing.snapshot_store_spec import SnapshotStoreSpec as Snapshots
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("persistent_actors", "journal_plugins")
@@ -266,3 +273,24 @@ def test_the_rules_catch_an_upward_import_a_cycle_and_a_private_plugin_import() 
     assert any("persistent_actors.errors" in cycle for cycle in cycles(graph))
     assert plugin_violations(graph) == [
         "plugin module journal_plugins.inmem imports persistent_actors._config"]
+
+
+def test_the_test_kit_imports_without_pytest() -> None:
+    # An application installed without the dev extra configures
+    # "persistent_actors.testing:TestJournal" and uses TestProbe; only the TCKs need pytest.
+    code = (
+        "import sys; sys.modules['pytest'] = None\n"  # None in sys.modules: import fails
+        "from persistent_actors.testing import PersistenceTestKit, TestJournal, TestProbe\n"
+        "try:\n"
+        "    from persistent_actors.testing import JournalSpec\n"
+        "except ImportError:\n"
+        "    print('tck needs pytest')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=ROOT, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "tck needs pytest"
+
+
+def test_the_tcks_are_importable_from_the_test_kit() -> None:
+    assert (JournalSpec, ReadJournalSpec, SnapshotStoreSpec) == (Journal, Query, Snapshots)

@@ -1,8 +1,17 @@
-"""Test kits: `TestProbe`, the persistence test kit, and the plugin TCKs (these need pytest)."""
+"""Test kits: `TestProbe`, the persistence test kit, and the plugin TCKs (these need pytest).
+
+`TestProbe`, `PersistenceTestKit` and the test plugins (`TestJournal`, `TestSnapshotStore`,
+which a config names as ``persistent_actors.testing:TestJournal``) need only the package, so
+an application that installed it without the ``dev`` extra can use them. The TCKs
+(`JournalSpec`, `SnapshotStoreSpec`, `ReadJournalSpec`) are pytest test classes: they are
+imported on first access, so pytest is needed only by code that uses them.
+"""
 
 from __future__ import annotations
 
-from persistent_actors.testing.journal_spec import JournalSpec
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from persistent_actors.testing.persistence_testkit import (
     Delay,
     Fail,
@@ -13,8 +22,11 @@ from persistent_actors.testing.persistence_testkit import (
     TestSnapshotStore,
 )
 from persistent_actors.testing.probe import TestProbe
-from persistent_actors.testing.query_spec import ReadJournalSpec
-from persistent_actors.testing.snapshot_store_spec import SnapshotStoreSpec
+
+if TYPE_CHECKING:
+    from persistent_actors.testing.journal_spec import JournalSpec
+    from persistent_actors.testing.query_spec import ReadJournalSpec
+    from persistent_actors.testing.snapshot_store_spec import SnapshotStoreSpec
 
 __all__ = [
     "Delay",
@@ -29,3 +41,20 @@ __all__ = [
     "TestProbe",
     "TestSnapshotStore",
 ]
+
+# The TCKs import pytest at module level; loading them lazily keeps pytest out of the
+# import of the probe and the persistence test kit (PEP 562).
+_TCKS = {
+    "JournalSpec": "persistent_actors.testing.journal_spec",
+    "ReadJournalSpec": "persistent_actors.testing.query_spec",
+    "SnapshotStoreSpec": "persistent_actors.testing.snapshot_store_spec",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _TCKS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
