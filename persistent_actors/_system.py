@@ -23,7 +23,6 @@ from persistent_actors._region import EntityRegion
 from persistent_actors._thespian.event_log import HostedEventLog
 from persistent_actors._thespian.frame_auth import secure_transport
 from persistent_actors._thespian.guardian import Guardian
-from persistent_actors._thespian.headroom import roomy_children
 from persistent_actors._thespian.ingress import Ingress
 from persistent_actors._thespian.lazy_identify import lazy_identify
 from persistent_actors._thespian.lifetime import OwnerProcess, install_sigterm_exit
@@ -127,13 +126,12 @@ class ActorSystem:
             fewer_turns()  # and a turn of its loop per message sent and per message received
             from persistent_actors._thespian.lean_loop import lean_loop  # noqa: PLC0415
             lean_loop()  # and per turn, the watch list, idle-socket walk and timeout rebuild
-            from persistent_actors._thespian.frozen_children import (  # noqa: PLC0415
-                frozen_children,
+            from persistent_actors._thespian.actor_processes import (  # noqa: PLC0415
+                prepare_actor_processes,
             )
-            frozen_children()  # and each actor process's collector walked the inherited heap
-            # After frozen_children: the after-fork hooks run in the order registered, and
-            # this one replaces the child's target that frozen_children looks for.
-            roomy_children()  # an actor's loop started wherever its parent's stack happened to be
+            # and each actor process's collector walked the inherited heap, and its loop
+            # started wherever its parent's stack happened to be
+            prepare_actor_processes()
         else:
             fast_wakeup_checks()  # the simple base scans every pending wakeup per message
         self._asys = ThespianActorSystem(self.settings.thespian_base, capabilities,

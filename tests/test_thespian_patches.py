@@ -40,9 +40,9 @@ from persistent_actors import Actor, ActorSystem
 from persistent_actors import _protocol as p
 from persistent_actors._config import JOURNAL
 from persistent_actors._thespian import (
+    actor_processes,
     fewer_turns,
     frame_auth,
-    frozen_children,
     headroom,
     lean_loop,
     loop_helpers,
@@ -751,7 +751,7 @@ def test_actors_and_the_driver_run_with_headroom(base: str) -> None:
         assert probe.ask("roomy?", timeout=10) is True
 
 
-# -- frozen_children: gc.freeze in the processes thespian forks for actors ----------------------
+# -- actor_processes: gc.freeze in the processes thespian forks for actors ----------------------
 class _FreezeCount(Actor):
     """Replies with the number of objects frozen in its process."""
 
@@ -766,7 +766,7 @@ def _send_freeze_count(conn: Any) -> None:
 
 @pytest.mark.multiproc
 def test_an_actor_process_freezes_what_it_inherited_and_the_application_does_not() -> None:
-    # frozen_children: thespian's collector in each forked actor walked the whole inherited heap.
+    # actor_processes: thespian's collector in each forked actor walked the whole inherited heap.
     system = ActorSystem("frozen", config=system_config("multiproc-tcp"))
     try:
         assert system.actor_of(_FreezeCount).ask("count", timeout=30) > 1000
@@ -775,11 +775,11 @@ def test_an_actor_process_freezes_what_it_inherited_and_the_application_does_not
     assert gc.get_freeze_count() == 0
 
 
-def test_frozen_children_leaves_other_forks_and_thespians_start_child_alone() -> None:
+def test_actor_processes_leave_other_forks_and_thespians_start_child_alone() -> None:
     # The hook runs before the target: thespian's startChild stays its own function, so the
     # actor's frames are not one deeper (a wrapper frame cost entity hosts 2x CPU, see the
     # module's docstring). A process forked for another target is not frozen.
-    frozen_children.frozen_children()
+    actor_processes.prepare_actor_processes()
     assert multiprocCommon.startChild.__module__ == "thespian.system.multiprocCommon"
     context = multiprocessing.get_context("fork")
     here, there = context.Pipe(duplex=False)

@@ -16,19 +16,16 @@ its CPU per message (seen in session 8: ``entities_async_mp``'s entity hosts).
 free: per-message call paths shallower than about 120 KiB of frames (hundreds of calls) never
 reach a boundary, whatever the depth the loop started at. The large frame costs one mapping
 per call of `call_with_headroom` (once per thread or process: the runtime uses it for the
-driver thread and for every actor process on multiproc-tcp), and it is never executed beyond
-its first line. Elsewhere than CPython the frame is an ordinary one.
+driver thread and, through `actor_processes`, for every actor process on multiproc-tcp),
+and it is never executed beyond its first line. Elsewhere than CPython the frame is an ordinary one.
 """
 
 from __future__ import annotations
 
-import functools
-import multiprocessing
 from collections.abc import Callable
-from multiprocessing import util
 from typing import Any, TypeVar
 
-__all__ = ["CHUNK", "call_with_headroom", "roomy_children"]
+__all__ = ["CHUNK", "call_with_headroom"]
 
 T = TypeVar("T")
 
@@ -52,37 +49,3 @@ def call_with_headroom(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     result: T = _roomy(fn, args, kwargs)
     return result
 
-
-class _Hook:
-    """The object `util.register_after_fork` keeps (weakly); the module keeps it alive."""
-
-    __slots__ = ("__weakref__",)
-
-
-_HOOK = _Hook()
-_PATCHED = False
-
-
-def _roomy_target(_: _Hook) -> None:
-    """In a new process thespian started to run an actor: its target called with headroom."""
-    from thespian.system import multiprocCommon  # noqa: PLC0415 - multiproc-tcp only
-
-    process = multiprocessing.current_process()
-    target = getattr(process, "_target", None)
-    if target is multiprocCommon.startChild:
-        # The after-fork hooks run in the child before `Process.run` calls `_target`.
-        wrapped = functools.partial(call_with_headroom, target)
-        setattr(process, "_target", wrapped)  # noqa: B010 - a private attribute of its class
-
-
-def roomy_children() -> None:
-    """Run every actor process's loop with headroom (once per process; idempotent).
-
-    Takes effect in the processes thespian forks from this one and from its descendants (the
-    after-fork hooks are inherited); thespian's admin and logger processes are left alone.
-    """
-    global _PATCHED  # noqa: PLW0603 - a process-wide, once-only patch
-    if _PATCHED or not callable(getattr(util, "register_after_fork", None)):
-        return
-    util.register_after_fork(_HOOK, _roomy_target)
-    _PATCHED = True
