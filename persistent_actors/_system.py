@@ -5,7 +5,6 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import socket
 import threading
 import weakref
 from collections.abc import Mapping
@@ -26,7 +25,7 @@ from persistent_actors._thespian.guardian import Guardian
 from persistent_actors._thespian.ingress import Ingress
 from persistent_actors._thespian.lazy_identify import lazy_identify
 from persistent_actors._thespian.lifetime import OwnerProcess, install_sigterm_exit
-from persistent_actors._thespian.loopback import bind_where_advertised
+from persistent_actors._thespian.loopback import bind_where_advertised, free_port
 from persistent_actors._thespian.poll_selector import poll_selector
 from persistent_actors._thespian.wakeups import fast_wakeup_checks
 from persistent_actors.cluster._region import ClusterRegion, Routes
@@ -67,13 +66,6 @@ _THESPIAN_LOG_DEFS: dict[str, Any] = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 class ActorSystem:
     """An actor system: creates actors, hosts the event stream and the persistence plugins.
 
@@ -100,7 +92,7 @@ class ActorSystem:
         if self.settings.base != "simple":
             # Before thespian starts: it forks every process from this one (they inherit it).
             secure_transport(self.settings.bind_address, self.settings.secret_file)
-            port = self.settings.admin_port or _free_port()
+            port = self.settings.admin_port or free_port()
             ADMIN_PORTS.append(port)
             capabilities["Admin Port"] = port
             cluster = self.settings.cluster

@@ -13,26 +13,18 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from persistent_actors._thespian.loopback import free_port
 from tests.pg import DSN
 
 ROOT = Path(__file__).resolve().parent.parent
 MARKER = "PERSISTENT_ACTORS_TEST_NODE"
 ENTITIES = {"cart": "tests.entity_actors:Cart"}
-
-
-def free_port() -> int:
-    """A TCP port free on loopback now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def toml_value(value: Any) -> str:

@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import select
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from persistent_actors._thespian.frame_auth import (
     check_bind_address,
     load_secret,
 )
+from persistent_actors._thespian.loopback import free_port
 from persistent_actors.errors import ConfigError
 from tests import crafted_frame
 from tests.netns import Host, Network
@@ -42,13 +42,6 @@ def write_key(path: Path, secret: bytes | None = None, mode: int = 0o600) -> Pat
     path.write_bytes(secret if secret is not None else os.urandom(32).hex().encode() + b"\n")
     path.chmod(mode)
     return path
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class Node:

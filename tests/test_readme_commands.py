@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from persistent_actors._thespian.loopback import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -173,10 +174,8 @@ def test_a_mistake_in_a_samples_config_is_one_clear_line(clone: Path) -> None:
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A TCP port free on loopback now, outside the ephemeral range (see `free_port`)."""
+    return free_port()
 
 
 @pytest.mark.parametrize("command", sorted(SERVE))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from persistent_actors._thespian.loopback import free_port
 from persistent_actors.testing.cleanup import sweep_admin_ports
 from tests.conftest import BASES, SHARED_HOST_PROCESSES
 from tests.pg import DSN as PG_DSN
@@ -25,10 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A TCP port free on loopback now, outside the ephemeral range (see `free_port`)."""
+    return free_port()
 
 
 class Restart:

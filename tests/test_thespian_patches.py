@@ -46,6 +46,7 @@ from persistent_actors._thespian import (
     headroom,
     lean_loop,
     loop_helpers,
+    loopback,
     poll_selector,
     transmit_timers,
 )
@@ -949,3 +950,13 @@ def test_the_plugin_host_writes_what_it_gathered_before_it_exits() -> None:
         assert [(a, type(m)) for a, m in ref.sent] == [(requester, p.WriteMessagesResult)]
     finally:
         transport.close()
+
+
+def test_a_free_admin_port_lies_below_the_ephemeral_range_and_is_bindable() -> None:
+    # A port from bind(0) could become an outgoing connection's local port before the admin
+    # binds it ("not a valid or useable ActorSystem Admin"); one below the range cannot.
+    low, _ = loopback._ephemeral_range()
+    port = loopback.free_port()
+    assert port < low
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", port))

@@ -10,6 +10,8 @@ the patched class.
 
 from __future__ import annotations
 
+import random
+import socket
 from typing import Any
 
 from thespian.system.transport import IPBase
@@ -32,3 +34,39 @@ def bind_where_advertised() -> None:
 
     IPBase.IPActorAddress.__init__ = __init__
     _PATCHED = True
+
+
+# Where `free_port` looks: below the kernel's ephemeral range (read at call time), from here.
+_LOWEST_PORT = 20_000
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = open("/proc/sys/net/ipv4/ip_local_port_range").read().split()  # noqa: SIM115
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32_768, 60_999  # Linux's default
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on `host` now, outside the kernel's ephemeral range where it can.
+
+    A port the kernel picked for ``bind(0)`` lies in the range it also hands out as the local
+    port of every outgoing connection, and an actor system's processes open many: between
+    this check and the admin's own bind one of them could take the port, and thespian then
+    gives up with "not a valid or useable ActorSystem Admin". A port below that range is taken
+    only by an explicit bind. Falls back to ``bind(0)`` if none below the range is free.
+    """
+    low, _ = _ephemeral_range()
+    if low - 1 > _LOWEST_PORT:
+        for port in random.sample(range(_LOWEST_PORT, low), min(64, low - _LOWEST_PORT)):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind((host, port))
+                except OSError:
+                    continue
+                return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        found: int = s.getsockname()[1]
+        return found
