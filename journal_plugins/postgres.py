@@ -301,6 +301,10 @@ class PostgresJournal(Journal):
     Replay reads pages of `replay_page_size` events by sequence number on pool connections.
     """
 
+    def concurrent_writers(self) -> bool:
+        """Plugin API: True: a server's journal takes writers from many processes and hosts."""
+        return True
+
     def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
         super().__init__(settings)
         self._owner = type(self).__name__

@@ -193,6 +193,14 @@ class SqliteJournal(Journal):
         # The live queries' change-signal key, taken once the file exists (it is a real path).
         self._signal_key = ""
 
+    def concurrent_writers(self) -> bool:
+        """Plugin API: True: many processes may write one file (SQLite's lock serialises them).
+
+        Each waits for the others' transactions up to ``busy_timeout``. Not for an in-memory
+        database (``path = ":memory:"``), which is private to its connection.
+        """
+        return str(self._options.path) != ":memory:"
+
     async def start(self) -> None:
         """Plugin API: open the file (creating it and the schema if needed).
 

@@ -329,6 +329,8 @@ class StartActor:
     snapshot_store: Address | None
     host_id: int
     event_adapters: Any = None  # the journal's persistent_actors.adapters.AdapterSpec
+    # For an actor in a shared host: how to start the journal there too (`local_journal`).
+    journal_plugin: StartPlugin | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -530,6 +532,11 @@ class SharedHostStarted:
 @dataclasses.dataclass(frozen=True, slots=True)
 class DrainLocal:
     """Shared host -> itself: deliver more of the messages its actors sent each other."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LocalFlush:
+    """Shared host -> itself: write what its actors asked its own journal instances to write."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -110,6 +110,21 @@ class Journal(ABC):
         """
         self.settings: Mapping[str, Any] = dict(settings or {})
 
+    def concurrent_writers(self) -> bool:
+        """Plugin API: True if instances in many processes may write this store at once.
+
+        That is: several instances of this class built from the same settings, each in a
+        process of its own, may write (and delete) at the same time, each persistence id
+        written by one instance at a time, and what one instance committed is what every
+        other reads (a database file or server, not memory). The runtime then lets each
+        shared host process (``[actor_system] host_processes``) write its actors' events with
+        an instance of its own, with no trip to the journal's plugin process. Read from the
+        concrete class's own body only (as `inline_first_step`): a subclass that adds code,
+        such as a test journal that injects failures, is written from its plugin process.
+        The default is False.
+        """
+        return False
+
     async def start(self) -> None:  # noqa: B027 - optional hook, empty by design
         """Plugin API: open connections; raise a clear error if the store is unusable."""
 

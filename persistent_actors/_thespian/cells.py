@@ -25,7 +25,7 @@ import itertools
 import time
 from collections import deque
 from collections.abc import Hashable
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from thespian.actors import Actor as ThespianActor
 
@@ -35,6 +35,9 @@ from persistent_actors._actor import ActorRef, reply_form
 from persistent_actors._thespian.frames import NESTED, FrameBatching
 from persistent_actors._thespian.host import ActorHost, _HostContext, _SystemView
 from persistent_actors.messages import Kill, PoisonPill
+
+if TYPE_CHECKING:
+    from persistent_actors._thespian.local_journal import LocalJournals
 
 __all__ = ["Cell", "CellContext", "CellHost"]
 
@@ -111,8 +114,9 @@ class Cell(ActorHost):
 
 C = TypeVar("C", bound=Cell)
 
-# What an address is to `CellHost.cell_send`.
-_HOME, _GUARDIAN, _ELSEWHERE = 0, 1, 2
+# What an address is to `CellHost.cell_send` (_LOCAL_JOURNAL: a journal the host writes
+# itself, see `local_journal`).
+_HOME, _GUARDIAN, _ELSEWHERE, _LOCAL_JOURNAL = 0, 1, 2, 3
 _MAX_ADDRESS_KINDS = 256
 
 
@@ -141,6 +145,8 @@ class CellHost(FrameBatching, ThespianActor, Generic[C]):  # type: ignore[misc]
         # calls, two per send, and a cell sends to few address objects (its journal, the
         # asker's address of one incoming frame).
         self._address_kinds: dict[int, tuple[Any, Any, int]] = {}
+        # The journals this host writes itself (a shared host's, see `local_journal`).
+        self._journals: LocalJournals | None = None
 
     # -- what each host supplies -----------------------------------------------------------
     def _cell(self, key: Any) -> C | None:
@@ -167,6 +173,14 @@ class CellHost(FrameBatching, ThespianActor, Generic[C]):  # type: ignore[misc]
         """A plugin's reply found no running cell."""
         raise NotImplementedError
 
+    def _write_local(self, journal: Any, request: p.WriteMessages) -> None:
+        """Gather `request` for the journal at `journal`, which this host writes itself."""
+        raise NotImplementedError
+
+    def _flush_local(self) -> None:
+        """Write what `_write_local` gathered now (its results come as the cells' messages)."""
+        raise NotImplementedError
+
     # -- sends and plugin replies ------------------------------------------------------------
     def cell_send(self, cell: C, address: Any, message: Any) -> None:
         """Send for `cell`: to the host itself, to the guardian, or to anyone else (a plugin)."""
@@ -185,6 +199,11 @@ class CellHost(FrameBatching, ThespianActor, Generic[C]):  # type: ignore[misc]
         if isinstance(instance_id, int) and self._by_instance.get(instance_id) is not cell:
             self._by_instance[instance_id] = cell
             cell.instance_ids.append(instance_id)
+        if kind == _LOCAL_JOURNAL:
+            if type(message) is p.WriteMessages:
+                self._write_local(address, message)
+                return
+            self._flush_local()  # no other request overtakes a write of this host
         match message:
             case p.SaveSnapshot(metadata=md) | p.DeleteSnapshot(metadata=md):
                 self._by_pid[self._pid_key(address, md.persistence_id)] = cell.key
@@ -202,6 +221,8 @@ class CellHost(FrameBatching, ThespianActor, Generic[C]):  # type: ignore[misc]
             kind = _HOME
         elif address == self._guardian:
             kind = _GUARDIAN
+        elif self._journals is not None and self._journals.is_local(address):
+            kind = _LOCAL_JOURNAL
         else:
             kind = _ELSEWHERE
         kinds = self._address_kinds

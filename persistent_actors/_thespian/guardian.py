@@ -379,12 +379,16 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
                 snapshots = self._plugins[key]
         host_id = next(self._host_ids)
         self._starting[host_id] = (request, requester, name)
-        adapters = None
+        adapters = config = None
         if journal is not None:
-            adapters = self._settings.plugin(JOURNAL, request.cls.journal_plugin_id).adapters
+            config = self._settings.plugin(JOURNAL, request.cls.journal_plugin_id)
+            adapters = config.adapters
         start = p.StartActor(request.cls, request.args, request.kwargs, name, self._info,
                              journal, snapshots, host_id, adapters)
         if self._settings.host_processes and self._info.base != "simple":
+            if config is not None:  # the shared host may write this journal itself
+                start = dataclasses.replace(start, journal_plugin=p.StartPlugin(
+                    JOURNAL, config.plugin_id, config.spec, config.settings))
             self._start_in_pool(host_id, start)
             return
         self.send(self.createActor(ActorHost), start)

@@ -20,7 +20,7 @@ import asyncio
 import contextvars
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence, Sized
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar, TypeVarTuple
+from typing import Any, TypeVar, TypeVarTuple, overload
 
 from thespian.actors import Actor as ThespianActor
 from thespian.actors import ActorExitRequest, ChildActorExited, PoisonMessage, WakeupMessage
@@ -207,6 +207,104 @@ def _idle_probe(actor: ThespianActor) -> Callable[[], bool] | None:
     return lambda: not queue
 
 
+def write_batch(run: Callable[[Coroutine[Any, Any, Any]], Any], journal: Journal | None,
+                requests: Sequence[p.WriteMessages],
+                written: Callable[[Journal], None]) -> list[tuple[p.WriteOutcome, ...]]:
+    """Write the AtomicWrites of `requests` in one ``journal.write_messages``, run by `run`.
+
+    Returns the outcomes per request, item by item. A batch that fails fails every write in it
+    (`WriteFailed`); a write the journal rejects is `WriteRejected`. `written` is called once
+    something was stored (live queries wake on it).
+    """
+    writes = [item for request in requests for item in request.items
+              if isinstance(item, AtomicWrite)]
+    results: list[BaseException | None] | None = None
+    failure: BaseException | None = None
+    if writes and journal is not None:
+        try:
+            results = run(journal.write_messages(writes))
+            if len(results) != len(writes):
+                failure = JournalError(
+                    f"journal returned {len(results)} results for {len(writes)} writes")
+        except Exception as e:  # noqa: BLE001 - a failed batch fails every write in it
+            failure = e
+    elif writes:
+        failure = JournalError("no journal plugin is running")
+    if failure is not None:
+        failure = portable_error(failure)
+    elif results is not None and results.count(None) == len(results) and len(writes) == (
+            len(requests[0].items) if len(requests) == 1
+            else sum(len(request.items) for request in requests)):
+        # The usual answer: every item an AtomicWrite, all stored.
+        assert journal is not None  # noqa: S101 - results come from it
+        written(journal)
+        return [(p.STORED,) * len(request.items) for request in requests]
+    result_iter = iter(results or ())
+    answers: list[tuple[p.WriteOutcome, ...]] = []
+    for request in requests:
+        outcomes: list[p.WriteOutcome] = []
+        for item in request.items:
+            match item:
+                case AtomicWrite():
+                    if failure is not None:
+                        outcomes.append(p.WriteFailed(failure))
+                    else:
+                        error = next(result_iter)
+                        outcomes.append(p.STORED if error is None
+                                        else p.WriteRejected(portable_error(error)))
+                case p.RejectedItem():
+                    outcomes.append(p.WriteRejected(item.cause))
+                case p.LoopMessage():
+                    outcomes.append(p.Looped())
+        answers.append(tuple(outcomes))
+    if results is not None and None in results:
+        assert journal is not None  # noqa: S101 - results come from it
+        written(journal)
+    return answers
+
+
+@overload
+def start_plugin(start: p.StartPlugin, name: str) -> tuple[Any, _PluginLoop]: ...
+
+
+@overload
+def start_plugin(start: p.StartPlugin, name: str, *,
+                 accept: Callable[[Any], bool]) -> tuple[Any, _PluginLoop] | None: ...
+
+
+def start_plugin(start: p.StartPlugin, name: str, *,
+                 accept: Callable[[Any], bool] | None = None) -> tuple[Any, _PluginLoop] | None:
+    """Construct and start the plugin `start` names, on a `_PluginLoop` named `name`.
+
+    With `accept`: None, unstarted, if the constructed plugin is not accepted (constructing
+    opens nothing, `Journal.__init__`'s contract). Raises what resolving, constructing or
+    starting the plugin raised (the loop is closed).
+    """
+    cls = resolve_plugin(start.kind, start.spec)
+    plugin = cls(start.settings)
+    if accept is not None and not accept(plugin):
+        return None
+    loop = _PluginLoop(name)
+    try:
+        loop.run(plugin.start())
+    except BaseException:
+        loop.close()
+        raise
+    # Declared by the class itself (see Journal.inline_first_step), not inherited.
+    loop.inline = vars(cls).get("inline_first_step") is True
+    return plugin, loop
+
+
+def close_plugin(plugin: Journal | SnapshotStore | None, loop: _PluginLoop, name: str) -> None:
+    """Close `plugin` (best effort: a failure is logged), then its `loop`."""
+    if plugin is not None:
+        try:
+            loop.run(plugin.close())
+        except Exception:  # noqa: BLE001 - closing is best effort
+            log.exception("plugin %s failed to close", name)
+    loop.close()
+
+
 class PluginHost(FrameBatching, ThespianActor):  # type: ignore[misc]
     """Hosts one plugin instance; created and started by the guardian."""
 
@@ -280,12 +378,7 @@ class PluginHost(FrameBatching, ThespianActor):  # type: ignore[misc]
             self._after_reads = after_reads(self)
         self._in_order = runs_in_order(self)
         try:
-            cls = resolve_plugin(start.kind, start.spec)
-            plugin = cls(start.settings)
-            self._loop = _PluginLoop(f"persistent_actors-{self._plugin_id}")
-            self._loop.run(plugin.start())
-            # Declared by the class itself (see Journal.inline_first_step), not inherited.
-            self._loop.inline = vars(cls).get("inline_first_step") is True
+            plugin, self._loop = start_plugin(start, f"persistent_actors-{self._plugin_id}")
         except Exception as e:  # noqa: BLE001 - reported to the guardian, then we stop
             log.debug("plugin %s failed to start", self._plugin_id, exc_info=True)
             self._close()
@@ -299,14 +392,8 @@ class PluginHost(FrameBatching, ThespianActor):  # type: ignore[misc]
         self.send(guardian, p.PluginStarted(start.plugin_id, start.kind))
 
     def _close(self) -> None:
-        plugin = self._journal or self._snapshots
         if self._loop is not None:
-            if plugin is not None:
-                try:
-                    self._loop.run(plugin.close())
-                except Exception:  # noqa: BLE001 - closing is best effort
-                    log.exception("plugin %s failed to close", self._plugin_id)
-            self._loop.close()
+            close_plugin(self._journal or self._snapshots, self._loop, self._plugin_id)
             self._loop = None
         self._journal = self._snapshots = None
 
@@ -363,51 +450,7 @@ class PluginHost(FrameBatching, ThespianActor):  # type: ignore[misc]
 
     def _write(self, requests: Sequence[p.WriteMessages]) -> list[tuple[p.WriteOutcome, ...]]:
         """Write the AtomicWrites of `requests` in one `write_messages`; outcomes per request."""
-        journal = self._journal
-        writes = [item for request in requests for item in request.items
-                  if isinstance(item, AtomicWrite)]
-        results: list[BaseException | None] | None = None
-        failure: BaseException | None = None
-        if writes and journal is not None:
-            try:
-                results = self._run(journal.write_messages(writes))
-                if len(results) != len(writes):
-                    failure = JournalError(
-                        f"journal returned {len(results)} results for {len(writes)} writes")
-            except Exception as e:  # noqa: BLE001 - a failed batch fails every write in it
-                failure = e
-        elif writes:
-            failure = JournalError("no journal plugin is running")
-        if failure is not None:
-            failure = portable_error(failure)
-        elif results is not None and results.count(None) == len(results) and len(writes) == (
-                len(requests[0].items) if len(requests) == 1
-                else sum(len(request.items) for request in requests)):
-            # The usual answer: every item an AtomicWrite, all stored.
-            self._queries.written(journal)
-            return [(p.STORED,) * len(request.items) for request in requests]
-        result_iter = iter(results or ())
-        answers: list[tuple[p.WriteOutcome, ...]] = []
-        for request in requests:
-            outcomes: list[p.WriteOutcome] = []
-            for item in request.items:
-                match item:
-                    case AtomicWrite():
-                        if failure is not None:
-                            outcomes.append(p.WriteFailed(failure))
-                        else:
-                            error = next(result_iter)
-                            outcomes.append(p.STORED if error is None
-                                            else p.WriteRejected(portable_error(error)))
-                    case p.RejectedItem():
-                        outcomes.append(p.WriteRejected(item.cause))
-                    case p.LoopMessage():
-                        outcomes.append(p.Looped())
-            answers.append(tuple(outcomes))
-        if results is not None and None in results:
-            assert journal is not None  # noqa: S101 - results come from it
-            self._queries.written(journal)
-        return answers
+        return write_batch(self._run, self._journal, requests, self._queries.written)
 
     def _plugin_command(self, command: p.PluginCommand, sender: Any) -> None:
         plugin = self._journal or self._snapshots
