@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import fcntl
 import functools
 import itertools
 import os
@@ -226,6 +227,40 @@ def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | No
         future.set_exception(error)
     else:
         future.set_result(result)
+
+
+class WriterLock:
+    """An exclusive lock, across processes, around a journal's write transactions.
+
+    Several processes may write one file (`SqliteJournal.concurrent_writers`: each shared
+    host writes its actors' events). On SQLite's own lock a writer that finds the file locked
+    sleeps in the busy handler (1, 2, 5, 10, ... ms) and tries again, so two busy writers
+    mostly wait on each other's sleeps; ``flock`` on a file beside the database
+    (``<path>-writers``) wakes a waiter as soon as the holder is done. A lock of its own file:
+    closing a descriptor of the database file would drop the process's SQLite locks on it.
+    The kernel releases it if the holder dies; SQLite's lock and ``busy_timeout`` still guard
+    the transaction against any writer that does not take it (the command-line tool, say).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._fd: int | None = os.open(f"{path}-writers", os.O_RDWR | os.O_CREAT, 0o644)
+
+    def __call__(self, db: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(db, *args)`` with the lock held (no lock once closed)."""
+        fd = self._fd
+        if fd is None:
+            return fn(db, *args)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            return fn(db, *args)
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        """Release the descriptor; idempotent."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
 
 
 class _Connection:

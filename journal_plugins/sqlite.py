@@ -44,6 +44,7 @@ from journal_plugins._sqlite_db import (
     _JOURNAL_SCHEMA,
     _SNAPSHOT_COLUMNS,
     _SNAPSHOT_SCHEMA,
+    WriterLock,
     _connect,
     _Connection,
     _parse_options,
@@ -76,6 +77,7 @@ from persistent_actors.snapshot import (
 __all__ = ["SqliteJournal", "SqliteSnapshotStore"]
 
 _Page = TypeVar("_Page", list[PersistentRepr], ReplayedRows)
+_T = TypeVar("_T")
 
 _INSERT_EVENT: Final = """INSERT INTO journal
     (persistence_id, sequence_nr, manifest, payload, writer_uuid, timestamp)
@@ -192,6 +194,8 @@ class SqliteJournal(Journal):
         self._reader: _Connection | None = None
         # The live queries' change-signal key, taken once the file exists (it is a real path).
         self._signal_key = ""
+        # Taken around every write transaction (see `WriterLock`); set at start.
+        self._lock: WriterLock | None = None
 
     def concurrent_writers(self) -> bool:
         """Plugin API: True: many processes may write one file (SQLite's lock serialises them).
@@ -223,6 +227,7 @@ class SqliteJournal(Journal):
                 raise PluginError(msg) from e
             raise
         self._signal_key = commit_signal_key(self._options.path)
+        self._lock = WriterLock(self._options.path)
         self._writer, self._reader = writer, reader
 
     async def close(self) -> None:
@@ -232,6 +237,14 @@ class SqliteJournal(Journal):
         for db in (writer, reader):
             if db is not None:
                 await db.close()
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def _locked(self, db: sqlite3.Connection, fn: Callable[..., _T], *args: Any) -> _T:
+        """``fn(db, *args)`` under the writers' lock (on the connection's thread)."""
+        lock = self._lock
+        return fn(db, *args) if lock is None else lock(db, fn, *args)
 
     def _connections(self) -> tuple[_Connection, _Connection]:
         if self._writer is None or self._reader is None:
@@ -250,7 +263,8 @@ class SqliteJournal(Journal):
             return []
         writer, _ = self._connections()
         try:
-            results = await writer.run(_write_transaction, writes)
+            results: list[BaseException | None] = await writer.run(
+                self._locked, _write_transaction, writes)
         except (sqlite3.Error, ValueError) as e:  # ValueError: connection closed
             msg = f"{type(self).__name__}: writing {len(writes)} atomic writes failed: {e}"
             raise JournalError(msg) from e
@@ -362,7 +376,7 @@ class SqliteJournal(Journal):
         writer, _ = self._connections()
         to_nr = min(to_sequence_nr, MAX_SEQUENCE_NR)
         try:
-            await writer.run(_delete_transaction, persistence_id, to_nr)
+            await writer.run(self._locked, _delete_transaction, persistence_id, to_nr)
         except (sqlite3.Error, ValueError) as e:
             msg = f"{type(self).__name__}: deleting events of {persistence_id!r} failed: {e}"
             raise JournalError(msg) from e
