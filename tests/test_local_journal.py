@@ -1,0 +1,132 @@
+"""Shared hosts write their actors' events with a journal instance of their own.
+
+`_thespian/local_journal.py`: a journal whose plugin declares `Journal.concurrent_writers`
+is started in each shared host process too; its actors' writes skip the plugin process, and
+no other request of the host to that journal overtakes a write it gathered.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from journal_plugins.sqlite import SqliteJournal
+from persistent_actors import ActorSystem
+from persistent_actors import _protocol as p
+from persistent_actors._thespian.local_journal import LocalJournals
+from persistent_actors._thespian.shared_host import SharedHost
+from persistent_actors.journal import AtomicWrite, PersistentRepr
+from persistent_actors.testing import TestProbe
+from tests.failure_actors import ProcessReporter
+
+_PLUGINS = "tests.local_journal_plugins"
+
+
+def _config(tmp_path: Path, plugin: str) -> dict[str, Any]:
+    return {"actor_system": {"base": "multiproc-tcp", "host_processes": 2},
+            "persistence": {"journal": {"plugin": f"{_PLUGINS}:{plugin}",
+                                        "path": str(tmp_path / "events.db")}}}
+
+
+def _writers(tmp_path: Path) -> set[int]:
+    return {int(line) for line in (tmp_path / "events.db-pids").read_text().split()}
+
+
+def _persist_in_each_host(system: ActorSystem, probe: TestProbe) -> set[int]:
+    actors = [system.actor_of(ProcessReporter, f"cart-{i}", probe.ref) for i in range(2)]
+    assert [probe.expect_msg(timeout=10) for _ in actors] == [("recovered", 0, 0)] * 2
+    for value, actor in enumerate(actors, start=1):
+        actor.tell(value)
+    assert {probe.expect_msg(timeout=10) for _ in actors} == {("persisted", 1, 1),
+                                                             ("persisted", 2, 1)}
+    pids = {actor.ask("pid", timeout=10) for actor in actors}
+    assert len(pids) == 2  # one actor in each host
+    return pids
+
+
+@pytest.mark.multiproc
+def test_each_shared_host_writes_its_actors_events_itself(tmp_path: Path) -> None:
+    config = _config(tmp_path, "PidNotingJournal")
+    with ActorSystem("local", config=config) as system:
+        hosts = _persist_in_each_host(system, TestProbe(system))
+    assert _writers(tmp_path) == hosts
+    with ActorSystem("local", config=config) as system:  # what the hosts wrote is durable
+        probe = TestProbe(system)
+        for i in range(2):
+            system.actor_of(ProcessReporter, f"cart-{i}", probe.ref)
+        assert {probe.expect_msg(timeout=10) for _ in range(2)} == {("recovered", 1, 1),
+                                                                   ("recovered", 2, 1)}
+
+
+@pytest.mark.multiproc
+def test_a_journal_class_that_does_not_declare_it_is_written_by_its_plugin_process(
+        tmp_path: Path) -> None:
+    with ActorSystem("remote", config=_config(tmp_path, "UndeclaredPidNotingJournal")) \
+            as system:
+        hosts = _persist_in_each_host(system, TestProbe(system))
+    writers = _writers(tmp_path)
+    assert len(writers) == 1  # the plugin process only
+    assert not writers & hosts
+
+
+# -- the host's side, without thespian --------------------------------------------------------
+class _Cell:
+    def __init__(self, cell: int) -> None:
+        self.cell = self.key = cell
+        self.instance_ids: list[int] = []
+        self.stopped = False
+
+
+class _Host(SharedHost):
+    """A shared host whose sends are recorded, with the SQLite journal at "journal"."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+        self.sent: list[tuple[Any, Any, int]] = []  # (address, message, rows stored then)
+        self._guardian = "guardian"
+        self._journals = LocalJournals("test")
+        assert self._journals.register("journal", p.StartPlugin(
+            "journal", "default", "sqlite", {"path": str(path)}))
+
+    @property
+    def myAddress(self) -> Any:  # noqa: N802 - thespian's name
+        return "host"
+
+    def send(self, targetAddr: Any, msg: Any) -> None:  # noqa: N803 - thespian's names
+        with sqlite3.connect(self.path) as db:
+            (rows,) = db.execute("SELECT count(*) FROM journal").fetchone()
+        self.sent.append((targetAddr, msg, rows))
+
+
+def _write(seq: int) -> p.WriteMessages:
+    event = PersistentRepr("a", seq, "m", b"x")
+    return p.WriteMessages((AtomicWrite((event,)),), actor_instance_id=7)
+
+
+def test_no_other_request_overtakes_a_write_the_host_gathered(tmp_path: Path) -> None:
+    host = _Host(tmp_path / "events.db")
+    cell: Any = _Cell(1)
+    try:
+        host.cell_send(cell, "journal", _write(1))
+        host.cell_send(cell, "journal", _write(2))
+        assert host.sent == [("host", p.LocalFlush(), 0)]  # gathered, a flush is due
+        replay = p.ReplayMessages("a", 1, 10, 100, 8)
+        host.cell_send(cell, "journal", replay)
+        # Both writes were committed (one transaction) before the replay left for the plugin.
+        assert host.sent[-1] == ("journal", replay, 2)
+        results = list(host._local)
+        assert results == [p.CellEnvelope(1, p.WriteMessagesResult((p.STORED,), 7))] * 2
+        host.receiveMessage(p.LocalFlush(), "host")  # nothing left to write
+        assert [sent for sent in host.sent if sent[0] == "journal"] == [("journal", replay, 2)]
+    finally:
+        assert host._journals is not None
+        host._journals.close()
+
+
+def test_sqlite_in_memory_is_not_written_from_many_processes() -> None:
+    assert SqliteJournal({"path": "events.db"}).concurrent_writers()
+    assert not SqliteJournal({"path": ":memory:"}).concurrent_writers()
