@@ -589,6 +589,8 @@ class StartEntityHost:
     host_class: type[Any] | None = None  # see StartEntityHosts
     host_index: int = 0  # which of the type's `host_count` hosts (the shards it owns)
     host_count: int = 1
+    # How to start the journal in the host too (`local_journal`; None: its plugin process).
+    journal_plugin: StartPlugin | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from persistent_actors._thespian.local_journal import LocalJournals
 from persistent_actors._thespian.shared_host import SharedHost
 from persistent_actors.journal import AtomicWrite, PersistentRepr
 from persistent_actors.testing import TestProbe
+from tests.entity_actors import AddItem, Cart
 from tests.failure_actors import ProcessReporter
 
 _PLUGINS = "tests.local_journal_plugins"
@@ -70,6 +71,23 @@ def test_a_journal_class_that_does_not_declare_it_is_written_by_its_plugin_proce
     writers = _writers(tmp_path)
     assert len(writers) == 1  # the plugin process only
     assert not writers & hosts
+
+
+@pytest.mark.multiproc
+def test_entity_hosts_write_their_entities_events_themselves(tmp_path: Path) -> None:
+    config = _config(tmp_path, "PidNotingJournal")
+    config["sharding"] = {"host_processes": 2, "passivate_idle_after": 0}
+    users = [f"user-{i}" for i in range(8)]
+    with ActorSystem("entities", config=config) as system:
+        carts = system.entities("cart", Cart)
+        for user in users:
+            assert carts.ask(user, AddItem("apple"), timeout=10) == 1
+        hosts = {carts.ask(user, "pid", timeout=10) for user in users}
+    assert len(hosts) == 2  # 8 users over 2 hosts
+    assert _writers(tmp_path) == hosts
+    with ActorSystem("entities", config=config) as system:
+        carts = system.entities("cart", Cart)
+        assert [carts.ask(user, "items", timeout=10) for user in users] == [["apple"]] * 8
 
 
 # -- the host's side, without thespian --------------------------------------------------------

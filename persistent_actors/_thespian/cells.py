@@ -24,7 +24,7 @@ import heapq
 import itertools
 import time
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from thespian.actors import Actor as ThespianActor
@@ -118,6 +118,7 @@ C = TypeVar("C", bound=Cell)
 # itself, see `local_journal`).
 _HOME, _GUARDIAN, _ELSEWHERE, _LOCAL_JOURNAL = 0, 1, 2, 3
 _MAX_ADDRESS_KINDS = 256
+_LOCAL_FLUSH = p.LocalFlush()
 
 
 class CellHost(FrameBatching, ThespianActor, Generic[C]):  # type: ignore[misc]
@@ -145,8 +146,10 @@ class CellHost(FrameBatching, ThespianActor, Generic[C]):  # type: ignore[misc]
         # calls, two per send, and a cell sends to few address objects (its journal, the
         # asker's address of one incoming frame).
         self._address_kinds: dict[int, tuple[Any, Any, int]] = {}
-        # The journals this host writes itself (a shared host's, see `local_journal`).
+        # The journals this host writes itself (see `local_journal`; multiproc-tcp only), and
+        # how it hands itself `LocalFlush` once its transport read what its sockets hold.
         self._journals: LocalJournals | None = None
+        self._after_reads: Callable[[Any], None] | None = None
 
     # -- what each host supplies -----------------------------------------------------------
     def _cell(self, key: Any) -> C | None:
@@ -173,13 +176,59 @@ class CellHost(FrameBatching, ThespianActor, Generic[C]):  # type: ignore[misc]
         """A plugin's reply found no running cell."""
         raise NotImplementedError
 
-    def _write_local(self, journal: Any, request: p.WriteMessages) -> None:
-        """Gather `request` for the journal at `journal`, which this host writes itself."""
+    def _local_result(self, journal: Any, result: p.WriteMessagesResult) -> None:
+        """Queue `result` (of a write this host stored itself) for its cell, after this message."""
         raise NotImplementedError
 
+    # -- the journals it writes itself (`local_journal`) ---------------------------------------
+    def _start_local_journals(self, name: str, journal: Any, plugin: p.StartPlugin | None
+                              ) -> None:
+        """Write the cells' events to `journal` here if its plugin allows (multiproc-tcp only).
+
+        `plugin` says how to start it (None: through its plugin process only); `name` names
+        this host in the plugin's loop name and in logs.
+        """
+        transport = getattr(getattr(self, "_myRef", None), "transport", None)
+        if transport is None or plugin is None:
+            return  # the simple base: the plugin host shares this process already
+        # Imported only where a transport runs (local_journal loads the plugin host's module).
+        from persistent_actors._thespian.lean_loop import after_reads  # noqa: PLC0415
+        from persistent_actors._thespian.local_journal import LocalJournals  # noqa: PLC0415
+        if self._journals is None:
+            self._journals = LocalJournals(name)
+            self._after_reads = after_reads(self)
+        self.register_local_journal(journal, plugin)
+
+    def register_local_journal(self, journal: Any, plugin: p.StartPlugin | None) -> None:
+        """Decide (once per address) whether the journal at `journal` is written here."""
+        journals = self._journals
+        if journals is not None and journal is not None and not journals.knows(journal) and \
+                journals.register(journal, plugin):
+            self._address_kinds.clear()  # that address is now a local journal
+
+    def _write_local(self, journal: Any, request: p.WriteMessages) -> None:
+        """Gather `request` for the journal at `journal`, which this host writes itself."""
+        journals = self._journals
+        assert journals is not None  # noqa: S101 - only set journals are local
+        first = not journals.has_pending
+        journals.write(journal, request)
+        if first:  # once the sockets' frames are read: their writes join this batch
+            if self._after_reads is not None:
+                self._after_reads(_LOCAL_FLUSH)
+            else:
+                self.send(self.myAddress, _LOCAL_FLUSH)
+
     def _flush_local(self) -> None:
-        """Write what `_write_local` gathered now (its results come as the cells' messages)."""
-        raise NotImplementedError
+        """Write what `_write_local` gathered now; each result goes to `_local_result`."""
+        journals = self._journals
+        if journals is not None and journals.has_pending:
+            journals.flush(self._local_result)
+
+    def _close_local_journals(self) -> None:
+        """Write what is gathered, then close the journals started here (the host stops)."""
+        self._flush_local()
+        if self._journals is not None:
+            self._journals.close()
 
     # -- sends and plugin replies ------------------------------------------------------------
     def cell_send(self, cell: C, address: Any, message: Any) -> None:

@@ -135,6 +135,8 @@ class EntityHost(CellHost[_EntityCell]):
         self._recovering: set[_EntityCell] = set()
         self._recovery_queue: deque[_EntityCell] = deque()
         self._ready: deque[tuple[str, Any, Any]] = deque()
+        # Results of the writes this host stored itself (`local_journal`), for `_drain`.
+        self._journal_results: deque[tuple[p.WriteMessagesResult, Any]] = deque()
 
     # -- thespian entry point ----------------------------------------------------------------
     @batched
@@ -156,14 +158,18 @@ class EntityHost(CellHost[_EntityCell]):
                 self._fire_timers()
             case WakeupMessage(payload=p.EntityTimer(None, _)):
                 self._idle_check()
+            case p.LocalFlush():
+                self._flush_local()
             case ActorExitRequest():
                 if self._start is not None:
                     # A stop, not a crash: the guardian must not restart this host.
                     self.send(self._start.system.guardian, p.ActorStopping())
+                self._flush_local()  # what its entities wrote before the stop is stored
                 for cell in [*self._cells.values(), *self._memories.values()]:
                     cell.exit()  # post_stop of every entity
                 self._cells.clear()
                 self._memories.clear()
+                self._close_local_journals()  # with what they wrote in post_stop
             case ChildActorExited():
                 pass
             case PoisonMessage():
@@ -176,7 +182,9 @@ class EntityHost(CellHost[_EntityCell]):
 
     def _drain(self) -> None:
         """What the last message left to do: buffered messages, memory mail, remembered ids."""
-        while self._ready or self._memory_mail or self._to_wake:
+        while self._ready or self._memory_mail or self._to_wake or self._journal_results:
+            while self._journal_results:  # of writes this host stored itself
+                self._plugin_reply(*self._journal_results.popleft())
             while self._ready:  # buffered messages of passivated entities, in arrival order
                 self._deliver(*self._ready.popleft())
             while self._memory_mail:
@@ -197,6 +205,9 @@ class EntityHost(CellHost[_EntityCell]):
         self._entity_start = p.StartActor(
             start.cls, start.args, start.kwargs, start.type_name, start.system, start.journal,
             start.snapshot_store, 0, start.event_adapters)
+        if start.journal is not None:
+            self._start_local_journals(f"{start.type_name}-{start.host_index}", start.journal,
+                                       start.journal_plugin)
         self._remember = start.sharding.remembers(start.type_name)
         if self._remember:  # each owned shard's memory recovers, then starts its entities
             for shard in shards_of_host(start.host_index, start.host_count,
@@ -298,6 +309,9 @@ class EntityHost(CellHost[_EntityCell]):
 
     def _no_cell(self, message: Any) -> None:
         log.debug("entity host %r: no entity for %r", self.type_name, message)
+
+    def _local_result(self, journal: Any, result: p.WriteMessagesResult) -> None:
+        self._journal_results.append((result, journal))
 
     def _cell(self, key: Any) -> _EntityCell | None:
         """The running cell `key` names: an entity by id, a shard's memory by shard."""

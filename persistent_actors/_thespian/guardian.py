@@ -698,12 +698,16 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
                 fail(error)
                 return
             assert self._info is not None  # noqa: S101
-            journal = snapshots = adapters = None
+            journal = snapshots = adapters = journal_plugin = None
             for key in keys:
                 if key[0] == JOURNAL:
                     journal = self._plugins[key]
-                    adapters = self._settings.plugin(
-                        JOURNAL, getattr(cls, "journal_plugin_id", None)).adapters
+                    config = self._settings.plugin(JOURNAL,
+                                                   getattr(cls, "journal_plugin_id", None))
+                    adapters = config.adapters
+                    # The host may write the entities' events itself (`local_journal`).
+                    journal_plugin = p.StartPlugin(JOURNAL, config.plugin_id, config.spec,
+                                                   config.settings)
                 else:
                     snapshots = self._plugins[key]
             self._entity_hosts[request.correlation_id] = (requester, [None] * request.count)
@@ -713,7 +717,7 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
                     snapshots, adapters, self._settings.sharding,
                     self._settings.max_concurrent_recoveries,
                     f"{request.correlation_id}/{index}", request.host_class, index,
-                    request.count), None)
+                    request.count, journal_plugin), None)
 
         self._when_ready(keys, plugins_ready)
 

@@ -20,7 +20,6 @@ plugin.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
 from typing import Any
 
 from thespian.actors import (
@@ -37,14 +36,12 @@ from persistent_actors._thespian.cells import Cell, CellHost
 from persistent_actors._thespian.common import log
 from persistent_actors._thespian.frames import batched
 from persistent_actors._thespian.host import _SystemView
-from persistent_actors._thespian.local_journal import LocalJournals
 from persistent_actors.messages import DeadLetter
 
 __all__ = ["SharedHost"]
 
 # Most local messages (`SharedHost._drain_local`) delivered per thespian message.
 _LOCAL_BUDGET = 1_000
-_LOCAL_FLUSH = p.LocalFlush()
 
 # What a cell sends the guardian about itself: wrapped in FromCell (the others, e.g. a
 # StopRequested about another actor, go as they are).
@@ -85,9 +82,6 @@ class SharedHost(CellHost[_HostedCell]):
         # current message, without a trip through thespian (see `_drain_local`).
         self._local: deque[Any] = deque()
         self._drain_pending = False
-        # Hands the host its `LocalFlush` once its transport read what its sockets hold (set
-        # at start where the transport allows, see `lean_loop.after_reads`).
-        self._after_reads: Callable[[Any], None] | None = None
 
     @batched
     def receiveMessage(self, message: Any, sender: Any) -> None:  # noqa: N802 - thespian API
@@ -104,13 +98,6 @@ class SharedHost(CellHost[_HostedCell]):
                 self._start = message
                 self._guardian = message.system.guardian
                 self.system_view = _SystemView(message.system)
-                self._journals = LocalJournals(f"host-{message.index}")
-                if getattr(getattr(self, "_myRef", None), "transport", None) is not None:
-                    # Imported only where a transport runs (the TCP transport's module).
-                    from persistent_actors._thespian.lean_loop import (  # noqa: PLC0415
-                        after_reads,
-                    )
-                    self._after_reads = after_reads(self)
                 self.send(sender, p.SharedHostStarted(message.index))
             case WakeupMessage(payload=p.CellTimer()):
                 self._fire_timers()
@@ -124,9 +111,7 @@ class SharedHost(CellHost[_HostedCell]):
                 for cell in list(self._cells.values()):
                     cell.exit()  # post_stop of every actor
                 self._cells.clear()
-                self._flush_local()  # and what they wrote in post_stop
-                if self._journals is not None:
-                    self._journals.close()
+                self._close_local_journals()  # with what they wrote in post_stop
             case ChildActorExited():
                 pass
             case PoisonMessage():
@@ -167,11 +152,9 @@ class SharedHost(CellHost[_HostedCell]):
         cell = self._cells.get(cell_id)
         if cell is None:
             if isinstance(message, p.StartActor) and self._start is not None:
-                journals = self._journals
-                if message.journal is not None and journals is not None and \
-                        not journals.knows(message.journal) and \
-                        journals.register(message.journal, message.journal_plugin):
-                    self._address_kinds.clear()  # that address is now a local journal
+                if message.journal is not None:
+                    self._start_local_journals(f"host-{self._start.index}", message.journal,
+                                               message.journal_plugin)
                 cell = self._cells[cell_id] = _HostedCell(self, cell_id)
                 cell.receiveMessage(message, sender)
                 return
@@ -241,25 +224,6 @@ class SharedHost(CellHost[_HostedCell]):
 
     def _no_cell(self, message: Any) -> None:
         log.debug("shared host: no actor for %r", message)
-
-    # -- the journals it writes itself (`local_journal`) ---------------------------------------
-    def _write_local(self, journal: Any, request: p.WriteMessages) -> None:
-        journals = self._journals
-        assert journals is not None  # noqa: S101 - only set journals are local
-        first = not journals.has_pending
-        journals.write(journal, request)
-        if first:  # once the sockets' frames are read: their writes join this batch
-            if self._after_reads is not None:
-                self._after_reads(_LOCAL_FLUSH)
-            else:
-                self.send(self.myAddress, _LOCAL_FLUSH)
-
-    def _flush_local(self) -> None:
-        """Write what is gathered; each result is its cell's next local message."""
-        journals = self._journals
-        if journals is None or not journals.has_pending:
-            return
-        journals.flush(self._local_result)
 
     def _local_result(self, journal: Any, result: p.WriteMessagesResult) -> None:
         cell = self._by_instance.get(result.actor_instance_id)
