@@ -58,9 +58,18 @@ class CellContext(_HostContext):
         super().__init__(host, start)
         assert isinstance(host, Cell)  # noqa: S101 - only cells use this context
         self._self_ref = host._own_ref()  # noqa: SLF001 - the cell's ref kind
+        self._cell_owner: CellHost[Any] = host.owner
         view = host.owner.system_view
         if view is not None:  # one per host, not one per cell
             self._system = view
+
+    def write_messages(self, request: p.WriteMessages) -> None:
+        """Hand `request` to the host; one it writes itself is never pickled, so not checked."""
+        journals = self._cell_owner._journals  # noqa: SLF001 - the host's own
+        if journals is not None and journals.is_local(self.journal):
+            self._host.send(self.journal, request)
+            return
+        super().write_messages(request)
 
     def _send(self, target: ActorRef, message: Any, sender: ActorRef | None) -> None:
         if target.address is None:
