@@ -12,7 +12,8 @@ A second line per round, "traffic", counts the timed traffic alone: the CPU each
 between the start and the end of the timed clients (nanosecond task clocks from
 ``/proc/<pid>/task/*/schedstat`` of this process and every process descended from it, read just
 before and just after), without the start-up and recovery of the actor processes, which on
-service_async_mp (20 cart processes, 1,000 requests) are a large share of the first line.
+service_async_mp_isolated (20 cart processes, 1,000 requests) are a large share of the first
+line.
 ``--requests N`` runs N timed requests instead of the row's own count (a longer window, less
 noise).
 """

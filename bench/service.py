@@ -69,14 +69,15 @@ class ServiceCart(PersistentActor):
                 pass
 
 
-def sqlite_config(folder: Path, base: str, host_processes: int = 0) -> dict[str, Any]:
+def sqlite_config(folder: Path, base: str, host_processes: int | None = None) -> dict[str, Any]:
     """A system on `base` with the durable SQLite journal and snapshot store in `folder`.
 
-    `host_processes`: multiproc-tcp's ``[actor_system] host_processes`` (0: one per actor).
+    `host_processes`: multiproc-tcp's ``[actor_system] host_processes`` (0: one process per
+    actor); None leaves the key out: its default, one shared host process per CPU.
     """
     sqlite = {"synchronous": "FULL", "journal_mode": "WAL"}
     system: dict[str, Any] = {"base": base}
-    if host_processes:
+    if host_processes is not None:
         system["host_processes"] = host_processes
     return {
         "actor_system": system,
@@ -167,7 +168,7 @@ class _Row:
     requests: int
     persist: bool = True
     latencies: list[float] = dataclasses.field(default_factory=list)
-    host_processes: int = 0
+    host_processes: int | None = None  # None: the config's default (see `sqlite_config`)
 
     def __call__(self, folder: Path) -> float:
         config = sqlite_config(folder, self.base, self.host_processes)
@@ -217,11 +218,13 @@ def workloads() -> list[Workload]:
              REQUESTS, _Row("simple", "threads", SMALL, REQUESTS)),
         _row("service_read", "100 ask_async clients, read-only answer (simple)",
              REQUESTS * 5, _Row("simple", "async", SMALL, REQUESTS * 5, persist=False)),
+        # multiproc-tcp's default config: the carts in shared host processes, one per CPU.
         _row("service_async_mp", "100 ask_async clients -> 20 carts (multiproc-tcp)",
              mp_requests, _Row("multiproc-tcp", "async", 20, mp_requests)),
-        _row("service_async_mp_shared",
-             "as service_async_mp, the carts in 2 shared processes (host_processes = 2)",
-             mp_requests, _Row("multiproc-tcp", "async", 20, mp_requests, host_processes=2)),
+        # For comparison, thespian's model: one process per cart (host_processes = 0).
+        _row("service_async_mp_isolated",
+             "as service_async_mp, one process per cart (host_processes = 0)",
+             mp_requests, _Row("multiproc-tcp", "async", 20, mp_requests, host_processes=0)),
         _row("service_threads_mp", "16 threads x ask -> 20 carts (multiproc-tcp)",
              mp_requests, _Row("multiproc-tcp", "threads", 20, mp_requests)),
         _row("service_async_10k", f"as service_async, {LARGE:,} live carts (simple)",

@@ -7,8 +7,8 @@ Shape (every key optional)::
     admin_port = 19500               # multiproc-tcp only; default: a free port
     bind_address = "127.0.0.1"       # multiproc-tcp only: where actor ports listen
     secret_file = "node.key"         # multiproc-tcp only: authenticate every frame with this key
-    host_processes = 0               # multiproc-tcp only: actor_of actors share this many host
-                                     # processes (0: one process per actor, thespian's model)
+    host_processes = 2               # multiproc-tcp only: actor_of actors share this many host
+                                     # processes (default: CPUs; 0: one process per actor)
 
     [persistence]
     recovery_event_timeout = 30.0    # seconds recovery may go without progress
@@ -122,6 +122,14 @@ _BUILTINS: Final = {
 }
 
 
+def _cpus() -> int:
+    """The default number of host processes, for entities and for actor_of actors: the CPUs.
+
+    Capped at 1024, the keys' maximum, so the default always passes their validation.
+    """
+    return min(os.cpu_count() or 1, 1024)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class PluginConfig:
     """One configured journal or snapshot store: its plugin spec and its own settings."""
@@ -139,7 +147,7 @@ class ShardingSettings:
     """The ``[sharding]`` table: how entities are spread over host actors and passivated."""
 
     shards: int = 256
-    host_processes: int = dataclasses.field(default_factory=lambda: os.cpu_count() or 1)
+    host_processes: int = dataclasses.field(default_factory=_cpus)
     passivate_idle_after: float = 120.0
     max_active_entities: int = 100_000
     # Akka's remember-entities: True for every entity type, or the names of the types.
@@ -192,8 +200,12 @@ class Settings:
     sharding: ShardingSettings = dataclasses.field(default_factory=ShardingSettings)
     secret_file: str | None = None
     cluster: ClusterSettings | None = None
-    # multiproc-tcp: actor_of actors live in this many shared host processes (0: one each).
-    host_processes: int = 0
+    # multiproc-tcp: actor_of actors live in this many shared host processes, by default one
+    # per CPU as Akka.NET runs many actors on a thread pool in one process: a process per actor
+    # costs a fork, a process' memory and a TCP frame per message, which held service traffic
+    # back. 0 = one process per actor (thespian's model), an opt-in for isolation: a blocked
+    # or crashing handler then touches its own actor only. The simple base ignores it.
+    host_processes: int = dataclasses.field(default_factory=_cpus)
 
     @property
     def thespian_base(self) -> str:
@@ -296,7 +308,7 @@ def load_settings(config: Mapping[str, Any] | str | os.PathLike[str] | None) -> 
         raise ConfigError(f"config key actor_system.secret_file must be the path of a key file, "
                           f"got {secret_file!r}")
 
-    host_processes = system.get("host_processes", 0)
+    host_processes = system.get("host_processes", _cpus())
     if not isinstance(host_processes, int) or isinstance(host_processes, bool) or \
             not 0 <= host_processes <= 1024:
         raise ConfigError(f"config key actor_system.host_processes must be an int in 0..1024 "

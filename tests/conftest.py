@@ -14,23 +14,24 @@ from tests.pg import (
     skipped_line,
 )
 
-# "multiproc-tcp-shared" is multiproc-tcp with `[actor_system] host_processes = 2`: the
-# `base` fixture gives the test "multiproc-tcp", and `system_config` adds the option.
+# "multiproc-tcp" is the base's default config: actor_of actors in shared host processes,
+# one per CPU. "multiproc-tcp-isolated" is multiproc-tcp with `[actor_system] host_processes
+# = 0`, one process per actor (thespian's model, an opt-in): the `base` fixture gives the test
+# "multiproc-tcp", and `system_config` adds the option.
 BASES = [
     pytest.param("simple", id="simple"),
     pytest.param("multiproc-tcp", id="multiproc-tcp", marks=pytest.mark.multiproc),
-    pytest.param("multiproc-tcp-shared", id="multiproc-tcp-shared",
+    pytest.param("multiproc-tcp-isolated", id="multiproc-tcp-isolated",
                  marks=pytest.mark.multiproc),
 ]
-SHARED_HOST_PROCESSES = 2
-_host_processes = 0  # set by the `base` fixture for the shared parametrisation
+_isolated = False  # set by the `base` fixture for the isolated parametrisation
 
 
 def system_config(base: str, **persistence: Any) -> dict[str, Any]:
     """A config mapping for `base`, with optional persistence sections."""
     config: dict[str, Any] = {"actor_system": {"base": base}}
-    if _host_processes and base == "multiproc-tcp":
-        config["actor_system"]["host_processes"] = _host_processes
+    if _isolated and base == "multiproc-tcp":
+        config["actor_system"]["host_processes"] = 0
     if persistence:
         config["persistence"] = persistence
     return config
@@ -40,16 +41,17 @@ def system_config(base: str, **persistence: Any) -> dict[str, Any]:
 def base(request: pytest.FixtureRequest) -> Iterator[str]:
     """Each behaviour test runs on the simple base (no pickling) and on multiproc-tcp.
 
-    And on multiproc-tcp with actors in shared host processes (`system_config` adds it).
+    On multiproc-tcp twice: with its default shared host processes, and with one process per
+    actor (`system_config` adds ``host_processes = 0``).
     """
-    global _host_processes  # noqa: PLW0603 - read by system_config, reset after the test
+    global _isolated  # noqa: PLW0603 - read by system_config, reset after the test
     value: str = request.param
-    if value == "multiproc-tcp-shared":
-        _host_processes = SHARED_HOST_PROCESSES
+    if value == "multiproc-tcp-isolated":
+        _isolated = True
         try:
             yield "multiproc-tcp"
         finally:
-            _host_processes = 0
+            _isolated = False
         return
     yield value
 

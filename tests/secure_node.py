@@ -50,8 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     # As a real node does (persistent_actors.cli.node): the library's warnings from this
     # process (a frame of an external send dropped, say) reach stderr.
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    # host_processes = 0: the echo is addressed from other systems by its port (`remote_ref`,
+    # a bare thespian address), which only an actor with a process of its own has; in a shared
+    # host the port is the host's, and a bare address carries no cell.
     system_section: dict[str, Any] = {"base": "multiproc-tcp", "admin_port": args.admin_port,
-                                      "bind_address": args.bind}
+                                      "bind_address": args.bind, "host_processes": 0}
     if args.secret_file:
         system_section["secret_file"] = args.secret_file
     with ActorSystem("secure-node", config={"actor_system": system_section}) as system:

@@ -26,6 +26,7 @@ import pytest
 from persistent_actors import ActorSystem, AskTimeoutError, ConfigError
 from persistent_actors._config import load_settings
 from persistent_actors.cluster.node import Node
+from persistent_actors.testing import TestProbe
 from tests.cluster_failover import (
     CLEAN,
     Load,
@@ -38,6 +39,7 @@ from tests.cluster_failover import (
 )
 from tests.cluster_harness import ROOT, Cluster, cluster_config
 from tests.entity_actors import AddItem, Cart
+from tests.failure_actors import ProcessReporter
 from tests.pg import DSN
 
 PG = {"plugin": "postgres", "dsn": DSN, "schema": "pa_unused"}
@@ -200,3 +202,25 @@ def test_a_crashed_entity_host_process_is_restarted_and_published(cluster: Clust
         assert answer != old_pid
         assert carts.ask("alice", "items", timeout=10) == ["apple"]
     assert "restarted at" in node.log()
+
+
+@pytest.mark.timeout(120)
+def test_actor_of_on_a_cluster_process_runs_in_its_own_shared_hosts(cluster: Cluster) -> None:
+    """multiproc-tcp's default, shared host processes, in a cluster: a client's actor_of
+    actors live in host processes of the client's own (not a node's), persist to the
+    cluster's journal, and the client's entity traffic is unaffected."""
+    node = cluster.start_node()
+    node.wait_up()
+    with ActorSystem("client", config=cluster.client_config()) as system:
+        probe = TestProbe(system)
+        actors = [system.actor_of(ProcessReporter, f"local-{i}", probe.ref) for i in range(3)]
+        assert [probe.expect_msg(timeout=30) for _ in actors] == [("recovered", 0, 0)] * 3
+        pids = {actor.ask("pid", timeout=30) for actor in actors}
+        assert len(pids) == min(os.cpu_count() or 1, 3)
+        assert os.getpid() not in pids
+        assert not any(node.owns(pid) for pid in pids)
+        actors[0].tell(5)
+        assert probe.expect_msg(timeout=30) == ("persisted", 5, 1)
+        carts = system.entities("cart", Cart)
+        assert carts.ask("alice", AddItem("apple"), timeout=30) == 1
+        assert actors[0].ask("total?", timeout=30) == ("total", 5, 1)

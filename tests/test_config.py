@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -352,10 +353,18 @@ def test_a_test_plugins_wrapped_settings_are_checked_at_start(tmp_path: Path) ->
         load_settings(config)
 
 
-def test_host_processes_defaults_to_one_process_per_actor() -> None:
-    assert load_settings({}).host_processes == 0
+def test_host_processes_defaults_to_the_cpus_like_sharding() -> None:
+    cpus = os.cpu_count() or 1
+    assert load_settings({}).host_processes == cpus
+    settings = load_settings({"actor_system": {"base": "multiproc-tcp"}})
+    assert settings.host_processes == settings.sharding.host_processes == cpus
     settings = load_settings({"actor_system": {"base": "multiproc-tcp", "host_processes": 4}})
     assert settings.host_processes == 4
+
+
+def test_host_processes_zero_still_means_one_process_per_actor() -> None:
+    settings = load_settings({"actor_system": {"base": "multiproc-tcp", "host_processes": 0}})
+    assert settings.host_processes == 0
 
 
 @pytest.mark.parametrize("value", [-1, 1025, 2.0, "2", True, None, [2]])

@@ -431,6 +431,9 @@ def test_an_actor_whose_process_is_killed_restarts_under_the_same_ref(tmp_path: 
     # crash) and the old ref reaches the new incarnation, which recovers from the journal.
     config = system_config("multiproc-tcp",
                            journal={"plugin": "sqlite", "path": str(tmp_path / "events.db")})
+    # One process per actor: the victim's own process dies (a shared host's death, which
+    # takes several actors with it, is tests/test_shared_hosts.py's).
+    config["actor_system"]["host_processes"] = 0
     with ActorSystem("crash", config=config) as system:
         probe = TestProbe(system)
         actor = system.actor_of(ProcessReporter, "p", probe.ref, name="victim")

@@ -17,7 +17,7 @@ import pytest
 
 from persistent_actors._thespian.loopback import free_port
 from persistent_actors.testing.cleanup import sweep_admin_ports
-from tests.conftest import BASES, SHARED_HOST_PROCESSES
+from tests.conftest import BASES
 from tests.pg import DSN as PG_DSN
 from tests.pg import drop_schema, require_postgres, schema_for
 
@@ -51,8 +51,8 @@ class Restart:
             journal = snapshots = (
                 f'plugin = "postgres"\ndsn = "{PG_DSN}"\nschema = "{self.pg_schema}"\n')
         system = f'base = "{self.base}"\n'
-        if self.base == "multiproc-tcp-shared":  # see tests.conftest.BASES
-            system = f'base = "multiproc-tcp"\nhost_processes = {SHARED_HOST_PROCESSES}\n'
+        if self.base == "multiproc-tcp-isolated":  # see tests.conftest.BASES
+            system = 'base = "multiproc-tcp"\nhost_processes = 0\n'
         path.write_text(
             f'[actor_system]\n{system}admin_port = {port}\n'
             f"[persistence.journal]\n{journal}[persistence.snapshot_store]\n{snapshots}",

@@ -1,7 +1,8 @@
 """``[actor_system] host_processes``: actor_of actors placed in a fixed pool of shared processes.
 
-The behaviour suites run on it too (the ``multiproc-tcp-shared`` parametrisation in
-tests/conftest.py); these are what only the pool has: its size, placement, a dying host.
+It is multiproc-tcp's default (one host per CPU), so the behaviour suites run on it (the
+``multiproc-tcp`` parametrisation in tests/conftest.py; ``multiproc-tcp-isolated`` is one
+process per actor); these are what only the pool has: its size, placement, a dying host.
 """
 
 from __future__ import annotations
@@ -41,6 +42,16 @@ def test_actors_share_the_configured_number_of_processes(
         pids = collections.Counter(actor.ask("pid", timeout=10) for actor in actors)
         # The least-loaded host takes each new actor: 6 actors over 2 hosts, 3 each.
         assert sorted(pids.values()) == expected
+        assert os.getpid() not in pids
+
+
+def test_by_default_actors_share_one_process_per_cpu() -> None:
+    hosts = min(os.cpu_count() or 1, 6)
+    with ActorSystem("default", config={"actor_system": {"base": "multiproc-tcp"}}) as system:
+        probe = TestProbe(system)
+        actors = [system.actor_of(ProcessReporter, f"d-{i}", probe.ref) for i in range(6)]
+        pids = {actor.ask("pid", timeout=10) for actor in actors}
+        assert len(pids) == hosts
         assert os.getpid() not in pids
 
 

@@ -790,8 +790,9 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
         if waiting is None:  # the host is not being started either
             waiting = self._pool_waiting[index] = []
             assert self._info is not None  # noqa: S101
-            # Imported here, for the option only: the one-process path loads nothing new (a
-            # module-level import once made create_100 2x slower in forked children).
+            # Imported here, at the first shared host: with host_processes = 0 the guardian
+            # loads nothing new (a module-level import once made create_100 2x slower in the
+            # children it forks).
             from persistent_actors._thespian.shared_host import SharedHost  # noqa: PLC0415
             created = self._pool_creating[index] = self.createActor(SharedHost)
             self.send(created, p.StartSharedHost(self._info, index))

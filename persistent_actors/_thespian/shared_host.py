@@ -1,9 +1,12 @@
 """`SharedHost`: one thespian actor (one process) hosting many ``actor_of`` actors.
 
-With ``[actor_system] host_processes = N`` on multiproc-tcp the guardian starts N shared hosts
-and places each new top-level actor in one of them (the host with the fewest actors, the lowest
-index on a tie), instead of one process per actor. Fewer processes means fewer TCP frames:
-what one host sends to one destination while it handles one frame travels as one frame.
+With ``[actor_system] host_processes = N`` on multiproc-tcp (the default: N = the CPUs) the
+guardian starts N shared hosts and places each new top-level actor in one of them (the host
+with the fewest actors, the lowest index on a tie), as Akka.NET runs many actors on a thread
+pool in one process. One process per actor (``host_processes = 0``, thespian's model, an
+opt-in for isolation) costs a fork and a process' memory per actor and a TCP frame per
+message. Fewer processes means fewer TCP frames: what one host sends to one destination while
+it handles one frame travels as one frame.
 
 Each actor runs in a `_HostedCell`: the `ActorHost` logic (construction, supervision, stash,
 the `Eventsourced` machine, back-off) with its thespian calls redirected to the shared host, as
