@@ -301,7 +301,9 @@ class Driver:
         early = self._ops.qsize()
         if self._direct is not None and not idle:
             # Actors ran inside the sends: their replies wait, all of them, to be taken.
-            replies = [m for incoming in self._direct.take_replies() for m in unbatch(incoming)]
+            replies = self._direct.take_replies()
+            if p.Batch in map(type, replies):  # a host's frame among them: unpack
+                replies = [m for incoming in replies for m in unbatch(incoming)]
             self._loops_answered = bool(replies) and bool(self._route(replies))
             self._expected = early + len(replies)
             return

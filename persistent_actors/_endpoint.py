@@ -30,8 +30,6 @@ from persistent_actors import _protocol as p
 from persistent_actors._actor import (
     ActorRef,
     guardian_address,
-    normalize_message,
-    outbound_form,
     reply_form,
     use_as_default,
 )
@@ -313,10 +311,10 @@ class Endpoint:
 
         """
         driver = self._driver
-        if driver is None or driver.on_thread():
+        if driver is None or driver._ident == threading.get_ident():  # noqa: SLF001 - on_thread
             return self._request_inline(target, build, timeout, what, cancel)
         waiter = _Waiter()
-        corr = self.new_correlation_id()
+        corr = f"{self._id_prefix}{next(self._ids)}"  # as new_correlation_id
         self._sinks[corr] = waiter  # no lock: as in `ask_async`
         woken = False
         try:
@@ -360,12 +358,16 @@ class Endpoint:
 
     def ask(self, ref: ActorRef, message: Any, timeout: float) -> Any:
         """Send `message` and wait for the reply (see `ActorRef.ask`)."""
-        _check_timeout(timeout)
-        message = normalize_message(message)
+        if type(timeout) is not float or not timeout > 0:  # the common case checked inline
+            _check_timeout(timeout)
+        if message is Kill or message is PoisonPill:  # normalize_message, inline
+            message = message()
         try:
-            outbound = outbound_form(ref, message)
-            return self.request(ref.address, lambda corr: p.Envelope(outbound, None, corr),
-                                timeout, f"asking {ref.name}")
+            # outbound_form, inline: a plain ref (the usual target) does not wrap.
+            outbound = message if type(ref) is ActorRef else ref._outbound(message)  # noqa: SLF001
+            # The timeout's text is `_no_reply`'s, below: none is formatted per ask.
+            return self.request(ref._address, lambda corr: p.new_envelope(outbound, None, corr),  # noqa: SLF001
+                                timeout, "")
         except AskTimeoutError:
             raise AskTimeoutError(_no_reply(ref, message, timeout)) from None
 
@@ -379,8 +381,11 @@ class Endpoint:
         if self._closed:
             self.ensure_running()
         corr = f"{self._id_prefix}{next(self._ids)}"  # as new_correlation_id
-        message = normalize_message(message)
-        envelope = p.Envelope(outbound_form(ref, message), None, corr)
+        if message is Kill or message is PoisonPill:  # normalize_message, inline
+            message = message()
+        # outbound_form, inline: a plain ref (the usual target) does not wrap.
+        envelope = p.new_envelope(message if type(ref) is ActorRef else ref._outbound(message),  # noqa: SLF001
+                                  None, corr)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         # The sink is its own failer (`shutdown` and an AskRefused find it in the sinks). No
@@ -389,7 +394,13 @@ class Endpoint:
         sinks = self._sinks
         sinks[corr] = _FutureSink(loop, future)
         try:
-            self.send(ref.address, envelope)
+            driver = self._driver
+            if self.simple and driver is not None and not self._closed and \
+                    driver._ident != threading.get_ident():  # noqa: SLF001
+                # `send`'s usual case, inline: queued for the driver thread.
+                driver.submit(ref._address, envelope)  # noqa: SLF001
+            else:
+                self.send(ref._address, envelope)  # noqa: SLF001
             # The loop's one timer for all its asks, not a call_later per ask (a timer handle,
             # a heap entry, a cancel and the loop's clean-up of cancelled timers).
             deadlines = self._last_deadlines

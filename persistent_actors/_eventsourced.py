@@ -427,7 +427,8 @@ class Eventsourced:
             # The usual journal answer, without the match below (its recovery-progress
             # bookkeeping only matters while recovering).
             self._on_write_result(message.outcomes)
-            self.drain_stash()
+            if self._stash is not None:  # drain_stash has nothing to do without one
+                self.drain_stash()
             return
         cls = type(message)
         if self._pending_stashing and self._state == _PROCESSING and cls not in _MACHINE_MESSAGES:
@@ -458,7 +459,8 @@ class Eventsourced:
             self._stash_internally(message, sender)
         else:
             self._process_command((message, sender))
-        self.drain_stash()
+        if self._stash is not None:  # drain_stash has nothing to do without one
+            self.drain_stash()
 
     def stash_if_waiting(self, message: Any, sender: ActorRef) -> bool:
         """Stash a command that must wait for a stashing persist in flight, if there is room.
@@ -684,7 +686,12 @@ class Eventsourced:
         except SerializationError as e:
             error = e
         self._sequence_nr = sequence_nr = self._sequence_nr + 1
-        self._pend((event, handler, stashing, self._current_sender()))
+        # _pend and _current_sender, inline (two calls less per event).
+        pending = self._pending
+        if pending is None:
+            pending = self._pending = deque()
+        pending.append((event, handler, stashing,
+                        self._sender if self._sender is not None else DEAD_LETTERS))
         if stashing:
             self._pending_stashing += 1
         if error is not None:
@@ -725,7 +732,7 @@ class Eventsourced:
         self._in_flight = self._journal_batch
         self._journal_batch = []
         self._write_in_progress = True
-        self.cell.write_messages(p.WriteMessages(tuple(self._in_flight), self.instance_id))
+        self.cell.write_messages(p.new_write_messages(tuple(self._in_flight), self.instance_id))
 
     def _on_write_result(self, outcomes: tuple[p.WriteOutcome, ...]) -> None:
         items, self._in_flight = self._in_flight, []
@@ -739,7 +746,9 @@ class Eventsourced:
         # failed write: WriteMessagesFailed leaves the write in progress and the actor stops,
         # so events batched behind the failure must not reach the journal.
         all_stored = outcomes.count(p.STORED) == len(outcomes)  # the usual answer, at C speed
-        if all_stored or not any(isinstance(outcome, p.WriteFailed) for outcome in outcomes):
+        # (`_flush_journal_batch` only when a batch waits: it sends nothing otherwise.)
+        if self._journal_batch and (all_stored or not any(
+                isinstance(outcome, p.WriteFailed) for outcome in outcomes)):
             self._flush_journal_batch()
         for item, outcome in zip(items, outcomes, strict=True):
             if self._state == _STOPPED:

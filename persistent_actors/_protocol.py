@@ -10,7 +10,7 @@ because on the multi-process base it crosses processes. Responses carry the
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from persistent_actors._compact_pickle import compact_all
 from persistent_actors._replay_filter import ReplayFilterSettings
@@ -18,6 +18,8 @@ from persistent_actors.journal import AtomicWrite, ReplayedRows
 from persistent_actors.snapshot import SelectedSnapshot, SnapshotMetadata, SnapshotSelectionCriteria
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from persistent_actors._actor import ActorRef
 
 Address = Any  # a thespian ActorAddress; opaque to us
@@ -697,6 +699,77 @@ class BackoffRestart:
     """Timer: start the actor again after a back-off delay."""
 
     restarts: int
+
+
+# -- builders for the messages every request makes ----------------------------------------------
+# A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__`` (a global
+# look-up and a call per field: about 1 us for an Envelope). Each builder below has its class's
+# slots (CPython lays slots out by name, so the order they are listed in does not matter), so
+# CPython lets the new object take that class (it refuses any other layout: each is probed at
+# import); plain slot stores then fill it, as `_eventsourced`'s `_new_repr` does for a
+# PersistentRepr. The result is an ordinary instance of the class (same
+# equality, hash, repr, pickle). Only for the runtime's own hot paths, whose arguments are
+# already of the right types.
+
+
+class _EnvelopeBuilder:
+    __slots__ = ("correlation_id", "message", "reply_to", "sender")
+
+    def __init__(self, message: Any, sender: ActorRef | None, correlation_id: str | None,
+                 reply_to: Any = None) -> None:
+        self.message = message
+        self.sender = sender
+        self.correlation_id = correlation_id
+        self.reply_to = reply_to
+        self.__class__ = Envelope  # type: ignore[assignment]  # noqa: PLE0237
+
+
+class _ReplyBuilder:
+    __slots__ = ("correlation_id", "message")
+
+    def __init__(self, correlation_id: str, message: Any) -> None:
+        self.correlation_id = correlation_id
+        self.message = message
+        self.__class__ = Reply  # type: ignore[assignment]  # noqa: PLE0237
+
+
+class _WriteMessagesBuilder:
+    __slots__ = ("actor_instance_id", "items")
+
+    def __init__(self, items: tuple[WriteItem, ...], actor_instance_id: int) -> None:
+        self.items = items
+        self.actor_instance_id = actor_instance_id
+        self.__class__ = WriteMessages  # type: ignore[assignment]  # noqa: PLE0237
+
+
+class _WriteMessagesResultBuilder:
+    __slots__ = ("actor_instance_id", "outcomes")
+
+    def __init__(self, outcomes: tuple[WriteOutcome, ...], actor_instance_id: int) -> None:
+        self.outcomes = outcomes
+        self.actor_instance_id = actor_instance_id
+        self.__class__ = WriteMessagesResult  # type: ignore[assignment]  # noqa: PLE0237
+
+
+new_envelope = cast("Callable[[Any, ActorRef | None, str | None], Envelope]", _EnvelopeBuilder)
+"""``Envelope(message, sender, correlation_id)`` without the frozen ``__init__``."""
+new_reply = cast("Callable[[str, Any], Reply]", _ReplyBuilder)
+"""``Reply(correlation_id, message)`` without the frozen ``__init__``."""
+new_write_messages = cast("Callable[[tuple[WriteItem, ...], int], WriteMessages]",
+                          _WriteMessagesBuilder)
+"""``WriteMessages(items, actor_instance_id)`` without the frozen ``__init__``."""
+new_write_result = cast("Callable[[tuple[WriteOutcome, ...], int], WriteMessagesResult]",
+                        _WriteMessagesResultBuilder)
+"""``WriteMessagesResult(outcomes, actor_instance_id)`` without the frozen ``__init__``."""
+
+for _built, _made in (  # the layouts match (else TypeError here) and the objects are equal
+        (new_envelope("m", None, "c"), Envelope("m", None, "c")),
+        (new_reply("c", "m"), Reply("c", "m")),
+        (new_write_messages((), 1), WriteMessages((), 1)),
+        (new_write_result((), 1), WriteMessagesResult((), 1))):
+    assert type(_built) is type(_made)  # noqa: S101
+    assert _built == _made  # noqa: S101
+del _built, _made
 
 
 # Every message above crosses processes on multiproc-tcp: pickle it as (class, field values).

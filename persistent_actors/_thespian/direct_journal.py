@@ -89,7 +89,7 @@ class DirectJournal:
         if outbox and any(key != _OUTSIDE for key in outbox):
             return False  # sent before the write: it must reach its target first
         entry = self._registry.get(self._key)
-        host = getattr(entry, "instance", None)
+        host = getattr(entry, "_inst", None)  # a registry entry's ``instance``, no property call
         if type(host) is not PluginHost:
             return False
         pending = self._pending

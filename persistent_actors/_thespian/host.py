@@ -31,6 +31,7 @@ from persistent_actors._actor import (
     ActorRef,
     AskRef,
     SystemView,
+    _current,
     guardian_address,
     reply_form,
     set_current_context,
@@ -50,7 +51,6 @@ from persistent_actors._thespian.frames import (
     SENT_ALONE,
     FrameBatching,
     batched,
-    frame_has_more,
     frame_rest,
     take_from_frame,
 )
@@ -82,6 +82,10 @@ class _SystemView(SystemView):
 
 class _HostContext(ActorContext):
     """The `ActorContext` of a hosted actor, and the `EntityCell` of its machine."""
+
+    # The host's address, set where `_direct` is looked up (a class default: no entry per
+    # context, of which an entity host keeps many).
+    _direct_requester: Any = None
 
     def __init__(self, host: ActorHost, start: p.StartActor) -> None:
         self._host = host
@@ -164,7 +168,13 @@ class _HostContext(ActorContext):
             target.tell(message)  # dead letters
             return
         # A plain ref (the usual target) neither answers an ask nor wraps for an entity.
-        wrapped = message if type(target) is ActorRef else reply_form(target, message)
+        cls = type(target)
+        if cls is ActorRef:
+            wrapped = message
+        elif cls is AskRef:  # a reply to an ask: `reply_form`, inline
+            wrapped = p.new_reply(target._correlation_id, message)  # type: ignore[attr-defined]  # noqa: SLF001
+        else:
+            wrapped = reply_form(target, message)
         if sender is not None and sender != self._self_ref and not isinstance(wrapped, p.Reply):
             wrapped = p.Envelope(wrapped, sender)
         if self._multiproc:  # `send_to_address`, inline: one call less per message
@@ -237,9 +247,12 @@ class _HostContext(ActorContext):
             # Not on multiproc-tcp, and not for an entity (its receives nest in its host's).
             if not self._multiproc and host._outbox is not NESTED:  # noqa: SLF001 - frames'
                 self._direct = DirectJournal.of(host, self.journal)
+                # Thespian's ``myAddress`` is two property calls; an actor's address is fixed.
+                self._direct_requester = host.myAddress
         direct = self._direct
-        if direct is not None and not frame_has_more(host) and host.direct_result is None:
-            result = direct.write(request, host._outbox, host.myAddress)  # noqa: SLF001
+        # `frame_has_more(host)`, inline (one call less per write).
+        if direct is not None and not host._frame_left and host.direct_result is None:  # noqa: SLF001
+            result = direct.write(request, host._outbox, self._direct_requester)  # noqa: SLF001
             if result is True:  # it joined the host's batch; its result comes as a message
                 return
             if result is not False:
@@ -312,7 +325,12 @@ class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
     # -- thespian entry point ----------------------------------------------------------------
     @batched
     def receiveMessage(self, message: Any, sender: Any) -> None:  # noqa: N802 - thespian API
-        self._receive_one(message, sender)
+        if type(message) is p.WriteMessagesResult and not self._frame_left:
+            # A group commit's result (its own queue entry on the simple base): the checks of
+            # `_receive_one` that only other messages need are skipped, as for a direct result.
+            self._receive_result(message, sender)
+        else:
+            self._receive_one(message, sender)
         while self.direct_result is not None:  # a direct write's result: the next message
             (result, journal), self.direct_result = self.direct_result, None
             self._receive_result(result, journal)
@@ -327,7 +345,8 @@ class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
             self._receive_one(result, journal)
             return
         self._handle(result, DEAD_LETTERS)  # the sender of a journal result is not used
-        self._return_permit_if_recovered()
+        if self._holds_permit:
+            self._return_permit_if_recovered()
 
     def _receive_one(self, message: Any, sender: Any) -> None:
         # One isinstance against all control classes: a command (the usual message) is none of
@@ -430,7 +449,9 @@ class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
 
         Akka's default supervision: any error restarts the actor.
         """
-        previous = set_current_context(self._ctx)
+        current = _current  # set_current_context, inline: two calls less per message
+        previous = current.context
+        current.context = self._ctx
         es = self._es
         try:
             if es is not None:
@@ -440,7 +461,7 @@ class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
         except Exception as e:  # noqa: BLE001 - restart on any error
             self._restart(e, message)
         finally:
-            set_current_context(previous)
+            current.context = previous
 
     def _dispatch(self, message: Any, sender: ActorRef) -> None:
         """A plain actor's message (a persistent actor's goes to its machine, `_handle`)."""

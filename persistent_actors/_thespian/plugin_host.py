@@ -410,7 +410,7 @@ class PluginHost(FrameBatching, ThespianActor):  # type: ignore[misc]
         if self._in_order and len(batch) > 1:
             # One queue entry for all results; each is handled as if queued on its own.
             self.send(self.myAddress, p.InOrder(tuple(
-                (requester, p.WriteMessagesResult(outcome, request.actor_instance_id))
+                (requester, p.new_write_result(outcome, request.actor_instance_id))
                 for (request, requester), outcome in zip(batch, outcomes, strict=True))))
             return
         for (request, requester), outcome in zip(batch, outcomes, strict=True):

@@ -26,6 +26,7 @@ from thespian.actors import ActorAddress
 from thespian.system import isInternalActorSystemMessage
 from thespian.system import simpleSystemBase as _simple  # noqa: N813 - thespian's module name
 
+from persistent_actors import _protocol as p
 from persistent_actors._thespian.wakeups import deliver_in_order
 
 __all__ = ["BadAddressError", "SimpleDirect"]
@@ -80,6 +81,8 @@ class SimpleDirect:
         responses = getattr(self._requester.instance, "responses", None)
         if not responses:
             return []
-        taken = [r for r in responses if not isInternalActorSystemMessage(r)]
+        # A Reply (every answer to an ask) is no thespian message: only the rest is tested.
+        taken = [r for r in responses
+                 if type(r) is p.Reply or not isInternalActorSystemMessage(r)]
         responses.clear()
         return taken

@@ -35,13 +35,12 @@ to that list when it is sent (``actor_send``) instead of being queued and delive
 from __future__ import annotations
 
 import collections
-import contextlib
 import heapq
 import itertools
 import logging
 import math
 import traceback
-from typing import Any, Final
+from typing import Any
 
 from thespian.actors import ActorExitRequest, ChildActorExited, ValidatedSource
 from thespian.system import simpleSystemBase as _simple  # noqa: N813 - thespian's module name
@@ -179,18 +178,15 @@ def _failed_first_try(pending: Any, tgt: Any, sender: Any, msg: Any, address: An
     pending.append(ps)
 
 
-# For `_handle_run` where the caller already holds thespian's lock.
-_HELD: Final = contextlib.nullcontext()
-
-
 def _handle_run(pending: Any, registry: Any, sender: Any, sends: Any, quiet: bool, *,
-                lock: Any) -> int:
+                lock: Any | None) -> int:
     """Hand each (address, message) of `sends` from `sender` straight to its actor, in order.
 
     Stops at the first message the send loop would not hand straight to an actor (thespian's
     own kinds, dead letters, an actor not started) and returns how many it handed over; the
     caller queues the rest. `lock` is held around each message, as thespian's loop holds its
-    lock (`_HELD` where the caller holds it already). A failure is handled as thespian does
+    lock (None where the caller holds it already: no ``nullcontext``, whose ``__enter__`` and
+    ``__exit__`` cost two Python calls per message). A failure is handled as thespian does
     (`_failed_first_try`). While messages follow, `BATCH_FOLLOWS` counts them: they are
     queued work, so a persist they cause joins the group commit.
     """
@@ -199,21 +195,29 @@ def _handle_run(pending: Any, registry: Any, sender: Any, sends: Any, quiet: boo
     done = 0
     try:
         for address, msg in sends:
-            tgt: Any = None if isinstance(msg, _SPECIAL) else \
-                registry.get(address.actorAddressString, None)
-            instance = tgt.instance if tgt else None
+            if isinstance(msg, _SPECIAL):
+                break
+            # ``actorAddressString`` and ``instance`` without their property calls: a simple-base
+            # address holds its string (see `_key`), a registry entry its instance in ``_inst``.
+            key = address._aaddr  # noqa: SLF001
+            tgt: Any = registry.get(key if type(key) is str else address.actorAddressString, None)
+            instance = tgt._inst if tgt else None  # noqa: SLF001
             if not instance:
                 break
             done += 1
             follows[0] = count - done
-            with lock:
-                try:
-                    if quiet:  # what _actor_base_receive does with debug logging off
-                        instance.receiveMessage(msg, sender)
-                    else:
-                        instance._receive(msg, sender)  # noqa: SLF001 - as _callActorWithMessage
-                except Exception:  # noqa: BLE001 - logged there: thespian's handling, retry, then poison
-                    _failed_first_try(pending, tgt, sender, msg, address)
+            if lock is not None:
+                lock.acquire()
+            try:
+                if quiet:  # what _actor_base_receive does with debug logging off
+                    instance.receiveMessage(msg, sender)
+                else:
+                    instance._receive(msg, sender)  # noqa: SLF001 - as _callActorWithMessage
+            except Exception:  # noqa: BLE001 - logged there: thespian's handling, retry, then poison
+                _failed_first_try(pending, tgt, sender, msg, address)
+            finally:
+                if lock is not None:
+                    lock.release()
     finally:
         follows[0] = 0  # also on a BaseException: a stale count would only cost speed
     return done
@@ -229,7 +233,7 @@ def _hand_over(pending: Any, registry: Any, sender: Any, sends: Any, quiet: bool
     queue, in order, for thespian's own path. While messages follow, `BATCH_FOLLOWS` counts
     them: they are queued work, so a persist they cause joins the group commit.
     """
-    done = _handle_run(pending, registry, sender, sends, quiet, lock=_HELD)
+    done = _handle_run(pending, registry, sender, sends, quiet, lock=None)
     if done < len(sends):
         pending.extendleft(reversed([_simple.PendingSend(sender, msg, address)
                                      for address, msg in sends[done:]]))
