@@ -62,6 +62,7 @@ ARGUMENTS = {  # the module exists and accepts these arguments (--help after the
     "python -m bench.cpu service_async",
     "python -m bench.profile service_threads",
     "python -m bench.profile service_async",
+    "python -m bench.instructions service_async",
     ".venv/bin/python -m bench.write_breakdown 4 --only command_hop,inmem_pb,inmem_pa,pb,raw_tx50",
     "python -m bench.write_breakdown 3 --only raw_tx1,journal_api_1,inmem_p,inmem_p_fsync,p",
     "python -m bench.write_breakdown 5",
