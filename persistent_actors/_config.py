@@ -125,9 +125,14 @@ _BUILTINS: Final = {
 def _cpus() -> int:
     """The default number of host processes, for entities and for actor_of actors: the CPUs.
 
-    Capped at 1024, the keys' maximum, so the default always passes their validation.
+    The CPUs this process may run on (``os.sched_getaffinity``, where the platform has it), not
+    the machine's (``os.cpu_count()``): a container pinned to 2 of 64 CPUs gets 2 hosts, as
+    Python 3.13's ``os.process_cpu_count()`` counts. Capped at 1024, the keys' maximum, so the
+    default always passes their validation.
     """
-    return min(os.cpu_count() or 1, 1024)
+    affinity = getattr(os, "sched_getaffinity", None)
+    cpus = len(affinity(0)) if affinity is not None else os.cpu_count()
+    return min(cpus or 1, 1024)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

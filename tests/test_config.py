@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -354,12 +356,23 @@ def test_a_test_plugins_wrapped_settings_are_checked_at_start(tmp_path: Path) ->
 
 
 def test_host_processes_defaults_to_the_cpus_like_sharding() -> None:
-    cpus = os.cpu_count() or 1
+    cpus = len(os.sched_getaffinity(0))  # the CPUs this process may use
     assert load_settings({}).host_processes == cpus
     settings = load_settings({"actor_system": {"base": "multiproc-tcp"}})
     assert settings.host_processes == settings.sharding.host_processes == cpus
     settings = load_settings({"actor_system": {"base": "multiproc-tcp", "host_processes": 4}})
     assert settings.host_processes == 4
+
+
+def test_host_processes_default_counts_the_cpus_the_process_may_use() -> None:
+    # A process pinned to one CPU (a container's cpuset, taskset) gets one host per type,
+    # whatever the machine has.
+    script = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+              "from persistent_actors._config import load_settings; "
+              "s = load_settings({}); print(s.host_processes, s.sharding.host_processes)")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True, timeout=60)
+    assert out.stdout.split() == ["1", "1"]
 
 
 def test_host_processes_zero_still_means_one_process_per_actor() -> None:

@@ -46,7 +46,7 @@ def test_actors_share_the_configured_number_of_processes(
 
 
 def test_by_default_actors_share_one_process_per_cpu() -> None:
-    hosts = min(os.cpu_count() or 1, 6)
+    hosts = min(len(os.sched_getaffinity(0)), 6)
     with ActorSystem("default", config={"actor_system": {"base": "multiproc-tcp"}}) as system:
         probe = TestProbe(system)
         actors = [system.actor_of(ProcessReporter, f"d-{i}", probe.ref) for i in range(6)]
