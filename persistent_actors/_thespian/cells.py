@@ -206,13 +206,7 @@ class CellHost(FrameBatching, ThespianActor, Generic[C]):  # type: ignore[misc]
         if self._journals is None:
             self._journals = LocalJournals(name)
             self._after_reads = after_reads(self)
-        self.register_local_journal(journal, plugin)
-
-    def register_local_journal(self, journal: Any, plugin: p.StartPlugin | None) -> None:
-        """Decide (once per address) whether the journal at `journal` is written here."""
-        journals = self._journals
-        if journals is not None and journal is not None and not journals.knows(journal) and \
-                journals.register(journal, plugin):
+        if self._journals.register(journal, plugin):
             self._address_kinds.clear()  # that address is now a local journal
 
     def _write_local(self, journal: Any, request: p.WriteMessages) -> None:

@@ -34,7 +34,7 @@ from thespian.actors import (
 
 from persistent_actors import _protocol as p
 from persistent_actors._actor import Actor, AskRef, ref_of_address
-from persistent_actors._config import JOURNAL, SNAPSHOT_STORE, Settings
+from persistent_actors._config import JOURNAL, SNAPSHOT_STORE, PluginConfig, Settings
 from persistent_actors._persistent_actor import PersistentActor
 from persistent_actors._thespian.common import log, portable_error
 from persistent_actors._thespian.entity_host import EntityHost
@@ -78,6 +78,11 @@ def _key(address: Any) -> Any:
     # Thespian addresses are unhashable; their addressDetails are hashable and compare alike.
     return getattr(address, "addressDetails", address)
 
+
+
+def _start_plugin(kind: str, config: PluginConfig) -> p.StartPlugin:
+    """How to start the configured plugin `config` (by its plugin process, or a host)."""
+    return p.StartPlugin(kind, config.plugin_id, config.spec, config.settings)
 
 class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
     """Root of one actor system; see the module docstring."""
@@ -276,7 +281,7 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
             self._plugin_ready.discard(key)
             address = self.createActor(PluginHost)
             self._plugins[key] = address
-            self.send(address, p.StartPlugin(kind, config.plugin_id, config.spec, config.settings))
+            self.send(address, _start_plugin(kind, config))
         return key
 
     def _get_plugin(self, request: p.GetPlugin, requester: Any) -> None:
@@ -387,8 +392,7 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
                              journal, snapshots, host_id, adapters)
         if self._settings.host_processes and self._info.base != "simple":
             if config is not None:  # the shared host may write this journal itself
-                start = dataclasses.replace(start, journal_plugin=p.StartPlugin(
-                    JOURNAL, config.plugin_id, config.spec, config.settings))
+                start = dataclasses.replace(start, journal_plugin=_start_plugin(JOURNAL, config))
             self._start_in_pool(host_id, start)
             return
         self.send(self.createActor(ActorHost), start)
@@ -706,8 +710,7 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
                                                    getattr(cls, "journal_plugin_id", None))
                     adapters = config.adapters
                     # The host may write the entities' events itself (`local_journal`).
-                    journal_plugin = p.StartPlugin(JOURNAL, config.plugin_id, config.spec,
-                                                   config.settings)
+                    journal_plugin = _start_plugin(JOURNAL, config)
                 else:
                     snapshots = self._plugins[key]
             self._entity_hosts[request.correlation_id] = (requester, [None] * request.count)

@@ -69,19 +69,16 @@ class LocalJournals:
         self._by_key: dict[Any, _Local | None] = {}
         self._gathering: list[_Local] = []  # those with pending writes, in first-write order
 
-    def knows(self, address: Any) -> bool:
-        """True once `register` decided about the journal at `address`."""
-        return _key(address) in self._by_key
-
     def register(self, address: Any, start: p.StartPlugin | None) -> bool:
-        """Start the journal `start` describes here, if its plugin allows; True if it runs here.
+        """Start the journal `start` describes here, if its plugin allows; True if this call did.
 
-        Decided once per address: a plugin that does not declare `concurrent_writers`, or
-        fails to start here (logged), is used through its plugin process.
+        Decided once per address (a later call returns False): a plugin that does not declare
+        `concurrent_writers`, or fails to start here (logged), is used through its plugin
+        process.
         """
         key = _key(address)
         if key in self._by_key:
-            return self._by_key[key] is not None
+            return False
         local: _Local | None = None
         if start is not None:
             name = f"persistent_actors-{start.kind}:{start.plugin_id}@{self._host_name}"
