@@ -27,8 +27,10 @@ delay: the driver sends whatever is queued as soon as it is free.
 On the simple base thespian runs actors inside the calls made to it, so the actors run on this
 thread; while idle it calls in every `_IDLE_TICK` seconds so scheduled wakeups (timeouts,
 back-off restarts) fire. On multiproc-tcp it listens in slices of `_LISTEN_SLICE` seconds while
-replies are awaited or frames are unacknowledged (a listen also completes the sends): a listen
-cannot be interrupted by new work, so that is the longest a new message waits.
+replies are awaited or frames are unacknowledged (a listen also completes the sends); a caller
+that queues work meanwhile cuts the listen short (`_thespian/listen_wake.py`: thespian's listen
+takes no interruption, so the transport also watches a pipe). Where that cannot be set up (a
+thespian whose loop is not ours) a new message waits for the slice to end at most.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from thespian.actors import ActorAddress
 from persistent_actors import _protocol as p
 from persistent_actors._thespian.frames import unbatch
 from persistent_actors._thespian.headroom import call_with_headroom
+from persistent_actors._thespian.listen_wake import WOKEN, ListenWake
 from persistent_actors._thespian.outbound import Outbound
 from persistent_actors._thespian.simple_direct import BadAddressError, SimpleDirect
 
@@ -129,6 +132,8 @@ class Driver:
         self._gathered.acquire()
         # Multiproc-tcp: frames sent straight to each destination, never waited for.
         self._outbound = None if simple else Outbound(asys)
+        # Multiproc-tcp: `submit` cuts a listen short (None where the transport's loop differs).
+        self._wake = None if simple else ListenWake.of(asys)
         # Its loop at the start of a frame-stack chunk of its own (see `headroom`).
         self._thread = threading.Thread(target=call_with_headroom, args=(self._serve,),
                                         daemon=True,
@@ -144,6 +149,9 @@ class Driver:
         """Queue `message` for `address`; it is sent in order with everything else queued."""
         ops = self._ops
         ops.put((address, message))
+        wake = self._wake
+        if wake is not None and wake.armed:  # the driver listens: the work goes now
+            wake.wake()
         want = self._want
         if want and ops.qsize() >= want:  # the lingering pass has what it waits for
             self._want = 0
@@ -190,6 +198,8 @@ class Driver:
                 log.warning("driver: talking to thespian failed", exc_info=True)
             if stopping:
                 self._drain()
+                if self._wake is not None:
+                    self._wake.close()
                 return
 
     def _listening(self) -> bool:
@@ -307,17 +317,29 @@ class Driver:
             self._loops_answered = bool(replies) and bool(self._route(replies))
             self._expected = early + len(replies)
             return
+        wake = self._wake
         if self._simple:
             # Actors ran inside the sends; listen(0) only collects their replies. An idle
             # pass calls in briefly so that due wakeups run.
             incoming = asys.listen(0.001 if idle else 0)
         else:
-            incoming = asys.listen(_LISTEN_SLICE if self._listening() else 0)
+            wait = _LISTEN_SLICE if self._listening() else 0
+            if wait and wake is not None:
+                wake.arm()  # before the look at the queue: a `submit` after it wakes the listen
+                if self._ops.qsize():
+                    wait = 0  # work is queued already: collect what is there and send it
+            incoming = asys.listen(wait)
         arrived: list[Any] = []
         drain = 0 if self._simple else _DRAIN
         while incoming is not None:
+            if incoming is WOKEN:  # work was queued: send it, collect the rest next pass
+                assert wake is not None  # noqa: S101 - only its pipe says so
+                wake.drain()
+                break
             arrived.extend(unbatch(incoming))  # a host's replies of one pass come in one frame
             incoming = asys.listen(drain)
+        if wake is not None:
+            wake.disarm()
         self._loops_answered = bool(arrived) and bool(self._route(arrived))
         self._expected = early + len(arrived)
 

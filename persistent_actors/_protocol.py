@@ -542,6 +542,11 @@ class LocalFlush:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class LocalWritten:
+    """Shared host's loop -> the host: a commit of its own journal instances finished."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class CellTimer:
     """The wakeup payload of a shared host: its cells' timers are due."""
 

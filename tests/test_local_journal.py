@@ -7,6 +7,7 @@ no other request of the host to that journal overtakes a write it gathered.
 
 from __future__ import annotations
 
+import select
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,83 @@ def test_no_other_request_overtakes_a_write_the_host_gathered(tmp_path: Path) ->
     finally:
         assert host._journals is not None
         host._journals.close()
+
+
+def _committed(host: _Host, fd: int) -> None:
+    """Wait until the host's commit thread says a commit finished, then let the host collect."""
+    readable, _, _ = select.select([fd], [], [], 30)
+    assert readable == [fd]
+    host._collect_local()
+
+
+def test_commits_run_in_the_background_and_what_is_gathered_meanwhile_goes_next(
+        tmp_path: Path) -> None:
+    host = _Host(tmp_path / "events.db")
+    watched: list[int] = []
+    stopped: list[int] = []
+
+    def watch(fd: int) -> Any:
+        watched.append(fd)
+        return lambda: stopped.append(fd)
+
+    journals = host._journals
+    assert journals is not None
+    journals.commit_in_background(watch)
+    cell: Any = _Cell(1)
+    try:
+        host.cell_send(cell, "journal", _write(1))
+        host._start_local_flush()  # the LocalFlush: write 1 goes to the commit thread
+        host.cell_send(cell, "journal", _write(2))  # meanwhile: gathered
+        host.cell_send(cell, "journal", _write(3))
+        host._start_local_flush()  # a commit is in flight: 2 and 3 wait for it
+        _committed(host, watched[0])
+        assert list(host._local) == [p.CellEnvelope(1, p.WriteMessagesResult((p.STORED,), 7))]
+        _committed(host, watched[0])  # 2 and 3 went as the next batch, when 1 was done
+        assert list(host._local) == [
+            p.CellEnvelope(1, p.WriteMessagesResult((p.STORED,), 7))] * 3
+        with sqlite3.connect(tmp_path / "events.db") as db:
+            rows = db.execute("SELECT sequence_nr FROM journal ORDER BY ordering").fetchall()
+        assert rows == [(1,), (2,), (3,)]
+        assert not journals.unstored
+    finally:
+        journals.close()
+    assert stopped == watched  # the watch ends with the journals
+
+
+def test_a_request_that_must_not_overtake_waits_for_the_commit_in_flight(
+        tmp_path: Path) -> None:
+    host = _Host(tmp_path / "events.db")
+    journals = host._journals
+    assert journals is not None
+    journals.commit_in_background(lambda fd: lambda: None)
+    cell: Any = _Cell(1)
+    try:
+        host.cell_send(cell, "journal", _write(1))
+        host._start_local_flush()  # in flight
+        host.cell_send(cell, "journal", _write(2))  # gathered behind it
+        replay = p.ReplayMessages("a", 1, 10, 100, 8)
+        host.cell_send(cell, "journal", replay)
+        # The replay left once the commit in flight and the gathered write were stored.
+        assert host.sent[-1] == ("journal", replay, 2)
+        assert list(host._local) == [
+            p.CellEnvelope(1, p.WriteMessagesResult((p.STORED,), 7))] * 2
+        assert not journals.unstored
+    finally:
+        journals.close()
+
+
+def test_without_a_loop_to_wake_the_host_commits_inline(tmp_path: Path) -> None:
+    host = _Host(tmp_path / "events.db")
+    journals = host._journals
+    assert journals is not None
+    journals.commit_in_background(lambda fd: None)  # the loop is not lean_loop's
+    cell: Any = _Cell(1)
+    try:
+        host.cell_send(cell, "journal", _write(1))
+        host._start_local_flush()
+        assert list(host._local) == [p.CellEnvelope(1, p.WriteMessagesResult((p.STORED,), 7))]
+    finally:
+        journals.close()
 
 
 def test_sqlite_in_memory_is_not_written_from_many_processes() -> None:

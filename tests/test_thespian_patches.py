@@ -14,6 +14,7 @@ import gc
 import inspect
 import logging
 import multiprocessing
+import os
 import pickle
 import resource
 import socket
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 from collections import deque
 from collections.abc import Callable
 from importlib import metadata
@@ -52,6 +54,7 @@ from persistent_actors._thespian import (
 )
 from persistent_actors._thespian import lazy_identify as patch
 from persistent_actors._thespian.frames import unbatch
+from persistent_actors._thespian.listen_wake import WOKEN, ListenWake
 from persistent_actors._thespian.plugin_host import PluginHost
 from persistent_actors._thespian.simple_direct import SimpleDirect
 from persistent_actors._thespian.wakeups import fast_wakeup_checks
@@ -844,6 +847,66 @@ def test_after_reads_hands_a_message_over_behind_the_frames_waiting_and_at_once_
         transport.close()
         left.close()
         right.close()
+
+
+def test_when_readable_hands_a_message_over_in_the_turn_a_descriptor_is_readable() -> None:
+    # lean_loop.when_readable: a thread of the actor's own (a background commit) wakes the
+    # actor's loop by making a pipe readable; the loop hands the actor its message in that
+    # turn, as long as the watch stands. A 30 s run that waited for nothing else returns.
+    poll_selector.poll_selector()
+    fewer_turns.fewer_turns()
+    lean_loop.lean_loop()
+    transport = _real_transport()
+    read, write = os.pipe()
+    try:
+        os.set_blocking(read, False)
+        forget = lean_loop.when_readable(_Hosted(_HostRef(transport)), read, "committed")
+        assert forget is not None
+        seen: list[Any] = []
+
+        def handler(envelope: Any) -> bool:
+            seen.append(envelope.message)
+            os.read(read, 16)  # the actor drains what woke it
+            return False
+
+        threading.Timer(0.05, os.write, (write, b"x")).start()
+        result = transport.run(handler, datetime.timedelta(seconds=30))
+        assert seen == ["committed"]
+        assert not isinstance(result, tcp.Thespian__Run_Expired)
+        forget()
+        os.write(write, b"x")  # readable, but no longer watched: nothing is handed over
+        transport.run(handler, datetime.timedelta(seconds=0.1))
+        assert seen == ["committed"]
+        assert lean_loop.when_readable(object(), read, "x") is None  # no transport
+    finally:
+        transport.close()
+        os.close(read)
+        os.close(write)
+
+
+def test_a_wake_cuts_the_external_listen_short_only_while_armed() -> None:
+    # listen_wake: a request queued while the driver listens ends that listen (it returns
+    # WOKEN) instead of waiting for the listen's slice; unarmed, a wake writes nothing.
+    poll_selector.poll_selector()
+    fewer_turns.fewer_turns()
+    lean_loop.lean_loop()
+    transport = _real_transport()
+    asys = types.SimpleNamespace(_systemBase=types.SimpleNamespace(transport=transport))
+    wake = ListenWake.of(asys)
+    assert wake is not None
+    try:
+        wake.arm()
+        threading.Timer(0.05, wake.wake).start()
+        result = transport.run(None, datetime.timedelta(seconds=30))
+        assert getattr(result, "message", None) is WOKEN
+        wake.disarm()  # takes back the byte: the next listen waits its whole slice
+        assert transport.run(None, datetime.timedelta(seconds=0.1)) is None  # expired
+        wake.wake()  # not armed: nothing written
+        assert transport.run(None, datetime.timedelta(seconds=0.1)) is None
+        assert ListenWake.of(types.SimpleNamespace()) is None  # not a transport of ours
+    finally:
+        wake.close()
+        transport.close()
 
 
 class _HostRef:

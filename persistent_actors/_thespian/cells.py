@@ -128,6 +128,7 @@ C = TypeVar("C", bound=Cell)
 _HOME, _GUARDIAN, _ELSEWHERE, _LOCAL_JOURNAL = 0, 1, 2, 3
 _MAX_ADDRESS_KINDS = 256
 _LOCAL_FLUSH = p.LocalFlush()
+_LOCAL_WRITTEN = p.LocalWritten()
 
 
 class CellHost(FrameBatching, ThespianActor, Generic[C]):  # type: ignore[misc]
@@ -201,11 +202,17 @@ class CellHost(FrameBatching, ThespianActor, Generic[C]):  # type: ignore[misc]
         if transport is None or plugin is None:
             return  # the simple base: the plugin host shares this process already
         # Imported only where a transport runs (local_journal loads the plugin host's module).
-        from persistent_actors._thespian.lean_loop import after_reads  # noqa: PLC0415
+        from persistent_actors._thespian.lean_loop import (  # noqa: PLC0415
+            after_reads,
+            when_readable,
+        )
         from persistent_actors._thespian.local_journal import LocalJournals  # noqa: PLC0415
         if self._journals is None:
             self._journals = LocalJournals(name)
             self._after_reads = after_reads(self)
+            # The commits run on a thread of the host's own; this loop hears when one is done.
+            self._journals.commit_in_background(
+                lambda fd: when_readable(self, fd, _LOCAL_WRITTEN))
         if self._journals.register(journal, plugin):
             self._address_kinds.clear()  # that address is now a local journal
 
@@ -221,10 +228,25 @@ class CellHost(FrameBatching, ThespianActor, Generic[C]):  # type: ignore[misc]
             else:
                 self.send(self.myAddress, _LOCAL_FLUSH)
 
-    def _flush_local(self) -> None:
-        """Write what `_write_local` gathered now; each result goes to `_local_result`."""
+    def _start_local_flush(self) -> None:
+        """`LocalFlush`: start storing what `_write_local` gathered (see `LocalJournals`)."""
         journals = self._journals
         if journals is not None and journals.has_pending:
+            journals.start_flush(self._local_result)
+
+    def _collect_local(self) -> None:
+        """`LocalWritten`: hand the results of finished commits to `_local_result`."""
+        if self._journals is not None:
+            self._journals.collect(self._local_result)
+
+    def _flush_local(self) -> None:
+        """Store what `_write_local` gathered, and any commit in flight, before going on.
+
+        Each result goes to `_local_result`. For a request that must not overtake the writes,
+        and for the host's stop.
+        """
+        journals = self._journals
+        if journals is not None and journals.unstored:
             journals.flush(self._local_result)
 
     def _close_local_journals(self) -> None:

@@ -159,7 +159,9 @@ class EntityHost(CellHost[_EntityCell]):
             case WakeupMessage(payload=p.EntityTimer(None, _)):
                 self._idle_check()
             case p.LocalFlush():
-                self._flush_local()
+                self._start_local_flush()
+            case p.LocalWritten():
+                self._collect_local()
             case ActorExitRequest():
                 if self._start is not None:
                     # A stop, not a crash: the guardian must not restart this host.

@@ -39,6 +39,12 @@ read what is waiting" (a group commit gathers what its sockets hold before it wr
 `PluginHost`). The turn that delivers it polls without waiting, so it comes at once when
 nothing is ready.
 
+`when_readable` / `watch_readable` add another: "hand me this message in any turn in which
+this descriptor is readable", so that a thread of the process can wake the loop (a shared
+host's background commit finished; the external driver has work queued while it listens).
+Thespian's own watch (an actor returns ``ThespianWatch``) is reset by every message the actor
+handles without returning it again.
+
 Apart from that, what is sent and received, when, and on which socket is unchanged: the
 same statements run for every socket that has something to do.
 ``tests/test_thespian_patches.py`` pins the loop on real sockets. Upstream thespian would
@@ -56,7 +62,7 @@ from typing import Any
 
 from thespian.system.transport import TCPTransport as _tcp  # noqa: N813 - thespian's module
 
-__all__ = ["after_reads", "lean_loop"]
+__all__ = ["after_reads", "lean_loop", "watch_readable", "when_readable"]
 
 _PATCHED = False
 
@@ -200,6 +206,9 @@ def _runWithExpiry(self: Any, incomingHandler: Any) -> Any:  # noqa: N802,N803 -
 
             if self._watches:
                 wrecv.extend(self._watches)
+            readable = self._pa_readable
+            if readable:  # `when_readable`
+                wrecv.extend(readable)
 
         rrecv: list[Any] = []
         rsend: list[Any] = []
@@ -326,6 +335,10 @@ def _runWithExpiry(self: Any, incomingHandler: Any) -> Any:  # noqa: N802,N803 -
             if watchready:
                 self._incomingEnvelopes.append(
                     t.ReceiveEnvelope(self.myAddress, t.WatchMessage(watchready)))
+            if readable:  # `when_readable`: its message for each descriptor that is ready
+                for fd, ready_envelope in readable.items():
+                    if fd in rrecv:
+                        self._incomingEnvelopes.append(ready_envelope)
 
         after = self._pa_after_reads
         if after:  # `deliver_after_reads`: behind what this turn read
@@ -438,10 +451,8 @@ def after_reads(actor: Any) -> Callable[[Any], None] | None:
     None where the actor does not run on thespian's TCP transport with this module's loop
     (the simple base, another transport, another thespian): then send the message as usual.
     """
-    transport = getattr(getattr(actor, "_myRef", None), "transport", None)
-    if not _PATCHED or transport is None or not isinstance(transport, _tcp.TCPTransport) or \
-            type(transport)._runWithExpiry is not _runWithExpiry or \
-            not hasattr(transport, "_openSockets"):
+    transport: Any = getattr(getattr(actor, "_myRef", None), "transport", None)
+    if not _is_patched(transport):
         return None
     waiting = transport.__dict__.get("_pa_after_reads")
     if type(waiting) is not list:
@@ -453,6 +464,45 @@ def after_reads(actor: Any) -> Callable[[Any], None] | None:
         waiting.append(envelope(address, message))
 
     return deliver
+
+
+def when_readable(actor: Any, fd: int, message: Any) -> Callable[[], None] | None:
+    """Hand `actor` `message` after each turn of its loop in which descriptor `fd` is readable.
+
+    For a thread of the actor's own that must wake the actor's loop (a background commit that
+    finished, see `local_journal`): it makes `fd` readable (a byte down a pipe) and the loop,
+    which watches `fd` with its sockets, delivers `message` (sender: the actor itself) in that
+    turn; the actor drains `fd`. Thespian's own way (an actor returns ``ThespianWatch``) is
+    reset by every other message the actor handles. Returns the function that stops the
+    watch; None where the actor does not run on this module's loop (as `after_reads`). Call
+    both only from the actor's own receive (the loop's thread).
+    """
+    return watch_readable(getattr(getattr(actor, "_myRef", None), "transport", None), fd, message)
+
+
+def watch_readable(transport: Any, fd: int, message: Any) -> Callable[[], None] | None:
+    """`when_readable` for a transport: an actor's, or an external system's (its driver).
+
+    A listen of the external system returns `message` when `fd` becomes readable, so another
+    thread can cut a listen short.
+    """
+    if not _is_patched(transport):
+        return None
+    readable = transport.__dict__.get("_pa_readable")
+    if type(readable) is not dict:
+        readable = transport._pa_readable = {}
+    readable[fd] = _tcp.ReceiveEnvelope(transport.myAddress, message)
+
+    def forget() -> None:
+        readable.pop(fd, None)
+
+    return forget
+
+
+def _is_patched(transport: Any) -> bool:
+    """True if `transport` is a TCP transport that runs this module's loop."""
+    return _PATCHED and isinstance(transport, _tcp.TCPTransport) and \
+        type(transport)._runWithExpiry is _runWithExpiry and hasattr(transport, "_openSockets")
 
 
 def lean_loop() -> None:
@@ -473,6 +523,7 @@ def lean_loop() -> None:
         return  # another thespian version: leave it alone
     _ORIGINAL_RUN = cls._runWithExpiry
     cls._pa_after_reads = ()  # `after_reads`: a transport's own list once an actor asks
+    cls._pa_readable = ()  # `when_readable`: a transport's own dict once an actor asks
     cls._processIntentTimeouts = _process_intent_timeouts(cls._processIntentTimeouts)
     cls._runWithExpiry = _runWithExpiry
     _PATCHED = True

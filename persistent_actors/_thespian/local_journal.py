@@ -18,15 +18,29 @@ other request to that journal leaves (a replay after a restart sees every earlie
 Writes of one persistence id come from one host at a time (one live actor per id), in order.
 A journal that cannot start in the host, or does not declare `concurrent_writers` in its own
 class body, is used through its plugin process, as before.
+
+The host does not wait for its commits: a thread of its own (`_Committer`) stores each
+gathered batch while the host goes on reading its sockets and running its actors (the
+commit's fsync, and its wait for another process's commit on the same file, take no turn
+of the host's loop). The host's loop learns that a commit finished through a descriptor it
+watches (`lean_loop.when_readable`) and hands the results to the actors; what the actors
+wrote meanwhile was gathered and goes next, as one batch. One commit is in flight at a time,
+so the batches of a journal are stored, and answered, in the order they were gathered. A
+request that must not overtake the writes (see above) and the host's stop wait for the
+commit in flight and write what is gathered at once (`LocalJournals.flush`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import os
+import queue
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from persistent_actors import _protocol as p
-from persistent_actors._thespian.common import log
+from persistent_actors._thespian.common import log, portable_error
 from persistent_actors._thespian.plugin_host import close_plugin, start_plugin, write_batch
 from persistent_actors.journal import Journal
 
@@ -60,6 +74,72 @@ class _Local:
         self.pending: list[p.WriteMessages] = []
 
 
+_Answer = Callable[[Any, p.WriteMessagesResult], None]
+# A commit the committer finished: the journal, its batch and the outcomes per request.
+_Done = tuple[_Local, list[p.WriteMessages], list[tuple[p.WriteOutcome, ...]]]
+
+
+class _Committer:
+    """The thread that stores a host's batches while the host goes on; it signals through `fd`.
+
+    Each finished commit is queued and one byte is written down a pipe, whose read end (`fd`)
+    the host's loop watches; `take` drains both.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.fd, self._signal = os.pipe()
+        os.set_blocking(self.fd, False)
+        self._jobs: queue.SimpleQueue[tuple[_Local, list[p.WriteMessages]] | None] = \
+            queue.SimpleQueue()
+        self._done: queue.SimpleQueue[_Done] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, local: _Local, batch: list[p.WriteMessages]) -> None:
+        """Store `batch` in `local`'s journal on the committer's thread."""
+        self._jobs.put((local, batch))
+
+    def _serve(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            local, batch = job
+            try:
+                outcomes = write_batch(local.loop.run, local.journal, batch, _not_written)
+            except BaseException as e:  # noqa: BLE001 - every write of the batch fails with it
+                outcomes = _failed(batch, e)
+            self._done.put((local, batch, outcomes))
+            with contextlib.suppress(OSError):  # closed: nobody waits any more
+                os.write(self._signal, b"\0")
+
+    def take(self) -> list[_Done]:
+        """The commits finished so far (none waits); drains the signal."""
+        with contextlib.suppress(OSError):  # BlockingIOError: drained already
+            while os.read(self.fd, 4096):
+                pass
+        done: list[_Done] = []
+        with contextlib.suppress(queue.Empty):
+            while True:
+                done.append(self._done.get_nowait())
+        return done
+
+    def wait(self) -> _Done:
+        """Wait for the next commit to finish."""
+        return self._done.get()
+
+    def close(self) -> None:
+        """End the thread (after the commit in flight) and close the pipe."""
+        self._jobs.put(None)
+        self._thread.join()
+        for fd in (self.fd, self._signal):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _failed(batch: Sequence[p.WriteMessages], error: BaseException
+            ) -> list[tuple[p.WriteOutcome, ...]]:
+    failure = p.WriteFailed(portable_error(error))
+    return [(failure,) * len(request.items) for request in batch]
+
+
 class LocalJournals:
     """The journals a shared host writes itself, by the address of their plugin actor."""
 
@@ -68,6 +148,26 @@ class LocalJournals:
         # `_key(address)` -> its instance here, or None: through the plugin process.
         self._by_key: dict[Any, _Local | None] = {}
         self._gathering: list[_Local] = []  # those with pending writes, in first-write order
+        # Commits in the background, once `commit_in_background` set it up; None: inline.
+        self._committer: _Committer | None = None
+        self._stop_watch: Callable[[], None] | None = None
+        self._in_flight = False  # a batch is with the committer
+
+    def commit_in_background(self, watch: Callable[[int], Callable[[], None] | None]) -> None:
+        """Commit on a thread of the host's own from now on, if the host's loop can be woken.
+
+        `watch(fd)` asks the host's loop to hand the host a message whenever `fd` is readable
+        (`lean_loop.when_readable`) and returns the function that stops it, or None if it
+        cannot (then commits stay inline). The host then passes that message to `collect`.
+        """
+        if self._committer is not None:
+            return
+        committer = _Committer(f"persistent_actors-commits@{self._host_name}")
+        stop = watch(committer.fd)
+        if stop is None:
+            committer.close()
+            return
+        self._committer, self._stop_watch = committer, stop
 
     def register(self, address: Any, start: p.StartPlugin | None) -> bool:
         """Start the journal `start` describes here, if its plugin allows; True if this call did.
@@ -113,25 +213,75 @@ class LocalJournals:
 
     @property
     def has_pending(self) -> bool:
-        """True while writes are gathered and not yet written."""
+        """True while writes are gathered and not yet handed to a commit."""
         return bool(self._gathering)
 
-    def flush(self, answer: Callable[[Any, p.WriteMessagesResult], None]) -> None:
-        """Write everything gathered (one ``write_messages`` per journal) and `answer` each.
+    @property
+    def unstored(self) -> bool:
+        """True while writes are gathered or a commit is in flight (`flush` has work)."""
+        return self._in_flight or bool(self._gathering)
 
-        `answer(address, result)` gets each request's result, in request order per journal.
+    def start_flush(self, answer: _Answer) -> None:
+        """Start writing what is gathered; results go to `answer` once stored (see `collect`).
+
+        In the background: hands the first journal's batch to the committer, unless a commit
+        is in flight (then what is gathered goes when it finishes). Inline (no committer):
+        as `flush`.
         """
+        committer = self._committer
+        if committer is None:
+            self.flush(answer)
+        elif not self._in_flight and self._gathering:
+            local = self._gathering.pop(0)
+            batch, local.pending = local.pending, []
+            self._in_flight = True
+            committer.submit(local, batch)
+
+    def collect(self, answer: _Answer) -> None:
+        """`answer` the commits that finished (the host's loop said so); start the next one."""
+        committer = self._committer
+        if committer is None:
+            return
+        for done in committer.take():
+            self._in_flight = False
+            _answer(done, answer)
+        self.start_flush(answer)
+
+    def flush(self, answer: _Answer) -> None:
+        """Write everything gathered now (one ``write_messages`` per journal) and `answer` each.
+
+        Waits for the commit in flight first (and answers it). `answer(address, result)` gets
+        each request's result, in request order per journal.
+        """
+        committer = self._committer
+        if committer is not None:
+            for done in committer.take():
+                self._in_flight = False
+                _answer(done, answer)
+            if self._in_flight:
+                _answer(committer.wait(), answer)
+                self._in_flight = False
         while self._gathering:
             local = self._gathering.pop(0)
             batch, local.pending = local.pending, []
             outcomes = write_batch(local.loop.run, local.journal, batch, _not_written)
-            for request, outcome in zip(batch, outcomes, strict=True):
-                answer(local.address, p.WriteMessagesResult(outcome, request.actor_instance_id))
+            _answer((local, batch, outcomes), answer)
 
     def close(self) -> None:
         """Close every journal started here (after a last `flush` by the caller)."""
+        committer, self._committer = self._committer, None
+        if committer is not None:
+            if self._stop_watch is not None:
+                self._stop_watch()
+            committer.close()
         for local in self._by_key.values():
             if local is not None:
                 close_plugin(local.journal, local.loop, local.name)
         self._by_key.clear()
         self._gathering.clear()
+
+
+def _answer(done: _Done, answer: _Answer) -> None:
+    local, batch, outcomes = done
+    for request, outcome in zip(batch, outcomes, strict=True):
+        answer(local.address, p.WriteMessagesResult(outcome, request.actor_instance_id))

@@ -96,7 +96,9 @@ class SharedHost(CellHost[_HostedCell]):
             case p.CellEnvelope(cell, inner):
                 self._deliver(cell, inner, sender)
             case p.LocalFlush():
-                self._flush_local()
+                self._start_local_flush()
+            case p.LocalWritten():
+                self._collect_local()
             case p.StartSharedHost():
                 self._start = message
                 self._guardian = message.system.guardian
