@@ -63,8 +63,10 @@ _IDLE_TICK = 0.01
 _LISTEN_SLICE = 0.002
 # Seconds of each further multiproc-tcp listen that collects what arrived with a reply. Not 0:
 # thespian's TCP transport returns from listen(0) before it looks at the messages it has read
-# already, so listen(0) would leave every reply but the first for a later pass.
-_DRAIN = 0.0002
+# already, so listen(0) would leave every reply but the first for a later pass. Every pass
+# ends with one such listen that finds nothing, so it is kept short (it waits that long since
+# `poll_selector` waits below a millisecond with `select`; before, poll made it 1 ms).
+_DRAIN = 0.0001
 # Longest wait for callers answered in the last pass to send again (see `Driver._linger`).
 _LINGER = 0.001
 # Most messages in one IngressBatch (one thespian frame).

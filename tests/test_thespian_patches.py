@@ -357,6 +357,38 @@ def test_the_transports_poll_selector_reports_ready_sockets_and_closed_descripto
         right.close()
 
 
+def test_a_wait_shorter_than_a_millisecond_reports_what_poll_would() -> None:
+    # poll_selector: a sub-millisecond wait (the driver's collection of replies) goes to
+    # select, whose timeout has microseconds; it reports the same events as poll, and a
+    # descriptor that is not open raises EBADF there too.
+    poll_selector.poll_selector()
+    left, right = socket.socketpair()
+    try:
+        selector = tcp.selectors.DefaultSelector()
+        selector.register(left.fileno(), tcp.selectors.EVENT_READ | tcp.selectors.EVENT_WRITE)
+        selector.register(right.fileno(), tcp.selectors.EVENT_READ)
+        assert [(key.fd, events) for key, events in selector.select(0.0001)] == [
+            (left.fileno(), tcp.selectors.EVENT_WRITE)]  # writable, nothing to read
+        right.send(b"x")
+        assert {key.fd: events for key, events in selector.select(0.0001)} == {
+            left.fileno(): tcp.selectors.EVENT_READ | tcp.selectors.EVENT_WRITE}
+        assert {key.fd: events for key, events in selector.select(0.0001)} == \
+            {key.fd: events for key, events in selector.select(1)}  # as poll sees it
+        selector.close()
+        closed = socket.socket()
+        number = closed.fileno()
+        closed.close()
+        selector = tcp.selectors.DefaultSelector()
+        selector.register(number, tcp.selectors.EVENT_READ)
+        with pytest.raises(OSError) as raised:
+            selector.select(0.0001)
+        assert raised.value.errno == errno.EBADF
+        selector.close()
+    finally:
+        left.close()
+        right.close()
+
+
 def test_the_transports_selector_is_reused_and_each_turn_waits_for_what_it_registered() -> None:
     # One poll set per thread, handed out again each turn: a turn waits only for the
     # descriptors and events it registered, whatever earlier turns registered.

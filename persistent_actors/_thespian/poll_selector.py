@@ -25,6 +25,11 @@ the file it is now. Thespian never keeps two selectors of one thread open at onc
 abandons the turn's selector when its wait raises, then checks single descriptors), so
 handing the same one out again is safe. Upstream thespian would need the same: keep one
 selector in the transport and change its registrations as sockets come and go.
+
+``poll`` takes whole milliseconds, and a wait rounded down would turn the loop into a spin, so
+it is rounded up; a wait shorter than a millisecond (the external driver's brief collection of
+the replies that came together, `_driver._DRAIN`) goes to ``select`` instead, whose timeout has
+microseconds, when every descriptor is below ``FD_SETSIZE``.
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ __all__ = ["poll_selector", "turn_selector"]
 _PATCHED = False
 
 
+# ``select`` takes descriptors below FD_SETSIZE only (glibc: 1024).
+_SELECT_LIMIT = 1024
 _READ = selectors.EVENT_READ
 _WRITE = selectors.EVENT_WRITE
 _POLL_MASK = {_READ: select.POLLIN, _WRITE: select.POLLOUT, _READ | _WRITE: select.POLLIN |
@@ -119,6 +126,8 @@ class _TurnSelector:
             wait = None
         elif timeout <= 0:
             wait = 0
+        elif timeout < 1e-3 and (not wanted or max(wanted) < _SELECT_LIMIT):
+            return self._select_briefly(wanted, timeout)
         else:
             wait = math.ceil(timeout * 1e3)  # as selectors.PollSelector: never wait too short
         ready = []
@@ -133,6 +142,26 @@ class _TurnSelector:
             key = keys[fd]
             ready.append((key, events & key.events))
         return ready
+
+    def _select_briefly(self, wanted: dict[int, int], timeout: float
+                        ) -> list[tuple[selectors.SelectorKey, int]]:
+        """Wait less than a millisecond: ``select``, whose timeout has microseconds.
+
+        ``poll`` takes whole milliseconds, so a wait of 0.2 ms (the driver's collection of
+        replies that came together) lasted a whole millisecond whenever nothing more came:
+        on service_async_mp about half the external process's run. A bad descriptor raises
+        ``OSError(EBADF)`` here too.
+        """
+        reads = [fd for fd, events in wanted.items() if events & _READ]
+        writes = [fd for fd, events in wanted.items() if events & _WRITE]
+        readable, writable, _ = select.select(reads, writes, [], timeout)
+        keys = self._keys
+        found: dict[int, int] = {}
+        for fd in readable:
+            found[fd] = _READ
+        for fd in writable:
+            found[fd] = found.get(fd, 0) | _WRITE
+        return [(keys[fd], events) for fd, events in found.items()]
 
     def close(self) -> None:
         """Keep the poll set for the thread's next turn."""
