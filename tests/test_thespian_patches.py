@@ -343,18 +343,23 @@ def test_the_transports_poll_selector_reports_ready_sockets_and_closed_descripto
         ready = {key.fd: events for key, events in selector.select(1)}
         assert ready[left.fileno()] == tcp.selectors.EVENT_READ
         selector.close()
-        closed = socket.socket()
-        number = closed.fileno()
-        closed.close()
-        selector = tcp.selectors.DefaultSelector()
-        selector.register(number, tcp.selectors.EVENT_READ)
-        with pytest.raises(OSError) as raised:
-            selector.select(0)
-        assert raised.value.errno == errno.EBADF
-        selector.close()
+        _closed_descriptor_raises_ebadf(0)
     finally:
         left.close()
         right.close()
+
+
+def _closed_descriptor_raises_ebadf(timeout: float) -> None:
+    """A wait of `timeout` on a descriptor that is not open raises OSError(EBADF)."""
+    closed = socket.socket()
+    number = closed.fileno()
+    closed.close()
+    selector = tcp.selectors.DefaultSelector()
+    selector.register(number, tcp.selectors.EVENT_READ)
+    with pytest.raises(OSError) as raised:
+        selector.select(timeout)
+    assert raised.value.errno == errno.EBADF
+    selector.close()
 
 
 def test_a_wait_shorter_than_a_millisecond_reports_what_poll_would() -> None:
@@ -375,15 +380,7 @@ def test_a_wait_shorter_than_a_millisecond_reports_what_poll_would() -> None:
         assert {key.fd: events for key, events in selector.select(0.0001)} == \
             {key.fd: events for key, events in selector.select(1)}  # as poll sees it
         selector.close()
-        closed = socket.socket()
-        number = closed.fileno()
-        closed.close()
-        selector = tcp.selectors.DefaultSelector()
-        selector.register(number, tcp.selectors.EVENT_READ)
-        with pytest.raises(OSError) as raised:
-            selector.select(0.0001)
-        assert raised.value.errno == errno.EBADF
-        selector.close()
+        _closed_descriptor_raises_ebadf(0.0001)
     finally:
         left.close()
         right.close()
