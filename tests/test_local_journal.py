@@ -10,15 +10,16 @@ from __future__ import annotations
 import select
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from journal_plugins.sqlite import SqliteJournal
 from persistent_actors import ActorSystem
 from persistent_actors import _protocol as p
-from persistent_actors._thespian.local_journal import LocalJournals
+from persistent_actors._thespian.local_journal import LocalJournals, _Committer, _Local
 from persistent_actors._thespian.shared_host import SharedHost
+from persistent_actors.errors import JournalError
 from persistent_actors.journal import AtomicWrite, PersistentRepr
 from persistent_actors.testing import TestProbe
 from tests.entity_actors import AddItem, Cart
@@ -221,6 +222,43 @@ def test_without_a_loop_to_wake_the_host_commits_inline(tmp_path: Path) -> None:
         assert list(host._local) == [p.CellEnvelope(1, p.WriteMessagesResult((p.STORED,), 7))]
     finally:
         journals.close()
+
+
+class _Boom(BaseException):
+    """Escapes `write_batch`'s own handling (it catches Exception)."""
+
+
+class _CountingJournal:
+    async def write_messages(self, writes: Any) -> list[None]:
+        return [None] * len(writes)
+
+
+class _ExplodingLoop:
+    def run(self, coro: Any) -> Any:
+        coro.close()
+        raise _Boom
+
+
+def test_a_commit_that_raises_fails_its_writes_and_answers_each_item_as_a_failed_write(
+) -> None:
+    # The commit thread must answer every request whatever escapes the write, item by item
+    # as write_batch maps a failed write_messages (a deferred handler's place: Looped).
+    committer = _Committer("test")
+    try:
+        local = _Local("journal", cast(Any, _CountingJournal()), _ExplodingLoop(), "test")
+        event = PersistentRepr("a", 1, "m", b"x")
+        request = p.WriteMessages((AtomicWrite((event,)), p.LoopMessage()), actor_instance_id=7)
+        committer.submit(local, [request])
+        done_local, batch, outcomes = committer.wait()
+        assert done_local is local
+        assert batch == [request]
+        ((failed, looped),) = outcomes
+        assert isinstance(failed, p.WriteFailed)
+        assert isinstance(failed.cause, JournalError)
+        assert "_Boom" in str(failed.cause)
+        assert looped == p.Looped()
+    finally:
+        committer.close()
 
 
 def test_sqlite_in_memory_is_not_written_from_many_processes() -> None:

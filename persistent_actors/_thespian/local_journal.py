@@ -36,12 +36,13 @@ import contextlib
 import os
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from persistent_actors import _protocol as p
-from persistent_actors._thespian.common import log, portable_error
+from persistent_actors._thespian.common import log
 from persistent_actors._thespian.plugin_host import close_plugin, start_plugin, write_batch
+from persistent_actors.errors import JournalError
 from persistent_actors.journal import Journal
 
 __all__ = ["LocalJournals"]
@@ -105,7 +106,8 @@ class _Committer:
             try:
                 outcomes = write_batch(local.loop.run, local.journal, batch, _not_written)
             except BaseException as e:  # noqa: BLE001 - every write of the batch fails with it
-                outcomes = _failed(batch, e)
+                # Answered as a failed write_messages is (each item as write_batch maps it).
+                outcomes = write_batch(_failing(e), local.journal, batch, _not_written)
             self._done.put((local, batch, outcomes))
             with contextlib.suppress(OSError):  # closed: nobody waits any more
                 os.write(self._signal, b"\0")
@@ -134,10 +136,14 @@ class _Committer:
                 os.close(fd)
 
 
-def _failed(batch: Sequence[p.WriteMessages], error: BaseException
-            ) -> list[tuple[p.WriteOutcome, ...]]:
-    failure = p.WriteFailed(portable_error(error))
-    return [(failure,) * len(request.items) for request in batch]
+def _failing(error: BaseException) -> Callable[[Coroutine[Any, Any, Any]], Any]:
+    """A `write_batch` runner whose ``write_messages`` fails with `error` (not run)."""
+
+    def run(coro: Coroutine[Any, Any, Any]) -> Any:
+        coro.close()
+        raise JournalError(f"the commit failed: {error!r}") from error
+
+    return run
 
 
 class LocalJournals:
