@@ -7,6 +7,7 @@ no other request of the host to that journal overtakes a write it gathered.
 
 from __future__ import annotations
 
+import asyncio
 import select
 import sqlite3
 from pathlib import Path
@@ -90,6 +91,34 @@ def test_entity_hosts_write_their_entities_events_themselves(tmp_path: Path) -> 
     with ActorSystem("entities", config=config) as system:
         carts = system.entities("cart", Cart)
         assert [carts.ask(user, "items", timeout=10) for user in users] == [["apple"]] * 8
+
+
+@pytest.mark.multiproc
+def test_concurrent_writes_through_background_commits_are_stored_in_order_once(
+        tmp_path: Path) -> None:
+    # Each entity host commits on a thread of its own while it takes the next frames: 20
+    # users' persists interleave over two hosts with commits in flight, and the system stops
+    # right after the last reply. Every write was answered with its own position, and after a
+    # restart each cart holds exactly its items, in order.
+    config = _config(tmp_path, "PidNotingJournal")
+    config["sharding"] = {"host_processes": 2, "passivate_idle_after": 0}
+    users = [f"user-{i}" for i in range(20)]
+    with ActorSystem("burst", config=config) as system:
+        carts = system.entities("cart", Cart)
+
+        async def client(user: str) -> list[int]:
+            return [await carts.ask_async(user, AddItem(f"{user}:{k}"), timeout=30)
+                    for k in range(10)]
+
+        async def burst() -> list[list[int]]:
+            return list(await asyncio.gather(*(client(user) for user in users)))
+
+        answers = asyncio.run(burst())
+    assert answers == [list(range(1, 11))] * len(users)
+    with ActorSystem("burst", config=config) as system:
+        carts = system.entities("cart", Cart)
+        for user in users:
+            assert carts.ask(user, "items", timeout=10) == [f"{user}:{k}" for k in range(10)]
 
 
 # -- the host's side, without thespian --------------------------------------------------------
