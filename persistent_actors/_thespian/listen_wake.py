@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from typing import Any
 
 from persistent_actors._thespian.lean_loop import watch_readable
@@ -42,7 +43,7 @@ class ListenWake:
         self._read, self._write = read, write
         self.armed = False  # the driver listens and no byte is on its way yet
         self._sent = False
-        self._stop: Any = None
+        self._stop: Callable[[], None] | None = None
 
     @classmethod
     def of(cls, asys: Any) -> ListenWake | None:

@@ -238,19 +238,15 @@ class LocalJournals:
         if committer is None:
             self.flush(answer)
         elif not self._in_flight and self._gathering:
-            local = self._gathering.pop(0)
-            batch, local.pending = local.pending, []
             self._in_flight = True
-            committer.submit(local, batch)
+            committer.submit(*self._next_batch())
 
     def collect(self, answer: _Answer) -> None:
         """`answer` the commits that finished (the host's loop said so); start the next one."""
         committer = self._committer
         if committer is None:
             return
-        for done in committer.take():
-            self._in_flight = False
-            _answer(done, answer)
+        self._answer_finished(committer, answer)
         self.start_flush(answer)
 
     def flush(self, answer: _Answer) -> None:
@@ -261,17 +257,26 @@ class LocalJournals:
         """
         committer = self._committer
         if committer is not None:
-            for done in committer.take():
-                self._in_flight = False
-                _answer(done, answer)
+            self._answer_finished(committer, answer)
             if self._in_flight:
                 _answer(committer.wait(), answer)
                 self._in_flight = False
         while self._gathering:
-            local = self._gathering.pop(0)
-            batch, local.pending = local.pending, []
+            local, batch = self._next_batch()
             outcomes = write_batch(local.loop.run, local.journal, batch, _not_written)
             _answer((local, batch, outcomes), answer)
+
+    def _next_batch(self) -> tuple[_Local, list[p.WriteMessages]]:
+        """The first gathering journal and what it gathered, which it no longer holds."""
+        local = self._gathering.pop(0)
+        batch, local.pending = local.pending, []
+        return local, batch
+
+    def _answer_finished(self, committer: _Committer, answer: _Answer) -> None:
+        """`answer` every commit the committer finished so far (none waits)."""
+        for done in committer.take():
+            self._in_flight = False
+            _answer(done, answer)
 
     def close(self) -> None:
         """Close every journal started here (after a last `flush` by the caller)."""
