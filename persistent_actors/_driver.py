@@ -147,6 +147,10 @@ class Driver:
         """True if called on the driver thread (inside an actor, on the simple base)."""
         return threading.get_ident() == self._ident
 
+    def unacknowledged_for(self, address: Any) -> float | None:
+        """Multiproc-tcp: seconds a frame to `address` has waited for its ack (None: none)."""
+        return None if self._outbound is None else self._outbound.unacknowledged_for(address)
+
     def submit(self, address: Any, message: Any) -> None:
         """Queue `message` for `address`; it is sent in order with everything else queued."""
         ops = self._ops

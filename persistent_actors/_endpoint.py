@@ -297,6 +297,20 @@ class Endpoint:
         return True
 
     # -- request / reply ---------------------------------------------------------------------
+    def undelivered(self, address: Any) -> str:
+        """For a timeout's message: "" or why the request may not have arrived at all.
+
+        On multiproc-tcp a frame to `address` that is still unacknowledged says the receiving
+        process has not taken it (hung, or its connection stalled), not that its actor was
+        slow to reply.
+        """
+        driver = self._driver
+        waited = None if driver is None else driver.unacknowledged_for(address)
+        if waited is None:
+            return ""
+        return (f"; the frame carrying it to {address} has waited {waited:.1f}s for the "
+                "receiving process to acknowledge it")
+
     def request(self, target: Any, build: Callable[[str], Any], timeout: float, what: str,
                 cancel: threading.Event | None = None) -> Any:
         """Send ``build(correlation_id)`` to `target`, wait for the reply and return it.
@@ -335,7 +349,8 @@ class Endpoint:
                 if remaining <= 0:
                     if waiter.answered():  # in time; its wake-up was still on its way down
                         break
-                    raise AskTimeoutError(f"timed out after {timeout}s {what}")
+                    raise AskTimeoutError(
+                        f"timed out after {timeout}s {what}{self.undelivered(target)}")
         finally:
             self._sinks.pop(corr, None)
             if not woken:
@@ -369,7 +384,8 @@ class Endpoint:
             return self.request(ref._address, lambda corr: p.new_envelope(outbound, None, corr),  # noqa: SLF001
                                 timeout, "")
         except AskTimeoutError:
-            raise AskTimeoutError(_no_reply(ref, message, timeout)) from None
+            raise AskTimeoutError(_no_reply(ref, message, timeout)
+                                  + self.undelivered(ref._address)) from None  # noqa: SLF001
 
     async def ask_async(self, ref: ActorRef, message: Any, timeout: float) -> Any:
         """Send `message` and await the reply without blocking the loop (see `ActorRef.ask_async`).
@@ -415,7 +431,8 @@ class Endpoint:
             finally:
                 waiting.pop(future, None)
         except _Expired:
-            raise AskTimeoutError(_no_reply(ref, message, timeout)) from None
+            raise AskTimeoutError(_no_reply(ref, message, timeout)
+                                  + self.undelivered(ref._address)) from None  # noqa: SLF001
         finally:
             sinks.pop(corr, None)
 

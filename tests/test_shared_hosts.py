@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from persistent_actors import ActorInitializationError, ActorSystem
+from persistent_actors import ActorInitializationError, ActorSystem, AskTimeoutError
 from persistent_actors.messages import DeadLetter
 from persistent_actors.testing import TestProbe
 from tests.failure_actors import ProcessReporter
@@ -147,3 +147,24 @@ def test_a_shared_host_that_never_starts_fails_actor_of(
         with pytest.raises(ActorInitializationError, match="exited before it started"):
             system.actor_of(Echo, name="echo")
         assert len(list(marks.iterdir())) == 6
+
+
+def test_an_ask_to_a_process_that_took_nothing_says_so_in_its_timeout() -> None:
+    # A host process that does not take its frames (stopped here with SIGSTOP; hung, in the
+    # wild) is told apart from an actor that is slow to reply: the timeout names the frame.
+    with ActorSystem("stalled", config=_config(1)) as system:
+        probe = TestProbe(system)
+        actor = system.actor_of(ProcessReporter, "stalled-1", probe.ref)
+        pid = actor.ask("pid", timeout=10)
+        with pytest.raises(AskTimeoutError) as slow:
+            actor.ask("silence", timeout=0.5)  # answered by nobody, but taken
+        assert "acknowledge" not in str(slow.value)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(AskTimeoutError, match=r"frame carrying it .* has waited "
+                                                      r"[0-9.]+s for the receiving process"):
+                actor.ask("pid", timeout=0.5)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        # Nothing was lost: the process takes the frame once it runs again.
+        assert actor.ask("pid", timeout=10) == pid

@@ -26,6 +26,7 @@ Only the thread that runs the external transport (the driver) may call `send`.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from thespian.actors import ActorSystemMessage, DeadEnvelope
@@ -52,6 +53,8 @@ class Outbound:
         self._transport = base.transport
         self._admin = base.adminAddr
         self._busy: set[Any] = set()  # destinations with a frame in flight
+        # When each destination's frame in flight left (`unacknowledged_for`).
+        self._since: dict[Any, float] = {}
         # Messages for a busy destination, sent as one frame when its frame is acknowledged.
         self._waiting: dict[Any, tuple[Any, list[Any]]] = {}
 
@@ -59,6 +62,14 @@ class Outbound:
     def in_flight(self) -> bool:
         """True while a frame is not acknowledged yet (the transport must keep running)."""
         return bool(self._busy)
+
+    def unacknowledged_for(self, address: Any) -> float | None:
+        """Seconds the frame in flight to `address` has waited for its ack; None if none.
+
+        Any thread may ask (for a timeout's message): a stale answer is harmless there.
+        """
+        since = self._since.get(getattr(address, "addressDetails", None))
+        return None if since is None else time.monotonic() - since
 
     def send(self, sends: list[tuple[Any, Any]]) -> None:
         """Send each (address, message) in order per address; returns without waiting."""
@@ -103,11 +114,13 @@ class Outbound:
             self._finished(key)
 
         self._busy.add(key)
+        self._since[key] = time.monotonic()
         try:
             self._schedule(TransmitIntent(address, frame, onSuccess=done, onError=failed))
         except Exception:  # noqa: BLE001 - one bad message must not lose the others
             log.debug("driver: frame send failed, sending one by one", exc_info=True)
             self._busy.discard(key)
+            self._since.pop(key, None)
             for message in chunk:  # blocking tells: nothing else is in flight to `address`
                 try:
                     self._asys.tell(address, message)
@@ -122,6 +135,7 @@ class Outbound:
     def _finished(self, key: Any) -> None:
         """The frame to `key` is acknowledged (or failed): what waited for it leaves now."""
         self._busy.discard(key)
+        self._since.pop(key, None)
         waiting = self._waiting.pop(key, None)
         if waiting is not None and key not in self._busy:
             self._transmit(key, *waiting)
