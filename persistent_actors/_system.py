@@ -92,7 +92,7 @@ class ActorSystem:
         if self.settings.base != "simple":
             # Before thespian starts: it forks every process from this one (they inherit it).
             secure_transport(self.settings.bind_address, self.settings.secret_file)
-            port = self.settings.admin_port or free_port()
+            port = self.settings.admin_port or free_port(avoid=frozenset(ADMIN_PORTS))
             ADMIN_PORTS.append(port)
             capabilities["Admin Port"] = port
             cluster = self.settings.cluster

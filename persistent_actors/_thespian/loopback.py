@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import socket
+from collections.abc import Collection
 from typing import Any
 
 from thespian.system.transport import IPBase
@@ -48,8 +49,12 @@ def _ephemeral_range() -> tuple[int, int]:
         return 32_768, 60_999  # Linux's default
 
 
-def free_port(host: str = "127.0.0.1") -> int:
+def free_port(host: str = "127.0.0.1", avoid: Collection[int] = ()) -> int:
     """A TCP port free on `host` now, outside the kernel's ephemeral range where it can.
+
+    Ports in `avoid` are skipped while others are free: the actor system passes the admin
+    ports this process used before, whose old actor processes may still be exiting and
+    would address a new admin on the same port as their own.
 
     A port the kernel picked for ``bind(0)`` lies in the range it also hands out as the local
     port of every outgoing connection, and an actor system's processes open many: between
@@ -60,6 +65,8 @@ def free_port(host: str = "127.0.0.1") -> int:
     low, _ = _ephemeral_range()
     if low - 1 > _LOWEST_PORT:
         for port in random.sample(range(_LOWEST_PORT, low), min(64, low - _LOWEST_PORT)):
+            if port in avoid:
+                continue
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
                 try:
                     s.bind((host, port))
