@@ -203,11 +203,17 @@ class Eventsourced:
         # keeps many idle machines).
         self._stash: deque[tuple[Any, ActorRef]] | None = stash
         self._pending: deque[_Invocation] | None = None
+        # The one pending invocation while there is no deque (`_pend`): an actor that never
+        # has two persists pending at once never makes one. A deque made at an actor's first
+        # persist stayed alive with it, one object more per actor for the cyclic collector:
+        # with 10,000 carts each pass of 100 first requests set off a collection (6 % of
+        # service_async_10k). Never set while `_pending` is a deque.
+        self._one: _Invocation | None = None
         self._pending_stashing = 0
         self._stash_capacity = 0  # internal_stash_capacity, set by the first stash
         self._event_batch: list[p.WriteItem] = []
         self._journal_batch: list[p.WriteItem] = []
-        self._in_flight: list[p.WriteItem] = []
+        self._in_flight: tuple[p.WriteItem, ...] = ()
         self._write_in_progress = False
         self._sender: ActorRef | None = None
         self._snapshot_criteria = SnapshotSelectionCriteria.latest()
@@ -648,9 +654,7 @@ class Eventsourced:
         first = self._sequence_nr + 1
         self._sequence_nr += len(events)
         sender = self._current_sender()
-        if self._pending is None:
-            self._pending = deque()
-        self._pending.extend([(event, handler, stashing, sender) for event in events])
+        self._pending_deque().extend([(event, handler, stashing, sender) for event in events])
         if stashing:
             self._pending_stashing += len(events)
         if error is not None:
@@ -687,11 +691,15 @@ class Eventsourced:
             error = e
         self._sequence_nr = sequence_nr = self._sequence_nr + 1
         # _pend and _current_sender, inline (two calls less per event).
+        invocation = (event, handler, stashing,
+                      self._sender if self._sender is not None else DEAD_LETTERS)
         pending = self._pending
-        if pending is None:
-            pending = self._pending = deque()
-        pending.append((event, handler, stashing,
-                        self._sender if self._sender is not None else DEAD_LETTERS))
+        if pending is not None:
+            pending.append(invocation)
+        elif self._one is None:
+            self._one = invocation
+        else:
+            self._pending_deque().append(invocation)
         if stashing:
             self._pending_stashing += 1
         if error is not None:
@@ -704,7 +712,7 @@ class Eventsourced:
     def defer(self, event: Any, handler: Callable[[Any], None], *, stashing: bool) -> None:
         """Run `handler(event)` after all pending invocations (at once if there are none)."""
         self._check_may_persist()
-        if not self._pending:
+        if not self._pending and self._one is None:
             handler(event)
             return
         self._pend((event, handler, stashing, self._current_sender()))
@@ -713,29 +721,57 @@ class Eventsourced:
         self._event_batch.append(p.LoopMessage())
 
     def _pend(self, invocation: _Invocation) -> None:
-        if self._pending is None:
-            self._pending = deque()
-        self._pending.append(invocation)
+        """Queue `invocation` behind the pending ones (in `_one` while it is alone)."""
+        pending = self._pending
+        if pending is not None:
+            pending.append(invocation)
+        elif self._one is None:
+            self._one = invocation
+        else:
+            self._pending_deque().append(invocation)
+
+    def _pending_deque(self) -> deque[_Invocation]:
+        """The deque of pending invocations, made (holding `_one`, if set) on first need."""
+        pending = self._pending
+        if pending is None:
+            pending = self._pending = deque()
+            if self._one is not None:
+                pending.append(self._one)
+                self._one = None
+        return pending
+
+    def _next_invocation(self) -> _Invocation:
+        """The first pending invocation, left in place."""
+        pending = self._pending
+        invocation = pending[0] if pending else self._one
+        assert invocation is not None  # noqa: S101 - called for a pending invocation only
+        return invocation
 
     def _current_sender(self) -> ActorRef:
         return self._sender if self._sender is not None else DEAD_LETTERS
 
     def _flush_batch(self) -> None:
-        if self._event_batch:
-            self._journal_batch.extend(self._event_batch)
-            self._event_batch = []
+        # The batches are emptied in place, never replaced: a new list per write was two of
+        # the objects a request allocated before the last one's were freed, and with 100
+        # requests in a pass that decided whether the cyclic collector ran in every pass
+        # (service_async_10k: 40 collections in 4,000 requests, 6 % of its time).
+        event_batch = self._event_batch
+        if event_batch:
+            self._journal_batch.extend(event_batch)
+            event_batch.clear()
         self._flush_journal_batch()
 
     def _flush_journal_batch(self) -> None:
         if self._write_in_progress or not self._journal_batch or self._state == _STOPPED:
             return
-        self._in_flight = self._journal_batch
-        self._journal_batch = []
+        batch = self._journal_batch
+        self._in_flight = in_flight = tuple(batch)
+        batch.clear()
         self._write_in_progress = True
-        self.cell.write_messages(p.new_write_messages(tuple(self._in_flight), self.instance_id))
+        self.cell.write_messages(p.new_write_messages(in_flight, self.instance_id))
 
     def _on_write_result(self, outcomes: tuple[p.WriteOutcome, ...]) -> None:
-        items, self._in_flight = self._in_flight, []
+        items, self._in_flight = self._in_flight, ()
         self._write_in_progress = False
         if len(outcomes) != len(items):
             self._persist_failed(RecoveryError(
@@ -795,45 +831,56 @@ class Eventsourced:
 
         `_apply_next_handler` per event, inlined (a persist_all of 50 runs 50 handlers).
         """
-        pending = self._pending
-        assert pending  # noqa: S101 - one pending invocation per written event
         cell = self.cell
         for repr_ in written:
             if self._state == _STOPPED:  # a handler stopped the actor
                 return
             self.last_sequence_nr = repr_.sequence_nr
-            event, handler, _, sender = pending[0]
+            # `_next_invocation`, inline. A handler may persist: `_pending` is read again after
+            # it (its persist may have made the deque, with this invocation first).
+            pending = self._pending
+            invocation = pending[0] if pending else self._one
+            assert invocation is not None  # noqa: S101 - one pending invocation per event
+            event, handler, _, sender = invocation
             if sender is not self._sender:  # the cell's sender is always the machine's
                 self._sender = sender
                 cell.set_sender(sender)
             try:
                 handler(event)
             finally:
-                if pending.popleft()[2]:
+                # `_pop_invocation`, inline.
+                pending = self._pending
+                if pending:
+                    stashing = pending.popleft()[2]
+                else:
+                    stashing = invocation[2]
+                    self._one = None
+                if stashing:
                     self._pending_stashing -= 1
                 if self._event_batch or (self._journal_batch and not self._write_in_progress):
                     self._flush_batch()
 
     def _apply_next_handler(self) -> None:
-        pending = self._pending
-        assert pending  # noqa: S101 - called for a pending invocation only
-        event, handler, _, sender = pending[0]
+        event, handler, _, sender = self._next_invocation()
         if sender is not self._sender:  # the cell's sender is always the machine's
             self._sender = sender
             self.cell.set_sender(sender)
         try:
             handler(event)
         finally:
-            # `_pop_invocation` and `_flush_batch`, inlined (this runs once per stored event);
-            # the flush only when it would send something.
-            if pending.popleft()[2]:
-                self._pending_stashing -= 1
+            # `_flush_batch` inlined, only when it would send something (once per stored event).
+            self._pop_invocation()
             if self._event_batch or (self._journal_batch and not self._write_in_progress):
                 self._flush_batch()
 
     def _pop_invocation(self) -> _Invocation:
-        assert self._pending  # noqa: S101 - called for a pending invocation only
-        invocation = self._pending.popleft()
+        pending, one = self._pending, self._one
+        if pending:
+            invocation = pending.popleft()
+        else:
+            assert one is not None  # noqa: S101 - called for a pending invocation only
+            invocation = one
+            self._one = None
         if invocation[2]:
             self._pending_stashing -= 1
         return invocation

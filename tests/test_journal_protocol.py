@@ -314,3 +314,28 @@ def test_replayed_chunks_are_applied_in_order_whatever_order_they_arrive_in(
     assert actor.log == ["e1", "e2", "e3", "RecoveryCompleted"]
     assert es.last_sequence_nr == 3
     assert not es.is_recovering
+
+
+def test_a_lone_pending_persist_keeps_its_place_when_its_handler_persists_and_defers() -> None:
+    # A lone pending invocation is held without a deque; a persist, persist_all or defer from
+    # its own handler (or a second command's persist) must queue behind it, in call order.
+    def command(a: _Scripted) -> None:
+        def outer(event: str) -> None:
+            a.logged(event)
+            a.persist(f"{event}-inner", a.logged)
+            a.persist_all([f"{event}-all-1", f"{event}-all-2"], a.logged)
+            a.defer_async(f"{event}-deferred", a.logged)
+
+        a.persist("a", outer)
+
+    h = _Harness()
+    h.command(command)
+    h.command(lambda a: a.persist("b", a.logged))  # stashed until "a"'s handlers ran
+    answered = h.answer_all()
+
+    assert h.actor.log == ["a", "a-inner", "a-all-1", "a-all-2", "a-deferred", "b"]
+    assert [e for r in answered for e in _sequence_nrs(r)] == [(1,), (2,), (3, 4), (5,)]
+    assert h.max_outstanding == 1
+    # Nothing pending afterwards: a defer runs at once.
+    h.command(lambda a: a.defer_async("c", a.logged))
+    assert h.actor.log[-1] == "c"
