@@ -690,16 +690,9 @@ class Eventsourced:
         except SerializationError as e:
             error = e
         self._sequence_nr = sequence_nr = self._sequence_nr + 1
-        # _pend and _current_sender, inline (two calls less per event).
-        invocation = (event, handler, stashing,
-                      self._sender if self._sender is not None else DEAD_LETTERS)
-        pending = self._pending
-        if pending is not None:
-            pending.append(invocation)
-        elif self._one is None:
-            self._one = invocation
-        else:
-            self._pending_deque().append(invocation)
+        # _current_sender, inline (one call less per event).
+        self._pend((event, handler, stashing,
+                    self._sender if self._sender is not None else DEAD_LETTERS))
         if stashing:
             self._pending_stashing += 1
         if error is not None:
