@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,6 +16,29 @@ from tests.pg import (
     pg_schema,  # noqa: F401 - the PostgreSQL tests' schema fixture
     skipped_line,
 )
+
+
+class _ForkedOnly(logging.Filter):
+    """Passes the records of processes forked from this one: thespian's actor processes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pid = os.getpid()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return os.getpid() != self._pid
+
+
+# An actor process's warnings (the guardian's, a host's) went to the copies of pytest's log
+# handlers it inherited, and were lost with it. This handler writes them to file descriptor 2,
+# which in a process forked during a test is pytest's capture: a failing test shows them under
+# "Captured stderr". This process's own records reach pytest's log capture as before.
+_actor_process_log = logging.StreamHandler(sys.__stderr__)
+_actor_process_log.setLevel(logging.WARNING)
+_actor_process_log.setFormatter(
+    logging.Formatter("%(levelname)s %(name)s (actor process %(process)d): %(message)s"))
+_actor_process_log.addFilter(_ForkedOnly())
+logging.getLogger("persistent_actors").addHandler(_actor_process_log)
 
 # "multiproc-tcp" is the base's default config: actor_of actors in shared host processes,
 # one per CPU. "multiproc-tcp-isolated" is multiproc-tcp with `[actor_system] host_processes

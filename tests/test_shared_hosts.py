@@ -8,8 +8,11 @@ process per actor); these are what only the pool has: its size, placement, a dyi
 from __future__ import annotations
 
 import collections
+import logging
 import os
+import re
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -168,3 +171,34 @@ def test_an_ask_to_a_process_that_took_nothing_says_so_in_its_timeout() -> None:
             os.kill(pid, signal.SIGCONT)
         # Nothing was lost: the process takes the frame once it runs again.
         assert actor.ask("pid", timeout=10) == pid
+
+
+def test_a_shared_host_slow_to_start_is_logged_and_its_actors_still_start(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # A host that neither starts nor dies used to leave actor_of waiting without a word.
+    from persistent_actors import _protocol as p  # noqa: PLC0415 - the host's start message
+    from persistent_actors._thespian import guardian, shared_host  # noqa: PLC0415
+
+    original = shared_host.SharedHost.receiveMessage
+
+    def receive(self: Any, message: Any, sender: Any) -> None:
+        if isinstance(message, p.StartSharedHost):
+            time.sleep(1.5)  # hung for a while (inherited by the forked host process)
+        original(self, message, sender)
+
+    monkeypatch.setattr(shared_host.SharedHost, "receiveMessage", receive)
+    monkeypatch.setattr(guardian, "SLOW_HOST_START", 0.3)
+    # The guardian's process inherits this handler (pytest's own stay in this process).
+    handler = logging.FileHandler(tmp_path / "actors.log")
+    logger = logging.getLogger("persistent_actors")
+    logger.addHandler(handler)
+    try:
+        with ActorSystem("slow", config=_config(1)) as system:
+            echo = system.actor_of(Echo, name="echo")
+            assert echo.ask("hi", timeout=10) == "hi"
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    assert re.search(r"shared host process 0 .* has not reported itself started 0 s after it "
+                     r"was created; the 1 actor_of call\(s\) placed there wait",
+                     (tmp_path / "actors.log").read_text())

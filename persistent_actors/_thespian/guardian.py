@@ -67,11 +67,23 @@ CRASH_GRACE = 0.5
 # Times in a row a shared host process may die before it reports itself started: then the
 # actors waiting for it fail to start (a host that cannot start is not retried for ever).
 POOL_START_ATTEMPTS = 3
+# Seconds after its creation at which a shared host that has not reported itself started is
+# logged (it neither started nor died: a hung process, which nothing else would report while
+# the actor_of calls placed there wait out their timeout).
+SLOW_HOST_START = 10.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _CrashCheck:
     key: Any
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _StartCheck:
+    """Is the shared host created for pool index `index` (as `created`) started yet?"""
+
+    index: int
+    created: Any
 
 
 def _key(address: Any) -> Any:
@@ -230,6 +242,8 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
                     self._entity_held.pop(key, None)
                 else:
                     self._restart_entity_host(key, start)
+            case WakeupMessage(payload=_StartCheck(index, created)):
+                self._check_started(index, created)
             case WakeupMessage(payload=_CrashCheck(key)) if key in self._suspects:
                 name = self._suspects.pop(key)
                 if not self._restart_crashed(name, key):
@@ -799,7 +813,17 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
             from persistent_actors._thespian.shared_host import SharedHost  # noqa: PLC0415
             created = self._pool_creating[index] = self.createActor(SharedHost)
             self.send(created, p.StartSharedHost(self._info, index))
+            self.wakeupAfter(datetime.timedelta(seconds=SLOW_HOST_START),
+                             payload=_StartCheck(index, created))
         waiting.append((cell, start))
+
+    def _check_started(self, index: int, created: Any) -> None:
+        """Log a shared host that is still being started `SLOW_HOST_START` after its creation."""
+        if self._pool_creating.get(index) is created and not self._exiting:
+            log.warning("guardian: shared host process %d ([actor_system] host_processes) has "
+                        "not reported itself started %.0f s after it was created; the %d "
+                        "actor_of call(s) placed there wait for it", index, SLOW_HOST_START,
+                        len(self._pool_waiting.get(index, ())))
 
     def _pool_started(self, index: int, host: Any) -> None:
         self._pool_creating.pop(index, None)
