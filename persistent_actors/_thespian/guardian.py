@@ -80,7 +80,7 @@ class _CrashCheck:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _StartCheck:
-    """Is the shared host created for pool index `index` (as `created`) started yet?"""
+    """A check, some seconds on, that the host created for pool `index` has started."""
 
     index: int
     created: Any
