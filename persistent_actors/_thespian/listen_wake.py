@@ -12,12 +12,11 @@ disarms it after, so a busy driver costs its callers no system call.
 
 from __future__ import annotations
 
-import contextlib
-import os
 from collections.abc import Callable
 from typing import Any
 
 from persistent_actors._thespian.lean_loop import watch_readable
+from persistent_actors._thespian.wake_pipe import WakePipe
 
 __all__ = ["WOKEN", "ListenWake"]
 
@@ -37,10 +36,10 @@ WOKEN: Any = _Woken()
 class ListenWake:
     """The pipe a multiproc-tcp driver's listen watches; `wake` is safe on any thread."""
 
-    __slots__ = ("_read", "_sent", "_stop", "_write", "armed")
+    __slots__ = ("_pipe", "_sent", "_stop", "armed")
 
-    def __init__(self, read: int, write: int) -> None:
-        self._read, self._write = read, write
+    def __init__(self, pipe: WakePipe) -> None:
+        self._pipe = pipe
         self.armed = False  # the driver listens and no byte is on its way yet
         self._sent = False
         self._stop: Callable[[], None] | None = None
@@ -49,11 +48,8 @@ class ListenWake:
     def of(cls, asys: Any) -> ListenWake | None:
         """A wake for the external transport of `asys`; None where its loop is not ours."""
         transport = getattr(getattr(asys, "_systemBase", None), "transport", None)
-        read, write = os.pipe()
-        os.set_blocking(read, False)
-        os.set_blocking(write, False)
-        wake = cls(read, write)
-        wake._stop = watch_readable(transport, read, WOKEN)
+        wake = cls(WakePipe())
+        wake._stop = watch_readable(transport, wake._pipe.fd, WOKEN)
         if wake._stop is None:
             wake.close()
             return None
@@ -68,8 +64,7 @@ class ListenWake:
         if self.armed:
             self.armed = False
             self._sent = True
-            with contextlib.suppress(OSError):  # full (a byte is there already) or closed
-                os.write(self._write, b"\0")
+            self._pipe.signal()
 
     def disarm(self) -> None:
         """The driver's listen is over: take back any byte written for it."""
@@ -80,16 +75,11 @@ class ListenWake:
 
     def drain(self) -> None:
         """Read what `wake` wrote (the listen saw it)."""
-        with contextlib.suppress(OSError):  # BlockingIOError: nothing (more) to read
-            while os.read(self._read, 512):
-                pass
+        self._pipe.drain()
 
     def close(self) -> None:
         """Stop watching and close the pipe; idempotent."""
         stop, self._stop = self._stop, None
         if stop is not None:
             stop()
-        for fd in (self._read, self._write):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self._read = self._write = -1
+        self._pipe.close()

@@ -33,7 +33,6 @@ commit in flight and write what is gathered at once (`LocalJournals.flush`).
 from __future__ import annotations
 
 import contextlib
-import os
 import queue
 import threading
 from collections.abc import Callable, Coroutine
@@ -42,6 +41,7 @@ from typing import Any
 from persistent_actors import _protocol as p
 from persistent_actors._thespian.common import log
 from persistent_actors._thespian.plugin_host import close_plugin, start_plugin, write_batch
+from persistent_actors._thespian.wake_pipe import WakePipe
 from persistent_actors.errors import JournalError
 from persistent_actors.journal import Journal
 
@@ -83,13 +83,13 @@ _Done = tuple[_Local, list[p.WriteMessages], list[tuple[p.WriteOutcome, ...]]]
 class _Committer:
     """The thread that stores a host's batches while the host goes on; it signals through `fd`.
 
-    Each finished commit is queued and one byte is written down a pipe, whose read end (`fd`)
-    the host's loop watches; `take` drains both.
+    Each finished commit is queued and signalled down a pipe, whose read end (`fd`) the host's
+    loop watches; `take` drains both.
     """
 
     def __init__(self, name: str) -> None:
-        self.fd, self._signal = os.pipe()
-        os.set_blocking(self.fd, False)
+        self._pipe = WakePipe()
+        self.fd = self._pipe.fd
         self._jobs: queue.SimpleQueue[tuple[_Local, list[p.WriteMessages]] | None] = \
             queue.SimpleQueue()
         self._done: queue.SimpleQueue[_Done] = queue.SimpleQueue()
@@ -109,14 +109,11 @@ class _Committer:
                 # Answered as a failed write_messages is (each item as write_batch maps it).
                 outcomes = write_batch(_failing(e), local.journal, batch, _not_written)
             self._done.put((local, batch, outcomes))
-            with contextlib.suppress(OSError):  # closed: nobody waits any more
-                os.write(self._signal, b"\0")
+            self._pipe.signal()
 
     def take(self) -> list[_Done]:
         """The commits finished so far (none waits); drains the signal."""
-        with contextlib.suppress(OSError):  # BlockingIOError: drained already
-            while os.read(self.fd, 4096):
-                pass
+        self._pipe.drain()
         done: list[_Done] = []
         with contextlib.suppress(queue.Empty):
             while True:
@@ -131,9 +128,7 @@ class _Committer:
         """End the thread (after the commit in flight) and close the pipe."""
         self._jobs.put(None)
         self._thread.join()
-        for fd in (self.fd, self._signal):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        self._pipe.close()
 
 
 def _failing(error: BaseException) -> Callable[[Coroutine[Any, Any, Any]], Any]:
