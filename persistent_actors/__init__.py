@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 from persistent_actors._actor import Actor, ActorContext, ActorRef, EntityRef
 from persistent_actors._config import CONFIG_ENV_VAR
 from persistent_actors._event_stream import EventStream
@@ -169,4 +167,8 @@ __all__ = [
     "register",
 ]
 
-logging.getLogger("persistent_actors").addHandler(logging.NullHandler())
+
+# No handler of the library's own on the "persistent_actors" logger, not even a NullHandler:
+# until the application configures logging, Python's last-resort handler prints warnings and
+# errors to stderr, so a rejected event (an event class without @register, say) is seen, not
+# swallowed. An application quiets it with a level or a handler of its own (README: Logging).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -87,3 +88,32 @@ class DefaultHooks(Recorder):
     def on_recovery_failure(self, cause: BaseException, event: Any | None) -> None:
         super().on_recovery_failure(cause, event)
         PersistentActor.on_recovery_failure(self, cause, event)
+
+
+@dataclasses.dataclass(frozen=True)
+class Unregistered:
+    """An event class its author forgot to decorate with ``@register``."""
+
+    item: str
+
+
+class Basket(PersistentActor):
+    """Persists an `Unregistered` event for every command but "items", which it answers."""
+
+    persistence_id = "basket-unregistered"
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def on_command(self, message: Any) -> None:
+        if message == "items":
+            self.sender.tell(list(self.items))
+        else:
+            self.persist(Unregistered(str(message)), self._added)
+
+    def _added(self, event: Unregistered) -> None:
+        self.items.append(event.item)
+
+    def on_recover(self, message: Any) -> None:
+        if isinstance(message, Unregistered):
+            self._added(message)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pickle
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +16,15 @@ import pytest
 from journal_plugins.sqlite import SqliteJournal
 from persistent_actors import ActorSystem, Kill, PluginError, SerializationError
 from persistent_actors._serialization import default_serializer
+from persistent_actors._thespian.loopback import free_port
 from persistent_actors.journal import AtomicWrite, PersistentRepr
 from persistent_actors.testing import TestProbe
+from persistent_actors.testing.cleanup import sweep_admin_ports
 from tests.bad_input_actors import DefaultHooks, Evil, Recorder
 from tests.conftest import system_config
 from tests.read_only import read_only
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def sqlite_config(base: str, db: Path, plugin: str = "sqlite") -> dict[str, Any]:
@@ -159,3 +165,33 @@ async def test_stored_data_puts_a_bounded_text_into_errors_and_logs(
     if base == "simple":  # the actor's log lands in this process
         assert any("recovery of persistence id 'victim' failed" in m for m in logged)
     assert all(len(m) < 2_000 for m in logged), max(map(len, logged))
+
+
+@pytest.mark.parametrize("base", [
+    "simple", pytest.param("multiproc-tcp", marks=pytest.mark.multiproc)])
+def test_a_rejected_event_reaches_stderr_in_an_application_without_logging_set_up(
+        base: str, tmp_path: Path) -> None:
+    # The library adds no handler of its own to its logger (not even a NullHandler): until the
+    # application configures logging, Python's last resort prints warnings and errors to
+    # stderr. With a NullHandler the simple base said nothing at all here.
+    port = free_port()
+    config = tmp_path / "config.toml"
+    config.write_text(f'[actor_system]\nbase = "{base}"\nadmin_port = {port}\n',
+                      encoding="utf-8")
+    out, err = tmp_path / "out.txt", tmp_path / "err.txt"
+    try:
+        # Files, not pipes: thespian's admin daemon would keep an inherited pipe open.
+        with out.open("wb") as stdout, err.open("wb") as stderr:
+            code = subprocess.run(
+                [sys.executable, "-m", "tests.unregistered_app", str(config)],
+                cwd=ROOT, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
+                timeout=120, check=False).returncode
+    finally:
+        if base != "simple":
+            sweep_admin_ports([port])
+    errors = err.read_text(errors="replace")
+    assert code == 0, errors
+    assert out.read_text().strip() == "[]"
+    assert "rejected event Unregistered (sequence_nr 1) for persistence id " \
+        "'basket-unregistered'" in errors
+    assert "is not registered; decorate it with @persistent_actors.register" in errors
