@@ -901,20 +901,30 @@ class Eventsourced:
         try:
             manifest, payload = self.serializer.to_binary(snapshot)
         except SerializationError as e:
-            self.cell.send_to_self(SaveSnapshotFailure(md, e))
+            self._report(SaveSnapshotFailure(md, e))
             return
         if self.cell.snapshot_store is None:
-            self.cell.send_to_self(SaveSnapshotFailure(md, IllegalActorStateError(
+            self._report(SaveSnapshotFailure(md, IllegalActorStateError(
                 "no snapshot store is configured")))
             return
         self.cell.send_to_address(self.cell.snapshot_store, p.SaveSnapshot(md, manifest, payload))
+
+    def _report(self, failure: Any) -> None:
+        """Send the actor `failure` of a request that no plugin saw, from no sender.
+
+        In Akka the store sends such a failure (or, for a delete beyond the last sequence
+        number, the actor itself); here it comes from nobody: ``self.sender`` is dead letters,
+        so a handler that answers every message's sender does not answer itself, which on the
+        simple base went on for ever on the one thread that runs every actor.
+        """
+        self.cell.send_to_self(p.Envelope(failure, None))
 
     def delete_snapshot(self, sequence_nr: int) -> None:
         """Ask the snapshot store to delete the snapshot at `sequence_nr`."""
         _check_sequence_nr("sequence_nr", sequence_nr)
         md = SnapshotMetadata(self.persistence_id, sequence_nr, 0.0)
         if self.cell.snapshot_store is None:
-            self.cell.send_to_self(DeleteSnapshotFailure(md, IllegalActorStateError(
+            self._report(DeleteSnapshotFailure(md, IllegalActorStateError(
                 "no snapshot store is configured")))
             return
         self.cell.send_to_address(self.cell.snapshot_store, p.DeleteSnapshot(md))
@@ -925,7 +935,7 @@ class Eventsourced:
             raise TypeError("delete_snapshots expects a SnapshotSelectionCriteria, got "
                             f"{type(criteria).__name__}")
         if self.cell.snapshot_store is None:
-            self.cell.send_to_self(DeleteSnapshotsFailure(criteria, IllegalActorStateError(
+            self._report(DeleteSnapshotsFailure(criteria, IllegalActorStateError(
                 "no snapshot store is configured")))
             return
         self.cell.send_to_address(self.cell.snapshot_store,
@@ -937,7 +947,7 @@ class Eventsourced:
         if to_sequence_nr == MAX_SEQUENCE_NR:
             to_sequence_nr = self.last_sequence_nr
         if to_sequence_nr > self.last_sequence_nr:
-            self.cell.send_to_self(DeleteMessagesFailure(
+            self._report(DeleteMessagesFailure(
                 IllegalActorStateError(
                     f"cannot delete messages up to {to_sequence_nr}: last_sequence_nr of "
                     f"{self.persistence_id!r} is {self.last_sequence_nr}"),

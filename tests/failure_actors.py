@@ -8,9 +8,11 @@ from typing import Any
 
 from persistent_actors import (
     ActorRef,
+    DeleteMessagesFailure,
     PersistentActor,
     PoisonPill,
     RecoveryCompleted,
+    SaveSnapshotFailure,
     SnapshotOffer,
     Tagged,
     register,
@@ -280,3 +282,37 @@ class FailingSecondConstructor(Reporter):
         if message == "boom":
             raise RuntimeError("boom")
         super().on_command(message)
+
+
+class Answerer(PersistentActor):
+    """Answers the sender of every failure it is sent, as a first draft of an actor might.
+
+    "snap" saves a snapshot that cannot be serialized, ("delete", n) deletes beyond its last
+    sequence number: failures no plugin sees. "seen" answers what it noted: per failure its
+    name and whether its sender was the actor itself, and every answer that came back.
+    """
+
+    def __init__(self, pid: str) -> None:
+        self._pid = pid
+        self.seen: list[tuple[str, Any]] = []
+
+    @property
+    def persistence_id(self) -> str:
+        return self._pid
+
+    def on_command(self, message: Any) -> None:
+        match message:
+            case "snap":
+                self.save_snapshot(object())
+            case ("delete", int(to_sequence_nr)):
+                self.delete_messages(to_sequence_nr)
+            case SaveSnapshotFailure() | DeleteMessagesFailure():
+                self.seen.append((type(message).__name__, self.sender == self.self_ref))
+                self.sender.tell(("answer", type(message).__name__))
+            case ("answer", str(name)):
+                self.seen.append(("answer", name))
+            case "seen":
+                self.sender.tell(list(self.seen))
+
+    def on_recover(self, message: Any) -> None:
+        pass

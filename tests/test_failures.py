@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from journal_plugins.sqlite import SqliteSnapshotStore
 from persistent_actors import (
     ActorInitializationError,
+    ActorRef,
     ActorSystem,
     ConfigError,
     DeadLetter,
@@ -37,6 +39,7 @@ from persistent_actors.testing import (
 )
 from tests.conftest import system_config
 from tests.failure_actors import (
+    Answerer,
     AsyncRaces,
     BackoffReporter,
     DeleteMessagesCmd,
@@ -467,3 +470,25 @@ def test_a_restart_whose_constructor_raises_stops_the_actor(kit: Kit) -> None:
     kit.probe.expect_no_msg(0.5)  # no instance came up, nothing retried
     kit.start(pid="other", name="ctor")  # the name was released: the actor is gone
     assert kit.probe.expect_msg(timeout=10) == ("recovered", 0, 0)
+
+
+@pytest.mark.parametrize("entity", [False, True], ids=["actor_of", "entity"])
+def test_a_failure_no_plugin_saw_comes_from_no_sender(system: ActorSystem, entity: bool) -> None:
+    # A snapshot that cannot be serialized, a delete beyond the last sequence number: the
+    # runtime reports them without a plugin. They came from the actor itself, so an actor that
+    # answers every message's sender answered itself, and on the simple base the answers went
+    # round for ever on the thread that runs every actor. Now self.sender is dead letters.
+    ref: ActorRef
+    if entity:
+        ref = system.entities("answerers", Answerer).ref("a1")
+    else:
+        ref = system.actor_of(Answerer, f"answerer-{uuid.uuid4().hex}", name="answerer")
+    ref.tell("snap")
+    ref.tell(("delete", 5))
+    expected = [("SaveSnapshotFailure", False), ("DeleteMessagesFailure", False)]
+    deadline = time.monotonic() + 30
+    while (seen := ref.ask("seen", timeout=10.0)) != expected:
+        assert time.monotonic() < deadline, seen
+        assert len(seen) < len(expected), seen  # an answer came back, or a sender was itself
+        time.sleep(0.01)
+    assert ref.ask("seen", timeout=10.0) == expected  # and no answer arrives later either

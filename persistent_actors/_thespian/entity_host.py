@@ -281,7 +281,11 @@ class EntityHost(CellHost[_EntityCell]):
                 return
             case p.ShardEnvelope() | p.Envelope(message=p.ShardEnvelope()) | p.Reply():
                 pass  # to another entity of this host, or an ask's reply via the host
-            case _:  # to itself (a timer, a snapshot failure): its mailbox, behind the rest
+            case p.Envelope(message=inner, sender=sender, correlation_id=None):
+                # From the sender it names (none: a failure no plugin saw), not from itself.
+                message = p.Envelope(p.ShardEnvelope(self.type_name, cell.entity_id, inner),
+                                     sender)
+            case _:  # to itself (a timer): its mailbox, behind the rest
                 message = p.Envelope(p.ShardEnvelope(self.type_name, cell.entity_id, message),
                                      EntityRef(self.myAddress, self.type_name, cell.entity_id))
         self.send(self.myAddress, message)

@@ -211,7 +211,10 @@ class SharedHost(CellHost[_HostedCell]):
                 return
             case p.Reply():
                 self.send(self.myAddress, message)  # an ask's reply via the host
-            case _:  # to itself (a timer, a snapshot failure): behind what it sent before
+            case p.Envelope(message=inner, sender=sender, correlation_id=None):
+                # From the sender it names (none: a failure no plugin saw), not from itself.
+                self._local.append(p.Envelope(p.CellEnvelope(cell.cell, inner), sender))
+            case _:  # to itself (a timer): behind what it sent before
                 self._local.append(p.Envelope(p.CellEnvelope(cell.cell, message),
                                               cell._own_ref()))  # noqa: SLF001
 
