@@ -179,9 +179,13 @@ class Driver:
     def _serve(self) -> None:
         while True:
             listening = self._listening()
+            # Simple base: the last run stopped at its budget with work still queued (an actor
+            # that keeps messaging itself): go on at once, after what arrived from outside.
+            unfinished = self._direct is not None and self._direct.pending()
             sends: list[tuple[Any, Any]] = []
             stopping = False
-            if self._expected > 1 and not listening and not self._loops_answered:
+            if self._expected > 1 and not listening and not unfinished and \
+                    not self._loops_answered:
                 # Callers answered by the last pass are sending again: sleep until all of them
                 # have (one wake-up), not until the first (which only started the linger).
                 stopping = self._linger(sends)
@@ -189,17 +193,20 @@ class Driver:
                     self._expected = 0  # none came back within the linger: idle as usual
             if not sends and not stopping:
                 try:
-                    op = self._ops.get(timeout=_IDLE_TICK) if not listening else \
-                        self._ops.get_nowait()
+                    op = self._ops.get_nowait() if listening or unfinished else \
+                        self._ops.get(timeout=_IDLE_TICK)
                 except queue.Empty:
                     op = _NOTHING
                 stopping = self._take(op, sends)
-                if sends and not stopping and len(sends) < self._expected:
+                if sends and not stopping and not unfinished and len(sends) < self._expected:
                     stopping = self._linger(sends)
             try:
                 if sends:
                     self._deliver(sends)
-                self._receive(idle=not sends)
+                elif unfinished:
+                    assert self._direct is not None  # noqa: S101 - `unfinished` says so
+                    self._direct.run()
+                self._receive(idle=not sends and not unfinished)
             except Exception:  # keep serving: the waiting callers time out with a clear error
                 log.warning("driver: talking to thespian failed", exc_info=True)
             if stopping:
@@ -315,7 +322,9 @@ class Driver:
         # Sent while this pass ran, by callers it does not answer (counted before any reply is
         # routed: a caller woken by one could send at once and be counted twice).
         early = self._ops.qsize()
-        if self._direct is not None and not idle:
+        if self._direct is not None:
+            if idle:  # due wakeups fire; a run of thespian's own (listen) has no budget
+                self._direct.run()
             # Actors ran inside the sends: their replies wait, all of them, to be taken.
             replies = self._direct.take_replies()
             if p.Batch in map(type, replies):  # a host's frame among them: unpack

@@ -82,6 +82,23 @@ class Echo(Actor):
         self.sender.tell(message)
 
 
+class Ticker(Actor):
+    """Once told "start", sends itself "tick" for ever; answers "ticks" with how many it had."""
+
+    def __init__(self) -> None:
+        self.ticks = 0
+
+    def on_receive(self, message: Any) -> None:
+        match message:
+            case "start":
+                self.self_ref.tell("tick")
+            case "tick":
+                self.ticks += 1
+                self.self_ref.tell("tick")
+            case "ticks":
+                self.sender.tell(self.ticks)
+
+
 class Silent(Actor):
     """Never replies."""
 

@@ -38,6 +38,7 @@ from tests.system_actors import (
     Silent,
     StopOther,
     Stopper,
+    Ticker,
 )
 
 
@@ -513,3 +514,21 @@ def test_simple_base_delivers_unpicklable_messages() -> None:
         held = probe.expect_msg_type(Holder, timeout=5)
         assert held.value() == 42
         assert probe.expect_msg(timeout=5) == "sent"
+
+
+def test_an_actor_that_messages_itself_for_ever_starves_nobody(system: ActorSystem) -> None:
+    # Thespian's simple base ran its send queue until it was empty: a ticking actor kept the
+    # one thread that runs every actor for ever, so nothing from outside was delivered again
+    # (and the system could not shut down). A run now stops at a budget; the rest follows.
+    ticker = system.actor_of(Ticker)
+    echo = system.actor_of(Echo)
+    ticker.tell("start")
+    assert echo.ask("still there?", timeout=10.0) == "still there?"
+    first = ticker.ask("ticks", timeout=10.0)
+    deadline = time.monotonic() + 30
+    while (later := ticker.ask("ticks", timeout=10.0)) <= first:
+        assert time.monotonic() < deadline, "the ticker stopped ticking"
+        time.sleep(0.01)
+    assert echo.ask("and now?", timeout=10.0) == "and now?"
+    system.stop(ticker)  # not needed for the shutdown; the teardown must work either way
+    assert later > first

@@ -76,6 +76,16 @@ class SimpleDirect:
                 raise BadAddressError(f"not an ActorAddress: {address!r}")
         deliver_in_order(self._base, self._requester.address, sends)
 
+    def pending(self) -> bool:
+        """True while messages wait in the send queue (a run stopped at its budget)."""
+        return bool(self._base._pendingSends)  # noqa: SLF001
+
+    def run(self) -> None:
+        """Queue the due wakeups, then run the send queue (up to `wakeups.PASS_BUDGET`)."""
+        base = self._base
+        base._realizeWakeups()  # noqa: SLF001
+        base._runSends()  # noqa: SLF001
+
     def take_replies(self) -> list[Any]:
         """Everything that reached the outside since the last call, in arrival order."""
         responses = getattr(self._requester.instance, "responses", None)
