@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import decimal
+import enum
 import functools
 import itertools
 import keyword
@@ -183,11 +184,16 @@ class Serializer:
             manifest = f"{cls.__module__}:{cls.__qualname__}"
         if not isinstance(manifest, str) or not manifest:
             raise ValueError(f"manifest for {cls.__qualname__} must be a non-empty string")
+        if (encode is None or decode is None) and issubclass(cls, enum.Enum):
+            # A member is stored as its value and read back by value (``cls(value)``), so a
+            # member can be renamed; its value must be storable itself.
+            encode = encode or _enum_value
+            decode = decode or cls
         if encode is None or decode is None:
             if not dataclasses.is_dataclass(cls):
                 raise TypeError(
-                    f"{cls.__qualname__} is not a dataclass: pass encode= and decode= "
-                    "to register() to say how it is stored"
+                    f"{cls.__qualname__} is neither a dataclass nor an Enum: pass encode= "
+                    "and decode= to register() to say how it is stored"
                 )
             from_map = decode is None
             build_all = _bulk_builder(cls) if from_map else None
@@ -485,29 +491,46 @@ def _same_class(a: type[Any], b: type[Any]) -> bool:
 default_serializer: Final = Serializer()
 
 
+def _enum_value(member: Any) -> Any:
+    return member.value
+
+
 @overload
 def register(
-    cls: type[T], manifest: str | None = None, *, aliases: Iterable[str] = ()
+    cls: type[T], manifest: str | None = None, *, aliases: Iterable[str] = (),
+    encode: Callable[[T], Any] | None = None, decode: Callable[[Any], T] | None = None,
 ) -> type[T]: ...
 @overload
 def register(
-    cls: None = None, manifest: str | None = None, *, aliases: Iterable[str] = ()
+    cls: None = None, manifest: str | None = None, *, aliases: Iterable[str] = (),
+    encode: Callable[[Any], Any] | None = None, decode: Callable[[Any], Any] | None = None,
 ) -> Callable[[type[T]], type[T]]: ...
 def register(
-    cls: type[T] | None = None, manifest: str | None = None, *, aliases: Iterable[str] = ()
+    cls: type[T] | None = None, manifest: str | None = None, *, aliases: Iterable[str] = (),
+    encode: Callable[[Any], Any] | None = None, decode: Callable[[Any], Any] | None = None,
 ) -> type[T] | Callable[[type[T]], type[T]]:
-    """Register a dataclass for storage, as `@register`, `@register(manifest=...)` or a call.
+    """Register a class for storage, as `@register`, `@register(manifest=...)` or a call.
 
     The manifest (default `module:QualName`) is what is stored; give it explicitly so the class
     can be renamed or moved later, and list old names in `aliases` to keep replaying them.
+    A dataclass is stored as its fields, an Enum as its members' values; any other class
+    needs `encode` (an instance to a storable value) and `decode` (that value back).
+
+    Raises:
+        TypeError: `cls` is not a class, or neither a dataclass nor an Enum and `encode` or
+            `decode` is missing.
+        ValueError: the manifest is empty, or a name is registered to another class already.
+
     """
     if cls is None:
 
         def decorator(c: type[T]) -> type[T]:
-            return default_serializer.register(c, manifest, aliases=aliases)
+            return default_serializer.register(c, manifest, aliases=aliases, encode=encode,
+                                               decode=decode)
 
         return decorator
-    return default_serializer.register(cls, manifest, aliases=aliases)
+    return default_serializer.register(cls, manifest, aliases=aliases, encode=encode,
+                                       decode=decode)
 
 
 def _not_serializable(obj: Any, cause: Exception) -> SerializationError:

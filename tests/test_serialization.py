@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import decimal
+import enum
 import importlib
 import os
 import pickle
@@ -261,11 +262,12 @@ def test_non_dataclass_without_codec_is_a_type_error() -> None:
         pass
 
     serializer = Serializer()
-    with pytest.raises(TypeError, match=r"Plain is not a dataclass.*encode= and decode="):
+    with pytest.raises(TypeError,
+                       match=r"Plain is neither a dataclass nor an Enum.*encode= and decode="):
         serializer.register(Plain, "plain")
-    with pytest.raises(TypeError, match="not a dataclass"):
+    with pytest.raises(TypeError, match="neither a dataclass nor an Enum"):
         register(Plain)
-    with pytest.raises(TypeError, match="not a dataclass"):
+    with pytest.raises(TypeError, match="neither a dataclass nor an Enum"):
         serializer.register(Plain, "plain", encode=lambda p: {})  # decode missing
     with pytest.raises(TypeError, match="expects a class"):
         serializer.register(Decorated(1), "instance")  # type: ignore[arg-type]
@@ -707,3 +709,72 @@ def test_replay_calls_init_and_post_init_where_they_do_more() -> None:
     assert _bulk_builder(_SlottedEvent) is not None
     assert _bulk_builder(_MutableSlotted) is not None
     assert [_bulk_builder(cls) for cls in (_Checked, _OwnInit, _Awkward, Decorated)] == [None] * 4
+
+
+# -- Enums, and other classes through the public register -----------------------------------
+@register(manifest="tests.serialization.Size")
+class Size(enum.Enum):
+    SMALL = "s"
+    LARGE = "l"
+
+
+@register(manifest="tests.serialization.Priority")
+class Priority(enum.IntEnum):
+    LOW = 1
+    HIGH = 2
+
+
+@register(manifest="tests.serialization.Sized")
+@dataclasses.dataclass(frozen=True)
+class Sized:
+    size: Size
+    priority: Priority
+
+
+class Point:
+    """Neither a dataclass nor an Enum: stored through the codec given to `register`."""
+
+    def __init__(self, x: int, y: int) -> None:
+        self.x, self.y = x, y
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Point) and (other.x, other.y) == (self.x, self.y)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+register(Point, "tests.serialization.Point", encode=lambda p: [p.x, p.y],
+         decode=lambda state: Point(*state))
+
+
+def test_a_registered_enum_is_stored_by_value_and_read_back_as_its_member() -> None:
+    assert round_trip(Size.LARGE) is Size.LARGE
+    event = Sized(Size.SMALL, Priority.HIGH)
+    back = round_trip(event)
+    assert back == event
+    # An IntEnum is an int, but comes back as its member, not as a plain 2.
+    assert type(back.priority) is Priority
+    manifest, payload = default_serializer.to_binary(Size.LARGE)
+    assert (manifest, msgpack.unpackb(payload)) == ("tests.serialization.Size", "l")
+
+
+def test_an_enum_value_no_member_has_any_more_fails_naming_the_class() -> None:
+    manifest, _ = default_serializer.to_binary(Size.SMALL)
+    with pytest.raises(SerializationError, match=r"cannot rebuild Size.*'m' is not a valid Size"):
+        default_serializer.from_binary(manifest, msgpack.packb("m"))
+
+
+def test_the_public_register_takes_a_codec_for_any_other_class() -> None:
+    assert round_trip(Point(1, 2)) == Point(1, 2)
+    assert round_trip({"path": [Point(0, 0), Point(3, 4)]}) == {"path": [Point(0, 0), Point(3, 4)]}
+
+    class Celsius:
+        def __init__(self, degrees: float) -> None:
+            self.degrees = degrees
+
+    decorated = register(manifest="tests.serialization.Celsius", encode=lambda c: c.degrees,
+                         decode=Celsius)(Celsius)
+    assert decorated is Celsius
+    back = round_trip(Celsius(21.5))
+    assert isinstance(back, Celsius)
+    assert back.degrees == 21.5
