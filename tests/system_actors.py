@@ -9,7 +9,14 @@ import dataclasses
 import sys
 from typing import Any
 
-from persistent_actors import Actor, ActorRef, Kill, MessageNotSerializableError, PoisonPill
+from persistent_actors import (
+    Actor,
+    ActorRef,
+    Kill,
+    MessageNotSerializableError,
+    PersistentActor,
+    PoisonPill,
+)
 
 
 # -- messages ---------------------------------------------------------------------------------
@@ -97,6 +104,33 @@ class Ticker(Actor):
                 self.self_ref.tell("tick")
             case "ticks":
                 self.sender.tell(self.ticks)
+
+
+class Perpetual(PersistentActor):
+    """Once told "start", persists again from every persist handler, for ever, sending nothing.
+
+    Every later command waits in the stash behind the persist in flight (Akka's `persist`); a
+    new instance answers "count" with the events it recovered.
+    """
+
+    persistence_id = "perpetual"
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def on_command(self, message: Any) -> None:
+        if message == "start":
+            self.persist(0, self._again)
+        elif message == "count":
+            self.sender.tell(self.count)
+
+    def _again(self, event: Any) -> None:
+        self.count += 1
+        self.persist(self.count, self._again)
+
+    def on_recover(self, message: Any) -> None:
+        if isinstance(message, int):
+            self.count += 1
 
 
 class Silent(Actor):

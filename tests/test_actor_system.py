@@ -34,6 +34,7 @@ from tests.system_actors import (
     Lifecycle,
     LifecycleActor,
     NotAnActor,
+    Perpetual,
     Relay,
     Silent,
     StopOther,
@@ -532,3 +533,26 @@ def test_an_actor_that_messages_itself_for_ever_starves_nobody(system: ActorSyst
     assert echo.ask("and now?", timeout=10.0) == "and now?"
     system.stop(ticker)  # not needed for the shutdown; the teardown must work either way
     assert later > first
+
+
+def test_an_actor_that_persists_from_every_handler_starves_nobody(system: ActorSystem) -> None:
+    # On the simple base a write made while nothing else is queued is handed to the journal
+    # directly and its result handled as the actor's next message, inside the same call: an
+    # actor persisting from every handler (and sending nothing) never left that call. It now
+    # yields every DIRECT_TURNS results, and a run of the queue every PASS_SECONDS.
+    perpetual = system.actor_of(Perpetual, name="perpetual")
+    echo = system.actor_of(Echo)
+    perpetual.tell("start")
+    assert echo.ask("still there?", timeout=10.0) == "still there?"
+    time.sleep(0.2)
+    assert echo.ask("and now?", timeout=10.0) == "and now?"
+    system.stop(perpetual)
+    deadline = time.monotonic() + 30
+    while True:  # the name is free once the old instance is gone
+        try:
+            again = system.actor_of(Perpetual, name="perpetual")
+            break
+        except InvalidActorNameError:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    assert again.ask("count", timeout=10.0) > 0  # it did go on persisting meanwhile

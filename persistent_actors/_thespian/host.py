@@ -284,6 +284,9 @@ class _HostContext(ActorContext):
 
 _STOPS = (Kill, PoisonPill)  # a tuple: isinstance against a union type is slower
 _NO_SENDER = object()  # matches no thespian address
+# Most direct write results (`direct_journal`) one message of an actor handles in a row; the
+# next one goes through the send queue (`ActorHost.receiveMessage`).
+DIRECT_TURNS = 100
 _CONTROL = (p.StartActor, p.RecoveryPermitted, ActorExitRequest, WakeupMessage, ChildActorExited,
             PoisonMessage)
 # Never stashed with the rest of a frame (`_stash_frame_rest`): `_receive_one` acts on them.
@@ -331,8 +334,16 @@ class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
             self._receive_result(message, sender)
         else:
             self._receive_one(message, sender)
+        turns = 0
         while self.direct_result is not None:  # a direct write's result: the next message
             (result, journal), self.direct_result = self.direct_result, None
+            turns += 1
+            if turns > DIRECT_TURNS:
+                # An actor that persists from every handler would stay in this loop for ever,
+                # holding the simple base's one thread: its result now waits in the send
+                # queue behind everything else, as a result that came as a message would.
+                self.send(self.myAddress, result)
+                break
             self._receive_result(result, journal)
 
     def _receive_result(self, result: p.WriteMessagesResult, journal: Any) -> None:

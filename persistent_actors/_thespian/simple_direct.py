@@ -81,7 +81,7 @@ class SimpleDirect:
         return bool(self._base._pendingSends)  # noqa: SLF001
 
     def run(self) -> None:
-        """Queue the due wakeups, then run the send queue (up to `wakeups.PASS_BUDGET`)."""
+        """Queue the due wakeups, then run the send queue (for up to `wakeups.PASS_SECONDS`)."""
         base = self._base
         base._realizeWakeups()  # noqa: SLF001
         base._runSends()  # noqa: SLF001

@@ -40,6 +40,7 @@ import itertools
 import logging
 import math
 import traceback
+from time import monotonic
 from typing import Any
 
 from thespian.actors import ActorExitRequest, ChildActorExited, ValidatedSource
@@ -113,20 +114,20 @@ _original_run_sends: Any = None
 # the batch as its own transaction, but join the batch the host gathers. Process-wide: another
 # simple-base system on another thread would at worst join a batch where it could write.
 BATCH_FOLLOWS = [0]
-# Most messages one run of the send queue delivers before it returns with the rest still queued
-# (`_run_sends`). Thespian runs the queue until it is empty, so an actor that keeps sending
-# itself messages (a loop of ticks, two actors answering each other for ever) kept the one
-# thread in that run: no external message was delivered, no reply collected, no shutdown
-# went through. The driver runs what is left at once, after taking the replies and queueing
-# what arrived from outside (behind it: the queue stays in order). Large enough that a batch
-# of traffic runs in one go (10,000 persists of one in-system command burst).
-PASS_BUDGET = 20_000
+# Seconds one run of the send queue goes on before it returns with the rest still queued
+# (`_run_sends`; checked after each message). Thespian runs the queue until it is empty, so an
+# actor that keeps sending itself messages (a loop of ticks, two actors answering each other,
+# a persist from every persist handler) kept the one thread in that run: no external message
+# was delivered, no reply collected, no shutdown went through. The driver runs what is left at
+# once, after taking the replies and queueing what arrived from outside (behind it: the queue
+# stays in order). A pass of service traffic takes a few milliseconds and runs in one go.
+PASS_SECONDS = 0.02
 
 
 def _run_sends(self: Any, timeout: Any = None, stop_on_available: Any = False) -> None:
     """Thespian's ``_runSends`` with less overhead (no timeout, nothing awaited).
 
-    Runs the queue to its end or for `PASS_BUDGET` messages, whichever comes first.
+    Runs the queue to its end or for about `PASS_SECONDS`, whichever comes first.
     """
     pending = self._pendingSends
     if timeout is not None or stop_on_available or type(pending) is not _SendQueue:
@@ -139,11 +140,12 @@ def _run_sends(self: Any, timeout: Any = None, stop_on_available: Any = False) -
     # Thespian's debug line per delivered message, checked once per run instead of per message.
     quiet = not _THESPIAN_LOG.isEnabledFor(logging.DEBUG)
     numsends = 0
+    stop_at = monotonic() + PASS_SECONDS
     while pending:
         numsends += 1
         if limit and numsends > limit:
             raise RuntimeError("Too many sends")
-        if numsends > PASS_BUDGET:  # the rest stays queued: the caller runs it next
+        if monotonic() > stop_at:  # the rest stays queued: the caller runs it next
             return
         if heap and heap[0][0] <= currentTime():  # thespian's _realizeWakeups, only when due
             self._realizeWakeups()
