@@ -85,6 +85,7 @@ from persistent_actors.supervision import (
     ReplyToStrategy,
     ThrowOverflowExceptionStrategy,
 )
+from persistent_actors.timers import TimerScheduler
 
 __all__ = [
     "CONFIG_ENV_VAR",
@@ -160,6 +161,7 @@ __all__ = [
     "SyncReadJournal",
     "Tagged",
     "ThrowOverflowExceptionStrategy",
+    "TimerScheduler",
     "UnconfirmedDelivery",
     "UnconfirmedWarning",
     "WriteEventAdapter",

@@ -18,6 +18,7 @@ from persistent_actors._compact_pickle import register_fields
 from persistent_actors._protocol import CellAddress, CellEnvelope, ShardEnvelope, new_reply
 from persistent_actors.errors import IllegalActorStateError, PersistentActorsError
 from persistent_actors.messages import Kill, PoisonPill
+from persistent_actors.timers import TimerScheduler
 
 if TYPE_CHECKING:
     from persistent_actors._event_stream import EventStream
@@ -440,6 +441,10 @@ class ActorContext(ABC):
         """Record that the current message was not handled."""
 
     @abstractmethod
+    def _schedule_self(self, delay: float, message: Any) -> None:
+        """Put `message` in this actor's own mailbox in `delay` seconds (`Actor.timers`)."""
+
+    @abstractmethod
     def _stash(self, capacity: int) -> None:
         """Set the message being handled aside (see `Actor.stash`)."""
 
@@ -476,6 +481,14 @@ class Actor:
     def self_ref(self) -> ActorRef:
         """A ref to this actor (Akka's ``Self``)."""
         return self.context.self
+
+    @property
+    def timers(self) -> TimerScheduler:
+        """The timers of this instance (Akka's ``Timers``): see `persistent_actors.timers`."""
+        timers: TimerScheduler | None = self.__dict__.get("_pa_timers")
+        if timers is None:
+            timers = self.__dict__["_pa_timers"] = TimerScheduler(self.context)
+        return timers
 
     def on_receive(self, message: Any) -> None:
         """Handle one message. The default marks every message unhandled."""

@@ -693,6 +693,13 @@ class Scheduled:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class TimerFired:
+    """A user timer fired (`persistent_actors.timers`): its generation, checked on arrival."""
+
+    generation: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class RecoveryTick:
     """Timer: check that recovery of `actor_instance_id` is still making progress."""
 

@@ -44,7 +44,9 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     )),
     ("event adapters", ("persistent_actors.adapters",)),
     ("the runtime's messages", ("persistent_actors._protocol", "persistent_actors._sharding")),
-    ("refs and actors", ("persistent_actors._actor", "persistent_actors._event_stream")),
+    ("refs and actors", (
+        "persistent_actors._actor", "persistent_actors._event_stream", "persistent_actors.timers",
+    )),
     ("the persistence machine", ("persistent_actors._eventsourced",)),
     ("PersistentActor", ("persistent_actors._persistent_actor", "persistent_actors.at_least_once")),
     ("config", ("persistent_actors._config",)),

@@ -62,6 +62,7 @@ from persistent_actors.errors import (
 )
 from persistent_actors.messages import DeadLetter, Kill, PoisonPill
 from persistent_actors.supervision import BackoffOptions
+from persistent_actors.timers import NOT_ACTIVE
 
 _instance_ids = itertools.count(1)
 
@@ -263,6 +264,9 @@ class _HostContext(ActorContext):
     def send_to_self(self, message: Any) -> None:
         self._host.send(self._host.myAddress, message)
 
+    def _schedule_self(self, delay: float, message: Any) -> None:
+        self.schedule(delay, p.Scheduled(message))
+
     def stop_self(self, *, failed: bool = False) -> None:
         self._host.stop_actor(failed=failed)
 
@@ -290,7 +294,7 @@ DIRECT_TURNS = 100
 _CONTROL = (p.StartActor, p.RecoveryPermitted, ActorExitRequest, WakeupMessage, ChildActorExited,
             PoisonMessage)
 # Never stashed with the rest of a frame (`_stash_frame_rest`): `_receive_one` acts on them.
-_TAKEN_ALONE = (*_CONTROL, Kill)
+_TAKEN_ALONE = (*_CONTROL, Kill, p.TimerFired)
 
 
 class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
@@ -383,7 +387,8 @@ class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
                               self._name(), message.poisonMessage, message.details)
                     return
         if self._stopped or self._actor is None or self._ctx is None:
-            self.publish_dead_letter(message, sender)
+            if not _is_timer(message):  # a stopped actor's timers are gone, not undelivered
+                self.publish_dead_letter(message, sender)
             return
         if type(message) is p.Envelope:  # never subclassed, as the test at the top assumes
             if message.correlation_id is not None:
@@ -397,6 +402,11 @@ class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
         else:
             sender_ref = self._sender_ref = ActorRef(sender)
             self._sender_address = sender
+        if type(message) is p.TimerFired:  # a user timer: its message, if still active
+            message = self._timer_message(message)
+            if message is NOT_ACTIVE:
+                return
+            sender_ref = DEAD_LETTERS
         if isinstance(message, Kill):
             self.stop_actor()
             return
@@ -421,6 +431,17 @@ class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
             self._drain_unstashed()
         if self._holds_permit:
             self._return_permit_if_recovered()
+
+    def _timer_message(self, firing: p.TimerFired) -> Any:
+        """The message of the user timer that fired, or NOT_ACTIVE.
+
+        NOT_ACTIVE: cancelled, replaced, or of an instance that is gone (a restart cancels
+        every timer).
+        """
+        timers = self._actor.__dict__.get("_pa_timers") if self._actor is not None else None
+        if timers is None or self._backing_off is not None:
+            return NOT_ACTIVE
+        return timers.fired(firing)
 
     def _stash_frame_rest(self, es: Eventsourced, sender: Any) -> None:
         """While a stashing persist is in flight, stash what follows in the current frame.
@@ -781,3 +802,8 @@ class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
             return "actor"
         return f"{self._start.cls.__qualname__}({self._start.name!r})"
 
+
+def _is_timer(message: Any) -> bool:
+    """True for a user timer's firing, as it arrives (perhaps in an Envelope, from a cell)."""
+    return type(message) is p.TimerFired or (
+        type(message) is p.Envelope and type(message.message) is p.TimerFired)

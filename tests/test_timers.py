@@ -1,0 +1,155 @@
+"""Actor timers (Akka's IWithTimers) on every base: single, periodic, cancel, restart."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from typing import Any
+
+import pytest
+
+from persistent_actors import ActorRef, ActorSystem, TimerScheduler
+from persistent_actors import _protocol as p
+from persistent_actors.testing import TestProbe
+from persistent_actors.timers import NOT_ACTIVE
+from tests.timer_actors import PersistentTimer, TimerEntity, TimerUser
+
+
+@pytest.fixture(params=["actor_of", "entity"])
+def timer_user(request: pytest.FixtureRequest,
+               system: ActorSystem) -> tuple[ActorRef, TestProbe]:
+    probe = TestProbe(system)
+    if request.param == "entity":
+        ref: ActorRef = system.entities("timer-users", TimerEntity, probe.ref).ref(
+            uuid.uuid4().hex)
+    else:
+        ref = system.actor_of(TimerUser, probe.ref)
+    return ref, probe
+
+
+def _until_mark(ref: ActorRef, probe: TestProbe) -> list[Any]:
+    """What `probe` got from `ref` before a mark sent now (the timers' messages so far)."""
+    mark = uuid.uuid4().hex
+    ref.tell(("mark", mark))
+    got: list[Any] = []
+    while (message := probe.receive_one(timeout=10.0)) != ("got", ("mark", mark), False):
+        got.append(message)
+    return got
+
+
+def test_a_single_timer_fires_once_from_no_sender(
+        timer_user: tuple[ActorRef, TestProbe]) -> None:
+    ref, probe = timer_user
+    ref.tell(("single", "k", "ping", 0.05))
+    # From no sender: not from the actor itself (a reply to it goes nowhere).
+    assert probe.expect_msg(timeout=10.0) == ("got", "ping", False)
+    assert ref.ask(("active", "k"), timeout=10.0) is False
+    probe.expect_no_msg(timeout=0.2)
+
+
+def test_a_periodic_timer_repeats_until_cancelled(
+        timer_user: tuple[ActorRef, TestProbe]) -> None:
+    ref, probe = timer_user
+    ref.tell(("periodic", "tick", "tick", 0.02))
+    for _ in range(3):
+        assert probe.expect_msg(timeout=10.0) == ("got", "tick", False)
+    assert ref.ask(("active", "tick"), timeout=10.0) is True
+    ref.tell(("cancel", "tick"))
+    assert set(_until_mark(ref, probe)) <= {("got", "tick", False)}
+    assert ref.ask(("active", "tick"), timeout=10.0) is False
+    probe.expect_no_msg(timeout=0.2)
+
+
+def test_starting_a_timer_under_a_key_in_use_replaces_it(
+        timer_user: tuple[ActorRef, TestProbe]) -> None:
+    ref, probe = timer_user
+    ref.tell(("single", "k", "old", 0.2))
+    ref.tell(("single", "k", "new", 0.01))
+    assert probe.expect_msg(timeout=10.0) == ("got", "new", False)
+    probe.expect_no_msg(timeout=0.4)
+
+
+def test_a_cancelled_timers_message_already_queued_is_not_handled(
+        timer_user: tuple[ActorRef, TestProbe]) -> None:
+    ref, probe = timer_user
+    ref.tell(("fire_then_cancel", "k"))
+    assert _until_mark(ref, probe) == []
+    probe.expect_no_msg(timeout=0.2)
+
+
+def test_a_restart_and_cancel_all_end_every_timer(
+        timer_user: tuple[ActorRef, TestProbe]) -> None:
+    ref, probe = timer_user
+    ref.tell(("periodic", "a", "a", 0.02))
+    assert probe.expect_msg(timeout=10.0) == ("got", "a", False)
+    ref.tell("fail")  # the new instance has no timers
+    _until_mark(ref, probe)
+    probe.expect_no_msg(timeout=0.2)
+    ref.tell(("periodic", "b", "b", 0.02))
+    ref.tell(("periodic", "c", "c", 0.02))
+    assert probe.expect_msg_type(tuple, timeout=10.0)[0] == "got"
+    ref.tell("cancel_all")
+    _until_mark(ref, probe)
+    probe.expect_no_msg(timeout=0.2)
+
+
+def test_a_persistent_actors_timer_message_is_a_command(system: ActorSystem) -> None:
+    probe = TestProbe(system)
+    pid = f"timed-{uuid.uuid4().hex}"
+    ref = system.actor_of(PersistentTimer, pid, probe.ref)
+    ref.tell("start")
+    # Three ticks persisted one after another (each tick waits in the stash while the
+    # previous persist is in flight), then the handler cancels the timer.
+    assert probe.expect_msg(timeout=10.0) == ("persisted", 3, False)
+    probe.expect_no_msg(timeout=0.2)
+
+
+# -- the scheduler alone ---------------------------------------------------------------------
+class _Mailbox:
+    def __init__(self) -> None:
+        self.scheduled: list[tuple[float, Any]] = []
+
+    def _schedule_self(self, delay: float, message: Any) -> None:
+        self.scheduled.append((delay, message))
+
+
+def test_a_firing_of_a_replaced_or_cancelled_timer_is_not_active() -> None:
+    mailbox = _Mailbox()
+    timers = TimerScheduler(mailbox)
+    timers.start_single_timer("k", "first", 1.0)
+    timers.start_single_timer("k", "second", 2.0)
+    (_, first), (_, second) = mailbox.scheduled
+    assert timers.fired(first) is NOT_ACTIVE
+    assert timers.fired(second) == "second"
+    assert timers.fired(second) is NOT_ACTIVE  # a single timer fires once
+    timers.start_periodic_timer("p", "tick", 0.5, initial_delay=0)
+    periodic = mailbox.scheduled[-1]
+    assert periodic[0] == 0
+    assert timers.fired(periodic[1]) == "tick"
+    assert mailbox.scheduled[-1] == (0.5, periodic[1])  # scheduled again, same generation
+    timers.cancel("p")
+    assert timers.fired(periodic[1]) is NOT_ACTIVE
+    timers.cancel("nothing")  # no timer under it: nothing happens
+    # Another scheduler (a restarted instance) never takes an earlier instance's firing.
+    again = TimerScheduler(mailbox)
+    again.start_single_timer("k", "third", 1.0)
+    assert again.fired(second) is NOT_ACTIVE
+    assert isinstance(mailbox.scheduled[-1][1], p.TimerFired)
+
+
+@pytest.mark.parametrize(("call", "error", "text"), [
+    (lambda t: t.start_single_timer([], "m", 1.0), TypeError, "timer key must be hashable"),
+    (lambda t: t.start_single_timer("k", "m", -1), ValueError, "delay must be a finite"),
+    (lambda t: t.start_single_timer("k", "m", math.inf), ValueError, "delay must be a finite"),
+    (lambda t: t.start_single_timer("k", "m", "1"), ValueError, "got '1'"),
+    (lambda t: t.start_single_timer("k", "m", True), ValueError, "got True"),
+    (lambda t: t.start_periodic_timer("k", "m", 0), ValueError, "interval must be .* > 0"),
+    (lambda t: t.start_periodic_timer("k", "m", 1, initial_delay=-0.5), ValueError,
+     "initial_delay must be"),
+])
+def test_bad_timer_arguments_are_refused_naming_them(call: Any, error: type[Exception],
+                                                     text: str) -> None:
+    timers = TimerScheduler(_Mailbox())
+    with pytest.raises(error, match=text):
+        call(timers)
+    assert not timers.is_timer_active("k")
