@@ -10,8 +10,9 @@ Akka's:
 * The message arrives as an ordinary message from no sender (``self.sender`` is dead
   letters): a persistent actor gets it in `on_command`, stashed like any command while a
   `persist` is in flight or recovery runs.
-* A periodic timer fires every `interval` seconds after the previous firing was handled
-  (fixed delay): a busy actor gets fewer ticks, never a backlog of them.
+* A periodic timer fires `interval` seconds after the actor took the previous firing from
+  its mailbox (fixed delay): an actor busy in a handler gets fewer ticks, not a backlog of
+  them (ticks a persistent actor stashes behind a long `persist` do wait in its stash).
 
 Keys are any hashable value. Delays are seconds, finite and >= 0 (a periodic interval > 0).
 """
