@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 import uuid
 from typing import Any
 
@@ -12,7 +13,12 @@ from persistent_actors import ActorRef, ActorSystem, TimerScheduler
 from persistent_actors import _protocol as p
 from persistent_actors.testing import TestProbe
 from persistent_actors.timers import NOT_ACTIVE
-from tests.timer_actors import PersistentTimer, TimerEntity, TimerUser
+from tests.timer_actors import (
+    PersistentTimer,
+    ReportedTimerEntity,
+    TimerEntity,
+    TimerUser,
+)
 
 
 @pytest.fixture(params=["actor_of", "entity"])
@@ -91,6 +97,27 @@ def test_a_restart_and_cancel_all_end_every_timer(
     ref.tell("cancel_all")
     _until_mark(ref, probe)
     probe.expect_no_msg(timeout=0.2)
+
+
+def test_a_passivated_entitys_timer_does_not_start_it_again(system: ActorSystem) -> None:
+    # Entities start on their first message; the entity host fires a cell's timers only while
+    # that cell runs, so the timers of a passivated incarnation (one even due as it
+    # passivates) start no new one, and the next incarnation has none of them.
+    probe = TestProbe(system)
+    region = system.entities("reported-timers", ReportedTimerEntity, probe.ref)
+    region.tell("e1", ("periodic", "tick", "tick", 0.05))
+    assert probe.expect_msg(timeout=10.0) == ("started", "e1")
+    assert probe.expect_msg(timeout=10.0) == ("got", "tick", False)
+    region.tell("e1", "fire_then_passivate")
+    deadline = time.monotonic() + 0.5  # ten ticks' worth: none of them may start it again
+    seen = []
+    while (left := deadline - time.monotonic()) > 0:
+        seen.append(probe.receive_one(timeout=left))  # a tick still on its way, or nothing
+    assert ("started", "e1") not in seen
+    region.tell("e1", ("mark", "next"))  # the next incarnation starts on a real message
+    assert probe.expect_msg(timeout=10.0) == ("started", "e1")
+    assert probe.expect_msg(timeout=10.0) == ("got", ("mark", "next"), False)
+    probe.expect_no_msg(timeout=0.2)  # and it has no timer of the old one
 
 
 def test_a_persistent_actors_timer_message_is_a_command(system: ActorSystem) -> None:

@@ -43,11 +43,29 @@ class TimerUser(Actor):
 
 
 class TimerEntity(TimerUser):
-    """`TimerUser` as an entity (its id first)."""
+    """`TimerUser` as an entity (its id first); "passivate" passivates it."""
 
     def __init__(self, entity_id: str, probe: ActorRef) -> None:
         super().__init__(probe)
         self.entity_id_seen = entity_id
+
+    def on_receive(self, message: Any) -> None:
+        if message == "passivate":
+            self.context.passivate()
+        elif message == "fire_then_passivate":  # a firing queued while it passivates
+            self.timers.start_single_timer("soon", "too late", 0)
+            time.sleep(0.05)
+            self.context.passivate()
+        else:
+            super().on_receive(message)
+
+
+class ReportedTimerEntity(TimerEntity):
+    """A `TimerEntity` that tells `probe` ("started", its id) when an incarnation starts."""
+
+    def __init__(self, entity_id: str, probe: ActorRef) -> None:
+        super().__init__(entity_id, probe)
+        probe.tell(("started", entity_id))
 
 
 class PersistentTimer(PersistentActor):
