@@ -56,6 +56,7 @@ from persistent_actors.messages import (
     SaveSnapshotFailure,
     SaveSnapshotSuccess,
     SnapshotOffer,
+    Terminated,
 )
 from persistent_actors.projection import (
     ErrorStrategy,
@@ -160,6 +161,7 @@ __all__ = [
     "StashOverflowError",
     "SyncReadJournal",
     "Tagged",
+    "Terminated",
     "ThrowOverflowExceptionStrategy",
     "TimerScheduler",
     "UnconfirmedDelivery",

@@ -419,6 +419,24 @@ class ActorContext(ABC):
     def stop(self, ref: ActorRef | None = None) -> None:
         """Stop this actor (or `ref`) after the current message."""
 
+    def watch(self, ref: ActorRef) -> ActorRef:
+        """Get ``Terminated(ref)`` once `ref`'s actor stops for good (Akka's ``Watch``).
+
+        At once if it is gone already; once however often it is watched. A ref from
+        ``actor_of`` (or a ``self_ref`` such a ref led to); an actor restarted after a failure,
+        or after its process died, has not stopped. Returns `ref`.
+
+        Raises:
+            TypeError: `ref` is not an `ActorRef`, or it is an entity's (an entity starts and
+                stops on demand: passivation is not an end).
+
+        """
+        raise NotImplementedError
+
+    def unwatch(self, ref: ActorRef) -> ActorRef:
+        """Stop watching `ref`: no ``Terminated(ref)`` arrives after this (Akka's ``Unwatch``)."""
+        raise NotImplementedError
+
     def passivate(self) -> None:
         """Stop this entity once it is idle (Akka's ``Passivate``); only entities can.
 

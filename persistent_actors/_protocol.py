@@ -693,6 +693,26 @@ class Scheduled:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Watch:
+    """To the guardian: tell `watcher` ``Terminated(watched)`` once `watched` is gone.
+
+    `address` is the watched actor's guardian address; gone already: at once.
+    """
+
+    address: Any
+    watched: Any  # ActorRef
+    watcher: Any  # ActorRef
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Unwatch:
+    """To the guardian: forget `watcher`'s watch of the actor at `address`."""
+
+    address: Any
+    watcher: Any  # ActorRef
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class TimerFired:
     """A user timer fired (`persistent_actors.timers`): its generation, checked on arrival."""
 

@@ -29,6 +29,7 @@ __all__ = [
     "SaveSnapshotFailure",
     "SaveSnapshotSuccess",
     "SnapshotOffer",
+    "Terminated",
 ]
 
 
@@ -133,6 +134,17 @@ class DeadLetter:
     message: Any
     sender: ActorRef | None
     recipient: ActorRef
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Terminated:
+    """The actor that this one watches (``self.context.watch(ref)``) has stopped for good.
+
+    `actor` is the ref that was watched. It arrives once per watch, from no sender, in
+    ``on_receive`` (``on_command`` for a persistent actor), never after ``unwatch``.
+    """
+
+    actor: ActorRef
 
 
 # Sent between processes on multiproc-tcp: pickle them as (class, field values).

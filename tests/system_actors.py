@@ -16,6 +16,7 @@ from persistent_actors import (
     MessageNotSerializableError,
     PersistentActor,
     PoisonPill,
+    Terminated,
 )
 
 
@@ -131,6 +132,54 @@ class Perpetual(PersistentActor):
     def on_recover(self, message: Any) -> None:
         if isinstance(message, int):
             self.count += 1
+
+
+class Watcher(Actor):
+    """Watches refs on command; tells `probe` ("terminated", ref) for each Terminated.
+
+    ("watch", ref) and ("unwatch", ref) answer once done; "fail" raises (a restart, which keeps
+    the watches); a watch the context refuses answers the error's text.
+    """
+
+    def __init__(self, probe: ActorRef) -> None:
+        self.probe = probe
+
+    def on_receive(self, message: Any) -> None:
+        match message:
+            case ("watch", ActorRef() as ref):
+                try:
+                    self.context.watch(ref)
+                except TypeError as e:
+                    self.sender.tell(str(e))
+                    return
+                self.sender.tell("watching")
+            case ("unwatch", ActorRef() as ref):
+                self.context.unwatch(ref)
+                self.sender.tell("unwatched")
+            case Terminated(actor):
+                self.probe.tell(("terminated", actor))
+            case "fail":
+                raise RuntimeError("restart, keeping the watches")
+
+
+class PersistentWatcher(PersistentActor):
+    """A persistent actor that watches on ("watch", ref) and persists each Terminated."""
+
+    persistence_id = "persistent-watcher"
+
+    def __init__(self, probe: ActorRef) -> None:
+        self.probe = probe
+
+    def on_command(self, message: Any) -> None:
+        match message:
+            case ("watch", ActorRef() as ref):
+                self.context.watch(ref)
+                self.sender.tell("watching")
+            case Terminated(actor):
+                self.persist(actor.name, lambda name: self.probe.tell(("persisted", name)))
+
+    def on_recover(self, message: Any) -> None:
+        pass
 
 
 class Silent(Actor):

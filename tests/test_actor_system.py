@@ -35,11 +35,13 @@ from tests.system_actors import (
     LifecycleActor,
     NotAnActor,
     Perpetual,
+    PersistentWatcher,
     Relay,
     Silent,
     StopOther,
     Stopper,
     Ticker,
+    Watcher,
 )
 
 
@@ -556,3 +558,63 @@ def test_an_actor_that_persists_from_every_handler_starves_nobody(system: ActorS
             assert time.monotonic() < deadline
             time.sleep(0.05)
     assert again.ask("count", timeout=10.0) > 0  # it did go on persisting meanwhile
+
+
+# -- DeathWatch --------------------------------------------------------------------------------
+def test_a_watcher_gets_terminated_once_when_the_actor_stops(system: ActorSystem) -> None:
+    probe = TestProbe(system)
+    watcher = system.actor_of(Watcher, probe.ref)
+    target = system.actor_of(Echo)
+    assert watcher.ask(("watch", target), timeout=10.0) == "watching"
+    assert watcher.ask(("watch", target), timeout=10.0) == "watching"  # twice: one Terminated
+    watcher.tell("fail")  # a restart of the watcher keeps its watches, as in Akka
+    system.stop(target)
+    assert probe.expect_msg(timeout=10.0) == ("terminated", target)
+    probe.expect_no_msg(timeout=0.3)
+
+
+def test_watching_an_actor_that_is_gone_already_terminates_at_once(system: ActorSystem) -> None:
+    probe = TestProbe(system)
+    watcher = system.actor_of(Watcher, probe.ref)
+    target = system.actor_of(Echo, name="short-lived")
+    system.stop(target)
+    deadline = time.monotonic() + 30
+    while True:  # gone once its name is free again
+        try:
+            system.stop(system.actor_of(Silent, name="short-lived"))
+            break
+        except InvalidActorNameError:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    assert watcher.ask(("watch", target), timeout=10.0) == "watching"
+    assert probe.expect_msg(timeout=10.0) == ("terminated", target)
+
+
+def test_after_unwatch_no_terminated_arrives(system: ActorSystem) -> None:
+    probe = TestProbe(system)
+    watcher = system.actor_of(Watcher, probe.ref)
+    kept, dropped = system.actor_of(Echo), system.actor_of(Echo)
+    assert watcher.ask(("watch", kept), timeout=10.0) == "watching"
+    assert watcher.ask(("watch", dropped), timeout=10.0) == "watching"
+    assert watcher.ask(("unwatch", dropped), timeout=10.0) == "unwatched"
+    system.stop(dropped)
+    system.stop(kept)
+    assert probe.expect_msg(timeout=10.0) == ("terminated", kept)
+    probe.expect_no_msg(timeout=0.3)
+
+
+def test_an_entity_cannot_be_watched(system: ActorSystem) -> None:
+    watcher = system.actor_of(Watcher, TestProbe(system).ref)
+    entity = system.entities("watched", Echo).ref("e1")
+    answer = watcher.ask(("watch", entity), timeout=10.0)
+    assert "watch() takes a ref of an actor from actor_of" in answer
+    assert "passivation" in answer
+
+
+def test_a_persistent_actor_gets_terminated_as_a_command(system: ActorSystem) -> None:
+    probe = TestProbe(system)
+    watcher = system.actor_of(PersistentWatcher, probe.ref)
+    target = system.actor_of(Echo, name="watched-by-a-persistent-actor")
+    assert watcher.ask(("watch", target), timeout=10.0) == "watching"
+    system.stop(target)
+    assert probe.expect_msg(timeout=10.0) == ("persisted", "watched-by-a-persistent-actor")

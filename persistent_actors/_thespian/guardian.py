@@ -33,7 +33,7 @@ from thespian.actors import (
 )
 
 from persistent_actors import _protocol as p
-from persistent_actors._actor import Actor, AskRef, ref_of_address
+from persistent_actors._actor import Actor, AskRef, outbound_form, ref_of_address
 from persistent_actors._config import JOURNAL, SNAPSHOT_STORE, PluginConfig, Settings
 from persistent_actors._persistent_actor import PersistentActor
 from persistent_actors._thespian.common import log, portable_error
@@ -49,6 +49,7 @@ from persistent_actors.errors import (
     InvalidActorNameError,
     PersistenceIdInUseError,
 )
+from persistent_actors.messages import Terminated
 
 PluginKey = tuple[str, str]  # (kind, plugin id as configured)
 Claim = tuple[str, str]  # (journal plugin id, persistence id)
@@ -124,6 +125,9 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
         self._redirects: dict[Any, Any] = {}  # dead host key -> its name's current address
         self._suspects: dict[Any, str] = {}  # exited unannounced: host key -> name (grace)
         self._exiting = False
+        # DeathWatch: per watched actor's name, its watchers and the ref each watched. By name,
+        # not address: an actor restarted after its process died keeps its name and watchers.
+        self._watchers: dict[str, dict[Any, Any]] = {}
         # Persistence ids: the live host holding each, and started hosts waiting for one.
         self._claims: dict[Claim, Any] = {}  # claim -> host key
         self._claim_of: dict[Any, Claim] = {}  # host key -> claim
@@ -197,6 +201,12 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
                     self._exited(self._suspects.pop(key))
                 else:
                     self._stopping.add(key)
+            case p.Watch(address, watched, watcher):
+                self._watch(address, watched, watcher)
+            case p.Unwatch(address, watcher):
+                name = self._by_address.get(_key(self._redirects.get(_key(address), address)))
+                if name is not None and name in self._watchers:
+                    self._watchers[name].pop(watcher, None)
             case p.StopRequested(address):
                 # A ref to a crashed incarnation stops the current one (it gets the stop too).
                 address = self._redirects.get(_key(address), address)
@@ -575,9 +585,29 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
         """The actor named `name` is gone for good: free the name."""
         if self._names.get(name) is not None:
             del self._names[name]
+        self._terminated(name)
         self._requests.pop(name, None)
         self._flush_held(name)
         self._run_deferred(name)
+
+    # -- DeathWatch ----------------------------------------------------------------------------
+    def _watch(self, address: Any, watched: Any, watcher: Any) -> None:
+        """`watcher` watches the actor at `address`: noted, or told at once if it is gone."""
+        # A ref to an incarnation whose process died names its successor (same name).
+        name = self._by_address.get(_key(self._redirects.get(_key(address), address)))
+        if name is None or self._names.get(name) is None:
+            self._tell_terminated(watcher, watched)
+            return
+        self._watchers.setdefault(name, {})[watcher] = watched
+
+    def _terminated(self, name: str) -> None:
+        """The actor named `name` is gone for good: tell whoever watched it."""
+        for watcher, watched in self._watchers.pop(name, {}).items():
+            self._tell_terminated(watcher, watched)
+
+    def _tell_terminated(self, watcher: Any, watched: Any) -> None:
+        # The watcher keeps the set of refs it watches and drops anything else (unwatch).
+        self.send(watcher.address, outbound_form(watcher, Terminated(watched)))
 
     # -- crash restarts (a host process died: SIGKILL, the OOM killer) -----------------------
     def _restart_crashed(self, name: str, key: Any) -> bool:
@@ -620,6 +650,7 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
     def _give_up(self, name: str) -> None:
         if self._names.get(name) is _RESERVED:
             del self._names[name]
+        self._terminated(name)
         self._requests.pop(name, None)
         for old, held_name in list(self._restarting.items()):
             if held_name == name:

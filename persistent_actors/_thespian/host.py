@@ -30,6 +30,7 @@ from persistent_actors._actor import (
     ActorContext,
     ActorRef,
     AskRef,
+    EntityRef,
     SystemView,
     _current,
     guardian_address,
@@ -60,7 +61,7 @@ from persistent_actors.errors import (
     IllegalActorStateError,
     StashOverflowError,
 )
-from persistent_actors.messages import DeadLetter, Kill, PoisonPill
+from persistent_actors.messages import DeadLetter, Kill, PoisonPill, Terminated
 from persistent_actors.supervision import BackoffOptions
 from persistent_actors.timers import NOT_ACTIVE
 
@@ -112,6 +113,9 @@ class _HostContext(ActorContext):
         # the first write; None where there is none.
         self._direct: DirectJournal | None = None
         self._direct_looked = False
+        # The refs it watches (`watch`): a Terminated for any other is dropped. Kept across
+        # restarts, as Akka keeps an actor's watches; created on first use.
+        self._watching: set[ActorRef] | None = None
 
     @property
     def user_stash(self) -> deque[tuple[Any, ActorRef]]:
@@ -157,6 +161,34 @@ class _HostContext(ActorContext):
         else:
             self._host.send(ref.address, reply_form(ref, ActorExitRequest()))
             self._stop_requested(ref)
+
+    def watch(self, ref: ActorRef) -> ActorRef:
+        if not isinstance(ref, ActorRef) or isinstance(ref, EntityRef | AskRef):
+            raise TypeError(
+                f"watch() takes a ref of an actor from actor_of, got {ref!r}"
+                + (" (entities start and stop on demand: passivation is no end to watch for)"
+                   if isinstance(ref, EntityRef) else ""))
+        watching = self._watching
+        if watching is None:
+            watching = self._watching = set()
+        if ref not in watching:
+            watching.add(ref)
+            self._host.send(self._guardian, p.Watch(guardian_address(ref), ref, self.self))
+        return ref
+
+    def unwatch(self, ref: ActorRef) -> ActorRef:
+        if self._watching is not None and ref in self._watching:
+            self._watching.discard(ref)
+            self._host.send(self._guardian, p.Unwatch(guardian_address(ref), self.self))
+        return ref
+
+    def take_terminated(self, message: Terminated) -> bool:
+        """True if `message` is for a ref this actor watches (which it then no longer does)."""
+        watching = self._watching
+        if watching is None or message.actor not in watching:
+            return False
+        watching.discard(message.actor)
+        return True
 
     def _stop_requested(self, ref: ActorRef) -> None:
         # See StopRequested: the guardian defers a re-creation under the same name.
@@ -402,6 +434,8 @@ class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
         else:
             sender_ref = self._sender_ref = ActorRef(sender)
             self._sender_address = sender
+        if type(message) is Terminated and not self._ctx.take_terminated(message):
+            return  # unwatched meanwhile (or never watched): Akka delivers none then
         if type(message) is p.TimerFired:  # a user timer: its message, if still active
             message = self._timer_message(message)
             if message is NOT_ACTIVE:
