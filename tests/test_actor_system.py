@@ -18,6 +18,7 @@ from persistent_actors import (
     MessageNotSerializableError,
     PersistentActorsError,
     PoisonPill,
+    Terminated,
 )
 from persistent_actors.testing import TestProbe
 from tests.conftest import system_config
@@ -618,3 +619,29 @@ def test_a_persistent_actor_gets_terminated_as_a_command(system: ActorSystem) ->
     assert watcher.ask(("watch", target), timeout=10.0) == "watching"
     system.stop(target)
     assert probe.expect_msg(timeout=10.0) == ("persisted", "watched-by-a-persistent-actor")
+
+
+def test_a_watcher_that_stopped_is_told_nothing(system: ActorSystem) -> None:
+    # The guardian drops a stopped watcher's watches: no Terminated for it becomes a dead
+    # letter later (nor piles up while the watched actor lives on).
+    probe = TestProbe(system)
+    watcher = system.actor_of(Watcher, probe.ref, name="short-lived-watcher")
+    target = system.actor_of(Echo)
+    assert watcher.ask(("watch", target), timeout=10.0) == "watching"
+    system.stop(watcher)
+    deadline = time.monotonic() + 30
+    while True:  # the watcher is gone once its name is free again
+        try:
+            system.stop(system.actor_of(Silent, name="short-lived-watcher"))
+            break
+        except InvalidActorNameError:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    letters = TestProbe(system)
+    system.event_stream.subscribe(letters.ref, DeadLetter)
+    system.stop(target)
+    deadline = time.monotonic() + 0.5
+    while (left := deadline - time.monotonic()) > 0:
+        letter = letters.receive_one(timeout=left)
+        assert not (isinstance(letter, DeadLetter) and isinstance(letter.message, Terminated)), \
+            letter

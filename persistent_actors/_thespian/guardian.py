@@ -33,7 +33,13 @@ from thespian.actors import (
 )
 
 from persistent_actors import _protocol as p
-from persistent_actors._actor import Actor, AskRef, outbound_form, ref_of_address
+from persistent_actors._actor import (
+    Actor,
+    AskRef,
+    guardian_address,
+    outbound_form,
+    ref_of_address,
+)
 from persistent_actors._config import JOURNAL, SNAPSHOT_STORE, PluginConfig, Settings
 from persistent_actors._persistent_actor import PersistentActor
 from persistent_actors._thespian.common import log, portable_error
@@ -127,7 +133,9 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
         self._exiting = False
         # DeathWatch: per watched actor's name, its watchers and the ref each watched. By name,
         # not address: an actor restarted after its process died keeps its name and watchers.
-        self._watchers: dict[str, dict[Any, Any]] = {}
+        self._watchers: dict[str, dict[Any, tuple[Any, str | None]]] = {}
+        # ... and per watcher's name, what it watches: dropped when the watcher stops.
+        self._watching: dict[str, set[tuple[str, Any]]] = {}
         # Persistence ids: the live host holding each, and started hosts waiting for one.
         self._claims: dict[Claim, Any] = {}  # claim -> host key
         self._claim_of: dict[Any, Claim] = {}  # host key -> claim
@@ -204,9 +212,7 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
             case p.Watch(address, watched, watcher):
                 self._watch(address, watched, watcher)
             case p.Unwatch(address, watcher):
-                name = self._by_address.get(_key(self._redirects.get(_key(address), address)))
-                if name is not None and name in self._watchers:
-                    self._watchers[name].pop(watcher, None)
+                self._unwatch(address, watcher)
             case p.StopRequested(address):
                 # A ref to a crashed incarnation stops the current one (it gets the stop too).
                 address = self._redirects.get(_key(address), address)
@@ -598,12 +604,26 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
         if name is None or self._names.get(name) is None:
             self._tell_terminated(watcher, watched)
             return
-        self._watchers.setdefault(name, {})[watcher] = watched
+        # An entity (no name here) watches until the watched actor ends.
+        watcher_name = self._by_address.get(_key(guardian_address(watcher)))
+        self._watchers.setdefault(name, {})[watcher] = (watched, watcher_name)
+        if watcher_name is not None:
+            self._watching.setdefault(watcher_name, set()).add((name, watcher))
+
+    def _unwatch(self, address: Any, watcher: Any) -> None:
+        name = self._by_address.get(_key(self._redirects.get(_key(address), address)))
+        entry = self._watchers.get(name, {}).pop(watcher, None) if name is not None else None
+        if entry is not None and entry[1] is not None:
+            self._watching.get(entry[1], set()).discard((name, watcher))
 
     def _terminated(self, name: str) -> None:
-        """The actor named `name` is gone for good: tell whoever watched it."""
-        for watcher, watched in self._watchers.pop(name, {}).items():
+        """The actor named `name` is gone for good: tell whoever watched it; drop its watches."""
+        for watcher, (watched, watcher_name) in self._watchers.pop(name, {}).items():
             self._tell_terminated(watcher, watched)
+            if watcher_name is not None:
+                self._watching.get(watcher_name, set()).discard((name, watcher))
+        for watched_name, watcher in self._watching.pop(name, ()):
+            self._watchers.get(watched_name, {}).pop(watcher, None)
 
     def _tell_terminated(self, watcher: Any, watched: Any) -> None:
         # The watcher keeps the set of refs it watches and drops anything else (unwatch).
