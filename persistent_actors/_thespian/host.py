@@ -326,7 +326,7 @@ DIRECT_TURNS = 100
 _CONTROL = (p.StartActor, p.RecoveryPermitted, ActorExitRequest, WakeupMessage, ChildActorExited,
             PoisonMessage)
 # Never stashed with the rest of a frame (`_stash_frame_rest`): `_receive_one` acts on them.
-_TAKEN_ALONE = (*_CONTROL, Kill, p.TimerFired)
+_TAKEN_ALONE = (*_CONTROL, Kill, p.TimerFired, Terminated)
 
 
 class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
