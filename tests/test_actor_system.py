@@ -562,6 +562,18 @@ def test_an_actor_that_persists_from_every_handler_starves_nobody(system: ActorS
 
 
 # -- DeathWatch --------------------------------------------------------------------------------
+def _wait_until_gone(system: ActorSystem, name: str) -> None:
+    """Return once the actor named `name` has exited: its name can be taken again."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            system.stop(system.actor_of(Silent, name=name))
+            return
+        except InvalidActorNameError:
+            assert time.monotonic() < deadline, f"{name!r} never exited"
+            time.sleep(0.05)
+
+
 def test_a_watcher_gets_terminated_once_when_the_actor_stops(system: ActorSystem) -> None:
     probe = TestProbe(system)
     watcher = system.actor_of(Watcher, probe.ref)
@@ -579,14 +591,7 @@ def test_watching_an_actor_that_is_gone_already_terminates_at_once(system: Actor
     watcher = system.actor_of(Watcher, probe.ref)
     target = system.actor_of(Echo, name="short-lived")
     system.stop(target)
-    deadline = time.monotonic() + 30
-    while True:  # gone once its name is free again
-        try:
-            system.stop(system.actor_of(Silent, name="short-lived"))
-            break
-        except InvalidActorNameError:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+    _wait_until_gone(system, "short-lived")
     assert watcher.ask(("watch", target), timeout=10.0) == "watching"
     assert probe.expect_msg(timeout=10.0) == ("terminated", target)
 
@@ -629,14 +634,7 @@ def test_a_watcher_that_stopped_is_told_nothing(system: ActorSystem) -> None:
     target = system.actor_of(Echo)
     assert watcher.ask(("watch", target), timeout=10.0) == "watching"
     system.stop(watcher)
-    deadline = time.monotonic() + 30
-    while True:  # the watcher is gone once its name is free again
-        try:
-            system.stop(system.actor_of(Silent, name="short-lived-watcher"))
-            break
-        except InvalidActorNameError:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+    _wait_until_gone(system, "short-lived-watcher")
     letters = TestProbe(system)
     system.event_stream.subscribe(letters.ref, DeadLetter)
     system.stop(target)
