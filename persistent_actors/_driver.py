@@ -203,10 +203,7 @@ class Driver:
             try:
                 if sends:
                     self._deliver(sends)
-                elif unfinished:
-                    assert self._direct is not None  # noqa: S101 - `unfinished` says so
-                    self._direct.run()
-                self._receive(idle=not sends and not unfinished)
+                self._receive(idle=not sends)
             except Exception:  # keep serving: the waiting callers time out with a clear error
                 log.warning("driver: talking to thespian failed", exc_info=True)
             if stopping:
@@ -323,8 +320,8 @@ class Driver:
         # routed: a caller woken by one could send at once and be counted twice).
         early = self._ops.qsize()
         if self._direct is not None:
-            if idle:  # due wakeups fire; a run of thespian's own (listen) has no budget
-                self._direct.run()
+            if idle:  # nothing sent: run what a run left at its budget, and the due wakeups
+                self._direct.run()  # (not thespian's listen: its run has no budget)
             # Actors ran inside the sends: their replies wait, all of them, to be taken.
             replies = self._direct.take_replies()
             if p.Batch in map(type, replies):  # a host's frame among them: unpack

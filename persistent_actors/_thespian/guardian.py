@@ -215,7 +215,7 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
                 self._unwatch(address, watcher)
             case p.StopRequested(address):
                 # A ref to a crashed incarnation stops the current one (it gets the stop too).
-                address = self._redirects.get(_key(address), address)
+                address = self._current(address)
                 # Only a live named actor: an address that already exited must not linger.
                 if _key(address) in self._by_address:
                     self._stopping.add(_key(address))
@@ -239,8 +239,7 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
             case p.EntityHostStarted(correlation_id):
                 self._entity_host_started(correlation_id, sender)
             case p.CurrentAddress(address, correlation_id):
-                self.send(sender, p.Reply(correlation_id,
-                                          self._redirects.get(_key(address), address)))
+                self.send(sender, p.Reply(correlation_id, self._current(address)))
             case ChildActorExited():
                 self._child_exited(message.childAddress)
             case DeadEnvelope(deadMessage=p.Batch() as batch):
@@ -596,11 +595,14 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
         self._flush_held(name)
         self._run_deferred(name)
 
+    def _current(self, address: Any) -> Any:
+        """`address`, or for an incarnation whose process died its successor's (same name)."""
+        return self._redirects.get(_key(address), address)
+
     # -- DeathWatch ----------------------------------------------------------------------------
     def _watch(self, address: Any, watched: Any, watcher: Any) -> None:
         """`watcher` watches the actor at `address`: noted, or told at once if it is gone."""
-        # A ref to an incarnation whose process died names its successor (same name).
-        name = self._by_address.get(_key(self._redirects.get(_key(address), address)))
+        name = self._by_address.get(_key(self._current(address)))
         if name is None or self._names.get(name) is None:
             self._tell_terminated(watcher, watched)
             return
@@ -611,7 +613,7 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
             self._watching.setdefault(watcher_name, set()).add((name, watcher))
 
     def _unwatch(self, address: Any, watcher: Any) -> None:
-        name = self._by_address.get(_key(self._redirects.get(_key(address), address)))
+        name = self._by_address.get(_key(self._current(address)))
         entry = self._watchers.get(name, {}).pop(watcher, None) if name is not None else None
         if entry is not None and entry[1] is not None:
             self._watching.get(entry[1], set()).discard((name, watcher))
