@@ -56,6 +56,7 @@ from persistent_actors.messages import (
     SaveSnapshotFailure,
     SaveSnapshotSuccess,
     SnapshotOffer,
+    Status,
     Terminated,
 )
 from persistent_actors.projection import (
@@ -159,6 +160,7 @@ __all__ = [
     "SnapshotStoreError",
     "SqliteOffsetStore",
     "StashOverflowError",
+    "Status",
     "SyncReadJournal",
     "Tagged",
     "Terminated",

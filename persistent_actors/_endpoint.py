@@ -37,7 +37,7 @@ from persistent_actors._driver import Driver, settle
 from persistent_actors._thespian.common import check_picklable, log
 from persistent_actors._thespian.frames import unbatch
 from persistent_actors.errors import AskTimeoutError, PersistentActorsError
-from persistent_actors.messages import Kill, PoisonPill
+from persistent_actors.messages import Kill, PoisonPill, Status
 
 __all__ = ["Endpoint"]
 
@@ -381,11 +381,14 @@ class Endpoint:
             # outbound_form, inline: a plain ref (the usual target) does not wrap.
             outbound = message if type(ref) is ActorRef else ref._outbound(message)  # noqa: SLF001
             # The timeout's text is `_no_reply`'s, below: none is formatted per ask.
-            return self.request(ref._address, lambda corr: p.new_envelope(outbound, None, corr),  # noqa: SLF001
-                                timeout, "")
+            reply = self.request(ref._address, lambda corr: p.new_envelope(outbound, None, corr),  # noqa: SLF001
+                                 timeout, "")
         except AskTimeoutError:
             raise AskTimeoutError(_no_reply(ref, message, timeout)
                                   + self.undelivered(ref._address)) from None  # noqa: SLF001
+        if type(reply) is _StatusFailure:  # Akka: the ask fails with the cause
+            raise reply.cause
+        return reply
 
     async def ask_async(self, ref: ActorRef, message: Any, timeout: float) -> Any:
         """Send `message` and await the reply without blocking the loop (see `ActorRef.ask_async`).
@@ -427,7 +430,7 @@ class Endpoint:
                 self._last_deadlines = deadlines
             waiting = deadlines.add(future, timeout)
             try:
-                return await future
+                reply = await future
             finally:
                 waiting.pop(future, None)
         except _Expired:
@@ -435,6 +438,9 @@ class Endpoint:
                                   + self.undelivered(ref._address)) from None  # noqa: SLF001
         finally:
             sinks.pop(corr, None)
+        if type(reply) is _StatusFailure:  # Akka: the ask fails with the cause
+            raise reply.cause
+        return reply
 
 
 class _FutureSink:
@@ -620,6 +626,7 @@ class _Waiter:
 
 
 _PENDING: Any = object()
+_StatusFailure = Status.Failure
 
 
 def _failer(sink: Any) -> Callable[[BaseException], None] | None:

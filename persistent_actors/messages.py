@@ -29,6 +29,7 @@ __all__ = [
     "SaveSnapshotFailure",
     "SaveSnapshotSuccess",
     "SnapshotOffer",
+    "Status",
     "Terminated",
 ]
 
@@ -145,6 +146,39 @@ class Terminated:
     """
 
     actor: ActorRef
+
+
+class Status:
+    """Akka's ``Status``: a reply that says how a requested operation ended.
+
+    Reply ``Status.Failure(error)`` to make the asker's ``ask``/``ask_async`` raise `error`
+    (Akka's faulted ask task); an actor receiving it gets it as a message like any other.
+    ``Status.Success(value)`` is an ordinary reply: ``ask`` returns it as it is.
+    """
+
+    __slots__ = ()
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Success:
+        """The operation succeeded; `status` is its result (if any)."""
+
+        status: Any = None
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Failure:
+        """The operation failed with `cause`, an exception; `state` is optional context.
+
+        On multiproc-tcp `cause` travels pickled, so it must be an exception that pickles
+        (the built-in ones and most user ones do).
+        """
+
+        cause: BaseException
+        state: Any = None
+
+        def __post_init__(self) -> None:
+            if not isinstance(self.cause, BaseException):
+                raise TypeError("Status.Failure(cause): cause must be an exception instance, "
+                                f"got {type(self.cause).__name__}")
 
 
 # Sent between processes on multiproc-tcp: pickle them as (class, field values).

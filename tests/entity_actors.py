@@ -12,6 +12,7 @@ from persistent_actors import (
     AtLeastOnceDeliveryActor,
     PersistentActor,
     RecoveryCompleted,
+    Status,
     register,
 )
 from tests.writer_actors import SlowRecovery
@@ -69,6 +70,8 @@ class Cart(PersistentActor):
                 self.sender.tell(self.recovered_events)
             case "pid":
                 self.sender.tell(os.getpid())
+            case ("refuse", str(reason)):
+                self.sender.tell(Status.Failure(LookupError(reason)))
             case "passivate":
                 self.context.passivate()
                 self.sender.tell("passivating")

@@ -83,6 +83,10 @@ class NotAnActor:
     """A plain class: actor_of must refuse it."""
 
 
+class OutOfStockError(Exception):
+    """A user's own exception, replied inside a `Status.Failure` (pickled on multiproc-tcp)."""
+
+
 class Echo(Actor):
     """Replies to every message with the message itself."""
 

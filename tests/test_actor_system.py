@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -18,6 +19,7 @@ from persistent_actors import (
     MessageNotSerializableError,
     PersistentActorsError,
     PoisonPill,
+    Status,
     Terminated,
 )
 from persistent_actors.testing import TestProbe
@@ -35,6 +37,7 @@ from tests.system_actors import (
     Lifecycle,
     LifecycleActor,
     NotAnActor,
+    OutOfStockError,
     Perpetual,
     PersistentWatcher,
     Relay,
@@ -127,6 +130,28 @@ def test_plain_actor_replies_to_ask(system: ActorSystem) -> None:
     assert echo.ask("hello") == "hello"
     assert echo.ask(Holder((1, "two"))) == Holder((1, "two"))
     assert echo.ask(42, timeout=5) == 42
+
+
+def test_a_status_failure_reply_fails_the_ask_with_its_cause(system: ActorSystem) -> None:
+    # Akka: an ask answered with Status.Failure faults with the cause; the actor that gets
+    # one as a message (Echo, here) sees an ordinary message.
+    echo = system.actor_of(Echo, name="echo")
+    with pytest.raises(OutOfStockError, match="no bananas"):
+        echo.ask(Status.Failure(OutOfStockError("no bananas")))
+
+    async def ask_async() -> None:
+        with pytest.raises(ValueError, match="bad item"):
+            await echo.ask_async(Status.Failure(ValueError("bad item")), timeout=5)
+
+    asyncio.run(ask_async())
+    # A success is an ordinary reply, and the actor is unharmed by having sent a failure.
+    assert echo.ask(Status.Success(3)) == Status.Success(3)
+    assert echo.ask("still here") == "still here"
+
+
+def test_status_failure_needs_an_exception() -> None:
+    with pytest.raises(TypeError, match="cause must be an exception instance, got str"):
+        Status.Failure("out of stock")  # type: ignore[arg-type]
 
 
 def test_refs_compare_by_actor(system: ActorSystem) -> None:

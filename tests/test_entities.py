@@ -76,6 +76,19 @@ def test_an_entity_starts_on_its_first_message(sharded: ActorSystem) -> None:
     assert carts.ask("bob", "items", timeout=10) == []
 
 
+def test_an_entity_can_fail_an_ask_with_status_failure(sharded: ActorSystem) -> None:
+    carts = sharded.entities("cart", Cart)
+    with pytest.raises(LookupError, match="no such coupon"):
+        carts.ask("alice", ("refuse", "no such coupon"), timeout=10)
+
+    async def ask_async() -> None:
+        with pytest.raises(LookupError, match="sold out"):
+            await carts.ask_async("alice", ("refuse", "sold out"), timeout=10)
+
+    asyncio.run(ask_async())
+    assert carts.ask("alice", AddItem("apple"), timeout=10) == 1
+
+
 def test_state_survives_self_passivation(sharded: ActorSystem) -> None:
     carts = sharded.entities("cart", Cart)
     for item in ("a", "b", "c"):
