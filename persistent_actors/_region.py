@@ -35,7 +35,7 @@ class EntityRegion:
 
     def __init__(self, type_name: str, cls: type[Actor], args: tuple[Any, ...],  # noqa: PLR0917
                  kwargs: dict[str, Any], hosts: tuple[Any, ...], shards: int,
-                 endpoint: ExternalSender) -> None:
+                 endpoint: ExternalSender | None) -> None:
         self._type_name = type_name
         self._cls = cls
         self._args = args
@@ -91,6 +91,12 @@ class EntityRegion:
 
         """
         return await self.ref(entity_id).ask_async(message, timeout)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # An actor given the region (a front end, a saga) uses it from its own process; the
+        # endpoint stays behind as a ref's does: inside an actor, sends go through its context.
+        return (type(self), (self._type_name, self._cls, self._args, self._kwargs, self._hosts,
+                             self._shards, None))
 
     def __repr__(self) -> str:
         return (f"EntityRegion({self._type_name!r}, {self._cls.__qualname__}, "

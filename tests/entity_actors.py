@@ -10,6 +10,7 @@ from persistent_actors import (
     Actor,
     ActorRef,
     AtLeastOnceDeliveryActor,
+    EntityRegion,
     PersistentActor,
     RecoveryCompleted,
     Status,
@@ -114,6 +115,22 @@ class Relay(Actor):
                     self.sender.tell(type(e).__name__)
             case _:
                 self.last = message
+
+
+class Front(Actor):
+    """A plain actor given a region: ("add", id, item) and ("items", id) go to that entity."""
+
+    def __init__(self, carts: EntityRegion) -> None:
+        self.carts = carts
+
+    def on_receive(self, message: Any) -> None:
+        match message:
+            case ("add", str(entity_id), str(item)):
+                self.carts.tell(entity_id, AddItem(item), sender=self.sender)
+            case ("items", str(entity_id)):
+                self.carts.ref(entity_id).tell("items", sender=self.sender)
+            case _:
+                self.unhandled(message)
 
 
 class Fragile(Actor):

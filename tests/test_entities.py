@@ -38,6 +38,7 @@ from tests.entity_actors import (
     Counter,
     EntityUp,
     Fragile,
+    Front,
     LoadEntity,
     Notifier,
     Relay,
@@ -87,6 +88,18 @@ def test_an_entity_can_fail_an_ask_with_status_failure(sharded: ActorSystem) -> 
 
     asyncio.run(ask_async())
     assert carts.ask("alice", AddItem("apple"), timeout=10) == 1
+
+
+def test_an_actor_given_a_region_sends_to_its_entities(sharded: ActorSystem) -> None:
+    # The region travels to the actor's process on multiproc-tcp (pickled without the
+    # system's endpoint) and addresses the same hosts as the original.
+    carts = sharded.entities("cart", Cart)
+    front = sharded.actor_of(Front, carts, name="front")
+    assert front.ask(("add", "alice", "banana"), timeout=10) == 1
+    assert front.ask(("add", "bob", "apple"), timeout=10) == 1
+    assert front.ask(("add", "alice", "pear"), timeout=10) == 2
+    assert front.ask(("items", "alice"), timeout=10) == ["banana", "pear"]
+    assert carts.ask("bob", "items", timeout=10) == ["apple"]
 
 
 def test_state_survives_self_passivation(sharded: ActorSystem) -> None:
