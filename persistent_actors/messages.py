@@ -180,6 +180,23 @@ class Status:
                 raise TypeError("Status.Failure(cause): cause must be an exception instance, "
                                 f"got {type(self.cause).__name__}")
 
+        def __reduce__(self) -> tuple[Any, ...]:
+            # The cause travels as its class, args and attributes, rebuilt without calling
+            # its __init__: an exception whose __init__ takes other arguments than it gives
+            # BaseException (``MyError(code, text)``) pickles but would not unpickle.
+            cause = self.cause
+            state = getattr(cause, "__dict__", None) or None
+            return (_rebuilt_failure, (type(cause), cause.args, state, self.state))
+
+
+def _rebuilt_failure(cls: type[BaseException], args: tuple[Any, ...],
+                     state: dict[str, Any] | None, status_state: Any) -> Status.Failure:
+    cause = cls.__new__(cls, *args)
+    cause.args = args
+    if state:
+        cause.__dict__.update(state)
+    return Status.Failure(cause, status_state)
+
 
 # Sent between processes on multiproc-tcp: pickle them as (class, field values).
 compact_all(globals())

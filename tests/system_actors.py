@@ -87,6 +87,17 @@ class OutOfStockError(Exception):
     """A user's own exception, replied inside a `Status.Failure` (pickled on multiproc-tcp)."""
 
 
+class CodedError(Exception):
+    """An exception whose __init__ takes other arguments than it gives BaseException.
+
+    Pickled plainly it does not unpickle (``CodedError(*args)`` misses `code`).
+    """
+
+    def __init__(self, code: int, text: str) -> None:
+        super().__init__(text)
+        self.code = code
+
+
 class Echo(Actor):
     """Replies to every message with the message itself."""
 

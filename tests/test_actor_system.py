@@ -26,6 +26,7 @@ from persistent_actors.testing import TestProbe
 from tests.conftest import system_config
 from tests.system_actors import (
     AskInside,
+    CodedError,
     CtorArgs,
     DefaultHooks,
     Echo,
@@ -144,6 +145,10 @@ def test_a_status_failure_reply_fails_the_ask_with_its_cause(system: ActorSystem
             await echo.ask_async(Status.Failure(ValueError("bad item")), timeout=5)
 
     asyncio.run(ask_async())
+    # An exception whose __init__ differs from its args travels whole (class, text, attributes).
+    with pytest.raises(CodedError, match="no such cart") as raised:
+        echo.ask(Status.Failure(CodedError(404, "no such cart")))
+    assert raised.value.code == 404
     # A success is an ordinary reply, and the actor is unharmed by having sent a failure.
     assert echo.ask(Status.Success(3)) == Status.Success(3)
     assert echo.ask("still here") == "still here"
@@ -509,6 +514,18 @@ def test_tell_unpicklable_raises_at_once(tcp_system: ActorSystem) -> None:
     with pytest.raises(MessageNotSerializableError):
         echo.ask(Holder(lambda: 1), timeout=5)
     assert time.monotonic() - begin < 2.0
+    assert echo.ask("fine") == "fine"
+
+
+@pytest.mark.multiproc
+def test_a_message_that_would_not_unpickle_is_refused_at_the_tell(tcp_system: ActorSystem) -> None:
+    # It pickles, but the receiving process could not rebuild it: thespian would drop its
+    # whole frame there (other messages with it) and the sender retry it. Refused at once.
+    echo = tcp_system.actor_of(Echo)
+    with pytest.raises(MessageNotSerializableError, match=r"cannot be unpickled.*CodedError"):
+        echo.tell(Holder(CodedError(1, "x")))
+    with pytest.raises(MessageNotSerializableError, match="cannot be unpickled"):
+        echo.ask(CodedError(1, "x"), timeout=5)
     assert echo.ask("fine") == "fine"
 
 

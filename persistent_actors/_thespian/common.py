@@ -26,12 +26,26 @@ def check_picklable(message: Any, target: Any) -> None:
     if surely_picklable(message):
         return
     try:
-        pickle.dumps(message)
+        data = pickle.dumps(message)
     except Exception as e:
         raise MessageNotSerializableError(
             f"message {message!r} to {target} cannot be sent between processes on the "
             f"multiproc-tcp base: {e} (send module-level classes and plain data, not lambdas, "
             "local classes or open resources)"
+        ) from e
+    # Also back: a message that pickles but cannot be unpickled (an exception class whose
+    # __init__ takes other arguments than it gives BaseException) would fail in the receiving
+    # process, where thespian drops the whole frame with the other messages it carries and
+    # the sender retries it, holding up everything behind it to that process.
+    try:
+        pickle.loads(data)  # noqa: S301 - our own bytes, made just above
+    except Exception as e:
+        raise MessageNotSerializableError(
+            f"message {message!r} to {target} pickles but cannot be unpickled, so it cannot "
+            f"be sent between processes on the multiproc-tcp base: {type(e).__name__}: {e} "
+            "(an exception class whose __init__ signature differs from its args is the usual "
+            "cause: reply it inside Status.Failure, which carries any exception, or define "
+            "__reduce__)"
         ) from e
 
 
