@@ -23,12 +23,15 @@ from persistent_actors import (
     DeleteMessagesFailure,
     DeleteMessagesSuccess,
     DeleteSnapshotFailure,
+    JournalError,
+    PersistenceError,
     PoisonPill,
     SaveSnapshotFailure,
     SaveSnapshotSuccess,
     SnapshotMetadata,
 )
 from persistent_actors._serialization import default_serializer
+from persistent_actors._thespian.common import portable_error
 from persistent_actors.testing import (
     Delay,
     Fail,
@@ -61,6 +64,7 @@ from tests.failure_actors import (
     TinyStashThrow,
     is_big,
 )
+from tests.system_actors import CodedError
 
 TEST_JOURNAL = "persistent_actors.testing:TestJournal"
 TEST_SNAPSHOTS = "persistent_actors.testing:TestSnapshotStore"
@@ -492,3 +496,13 @@ def test_a_failure_no_plugin_saw_comes_from_no_sender(system: ActorSystem, entit
         assert len(seen) < len(expected), seen  # an answer came back, or a sender was itself
         time.sleep(0.01)
     assert ref.ask("seen", timeout=10.0) == expected  # and no answer arrives later either
+
+
+def test_a_plugin_error_that_would_not_unpickle_travels_as_its_text() -> None:
+    # A plugin's exception goes back to the actor in a message; one whose __init__ differs
+    # from its args pickles but would not load in the actor's process, so its text goes.
+    sent = portable_error(CodedError(503, "database is read-only"))
+    assert type(sent) is PersistenceError
+    assert str(sent) == "CodedError: database is read-only"
+    plain = JournalError("disk full")
+    assert portable_error(plain) is plain
