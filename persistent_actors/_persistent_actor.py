@@ -228,7 +228,8 @@ def _events(events: Iterable[Any] | None) -> tuple[Any, ...]:
         raise TypeError(f"persist_all expects an iterable of events, got the "
                         f"{type(events).__name__} {events[:40]!r}; use persist for one event")
     try:
-        return tuple(events)
+        iterator = iter(events)
     except TypeError:
         raise TypeError(f"persist_all expects an iterable of events, got "
                         f"{type(events).__name__}") from None
+    return tuple(iterator)  # an error raised while iterating is the caller's own: it propagates

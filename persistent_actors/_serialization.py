@@ -43,6 +43,11 @@ _EXT_DECIMAL: Final = 5
 _EXT_SET: Final = 6
 _EXT_FROZENSET: Final = 7
 _EXT_DATE: Final = 8
+_EXT_TIMEDELTA: Final = 9
+_EXT_TIME: Final = 10
+# msgpack's integers: what an int must fit in to be stored.
+_INT_MIN: Final = -(2**63)
+_INT_MAX: Final = 2**64 - 1
 
 Encoder = Callable[[Any], Any]
 Decoder = Callable[[Any], Any]
@@ -201,8 +206,15 @@ class Serializer:
             decode = decode or _dataclass_decoder(cls)
         else:
             from_map, build_all = False, None
-        binding = _Binding(cls, manifest, encode, decode, from_map, build_all)
+        if isinstance(aliases, str | bytes):
+            raise TypeError(f"aliases for {cls.__qualname__} must be a list of manifest names, "
+                            f"got the str {aliases!r}; write aliases=[{aliases!r}]")
         names = (manifest, *aliases)
+        for name in names[1:]:
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"each alias of {cls.__qualname__} must be a non-empty string, "
+                                 f"got {name!r}")
+        binding = _Binding(cls, manifest, encode, decode, from_map, build_all)
         with self._lock:
             # Check every name before binding any: otherwise a conflict on an alias would leave
             # the manifest (and earlier aliases) bound to a class whose registration failed.
@@ -399,13 +411,18 @@ class Serializer:
         binding = self._by_type.get(type(obj))
         if binding is not None:
             return msgpack.ExtType(_EXT_OBJECT, self._pack([binding.manifest, binding.encode(obj)]))
+        if type(obj) is tuple:  # exactly: a namedtuple would come back as a plain tuple
+            return msgpack.ExtType(_EXT_TUPLE, self._pack(list(obj)))
         match obj:
-            case tuple():
-                return msgpack.ExtType(_EXT_TUPLE, self._pack(list(obj)))
             case _dt.datetime():
                 return msgpack.ExtType(_EXT_DATETIME, self._pack(obj.isoformat()))
             case _dt.date():
                 return msgpack.ExtType(_EXT_DATE, self._pack(obj.isoformat()))
+            case _dt.timedelta():
+                return msgpack.ExtType(_EXT_TIMEDELTA, self._pack(
+                    [obj.days, obj.seconds, obj.microseconds]))
+            case _dt.time():
+                return msgpack.ExtType(_EXT_TIME, self._pack(obj.isoformat()))
             case uuid.UUID():
                 return msgpack.ExtType(_EXT_UUID, obj.bytes)
             case decimal.Decimal():
@@ -414,6 +431,15 @@ class Serializer:
                 return msgpack.ExtType(_EXT_FROZENSET, self._pack(sorted(obj, key=repr)))
             case set():
                 return msgpack.ExtType(_EXT_SET, self._pack(sorted(obj, key=repr)))
+        if type(obj) is int and not _INT_MIN <= obj <= _INT_MAX:
+            raise SerializationError(
+                f"an int of {obj.bit_length()} bits does not fit msgpack's 64-bit integers "
+                "([-2**63, 2**64-1]); store it as a str or a decimal.Decimal")
+        if isinstance(obj, tuple):
+            raise SerializationError(
+                f"{type(obj).__module__}.{type(obj).__qualname__} is a tuple subclass (a "
+                "namedtuple?) and is not registered: it would come back as a plain tuple; "
+                "register it with encode= and decode=, or use a registered dataclass")
         raise SerializationError(
             f"{type(obj).__module__}.{type(obj).__qualname__} is not registered; "
             "decorate it with @persistent_actors.register"
@@ -441,6 +467,11 @@ class Serializer:
                 return frozenset(self._unpack(data))
             case 8:  # _EXT_DATE
                 return _dt.date.fromisoformat(self._unpack(data))
+            case 9:  # _EXT_TIMEDELTA
+                days, seconds, microseconds = self._unpack(data)
+                return _dt.timedelta(days, seconds, microseconds)
+            case 10:  # _EXT_TIME
+                return _dt.time.fromisoformat(self._unpack(data))
         raise SerializationError(f"unknown msgpack extension code {code} in stored payload")
 
     def _decode_object(self, manifest: str, state: Any) -> Any:

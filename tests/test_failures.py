@@ -30,6 +30,7 @@ from persistent_actors import (
     SaveSnapshotSuccess,
     SnapshotMetadata,
 )
+from persistent_actors._persistent_actor import _events as persist_all_events
 from persistent_actors._serialization import default_serializer
 from persistent_actors._thespian.common import portable_error
 from persistent_actors.testing import (
@@ -506,3 +507,17 @@ def test_a_plugin_error_that_would_not_unpickle_travels_as_its_text() -> None:
     assert str(sent) == "CodedError: database is read-only"
     plain = JournalError("disk full")
     assert portable_error(plain) is plain
+
+
+def test_an_error_raised_inside_the_events_iterable_of_persist_all_is_not_renamed() -> None:
+    # A generator whose own code raises TypeError (a bad constructor call) must show that
+    # error, not "persist_all expects an iterable".
+    def lines() -> Iterator[int]:
+        yield 1
+        raise TypeError("Line.__init__() takes 3 positional arguments but 4 were given")
+
+    with pytest.raises(TypeError, match="takes 3 positional arguments"):
+        persist_all_events(lines())
+    with pytest.raises(TypeError, match="persist_all expects an iterable of events, got int"):
+        persist_all_events(7)  # type: ignore[arg-type]
+    assert persist_all_events(x for x in (1, 2)) == (1, 2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import collections
 import concurrent.futures
 import contextlib
 import dataclasses
@@ -156,6 +157,8 @@ def test_datetime_with_offset_keeps_it() -> None:
     [], [1, [2, [3]]], {}, {"a": {"b": [1, 2]}}, {1: "x", 2: "y"}, (), (1, "a", (2.5, None)),
     {(1, 2): "tuple key"}, {"set": {1, 2}}, frozenset({"x"}), decimal.Decimal("1e-30"),
     uuid.UUID(int=0), dt.date(2000, 1, 1), dt.datetime(2000, 1, 1, 0, 0),
+    dt.timedelta(days=-3, seconds=5, microseconds=7), dt.timedelta(0),
+    dt.time(23, 59, 1, 250), dt.time(8, 30, tzinfo=dt.timezone(dt.timedelta(hours=-5))),
 ])
 def test_plain_values_need_no_registration(value: Any) -> None:
     manifest, payload = default_serializer.to_binary(value)
@@ -354,6 +357,33 @@ def test_unregistered_subclass_is_not_stored_as_its_base() -> None:
 def test_unstorable_plain_values(value: Any) -> None:
     with pytest.raises(SerializationError):
         default_serializer.to_binary(value)
+
+
+def test_an_int_beyond_64_bits_says_so() -> None:
+    # msgpack hands it to the fallback; "register int" would be advice nobody can follow.
+    for value in (2**64, -(2**63) - 1, Holder([2**100])):
+        with pytest.raises(SerializationError, match="does not fit msgpack's 64-bit integers"):
+            default_serializer.to_binary(value)
+
+
+def test_a_namedtuple_is_refused_not_turned_into_a_tuple() -> None:
+    point = collections.namedtuple("point", "x y")
+    with pytest.raises(SerializationError, match=r"tuple subclass \(a namedtuple\?\) and is not"):
+        default_serializer.to_binary(Holder(point(1, 2)))
+
+
+def test_aliases_given_as_one_str_are_refused() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Renamed:
+        x: int
+
+    with pytest.raises(TypeError, match=r"manifest names, got .*aliases=\['shop.Old'\]"):
+        register(Renamed, "shop.New", aliases="shop.Old")
+    with pytest.raises(ValueError, match="Renamed must be a non-empty string, got ''"):
+        register(Renamed, "shop.New", aliases=["shop.Old", ""])
+    # Nothing was bound by the refused calls.
+    assert default_serializer.class_of("shop.New") is None
+    assert default_serializer.class_of("s") is None
 
 
 def test_unknown_manifest_on_decode() -> None:

@@ -197,8 +197,11 @@ def _structure_hook(code: int, data: bytes) -> Any:
             return {"@manifest": manifest, "state": state}
         case 2 | 6 | 7:
             return _unpack(data)
-        case 3 | 8:
+        case 3 | 8 | 10:
             return str(_unpack(data))
+        case 9:  # a timedelta: [days, seconds, microseconds]
+            days, seconds, microseconds = _unpack(data)
+            return str(dt.timedelta(days, seconds, microseconds))
         case 4:
             return str(uuid.UUID(bytes=data))
         case 5:
