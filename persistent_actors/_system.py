@@ -221,6 +221,7 @@ class ActorSystem:
             raise ActorInitializationError(
                 f"{cls.__qualname__} is defined in __main__; on the multiproc-tcp base actor "
                 "classes must live in an importable module")
+        self._check_retention(cls)
         reply = self._endpoint.request(
             self._guardian, lambda corr: p.CreateActor(cls, args, kwargs, name, corr),
             timeout=60.0, what=f"creating {cls.__qualname__}")
@@ -256,6 +257,7 @@ class ActorSystem:
             raise ActorInitializationError(
                 f"{cls.__qualname__} is defined in __main__; on the multiproc-tcp base entity "
                 "classes must live in an importable module")
+        self._check_retention(cls)
         with self._regions_lock:
             region = self._regions.get(type_name)
             if region is not None:
@@ -277,6 +279,26 @@ class ActorSystem:
                                       self._endpoint)
             self._regions[type_name] = region
             return region
+
+    def _check_retention(self, cls: type[Actor]) -> None:
+        """Refuse a class whose retention would delete durable events covered by volatile snapshots.
+
+        With ``delete_events_on_snapshot`` the events a snapshot covers are deleted; if that
+        snapshot lives in the in-memory store while the journal keeps the events on disk, the
+        next process start finds neither (the state is lost).
+        """
+        retention = getattr(cls, "retention", None)
+        if not getattr(retention, "delete_events_on_snapshot", False):
+            return
+        journal = self.settings.plugin(JOURNAL, getattr(cls, "journal_plugin_id", None))
+        snapshots = self.settings.plugin(SNAPSHOT_STORE, getattr(cls, "snapshot_plugin_id", None))
+        if snapshots.spec == "inmem" and journal.spec != "inmem":
+            raise ActorInitializationError(
+                f"{cls.__qualname__}: its retention deletes events on snapshot, but its snapshot "
+                f"store is the in-memory one while its journal ({journal.spec!r}) keeps events: "
+                "the next process start would find neither the events nor the snapshot. "
+                "Configure a durable [persistence.snapshot_store] (e.g. plugin = \"sqlite\"), "
+                "or drop delete_events_on_snapshot")
 
     def _start_entity_hosts(self, type_name: str, cls: type[Actor], args: tuple[Any, ...],
                             kwargs: dict[str, Any], host_class: type[Any] | None = None,

@@ -16,7 +16,13 @@ import pytest
 
 from journal_plugins.sqlite import SqliteJournal
 from journal_plugins.sqlite_query import SqliteEventLog
-from persistent_actors import ActorRef, ActorSystem, RetentionCriteria, SequenceConflictError
+from persistent_actors import (
+    ActorInitializationError,
+    ActorRef,
+    ActorSystem,
+    RetentionCriteria,
+    SequenceConflictError,
+)
 from persistent_actors.journal import AtomicWrite, PersistentRepr
 from persistent_actors.testing import TestProbe
 from tests.conftest import system_config
@@ -192,3 +198,24 @@ async def test_sqlite_delete_frees_pages_and_keeps_the_highest_sequence_nr(db: P
         assert await journal.integrity_check() == []
     finally:
         await journal.close()
+
+
+def test_deleting_durable_events_for_in_memory_snapshots_is_refused(base: str, db: Path) -> None:
+    # The journal keeps events on disk, the snapshot store (the default) in memory: deleting
+    # what a snapshot covers would lose the state at the next start, so the actor is refused.
+    config = system_config(base, journal={"plugin": "sqlite", "path": str(db)})
+    with ActorSystem("retention", config=config) as system:
+        probe = TestProbe(system)
+        with pytest.raises(ActorInitializationError,
+                           match="RetentionCounter: its retention deletes events on snapshot"):
+            system.actor_of(RetentionCounter, "ledger", probe.ref)
+        with pytest.raises(ActorInitializationError, match="snapshot store is the in-memory"):
+            system.entities("ledger", RetentionCounter, probe.ref)
+        # Keeping the events is fine: a lost snapshot only means a longer replay.
+        system.actor_of(RetentionKeepEvents, "kept", probe.ref)
+        probe.expect_msg_type(Recovered, timeout=10)
+    # Both in memory, or both durable (the tests above), is consistent and allowed.
+    with ActorSystem("retention", config=system_config(base)) as system:
+        probe = TestProbe(system)
+        system.actor_of(RetentionCounter, "ledger", probe.ref)
+        probe.expect_msg_type(Recovered, timeout=10)
