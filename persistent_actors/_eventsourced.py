@@ -128,6 +128,9 @@ class PersistentBehavior(Protocol):
     def _receive_command(self, message: Any) -> None:
         """Hand a command to `on_command`, or to a mixin's own handling first."""
 
+    def _on_replay_success(self) -> None:
+        """Replay ended, before `RecoveryCompleted` is handled (a mixin's hook)."""
+
     def on_recover(self, message: Any) -> None:
         """Apply a replayed event, a snapshot offer or `RecoveryCompleted`."""
 
@@ -415,6 +418,7 @@ class Eventsourced:
                 return
         self.last_sequence_nr = self._sequence_nr = max(highest, self.last_sequence_nr)
         self._state = _PROCESSING
+        self.actor._on_replay_success()  # noqa: SLF001 - a mixin's hook (Akka's onReplaySuccess)
         if not self._recover_with(RecoveryCompleted()):
             return
         self._flush_batch()

@@ -103,6 +103,11 @@ class PersistentActor(Actor):
         # own messages out here before `on_command` sees them (Akka's aroundReceive).
         self.on_command(message)
 
+    def _on_replay_success(self) -> None:
+        # Called when replay ended, before `RecoveryCompleted` is handled (Akka's
+        # onReplaySuccess): at-least-once delivery sends what is still unconfirmed.
+        pass
+
     def on_receive(self, message: Any) -> None:
         """Persistent actors handle commands in `on_command`; this just forwards to it."""
         self.on_command(message)

@@ -155,7 +155,7 @@ class AtLeastOnceDeliveryActor(PersistentActor):
         message = make_message(delivery_id)
         now = time.monotonic()
         if self.is_recovering:
-            # Overdue at once: sent by the first tick, which runs after recovery.
+            # Overdue at once: sent when replay ends (`_on_replay_success`).
             state.unconfirmed[delivery_id] = _Delivery(destination, message,
                                                        now - self.redeliver_interval, 0)
         else:
@@ -207,6 +207,12 @@ class AtLeastOnceDeliveryActor(PersistentActor):
             "destination names of a delivery snapshot to refs")
 
     # -- redelivery ---------------------------------------------------------------------------
+    def _on_replay_success(self) -> None:
+        # Akka's onReplaySuccess: what recovery left unconfirmed goes out now, not a tick later.
+        state: _DeliveryState | None = self.__dict__.get("_at_least_once")
+        if state is not None and state.unconfirmed:  # none if nothing was delivered in replay
+            self._redeliver_overdue()
+
     def _schedule_tick(self) -> None:
         state = self._delivery_state()
         if state.tick_pending:

@@ -238,6 +238,12 @@ class QuietSender(Sender):
     warn_after_number_of_unconfirmed_attempts = 100
 
 
+class PatientSender(QuietSender):
+    """The same, redelivering only every 120 s: what recovery leaves must go out at its end."""
+
+    redeliver_interval = 120.0
+
+
 class BadIntervalSender(Sender):
     """A redelivery interval of 0: deliver says which attribute is wrong."""
 

@@ -21,7 +21,14 @@ from persistent_actors._serialization import default_serializer
 from persistent_actors.at_least_once import AtLeastOnceDeliverySnapshot, UnconfirmedDelivery
 from persistent_actors.testing import TestProbe
 from tests.conftest import system_config
-from tests.ops_actors import BadIntervalSender, Destination, QuietSender, Received, Sender
+from tests.ops_actors import (
+    BadIntervalSender,
+    Destination,
+    PatientSender,
+    QuietSender,
+    Received,
+    Sender,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -101,6 +108,23 @@ def test_delivery_state_survives_in_a_snapshot(sqlite_system: ActorSystem) -> No
     messages = [probe.receive_one(timeout=10) for _ in range(2)]
     assert ("recovered", ("a",), 1) in messages
     assert Received(1, "a", 1) in messages
+    _wait_unconfirmed(sender, 0)
+
+
+def test_unconfirmed_deliveries_go_out_when_recovery_ends(sqlite_system: ActorSystem) -> None:
+    # Not at the first redelivery tick (60 s here): at the end of replay, as Akka's
+    # onReplaySuccess sends what is overdue.
+    system = sqlite_system
+    probe = TestProbe(system)
+    dropper = system.actor_of(Destination, 1000, probe.ref, name="dest-drop")
+    sender = system.actor_of(PatientSender, "alod-4", dropper, probe.ref, name="alod-4")
+    probe.expect_msg(("recovered", (), 0))
+    assert sender.ask(("send", "a"), timeout=5) == "accepted"
+    system.stop(sender)
+    confirmer = system.actor_of(Destination, 0, probe.ref, name="dest-ok")
+    sender = system.actor_of(PatientSender, "alod-4", confirmer, probe.ref, name="alod-4")
+    messages = {probe.receive_one(timeout=10) for _ in range(2)}
+    assert messages == {("recovered", ("a",), 1), Received(1, "a", 1)}
     _wait_unconfirmed(sender, 0)
 
 
