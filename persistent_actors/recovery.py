@@ -34,8 +34,10 @@ class Recovery:
             )
         for name in ("to_sequence_nr", "replay_max"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"Recovery.{name} must be an int >= 0, got {value!r}")
+            if not isinstance(value, int) or isinstance(value, bool) or \
+                    not 0 <= value <= MAX_SEQUENCE_NR:
+                raise ValueError(f"Recovery.{name} must be an int in [0, MAX_SEQUENCE_NR = "
+                                 f"2**63-1], got {value!r}")
 
     @classmethod
     def none(cls) -> Recovery:

@@ -23,7 +23,9 @@ __all__ = [
 class SnapshotMetadata:
     """Which actor a snapshot belongs to, the sequence number it covers, and when it was taken.
 
-    `timestamp` is seconds since the epoch (UTC); 0.0 means "unknown" and matches any time.
+    `timestamp` is seconds since the epoch (UTC); 0.0 means "unknown": deleting by such
+    metadata (``delete_snapshot``) removes the snapshot of that sequence number whatever its
+    time. Selection criteria compare it like any other time.
     """
 
     persistence_id: str
@@ -43,9 +45,19 @@ class SnapshotSelectionCriteria:
     def __post_init__(self) -> None:
         for name in ("max_sequence_nr", "min_sequence_nr"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            if not isinstance(value, int) or isinstance(value, bool) or \
+                    not 0 <= value <= MAX_SEQUENCE_NR:
                 raise ValueError(
-                    f"SnapshotSelectionCriteria.{name} must be an int >= 0, got {value!r}"
+                    f"SnapshotSelectionCriteria.{name} must be an int in [0, MAX_SEQUENCE_NR "
+                    f"= 2**63-1], got {value!r}"
+                )
+        for name in ("max_timestamp", "min_timestamp"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or \
+                    math.isnan(value) or value < 0:
+                raise ValueError(
+                    f"SnapshotSelectionCriteria.{name} must be a number of seconds >= 0 "
+                    f"(math.inf: no bound), got {value!r}"
                 )
 
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 from typing import Any
 
@@ -34,19 +35,27 @@ class BackoffOptions:
     random_factor: float = 0.2
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.min_backoff, int | float) and self.min_backoff > 0):
-            raise ValueError(f"min_backoff must be a number > 0, got {self.min_backoff!r}")
-        if not (isinstance(self.max_backoff, int | float) and
-                self.max_backoff >= self.min_backoff):
-            raise ValueError(f"max_backoff must be a number >= min_backoff, got "
-                             f"{self.max_backoff!r}")
-        if not (isinstance(self.random_factor, int | float) and 0 <= self.random_factor <= 1):
+        # Finite seconds: an infinite back-off would be a stop that keeps the actor's
+        # messages waiting for ever (a deliberate stop is the way to say that).
+        if not (_seconds(self.min_backoff) and self.min_backoff > 0):
+            raise ValueError(f"min_backoff must be a finite number of seconds > 0, got "
+                             f"{self.min_backoff!r}")
+        if not (_seconds(self.max_backoff) and self.max_backoff >= self.min_backoff):
+            raise ValueError(f"max_backoff must be a finite number of seconds >= min_backoff, "
+                             f"got {self.max_backoff!r}")
+        if not (_seconds(self.random_factor) and 0 <= self.random_factor <= 1):
             raise ValueError(f"random_factor must be in [0, 1], got {self.random_factor!r}")
 
     def delay(self, restarts: int) -> float:
         """Seconds to wait before restart number `restarts` (0-based)."""
         base = float(min(self.max_backoff, self.min_backoff * 2 ** min(restarts, 62)))
         return base * (1 + random.uniform(0, self.random_factor))  # noqa: S311 - jitter only
+
+
+def _seconds(value: Any) -> bool:
+    """True for a finite int or float (not a bool)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and \
+        math.isfinite(value)
 
 
 class Backoff:

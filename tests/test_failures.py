@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import signal
 import time
@@ -18,6 +19,7 @@ from persistent_actors import (
     ActorInitializationError,
     ActorRef,
     ActorSystem,
+    Backoff,
     ConfigError,
     DeadLetter,
     DeleteMessagesFailure,
@@ -521,3 +523,18 @@ def test_an_error_raised_inside_the_events_iterable_of_persist_all_is_not_rename
     with pytest.raises(TypeError, match="persist_all expects an iterable of events, got int"):
         persist_all_events(7)  # type: ignore[arg-type]
     assert persist_all_events(x for x in (1, 2)) == (1, 2)
+
+
+@pytest.mark.parametrize(("build", "named"), [
+    (lambda: Backoff.on_stop(min_backoff=0.2, max_backoff=math.inf), "max_backoff"),
+    (lambda: Backoff.on_stop(min_backoff=True, max_backoff=1.0), "min_backoff"),
+    (lambda: Backoff.on_stop(min_backoff=0.2, max_backoff=1.0, random_factor=math.nan),
+     "random_factor"),
+    (lambda: Delay(-1), "Delay.seconds"),
+    (lambda: Delay(math.inf), "Delay.seconds"),
+    (lambda: Fail(delay=-0.5), "Fail.delay"),
+    (lambda: Reject(delay=math.nan), "Reject.delay"),
+])
+def test_backoff_and_test_kit_durations_must_be_finite(build: Any, named: str) -> None:
+    with pytest.raises(ValueError, match=named):
+        build()

@@ -6,9 +6,14 @@ reports Offered(sequence_nr, snapshot) before any replayed event.
 
 from __future__ import annotations
 
+import math
 import time
+from typing import Any
+
+import pytest
 
 from persistent_actors import (
+    MAX_SEQUENCE_NR,
     ActorRef,
     ActorSystem,
     DeleteSnapshotsSuccess,
@@ -175,3 +180,22 @@ def test_delete_snapshots_by_criteria(system: ActorSystem) -> None:
     for i, event in enumerate("abcde", start=1):
         probe.expect_msg(Replayed(event, i))
     probe.expect_msg(Recovered(5, tuple("abcde")))
+
+
+@pytest.mark.parametrize(("build", "named"), [
+    (lambda: SnapshotSelectionCriteria(min_sequence_nr=2**64), "min_sequence_nr"),
+    (lambda: SnapshotSelectionCriteria(max_sequence_nr=-1), "max_sequence_nr"),
+    (lambda: SnapshotSelectionCriteria(max_timestamp=float("nan")), "max_timestamp"),
+    (lambda: SnapshotSelectionCriteria(min_timestamp=-1.0), "min_timestamp"),
+    (lambda: SnapshotSelectionCriteria(max_timestamp="soon"),  # type: ignore[arg-type]
+     "max_timestamp"),
+    (lambda: Recovery(replay_max=2**63), "replay_max"),
+    (lambda: Recovery(to_sequence_nr=-5), "to_sequence_nr"),
+])
+def test_criteria_and_recovery_bounds_out_of_range_are_named(build: Any, named: str) -> None:
+    # A number no journal can hold failed recovery later, inside the database driver
+    # ("Python int too large to convert to SQLite INTEGER").
+    with pytest.raises(ValueError, match=named):
+        build()
+    assert Recovery(replay_max=MAX_SEQUENCE_NR).replay_max == MAX_SEQUENCE_NR
+    assert SnapshotSelectionCriteria(max_timestamp=math.inf).max_timestamp == math.inf

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
@@ -72,6 +73,9 @@ class Delay:
 
     seconds: float
 
+    def __post_init__(self) -> None:
+        _check_delay("Delay.seconds", self.seconds)
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Fail:
@@ -82,9 +86,18 @@ class Fail:
     unless: bool = False
     delay: float = 0.0
 
+    def __post_init__(self) -> None:
+        _check_delay("Fail.delay", self.delay)
+
     def matches(self, events: Sequence[Any]) -> bool:
         """True if the behaviour applies to an operation on `events`."""
         return _matches(self.on_type, self.predicate, self.unless, events)
+
+
+def _check_delay(name: str, value: Any) -> None:
+    if not isinstance(value, int | float) or isinstance(value, bool) or \
+            not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -95,6 +108,9 @@ class Reject:
     predicate: Callable[[Any], bool] | None = None
     unless: bool = False
     delay: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_delay("Reject.delay", self.delay)
 
     def matches(self, events: Sequence[Any]) -> bool:
         """True if the behaviour applies to a write of `events`."""
