@@ -179,6 +179,10 @@ class _ReplayOrder:
 class Eventsourced:
     """Drives one `PersistentActor` instance: recovery, persist batching, stash, replies."""
 
+    # The command whose handler raised, for the restart's log and pre_restart (see
+    # `ActorHost._restart`); a class default, so an instance's dict holds it only after one.
+    failed_command: Any = None
+
     def __init__(  # noqa: PLR0917 - internal constructor, called in one place
         self,
         actor: PersistentBehavior,
@@ -588,6 +592,8 @@ class Eventsourced:
                 self.actor.on_command(message)
         except BaseException:
             self.current_command = None
+            self.failed_command = message  # for the restart's log and pre_restart (not the
+            # journal reply or timer whose handling drained the stash to this command)
             # The exception propagates to the host, which restarts the actor. What the handler
             # persisted before raising is still written, as in Akka (aroundReceiveComplete(err)
             # flushes the batch; PersistentActorFailureSpec "restart when Persist followed by

@@ -670,6 +670,13 @@ class Journaled(PersistentActor):
         self.probe.tell(Stopped(self._pid))
 
 
+class NamesWhatFailed(Journaled):
+    """Reports the message its pre_restart is given: ("pre_restart", type name)."""
+
+    def pre_restart(self, reason: BaseException, message: Any) -> None:
+        self.probe.tell(("pre_restart", type(message).__name__))
+
+
 class PersistsOnRecovery(Journaled):
     """Persists "started-<n>" from its RecoveryCompleted handler (n = events recovered + 1)."""
 

@@ -38,6 +38,7 @@ from tests.persistent_actors_under_test import (
     ItemAdded,
     Marker,
     MixedSyncAsyncSync,
+    NamesWhatFailed,
     Nested,
     NoPersistenceId,
     PendingThenPoke,
@@ -496,6 +497,23 @@ def test_exception_in_command_handler_restarts_and_recovers(system: ActorSystem)
     probe.expect_msg(Recovered(1, ("a",)))
     probe.expect_msg(Persisted("b", 2))
     assert ref.ask(GetState()) == State(("a", "b"), 2)
+
+
+def test_a_stashed_command_that_raises_is_the_message_named_on_restart(
+        system: ActorSystem, caplog: pytest.LogCaptureFixture) -> None:
+    # Boom waits in the internal stash while "a" is written; it runs (and raises) when the
+    # journal's reply is handled. pre_restart and the log name Boom, not the journal's reply.
+    probe = TestProbe(system)
+    ref = spawn(system, "pa-stashed-boom", probe, NamesWhatFailed)
+    probe.expect_msg(Recovered(0, ()))
+    ref.tell(Persist("a"))
+    ref.tell(Boom())
+    probe.expect_msg(Persisted("a", 1))
+    probe.expect_msg(("pre_restart", "Boom"))
+    probe.expect_msg(Replayed("a", 1))
+    probe.expect_msg(Recovered(1, ("a",)))
+    if system.settings.base == "simple":  # actor processes log elsewhere
+        assert any("failed on Boom()" in record.getMessage() for record in caplog.records)
 
 
 def test_events_persisted_before_an_exception_are_stored(system: ActorSystem) -> None:

@@ -669,6 +669,11 @@ class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
             set_current_context(previous)
 
     def _restart(self, reason: Exception, message: Any) -> None:
+        es = self._es
+        if es is not None and es.failed_command is not None:
+            # A command taken from the stash after a journal reply (or a timer) failed: name
+            # the command, not the message whose handling ran it.
+            message, es.failed_command = es.failed_command, None
         log.error("%s failed on %r and restarts: %s: %s", self._name(), message,
                   type(reason).__name__, reason, exc_info=reason)
         if self._stopped:
