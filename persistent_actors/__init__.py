@@ -59,6 +59,7 @@ from persistent_actors.messages import (
     Status,
     Terminated,
 )
+from persistent_actors.pipe_to import pipe_to
 from persistent_actors.projection import (
     ErrorStrategy,
     ExactlyOnceProjection,
@@ -170,6 +171,7 @@ __all__ = [
     "UnconfirmedWarning",
     "WriteEventAdapter",
     "open_read_journal",
+    "pipe_to",
     "register",
 ]
 

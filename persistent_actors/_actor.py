@@ -7,6 +7,7 @@ calling ``super().__init__()`` is optional and ``self.context`` works in the con
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 import weakref
@@ -551,11 +552,14 @@ class Actor:
         and `unbecome` returns to the one below. A restart starts from the class's handler.
 
         Raises:
-            TypeError: `handler` is not callable.
+            TypeError: `handler` is not callable, or is ``async def`` (see `pipe_to`).
 
         """
         if not callable(handler):
             raise TypeError(f"become() needs a callable taking the message, got {handler!r}")
+        if inspect.iscoroutinefunction(handler):
+            raise TypeError(f"become() needs a plain function, got the async def {handler!r}: "
+                            "start awaiting work with pipe_to and handle its result as a message")
         stack: list[Callable[[Any], None]] = self.__dict__.setdefault("_behaviors", [])
         if discard_old and stack:
             stack[-1] = handler

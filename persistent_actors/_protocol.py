@@ -547,6 +547,11 @@ class LocalWritten:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class InboxWake:
+    """Host's loop -> the host: another thread of its process queued tells (`thread_inbox`)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class CellTimer:
     """The wakeup payload of a shared host: its cells' timers are due."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import inspect
 import logging
 import os
 import threading
@@ -221,6 +222,7 @@ class ActorSystem:
             raise ActorInitializationError(
                 f"{cls.__qualname__} is defined in __main__; on the multiproc-tcp base actor "
                 "classes must live in an importable module")
+        self._check_handlers(cls)
         self._check_retention(cls)
         reply = self._endpoint.request(
             self._guardian, lambda corr: p.CreateActor(cls, args, kwargs, name, corr),
@@ -257,6 +259,7 @@ class ActorSystem:
             raise ActorInitializationError(
                 f"{cls.__qualname__} is defined in __main__; on the multiproc-tcp base entity "
                 "classes must live in an importable module")
+        self._check_handlers(cls)
         self._check_retention(cls)
         with self._regions_lock:
             region = self._regions.get(type_name)
@@ -279,6 +282,16 @@ class ActorSystem:
                                       self._endpoint)
             self._regions[type_name] = region
             return region
+
+    @staticmethod
+    def _check_handlers(actor_class: type[Actor]) -> None:
+        """Refuse ``async def`` handlers: they would return a coroutine nobody awaits."""
+        for name in ("on_receive", "on_command", "on_recover"):
+            if inspect.iscoroutinefunction(getattr(actor_class, name, None)):
+                raise TypeError(
+                    f"{actor_class.__qualname__}.{name} is async def: handlers are plain "
+                    "functions run one message at a time; start awaiting work with "
+                    "pipe_to(coroutine, self.self_ref) and handle its result as a message")
 
     def _check_retention(self, cls: type[Actor]) -> None:
         """Refuse a class whose retention would delete durable events covered by volatile snapshots.

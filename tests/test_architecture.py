@@ -46,6 +46,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("the runtime's messages", ("persistent_actors._protocol", "persistent_actors._sharding")),
     ("refs and actors", (
         "persistent_actors._actor", "persistent_actors._event_stream", "persistent_actors.timers",
+        "persistent_actors.pipe_to",
     )),
     ("the persistence machine", ("persistent_actors._eventsourced",)),
     ("PersistentActor", ("persistent_actors._persistent_actor", "persistent_actors.at_least_once")),

@@ -43,6 +43,7 @@ from persistent_actors._thespian.shard_memory import (
     ShardMemory,
     memory_id,
 )
+from persistent_actors._thespian.thread_inbox import close_inbox, deliver_inbox, install_inbox
 from persistent_actors.messages import PoisonPill
 
 __all__ = ["EntityHost"]
@@ -162,6 +163,8 @@ class EntityHost(CellHost[_EntityCell]):
                 self._start_local_flush()
             case p.LocalWritten():
                 self._collect_local()
+            case p.InboxWake():
+                deliver_inbox(self)
             case ActorExitRequest():
                 if self._start is not None:
                     # A stop, not a crash: the guardian must not restart this host.
@@ -172,6 +175,7 @@ class EntityHost(CellHost[_EntityCell]):
                 self._cells.clear()
                 self._memories.clear()
                 self._close_local_journals()  # with what they wrote in post_stop
+                close_inbox()
             case ChildActorExited():
                 pass
             case PoisonMessage():
@@ -201,6 +205,7 @@ class EntityHost(CellHost[_EntityCell]):
     def _on_start(self, start: p.StartEntityHost, guardian: Any) -> None:
         self._start = start
         self._guardian = start.system.guardian
+        install_inbox(self, self._guardian)  # its entities' other threads tell through it
         self.system_view = _SystemView(start.system)
         self.type_name = start.type_name
         self.entity_class_name = start.cls.__qualname__

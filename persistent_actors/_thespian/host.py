@@ -55,6 +55,7 @@ from persistent_actors._thespian.frames import (
     frame_rest,
     take_from_frame,
 )
+from persistent_actors._thespian.thread_inbox import close_inbox, deliver_inbox, install_inbox
 from persistent_actors.adapters import event_adapters_for
 from persistent_actors.errors import (
     ActorInitializationError,
@@ -324,7 +325,7 @@ _NO_SENDER = object()  # matches no thespian address
 # next one goes through the send queue (`ActorHost.receiveMessage`).
 DIRECT_TURNS = 100
 _CONTROL = (p.StartActor, p.RecoveryPermitted, ActorExitRequest, WakeupMessage, ChildActorExited,
-            PoisonMessage)
+            PoisonMessage, p.InboxWake)
 # Never stashed with the rest of a frame (`_stash_frame_rest`): `_receive_one` acts on them.
 _TAKEN_ALONE = (*_CONTROL, Kill, p.TimerFired, Terminated)
 
@@ -417,6 +418,9 @@ class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
                 case PoisonMessage():
                     log.error("%s: a message it sent could not be delivered: %r (%s)",
                               self._name(), message.poisonMessage, message.details)
+                    return
+                case p.InboxWake():
+                    deliver_inbox(self)
                     return
         if self._stopped or self._actor is None or self._ctx is None:
             if not _is_timer(message):  # a stopped actor's timers are gone, not undelivered
@@ -547,6 +551,8 @@ class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
     # -- lifecycle ---------------------------------------------------------------------------
     def _on_start(self, start: p.StartActor, guardian: Any) -> None:
         self._start = start
+        # Its own process (host_processes = 0): the actor's other threads tell through it.
+        self._delivers_inbox = install_inbox(self, start.system.guardian)
         self._ctx = self._context_class(self, start)
         previous = set_current_context(self._ctx)
         try:
@@ -795,6 +801,8 @@ class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
             self._restarts))
 
     def _on_exit(self) -> None:
+        if getattr(self, "_delivers_inbox", False):
+            close_inbox()
         if not self._stopped:
             self._stopped = True
             if self._start is not None:

@@ -39,6 +39,7 @@ from persistent_actors._thespian.cells import Cell, CellHost
 from persistent_actors._thespian.common import log
 from persistent_actors._thespian.frames import batched
 from persistent_actors._thespian.host import _SystemView
+from persistent_actors._thespian.thread_inbox import close_inbox, deliver_inbox, install_inbox
 from persistent_actors.messages import DeadLetter
 
 __all__ = ["SharedHost"]
@@ -99,9 +100,12 @@ class SharedHost(CellHost[_HostedCell]):
                 self._start_local_flush()
             case p.LocalWritten():
                 self._collect_local()
+            case p.InboxWake():
+                deliver_inbox(self)
             case p.StartSharedHost():
                 self._start = message
                 self._guardian = message.system.guardian
+                install_inbox(self, self._guardian)  # its actors' other threads tell through it
                 self.system_view = _SystemView(message.system)
                 self.send(sender, p.SharedHostStarted(message.index))
             case WakeupMessage(payload=p.CellTimer()):
@@ -117,6 +121,7 @@ class SharedHost(CellHost[_HostedCell]):
                     cell.exit()  # post_stop of every actor
                 self._cells.clear()
                 self._close_local_journals()  # with what they wrote in post_stop
+                close_inbox()
             case ChildActorExited():
                 pass
             case PoisonMessage():
