@@ -373,7 +373,7 @@ class Endpoint:
 
     def ask(self, ref: ActorRef, message: Any, timeout: float) -> Any:
         """Send `message` and wait for the reply (see `ActorRef.ask`)."""
-        if type(timeout) is not float or not timeout > 0:  # the common case checked inline
+        if type(timeout) is not float or not 0.0 < timeout <= _TIMEOUT_MAX:  # usual case inline
             _check_timeout(timeout)
         if message is Kill or message is PoisonPill:  # normalize_message, inline
             message = message()
@@ -395,7 +395,7 @@ class Endpoint:
 
         The driver thread sends it and routes the reply back by correlation id.
         """
-        if type(timeout) is not float or not timeout > 0:  # the common case checked inline
+        if type(timeout) is not float or not 0.0 < timeout <= _TIMEOUT_MAX:  # usual case inline
             _check_timeout(timeout)
         if self._closed:
             self.ensure_running()
@@ -423,12 +423,12 @@ class Endpoint:
             # The loop's one timer for all its asks, not a call_later per ask (a timer handle,
             # a heap entry, a cancel and the loop's clean-up of cancelled timers).
             deadlines = self._last_deadlines
-            if deadlines is None or deadlines.loop is not loop:
+            if deadlines is None or deadlines.loop_ref() is not loop:
                 deadlines = self._deadlines.get(loop)
                 if deadlines is None:
                     deadlines = self._deadlines[loop] = _Deadlines(loop)
                 self._last_deadlines = deadlines
-            waiting = deadlines.add(future, timeout)
+            waiting = deadlines.add(loop, future, timeout)
             try:
                 reply = await future
             finally:
@@ -472,36 +472,44 @@ class _Deadlines:
     fires it expires what is due (its future raises `_Expired`) and is set for the next.
     """
 
-    __slots__ = ("_due", "_groups", "_timer", "loop")
+    # Nothing here holds the loop strongly (the loop and its pending timer by weak reference):
+    # the endpoint keeps these in a WeakKeyDictionary keyed by the loop, and a value holding
+    # its key would keep every loop that ever asked alive (``asyncio.run`` per request).
+    __slots__ = ("_due", "_groups", "_timer", "loop_ref")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
+        self.loop_ref = weakref.ref(loop)
         self._groups: dict[float, dict[asyncio.Future[Any], float]] = {}
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: weakref.ReferenceType[asyncio.TimerHandle] | None = None
         self._due = math.inf
 
-    def add(self, future: asyncio.Future[Any], timeout: float) -> dict[asyncio.Future[Any], float]:
+    def add(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any],
+            timeout: float) -> dict[asyncio.Future[Any], float]:
         """Expire `future` after `timeout` seconds; returns the dict to pop it from when done."""
-        deadline = self.loop.time() + timeout
+        deadline = loop.time() + timeout
         group = self._groups.get(timeout)
         if group is None:
             group = self._groups[timeout] = {}
         group[future] = deadline
         if deadline < self._due:
-            self._set_timer(deadline)
+            self._set_timer(loop, deadline)
         return group
 
-    def _set_timer(self, deadline: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+    def _set_timer(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        timer = self._timer() if self._timer is not None else None
+        if timer is not None:
+            timer.cancel()
         self._due = deadline
-        self._timer = self.loop.call_at(deadline, self._fire)
+        self._timer = weakref.ref(loop.call_at(deadline, self._fire))
 
     def _fire(self) -> None:
         self._timer = None
         self._due = math.inf
+        loop = self.loop_ref()
+        if loop is None:
+            return
         # As the loop runs a timer: due once its time is within the clock's resolution.
-        limit = self.loop.time() + _CLOCK_RESOLUTION
+        limit = loop.time() + _CLOCK_RESOLUTION
         following = math.inf
         expired: list[asyncio.Future[Any]] = []
         for timeout, group in list(self._groups.items()):
@@ -518,7 +526,7 @@ class _Deadlines:
             if not group:
                 del self._groups[timeout]
         if following < math.inf:
-            self._set_timer(following)
+            self._set_timer(loop, following)
 
 
 _CLOCK_RESOLUTION = time.get_clock_info("monotonic").resolution
@@ -626,6 +634,7 @@ class _Waiter:
 
 
 _PENDING: Any = object()
+_TIMEOUT_MAX = threading.TIMEOUT_MAX
 _StatusFailure = Status.Failure
 
 
@@ -652,8 +661,12 @@ class _Failed:
 
 
 def _check_timeout(timeout: Any) -> None:
-    if not isinstance(timeout, int | float) or timeout <= 0:
-        raise ValueError(f"ask timeout must be a positive number of seconds, got {timeout!r}")
+    # Finite and not beyond what a lock can wait (threading.TIMEOUT_MAX, about 292 years):
+    # checked before anything is sent, so a refused ask never delivers its message.
+    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or \
+            not 0 < timeout <= threading.TIMEOUT_MAX:
+        raise ValueError(f"ask timeout must be a positive, finite number of seconds (at most "
+                         f"threading.TIMEOUT_MAX), got {timeout!r}")
 
 
 def _no_reply(ref: ActorRef, message: Any, timeout: float) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from typing import Any
 
@@ -224,11 +225,21 @@ def test_ask_to_stopped_actor_times_out(system: ActorSystem) -> None:
     assert time.monotonic() - begin < 3.0
 
 
-@pytest.mark.parametrize("timeout", [0, -1, -0.5])
-def test_ask_non_positive_timeout(system: ActorSystem, timeout: float) -> None:
-    echo = system.actor_of(Echo)
-    with pytest.raises(ValueError, match="positive"):
-        echo.ask("x", timeout=timeout)
+@pytest.mark.parametrize("timeout", [0, -1, -0.5, math.inf, math.nan, 1e10, True, "5"])
+def test_ask_timeout_out_of_range_is_refused_before_sending(system: ActorSystem,
+                                                            timeout: Any) -> None:
+    # inf, nan and 1e10 were sent first and then failed inside the lock's wait.
+    probe = TestProbe(system)
+    relay = system.actor_of(Relay, "relay", probe.ref)
+    with pytest.raises(ValueError, match="positive, finite number of seconds"):
+        relay.ask("x", timeout=timeout)
+
+    async def ask_async() -> None:
+        with pytest.raises(ValueError, match="positive, finite number of seconds"):
+            await relay.ask_async("y", timeout=timeout)
+
+    asyncio.run(ask_async())
+    probe.expect_no_msg(0.3)  # neither was delivered
 
 
 def test_late_reply_after_timeout_is_dropped(system: ActorSystem) -> None:

@@ -7,8 +7,10 @@ loop kept running during a burst of asks, they do not time anything.
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -161,3 +163,20 @@ async def test_ask_async_rejects_an_unpicklable_message_on_multiproc() -> None:
         counter = system.actor_of(Counter, "async-7", name="counter")
         with pytest.raises(MessageNotSerializableError):
             await counter.ask_async(("echo", lambda: None), timeout=5)
+
+
+def test_event_loops_that_asked_are_not_kept_alive(system: ActorSystem) -> None:
+    # A service that runs a loop per request (asyncio.run, asgiref's async_to_sync) must not
+    # leak one loop per request through the ask timeouts kept per loop.
+    counter = system.actor_of(Counter, "async-loops", name="counter")
+    loops: list[weakref.ReferenceType[asyncio.AbstractEventLoop]] = []
+
+    async def one_ask(n: int) -> None:
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        assert await counter.ask_async(("echo", n), timeout=30) == n
+
+    for n in range(20):
+        asyncio.run(one_ask(n))
+    gc.collect()
+    assert [ref for ref in loops if ref() is not None] == []
+    asyncio.run(one_ask(99))  # a new loop after the others were collected still works
