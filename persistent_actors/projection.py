@@ -41,7 +41,14 @@ from typing import Any, Final, Generic, TypeVar
 import aiosqlite
 
 from persistent_actors.errors import ConfigError, ProjectionError
-from persistent_actors.query import NO_OFFSET, EventEnvelope, NoOffset, Offset, Sequence
+from persistent_actors.query import (
+    NO_OFFSET,
+    EventEnvelope,
+    NoOffset,
+    Offset,
+    Sequence,
+    more_follow,
+)
 
 __all__ = [
     "ErrorStrategy",
@@ -179,8 +186,12 @@ class SqliteOffsetStore(OffsetStore):
         """One write transaction: committed if the block ends normally, else rolled back."""
         async with self._lock:
             db = await self.connection()
-            await db.execute("BEGIN IMMEDIATE")
             try:
+                # Inside the try: a cancel while BEGIN waits for the file's write lock does not
+                # stop aiosqlite's thread from running it, so the ROLLBACK (queued after it on
+                # that thread) must follow, or the connection stays in a transaction, holding
+                # the lock, and every later BEGIN fails.
+                await db.execute("BEGIN IMMEDIATE")
                 yield db
             except BaseException:
                 with contextlib.suppress(sqlite3.Error, ValueError):
@@ -331,6 +342,14 @@ class _Runner(ABC, Generic[H]):
                         item = None
                         break
                     item = queue.get_nowait()
+                # A batch never ends inside the envelopes of one stored event (a read adapter
+                # split it): the rest come right after it, and its offset covers them all.
+                while batch and more_follow(batch[-1]) and item is None:
+                    following = await queue.get()
+                    if isinstance(following, EventEnvelope):
+                        batch.append(following)
+                    else:
+                        item = following  # the end, or a failure: after this batch
                 if batch:
                     await self._process(batch)
                 if item is _END:
@@ -406,7 +425,8 @@ class Projection(_Runner[Handler]):
             for envelope in batch:
                 await self._with_strategy(envelope, functools.partial(_call, self.handler,
                                                                       envelope))
-                last = envelope.offset
+                if not more_follow(envelope):  # only once every envelope of its event is handled
+                    last = envelope.offset
         except ProjectionError:
             if last is not None:  # keep the progress made before the envelope that failed
                 await self._store.save(self.projection_id, last)
@@ -454,18 +474,28 @@ class ExactlyOnceProjection(_Runner[SqliteHandler]):
         if error is None:
             self.handled += len(batch)
             return
-        if failed_at > 0:
-            await self._process(batch[:failed_at])
-        envelope = batch[failed_at]
+        # The failing envelope's stored event is retried whole (every envelope a read adapter
+        # split it into, one transaction): its offset covers them all.
+        start = failed_at
+        while start > 0 and more_follow(batch[start - 1]):
+            start -= 1
+        end = failed_at
+        while end < len(batch) - 1 and more_follow(batch[end]):
+            end += 1
+        if start > 0:
+            await self._process(batch[:start])
+        group = batch[start:end + 1]
 
         async def alone() -> None:
             async with self._store.transaction() as db:
-                await self.handler(envelope, db)
-                await self._store.save_in(db, self.projection_id, envelope.offset)
+                for envelope in group:
+                    await self.handler(envelope, db)
+                await self._store.save_in(db, self.projection_id, group[-1].offset)
 
-        await self._with_strategy(envelope, alone, first_error=error)
-        if failed_at + 1 < len(batch):
-            await self._process(batch[failed_at + 1:])
+        await self._with_strategy(batch[failed_at], alone, first_error=error)
+        self.handled += len(group) - 1  # _with_strategy counted one
+        if end + 1 < len(batch):
+            await self._process(batch[end + 1:])
 
     async def _try_batch(self, batch: list[EventEnvelope]) -> tuple[int, BaseException | None]:
         """Handle `batch` in one transaction; on a handler error, where and what it was."""

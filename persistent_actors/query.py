@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import (
@@ -130,6 +131,40 @@ class EventEnvelope:
     tags: tuple[str, ...] = ()
 
 
+class _LeadingPart(EventEnvelope):
+    """An envelope that more envelopes of its stored event follow (a read adapter split it).
+
+    Its offset is the event's, complete only with the last of them: projections store no
+    offset after it (`more_follow`). Otherwise it is an `EventEnvelope` like any.
+    """
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, EventEnvelope):
+            return NotImplemented
+        return _fields(self) == _fields(other)
+
+    __hash__ = EventEnvelope.__hash__
+
+    def __repr__(self) -> str:  # the dataclass repr starts with the class's own name
+        return "EventEnvelope" + EventEnvelope.__repr__(self).removeprefix("_LeadingPart")
+
+
+def _fields(envelope: EventEnvelope) -> tuple[Any, ...]:
+    return (envelope.offset, envelope.persistence_id, envelope.sequence_nr, envelope.event,
+            envelope.timestamp, envelope.tags)
+
+
+def more_follow(envelope: EventEnvelope) -> bool:
+    """True if more envelopes of `envelope`'s stored event follow it (a read adapter split it).
+
+    A consumer that stores offsets stores one only after the last of them: the offset names
+    the stored event, and resuming after it skips every envelope of that event.
+    """
+    return type(envelope) is _LeadingPart
+
+
 # -- the consumer's API ---------------------------------------------------------------------
 class ReadJournal(ABC):
     """Queries over a journal (Akka.NET's read journal with all of its query interfaces).
@@ -223,9 +258,10 @@ class EventLogReadJournal(ReadJournal):
                  refresh_interval: float = DEFAULT_REFRESH_INTERVAL) -> None:
         if not isinstance(page_size, int) or isinstance(page_size, bool) or page_size < 1:
             raise ValueError(f"page_size must be an int >= 1, got {page_size!r}")
-        if not isinstance(refresh_interval, int | float) or refresh_interval <= 0:
-            raise ValueError(f"refresh_interval must be a positive number of seconds, got "
-                             f"{refresh_interval!r}")
+        if not isinstance(refresh_interval, int | float) or isinstance(refresh_interval, bool) \
+                or not 0 < refresh_interval < math.inf:  # NaN fails too: it busy-looped
+            raise ValueError(f"refresh_interval must be a positive, finite number of seconds, "
+                             f"got {refresh_interval!r}")
         self.log = log
         self.adapters = adapters if adapters is not None else EventAdapters()
         self.page_size = page_size
@@ -238,9 +274,12 @@ class EventLogReadJournal(ReadJournal):
     def _envelopes(self, stored: StoredEvent) -> list[EventEnvelope]:
         repr_ = stored.event
         offset = Sequence(stored.ordering)
-        return [EventEnvelope(offset, repr_.persistence_id, repr_.sequence_nr, event,
-                              repr_.timestamp, repr_.tags)
-                for event in self.adapters.from_journal(repr_)]
+        events = self.adapters.from_journal(repr_)
+        last = len(events) - 1
+        return [(EventEnvelope if i == last else _LeadingPart)(
+                    offset, repr_.persistence_id, repr_.sequence_nr, event, repr_.timestamp,
+                    repr_.tags)
+                for i, event in enumerate(events)]
 
     # -- by persistence id -----------------------------------------------------------------
     def current_events_by_persistence_id(

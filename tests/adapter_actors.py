@@ -144,3 +144,10 @@ class Basket(PersistentActor):
 
     def on_persist_rejected(self, cause: BaseException, event: Any, sequence_nr: int) -> None:
         self.rejected.append(f"{sequence_nr}: {cause}")
+
+
+class Splitter(ReadEventAdapter):
+    """Reads one stored string as two events, ``("a", s)`` and ``("b", s)``."""
+
+    def from_journal(self, event: Any, manifest: str) -> Sequence[Any]:
+        return [("a", event), ("b", event)]

@@ -7,6 +7,7 @@ it here, and compare the read model with one built by a projection that never st
 from __future__ import annotations
 
 import asyncio
+import math
 import signal
 import sqlite3
 import subprocess
@@ -21,7 +22,8 @@ import pytest
 from journal_plugins.sqlite import SqliteJournal
 from journal_plugins.sqlite_query import SqliteEventLog
 from persistent_actors import ActorSystem, ProjectionError
-from persistent_actors._serialization import default_serializer
+from persistent_actors._serialization import PLAIN_MANIFEST, default_serializer
+from persistent_actors.adapters import AdapterSpec, EventAdapters
 from persistent_actors.journal import AtomicWrite, PersistentRepr
 from persistent_actors.projection import (
     ErrorStrategy,
@@ -365,3 +367,107 @@ async def test_live_projection_follows_persistent_actors(base: str) -> None:
                 await task
         assert counts == {"cart-0": 4, "cart-1": 4, "cart-2": 4}
         assert isinstance(await store.load("counts"), Sequence)
+
+
+# --- a read adapter that splits one stored event into several envelopes -----------------------
+
+
+def _split_journal(journal_path: Path) -> EventLogReadJournal:
+    spec = AdapterSpec((("split", "tests.adapter_actors:Splitter"),),
+                       ((PLAIN_MANIFEST, ("split",)),))
+    return EventLogReadJournal(SqliteEventLog({"path": str(journal_path)}), EventAdapters(spec),
+                               page_size=50)
+
+
+@pytest.mark.parametrize("mode", ["exactly-once", "at-least-once"])
+@pytest.mark.parametrize("batch_size", [1, 4, 25])
+async def test_an_offset_is_stored_only_after_every_envelope_of_its_event(
+    mode: str, batch_size: int, journal_path: Path, tmp_path: Path,
+) -> None:
+    # Both envelopes of a stored event carry its offset: storing it after the first would
+    # make a restart skip the second (lost for good). A failure on the second, and batches of
+    # one (a batch boundary between them), must both resume with the whole event.
+    broken = {"on": True}
+    seen: list[tuple[str, str, int]] = []
+    store = SqliteOffsetStore(str(tmp_path / "split.db"))
+
+    def note(envelope: EventEnvelope) -> None:
+        part, _ = envelope.event
+        if broken["on"] and (envelope.persistence_id, envelope.sequence_nr, part) == (
+                "cart-5", 3, "b"):
+            raise RuntimeError("cannot project the second half")
+        seen.append((envelope.persistence_id, part, envelope.sequence_nr))
+
+    async def exactly(envelope: EventEnvelope, db: aiosqlite.Connection) -> None:
+        note(envelope)
+
+    async def at_least(envelope: EventEnvelope) -> None:
+        note(envelope)
+
+    def run_once() -> Projection | ExactlyOnceProjection:
+        journal = _split_journal(journal_path)
+
+        def source(offset: Any) -> Any:
+            return journal.current_events_by_tag("cart", offset)
+
+        if mode == "exactly-once":
+            return ExactlyOnceProjection("split", source, exactly, store, batch_size=batch_size)
+        return Projection("split", source, at_least, store, batch_size=batch_size)
+
+    with pytest.raises(ProjectionError, match="cannot project the second half"):
+        await run_once().run()
+    broken["on"] = False
+    await run_once().run()
+    await store.close()
+    # Every envelope of every event handled; cart-5 #3's first half again after the restart.
+    assert {(pid, part, nr) for pid, part, nr in seen} == {
+        (f"cart-{c}", part, nr) for c in range(1, 12) for nr in range(1, 51) for part in "ab"}
+    if mode == "exactly-once":  # nothing committed twice: only what was rolled back repeats
+        committed = [row for row in seen if row != ("cart-5", "a", 3)]
+        assert len(committed) == len(set(committed))
+
+
+async def test_a_cancel_while_begin_waits_for_the_lock_leaves_no_transaction_open(
+        tmp_path: Path) -> None:
+    path = tmp_path / "locked.db"
+    store = SqliteOffsetStore(str(path))
+    await store.save("p", Sequence(1))
+    blocker = sqlite3.connect(path, timeout=0.1)
+    blocker.execute("BEGIN IMMEDIATE")  # another writer holds the file's write lock
+
+    async def write() -> None:
+        async with store.transaction() as db:
+            await store.save_in(db, "p", Sequence(2))
+
+    task = asyncio.ensure_future(write())
+    await asyncio.sleep(0.3)  # waiting in BEGIN IMMEDIATE (busy timeout)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    blocker.rollback()
+    blocker.close()
+    await store.save("p", Sequence(3))  # raised "cannot start a transaction within a transaction"
+    assert await store.load("p") == Sequence(3)
+    with sqlite3.connect(path, timeout=5) as other:  # and the file is writable by others again
+        other.execute("CREATE TABLE other_writer (x INTEGER)")
+    await store.close()
+
+
+async def test_split_envelopes_look_like_any_envelope(journal_path: Path) -> None:
+    async with _split_journal(journal_path) as journal:
+        first, second = [e async for e in journal.current_events_by_persistence_id("cart-1", 1, 1)]
+    plain = EventEnvelope(first.offset, "cart-1", 1, ("a", "cart-1 item 1"), 1.0, ("cart",))
+    assert first == plain
+    assert plain == first
+    assert hash(first) == hash(plain)
+    assert repr(first) == repr(plain)
+    assert second.event == ("b", "cart-1 item 1")
+    assert second.offset == first.offset
+
+
+@pytest.mark.parametrize("interval", [math.nan, math.inf, 0, True])
+def test_refresh_interval_must_be_positive_and_finite(tmp_path: Path, interval: Any) -> None:
+    # NaN made an idle live query re-read the journal thousands of times a second.
+    with pytest.raises(ValueError, match="refresh_interval must be a positive, finite"):
+        EventLogReadJournal(SqliteEventLog({"path": str(tmp_path / "x.db")}),
+                            refresh_interval=interval)
