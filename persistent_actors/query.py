@@ -23,6 +23,7 @@ offset paging skipped events. Both shipped journals give the prefix guarantee by
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import math
 import threading
@@ -455,11 +456,22 @@ async def _next(source: AsyncIterator[T]) -> T:
     return await anext(source)
 
 
+async def _aclose_when_idle(source: Any) -> None:
+    """``source.aclose()`` once the generator no longer runs (a cancelled `_next` may still)."""
+    for _ in range(1000):  # a cancelled step ends within a few loop turns
+        if not getattr(source, "ag_running", False):
+            break
+        await asyncio.sleep(0.001)
+    await source.aclose()
+
+
 class SyncReadJournal:
     """A `ReadJournal` for scripts without asyncio.
 
     Current queries return lists, live ones blocking iterators. It runs the read journal on an
-    event loop in a thread of its own.
+    event loop in a thread of its own. `close` also ends the live iterators other threads are
+    blocked in (they stop as if the query had ended); an interrupt (Ctrl-C) in a blocked
+    iteration cancels the query and propagates as itself.
     """
 
     def __init__(self, read_journal: ReadJournal) -> None:
@@ -469,9 +481,22 @@ class SyncReadJournal:
                                         name="persistent_actors-read-journal", daemon=True)
         self._thread.start()
         self._closed = False
+        self._closing = False  # `close` began: iterators it cancels end quietly
+        self._pending: set[concurrent.futures.Future[Any]] = set()
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+        if self._closed:
+            coro.close()
+            raise PluginError("this SyncReadJournal is closed")
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        self._pending.add(future)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()  # an interrupt while waiting: the query's task is cancelled too
+            raise
+        finally:
+            self._pending.discard(future)
 
     def _iterate(self, source: AsyncIterator[T]) -> Generator[T, None, None]:
         try:
@@ -480,11 +505,14 @@ class SyncReadJournal:
                     item = self._run(_next(source))
                 except StopAsyncIteration:
                     return
+                except concurrent.futures.CancelledError:
+                    if self._closing:
+                        return  # `close` ended it
+                    raise
                 yield item
         finally:
-            aclose = getattr(source, "aclose", None)
-            if aclose is not None and not self._closed:
-                self._run(aclose())
+            if hasattr(source, "aclose") and not self._closing:
+                self._run(_aclose_when_idle(source))
 
     def current_events_by_persistence_id(self, persistence_id: str, from_sequence_nr: int = 0,
                                          to_sequence_nr: int = MAX_SEQUENCE_NR,
@@ -526,9 +554,15 @@ class SyncReadJournal:
         return self._iterate(self.read_journal.persistence_ids())
 
     def close(self) -> None:
-        """Close the read journal and stop the loop thread; idempotent."""
+        """Close the read journal and stop the loop thread; idempotent.
+
+        Live iterators that other threads are blocked in end (their queries are cancelled).
+        """
         if self._closed:
             return
+        self._closing = True
+        for waiting in list(self._pending):
+            waiting.cancel()
         try:
             self._run(self.read_journal.close())
         finally:

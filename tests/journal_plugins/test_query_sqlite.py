@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ import pytest
 from journal_plugins._sqlite_db import commit_signal_key
 from journal_plugins.sqlite import SqliteJournal
 from journal_plugins.sqlite_query import SqliteEventLog
-from persistent_actors import ActorSystem, ConfigError
+from persistent_actors import ActorSystem, ConfigError, PluginError
 from persistent_actors._serialization import default_serializer
 from persistent_actors.event_log import change_signal
 from persistent_actors.journal import AtomicWrite, PersistentRepr
@@ -84,6 +86,60 @@ def test_a_consumer_process_reads_the_file_without_an_actor_system(tmp_path: Pat
         live = journal.all_events()
         assert [next(live).event, next(live).event] == ["banana", "apple"]
         live.close()
+
+
+def test_closing_a_sync_read_journal_ends_the_live_iterations_of_other_threads(
+        tmp_path: Path) -> None:
+    path = tmp_path / "e.db"
+    asyncio.run(_write_then_close(path))
+    config = {"persistence": {"journal": {"plugin": "sqlite", "path": str(path)}}}
+    sync = SyncReadJournal(open_read_journal(config))
+    seen: list[int] = []
+
+    def consume() -> None:
+        seen.extend(e.sequence_nr for e in sync.events_by_tag("t"))  # blocks after 2 events
+
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    deadline = time.monotonic() + 10
+    while len(seen) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    sync.close()
+    consumer.join(timeout=10)
+    assert not consumer.is_alive()  # it hung for ever: the loop stopped under its wait
+    assert seen == [1, 2]
+    with pytest.raises(PluginError, match="closed"):
+        sync.current_persistence_ids()
+
+
+def test_an_interrupt_in_a_live_iteration_propagates_as_itself(tmp_path: Path) -> None:
+    path = tmp_path / "e.db"
+    asyncio.run(_write_then_close(path))
+    config = {"persistence": {"journal": {"plugin": "sqlite", "path": str(path)}}}
+    with SyncReadJournal(open_read_journal(config)) as sync:
+        # Ctrl-C while blocked: simulated by a timer signal raising KeyboardInterrupt.
+        def interrupt(signum: int, frame: Any) -> None:
+            raise KeyboardInterrupt
+
+        previous = signal.signal(signal.SIGALRM, interrupt)
+        seen: list[int] = []
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0.5)
+            with pytest.raises(KeyboardInterrupt):  # was RuntimeError (aclose while running)
+                seen.extend(envelope.sequence_nr for envelope in sync.events_by_tag("t"))
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        assert seen == [1, 2]
+        assert sync.current_persistence_ids() == ["p"]  # the journal is still usable
+
+
+async def _write_then_close(path: Path) -> None:
+    journal = await _started(path)
+    try:
+        assert await journal.write_messages([_events("p", 1, 2, "t")]) == [None]
+    finally:
+        await journal.close()
 
 
 async def test_reader_never_creates_the_file_and_sees_it_appear(tmp_path: Path) -> None:
