@@ -25,6 +25,7 @@ from persistent_actors import (
     EntityRegion,
     EntityUnavailableError,
     InvalidActorNameError,
+    PoisonPill,
 )
 from persistent_actors._region import shard_of
 from persistent_actors._thespian import shard_memory
@@ -100,6 +101,20 @@ def test_an_actor_given_a_region_sends_to_its_entities(sharded: ActorSystem) -> 
     assert front.ask(("add", "alice", "pear"), timeout=10) == 2
     assert front.ask(("items", "alice"), timeout=10) == ["banana", "pear"]
     assert carts.ask("bob", "items", timeout=10) == ["apple"]
+
+
+def test_messages_stashed_behind_a_poison_pill_reach_the_next_incarnation(
+        sharded: ActorSystem) -> None:
+    # The pill arrives while the new entity recovers (its first message started it): it and
+    # what follows are stashed. The entity stops at the pill; what came after it starts the
+    # next incarnation (the ask was lost, its asker timing out, with no dead letter).
+    carts = sharded.entities("cart", Cart)
+    for item in ("a", "b", "c"):
+        carts.tell("poisoned", AddItem(item))
+    carts.tell("poisoned", PoisonPill())
+    assert carts.ask("poisoned", "items", timeout=10) == ["a", "b", "c"]
+    carts.tell("poisoned", AddItem("d"))
+    assert carts.ask("poisoned", "items", timeout=10) == ["a", "b", "c", "d"]
 
 
 def test_state_survives_self_passivation(sharded: ActorSystem) -> None:

@@ -31,7 +31,7 @@ from typing import Any
 from thespian.actors import ActorExitRequest, ChildActorExited, PoisonMessage, WakeupMessage
 
 from persistent_actors import _protocol as p
-from persistent_actors._actor import ActorRef, EntityRef
+from persistent_actors._actor import ActorRef, AskRef, EntityRef
 from persistent_actors._sharding import shard_of, shards_of_host
 from persistent_actors._thespian.cells import Cell, CellContext, CellHost
 from persistent_actors._thespian.common import log
@@ -98,6 +98,17 @@ class _EntityCell(Cell):
     def _own_ref(self) -> ActorRef:
         return EntityRef(self.myAddress, self.type_name, self.entity_id)
 
+    def _left_behind(self, messages: list[tuple[Any, Any]], *, failed: bool) -> None:
+        # Stopped on purpose (PoisonPill, system.stop, context.stop) with messages stashed
+        # behind the stop (it arrived while a persist or the recovery was pending): they are
+        # the entity's next messages, so they start its next incarnation, as the messages a
+        # passivation buffers do. Not after a failure: that would restart it at once, for
+        # ever if the journal keeps failing.
+        if failed:
+            super()._left_behind(messages, failed=failed)
+            return
+        self.owner.redeliver(self.entity_id, messages)
+
     def _name(self) -> str:
         return f"{self.owner.entity_class_name}({self.type_name}/{self.entity_id!r})"
 
@@ -112,6 +123,9 @@ class _MemoryCell(_EntityCell):
 
     def _name(self) -> str:
         return f"ShardMemory({self.entity_id!r})"
+
+    def _left_behind(self, messages: list[tuple[Any, Any]], *, failed: bool) -> None:
+        Cell._left_behind(self, messages, failed=failed)  # noqa: SLF001 - not an entity: dead letters
 
 
 class EntityHost(CellHost[_EntityCell]):
@@ -388,6 +402,19 @@ class EntityHost(CellHost[_EntityCell]):
                 break
             self.passivate(cell)
         self._schedule_idle_check()
+
+    def redeliver(self, entity_id: str, messages: list[tuple[Any, Any]]) -> None:
+        """Deliver what a stopping entity left stashed to its next incarnation (after this turn).
+
+        `messages` are (message, sender ref) pairs, in order; each goes back as the envelope it
+        came in, so a reply still reaches its asker.
+        """
+        for message, sender in messages:
+            if isinstance(sender, AskRef):
+                envelope = p.Envelope(message, None, sender.correlation_id, sender.address)
+            else:
+                envelope = p.Envelope(message, sender if sender.address is not None else None)
+            self._ready.append((entity_id, envelope, self.myAddress))
 
     def _remove(self, cell: _EntityCell) -> None:
         """`cell` stopped: forget it; buffered messages start its next incarnation."""

@@ -771,14 +771,23 @@ class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
         # find the guardian already waiting for this actor's exit, not refusing the name.
         self.send(self._start.system.guardian, p.ActorStopping())
         self._call_post_stop()
+        left: list[tuple[Any, Any]] = []
         if self._es is not None:
-            for message, sender in self._es.stash:
-                self.publish_dead_letter(message, sender)
+            left.extend(self._es.stash)
             self._es.stash.clear()
         if self._ctx is not None:
-            for message, sender in self._ctx.take_stashed():
-                self.publish_dead_letter(message, sender)
+            left.extend(self._ctx.take_stashed())
+        if left:
+            self._left_behind(left, failed=failed)
         self.send(self.myAddress, ActorExitRequest())
+
+    def _left_behind(self, messages: list[tuple[Any, Any]], *, failed: bool) -> None:
+        """The messages (message, sender ref) a stopping actor had stashed: dead letters.
+
+        An entity's go to its next incarnation instead (`EntityHost`).
+        """
+        for message, sender in messages:
+            self.publish_dead_letter(message, sender)
 
     def _schedule_backoff(self, backoff: BackoffOptions) -> None:
         if time.monotonic() - self._started_at >= backoff.min_backoff:
@@ -809,6 +818,15 @@ class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
                 # A stop, not a crash: the guardian must not restart us (guardian.py).
                 self.send(self._start.system.guardian, p.ActorStopping())
             self._call_post_stop()
+            # system.stop (Akka's Stop): what waited in its stashes is dead letters, published
+            # as `stop_actor` publishes them, not dropped unseen.
+            if self._es is not None:
+                for message, sender in self._es.stash:
+                    self.publish_dead_letter(message, sender)
+                self._es.stash.clear()
+            if self._ctx is not None:
+                for message, sender in self._ctx.take_stashed():
+                    self.publish_dead_letter(message, sender)
 
     def _call_post_stop(self) -> None:
         if self._actor is None:
