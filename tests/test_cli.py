@@ -248,6 +248,108 @@ def _events_of(db: Path) -> list[tuple[object, ...]]:
             "FROM journal WHERE deleted = 0"))
 
 
+def _export_lines(store: Path) -> list[str]:
+    """The lines of the store's export: the header, 7 events (lines 2-8), 2 snapshots (9-10)."""
+    exported = cli("--config", str(store), "journal", "export")
+    assert exported.returncode == 0, exported.stderr
+    lines = exported.stdout.splitlines()
+    assert [json.loads(line)["type"] for line in lines] == \
+        ["header"] + ["event"] * 7 + ["snapshot"] * 2
+    return lines
+
+
+def _changed(lines: list[str], number: int, **fields: object) -> list[str]:
+    """`lines` with the record on line `number` (from 1) given other `fields`."""
+    record = {**json.loads(lines[number - 1]), **fields}
+    return [*lines[:number - 1], json.dumps(record), *lines[number:]]
+
+
+def _import_text(tmp_path: Path, text: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """Import `text` as a file into a new SQLite store; return the result and the database."""
+    export = tmp_path / "edited.jsonl"
+    export.write_text(text)
+    db = tmp_path / "imported.db"
+    config = write_config(tmp_path / "imported.toml", db)
+    return cli("--config", str(config), "journal", "import", str(export)), db
+
+
+def _nothing_stored(db: Path) -> bool:
+    with sqlite3.connect(db) as conn:
+        counts = [conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                  for table in ("journal", "snapshot")]
+    return counts == [0, 0]
+
+
+def test_import_skips_blank_lines_before_the_header(store: Path, tmp_path: Path) -> None:
+    lines = _export_lines(store)
+    result, db = _import_text(tmp_path, "\n  \n" + "\n\n".join(lines) + "\n\n")
+    assert result.returncode == 0, result.stderr
+    assert "imported 7 events (0 already stored) and 2 snapshots" in result.stderr
+    assert _events_of(db) == _events_of(tmp_path / "events.db")
+
+
+def test_import_needs_a_header_even_after_blank_lines(store: Path, tmp_path: Path) -> None:
+    records = "\n".join(_export_lines(store)[1:]) + "\n"
+    for text in (records, "\n" + records, "\n \n\n" + records):
+        result, db = _import_text(tmp_path, text)
+        one_line_error(result, "is not a persistent-actors export", "sequence_nr")
+        assert _nothing_stored(db)
+
+
+@pytest.mark.parametrize("text", ["", "\n", " \n\n"])
+def test_import_refuses_an_empty_file(tmp_path: Path, text: str) -> None:
+    result, db = _import_text(tmp_path, text)
+    one_line_error(result, "is not a persistent-actors export", "no header line")
+    assert _nothing_stored(db)
+
+
+@pytest.mark.parametrize("nr", [0, -1, 2**63])
+def test_import_refuses_an_event_sequence_nr_out_of_range(store: Path, tmp_path: Path,
+                                                           nr: int) -> None:
+    lines = _changed(_export_lines(store), 5, sequence_nr=nr)
+    result, db = _import_text(tmp_path, "\n".join(lines) + "\n")
+    one_line_error(result, "line 5: bad event record: sequence_nr must be an int in [1, 2**63-1]",
+                   f"got {nr}")
+    assert _nothing_stored(db)
+
+
+@pytest.mark.parametrize("nr", [-1, 2**63])
+def test_import_refuses_a_snapshot_sequence_nr_out_of_range(store: Path, tmp_path: Path,
+                                                             nr: int) -> None:
+    lines = _changed(_export_lines(store), 9, sequence_nr=nr)
+    result, _ = _import_text(tmp_path, "\n".join(lines) + "\n")
+    one_line_error(result, "line 9: bad snapshot record: sequence_nr must be an int in "
+                   "[0, 2**63-1]", f"got {nr}")
+
+
+def test_import_takes_a_snapshot_at_sequence_nr_0(store: Path, tmp_path: Path) -> None:
+    """Saved before any event was persisted: the runtime stores it at 0, so an export has it."""
+    lines = _changed(_export_lines(store), 9, sequence_nr=0)
+    result, db = _import_text(tmp_path, "\n".join(lines) + "\n")
+    assert result.returncode == 0, result.stderr
+    assert "imported 7 events (0 already stored) and 2 snapshots" in result.stderr
+    with sqlite3.connect(db) as conn:
+        assert sorted(conn.execute("SELECT sequence_nr FROM snapshot")) == [(0,), (4,)]
+
+
+@pytest.mark.parametrize("tags", [[""], ["t", ""]])
+def test_import_refuses_an_empty_tag_as_the_runtime_does(store: Path, tmp_path: Path,
+                                                         tags: list[str]) -> None:
+    lines = _changed(_export_lines(store), 3, tags=tags)
+    result, db = _import_text(tmp_path, "\n".join(lines) + "\n")
+    one_line_error(result, "line 3: bad event record: a tag must be a non-empty str, got ''")
+    assert _nothing_stored(db)
+
+
+@pytest.mark.parametrize(("number", "kind"), [(4, "event"), (10, "snapshot")])
+def test_import_refuses_an_empty_persistence_id(store: Path, tmp_path: Path, number: int,
+                                                kind: str) -> None:
+    lines = _changed(_export_lines(store), number, persistence_id="")
+    result, _ = _import_text(tmp_path, "\n".join(lines) + "\n")
+    one_line_error(result, f"line {number}: bad {kind} record: persistence_id must be a "
+                   "non-empty str, got ''")
+
+
 async def _many(db: Path, ids: int, per_id: int) -> None:
     journal = SqliteJournal({"path": str(db), "synchronous": "OFF"})
     await journal.start()

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Final, TextIO
 
+from persistent_actors.adapters import Tagged
 from persistent_actors.cli._common import (
     EXIT_FINDINGS,
     EXIT_OK,
@@ -36,6 +37,7 @@ from persistent_actors.cli._common import (
 )
 from persistent_actors.errors import SerializationError
 from persistent_actors.journal import Journal
+from persistent_actors.query import _check_pid
 from persistent_actors.snapshot import (
     SelectedSnapshot,
     SnapshotMetadata,
@@ -353,6 +355,9 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _read_export(lines: Iterable[str], source: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The records of an export after its header, the first non-blank line (blank lines skip)."""
+    not_export = f"{source} is not a persistent-actors export (version {EXPORT_VERSION})"
+    header = False
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -362,42 +367,58 @@ def _read_export(lines: Iterable[str], source: str) -> Iterator[tuple[int, dict[
             raise UsageError(f"{source} line {number}: not JSON: {e}") from None
         if not isinstance(record, dict):
             raise UsageError(f"{source} line {number}: expected a JSON object")
-        if number == 1:
+        if not header:
             if record.get("format") != EXPORT_FORMAT or record.get("version") != EXPORT_VERSION:
-                raise UsageError(f"{source} is not a persistent-actors export (version "
-                                 f"{EXPORT_VERSION}): its first line is {line.strip()[:80]!r}")
+                first = "its first line" if number == 1 else \
+                    f"its first non-blank line (line {number})"
+                raise UsageError(f"{not_export}: {first} is {line.strip()[:80]!r}")
+            header = True
             continue
         yield number, record
+    if not header:
+        raise UsageError(f"{not_export}: it has no header line (the file is empty or blank)")
 
 
 def _repr_from(record: dict[str, Any], where: str) -> PersistentRepr:
     try:
         return PersistentRepr(
-            persistence_id=_typed(record, "persistence_id", str),
-            sequence_nr=_typed(record, "sequence_nr", int),
+            persistence_id=_persistence_id(record),
+            sequence_nr=_sequence_nr(record, lowest=1),
             manifest=_typed(record, "manifest", str),
             payload=base64.b64decode(_typed(record, "payload", str), validate=True),
             writer_uuid=_typed(record, "writer_uuid", str),
             timestamp=float(_typed(record, "timestamp", (int, float))),
             tags=_tags(_typed(record, "tags", list)))
-    except (KeyError, TypeError, binascii.Error) as e:
+    except (KeyError, TypeError, ValueError, binascii.Error) as e:
         raise UsageError(f"{where}: bad event record: {e}") from None
 
 
 def _tags(tags: list[Any]) -> tuple[str, ...]:
-    if not all(isinstance(tag, str) for tag in tags):
-        raise TypeError("tags must be strings")
-    return tuple(tags)
+    Tagged(None, tags)  # the runtime's rule: raises unless every tag is a non-empty str
+    return tuple(tags)  # as exported: an import stores what was stored
+
+
+def _persistence_id(record: dict[str, Any]) -> str:
+    pid: str = _typed(record, "persistence_id", str)
+    _check_pid(pid)  # the read side's rule: a non-empty str
+    return pid
+
+
+def _sequence_nr(record: dict[str, Any], *, lowest: int) -> int:
+    """The record's sequence number: from 1 for events, 0 for snapshots (none persisted yet)."""
+    nr: int = _typed(record, "sequence_nr", int)
+    if not lowest <= nr <= MAX_SEQUENCE_NR:
+        raise ValueError(f"sequence_nr must be an int in [{lowest}, 2**63-1], got {nr!r}")
+    return nr
 
 
 def _snapshot_from(record: dict[str, Any], where: str) -> SelectedSnapshot:
     try:
-        md = SnapshotMetadata(_typed(record, "persistence_id", str),
-                              _typed(record, "sequence_nr", int),
+        md = SnapshotMetadata(_persistence_id(record), _sequence_nr(record, lowest=0),
                               float(_typed(record, "timestamp", (int, float))))
         return SelectedSnapshot(md, _typed(record, "manifest", str),
                                 base64.b64decode(_typed(record, "payload", str), validate=True))
-    except (KeyError, TypeError, binascii.Error) as e:
+    except (KeyError, TypeError, ValueError, binascii.Error) as e:
         raise UsageError(f"{where}: bad snapshot record: {e}") from None
 
 
