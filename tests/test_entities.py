@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from persistent_actors import (
+    ActorInitializationError,
     ActorSystem,
     AskTimeoutError,
     ConfigError,
@@ -322,6 +323,22 @@ def test_an_entity_whose_constructor_raises_leaves_its_host_running(
     assert fragile.ask("good", 1, timeout=10) == ("ok", 1)
     fragile.tell("bad-1", 2)  # fails to start: a dead letter, logged
     assert fragile.ask("good", 3, timeout=10) == ("ok", 3)  # the host goes on
+
+
+def test_an_ask_to_an_entity_that_cannot_start_fails_at_once_with_the_cause(
+        sharded: ActorSystem) -> None:
+    # As actor_of raises ActorInitializationError, not a timeout after `timeout` seconds.
+    fragile = sharded.entities("fragile", Fragile)
+    for attempt in range(2):  # each message tries a new incarnation, and fails the same way
+        with pytest.raises(ActorInitializationError, match="ValueError: no entity bad-2"):
+            fragile.ask("bad-2", attempt, timeout=30)  # was AskTimeoutError after 30 s
+
+    async def ask_async() -> None:
+        with pytest.raises(ActorInitializationError, match="no entity bad-3"):
+            await fragile.ask_async("bad-3", 0, timeout=30)
+
+    asyncio.run(ask_async())
+    assert fragile.ask("good", 4, timeout=10) == ("ok", 4)
 
 
 def test_entity_timers_run_on_the_host(sharded: ActorSystem) -> None:

@@ -87,6 +87,10 @@ class _EntityCell(Cell):
         self.passivating = False
         self.last_used = time.monotonic()
 
+    # Why its constructor or pre_start failed (an asker is told at once); a class default,
+    # so a running entity's dict does not hold it.
+    start_error: BaseException | None = None
+
     def _prepare_instance(self, actor: Any) -> None:
         actor.entity_id = self.entity_id
 
@@ -269,6 +273,14 @@ class EntityHost(CellHost[_EntityCell]):
             return
         if cell is None:
             cell = self._start_entity(entity_id)
+            if cell.start_error is not None and type(message) is p.Envelope and \
+                    isinstance(message.correlation_id, str):
+                # Its constructor (or pre_start) raised: the ask fails now with that error,
+                # as `actor_of` would, instead of timing out.
+                reply_to = message.reply_to if message.reply_to is not None else sender
+                self.send(reply_to, p.Reply(message.correlation_id,
+                                            p.AskRefused(cell.start_error)))
+                return
         else:
             self._cells.move_to_end(entity_id)
         cell.last_used = time.monotonic()
@@ -319,6 +331,7 @@ class EntityHost(CellHost[_EntityCell]):
             case p.ActorFailed(_, error):
                 log.error("entity %s/%s could not start: %s", self.type_name,
                           cell.entity_id, error)
+                cell.start_error = error
             case p.ActorStarted() | p.ActorStopping():
                 pass  # the guardian does not track entities
             case _:
