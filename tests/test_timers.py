@@ -13,6 +13,7 @@ from persistent_actors import ActorRef, ActorSystem, TimerScheduler
 from persistent_actors import _protocol as p
 from persistent_actors.testing import TestProbe
 from persistent_actors.timers import NOT_ACTIVE
+from tests.conftest import system_config
 from tests.timer_actors import (
     PersistentTimer,
     ReportedTimerEntity,
@@ -180,3 +181,24 @@ def test_bad_timer_arguments_are_refused_naming_them(call: Any, error: type[Exce
     with pytest.raises(error, match=text):
         call(timers)
     assert not timers.is_timer_active("k")
+
+
+def test_an_entitys_own_timer_does_not_keep_it_from_idle_passivation(base: str) -> None:
+    # As in Akka, where an entity's timer messages do not pass through its shard: only
+    # messages from elsewhere are activity. A ticking entity nobody talks to is passivated.
+    config = system_config(base)
+    config["sharding"] = {"passivate_idle_after": 0.3}
+    with ActorSystem("idle-timers", config=config) as system:
+        probe = TestProbe(system)
+        region = system.entities("ticking", ReportedTimerEntity, probe.ref)
+        region.tell("e1", ("periodic", "tick", "tick", 0.05))
+        assert probe.expect_msg(timeout=10.0) == ("started", "e1")
+        deadline = time.monotonic() + 10.0
+        ticks = 0
+        # Until the ticks stop (passivated, and its timers with it): a 0.5 s silence.
+        while time.monotonic() < deadline and probe.receive_one(timeout=0.5) == (
+                "got", "tick", False):
+            ticks += 1
+        assert ticks >= 3
+        region.tell("e1", ("mark", "back"))  # a real message starts the next incarnation
+        assert probe.expect_msg(timeout=10.0) == ("started", "e1")

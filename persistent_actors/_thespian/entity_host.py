@@ -72,6 +72,18 @@ class _EntityContext(CellContext):
         self._cell.owner.passivate(self._cell)
 
 
+def _from_itself(message: Any, type_name: str, entity_id: str) -> bool:
+    """True for a message an entity sent itself (a timer's, a tell to its own ref).
+
+    The host wraps those with the entity's own ref as sender (`EntityHost._send_home`).
+    """
+    if type(message) is not p.Envelope:
+        return False
+    sender = message.sender
+    return type(sender) is EntityRef and sender.entity_id == entity_id and \
+        sender.type_name == type_name
+
+
 class _EntityCell(Cell):
     """One entity inside an `EntityHost`: an `ActorHost` whose thespian calls go to the host."""
 
@@ -253,6 +265,11 @@ class EntityHost(CellHost[_EntityCell]):
     def _deliver(self, entity_id: str, message: Any, sender: Any) -> None:
         """Hand `message` (bare, or an `Envelope`) to the entity, starting it if needed."""
         cell = self._cells.get(entity_id)
+        if (cell is None or cell.passivating) and type(message) is p.Envelope and \
+                type(message.message) is p.TimerFired:
+            # A firing of a timer its incarnation had when it passivated (already on its way
+            # here): passivation cancelled that timer, so it must not start the next one.
+            return
         if cell is not None and cell.passivating:
             buffer = self._buffers.setdefault(entity_id, deque())
             assert self._start is not None  # noqa: S101
@@ -281,8 +298,11 @@ class EntityHost(CellHost[_EntityCell]):
                 self.send(reply_to, p.Reply(message.correlation_id,
                                             p.AskRefused(cell.start_error)))
                 return
-        else:
+        elif not _from_itself(message, self.type_name, entity_id):
             self._cells.move_to_end(entity_id)
+        else:  # its own timer or tell: no activity for idle passivation or the LRU limit
+            cell.receiveMessage(message, sender)  # (in Akka those skip the shard)
+            return
         cell.last_used = time.monotonic()
         cell.receiveMessage(message, sender)
 
