@@ -264,6 +264,7 @@ class ErrorStrategy:
 
 # -- runners ------------------------------------------------------------------------------------
 _END: Final = object()
+_MORE: Final = object()  # a batch was cut (full, or nothing more ready): read on
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -339,12 +340,12 @@ class _Runner(ABC, Generic[H]):
                 while isinstance(item, EventEnvelope):
                     batch.append(item)
                     if len(batch) >= self.batch_size or queue.empty():
-                        item = None
+                        item = _MORE
                         break
                     item = queue.get_nowait()
                 # A batch never ends inside the envelopes of one stored event (a read adapter
                 # split it): the rest come right after it, and its offset covers them all.
-                while batch and more_follow(batch[-1]) and item is None:
+                while batch and more_follow(batch[-1]) and item is _MORE:
                     following = await queue.get()
                     if isinstance(following, EventEnvelope):
                         batch.append(following)
@@ -352,6 +353,12 @@ class _Runner(ABC, Generic[H]):
                         item = following  # the end, or a failure: after this batch
                 if batch:
                     await self._process(batch)
+                if item is not _MORE and item is not _END and \
+                        not isinstance(item, EventEnvelope | _SourceFailed):
+                    raise ProjectionError(
+                        f"projection {self.projection_id!r}: its source yielded a "
+                        f"{type(item).__name__}, not an EventEnvelope (a projection reads "
+                        "events_by_tag, all_events or events_by_persistence_id)")
                 if item is _END:
                     return
                 if isinstance(item, _SourceFailed):

@@ -229,6 +229,17 @@ class ReadJournal(ABC):
 def _check_pid(persistence_id: Any) -> None:
     if not isinstance(persistence_id, str) or not persistence_id:
         raise ValueError(f"persistence_id must be a non-empty str, got {persistence_id!r}")
+    _check_text("persistence_id", persistence_id)
+
+
+def _check_text(name: str, text: str) -> None:
+    """Refuse a str no journal stores (a lone surrogate), the same way on every plugin."""
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            raise ValueError(f"{name} {text[:80]!r} is not valid UTF-8 text (no event can "
+                             "have it)") from None
 
 
 def _check_nr(name: str, value: Any) -> None:
@@ -391,6 +402,7 @@ class EventLogReadJournal(ReadJournal):
 def _checked_tag(tag: Any) -> str:
     if not isinstance(tag, str) or not tag:
         raise ValueError(f"tag must be a non-empty str, got {tag!r}")
+    _check_text("tag", tag)
     return tag
 
 

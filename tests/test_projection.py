@@ -471,3 +471,32 @@ def test_refresh_interval_must_be_positive_and_finite(tmp_path: Path, interval: 
     with pytest.raises(ValueError, match="refresh_interval must be a positive, finite"):
         EventLogReadJournal(SqliteEventLog({"path": str(tmp_path / "x.db")}),
                             refresh_interval=interval)
+
+
+@pytest.mark.parametrize("items", [["cart-1", "cart-2"], [None]])
+async def test_a_source_of_something_else_than_envelopes_is_an_error(items: list[Any]) -> None:
+    # Fed persistence ids (or None), the projection returned having handled nothing.
+    async def ids(offset: Any) -> Any:
+        for item in items:
+            yield item
+
+    handled: list[Any] = []
+    projection = Projection("ids", ids, handled.append, InmemOffsetStore())
+    with pytest.raises(ProjectionError, match=r"its source yielded a .*, not an EventEnvelope"):
+        await projection.run()
+    assert handled == []
+
+
+@pytest.mark.parametrize("query", ["id", "tag"])
+async def test_an_id_or_tag_no_journal_can_hold_is_refused_by_every_read_journal(
+        query: str, tmp_path: Path) -> None:
+    # A lone surrogate: "[]" on the in-memory journal, a JournalError from SQLite's driver.
+    async with EventLogReadJournal(SqliteEventLog({"path": str(tmp_path / "e.db")})) as journal:
+
+        async def first() -> EventEnvelope:  # the tag is checked at the call, the id at start
+            events = (journal.current_events_by_persistence_id("cart-\udc80") if query == "id"
+                      else journal.current_events_by_tag("fruit-\udc80"))
+            return await anext(events)
+
+        with pytest.raises(ValueError, match="is not valid UTF-8 text"):
+            await first()
