@@ -219,6 +219,12 @@ def test_verify_with_imported_classes_rebuilds_objects(store: Path, tmp_path: Pa
                  env=env)
     assert strict.returncode == 1
     assert strict.stdout.startswith("e #1: undecodable event: cannot rebuild Thing")
+    # Run next to the module, with nothing on PYTHONPATH: found in the working directory, as
+    # `python -m` would find it (the console script's own path does not hold it).
+    here = cli("--config", str(store), "journal", "verify", "--import", "ops_shop_events",
+               cwd=tmp_path, env={**ENV, "PYTHONPATH": str(ROOT)})
+    assert here.returncode == 1, here.stderr
+    assert here.stdout.startswith("e #1: undecodable event: cannot rebuild Thing")
 
 
 # -- export, import, copy ----------------------------------------------------------------------

@@ -10,6 +10,7 @@ import datetime as dt
 import decimal
 import importlib
 import json
+import os
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -74,7 +75,13 @@ def add_config_option(parser: argparse.ArgumentParser) -> None:
 
 
 def import_modules(names: list[str] | None) -> None:
-    """Import the modules that register the application's event classes (``--import``)."""
+    """Import the modules that register the application's event classes (``--import``).
+
+    From the working directory too, as ``python -m`` would: the console script's path holds
+    only its own install, so ``--import shop.events`` run next to ``shop/`` found nothing.
+    """
+    if names and os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     for name in names or ():
         try:
             importlib.import_module(name)
