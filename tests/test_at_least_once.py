@@ -91,41 +91,36 @@ def test_unconfirmed_warning_after_n_attempts_and_the_bound(system: ActorSystem)
     assert sender.ask("unconfirmed", timeout=5) == 3
 
 
-def test_delivery_state_survives_in_a_snapshot(sqlite_system: ActorSystem) -> None:
-    system = sqlite_system
+def _recovered_with_a_confirmer(system: ActorSystem, cls: type[QuietSender], pid: str, *,
+                                snapshot: bool) -> None:
+    """Deliver "a" to a destination that drops it, stop, then recover towards one that
+    confirms: the unconfirmed delivery must arrive there, and be confirmed."""
     probe = TestProbe(system)
     dropper = system.actor_of(Destination, 1000, probe.ref, name="dest-drop")
-    sender = system.actor_of(QuietSender, "alod-3", dropper, probe.ref, name="alod-3")
+    sender = system.actor_of(cls, pid, dropper, probe.ref, name=pid)
     probe.expect_msg(("recovered", (), 0))
     assert sender.ask(("send", "a"), timeout=5) == "accepted"
-    sender.tell("snap")
-    probe.expect_msg(("saved", 1), timeout=10)
+    if snapshot:
+        sender.tell("snap")
+        probe.expect_msg(("saved", 1), timeout=10)
     system.stop(sender)
     confirmer = system.actor_of(Destination, 0, probe.ref, name="dest-ok")
+    sender = system.actor_of(cls, pid, confirmer, probe.ref, name=pid)
+    messages = {probe.receive_one(timeout=10) for _ in range(2)}
+    assert messages == {("recovered", ("a",), 1), Received(1, "a", 1)}
+    _wait_unconfirmed(sender, 0)
+
+
+def test_delivery_state_survives_in_a_snapshot(sqlite_system: ActorSystem) -> None:
     # Recovery offers the snapshot (no event is replayed): set_delivery_snapshot restores the
     # unconfirmed delivery, sent to the ref destination_for gives (the new destination).
-    sender = system.actor_of(QuietSender, "alod-3", confirmer, probe.ref, name="alod-3")
-    messages = [probe.receive_one(timeout=10) for _ in range(2)]
-    assert ("recovered", ("a",), 1) in messages
-    assert Received(1, "a", 1) in messages
-    _wait_unconfirmed(sender, 0)
+    _recovered_with_a_confirmer(sqlite_system, QuietSender, "alod-3", snapshot=True)
 
 
 def test_unconfirmed_deliveries_go_out_when_recovery_ends(sqlite_system: ActorSystem) -> None:
     # Not at the first redelivery tick (60 s here): at the end of replay, as Akka's
     # onReplaySuccess sends what is overdue.
-    system = sqlite_system
-    probe = TestProbe(system)
-    dropper = system.actor_of(Destination, 1000, probe.ref, name="dest-drop")
-    sender = system.actor_of(PatientSender, "alod-4", dropper, probe.ref, name="alod-4")
-    probe.expect_msg(("recovered", (), 0))
-    assert sender.ask(("send", "a"), timeout=5) == "accepted"
-    system.stop(sender)
-    confirmer = system.actor_of(Destination, 0, probe.ref, name="dest-ok")
-    sender = system.actor_of(PatientSender, "alod-4", confirmer, probe.ref, name="alod-4")
-    messages = {probe.receive_one(timeout=10) for _ in range(2)}
-    assert messages == {("recovered", ("a",), 1), Received(1, "a", 1)}
-    _wait_unconfirmed(sender, 0)
+    _recovered_with_a_confirmer(sqlite_system, PatientSender, "alod-4", snapshot=False)
 
 
 def test_delivery_snapshot_is_storable() -> None:
