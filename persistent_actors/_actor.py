@@ -97,10 +97,28 @@ def use_as_default(sender: ExternalSender) -> None:
 
 def _external_default() -> ExternalSender:
     sender = _default_sender() if _default_sender is not None else None
-    if sender is None or sender.closed:
+    if sender is None:
         raise PersistentActorsError(
             "no running ActorSystem in this process to send through; create one first")
+    if sender.closed:
+        sender.ensure_running()  # its own reason: the system shut down, the process stops
+        raise PersistentActorsError("the actor system of this process has stopped")
     return sender
+
+
+def refuse_coroutine(result: Any, what: str) -> None:
+    """Raise if a handler returned a coroutine: an ``async def`` the class check did not see.
+
+    (Behind a decorator, or given to ``persist``.) Its body would never run; closed here, so
+    Python adds no "never awaited" warning to the error. Any other return value is ignored.
+    """
+    if inspect.iscoroutine(result):
+        result.close()
+    elif not inspect.isasyncgen(result):
+        return
+    raise TypeError(f"{what} returned {type(result).__name__} (an async def?): handlers are "
+                    "plain functions; start awaiting work with pipe_to(coroutine, "
+                    "self.self_ref) and handle its result as a message")
 
 
 def normalize_message(message: Any) -> Any:
@@ -148,6 +166,8 @@ class ActorRef:
         # `normalize_message` and `current_context`, inline: two calls less per message.
         if message is Kill or message is PoisonPill:
             message = message()
+        if sender is not None and not isinstance(sender, ActorRef):
+            raise TypeError(f"tell(sender=...) needs an ActorRef or None, got {sender!r}")
         ctx = _current.context
         if ctx is not None:
             ctx._send(self, message, sender)  # noqa: SLF001 - the runtime's own channel

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol, cast
 
 from persistent_actors import _protocol as p
-from persistent_actors._actor import DEAD_LETTERS, ActorRef
+from persistent_actors._actor import DEAD_LETTERS, ActorRef, refuse_coroutine
 from persistent_actors._replay_filter import OFF, ReplayFilter, ReplayFilterSettings
 from persistent_actors._serialization import Serializer, clip
 from persistent_actors.adapters import EventAdapters, Tagged
@@ -331,7 +331,9 @@ class Eventsourced:
         """Call on_recover; on an exception fail recovery and return False."""
         self.cell.begin_handling()
         try:
-            self.actor.on_recover(message)
+            result = self.actor.on_recover(message)  # type: ignore[func-returns-value]
+            if result is not None:
+                refuse_coroutine(result, "on_recover")
         except Exception as e:  # noqa: BLE001 - any user error fails recovery, as in Akka
             event = None if isinstance(message, SnapshotOffer | RecoveryCompleted) else message
             self._fail_recovery(e, event)
@@ -587,9 +589,11 @@ class Eventsourced:
             self._retention_delete(message.metadata.sequence_nr)
         try:
             if self._hooked:
-                self.actor._receive_command(message)  # noqa: SLF001 - a mixin's hook
+                result = self.actor._receive_command(message)  # type: ignore[func-returns-value]  # noqa: SLF001
             else:
-                self.actor.on_command(message)
+                result = self.actor.on_command(message)  # type: ignore[func-returns-value]
+            if result is not None:  # an async def (behind a decorator) returned a coroutine
+                refuse_coroutine(result, "on_command")
         except BaseException:
             self.current_command = None
             self.failed_command = message  # for the restart's log and pre_restart (not the
@@ -716,7 +720,9 @@ class Eventsourced:
         """Run `handler(event)` after all pending invocations (at once if there are none)."""
         self._check_may_persist()
         if not self._pending and self._one is None:
-            handler(event)
+            result = handler(event)  # type: ignore[func-returns-value]
+            if result is not None:
+                refuse_coroutine(result, "a defer handler")
             return
         self._pend((event, handler, stashing, self._current_sender()))
         if stashing:
@@ -849,7 +855,9 @@ class Eventsourced:
                 self._sender = sender
                 cell.set_sender(sender)
             try:
-                handler(event)
+                result = handler(event)
+                if result is not None:
+                    refuse_coroutine(result, "a persist handler")
             finally:
                 # `_pop_invocation`, inline.
                 pending = self._pending
@@ -869,7 +877,9 @@ class Eventsourced:
             self._sender = sender
             self.cell.set_sender(sender)
         try:
-            handler(event)
+            result = handler(event)
+            if result is not None:
+                refuse_coroutine(result, "a persist handler")
         finally:
             # `_flush_batch` inlined, only when it would send something (once per stored event).
             self._pop_invocation()

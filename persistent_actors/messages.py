@@ -7,6 +7,7 @@ compare by value. Match them with class patterns, e.g. ``case RecoveryCompleted(
 from __future__ import annotations
 
 import dataclasses
+import pickle
 from typing import TYPE_CHECKING, Any
 
 from persistent_actors._compact_pickle import compact_all
@@ -181,12 +182,18 @@ class Status:
                                 f"got {type(self.cause).__name__}")
 
         def __reduce__(self) -> tuple[Any, ...]:
-            # The cause travels as its class, args and attributes, rebuilt without calling
-            # its __init__: an exception whose __init__ takes other arguments than it gives
-            # BaseException (``MyError(code, text)``) pickles but would not unpickle.
+            # The cause travels as pickle carries it when that round-trips (built-ins keep
+            # their fields: an OSError's filename, a SystemExit's code). Otherwise (an
+            # exception whose __init__ takes other arguments than it gives BaseException,
+            # ``MyError(code, text)``, pickles but would not load) as its class, args and
+            # attributes, rebuilt without calling its __init__.
             cause = self.cause
-            state = getattr(cause, "__dict__", None) or None
-            return (_rebuilt_failure, (type(cause), cause.args, state, self.state))
+            try:
+                pickle.loads(pickle.dumps(cause))  # noqa: S301 - our own bytes, just made
+            except Exception:  # noqa: BLE001 - any failure: the rebuild below
+                state = getattr(cause, "__dict__", None) or None
+                return (_rebuilt_failure, (type(cause), cause.args, state, self.state))
+            return (Status.Failure, (cause, self.state))
 
 
 def _rebuilt_failure(cls: type[BaseException], args: tuple[Any, ...],

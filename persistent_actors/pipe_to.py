@@ -61,10 +61,13 @@ def pipe_to(work: Awaitable[T] | concurrent.futures.Future[T], recipient: ActorR
         TypeError: `work` is none of those, or `recipient` is not an ActorRef.
 
     """
-    if not isinstance(recipient, ActorRef):
+    if not isinstance(recipient, ActorRef) or not (
+            sender is _SELF or sender is None or isinstance(sender, ActorRef)):
         if inspect.iscoroutine(work):
             work.close()  # never awaited: no "coroutine was never awaited" warning as well
-        raise TypeError(f"pipe_to() needs an ActorRef recipient, got {recipient!r}")
+        if not isinstance(recipient, ActorRef):
+            raise TypeError(f"pipe_to() needs an ActorRef recipient, got {recipient!r}")
+        raise TypeError(f"pipe_to() needs an ActorRef or None as sender, got {sender!r}")
     if sender is _SELF:
         context = current_context()
         sender = context.self if context is not None else None
@@ -83,19 +86,41 @@ def pipe_to(work: Awaitable[T] | concurrent.futures.Future[T], recipient: ActorR
 
 
 async def _awaited(work: Awaitable[T]) -> T:
-    return await work
+    try:
+        return await work
+    except (KeyboardInterrupt, SystemExit) as e:
+        # asyncio re-raises these out of the loop, which would end its thread (and every
+        # later pipe_to of the process) before the outcome is told: carried out instead.
+        raise _Escaped(e) from e
+
+
+class _Escaped(Exception):  # noqa: N818 - internal: unwrapped before anyone sees it
+    """A KeyboardInterrupt or SystemExit of piped work, carried past the event loop."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(error)
+        self.error = error
 
 
 def _background_loop() -> asyncio.AbstractEventLoop:
     """The event loop `pipe_to` runs work on, on a daemon thread (started once per process)."""
     global _loop, _loop_pid
     with _lock:
-        if _loop is None or _loop_pid != os.getpid():
+        if _loop is None or _loop_pid != os.getpid() or not _thread_alive():
             loop = asyncio.new_event_loop()
-            threading.Thread(target=loop.run_forever, name="persistent_actors-pipe_to",
-                             daemon=True).start()
-            _loop, _loop_pid = loop, os.getpid()
+            thread = threading.Thread(target=loop.run_forever, name="persistent_actors-pipe_to",
+                                      daemon=True)
+            thread.start()
+            _loop, _loop_pid, _threads[0] = loop, os.getpid(), thread
         return _loop
+
+
+_threads: list[threading.Thread | None] = [None]  # the loop's thread (a restart if it ended)
+
+
+def _thread_alive() -> bool:
+    thread = _threads[0]
+    return thread is not None and thread.is_alive()
 
 
 def _tell_outcome(done: concurrent.futures.Future[Any], recipient: ActorRef,
@@ -103,6 +128,8 @@ def _tell_outcome(done: concurrent.futures.Future[Any], recipient: ActorRef,
     """Tell `recipient` how `done` ended (on whichever thread completed it)."""
     try:
         outcome: Any = done.result()
+    except _Escaped as e:
+        outcome = Status.Failure(e.error)
     except BaseException as e:  # noqa: BLE001 - every outcome is told, cancellation included
         outcome = Status.Failure(e)
     try:

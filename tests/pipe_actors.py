@@ -205,3 +205,56 @@ class BecomesAsync(Actor):
             self.become(later)  # type: ignore[arg-type]
         except TypeError as e:
             self.sender.tell(str(e))
+
+
+async def interrupted() -> None:
+    """Work that raises KeyboardInterrupt (asyncio lets it escape its loop)."""
+    await asyncio.sleep(0)
+    raise KeyboardInterrupt("stop the work")
+
+
+def _passes_through(handler: Any) -> Any:
+    """A decorator that hides ``async def`` from inspect (as a plain functools.wraps would)."""
+
+    def wrapper(*args: Any) -> Any:
+        return handler(*args)
+
+    return wrapper
+
+
+class DecoratedAsync(Actor):
+    """``async def on_receive`` behind a decorator; reports its restarts' reasons to `probe`."""
+
+    def __init__(self, probe: ActorRef) -> None:
+        self.probe = probe
+
+    @_passes_through
+    async def on_receive(self, message: Any) -> None:
+        await asyncio.sleep(0)
+
+    def pre_restart(self, reason: BaseException, message: Any) -> None:
+        self.probe.tell(("restarted", type(reason).__name__, str(reason)))
+
+
+class AsyncPersistHandler(PersistentActor):
+    """Persists with an ``async def`` handler; reports its restarts' reasons to `probe`."""
+
+    def __init__(self, pid: str, probe: ActorRef) -> None:
+        self.pid = pid
+        self.probe = probe
+
+    @property
+    def persistence_id(self) -> str:
+        return self.pid
+
+    def on_recover(self, message: Any) -> None:
+        pass
+
+    def on_command(self, message: Any) -> None:
+        async def stored(event: Any) -> None:
+            await asyncio.sleep(0)
+
+        self.persist(message, stored)  # type: ignore[arg-type]
+
+    def pre_restart(self, reason: BaseException, message: Any) -> None:
+        self.probe.tell(("restarted", type(reason).__name__, str(reason)))

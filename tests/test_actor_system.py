@@ -150,6 +150,10 @@ def test_a_status_failure_reply_fails_the_ask_with_its_cause(system: ActorSystem
     with pytest.raises(CodedError, match="no such cart") as raised:
         echo.ask(Status.Failure(CodedError(404, "no such cart")))
     assert raised.value.code == 404
+    # A built-in one keeps the fields its own pickling carries (an OSError's file name).
+    with pytest.raises(FileNotFoundError, match="/nope") as missing:
+        echo.ask(Status.Failure(FileNotFoundError(2, "No such file or directory", "/nope")))
+    assert (missing.value.errno, missing.value.filename) == (2, "/nope")
     # A success is an ordinary reply, and the actor is unharmed by having sent a failure.
     assert echo.ask(Status.Success(3)) == Status.Success(3)
     assert echo.ask("still here") == "still here"

@@ -11,12 +11,14 @@ from typing import Any
 
 import pytest
 
-from persistent_actors import ActorRef, ActorSystem, pipe_to
+from persistent_actors import ActorRef, ActorSystem, Status, pipe_to
 from persistent_actors.testing import TestProbe
 from tests.pipe_actors import (
     AsyncCommand,
+    AsyncPersistHandler,
     AsyncReceive,
     BecomesAsync,
+    DecoratedAsync,
     OutOfStockError,
     Pong,
     Price,
@@ -25,6 +27,7 @@ from tests.pipe_actors import (
     Reservations,
     Threaded,
     fetch_price,
+    interrupted,
 )
 
 
@@ -133,3 +136,36 @@ def test_async_def_handlers_are_refused_with_the_way_to_await(system: ActorSyste
         system.entities("async", AsyncCommand)
     reply = system.actor_of(BecomesAsync).ask("go", timeout=10)
     assert reply.startswith("become() needs a plain function, got the async def")
+
+
+def test_async_handlers_the_class_check_cannot_see_fail_loudly(system: ActorSystem) -> None:
+    # Behind a decorator, or given to persist: the coroutine they return is refused at once
+    # (the actor restarts, naming it) instead of the message silently never being handled.
+    probe = TestProbe(system)
+    system.actor_of(DecoratedAsync, probe.ref).tell("hello")
+    _, kind, reason = probe.expect_msg_type(tuple, timeout=10)
+    assert kind == "TypeError"
+    assert reason.startswith("on_receive returned coroutine (an async def?)")
+    system.actor_of(AsyncPersistHandler, "async-persist", probe.ref).tell("event")
+    _, kind, reason = probe.expect_msg_type(tuple, timeout=10)
+    assert (kind, reason.split(" (")[0]) == ("TypeError", "a persist handler returned coroutine")
+
+
+def test_work_that_raises_keyboard_interrupt_is_told_and_pipe_to_goes_on(
+        system: ActorSystem) -> None:
+    # asyncio lets KeyboardInterrupt and SystemExit out of its loop: the loop's thread ended,
+    # the outcome was never told, and every later pipe_to of the process hung.
+    probe = TestProbe(system)
+    pipe_to(interrupted(), probe.ref)
+    failure = probe.expect_msg_type(Status.Failure, timeout=10)
+    assert isinstance(failure.cause, KeyboardInterrupt)
+    pipe_to(fetch_price("apple"), probe.ref)
+    assert probe.expect_msg(timeout=10) == Price("apple", 500)
+
+
+def test_a_sender_that_is_not_a_ref_is_refused_at_the_call(system: ActorSystem) -> None:
+    ref = system.actor_of(Pong)
+    with pytest.raises(TypeError, match=r"tell\(sender=\.\.\.\) needs an ActorRef or None"):
+        ref.tell("ping", sender="me")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="needs an ActorRef or None as sender, got 'me'"):
+        pipe_to(fetch_price("x"), ref, sender="me")  # type: ignore[arg-type]

@@ -34,6 +34,7 @@ from persistent_actors._actor import (
     SystemView,
     _current,
     guardian_address,
+    refuse_coroutine,
     reply_form,
     set_current_context,
 )
@@ -544,7 +545,9 @@ class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
         self._ctx.begin_handling()
         self._ctx.current = (message, sender)
         try:
-            self._actor.on_receive(message)
+            result = self._actor.on_receive(message)  # type: ignore[func-returns-value]
+            if result is not None:  # an async def (behind a decorator) returned a coroutine
+                refuse_coroutine(result, "on_receive")
         finally:
             self._ctx.current = None
 
