@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import zlib
@@ -75,13 +76,31 @@ def parse_options(owner: str, settings: Mapping[str, Any],
                f"most 63 characters, not starting with a digit), got {schema!r}")
         raise ConfigError(msg)
     timeout = settings.get("connect_timeout", 10.0)
-    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0:
-        msg = f"{owner}: setting 'connect_timeout' must be a number > 0, got {timeout!r}"
+    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or \
+            not 0 < timeout < math.inf:  # NaN fails too (it failed the connect with no reason)
+        msg = (f"{owner}: setting 'connect_timeout' must be a finite number of seconds > 0, "
+               f"got {timeout!r}")
         raise ConfigError(msg)
+    _check_dsn(owner, dsn)
     return Options(dsn=dsn, schema=schema,
                    pool_size=_int(owner, settings, "pool_size", 4, minimum=1),
                    connect_timeout=float(timeout),
                    replay_page_size=_int(owner, settings, "replay_page_size", 1000, minimum=1))
+
+
+def _check_dsn(owner: str, dsn: str) -> None:
+    """Refuse a URL-style `dsn` whose port is not a number (asyncpg raised a bare ValueError)."""
+    if "://" not in dsn:
+        return
+    try:
+        for host in urlsplit(dsn).netloc.rpartition("@")[2].split(","):
+            port = host.rpartition("]")[2].partition(":")[2]
+            if port:
+                int(port)
+    except ValueError:
+        msg = (f"{owner}: setting 'dsn' {redact(dsn)!r} has a port that is not a number "
+               "(expected e.g. 'postgresql://127.0.0.1:5432/test')")
+        raise ConfigError(msg) from None
 
 
 def redact(dsn: str) -> str:

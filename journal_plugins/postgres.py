@@ -178,8 +178,10 @@ async def open_pool(owner: str, o: Options, statements: Sequence[str],
             o.dsn, min_size=min(min_size, o.pool_size), max_size=o.pool_size,
             timeout=o.connect_timeout, reset=reset_connection,
             server_settings={"application_name": "persistent_actors"})
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as e:
-        msg = f"{owner}: cannot connect to PostgreSQL at {redact(o.dsn)!r}: {e}"
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError,
+            ValueError) as e:  # ValueError: asyncpg's reading of a malformed dsn
+        reason = str(e) or type(e).__name__  # a TimeoutError has no text
+        msg = f"{owner}: cannot connect to PostgreSQL at {redact(o.dsn)!r}: {reason}"
         raise PluginError(msg) from e
     try:
         async with pool.acquire() as connection:
@@ -241,6 +243,30 @@ async def close_pool(pool: asyncpg.Pool | None, timeout: float = 10.0) -> None:
         await asyncio.wait_for(pool.close(), timeout)
     except (TimeoutError, asyncpg.InterfaceError, OSError):
         pool.terminate()
+
+
+async def missing_table(owner: str, o: Options, table: str) -> str | None:
+    """Why `table` of the configured schema cannot be read yet (None: it exists).
+
+    For tools that look at a store (the CLI): `start` would create it, and an empty store made
+    by a typo in the schema name would look like a valid one.
+    """
+    try:
+        connection = await asyncpg.connect(o.dsn, timeout=o.connect_timeout)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError,
+            ValueError) as e:
+        reason = str(e) or type(e).__name__
+        msg = f"{owner}: cannot connect to PostgreSQL at {redact(o.dsn)!r}: {reason}"
+        raise PluginError(msg) from e
+    try:
+        found = await connection.fetchval(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = $1 "
+            "AND table_name = $2", o.schema, table)
+    finally:
+        await connection.close()
+    if found:
+        return None
+    return f"schema {o.schema!r} at {redact(o.dsn)!r} has no {table} table"
 
 
 # -- journal ---------------------------------------------------------------------------------
@@ -349,6 +375,10 @@ class PostgresJournal(Journal):
     def options(self) -> Options:
         """The validated settings."""
         return self._options
+
+    async def missing_store(self) -> str | None:
+        """Why there is no journal to read here yet (None: there is); see `missing_table`."""
+        return await missing_table(self._owner, self._options, "journal")
 
     async def start(self) -> None:
         """Plugin API: connect the pool and create the schema and tables when missing.
@@ -548,6 +578,10 @@ class PostgresSnapshotStore(SnapshotStore):
         self._delete_matching = f"DELETE FROM {table} WHERE {where}"
         self._delete_one = f"""DELETE FROM {table} WHERE persistence_id = $1
             AND sequence_nr = $2 AND ($3::float8 = 0.0 OR created_at <= $3::float8)"""
+
+    async def missing_store(self) -> str | None:
+        """Why there is no snapshot store to read here yet (None: there is)."""
+        return await missing_table(self._owner, self._options, "snapshot")
 
     async def start(self) -> None:
         """Plugin API: connect the pool and create the schema and table when missing.

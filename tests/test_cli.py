@@ -21,6 +21,7 @@ import termios
 import time
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from journal_plugins.inmem import InmemJournal, InmemSnapshotStore
@@ -399,6 +400,28 @@ def test_copy_resumes_after_sigkill_and_checks_counts(tmp_path: Path) -> None:
     assert "counts match" in resumed.stderr
     assert _events_of(target_db) == _events_of(source_db)
     assert cli("--config", str(target), "journal", "verify").returncode == 0
+
+
+def test_looking_at_a_postgres_schema_that_does_not_exist_never_creates_it(
+        tmp_path: Path, pg_schema: str) -> None:
+    # A typo in the schema name looked like a valid empty store (and created it).
+    config = tmp_path / "typo.toml"
+    section = f'plugin = "postgres"\ndsn = "{DSN}"\nschema = "{pg_schema}"\n'
+    config.write_text(f"[persistence.journal]\n{section}[persistence.snapshot_store]\n{section}")
+    for command in (["journal", "ids"], ["journal", "stats"], ["journal", "verify"]):
+        one_line_error(cli("--config", str(config), *command),
+                       "journal 'default' does not exist", f"schema {pg_schema!r}",
+                       "has no journal table")
+
+    async def schemas() -> int:
+        connection = await asyncpg.connect(DSN, timeout=10)
+        try:
+            return int(await connection.fetchval(
+                "SELECT count(*) FROM pg_namespace WHERE nspname = $1", pg_schema))
+        finally:
+            await connection.close()
+
+    assert asyncio.run(schemas()) == 0
 
 
 def test_copy_sqlite_to_postgres_and_back(store: Path, tmp_path: Path, pg_schema: str) -> None:

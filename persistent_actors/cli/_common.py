@@ -129,6 +129,18 @@ def _check_files_exist(config: PluginConfig, what: str) -> None:
                          f"(config key persistence.{config.kind}.path)")
 
 
+async def _check_store_exists(plugin: Any, config: PluginConfig, what: str) -> None:
+    # A server-backed plugin creates its tables on start (PostgreSQL: the schema too); one
+    # that can say whether they are there (``missing_store``) is asked first.
+    missing = getattr(plugin, "missing_store", None)
+    if missing is None:
+        return
+    reason = await missing()
+    if reason is not None:
+        raise UsageError(f"{what} {config.plugin_id!r} does not exist: {reason} (config "
+                         f"[persistence.{config.kind}])")
+
+
 @contextlib.asynccontextmanager
 async def open_store(config_path: str | None, *, plugin_id: str | None = None,
                      must_exist: bool = True, name: str = "") -> AsyncIterator[Store]:
@@ -148,6 +160,9 @@ async def open_store(config_path: str | None, *, plugin_id: str | None = None,
         _check_files_exist(snapshot_config, "snapshot store")
     journal = resolve_plugin(JOURNAL, journal_config.spec)(journal_config.settings)
     snapshots = resolve_plugin(SNAPSHOT_STORE, snapshot_config.spec)(snapshot_config.settings)
+    if must_exist:
+        await _check_store_exists(journal, journal_config, "journal")
+        await _check_store_exists(snapshots, snapshot_config, "snapshot store")
     await journal.start()
     try:
         await snapshots.start()

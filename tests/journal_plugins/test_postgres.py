@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,9 @@ async def _replay(journal: Journal, pid: str) -> list[PersistentRepr]:
         ("pool_size", 0),
         ("pool_size", True),
         ("connect_timeout", 0),
+        ("connect_timeout", math.nan),  # the connect failed with no reason given
+        ("connect_timeout", math.inf),  # the start waited for ever, deaf to SIGTERM
+        ("dsn", "postgresql://postgres@127.0.0.1:notaport/test"),  # a bare ValueError
         ("replay_page_size", 0),
         ("dns", "postgresql://x"),
     ],
