@@ -48,8 +48,10 @@ and every event arrives exactly once, in ordering order.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any, Final
+import functools
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any, Final, TypeVar
 
 import asyncpg
 
@@ -272,6 +274,42 @@ async def missing_table(owner: str, o: Options, table: str) -> str | None:
 # -- journal ---------------------------------------------------------------------------------
 
 _DB_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+# A connection the server closed (a restart, an idle timeout) before or during a query.
+_LOST: Final = (asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError, ConnectionError)
+# Seconds without a query after which the pool's connections are first let to notice a close.
+_IDLE_CHECK: Final = 1.0
+
+T = TypeVar("T")
+
+
+class _Liveness:
+    """When a pool was last used; after an idle spell the loop gets a few turns first.
+
+    The loop of a plugin runs only while one of its operations does (its host drives it then).
+    Connections the server closed meanwhile (a restart) have unread end-of-file on their
+    sockets; a few loop turns read it, asyncpg marks them closed, and the pool opens new ones
+    instead of failing the next query on a dead one.
+    """
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        self._last = time.monotonic()
+
+    async def before_query(self) -> None:
+        now = time.monotonic()
+        if now - self._last > _IDLE_CHECK:
+            for _ in range(3):  # EOF read, then connection_lost called, then marked closed
+                await asyncio.sleep(0)
+        self._last = now
+
+
+async def _read_again_if_lost(read: Callable[[], Awaitable[T]]) -> T:
+    """Run the query `read` (idempotent); once more if its connection had been closed."""
+    try:
+        return await read()
+    except _LOST:
+        return await read()  # the pool gives a fresh connection for the dead one
 
 
 def tags_literal(tags: Sequence[str]) -> str:
@@ -336,6 +374,7 @@ class PostgresJournal(Journal):
         self._owner = type(self).__name__
         self._options = parse_options(self._owner, self.settings, _JOURNAL_KEYS)
         self._pool: asyncpg.Pool | None = None
+        self._liveness = _Liveness()
         o = self._options
         self._insert = insert_events_sql(o)
         self._replay = f"""SELECT sequence_nr, manifest, payload, writer_uuid, created_at, tags
@@ -422,6 +461,7 @@ class PostgresJournal(Journal):
             return []
         pool = self._connections()
         events = [event for write in writes for event in write.payload]
+        await self._liveness.before_query()
         try:
             async with pool.acquire() as connection:
                 try:
@@ -498,9 +538,11 @@ class PostgresJournal(Journal):
         to_nr = min(to_sequence_nr, MAX_SEQUENCE_NR)
         next_nr = max(from_sequence_nr, -MAX_SEQUENCE_NR)
         remaining = max_count
+        await self._liveness.before_query()
         if from_sequence_nr == -1 and max_count > 0:  # only the last live event (JVM)
             try:
-                last = await pool.fetchval(self._last_live, persistence_id, to_nr)
+                last = await _read_again_if_lost(
+                    lambda: pool.fetchval(self._last_live, persistence_id, to_nr))
             except _DB_ERRORS as e:
                 msg = f"{self._owner}: replay of {persistence_id!r} failed: {e}"
                 raise JournalError(msg) from e
@@ -510,7 +552,8 @@ class PostgresJournal(Journal):
         while remaining > 0 and next_nr <= to_nr:
             limit = min(self._options.replay_page_size, remaining)
             try:
-                rows = await pool.fetch(query, persistence_id, next_nr, to_nr, limit)
+                rows = await _read_again_if_lost(
+                    functools.partial(pool.fetch, query, persistence_id, next_nr, to_nr, limit))
             except _DB_ERRORS as e:
                 msg = f"{self._owner}: replay of {persistence_id!r} failed: {e}"
                 raise JournalError(msg) from e
@@ -524,8 +567,9 @@ class PostgresJournal(Journal):
     async def read_highest_sequence_nr(self, persistence_id: str, from_sequence_nr: int) -> int:
         """Plugin API: the highest sequence number ever stored, deleted or not (0 if none)."""
         pool = self._connections()
+        await self._liveness.before_query()
         try:
-            value = await pool.fetchval(self._highest, persistence_id)
+            value = await _read_again_if_lost(lambda: pool.fetchval(self._highest, persistence_id))
         except _DB_ERRORS as e:
             msg = f"{self._owner}: reading highest of {persistence_id!r} failed: {e}"
             raise JournalError(msg) from e
@@ -542,6 +586,7 @@ class PostgresJournal(Journal):
 
         """
         pool = self._connections()
+        await self._liveness.before_query()
         try:
             await pool.execute(self._delete, persistence_id, min(to_sequence_nr, MAX_SEQUENCE_NR))
         except _DB_ERRORS as e:
@@ -564,6 +609,7 @@ class PostgresSnapshotStore(SnapshotStore):
         self._owner = type(self).__name__
         self._options = parse_options(self._owner, self.settings, _COMMON_KEYS)
         self._pool: asyncpg.Pool | None = None
+        self._liveness = _Liveness()
         table = self._options.table("snapshot")
         where = ("persistence_id = $1 AND sequence_nr >= $2 AND sequence_nr <= $3 "
                  "AND created_at >= $4 AND created_at <= $5")
@@ -598,12 +644,17 @@ class PostgresSnapshotStore(SnapshotStore):
         pool, self._pool = self._pool, None
         await close_pool(pool)
 
-    async def _run(self, what: str, sql: str, *args: Any) -> list[Any]:
-        if self._pool is None:
+    async def _run(self, what: str, sql: str, *args: Any, read: bool = False) -> list[Any]:
+        """Run `sql`; a `read` (idempotent) is run once more if its connection was closed."""
+        pool = self._pool
+        if pool is None:
             msg = f"{self._owner} is not started (or already closed)"
             raise SnapshotStoreError(msg)
+        await self._liveness.before_query()
         try:
-            return list(await self._pool.fetch(sql, *args))
+            if read:
+                return list(await _read_again_if_lost(functools.partial(pool.fetch, sql, *args)))
+            return list(await pool.fetch(sql, *args))
         except _DB_ERRORS as e:
             msg = f"{self._owner}: {what} failed: {e}"
             raise SnapshotStoreError(msg) from e
@@ -615,7 +666,7 @@ class PostgresSnapshotStore(SnapshotStore):
         if criteria.is_none:
             return None
         rows = await self._run(f"loading a snapshot of {persistence_id!r}", self._load,
-                               persistence_id, *_criteria_params(criteria))
+                               persistence_id, *_criteria_params(criteria), read=True)
         if not rows:
             return None
         nr, timestamp, manifest, payload = rows[0]

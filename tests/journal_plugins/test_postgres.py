@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 
 from journal_plugins.postgres import (
+    _IDLE_CHECK,
     DSN_ENV_VAR,
     PostgresJournal,
     PostgresSnapshotStore,
@@ -20,7 +26,7 @@ from journal_plugins.postgres import (
 )
 from persistent_actors.errors import ConfigError, JournalError, PluginError
 from persistent_actors.journal import MAX_SEQUENCE_NR, AtomicWrite, Journal, PersistentRepr
-from persistent_actors.snapshot import SnapshotStore
+from persistent_actors.snapshot import SnapshotMetadata, SnapshotSelectionCriteria, SnapshotStore
 from persistent_actors.testing.journal_spec import JournalSpec
 from persistent_actors.testing.snapshot_store_spec import SnapshotStoreSpec
 from tests.pg import DSN, drop_schema, require_postgres, schema_for, settings
@@ -197,3 +203,97 @@ async def test_writer_id_and_timestamp_are_stored_per_event(tmp_path: Path) -> N
         assert await _replay(journal, "p") == events
     finally:
         await journal.close()
+
+
+# --- a server that closed its connections (a restart) -----------------------------------------
+
+
+class _Proxy:
+    """A TCP forwarder to the test server that can drop every connection, as a restart does."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        host, port = _server_address()
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection((host, port))
+            with self._lock:
+                self._sockets += [client, server]
+            for source, target in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, target: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                target.sendall(data)
+        with contextlib.suppress(OSError):
+            target.shutdown(socket.SHUT_WR)
+
+    def drop_connections(self) -> None:
+        """Close every forwarded connection (the listener stays: the server is back)."""
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def close(self) -> None:
+        self.drop_connections()
+        self._listener.close()
+
+
+def _server_address() -> tuple[str, int]:
+    parts = urlsplit(DSN)
+    return parts.hostname or "127.0.0.1", parts.port or 5432
+
+
+def _idle() -> None:
+    """Longer than the plugin's idle check, with the loop not running (as in a plugin host)."""
+    time.sleep(_IDLE_CHECK + 0.2)
+
+
+@pytest.mark.usefixtures("own_schema")
+async def test_connections_the_server_closed_while_idle_are_replaced(tmp_path: Path) -> None:
+    # The plugin's loop runs only during its operations: connections a restarted server had
+    # closed stayed in the pool looking alive, and the next write, replay, highest-number
+    # read and snapshot load failed ("connection was closed in the middle of operation").
+    proxy = _Proxy()
+    parts = urlsplit(DSN)
+    dsn = urlunsplit(parts._replace(netloc=f"{parts.username or 'postgres'}@127.0.0.1:"
+                                           f"{proxy.port}"))
+    journal = PostgresJournal({"dsn": dsn, "schema": schema_for(tmp_path), "pool_size": 2})
+    snapshots = PostgresSnapshotStore({"dsn": dsn, "schema": schema_for(tmp_path)})
+    await journal.start()
+    await snapshots.start()
+    try:
+        assert await journal.write_messages([_event("p", 1)]) == [None]
+        await snapshots.save(SnapshotMetadata("p", 1, 2.0), "m", b"s")
+        proxy.drop_connections()
+        _idle()
+        assert await journal.write_messages([_event("p", 2)]) == [None]
+        proxy.drop_connections()
+        _idle()
+        assert await journal.read_highest_sequence_nr("p", 0) == 2
+        proxy.drop_connections()
+        _idle()
+        assert [e.sequence_nr for e in await _replay(journal, "p")] == [1, 2]
+        proxy.drop_connections()
+        _idle()
+        loaded = await snapshots.load("p", SnapshotSelectionCriteria.latest())
+        assert loaded is not None
+        assert loaded.metadata.sequence_nr == 1
+    finally:
+        await journal.close()
+        await snapshots.close()
+        proxy.close()
