@@ -75,13 +75,31 @@ def pipe_to(work: Awaitable[T] | concurrent.futures.Future[T], recipient: ActorR
     if isinstance(work, concurrent.futures.Future):
         future = work
     elif isinstance(work, asyncio.Future):  # a task or future of a running loop: awaited there
-        future = asyncio.run_coroutine_threadsafe(_awaited(work), work.get_loop())
+        if work.done():
+            future = _settled(work)
+        elif work.get_loop().is_running():
+            future = asyncio.run_coroutine_threadsafe(_awaited(work), work.get_loop())
+        else:
+            raise TypeError("pipe_to() got an asyncio future of an event loop that is not "
+                            "running: it would never complete; pass the coroutine instead")
     elif inspect.isawaitable(work):
         future = asyncio.run_coroutine_threadsafe(_awaited(work), _background_loop())
     else:
         raise TypeError(f"pipe_to() needs a coroutine, an awaitable or a "
                         f"concurrent.futures.Future, got {type(work).__name__}")
     future.add_done_callback(lambda done: _tell_outcome(done, recipient, sender))
+    return future
+
+
+def _settled(done: asyncio.Future[T]) -> concurrent.futures.Future[T]:
+    """A concurrent future with the outcome of the finished asyncio future `done`."""
+    future: concurrent.futures.Future[T] = concurrent.futures.Future()
+    if done.cancelled():
+        future.cancel()
+    elif done.exception() is not None:
+        future.set_exception(done.exception())
+    else:
+        future.set_result(done.result())
     return future
 
 

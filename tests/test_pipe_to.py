@@ -169,3 +169,19 @@ def test_a_sender_that_is_not_a_ref_is_refused_at_the_call(system: ActorSystem) 
         ref.tell("ping", sender="me")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="needs an ActorRef or None as sender, got 'me'"):
         pipe_to(fetch_price("x"), ref, sender="me")  # type: ignore[arg-type]
+
+
+def test_an_asyncio_future_of_a_loop_that_is_not_running(system: ActorSystem) -> None:
+    # Done already: its outcome is told at once. Pending on a stopped loop: it would never
+    # complete (it was silently never told, with a "never awaited" warning).
+    probe = TestProbe(system)
+    loop = asyncio.new_event_loop()
+    try:
+        done = loop.create_future()
+        done.set_result("ready")
+        pipe_to(done, probe.ref)
+        assert probe.expect_msg(timeout=10) == "ready"
+        with pytest.raises(TypeError, match="an event loop that is not running"):
+            pipe_to(loop.create_future(), probe.ref)
+    finally:
+        loop.close()
