@@ -977,18 +977,38 @@ class Eventsourced:
                                   p.DeleteMessagesTo(self.persistence_id, to_sequence_nr))
 
     # -- stopping ---------------------------------------------------------------------------
-    def stopped(self) -> None:
+    def stopped(self, *, failed: bool = False) -> None:
         """The host stopped the actor (``context.stop``, PoisonPill, Kill, a failure).
 
-        From now on no handler runs and nothing is written, also not the rest of a
-        `persist_all` whose first handler stopped it, nor the stash.
+        From now on no handler runs and nothing more is written, also not the rest of a
+        `persist_all` whose first handler stopped it, nor the stash. A deliberate stop first
+        writes what was persisted before it (`_write_before_stop`); a failure does not.
         """
+        if not failed and self._state == _PROCESSING:
+            self._write_before_stop()
         self._state = _STOPPED
 
     def _stop(self, *, failed: bool = False) -> None:
         if self._state != _STOPPED:
+            if not failed and self._state == _PROCESSING:
+                self._write_before_stop()
             self._state = _STOPPED
             self.cell.stop_self(failed=failed)
+
+    def _write_before_stop(self) -> None:
+        """Send what was persisted but not yet sent: its events are stored, no handler runs.
+
+        As in Akka, where a command's events go to the journal when its handler returns,
+        before the stop it asked for (``context.stop()`` after ``persist``), and as the README
+        promises for ``persist_async`` events a PoisonPill overtakes (those waiting behind the
+        write in flight too: sent after it, so the journal keeps their order).
+        """
+        self._journal_batch.extend(self._event_batch)
+        self._event_batch.clear()
+        if self._journal_batch:
+            batch = tuple(self._journal_batch)
+            self._journal_batch.clear()
+            self.cell.write_messages(p.new_write_messages(batch, self.instance_id))
 
 
 _REPR_FIELDS = ("persistence_id", "sequence_nr", "manifest", "payload", "writer_uuid",

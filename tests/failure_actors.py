@@ -236,6 +236,8 @@ class AsyncRaces(Reporter):
     ``"async-then-pill"``: persist_async(Added(1)), then a PoisonPill to itself.
     ``"async-then-boom"``: persist_async(Added(1)), then "boom" to itself, whose handler
     persists Added(2) and raises while the first write is still in flight.
+    ``("async-burst-then-pill", n)``: n commands of one persist_async each, then a PoisonPill.
+    ``"persist-then-stop"``: persist(Added(1)), then ``context.stop()`` in the same handler.
     """
 
     def on_command(self, message: Any) -> None:
@@ -246,6 +248,15 @@ class AsyncRaces(Reporter):
             case "async-then-boom":
                 self.persist_async(Added(1), self._added)
                 self.context.self.tell("boom")
+            case ("async-burst-then-pill", int(count)):  # each its own command, then the pill
+                for value in range(1, count + 1):
+                    self.context.self.tell(("async", value))
+                self.context.self.tell(PoisonPill)
+            case ("async", int(value)):
+                self.persist_async(Added(value), self._added)
+            case "persist-then-stop":
+                self.persist(Added(1), self._added)
+                self.context.stop()
             case "boom":
                 self.persist(Added(2), self._added)
                 raise RuntimeError("boom")

@@ -451,6 +451,27 @@ def test_dead_letter_records_the_sender(system: ActorSystem) -> None:
     assert letter.recipient == actor
 
 
+@pytest.mark.parametrize("base", ["simple", pytest.param("multiproc-tcp",
+                                                         marks=pytest.mark.multiproc)])
+def test_a_dead_letter_from_an_actors_own_tell_names_that_actor(base: str) -> None:
+    # An actor's bare tell to a stopped actor: the DeadLetter had no sender on the simple
+    # base. (With host_processes = 0 thespian's admin forwards it and the sender is unknown.)
+    with ActorSystem("dead-sender", config=system_config(base)) as system:
+        dead_letters = TestProbe(system)
+        system.event_stream.subscribe(dead_letters.ref, DeadLetter)
+        probe = TestProbe(system)
+        target = started(probe, system)
+        target.tell(Kill)
+        assert probe.expect_msg(timeout=5) == Lifecycle("post_stop")
+        relay = system.actor_of(Relay, "relay", probe.ref, name="relay")
+        relay.tell(Forward(target, "hello"))  # told by the relay as itself: a bare tell
+        letter = dead_letters.expect_msg_type(DeadLetter, timeout=10)
+        assert letter.message == "hello"
+        assert letter.sender == relay
+        assert letter.sender is not None
+        assert letter.sender.name == "relay"
+
+
 def test_messages_after_poison_pill_are_dead_letters(system: ActorSystem) -> None:
     # Sent right behind the pill: they reach the stopping actor (or, on multiproc-tcp, its
     # exited address) and are published as DeadLetters with the envelope's sender.

@@ -55,6 +55,20 @@ def test_subscribing_twice_delivers_once(system: ActorSystem) -> None:
     probe.expect_no_msg(0.3)
 
 
+def test_a_subscriber_to_a_class_and_its_subclass_gets_each_event_once(
+        system: ActorSystem) -> None:
+    # Akka keeps a set of subscribers: SubPing matched both subscriptions and came twice.
+    probe = TestProbe(system)
+    system.event_stream.subscribe(probe.ref, Ping)
+    system.event_stream.subscribe(probe.ref, SubPing)
+    system.event_stream.subscribe(probe.ref, object)
+    system.event_stream.publish(SubPing(1))
+    system.event_stream.publish(Ping(2))
+    assert probe.expect_msg(timeout=5) == SubPing(1)
+    assert probe.expect_msg(timeout=5) == Ping(2)
+    probe.expect_no_msg(0.3)
+
+
 def test_plain_values_and_builtin_classes(system: ActorSystem) -> None:
     probe = TestProbe(system)
     system.event_stream.subscribe(probe.ref, str)

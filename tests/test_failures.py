@@ -421,6 +421,32 @@ def test_a_poison_pill_overtakes_a_pending_persist_async_handler(kit: Kit) -> No
     assert kit.probe.expect_msg(timeout=10) == ("recovered", 1, 1)
 
 
+def test_persist_async_events_waiting_behind_a_write_are_stored_when_a_pill_stops_it(
+        kit: Kit) -> None:
+    # One write in flight per actor: the later persist_async events waited in the batch, and
+    # the PoisonPill's stop dropped them unwritten (the README says they are stored).
+    kit.kit.journal.on_write(Delay(0.3))  # the first write stays in flight meanwhile
+    actor = kit.start(AsyncRaces, name="races")
+    assert kit.probe.expect_msg(timeout=10) == ("recovered", 0, 0)
+    actor.tell(("async-burst-then-pill", 5))
+    assert kit.probe.expect_msg(timeout=10) == "stopped"
+    kit.kit.journal.on_write(Pass())
+    kit.start(name="races")
+    assert kit.probe.expect_msg(timeout=10) == ("recovered", 15, 5)  # 1 + 2 + ... + 5
+
+
+def test_persist_then_context_stop_stores_the_event(kit: Kit) -> None:
+    # As in Akka, where the command's events go to the journal when its handler returns and
+    # the stop it asked for comes after: the event is stored, its handler never runs.
+    actor = kit.start(AsyncRaces, name="races")
+    assert kit.probe.expect_msg(timeout=10) == ("recovered", 0, 0)
+    actor.tell("persist-then-stop")
+    assert kit.probe.expect_msg(timeout=10) == "stopped"
+    kit.probe.expect_no_msg(0.3)  # no handler ran
+    kit.start(name="races")
+    assert kit.probe.expect_msg(timeout=10) == ("recovered", 1, 1)
+
+
 def test_events_of_a_failing_command_are_lost_while_a_persist_async_write_is_in_flight(
         kit: Kit) -> None:
     # Defect 8 (README corrected): the events a failing command persisted are written only

@@ -69,6 +69,10 @@ class EventStreamActor(FrameBatching, Actor):  # type: ignore[misc]
                 pass
 
     def _publish(self, event: Any) -> None:
+        # Once per subscriber, however many of its classes match (a class and its subclass,
+        # or `object`): Akka keeps a set of subscribers per event.
+        sent: list[ActorRef] = []
         for subscriber, cls in self._subscriptions:
-            if isinstance(event, cls):
+            if isinstance(event, cls) and subscriber not in sent:
+                sent.append(subscriber)
                 self.send(subscriber.address, reply_form(subscriber, event))

@@ -25,6 +25,7 @@ from typing import Any
 
 from thespian.actors import Actor as ThespianActor
 from thespian.actors import (
+    ActorAddress,
     ActorExitRequest,
     ChildActorExited,
     DeadEnvelope,
@@ -245,9 +246,10 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
             case DeadEnvelope(deadMessage=p.Batch() as batch):
                 # A frame of several messages (frames.py) to a dead actor: each is a dead letter.
                 for item in batch.messages:
-                    self._dead_letter(DeadEnvelope(message.deadAddress, item))
+                    self._dead_letter(self._with_sender(
+                        DeadEnvelope(message.deadAddress, item), sender))
             case DeadEnvelope():
-                self._dead_letter(message)
+                self._dead_letter(self._with_sender(message, sender))
             case WakeupMessage(payload=OwnerProcess() as owner):
                 self._watch_owner(owner)
             case WakeupMessage(payload=_CrashCheck(key)) if key in self._entity_suspects:
@@ -683,6 +685,25 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
     def _flush_held(self, name: str) -> None:
         for message in self._held.pop(name, []):
             self.send(self._event_stream, message)
+
+    def _with_sender(self, dead: DeadEnvelope, sender: Any) -> DeadEnvelope:
+        """`dead` with its sender named, if it was a bare tell from another actor.
+
+        Thespian hands the dead letter over from the actor that sent it, but the event stream
+        gets it from here: a bare tell (an actor's own, which names no sender) is wrapped in an
+        `Envelope` naming that actor, so its DeadLetter has the sender Akka's would.
+        """
+        message = dead.deadMessage
+        if isinstance(sender, ActorAddress) and \
+                not isinstance(message, p.Envelope | p.CellEnvelope | p.Reply) and \
+                type(message).__module__ != p.__name__:
+            # Only an actor this guardian started: on multiproc-tcp the admin forwards the
+            # dead letter, and its own address says nothing about who sent it.
+            name = self._by_address.get(_key(sender))
+            if name is not None:
+                return DeadEnvelope(dead.deadAddress,
+                                    p.Envelope(message, ref_of_address(sender, name)))
+        return dead
 
     def _dead_letter(self, dead: DeadEnvelope) -> None:
         match dead.deadMessage:  # to a cell of a shared host (that died): as to its process

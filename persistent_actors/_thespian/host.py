@@ -762,7 +762,7 @@ class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
         if self._stopped:
             return
         if self._es is not None:
-            self._es.stopped()  # whatever it was doing (a persist_all's handlers) ends here
+            self._es.stopped(failed=failed)  # what it was doing (a persist_all's handlers) ends
         backoff = getattr(self._start.cls, "backoff", None) if self._start else None
         if failed and isinstance(backoff, BackoffOptions) and self._backing_off is None:
             self._schedule_backoff(backoff)
@@ -858,6 +858,8 @@ class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
             # event stream publishes for the same message once the actor has exited.
             message, sender_ref = message.message, message.sender
         log.debug("%s is stopped; dead letter %r", self._name(), message)
+        if type(message).__module__ == p.__name__:
+            return  # a plugin's answer to the stopped actor (its last writes'): not the user's
         if self._start is not None and not isinstance(message, DeadLetter):
             try:
                 self.send(self._start.system.event_stream, p.Publish(DeadLetter(
