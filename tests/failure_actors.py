@@ -254,6 +254,9 @@ class AsyncRaces(Reporter):
                 self.context.self.tell(PoisonPill)
             case ("async", int(value)):
                 self.persist_async(Added(value), self._added)
+            case ("async-reported", int(value)):
+                self.persist_async(Added(value), self._added)
+                self.probe.tell(("queued", value))
             case "persist-then-stop":
                 self.persist(Added(1), self._added)
                 self.context.stop()

@@ -435,6 +435,23 @@ def test_persist_async_events_waiting_behind_a_write_are_stored_when_a_pill_stop
     assert kit.probe.expect_msg(timeout=10) == ("recovered", 15, 5)  # 1 + 2 + ... + 5
 
 
+def test_system_stop_writes_the_persist_async_events_waiting_behind_a_write(kit: Kit) -> None:
+    kit.kit.journal.on_write(Delay(0.3))  # the first write stays in flight meanwhile
+    actor = kit.start(AsyncRaces, name="races")
+    assert kit.probe.expect_msg(timeout=10) == ("recovered", 0, 0)
+    for value in range(1, 4):
+        actor.tell(("async-reported", value))
+    assert {kit.probe.receive_one(timeout=10) for _ in range(3)} == {
+        ("queued", 1), ("queued", 2), ("queued", 3)}
+    kit.system.stop(actor)
+    # Handlers of writes answered before the stop arrived may run first; then it stops.
+    while (message := kit.probe.receive_one(timeout=10)) != "stopped":
+        assert message[0] == "persisted"
+    kit.kit.journal.on_write(Pass())
+    kit.start(name="races")
+    assert kit.probe.expect_msg(timeout=10) == ("recovered", 6, 3)
+
+
 def test_persist_then_context_stop_stores_the_event(kit: Kit) -> None:
     # As in Akka, where the command's events go to the journal when its handler returns and
     # the stop it asked for comes after: the event is stored, its handler never runs.

@@ -817,6 +817,8 @@ class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
             close_inbox()
         if not self._stopped:
             self._stopped = True
+            if self._es is not None:
+                self._es.stopped()  # what it persisted before the stop is written
             if self._start is not None:
                 # A stop, not a crash: the guardian must not restart us (guardian.py).
                 self.send(self._start.system.guardian, p.ActorStopping())
