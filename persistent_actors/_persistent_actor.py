@@ -219,9 +219,10 @@ class PersistentActor(Actor):
 
     def on_recovery_failure(self, cause: BaseException, event: Any | None) -> None:
         """Recovery failed (`event` is the replayed event, if any); the actor then stops."""
+        where = "" if event is None else f" at event {clip(repr(event))}"
         self._eventsourced.log.error(
-            "recovery of persistence id %r failed: %s",
-            self._eventsourced.persistence_id, clip(str(cause)),
+            "recovery of persistence id %r failed%s: %s: %s",
+            self._eventsourced.persistence_id, where, type(cause).__name__, clip(str(cause)),
         )
 
 

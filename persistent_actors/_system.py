@@ -333,7 +333,14 @@ class ActorSystem:
         return hosts
 
     def stop(self, ref: ActorRef) -> None:
-        """Stop the actor behind `ref` (its post_stop runs); returns without waiting."""
+        """Stop the actor behind `ref` (its post_stop runs); returns without waiting.
+
+        Raises:
+            TypeError: `ref` is not an ActorRef.
+
+        """
+        if not isinstance(ref, ActorRef):
+            raise TypeError(f"stop() needs an ActorRef (from actor_of or a region), got {ref!r}")
         self._endpoint.stop(ref)
 
     # -- read side -----------------------------------------------------------------------------

@@ -289,6 +289,11 @@ def test_poison_pill_instance(system: ActorSystem) -> None:
     assert probe.expect_msg(timeout=5) == Lifecycle("post_stop")
 
 
+def test_system_stop_of_something_else_than_a_ref_is_a_type_error(system: ActorSystem) -> None:
+    with pytest.raises(TypeError, match=r"stop\(\) needs an ActorRef .*, got 'cart'"):
+        system.stop("cart")  # type: ignore[arg-type]
+
+
 def test_system_stop_runs_post_stop(system: ActorSystem) -> None:
     probe = TestProbe(system)
     actor = started(probe, system, name="to-stop")
