@@ -333,6 +333,13 @@ def load_settings(config: Mapping[str, Any] | str | os.PathLike[str] | None) -> 
                              (SNAPSHOT_STORE, "snapshot_stores", snapshot_stores)):
         for plugin_id, value in _expect_table(persistence.get(key, {}),
                                               f"persistence.{key}").items():
+            if plugin_id == DEFAULT_PLUGIN_ID or not plugin_id:
+                # It replaced [persistence.journal] without a word (events went to memory).
+                single = "journal" if kind == JOURNAL else "snapshot_store"
+                raise ConfigError(
+                    f"[persistence.{key}.{plugin_id}]: the id {plugin_id!r} is reserved "
+                    f"(the default one is configured under [persistence.{single}]); name "
+                    "extra ones otherwise")
             table[plugin_id] = _plugin_config(kind, plugin_id, value,
                                               f"persistence.{key}.{plugin_id}")
     cluster = None

@@ -389,3 +389,15 @@ def test_bad_host_processes(value: Any) -> None:
 def test_host_processes_from_toml(tmp_path: Path) -> None:
     path = write(tmp_path, '[actor_system]\nbase = "multiproc-tcp"\nhost_processes = 3\n')
     assert load_settings(path).host_processes == 3
+
+
+@pytest.mark.parametrize("key", ["journals", "snapshot_stores"])
+@pytest.mark.parametrize("plugin_id", ["default", ""])
+def test_an_extra_store_may_not_take_the_default_id(key: str, plugin_id: str) -> None:
+    # [persistence.journals.default] silently replaced [persistence.journal]: the sqlite
+    # journal configured there was never used, the events went to memory.
+    single = "journal" if key == "journals" else "snapshot_store"
+    config = {"persistence": {single: {"plugin": "sqlite", "path": "x.db"},
+                              key: {plugin_id: {"plugin": "inmem"}}}}
+    with pytest.raises(ConfigError, match=f"id {plugin_id!r} is reserved"):
+        load_settings(config)

@@ -7,7 +7,14 @@ failure is the mutant's doing, not the harness's.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
 
 pytest_plugins = ["pytester"]
 
@@ -68,3 +75,37 @@ def test_the_unbroken_plugins_pass_the_same_specs(pytester: pytest.Pytester, spe
     failed, passed = _run(pytester, spec, *args)
     assert failed == set()
     assert passed > 5
+
+
+_AUTHORS_TCK_FILE = """
+from pathlib import Path
+from journal_plugins.inmem import InmemJournal
+from persistent_actors.journal import Journal
+from persistent_actors.testing import JournalSpec
+
+
+class Forgetful(InmemJournal):
+    async def read_highest_sequence_nr(self, persistence_id: str, from_sequence_nr: int) -> int:
+        return 0
+
+
+class TestForgetful(JournalSpec):
+    async def create_journal(self, tmp_path: Path) -> Journal:
+        return Forgetful()
+"""
+
+
+def test_a_plugin_authors_tck_file_runs_without_configuration_and_shows_values(
+        tmp_path: Path) -> None:
+    # Outside this repository: pytest-asyncio in its default (strict) mode, no conftest. The
+    # specs' async fixtures failed there ("requested an async fixture"), and a failing check
+    # was a bare AssertionError (pytest rewrote only the author's file).
+    (tmp_path / "test_forgetful.py").write_text(_AUTHORS_TCK_FILE)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir",
+         str(tmp_path), "-k", "highest", str(tmp_path / "test_forgetful.py")],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path, check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert "requested an async fixture" not in result.stdout
+    assert "assert 0 == " in result.stdout, result.stdout[-3000:]
+    assert " failed" in result.stdout

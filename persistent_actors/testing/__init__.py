@@ -10,6 +10,7 @@ imported on first access, so pytest is needed only by code that uses them.
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import TYPE_CHECKING, Any
 
 from persistent_actors.testing.persistence_testkit import (
@@ -55,6 +56,13 @@ def __getattr__(name: str) -> Any:
     module = _TCKS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if module not in sys.modules:
+        # pytest rewrites the asserts of test files only: registered, a failing TCK check
+        # shows the values it compared (a plugin author needs the diff, not a bare
+        # AssertionError). Before the import, or it has no effect.
+        import pytest  # noqa: PLC0415 - the TCKs need pytest; the rest of the package does not
+
+        pytest.register_assert_rewrite(module)
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import ClassVar, Final
 
 import pytest
+import pytest_asyncio
 
 from persistent_actors.errors import SequenceConflictError
 from persistent_actors.journal import (
@@ -82,6 +83,10 @@ class JournalSpec:
     written as `AtomicWrite(1)`, `(2)`, `(3)`, `(4, 5)`.
     """
 
+    # Its tests and fixtures are async: marked for pytest-asyncio, so a plugin's test file
+    # runs in its default (strict) mode too, with no configuration of the author's.
+    pytestmark = pytest.mark.asyncio
+
     # Whether one AtomicWrite may hold several events (else 4 and 5 are written separately).
     supports_atomic_persist_all_of_several_events: ClassVar[bool] = True
     # Whether a replay window starting inside a deleted prefix yields the survivors in it.
@@ -116,7 +121,7 @@ class JournalSpec:
         """Return the writer identity stamped on the fixture's events."""
         return str(uuid.uuid4())
 
-    @pytest.fixture
+    @pytest_asyncio.fixture
     async def journal(self, tmp_path: Path, pid: str, writer_uuid: str) -> AsyncIterator[Journal]:
         """Yield a started journal holding events 1..5 of `pid`; close it after the test."""
         journal = await self.create_journal(tmp_path)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Final, TypeVar
 
 import pytest
+import pytest_asyncio
 
 from persistent_actors import ActorRef, ActorSystem, PersistentActor
 from persistent_actors.adapters import ReadEventAdapter, Tagged, WriteEventAdapter
@@ -258,6 +259,10 @@ class ReadJournalSpec:
     the concurrent-writer case.
     """
 
+    # Its tests and fixtures are async: marked for pytest-asyncio, so a plugin's test file
+    # runs in its default (strict) mode too, with no configuration of the author's.
+    pytestmark = pytest.mark.asyncio
+
     base: ClassVar[str] = "simple"
     page_size: ClassVar[int] = 7
     refresh_interval: ClassVar[float] = 30.0
@@ -290,7 +295,7 @@ class ReadJournalSpec:
         finally:
             actor_system.shutdown()
 
-    @pytest.fixture
+    @pytest_asyncio.fixture
     async def read_journal(self, system: ActorSystem) -> AsyncIterator[ReadJournal]:
         """Yield the system's read journal; closed after the test."""
         journal = system.read_journal(page_size=self.page_size,

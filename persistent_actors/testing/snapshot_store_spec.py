@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import ClassVar, Final
 
 import pytest
+import pytest_asyncio
 
 from persistent_actors.journal import MAX_SEQUENCE_NR, AtomicWrite, Journal, PersistentRepr
 from persistent_actors.snapshot import (
@@ -69,6 +70,10 @@ class SnapshotStoreSpec:
     sequence numbers 11..15, taken one second apart; the `metadata` fixture lists them.
     """
 
+    # Its tests and fixtures are async: marked for pytest-asyncio, so a plugin's test file
+    # runs in its default (strict) mode too, with no configuration of the author's.
+    pytestmark = pytest.mark.asyncio
+
     # Size of the "bigger snapshot" case (Akka's SnapshotByteSizeLimit is 10,000 bytes).
     big_snapshot_size: ClassVar[int] = 1_000_000
 
@@ -100,7 +105,7 @@ class SnapshotStoreSpec:
         """Metadata of the fixture's snapshots `s-1`..`s-5` (sequence numbers 11..15)."""
         return [SnapshotMetadata(pid, 10 + index, BASE_TIMESTAMP + index) for index in range(1, 6)]
 
-    @pytest.fixture
+    @pytest_asyncio.fixture
     async def store(
         self, tmp_path: Path, metadata: list[SnapshotMetadata]
     ) -> AsyncIterator[SnapshotStore]:
