@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -71,3 +72,10 @@ class Broadcaster(Actor):
         refs, value = message
         for ref in refs:
             ref.tell(value)
+
+
+class NeverStarts(InmemJournal):
+    """A journal whose start() never returns (a server that accepts and never answers)."""
+
+    async def start(self) -> None:
+        await asyncio.sleep(3600)

@@ -10,6 +10,7 @@ import pytest
 from journal_plugins.sqlite import SqliteJournal
 from persistent_actors import MAX_SEQUENCE_NR, ActorSystem, ConfigError, PluginError
 from persistent_actors._serialization import default_serializer
+from persistent_actors._thespian import plugin_host
 from persistent_actors.testing import TestProbe
 from tests.conftest import system_config
 from tests.plugin_actors import AuditCounter, Broadcaster, Counter, GroupRecordingJournal
@@ -129,3 +130,19 @@ def test_writes_of_many_actors_share_one_journal_call() -> None:
         persisted = [probe.expect_msg(timeout=10) for _ in counters]
     assert sorted(persisted) == [("persisted", 1, 1)] * 10
     assert max(GroupRecordingJournal.ids_per_call) == 10
+
+
+def test_a_plugin_whose_start_never_returns_fails_its_actors_not_the_system(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # It held the simple base's one thread for ever: every other actor stopped answering and
+    # the system's shutdown never returned. Now its start fails after PLUGIN_START_TIMEOUT.
+    monkeypatch.setattr(plugin_host, "PLUGIN_START_TIMEOUT", 0.5)
+    config = system_config("simple", journals={"audit": {
+        "plugin": "tests.plugin_actors:NeverStarts"}})
+    with ActorSystem("hanging-plugin", config=config) as system:
+        probe = TestProbe(system)
+        with pytest.raises(PluginError, match=r"journal 'audit' .* did not start within 0.5 s"):
+            system.actor_of(AuditCounter, "audited", probe.ref)
+        system.actor_of(Counter, "plain", probe.ref).tell(3)  # the default journal works
+        assert probe.expect_msg(timeout=10) == ("recovered", 0, 0)
+        assert probe.expect_msg(timeout=10) == ("persisted", 3, 1)

@@ -31,7 +31,7 @@ from persistent_actors._thespian.common import log, portable_error
 from persistent_actors._thespian.event_log import EVENT_LOG_MESSAGES, EventLogService
 from persistent_actors._thespian.frames import FrameBatching, batched, frame_has_more
 from persistent_actors._thespian.wakeups import runs_in_order
-from persistent_actors.errors import JournalError
+from persistent_actors.errors import JournalError, PluginError
 from persistent_actors.journal import (
     MAY_BLOCK,
     ROWS_PER_PAGE,
@@ -286,13 +286,28 @@ def start_plugin(start: p.StartPlugin, name: str, *,
         return None
     loop = _PluginLoop(name)
     try:
-        loop.run(plugin.start())
+        loop.run(_started_within(plugin, start, PLUGIN_START_TIMEOUT))
     except BaseException:
         loop.close()
         raise
     # Declared by the class itself (see Journal.inline_first_step), not inherited.
     loop.inline = vars(cls).get("inline_first_step") is True
     return plugin, loop
+
+
+# Seconds a plugin's start() may take: one that never returns held the thread that runs it
+# (on the simple base the whole system, and its shutdown, for ever). Below the 60 s that
+# creating an actor or starting the system waits, so their error is this one.
+PLUGIN_START_TIMEOUT = 50.0
+
+
+async def _started_within(plugin: Any, start: p.StartPlugin, timeout: float) -> None:
+    try:
+        await asyncio.wait_for(plugin.start(), timeout)
+    except TimeoutError:
+        kind = start.kind.replace("_", " ")
+        raise PluginError(f"{kind} {start.plugin_id!r} (plugin {start.spec!r}) did not start "
+                          f"within {timeout:g} s") from None
 
 
 def close_plugin(plugin: Journal | SnapshotStore | None, loop: _PluginLoop, name: str) -> None:
