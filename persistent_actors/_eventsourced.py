@@ -990,9 +990,7 @@ class Eventsourced:
 
     def _stop(self, *, failed: bool = False) -> None:
         if self._state != _STOPPED:
-            if not failed and self._state == _PROCESSING:
-                self._write_before_stop()
-            self._state = _STOPPED
+            self.stopped(failed=failed)
             self.cell.stop_self(failed=failed)
 
     def _write_before_stop(self) -> None:

@@ -27,7 +27,6 @@ import asyncio
 import concurrent.futures
 import inspect
 import logging
-import os
 import threading
 from collections.abc import Awaitable
 from typing import Any, TypeVar
@@ -46,7 +45,7 @@ _SELF: Any = object()  # `sender` not given: the calling actor, if any
 
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
-_loop_pid = 0  # a process forked from this one has the loop object but not its thread
+_loop_thread: threading.Thread | None = None  # replaced if it ended (or in a forked child)
 
 
 def pipe_to(work: Awaitable[T] | concurrent.futures.Future[T], recipient: ActorRef, *,
@@ -121,24 +120,19 @@ class _Escaped(Exception):  # noqa: N818 - internal: unwrapped before anyone see
 
 
 def _background_loop() -> asyncio.AbstractEventLoop:
-    """The event loop `pipe_to` runs work on, on a daemon thread (started once per process)."""
-    global _loop, _loop_pid
+    """The event loop `pipe_to` runs work on, on a daemon thread (started once per process).
+
+    Started again if its thread is gone: a process forked from this one has the loop object
+    but not the thread (`is_alive` is false there).
+    """
+    global _loop, _loop_thread  # noqa: PLW0603 - one loop per process
     with _lock:
-        if _loop is None or _loop_pid != os.getpid() or not _thread_alive():
-            loop = asyncio.new_event_loop()
-            thread = threading.Thread(target=loop.run_forever, name="persistent_actors-pipe_to",
-                                      daemon=True)
-            thread.start()
-            _loop, _loop_pid, _threads[0] = loop, os.getpid(), thread
+        if _loop is None or _loop_thread is None or not _loop_thread.is_alive():
+            _loop = asyncio.new_event_loop()
+            _loop_thread = threading.Thread(target=_loop.run_forever,
+                                            name="persistent_actors-pipe_to", daemon=True)
+            _loop_thread.start()
         return _loop
-
-
-_threads: list[threading.Thread | None] = [None]  # the loop's thread (a restart if it ended)
-
-
-def _thread_alive() -> bool:
-    thread = _threads[0]
-    return thread is not None and thread.is_alive()
 
 
 def _tell_outcome(done: concurrent.futures.Future[Any], recipient: ActorRef,

@@ -774,15 +774,23 @@ class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
         # find the guardian already waiting for this actor's exit, not refusing the name.
         self.send(self._start.system.guardian, p.ActorStopping())
         self._call_post_stop()
+        left = self._take_stashed()
+        if left:
+            self._left_behind(left, failed=failed)
+        self.send(self.myAddress, ActorExitRequest())
+
+    def _take_stashed(self) -> list[tuple[Any, Any]]:
+        """Remove and return what waits in the actor's stashes: (message, sender ref) pairs.
+
+        The persistence machine's first, then the user's.
+        """
         left: list[tuple[Any, Any]] = []
         if self._es is not None:
             left.extend(self._es.stash)
             self._es.stash.clear()
         if self._ctx is not None:
             left.extend(self._ctx.take_stashed())
-        if left:
-            self._left_behind(left, failed=failed)
-        self.send(self.myAddress, ActorExitRequest())
+        return left
 
     def _left_behind(self, messages: list[tuple[Any, Any]], *, failed: bool) -> None:
         """The messages (message, sender ref) a stopping actor had stashed: dead letters.
@@ -825,13 +833,8 @@ class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
             self._call_post_stop()
             # system.stop (Akka's Stop): what waited in its stashes is dead letters, published
             # as `stop_actor` publishes them, not dropped unseen.
-            if self._es is not None:
-                for message, sender in self._es.stash:
-                    self.publish_dead_letter(message, sender)
-                self._es.stash.clear()
-            if self._ctx is not None:
-                for message, sender in self._ctx.take_stashed():
-                    self.publish_dead_letter(message, sender)
+            for message, sender in self._take_stashed():
+                self.publish_dead_letter(message, sender)
 
     def _call_post_stop(self) -> None:
         if self._actor is None:
