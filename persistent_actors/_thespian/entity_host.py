@@ -299,11 +299,10 @@ class EntityHost(CellHost[_EntityCell]):
                                             p.AskRefused(cell.start_error)))
                 return
         elif not _from_itself(message, self.type_name, entity_id):
+            # Activity for idle passivation and the LRU limit; its own timers and tells to
+            # itself are none (in Akka those skip the shard). A new cell is fresh already.
             self._cells.move_to_end(entity_id)
-        else:  # its own timer or tell: no activity for idle passivation or the LRU limit
-            cell.receiveMessage(message, sender)  # (in Akka those skip the shard)
-            return
-        cell.last_used = time.monotonic()
+            cell.last_used = time.monotonic()
         cell.receiveMessage(message, sender)
 
     def _start_entity(self, entity_id: str) -> _EntityCell:
