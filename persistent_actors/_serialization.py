@@ -12,8 +12,11 @@ import datetime as _dt
 import decimal
 import enum
 import functools
+import inspect
 import itertools
 import keyword
+import os
+import sys
 import threading
 import types
 import uuid
@@ -45,9 +48,25 @@ _EXT_FROZENSET: Final = 7
 _EXT_DATE: Final = 8
 _EXT_TIMEDELTA: Final = 9
 _EXT_TIME: Final = 10
+# How deep registered objects, tuples, sets and the other extension values may nest in one
+# stored value (plain lists and dicts nest up to msgpack's own limit). Why a limit: msgpack
+# decodes each nested extension with a call of its own, and an unbounded nesting would end
+# in a crash of the process (the C stack) at replay instead of an error at persist.
+MAX_NESTING: Final = 100
+# Decoding allows more, so that what an earlier version stored deeper (it had no limit, and
+# decoded up to about 190 levels) stays readable; beyond it, an error instead of the crash.
+_MAX_UNPACK_NESTING: Final = 300
+# From this depth on, a nested payload is unpacked by a streaming Unpacker, whose state lives
+# on the heap: `msgpack.unpackb` keeps about 35 KB of state on the C stack per call, too much
+# for a thread's stack at depth MAX_NESTING; below it, unpackb is the faster call.
+_HEAP_UNPACK_FROM: Final = 8
 # msgpack's integers: what an int must fit in to be stored.
 _INT_MIN: Final = -(2**63)
 _INT_MAX: Final = 2**64 - 1
+
+# Types stored by their exact type only (`Serializer._extension`); a subclass is refused.
+_EXACT_BASES: Final = (_dt.datetime, _dt.date, _dt.time, _dt.timedelta, uuid.UUID,
+                       decimal.Decimal, set, frozenset)
 
 Encoder = Callable[[Any], Any]
 Decoder = Callable[[Any], Any]
@@ -76,6 +95,44 @@ class _Binding:
     from_map: bool = False
     # With `from_map`: builds the objects of many states at once (`_bulk_builder`), or None.
     build_all: Callable[[Sequence[Any]], list[Any]] | None = None
+
+
+class _Nesting(threading.local):
+    packing = 0
+    unpacking = 0
+
+
+_nesting: Final = _Nesting()
+
+
+def _too_deep(limit: int) -> SerializationError:
+    return SerializationError(
+        f"value nests registered objects, tuples, sets or dates more than {limit} levels "
+        "deep; flatten it (e.g. a list of nodes instead of a linked chain)")
+
+
+def unpack_nested(data: bytes, ext_hook: Callable[[int, bytes], Any]) -> Any:
+    """Unpack the payload of a nested msgpack extension, within 300 levels.
+
+    Raises `SerializationError` beyond that depth, and for bytes left over after the value.
+    """
+    nesting = _nesting
+    depth = nesting.unpacking
+    if depth >= _MAX_UNPACK_NESTING:
+        raise _too_deep(_MAX_UNPACK_NESTING)
+    nesting.unpacking = depth + 1
+    try:
+        if depth < _HEAP_UNPACK_FROM:
+            return msgpack.unpackb(data, ext_hook=ext_hook, raw=False, strict_map_key=False)
+        unpacker = msgpack.Unpacker(ext_hook=ext_hook, raw=False, strict_map_key=False,
+                                    max_buffer_size=max(len(data), 1))
+        unpacker.feed(data)
+        value = unpacker.unpack()
+        if unpacker.tell() != len(data):
+            raise SerializationError("extra bytes after a nested value")
+        return value
+    finally:
+        nesting.unpacking = depth
 
 
 def _dataclass_encoder(cls: type[Any]) -> Encoder:
@@ -187,8 +244,7 @@ class Serializer:
             raise TypeError(f"register() expects a class, got {cls!r}")
         if manifest is None:
             manifest = f"{cls.__module__}:{cls.__qualname__}"
-        if not isinstance(manifest, str) or not manifest:
-            raise ValueError(f"manifest for {cls.__qualname__} must be a non-empty string")
+        _check_manifest(cls, "manifest", manifest)
         if (encode is None or decode is None) and issubclass(cls, enum.Enum):
             # A member is stored as its value and read back by value (``cls(value)``), so a
             # member can be renamed; its value must be storable itself.
@@ -201,6 +257,8 @@ class Serializer:
                     "and decode= to register() to say how it is stored"
                 )
             from_map = decode is None
+            if from_map:
+                _check_rebuildable(cls)
             build_all = _bulk_builder(cls) if from_map else None
             encode = encode or _dataclass_encoder(cls)
             decode = decode or _dataclass_decoder(cls)
@@ -211,9 +269,7 @@ class Serializer:
                             f"got the str {aliases!r}; write aliases=[{aliases!r}]")
         names = (manifest, *aliases)
         for name in names[1:]:
-            if not isinstance(name, str) or not name:
-                raise ValueError(f"each alias of {cls.__qualname__} must be a non-empty string, "
-                                 f"got {name!r}")
+            _check_manifest(cls, "each alias", name)
         binding = _Binding(cls, manifest, encode, decode, from_map, build_all)
         with self._lock:
             # Check every name before binding any: otherwise a conflict on an alias would leave
@@ -408,29 +464,41 @@ class Serializer:
         return packed
 
     def _default(self, obj: Any) -> Any:
+        nesting = _nesting
+        depth = nesting.packing
+        if depth >= MAX_NESTING:
+            raise _too_deep(MAX_NESTING)
+        nesting.packing = depth + 1
+        try:
+            return self._extension(obj)
+        finally:
+            nesting.packing = depth
+
+    def _extension(self, obj: Any) -> Any:
         binding = self._by_type.get(type(obj))
         if binding is not None:
             return msgpack.ExtType(_EXT_OBJECT, self._pack([binding.manifest, binding.encode(obj)]))
-        if type(obj) is tuple:  # exactly: a namedtuple would come back as a plain tuple
+        # Exact types: a subclass (a namedtuple, pandas' Timestamp) would come back as its base.
+        kind = type(obj)
+        if kind is tuple:
             return msgpack.ExtType(_EXT_TUPLE, self._pack(list(obj)))
-        match obj:
-            case _dt.datetime():
-                return msgpack.ExtType(_EXT_DATETIME, self._pack(obj.isoformat()))
-            case _dt.date():
-                return msgpack.ExtType(_EXT_DATE, self._pack(obj.isoformat()))
-            case _dt.timedelta():
-                return msgpack.ExtType(_EXT_TIMEDELTA, self._pack(
-                    [obj.days, obj.seconds, obj.microseconds]))
-            case _dt.time():
-                return msgpack.ExtType(_EXT_TIME, self._pack(obj.isoformat()))
-            case uuid.UUID():
-                return msgpack.ExtType(_EXT_UUID, obj.bytes)
-            case decimal.Decimal():
-                return msgpack.ExtType(_EXT_DECIMAL, str(obj).encode())
-            case frozenset():
-                return msgpack.ExtType(_EXT_FROZENSET, self._pack(sorted(obj, key=repr)))
-            case set():
-                return msgpack.ExtType(_EXT_SET, self._pack(sorted(obj, key=repr)))
+        if kind is _dt.datetime:
+            return msgpack.ExtType(_EXT_DATETIME, self._pack(obj.isoformat()))
+        if kind is _dt.date:
+            return msgpack.ExtType(_EXT_DATE, self._pack(obj.isoformat()))
+        if kind is _dt.timedelta:
+            return msgpack.ExtType(_EXT_TIMEDELTA, self._pack(
+                [obj.days, obj.seconds, obj.microseconds]))
+        if kind is _dt.time:
+            return msgpack.ExtType(_EXT_TIME, self._pack(obj.isoformat()))
+        if kind is uuid.UUID:
+            return msgpack.ExtType(_EXT_UUID, obj.bytes)
+        if kind is decimal.Decimal:
+            return msgpack.ExtType(_EXT_DECIMAL, str(obj).encode())
+        if kind is frozenset:
+            return msgpack.ExtType(_EXT_FROZENSET, self._pack(sorted(obj, key=repr)))
+        if kind is set:
+            return msgpack.ExtType(_EXT_SET, self._pack(sorted(obj, key=repr)))
         if type(obj) is int and not _INT_MIN <= obj <= _INT_MAX:
             raise SerializationError(
                 f"an int of {obj.bit_length()} bits does not fit msgpack's 64-bit integers "
@@ -440,6 +508,13 @@ class Serializer:
                 f"{type(obj).__module__}.{type(obj).__qualname__} is a tuple subclass (a "
                 "namedtuple?) and is not registered: it would come back as a plain tuple; "
                 "register it with encode= and decode=, or use a registered dataclass")
+        base = next((b for b in _EXACT_BASES if isinstance(obj, b)), None)
+        if base is not None:
+            raise SerializationError(
+                f"{type(obj).__module__}.{type(obj).__qualname__} is a subclass of "
+                f"{base.__module__}.{base.__qualname__} and is not registered: it would come "
+                f"back as a plain {base.__qualname__}; convert it to one, or register it with "
+                "encode= and decode=")
         raise SerializationError(
             f"{type(obj).__module__}.{type(obj).__qualname__} is not registered; "
             "decorate it with @persistent_actors.register"
@@ -448,30 +523,34 @@ class Serializer:
     def _unpack(self, data: bytes) -> Any:
         return msgpack.unpackb(data, ext_hook=self._ext_hook, raw=False, strict_map_key=False)
 
+    def _unpack_nested(self, data: bytes) -> Any:
+        return unpack_nested(data, self._ext_hook)
+
     def _ext_hook(self, code: int, data: bytes) -> Any:
+        unpack = self._unpack_nested
         match code:
             case 1:  # _EXT_OBJECT
-                manifest, state = self._unpack(data)
+                manifest, state = unpack(data)
                 return self._decode_object(manifest, state)
             case 2:  # _EXT_TUPLE
-                return tuple(self._unpack(data))
+                return tuple(unpack(data))
             case 3:  # _EXT_DATETIME
-                return _dt.datetime.fromisoformat(self._unpack(data))
+                return _dt.datetime.fromisoformat(unpack(data))
             case 4:  # _EXT_UUID
                 return uuid.UUID(bytes=data)
             case 5:  # _EXT_DECIMAL
                 return decimal.Decimal(data.decode())
             case 6:  # _EXT_SET
-                return set(self._unpack(data))
+                return set(unpack(data))
             case 7:  # _EXT_FROZENSET
-                return frozenset(self._unpack(data))
+                return frozenset(unpack(data))
             case 8:  # _EXT_DATE
-                return _dt.date.fromisoformat(self._unpack(data))
+                return _dt.date.fromisoformat(unpack(data))
             case 9:  # _EXT_TIMEDELTA
-                days, seconds, microseconds = self._unpack(data)
+                days, seconds, microseconds = unpack(data)
                 return _dt.timedelta(days, seconds, microseconds)
             case 10:  # _EXT_TIME
-                return _dt.time.fromisoformat(self._unpack(data))
+                return _dt.time.fromisoformat(unpack(data))
         raise SerializationError(f"unknown msgpack extension code {code} in stored payload")
 
     def _decode_object(self, manifest: str, state: Any) -> Any:
@@ -507,16 +586,59 @@ def clip(text: str, limit: int = 300) -> str:
     return f"{text[:limit]}... ({len(text):,} characters)"
 
 
+def _check_manifest(cls: type[Any], what: str, name: object) -> None:
+    """Refuse a manifest no journal could store or an operator could read."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"{what} of {cls.__qualname__} must be a non-empty string, "
+                         f"got {clip(repr(name))}")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} of {cls.__qualname__} must be text a journal can store, "
+                         f"got {clip(repr(name))} (a lone surrogate)") from None
+
+
+def _check_rebuildable(cls: type[Any]) -> None:
+    """Refuse a dataclass that ``cls(**stored_fields)`` cannot rebuild.
+
+    Its stored form is its ``init`` fields; an ``__init__`` parameter without a default that is
+    not one of them (an ``InitVar``) would let every event be stored and every replay fail.
+    """
+    stored = {f.name for f in dataclasses.fields(cls) if f.init}
+    try:
+        parameters = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):
+        return  # no signature to read: the first decode says what is wrong
+    missing = [p.name for p in parameters if p.name not in stored and p.default is p.empty
+               and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    if missing:
+        raise TypeError(
+            f"{cls.__qualname__} cannot be rebuilt from its stored fields: its __init__ "
+            f"requires {', '.join(missing)}, which is not a field (an InitVar?); give it a "
+            "default, or register the class with encode= and decode=")
+
+
+def _module_file(name: str) -> str | None:
+    file = getattr(sys.modules.get(name), "__file__", None)
+    return os.path.realpath(file) if isinstance(file, str) else None
+
+
 def _same_class(a: type[Any], b: type[Any]) -> bool:
     # A module imported twice (e.g. as __main__ and by name, or as "actors" and "tests.actors")
     # yields two class objects for one definition; re-registering it must not be an error.
-    # The module must match too (up to that): comparing only the qualname let two different
-    # classes, e.g. orders.events.Created and users.events.Created, share a manifest silently.
+    # The module must match too: comparing only the qualname let two different classes, e.g.
+    # orders.events.Created and users.events.Created, share a manifest silently. Where both
+    # modules were loaded from files, the files decide (a module "events" and a package's
+    # "orders.events" are two definitions); without files, the names up to a prefix do.
     if a.__qualname__ != b.__qualname__:
         return False
     ma, mb = a.__module__, b.__module__
-    return (ma == mb or "__main__" in (ma, mb)
-            or ma.endswith("." + mb) or mb.endswith("." + ma))
+    if ma == mb:
+        return True
+    fa, fb = _module_file(ma), _module_file(mb)
+    if fa is not None and fb is not None:
+        return fa == fb
+    return "__main__" in (ma, mb) or ma.endswith("." + mb) or mb.endswith("." + ma)
 
 
 default_serializer: Final = Serializer()

@@ -11,10 +11,12 @@ import datetime as dt
 import decimal
 import enum
 import importlib
+import importlib.util
 import os
 import pickle
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,11 +27,13 @@ import pytest
 
 from persistent_actors import SerializationError, register
 from persistent_actors._serialization import (
+    MAX_NESTING,
     PLAIN_MANIFEST,
     Serializer,
     _bulk_builder,
     default_serializer,
 )
+from persistent_actors.cli._common import decode_structure
 
 
 # -- registered with the default registry, in each supported way ---------------------------
@@ -808,3 +812,134 @@ def test_the_public_register_takes_a_codec_for_any_other_class() -> None:
     back = round_trip(Celsius(21.5))
     assert isinstance(back, Celsius)
     assert back.degrees == 21.5
+
+
+# -- limits and what register() refuses up front ------------------------------------------
+def _chain(depth: int) -> Any:
+    value: Any = None
+    for _ in range(depth):
+        value = (value,)
+    return value
+
+
+def test_nesting_beyond_the_limit_is_refused_at_encode_and_read_up_to_it() -> None:
+    s = Serializer()
+    manifest, payload = s.to_binary(_chain(MAX_NESTING))
+    assert s.from_binary(manifest, payload) == _chain(MAX_NESTING)
+    with pytest.raises(SerializationError, match=f"more than {MAX_NESTING} levels deep"):
+        s.to_binary(_chain(MAX_NESTING + 1))
+    with pytest.raises(SerializationError, match="levels deep"):
+        s.to_binary_all([1, [_chain(MAX_NESTING + 1)]])
+    # The depth count is per value: a failed encode leaves none behind.
+    assert s.from_binary(*s.to_binary(_chain(MAX_NESTING))) == _chain(MAX_NESTING)
+
+
+def _crafted_chain(depth: int) -> bytes:
+    # A payload nested deeper than encoding allows (an earlier version had no limit).
+    payload = msgpack.packb([None])
+    for _ in range(depth - 1):
+        payload = msgpack.packb([msgpack.ExtType(2, payload)])
+    return bytes(msgpack.packb(msgpack.ExtType(2, payload)))
+
+
+def test_deep_stored_values_decode_or_fail_cleanly_on_a_small_thread_stack() -> None:
+    # msgpack's unpackb keeps ~35 KB on the C stack per nested call: 60 levels crashed the
+    # process on a 2 MB thread stack (200 on the main thread's 8 MB), at replay.
+    outcomes: list[Any] = []
+
+    def decode_all() -> None:
+        for depth in (250, 301):
+            for decode in (lambda p: default_serializer.from_binary(PLAIN_MANIFEST, p),
+                           decode_structure):
+                try:
+                    value = decode(_crafted_chain(depth))
+                except SerializationError as e:
+                    outcomes.append(str(e))
+                else:
+                    levels = 0
+                    while value is not None:
+                        value, levels = value[0], levels + 1
+                    outcomes.append(levels)
+
+    old = threading.stack_size(2 * 1024 * 1024)
+    try:
+        thread = threading.Thread(target=decode_all)
+        thread.start()
+        thread.join()
+    finally:
+        threading.stack_size(old)
+    assert outcomes[:2] == [250, 250]
+    assert all("more than 300 levels deep" in str(o) for o in outcomes[2:]), outcomes
+    assert len(outcomes) == 4
+
+
+def test_a_subclass_of_a_stored_stdlib_type_is_refused_not_stored_as_its_base() -> None:
+    class Stamp(dt.datetime):
+        pass
+
+    class Money(decimal.Decimal):
+        pass
+
+    for value, base in ((Stamp(2026, 1, 1), "datetime.datetime"),
+                        (Money("1.5"), "decimal.Decimal")):
+        with pytest.raises(SerializationError, match=rf"subclass of {base} and is not registered"):
+            default_serializer.to_binary({"at": value})
+    assert default_serializer.from_binary(
+        *default_serializer.to_binary(dt.datetime(2026, 1, 1))) == dt.datetime(2026, 1, 1)
+
+
+@pytest.mark.parametrize("manifest", ["   ", "x\udc80"])
+def test_a_manifest_no_journal_can_store_is_refused(manifest: str) -> None:
+    with pytest.raises(ValueError, match="manifest of Decorated must be"):
+        Serializer().register(Decorated, manifest)
+    with pytest.raises(ValueError, match="each alias of Decorated must be"):
+        Serializer().register(Decorated, "ok", aliases=[manifest])
+
+
+def test_a_dataclass_its_stored_fields_cannot_rebuild_is_refused() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Priced:
+        amount: int
+        rate: dataclasses.InitVar[float]
+
+    with pytest.raises(TypeError, match=r"Priced cannot be rebuilt.*requires rate"):
+        Serializer().register(Priced, "priced")
+
+    @dataclasses.dataclass(frozen=True)
+    class Defaulted:
+        amount: int
+        rate: dataclasses.InitVar[float] = 1.0
+
+    s = Serializer()
+    s.register(Defaulted, "defaulted")  # an InitVar with a default rebuilds
+    assert s.from_binary(*s.to_binary(Defaulted(3))) == Defaulted(3)
+    # With a codec of its own, the class says how it is rebuilt.
+    s.register(Priced, "priced", encode=lambda p: p.amount, decode=lambda a: Priced(a, 1.0))
+
+
+def _load(path: Path, name: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, name, module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_module_named_like_the_tail_of_another_holds_another_class(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A top-level "shop_events" and a package's "orders.shop_events" are two definitions of
+    # Created; the files tell them apart where the names alone cannot.
+    head = "import dataclasses\n@dataclasses.dataclass(frozen=True)\nclass Created:\n"
+    (tmp_path / "top.py").write_text(head + "    user_id: int\n")
+    (tmp_path / "nested.py").write_text(head + "    order_id: int\n")
+    top = _load(tmp_path / "top.py", "shop_events", monkeypatch)
+    nested = _load(tmp_path / "nested.py", "orders.shop_events", monkeypatch)
+    again = _load(tmp_path / "top.py", "app.shop_events", monkeypatch)
+    s = Serializer()
+    s.register(top.Created, "Created")
+    with pytest.raises(ValueError, match="already registered"):
+        s.register(nested.Created, "Created")
+    s.register(again.Created, "Created")  # one file imported under two names: one class
+    assert s.class_of("Created") is again.Created

@@ -26,7 +26,7 @@ from persistent_actors._config import (
     load_settings,
     resolve_plugin,
 )
-from persistent_actors._serialization import PLAIN_MANIFEST, default_serializer
+from persistent_actors._serialization import PLAIN_MANIFEST, default_serializer, unpack_nested
 from persistent_actors.errors import PersistentActorsError, SerializationError
 from persistent_actors.event_log import EventLog
 from persistent_actors.journal import Journal
@@ -215,14 +215,14 @@ def _structure_hook(code: int, data: bytes) -> Any:
     # structure: the CLI shows what is stored without the application's classes.
     match code:
         case 1:
-            manifest, state = _unpack(data)
+            manifest, state = unpack_nested(data, _structure_hook)
             return {"@manifest": manifest, "state": state}
         case 2 | 6 | 7:
-            return _unpack(data)
+            return unpack_nested(data, _structure_hook)
         case 3 | 8 | 10:
-            return str(_unpack(data))
+            return str(unpack_nested(data, _structure_hook))
         case 9:  # a timedelta: [days, seconds, microseconds]
-            days, seconds, microseconds = _unpack(data)
+            days, seconds, microseconds = unpack_nested(data, _structure_hook)
             return str(dt.timedelta(days, seconds, microseconds))
         case 4:
             return str(uuid.UUID(bytes=data))
