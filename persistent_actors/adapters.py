@@ -27,7 +27,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
-from persistent_actors._serialization import PLAIN_MANIFEST, Serializer, default_serializer
+from persistent_actors._serialization import (
+    PLAIN_MANIFEST,
+    Serializer,
+    clip,
+    default_serializer,
+)
 from persistent_actors.errors import ConfigError, SerializationError
 from persistent_actors.journal import PersistentRepr
 
@@ -277,13 +282,21 @@ class EventAdapters:
         events: list[Any] = []
         for reader in readers:  # several read adapters: their results concatenated, as in Akka
             try:
-                events.extend(reader.from_journal(event, repr_.manifest))
+                events.extend(_events_read(reader.from_journal(event, repr_.manifest)))
             except Exception as e:
                 raise SerializationError(
                     f"read adapter {type(reader).__qualname__} failed on event "
                     f"{repr_.sequence_nr} of {repr_.persistence_id!r}: {type(e).__name__}: {e}"
                 ) from e
         return events
+
+
+def _events_read(read: Any) -> Sequence[Any]:
+    # A dict or a str is iterable too: extending by it would replay its keys or characters.
+    if not isinstance(read, Sequence) or isinstance(read, str | bytes | bytearray):
+        raise TypeError("from_journal must return a list of events (none, one or several), "
+                        f"got {type(read).__name__}: {clip(repr(read))}")
+    return read
 
 
 _cache: dict[AdapterSpec, EventAdapters] = {}

@@ -151,3 +151,17 @@ class Splitter(ReadEventAdapter):
 
     def from_journal(self, event: Any, manifest: str) -> Sequence[Any]:
         return [("a", event), ("b", event)]
+
+
+class MapReturner(ReadEventAdapter):
+    """Returns the event's fields as a dict (forgetting the list): must be refused."""
+
+    def from_journal(self, event: Any, manifest: str) -> Sequence[Any]:
+        return {"item": event, "qty": 1}  # type: ignore[return-value]
+
+
+class TextReturner(ReadEventAdapter):
+    """Returns a str instead of a list of one: must be refused, not read char by char."""
+
+    def from_journal(self, event: Any, manifest: str) -> Sequence[Any]:
+        return str(event)

@@ -306,3 +306,16 @@ def test_the_most_specific_binding_wins() -> None:
     assert adapters.to_journal(Banana("banana")) == (Banana("banana"), ("fruit",))
     assert adapters.to_journal(Banana("bread")) == (Banana("bread"), ())
     assert adapters.to_journal("plain") == ("plain", ())
+
+
+@pytest.mark.parametrize(("adapter", "got"), [("MapReturner", "dict"), ("TextReturner", "str")])
+def test_a_read_adapter_returning_no_list_fails_the_read_naming_it(adapter: str, got: str) -> None:
+    _, spec = split_adapter_settings({
+        "event_adapters": {"reader": f"tests.adapter_actors:{adapter}"},
+        "event_adapter_bindings": {"old.Event": "reader"},
+    }, "j")
+    stored = PersistentRepr("p-1", 3, "old.Event", default_serializer.to_binary("milk")[1])
+    with pytest.raises(SerializationError,
+                       match=rf"{adapter} failed on event 3 of 'p-1': TypeError: from_journal "
+                             rf"must return a list of events .*got {got}"):
+        EventAdapters(spec).from_journal(stored)
