@@ -224,6 +224,9 @@ class Eventsourced:
         self._write_in_progress = False
         self._sender: ActorRef | None = None
         self._snapshot_criteria = SnapshotSelectionCriteria.latest()
+        # The newest snapshot that could not be decoded, while a replay from the first event
+        # stands in for it and has not shown that event yet (`_check_fallback`).
+        self._undecodable_snapshot = 0
         self._progress = 0.0  # monotonic time recovery last made progress
         self._replay_filter: ReplayFilter | None = None
         # The command on_command is handling (what the user's `stash()` sets aside).
@@ -305,6 +308,7 @@ class Eventsourced:
                 # the result is None and every event is replayed.
                 log.warning("snapshot %d of %r cannot be decoded (%s); trying an older one",
                             md.sequence_nr, self.persistence_id, clip(str(e)))
+                self._undecodable_snapshot = max(self._undecodable_snapshot, md.sequence_nr)
                 # A snapshot at 0 (saved before any event) has no older one: a limit of -1
                 # is not valid criteria, so go straight to the full replay.
                 if md.sequence_nr < 1 or \
@@ -314,6 +318,7 @@ class Eventsourced:
                 else:
                     self._load_snapshot(self._snapshot_criteria.limit(md.sequence_nr - 1))
                 return
+            self._undecodable_snapshot = 0  # an older snapshot stands in: no full replay
             self.last_sequence_nr = md.sequence_nr
             if not self._recover_with(SnapshotOffer(md, state)):
                 return
@@ -360,7 +365,27 @@ class Eventsourced:
             self._replay_order = None
             self._on_recovery_success(order.highest)
 
+    def _check_fallback(self, first: int) -> bool:
+        """After undecodable snapshots, a full replay must start at event 1; else fail.
+
+        Events the snapshots covered may have been deleted (retention, `delete_messages`):
+        the ones left would rebuild a wrong state, silently. `first` is the first replayed
+        sequence number, or the highest stored one when none was replayed.
+        """
+        newest, self._undecodable_snapshot = self._undecodable_snapshot, 0
+        if first <= 1:
+            return True
+        self._fail_recovery(RecoveryError(
+            f"no snapshot of {self.persistence_id!r} could be decoded (the newest is at "
+            f"{newest}) and the events before {first} are deleted: replaying the rest would "
+            "rebuild a wrong state; register the snapshot's class (or an alias for its old "
+            "manifest) again"), None)
+        return False
+
     def _on_replayed(self, rows: ReplayedRows) -> None:
+        if self._undecodable_snapshot and rows.sequence_nrs and \
+                not self._check_fallback(rows.sequence_nrs[0]):
+            return
         if self._replay_filter is None:
             self._apply_replayed(rows)
             return
@@ -417,6 +442,10 @@ class Eventsourced:
                 f"cannot decode event {bad} of {self.persistence_id!r}: {error}"), None)
 
     def _on_recovery_success(self, highest: int) -> None:
+        if self._undecodable_snapshot and self._recovery.replay_max and \
+                self._recovery.to_sequence_nr and \
+                not self._check_fallback(highest + 1 if highest else 1):
+            return  # (a recovery asking for no events replays none: nothing to check)
         if self._replay_filter is not None:
             held, self._replay_filter = self._replay_filter.flush_rows(), None
             self._apply_replayed(held)

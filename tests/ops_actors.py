@@ -76,6 +76,9 @@ class RetentionCounter(PersistentActor):
             case int():
                 self.items.append(message)
 
+    def on_recovery_failure(self, cause: BaseException, event: Any | None) -> None:
+        self.probe.tell(("recovery-failed", f"{type(cause).__name__}: {cause}"))
+
 
 class RetentionKeepEvents(RetentionCounter):
     """Snapshot every 3, keep 1 snapshot, never delete events."""

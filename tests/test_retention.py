@@ -122,6 +122,50 @@ def test_snapshot_every_keep_n_and_delete_events_with_recovery_after_each_step(
     assert run.restart() == Recovered(15, tuple(range(1, 16)), 15)
 
 
+def test_undecodable_snapshots_over_deleted_events_fail_recovery_instead_of_a_wrong_state(
+        sqlite_system: ActorSystem, db: Path) -> None:
+    run = _Run(sqlite_system, RetentionCounter, "ret-3")
+    run.start()
+    run.add(1, 2, 3)
+    run.expect(("saved", 3))
+    run.add(4, 5, 6)
+    run.expect(("saved", 6))
+    run.add(7, 8, 9)
+    run.expect(("saved", 9), ("events-deleted", 3), ("snapshots-deleted", 3))
+    assert run.restart() == Recovered(9, tuple(range(1, 10)), 9)
+    assert run.ref is not None
+    sqlite_system.stop(run.ref)
+    # Only the older snapshot undecodable: recovery goes on from it (events 7..9).
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE snapshot SET manifest = 'renamed.State' WHERE sequence_nr = 9")
+    assert run.start() == Recovered(6, tuple(range(1, 10)), 9)
+    assert run.ref is not None
+    sqlite_system.stop(run.ref)
+    # Every kept snapshot undecodable, events 1..3 deleted: replaying 4..9 would give a state
+    # without 1, 2, 3.
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE snapshot SET manifest = 'renamed.State'")
+    run.ref = sqlite_system.actor_of(RetentionCounter, "ret-3", run.probe.ref, name="ret-3")
+    what, cause = run.probe.expect_msg_type(tuple, timeout=10)
+    assert what == "recovery-failed"
+    assert cause.startswith("RecoveryError: no snapshot of 'ret-3' could be decoded (the newest "
+                            "is at 9) and the events before 4 are deleted")
+    run.probe.expect_no_msg(0.2)
+
+
+def test_undecodable_snapshots_with_every_event_kept_replay_them_all(
+        sqlite_system: ActorSystem, db: Path) -> None:
+    run = _Run(sqlite_system, RetentionKeepEvents, "ret-4")
+    run.start()
+    run.add(1, 2, 3, 4)
+    run.expect(("saved", 4), ("snapshots-deleted", 1))
+    assert run.ref is not None
+    sqlite_system.stop(run.ref)
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE snapshot SET manifest = 'renamed.State'")
+    assert run.start() == Recovered(None, (1, 2, 3, 4), 4)
+
+
 def test_keep_one_snapshot_without_deleting_events(sqlite_system: ActorSystem, db: Path) -> None:
     run = _Run(sqlite_system, RetentionKeepEvents, "ret-2")
     run.start()
