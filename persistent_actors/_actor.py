@@ -601,6 +601,13 @@ class Actor:
         else:
             self.__dict__.pop(self._behavior_attribute, None)
 
+    @classmethod
+    def _check_class_settings(cls) -> None:
+        """Raise `ConfigError` for a bad class-level setting; a mixin extends it.
+
+        Called by ``actor_of`` and ``entities`` before any instance is built.
+        """
+
     def pre_start(self) -> None:
         """Called after construction, before the first message."""
 

@@ -222,8 +222,7 @@ class ActorSystem:
             raise ActorInitializationError(
                 f"{cls.__qualname__} is defined in __main__; on the multiproc-tcp base actor "
                 "classes must live in an importable module")
-        self._check_handlers(cls)
-        self._check_retention(cls)
+        self._check_class(cls)
         reply = self._endpoint.request(
             self._guardian, lambda corr: p.CreateActor(cls, args, kwargs, name, corr),
             timeout=60.0, what=f"creating {cls.__qualname__}")
@@ -259,8 +258,7 @@ class ActorSystem:
             raise ActorInitializationError(
                 f"{cls.__qualname__} is defined in __main__; on the multiproc-tcp base entity "
                 "classes must live in an importable module")
-        self._check_handlers(cls)
-        self._check_retention(cls)
+        self._check_class(cls)
         with self._regions_lock:
             region = self._regions.get(type_name)
             if region is not None:
@@ -282,6 +280,16 @@ class ActorSystem:
                                       self._endpoint)
             self._regions[type_name] = region
             return region
+
+    def _check_class(self, cls: type[Actor]) -> None:
+        """What can be told of an actor class before any instance runs (`actor_of`, `entities`).
+
+        Its own class-level settings (`Actor._check_class_settings`), so that a bad one fails
+        the creation, not a handler after an event is stored (then every recovery too).
+        """
+        self._check_handlers(cls)
+        self._check_retention(cls)
+        cls._check_class_settings()
 
     @staticmethod
     def _check_handlers(actor_class: type[Actor]) -> None:

@@ -14,8 +14,10 @@ handler (and `on_recover`) calls ``confirm_delivery(delivery_id)``.
   is sent. A message may therefore arrive more than once (after a crash between its persist
   and its confirmation, or when a confirmation is slow): destinations must deduplicate by
   delivery id or be idempotent. Order is not guaranteed.
-* After `warn_after_number_of_unconfirmed_attempts` attempts, the actor receives an
-  `UnconfirmedWarning` listing those deliveries (as a command; unhandled, it is ignored).
+* When a delivery is sent again after `warn_after_number_of_unconfirmed_attempts` attempts
+  went unconfirmed, the actor receives an `UnconfirmedWarning` listing those deliveries (as a
+  command; unhandled, it is ignored). Attempts count from recovery: what recovery left
+  unconfirmed starts again at 0.
 * More than `max_unconfirmed_messages` unconfirmed deliveries make `deliver` raise
   `MaxUnconfirmedMessagesExceededError`.
 * `get_delivery_snapshot` / `set_delivery_snapshot` carry the delivery state in the actor's own
@@ -26,6 +28,7 @@ handler (and `on_recover`) calls ``confirm_delivery(delivery_id)``.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 import uuid
 from collections.abc import Callable
@@ -117,15 +120,22 @@ class AtLeastOnceDeliveryActor(PersistentActor):
             state = self.__dict__["_at_least_once"] = _DeliveryState()
         return state
 
-    def _check_settings(self) -> None:
-        name = type(self).__qualname__
-        interval = self.redeliver_interval
-        if not isinstance(interval, int | float) or isinstance(interval, bool) or interval <= 0:
-            raise ConfigError(f"{name}.redeliver_interval must be a number of seconds > 0, got "
-                              f"{interval!r}")
+    @classmethod
+    def _check_class_settings(cls) -> None:
+        super()._check_class_settings()
+        cls._check_settings()
+
+    @classmethod
+    def _check_settings(cls) -> None:
+        name = cls.__qualname__
+        interval = cls.redeliver_interval
+        if not isinstance(interval, int | float) or isinstance(interval, bool) or \
+                not 0 < interval < math.inf:
+            raise ConfigError(f"{name}.redeliver_interval must be a finite number of seconds "
+                              f"> 0, got {interval!r}")
         for attribute in ("redelivery_burst_limit", "warn_after_number_of_unconfirmed_attempts",
                           "max_unconfirmed_messages"):
-            value = getattr(self, attribute)
+            value = getattr(cls, attribute)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name}.{attribute} must be an int >= 1, got {value!r}")
 
@@ -243,12 +253,14 @@ class AtLeastOnceDeliveryActor(PersistentActor):
                 break
             if delivery.timestamp + self.redeliver_interval > now:
                 continue
+            # As Akka's: the warning counts the attempts made before this one (N attempts
+            # went unconfirmed), so N = 1 warns at the first redelivery.
+            if delivery.attempt == self.warn_after_number_of_unconfirmed_attempts:
+                warnings.append(UnconfirmedDelivery(delivery_id, delivery.destination.name,
+                                                    delivery.message))
             delivery.destination.tell(delivery.message)
             delivery.timestamp = now
             delivery.attempt += 1
             sent += 1
-            if delivery.attempt == self.warn_after_number_of_unconfirmed_attempts:
-                warnings.append(UnconfirmedDelivery(delivery_id, delivery.destination.name,
-                                                    delivery.message))
         if warnings:
             self.self_ref.tell(UnconfirmedWarning(tuple(warnings)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 from persistent_actors import (
@@ -234,6 +235,11 @@ class Sender(AtLeastOnceDeliveryActor):
         self.probe.tell(("recovery-failed", str(cause)))
 
 
+class WarnAtOnce(Sender):
+    """Warns when the first redelivery goes out (N = 1)."""
+
+    warn_after_number_of_unconfirmed_attempts = 1
+
 
 class QuietSender(Sender):
     """The same, warning only after 100 attempts."""
@@ -248,6 +254,14 @@ class PatientSender(QuietSender):
 
 
 class BadIntervalSender(Sender):
-    """A redelivery interval of 0: deliver says which attribute is wrong."""
+    """A redelivery interval of 0: actor_of says which attribute is wrong."""
 
     redeliver_interval = 0
+
+
+class NanIntervalSender(Sender):
+    redeliver_interval = math.nan
+
+
+class InfiniteIntervalSender(Sender):
+    redeliver_interval = math.inf

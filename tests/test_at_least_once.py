@@ -6,6 +6,7 @@ holds, carry its state in snapshots, and redeliver after a SIGKILL between persi
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from persistent_actors import ActorRef, ActorSystem
+from persistent_actors import ActorRef, ActorSystem, ConfigError
 from persistent_actors._serialization import default_serializer
 from persistent_actors.at_least_once import AtLeastOnceDeliverySnapshot, UnconfirmedDelivery
 from persistent_actors.testing import TestProbe
@@ -24,10 +25,13 @@ from tests.conftest import system_config
 from tests.ops_actors import (
     BadIntervalSender,
     Destination,
+    InfiniteIntervalSender,
+    NanIntervalSender,
     PatientSender,
     QuietSender,
     Received,
     Sender,
+    WarnAtOnce,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,6 +95,42 @@ def test_unconfirmed_warning_after_n_attempts_and_the_bound(system: ActorSystem)
     assert sender.ask("unconfirmed", timeout=5) == 3
 
 
+def test_the_warning_counts_the_attempts_before_a_redelivery_as_akka(system: ActorSystem) -> None:
+    probe = TestProbe(system)
+    # N = 3, confirmed at the 3rd attempt: only 2 went unconfirmed before it, no warning.
+    destination = system.actor_of(Destination, 2, probe.ref)
+    sender = system.actor_of(Sender, "alod-w3", destination, probe.ref)
+    probe.expect_msg(("recovered", (), 0))
+    assert sender.ask(("send", "a"), timeout=5) == "accepted"
+    assert probe.receive_one(timeout=10) == Received(1, "a", 3)
+    _wait_unconfirmed(sender, 0)
+    probe.expect_no_msg(0.5)
+    # N = 1: the first redelivery warns (it never did).
+    destination = system.actor_of(Destination, 1, probe.ref)
+    sender = system.actor_of(WarnAtOnce, "alod-w1", destination, probe.ref)
+    probe.expect_msg(("recovered", (), 0))
+    assert sender.ask(("send", "b"), timeout=5) == "accepted"
+    assert {probe.receive_one(timeout=10) for _ in range(2)} == {
+        ("warning", (1,)), Received(1, "b", 2)}
+    probe.expect_no_msg(0.5)
+
+
+@pytest.mark.parametrize("interval", [math.nan, math.inf, 0])
+def test_a_bad_redeliver_interval_fails_the_creation(system: ActorSystem,
+                                                     interval: float) -> None:
+    # Checked before anything is stored: found in a handler, after the event was persisted,
+    # it failed every later recovery too.
+    probe = TestProbe(system)
+    destination = system.actor_of(Destination, 0, probe.ref)
+    bad = {math.nan: NanIntervalSender, math.inf: InfiniteIntervalSender}.get(
+        interval, BadIntervalSender)
+    with pytest.raises(ConfigError, match=rf"{bad.__qualname__}\.redeliver_interval must be a "
+                                          rf"finite number of seconds > 0, got {interval}"):
+        system.actor_of(bad, "alod-bad", destination, probe.ref)
+    with pytest.raises(ConfigError, match="redeliver_interval"):
+        system.entities("bad-senders", bad, destination, probe.ref)
+
+
 def _recovered_with_a_confirmer(system: ActorSystem, cls: type[QuietSender], pid: str, *,
                                 snapshot: bool) -> None:
     """Deliver "a" to a destination that drops it, stop, then recover towards one that
@@ -130,7 +170,7 @@ def test_delivery_snapshot_is_storable() -> None:
 
 _CRASHING_WRITER = """
 import sys, time
-from persistent_actors import ActorRef, ActorSystem
+from persistent_actors import ActorRef, ActorSystem, ConfigError
 from tests.ops_actors import Destination, Sender
 from persistent_actors.testing import TestProbe
 
@@ -180,10 +220,3 @@ def test_sigkill_between_persist_and_confirm_redelivers_after_recovery(
         system.shutdown()
 
 
-def test_bad_settings_are_named(system: ActorSystem) -> None:
-    probe = TestProbe(system)
-    destination = system.actor_of(Destination, 0, probe.ref)
-    system.actor_of(BadIntervalSender, "alod-bad", destination, probe.ref)
-    # The first use of the delivery state (here on RecoveryCompleted) checks the settings.
-    probe.expect_msg(("recovery-failed", "BadIntervalSender.redeliver_interval must be a "
-                      "number of seconds > 0, got 0"))
