@@ -293,6 +293,11 @@ class Serializer:
         binding = self._by_type.get(cls)
         return binding.manifest if binding else None
 
+    def registered(self) -> list[type[Any]]:
+        """The registered classes."""
+        with self._lock:
+            return list(self._by_type)
+
     def class_of(self, manifest: str) -> type[Any] | None:
         """Return the class registered under `manifest` (or an alias), or None."""
         binding = self._by_manifest.get(manifest)

@@ -147,6 +147,11 @@ class TinyStashReply(Reporter):
     internal_stash_overflow_strategy = ReplyToStrategy("stash full, try later")
 
 
+def is_one(event: Any) -> bool:
+    """Predicate for the test kit: any event whose `n` is 1 (it imports no event class)."""
+    return getattr(event, "n", None) == 1
+
+
 def is_big(event: Any) -> bool:
     """Predicate for the test kit: an `Added` over 100 (module level, so it pickles)."""
     return isinstance(event, Added) and event.value > 100

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import importlib
 import math
 import os
 import signal
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -43,6 +46,12 @@ from persistent_actors.testing import (
     Reject,
     TestProbe,
 )
+from persistent_actors.testing.persistence_testkit import (
+    JOURNAL_OPERATIONS,
+    SetBehaviour,
+    _Behaviours,
+    _decode,
+)
 from tests.conftest import system_config
 from tests.failure_actors import (
     Answerer,
@@ -66,6 +75,7 @@ from tests.failure_actors import (
     TinyStashReply,
     TinyStashThrow,
     is_big,
+    is_one,
 )
 from tests.system_actors import CodedError
 
@@ -581,3 +591,70 @@ def test_an_error_raised_inside_the_events_iterable_of_persist_all_is_not_rename
 def test_backoff_and_test_kit_durations_must_be_finite(build: Any, named: str) -> None:
     with pytest.raises(ValueError, match=named):
         build()
+
+
+_LATE_MODULE = '''
+import dataclasses
+from typing import Any
+from persistent_actors import PersistentActor, register
+
+
+@register(manifest="tests.late_kit.{name}.Late")
+@dataclasses.dataclass(frozen=True)
+class Late:
+    n: int
+
+
+class LateWriter(PersistentActor):
+    persistence_id = "late-writer"
+
+    def __init__(self, probe: Any) -> None:
+        self.probe = probe
+
+    def on_recover(self, message: Any) -> None:
+        pass
+
+    def on_command(self, message: Any) -> None:
+        self.persist(Late(message), lambda e: self.probe.tell(("persisted", e.n)))
+
+    def on_persist_failure(self, cause: BaseException, event: Any, sequence_nr: int) -> None:
+        self.probe.tell(("persist-failed", str(cause)))
+'''
+
+
+def test_a_filtered_fail_knows_event_classes_imported_after_the_system_started(
+        base: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # On multiproc-tcp the kit decodes events in the plugin's process, which started before
+    # the test imported the event's module: the events matched nothing and the test passed.
+    name = f"late_kit_{base.replace('-', '_')}"
+    (tmp_path / f"{name}.py").write_text(_LATE_MODULE.replace("{name}", name))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        with ActorSystem("late", config=kit_config(base)) as system:
+            module = importlib.import_module(name)  # after the plugin's process started
+            kit = PersistenceTestKit(system)
+            probe = TestProbe(system)
+            writer = system.actor_of(module.LateWriter, probe.ref)
+            # A predicate from a module that does not import the event's (pickling the
+            # behaviour brings the predicate's module to the plugin, not the event's).
+            kit.journal.on_write(Fail(predicate=is_one))
+            writer.tell(2)
+            assert probe.expect_msg(timeout=10) == ("persisted", 2)
+            writer.tell(1)
+            assert probe.expect_msg(timeout=10) == (
+                "persist-failed", "write failed by the persistence test kit")
+    finally:
+        sys.modules.pop(name, None)
+
+
+def test_a_filtered_behaviour_fails_loudly_on_an_event_it_cannot_decode() -> None:
+    behaviours = _Behaviours(JOURNAL_OPERATIONS, JournalError)
+    gone = _decode("nowhere.Gone", default_serializer.to_binary({"x": 1})[1])
+    for behaviour in (Fail(predicate=is_big), Reject(on_type=Poison)):
+        behaviours.set(SetBehaviour("write", behaviour))
+        with pytest.raises(JournalError, match=r"cannot decode an event of manifest "
+                                               r"'nowhere\.Gone' in the plugin's process"):
+            asyncio.run(behaviours.apply("write", [gone]))
+    # Unfiltered behaviours do not look at the events.
+    behaviours.set(SetBehaviour("write", Reject()))
+    assert asyncio.run(behaviours.apply("write", [gone])) == Reject()

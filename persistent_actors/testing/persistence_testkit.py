@@ -32,7 +32,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import importlib
+import logging
 import math
+import sys
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
@@ -50,6 +53,8 @@ from persistent_actors.snapshot import (
 
 if TYPE_CHECKING:
     from persistent_actors._system import ActorSystem
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "Delay",
@@ -140,17 +145,42 @@ class SetBehaviour:
 
     operation: str
     behaviour: Behaviour
+    # The modules of the classes registered where the test runs (see `_import_modules`).
+    modules: tuple[str, ...] = ()
 
 
 JOURNAL_OPERATIONS: Final = ("write", "recovery", "delete")
 SNAPSHOT_OPERATIONS: Final = ("save", "load", "delete")
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Undecodable:
+    """An event this process cannot decode (its class is not registered here)."""
+
+    manifest: str
+    error: str
+
+
 def _decode(manifest: str, payload: bytes) -> Any:
     try:
         return default_serializer.from_binary(manifest, payload)
-    except Exception:  # noqa: BLE001 - an undecodable event simply matches no type
-        return None
+    except Exception as e:  # noqa: BLE001 - only a filtered behaviour needs it (`apply`)
+        return _Undecodable(manifest, str(e))
+
+
+def _import_modules(modules: Sequence[str]) -> None:
+    """Import the modules that register the test's event classes, in the plugin's process.
+
+    On multiproc-tcp the plugin runs in a process of its own, which imported only what it
+    needed when it started; a `Fail(on_type=...)` must decode events to match them.
+    """
+    for name in modules:
+        if name not in sys.modules:
+            try:
+                importlib.import_module(name)
+            except Exception as e:  # noqa: BLE001 - an event of it then fails loudly in apply
+                log.warning("persistence test kit: cannot import %s in the plugin's process "
+                            "(%s: %s)", name, type(e).__name__, e)
 
 
 class _Behaviours:
@@ -168,14 +198,25 @@ class _Behaviours:
         if isinstance(command.behaviour, Reject) and command.operation != "write":
             raise ConfigError("Reject applies to journal writes only; use Fail for "
                               f"{command.operation!r}")
+        _import_modules(command.modules)
         self.current[command.operation] = command.behaviour
 
     async def apply(self, operation: str, events: Sequence[Any] = ()) -> Behaviour:
         """Wait any delay, raise for a matching Fail, and return the behaviour.
 
-        A Reject is returned for the caller to apply per write.
+        A Reject is returned for the caller to apply per write. A Fail or Reject filtered by
+        type or predicate fails the operation if an event cannot be decoded here: matching
+        nothing silently would let a test pass that should fail.
         """
         behaviour = self.current[operation]
+        if isinstance(behaviour, Fail | Reject) and _filtered(behaviour):
+            undecodable = next((e for e in events if isinstance(e, _Undecodable)), None)
+            if undecodable is not None:
+                raise self._error(
+                    f"the persistence test kit cannot decode an event of manifest "
+                    f"{undecodable.manifest!r} in the plugin's process to match {behaviour!r}: "
+                    f"{undecodable.error}; register its class in a module the test imports "
+                    "before setting the behaviour")
         match behaviour:
             case Delay(seconds):
                 await asyncio.sleep(seconds)
@@ -327,7 +368,11 @@ class _PluginControls:
     def _set(self, operation: str, behaviour: Behaviour) -> _Restore:
         if not isinstance(behaviour, Pass | Fail | Reject | Delay):
             raise TypeError(f"expected Pass, Fail, Reject or Delay, got {behaviour!r}")
-        self._system.plugin_command(self._kind, SetBehaviour(operation, behaviour),
+        modules: tuple[str, ...] = ()
+        if isinstance(behaviour, Fail | Reject) and _filtered(behaviour):
+            modules = tuple(sorted({cls.__module__ for cls in default_serializer.registered()
+                                    if cls.__module__ not in ("__main__", "builtins")}))
+        self._system.plugin_command(self._kind, SetBehaviour(operation, behaviour, modules),
                                     self._plugin_id)
         def restore() -> None:
             self._set(operation, Pass())
