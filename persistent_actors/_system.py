@@ -26,13 +26,18 @@ from persistent_actors._thespian.guardian import Guardian
 from persistent_actors._thespian.ingress import Ingress
 from persistent_actors._thespian.lazy_identify import lazy_identify
 from persistent_actors._thespian.lifetime import OwnerProcess, install_sigterm_exit
-from persistent_actors._thespian.loopback import bind_where_advertised, free_port
+from persistent_actors._thespian.loopback import (
+    bind_where_advertised,
+    free_port,
+    listened_on,
+)
 from persistent_actors._thespian.poll_selector import poll_selector
 from persistent_actors._thespian.wakeups import fast_wakeup_checks
 from persistent_actors.cluster._region import ClusterRegion, Routes
 from persistent_actors.cluster._transport import cluster_capabilities, node_id_of
 from persistent_actors.errors import (
     ActorInitializationError,
+    ConfigError,
     InvalidActorNameError,
     PersistentActorsError,
 )
@@ -94,6 +99,13 @@ class ActorSystem:
             # Before thespian starts: it forks every process from this one (they inherit it).
             secure_transport(self.settings.bind_address, self.settings.secret_file)
             port = self.settings.admin_port or free_port(avoid=frozenset(ADMIN_PORTS))
+            if self.settings.admin_port and listened_on(self.settings.bind_address, port):
+                # Thespian would join the admin listening there (another system's, maybe of
+                # another service): two systems in one, and this one's shutdown ends both.
+                raise ConfigError(
+                    f"admin_port {port} is in use on {self.settings.bind_address}: another "
+                    "actor system (or program) listens there; give each system its own port, "
+                    "or leave admin_port out to take a free one")
             ADMIN_PORTS.append(port)
             capabilities["Admin Port"] = port
             cluster = self.settings.cluster

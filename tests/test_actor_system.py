@@ -14,6 +14,7 @@ from persistent_actors import (
     ActorRef,
     ActorSystem,
     AskTimeoutError,
+    ConfigError,
     DeadLetter,
     InvalidActorNameError,
     Kill,
@@ -23,6 +24,8 @@ from persistent_actors import (
     Status,
     Terminated,
 )
+from persistent_actors._system import ADMIN_PORTS
+from persistent_actors._thespian.loopback import free_port
 from persistent_actors.testing import TestProbe
 from tests.conftest import system_config
 from tests.system_actors import (
@@ -110,6 +113,23 @@ def test_ref_of_a_shut_down_system_never_routes_through_another(base: str) -> No
         with pytest.raises(PersistentActorsError, match="shut down"):
             echo.ask("hi", timeout=1)
         assert other.actor_of(Echo).ask("still works") == "still works"
+
+
+@pytest.mark.multiproc
+def test_an_admin_port_in_use_is_refused_and_the_running_system_goes_on() -> None:
+    # Thespian joined the admin already listening there: two systems in one, whose second
+    # shutdown stopped the first one's actors.
+    port = free_port(avoid=frozenset(ADMIN_PORTS))
+    config = {"actor_system": {"base": "multiproc-tcp", "admin_port": port}}
+    with ActorSystem("first", config=config) as first:
+        echo = first.actor_of(Echo, name="x")
+        with pytest.raises(ConfigError, match=rf"admin_port {port} is in use on 127\.0\.0\.1"):
+            ActorSystem("second", config=config)
+        assert echo.ask("still here", timeout=10) == "still here"
+        assert first.actor_of(Echo).ask("and new ones", timeout=10) == "and new ones"
+    # Once it shut down, the port serves the next system.
+    with ActorSystem("third", config=config) as third:
+        assert third.actor_of(Echo, name="x").ask("hi", timeout=10) == "hi"
 
 
 def test_invalid_system_name() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import socket
+import time
 from collections.abc import Collection
 from typing import Any
 
@@ -77,3 +78,24 @@ def free_port(host: str = "127.0.0.1", avoid: Collection[int] = ()) -> int:
         s.bind((host, 0))
         found: int = s.getsockname()[1]
         return found
+
+
+def listened_on(host: str, port: int, patience: float = 3.0) -> bool:
+    """True if a socket listens on `port` at `host` for `patience` seconds.
+
+    A bind there with SO_REUSEADDR, as thespian binds its admin, fails as it would for one:
+    connections of an admin that shut down (TIME_WAIT) do not count, a listening admin does.
+    An admin whose system just shut down may listen a few milliseconds more: hence the wait.
+    """
+    deadline = time.monotonic() + patience
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, port))
+            except OSError:
+                if time.monotonic() >= deadline:
+                    return True
+            else:
+                return False
+        time.sleep(0.02)
