@@ -497,6 +497,25 @@ def test_a_dead_letter_from_an_actors_own_tell_names_that_actor(base: str) -> No
         assert letter.sender.name == "relay"
 
 
+@pytest.mark.parametrize("base", ["simple", pytest.param("multiproc-tcp",
+                                                         marks=pytest.mark.multiproc)])
+def test_a_message_right_behind_system_stop_is_a_dead_letter(base: str) -> None:
+    # On the simple base thespian dropped it unseen: the stopped actor's entry stays until
+    # its exit is handled, and a message for it went nowhere. (With host_processes = 0 one
+    # reaching the exiting process may be dropped by thespian's transport: see above.)
+    with ActorSystem("stop-then-tell", config=system_config(base)) as system:
+        dead_letters = TestProbe(system)
+        system.event_stream.subscribe(dead_letters.ref, DeadLetter)
+        probe = TestProbe(system)
+        actor = started(probe, system)
+        system.stop(actor)
+        actor.tell("right behind", sender=probe.ref)
+        assert probe.expect_msg(timeout=5) == Lifecycle("post_stop")
+        letter = dead_letters.expect_msg_type(DeadLetter, timeout=10)
+        assert letter == DeadLetter("right behind", probe.ref, actor)
+        probe.expect_no_msg(0.3)
+
+
 def test_messages_after_poison_pill_are_dead_letters(system: ActorSystem) -> None:
     # Sent right behind the pill: they reach the stopping actor (or, on multiproc-tcp, its
     # exited address) and are published as DeadLetters with the envelope's sender.

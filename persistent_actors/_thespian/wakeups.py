@@ -30,6 +30,12 @@ thespian's own path. `deliver_in_order` gives the driver's batches the same trea
 queueing them when the queue is empty, and a message for the outside (the external
 requester, whose receive only appends to the list the driver takes replies from) is appended
 to that list when it is sent (``actor_send``) instead of being queued and delivered.
+
+Last, a message for an actor that exited while its registry entry stays (until its parent
+handles the ``ChildActorExited``: a message sent right behind a stop) went nowhere: thespian's
+``_runSingleSend`` dropped it although a dead-letter handler was registered ("a Dead Actor
+and there is no DeadLetterHandler"). It now reaches that handler as a ``DeadEnvelope``, as a
+message for an address with no entry does (upstream: the same test in ``_runSingleSend``).
 """
 
 from __future__ import annotations
@@ -43,7 +49,13 @@ import traceback
 from time import monotonic
 from typing import Any
 
-from thespian.actors import ActorExitRequest, ChildActorExited, ValidatedSource
+from thespian.actors import (
+    ActorExitRequest,
+    ActorSystemMessage,
+    ChildActorExited,
+    DeadEnvelope,
+    ValidatedSource,
+)
 from thespian.system import simpleSystemBase as _simple  # noqa: N813 - thespian's module name
 from thespian.system.messages.status import Thespian_StatusReq
 from thespian.system.timing import ExpirationTimer, currentTime
@@ -324,6 +336,22 @@ def deliver_in_order(base: Any, sender: Any, sends: Any) -> None:
     base._runSends()  # noqa: SLF001
 
 
+_original_run_single_send: Any = None
+
+
+def _run_single_send(self: Any, ps: Any) -> None:
+    """Thespian's ``_runSingleSend``; a message for an exited actor goes to the dead letters."""
+    if ps.attempts <= 2 and not isinstance(ps.msg, ActorSystemMessage):
+        address = ps.toActor.actorAddressString
+        tgt = self.actorRegistry.get(address, None)
+        if tgt and not tgt.instance:
+            box = self.actorRegistry.get("DeadLetterBox", None)
+            if box and box.instance:
+                self._callActorWithMessage(box, ps, DeadEnvelope(address, ps.msg), ps.sender)
+                return
+    _original_run_single_send(self, ps)
+
+
 def fast_wakeup_checks() -> None:
     """Patch the simple base once per process; idempotent; a no-op on other thespian internals."""
     global _PATCHED, _original_run_sends  # noqa: PLW0603 - a process-wide, once-only patch
@@ -351,6 +379,9 @@ def fast_wakeup_checks() -> None:
     if callable(getattr(base, "_runSends", None)) and hasattr(base, "_runSingleSend"):
         _original_run_sends = base._runSends  # noqa: SLF001 - thespian's own method, wrapped
         base._runSends = _run_sends  # noqa: SLF001
+        global _original_run_single_send  # noqa: PLW0603
+        _original_run_single_send = base._runSingleSend  # noqa: SLF001
+        base._runSingleSend = _run_single_send  # noqa: SLF001
     if patch_send:
         global _original_actor_send  # noqa: PLW0603
         _original_actor_send = base.actor_send
