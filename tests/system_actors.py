@@ -150,7 +150,7 @@ class Perpetual(PersistentActor):
 
 
 class Watcher(Actor):
-    """Watches refs on command; tells `probe` ("terminated", ref) for each Terminated.
+    """Watches refs on command; tells `probe` ("terminated", ref) for each Terminated from ref.
 
     ("watch", ref) and ("unwatch", ref) answer once done; "fail" raises (a restart, which keeps
     the watches); a watch the context refuses answers the error's text.
@@ -172,7 +172,9 @@ class Watcher(Actor):
                 self.context.unwatch(ref)
                 self.sender.tell("unwatched")
             case Terminated(actor):
-                self.probe.tell(("terminated", actor))
+                # From the stopped actor, as in Akka: anything else is reported as such.
+                self.probe.tell(("terminated", actor) if self.sender == actor else
+                                ("terminated", actor, "from", self.sender))
             case "fail":
                 raise RuntimeError("restart, keeping the watches")
 

@@ -631,7 +631,10 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
 
     def _tell_terminated(self, watcher: Any, watched: Any) -> None:
         # The watcher keeps the set of refs it watches and drops anything else (unwatch).
-        self.send(watcher.address, outbound_form(watcher, Terminated(watched)))
+        # From the stopped actor, as Akka tells it (a reply to it is a dead letter), not from
+        # the guardian, whose address a reply would reach unseen.
+        self.send(watcher.address, p.Envelope(outbound_form(watcher, Terminated(watched)),
+                                              watched))
 
     # -- crash restarts (a host process died: SIGKILL, the OOM killer) -----------------------
     def _restart_crashed(self, name: str, key: Any) -> bool:
