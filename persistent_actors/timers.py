@@ -120,15 +120,22 @@ class TimerScheduler:
                 f"a timer key must be hashable, got {type(key).__name__}") from None
         self.cancel(key)
         generation = next(_generations)
+        # Scheduled first: a schedule that raises leaves no timer marked active.
+        self._context._schedule_self(delay, p.TimerFired(generation))  # noqa: SLF001
         self._timers[key] = (generation, message, interval)
         self._by_generation[generation] = key
-        self._context._schedule_self(delay, p.TimerFired(generation))  # noqa: SLF001
+
+
+# The longest delay a timer takes (about 31 years): thespian keeps deadlines as datetimes,
+# which end in the year 9999, and a larger delay overflowed deep inside it.
+MAX_TIMER_DELAY: Final = 1e9
 
 
 def _seconds(name: str, value: Any, *, zero_ok: bool) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or \
-            not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+            not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok) or \
+            value > MAX_TIMER_DELAY:
         bound = ">= 0" if zero_ok else "> 0"
-        raise ValueError(f"timer {name} must be a finite number of seconds {bound}, "
-                         f"got {value!r}")
+        raise ValueError(f"timer {name} must be a finite number of seconds {bound} and "
+                         f"<= {MAX_TIMER_DELAY:.0e}, got {value!r}")
     return float(value)

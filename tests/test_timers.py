@@ -174,12 +174,28 @@ def test_a_firing_of_a_replaced_or_cancelled_timer_is_not_active() -> None:
     (lambda t: t.start_periodic_timer("k", "m", 0), ValueError, "interval must be .* > 0"),
     (lambda t: t.start_periodic_timer("k", "m", 1, initial_delay=-0.5), ValueError,
      "initial_delay must be"),
+    # Beyond thespian's datetimes: an OverflowError deep inside it, the timer left active.
+    (lambda t: t.start_single_timer("k", "m", 1e15), ValueError,
+     r"delay must be .* <= 1e\+09, got 1000000000000000\.0"),
+    (lambda t: t.start_periodic_timer("k", "m", 2e9), ValueError, "interval must be .* <= 1e"),
 ])
 def test_bad_timer_arguments_are_refused_naming_them(call: Any, error: type[Exception],
                                                      text: str) -> None:
     timers = TimerScheduler(_Mailbox())
     with pytest.raises(error, match=text):
         call(timers)
+    assert not timers.is_timer_active("k")
+
+
+class _FailingMailbox(_Mailbox):
+    def _schedule_self(self, delay: float, message: Any) -> None:
+        raise OverflowError("the scheduler failed")
+
+
+def test_a_timer_whose_scheduling_fails_is_not_active() -> None:
+    timers = TimerScheduler(_FailingMailbox())
+    with pytest.raises(OverflowError):
+        timers.start_single_timer("k", "m", 1.0)
     assert not timers.is_timer_active("k")
 
 
