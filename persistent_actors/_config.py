@@ -223,8 +223,8 @@ class Settings:
         key = plugin_id or DEFAULT_PLUGIN_ID
         if key in table:
             return table[key]
-        if plugin_id is not None and plugin_id in _BUILTINS[kind]:
-            return PluginConfig(kind, plugin_id, plugin_id, {})
+        # A plugin's name ("inmem", "sqlite") is no id: with no section of that id it fell back
+        # to the plugin with no settings, silently (events in memory beside a SQLite default).
         section = "persistence.journals" if kind == JOURNAL else "persistence.snapshot_stores"
         raise ConfigError(
             f"no {kind.replace('_', ' ')} named {plugin_id!r}: add a [{section}.{plugin_id}] "

@@ -103,10 +103,17 @@ def test_missing_plugin_key_means_inmem() -> None:
     assert settings.plugin(JOURNAL, None).spec == "inmem"
 
 
-def test_builtin_plugin_ids_need_no_section() -> None:
-    settings = load_settings({})
-    assert settings.plugin(JOURNAL, "sqlite").spec == "sqlite"
-    assert settings.plugin(SNAPSHOT_STORE, "inmem").spec == "inmem"
+def test_a_plugin_name_is_no_plugin_id_without_its_section() -> None:
+    # As Akka's JournalPluginId names a config path: "inmem" fell back to the in-memory plugin
+    # (events silently in memory beside a SQLite default), "sqlite" to one without a path.
+    settings = load_settings({"persistence": {"journal": {"plugin": "sqlite", "path": "x.db"}}})
+    with pytest.raises(ConfigError, match=r"no journal named 'inmem': add a "
+                                          r"\[persistence\.journals\.inmem\] section"):
+        settings.plugin(JOURNAL, "inmem")
+    with pytest.raises(ConfigError, match=r"\[persistence\.snapshot_stores\.sqlite\]"):
+        settings.plugin(SNAPSHOT_STORE, "sqlite")
+    configured = load_settings({"persistence": {"journals": {"inmem": {"plugin": "inmem"}}}})
+    assert configured.plugin(JOURNAL, "inmem").spec == "inmem"
 
 
 def test_unknown_plugin_id_names_the_section() -> None:
