@@ -275,6 +275,9 @@ def load_settings(config: Mapping[str, Any] | str | os.PathLike[str] | None) -> 
         env = os.environ.get(CONFIG_ENV_VAR)
         config = env if env else {}
     if isinstance(config, str | os.PathLike):
+        if not os.fspath(config):
+            raise ConfigError("config file path is empty: give the path of a TOML file, a "
+                              "mapping, or None for the defaults")
         path = Path(config)
         try:
             with path.open("rb") as f:
@@ -283,6 +286,12 @@ def load_settings(config: Mapping[str, Any] | str | os.PathLike[str] | None) -> 
             raise ConfigError(f"config file {str(path)!r} does not exist") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"config file {str(path)!r} is not valid TOML: {e}") from e
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"config file {str(path)!r} is not UTF-8 text, as TOML must be: "
+                              f"{e}") from e
+        except OSError as e:  # a directory, no permission
+            raise ConfigError(f"config file {str(path)!r} cannot be read: "
+                              f"{e.strerror or e}") from e
     root = _expect_table(config, "<root>")
     _check_keys(root, {"actor_system", "persistence", "sharding", "cluster"}, "")
 

@@ -152,6 +152,20 @@ def test_env_var_naming_a_missing_file(tmp_path: Path, monkeypatch: pytest.Monke
     assert str(missing) in str(info.value)
 
 
+def test_a_config_path_that_cannot_be_read_is_a_config_error_naming_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Raw IsADirectoryError / UnicodeDecodeError escaped (the latter naming no file).
+    with pytest.raises(ConfigError, match=rf"config file '{tmp_path}' cannot be read"):
+        load_settings(tmp_path)
+    with pytest.raises(ConfigError, match="config file path is empty"):
+        load_settings("")
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes('[actor_system]\nbase = "simple" # caf\xe9\n'.encode("latin-1"))
+    monkeypatch.setenv(CONFIG_ENV_VAR, str(latin))
+    with pytest.raises(ConfigError, match=rf"config file '{latin}' is not UTF-8 text"):
+        load_settings(None)
+
+
 # -- errors ----------------------------------------------------------------------------------
 def test_unknown_top_level_key() -> None:
     with pytest.raises(ConfigError) as info:
