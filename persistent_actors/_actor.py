@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from persistent_actors._compact_pickle import register_fields
 from persistent_actors._protocol import CellAddress, CellEnvelope, ShardEnvelope, new_reply
-from persistent_actors.errors import IllegalActorStateError, PersistentActorsError
+from persistent_actors.errors import ConfigError, IllegalActorStateError, PersistentActorsError
 from persistent_actors.messages import Kill, PoisonPill
+from persistent_actors.supervision import BackoffOptions
 from persistent_actors.timers import TimerScheduler
 
 if TYPE_CHECKING:
     from persistent_actors._event_stream import EventStream
-    from persistent_actors.supervision import BackoffOptions
 
 __all__ = [
     "Actor", "ActorContext", "ActorRef", "EntityRef", "ExternalSender", "HostedRef", "SystemView",
@@ -492,6 +492,18 @@ class ActorContext(ABC):
         """Put the stashed messages back in front of the mailbox (see `Actor.unstash_all`)."""
 
 
+# The largest stash a class may ask for (as the ``internal_stash_capacity`` config bound).
+MAX_STASH_CAPACITY = 100_000_000
+
+
+def check_class_int(cls: type[Any], name: str, value: Any) -> None:
+    """Raise `ConfigError` unless `value` (the class attribute `name`) is an int in range."""
+    if not isinstance(value, int) or isinstance(value, bool) or \
+            not 1 <= value <= MAX_STASH_CAPACITY:
+        raise ConfigError(f"{cls.__qualname__}.{name} must be an int in "
+                          f"1..{MAX_STASH_CAPACITY:,}, got {value!r}")
+
+
 class Actor:
     """Base class of plain (non-persistent) actors: override `on_receive`.
 
@@ -603,10 +615,15 @@ class Actor:
 
     @classmethod
     def _check_class_settings(cls) -> None:
-        """Raise `ConfigError` for a bad class-level setting; a mixin extends it.
+        """Raise `ConfigError` for a bad class-level setting; subclasses extend it.
 
-        Called by ``actor_of`` and ``entities`` before any instance is built.
+        Called by ``actor_of`` and ``entities`` before any instance is built: found later,
+        in a handler, it would fail a message (a persistent actor's after its event is stored).
         """
+        check_class_int(cls, "stash_capacity", cls.stash_capacity)
+        if cls.backoff is not None and not isinstance(cls.backoff, BackoffOptions):
+            raise ConfigError(f"{cls.__qualname__}.backoff must be None or Backoff.on_stop(...) "
+                              f"/ Backoff.on_failure(...), got {cls.backoff!r}")
 
     def pre_start(self) -> None:
         """Called after construction, before the first message."""

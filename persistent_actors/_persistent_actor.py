@@ -6,8 +6,9 @@ from abc import abstractmethod
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from persistent_actors._actor import Actor
+from persistent_actors._actor import Actor, check_class_int
 from persistent_actors._serialization import clip
+from persistent_actors.errors import ConfigError
 from persistent_actors.recovery import Recovery
 from persistent_actors.retention import RetentionCriteria, default_hook
 from persistent_actors.snapshot import SnapshotSelectionCriteria
@@ -63,6 +64,23 @@ class PersistentActor(Actor):
     internal_stash_overflow_strategy: ClassVar[StashOverflowStrategy] = (
         ThrowOverflowExceptionStrategy())
     """What happens to a message that does not fit the stash (Akka's three strategies)."""
+
+    @classmethod
+    def _check_class_settings(cls) -> None:
+        super()._check_class_settings()
+        name = cls.__qualname__
+        if cls.internal_stash_capacity is not None:
+            check_class_int(cls, "internal_stash_capacity", cls.internal_stash_capacity)
+        if not isinstance(cls.internal_stash_overflow_strategy, StashOverflowStrategy):
+            raise ConfigError(
+                f"{name}.internal_stash_overflow_strategy must be a StashOverflowStrategy "
+                "(ThrowOverflowExceptionStrategy(), DiscardToDeadLetterStrategy(), "
+                f"ReplyToStrategy(...)), got {cls.internal_stash_overflow_strategy!r}")
+        for attribute in ("journal_plugin_id", "snapshot_plugin_id"):
+            value = getattr(cls, attribute)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ConfigError(f"{name}.{attribute} must be None or the id of a configured "
+                                  f"plugin, got {value!r}")
 
     retention: ClassVar[RetentionCriteria | None] = None
     """Snapshot every N events through `snapshot_state`, keep K, optionally delete old events.

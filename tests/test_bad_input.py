@@ -14,7 +14,7 @@ import msgpack
 import pytest
 
 from journal_plugins.sqlite import SqliteJournal
-from persistent_actors import ActorSystem, Kill, PluginError, SerializationError
+from persistent_actors import ActorSystem, ConfigError, Kill, PluginError, SerializationError
 from persistent_actors._serialization import default_serializer
 from persistent_actors._thespian.loopback import free_port
 from persistent_actors.journal import AtomicWrite, PersistentRepr
@@ -196,3 +196,26 @@ def test_a_rejected_event_reaches_stderr_in_an_application_without_logging_set_u
     assert "rejected event Unregistered (sequence_nr 1) for persistence id " \
         "'basket-unregistered'" in errors
     assert "is not registered; decorate it with @persistent_actors.register" in errors
+
+
+@pytest.mark.parametrize(("attribute", "value", "expected"), [
+    ("stash_capacity", -1, r"Odd\.stash_capacity must be an int in 1\.\.100,000,000, got -1"),
+    ("stash_capacity", "5", r"stash_capacity must be an int .* got '5'"),
+    ("stash_capacity", None, r"stash_capacity must be an int .* got None"),
+    ("internal_stash_capacity", 0, r"Odd\.internal_stash_capacity must be an int .* got 0"),
+    ("internal_stash_overflow_strategy", "drop",
+     r"internal_stash_overflow_strategy must be a StashOverflowStrategy"),
+    ("journal_plugin_id", 5, r"Odd\.journal_plugin_id must be None or the id"),
+    ("snapshot_plugin_id", "", r"Odd\.snapshot_plugin_id must be None or the id"),
+    ("backoff", 3.0, r"Odd\.backoff must be None or Backoff\.on_stop"),
+])
+def test_bad_class_settings_fail_the_creation_naming_them(attribute: str, value: Any,
+                                                           expected: str) -> None:
+    # Accepted before, they failed later: a stash that always overflowed, a TypeError in the
+    # first stash naming neither the class nor the attribute, or no effect at all.
+    odd = type("Odd", (Recorder,), {"__module__": Recorder.__module__, attribute: value})
+    with ActorSystem("odd", config=system_config("simple")) as system:
+        with pytest.raises(ConfigError, match=expected):
+            system.actor_of(odd, TestProbe(system).ref)
+        with pytest.raises(ConfigError, match=expected):
+            system.entities("odd", odd, TestProbe(system).ref)
