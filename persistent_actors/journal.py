@@ -8,13 +8,16 @@ stores the same bytes and none of them ever pickles.
 from __future__ import annotations
 
 import contextvars
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, TypeVar
 
 from persistent_actors.errors import ConfigError, PluginError
 from persistent_actors.event_log import EventLog
 from persistent_actors.stored import MAX_SEQUENCE_NR, AtomicWrite, PersistentRepr, ReplayedRows
+
+T = TypeVar("T")
 
 __all__ = [
     "MAX_SEQUENCE_NR",
@@ -198,8 +201,9 @@ class Journal(ABC):
         `replay_messages` but not this method (see `replay_rows_of`).
         """
         page: list[PersistentRepr] = []
-        async for repr_ in self.replay_messages(persistence_id, from_sequence_nr,
-                                                to_sequence_nr, max_count):
+        source = _generator(self, "replay_messages", self.replay_messages(
+            persistence_id, from_sequence_nr, to_sequence_nr, max_count))
+        async for repr_ in source:
             page.append(repr_)
             if len(page) >= ROWS_PER_PAGE:
                 yield ReplayedRows.of(page)
@@ -234,6 +238,20 @@ def replay_rows_of(
     rows_owner = next(c for c in mro if "replay_rows" in c.__dict__)
     messages_owner = next(c for c in mro if "replay_messages" in c.__dict__)
     if issubclass(rows_owner, messages_owner):
-        return journal.replay_rows(persistence_id, from_sequence_nr, to_sequence_nr, max_count)
+        return _generator(journal, "replay_rows", journal.replay_rows(
+            persistence_id, from_sequence_nr, to_sequence_nr, max_count))
     return Journal.replay_rows(journal, persistence_id, from_sequence_nr, to_sequence_nr,
                                max_count)
+
+
+def _generator(journal: Journal, method: str, source: AsyncIterator[T]) -> AsyncIterator[T]:
+    """`source`, unless the plugin wrote `method` as a coroutine instead of an async generator.
+
+    ``async def`` returning a list gave "'async for' requires an object with __aiter__
+    method, got coroutine" (and a "never awaited" warning), naming neither.
+    """
+    if inspect.iscoroutine(source):
+        source.close()  # no "never awaited" warning on top
+        raise TypeError(f"{type(journal).__qualname__}.{method} must be an async generator "
+                        "(an async def that yields), not a coroutine")
+    return source

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, ClassVar
 
-from journal_plugins.inmem import InmemJournal
-from persistent_actors import Actor, ActorRef, PersistentActor, RecoveryCompleted
-from persistent_actors.journal import AtomicWrite
+from journal_plugins.inmem import InmemJournal, InmemSnapshotStore
+from persistent_actors import (
+    Actor,
+    ActorRef,
+    PersistentActor,
+    RecoveryCompleted,
+    SaveSnapshotSuccess,
+    SnapshotOffer,
+)
+from persistent_actors.journal import AtomicWrite, PersistentRepr, ReplayedRows
+from persistent_actors.snapshot import (
+    SelectedSnapshot,
+    SnapshotMetadata,
+    SnapshotSelectionCriteria,
+)
 
 
 class Counter(PersistentActor):
@@ -27,6 +39,8 @@ class Counter(PersistentActor):
         match message:
             case int():
                 self.total += message
+            case SnapshotOffer(snapshot=int(total)):
+                self.total = total
             case RecoveryCompleted():
                 self.probe.tell(("recovered", self.total, self.last_sequence_nr))
 
@@ -36,6 +50,16 @@ class Counter(PersistentActor):
                 self.persist(message, self._apply)
             case "total":
                 self.probe.tell(("total", self.total))
+            case "snap":
+                self.save_snapshot(self.total)
+            case SaveSnapshotSuccess(metadata):
+                self.probe.tell(("saved", metadata.sequence_nr))
+
+    def on_persist_failure(self, cause: BaseException, event: Any, sequence_nr: int) -> None:
+        self.probe.tell(("persist-failed", type(cause).__name__, str(cause)))
+
+    def on_recovery_failure(self, cause: BaseException, event: Any | None) -> None:
+        self.probe.tell(("recovery-failed", type(cause).__name__, str(cause)))
 
     def _apply(self, value: int) -> None:
         self.total += value
@@ -79,3 +103,81 @@ class NeverStarts(InmemJournal):
 
     async def start(self) -> None:
         await asyncio.sleep(3600)
+
+
+# -- plugins that break their contract: the runtime must say so, naming them -----------------
+class TruthyResults(InmemJournal):
+    """Stores, then answers True per write (neither None nor an exception)."""
+
+    async def write_messages(self, writes: Sequence[AtomicWrite]) -> list[BaseException | None]:
+        await super().write_messages(writes)
+        return [True] * len(writes)  # type: ignore[list-item]
+
+
+class NoResults(InmemJournal):
+    """Stores, then answers None instead of a list."""
+
+    async def write_messages(self, writes: Sequence[AtomicWrite]) -> list[BaseException | None]:
+        await super().write_messages(writes)
+        return None  # type: ignore[return-value]
+
+
+class HighestNone(InmemJournal):
+    async def read_highest_sequence_nr(self, persistence_id: str, from_sequence_nr: int) -> int:
+        return None  # type: ignore[return-value]
+
+
+class CoroutineReplay(InmemJournal):
+    """replay_messages written as a coroutine returning a list, not an async generator."""
+
+    async def replay_messages(  # type: ignore[override]
+            self, persistence_id: str, from_sequence_nr: int, to_sequence_nr: int,
+            max_count: int) -> list[PersistentRepr]:
+        return []
+
+
+class MemoryviewPayloads(InmemJournal):
+    """Replays payloads as memoryviews, as psycopg returns bytea columns."""
+
+    async def replay_rows(self, persistence_id: str, from_sequence_nr: int,
+                          to_sequence_nr: int, max_count: int) -> AsyncIterator[ReplayedRows]:
+        async for rows in super().replay_rows(persistence_id, from_sequence_nr, to_sequence_nr,
+                                              max_count):
+            yield ReplayedRows(rows.sequence_nrs, rows.manifests,
+                               [memoryview(p) for p in rows.payloads], rows.writer_uuids)  # type: ignore[misc]
+
+
+class StartRefused(InmemJournal):
+    async def start(self) -> None:
+        raise ConnectionRefusedError(111, "Connection refused")
+
+
+class DictSnapshots(InmemSnapshotStore):
+    """load returns a dict instead of a SelectedSnapshot."""
+
+    async def load(self, persistence_id: str,
+                   criteria: SnapshotSelectionCriteria) -> SelectedSnapshot | None:
+        return {"snapshot": 1}  # type: ignore[return-value]
+
+
+class OtherIdSnapshots(InmemSnapshotStore):
+    """load returns the snapshot of another id (a prefix match: 'cart-1' finds 'cart-10')."""
+
+    async def load(self, persistence_id: str,
+                   criteria: SnapshotSelectionCriteria) -> SelectedSnapshot | None:
+        found = await super().load(persistence_id, criteria)
+        if found is None:
+            return None
+        md = found.metadata
+        return SelectedSnapshot(SnapshotMetadata(md.persistence_id + "0", md.sequence_nr,
+                                                 md.timestamp), found.manifest, found.payload)
+
+
+class MemoryviewSnapshots(InmemSnapshotStore):
+    async def load(self, persistence_id: str,
+                   criteria: SnapshotSelectionCriteria) -> SelectedSnapshot | None:
+        found = await super().load(persistence_id, criteria)
+        if found is None:
+            return None
+        return SelectedSnapshot(found.metadata, found.manifest,
+                                memoryview(found.payload))  # type: ignore[arg-type]

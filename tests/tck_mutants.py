@@ -119,7 +119,57 @@ class SkipsPagesJournal(InmemJournal):
         return EventPage(page.events, page.highest_ordering, max(page.scanned_to, bound))
 
 
+class PrefixDeletingJournal(InmemJournal):
+    """Deletes every id that starts with the one asked for (``LIKE 'cart-1%'``)."""
+
+    async def delete_messages_to(self, persistence_id: str, to_sequence_nr: int) -> None:
+        for other in [pid for pid in self._logs if pid.startswith(persistence_id)]:
+            await super().delete_messages_to(other, to_sequence_nr)
+
+
+class MemoryviewJournal(InmemJournal):
+    """Replays payloads as memoryviews (a database driver's bytea): equal, but unpicklable."""
+
+    async def replay_messages(
+        self, persistence_id: str, from_sequence_nr: int, to_sequence_nr: int, max_count: int
+    ) -> AsyncIterator[PersistentRepr]:
+        async for event in super().replay_messages(persistence_id, from_sequence_nr,
+                                                   to_sequence_nr, max_count):
+            yield dataclasses.replace(event, payload=memoryview(event.payload))
+
+
 # --- broken snapshot stores -----------------------------------------------------------------
+
+
+class PrefixLoadingStore(InmemSnapshotStore):
+    """Loads from every id that starts with the one asked for (a glob over file names)."""
+
+    async def load(self, persistence_id: str,
+                   criteria: SnapshotSelectionCriteria) -> SelectedSnapshot | None:
+        found = [snapshot for pid in list(self._snapshots) if pid.startswith(persistence_id)
+                 if (snapshot := await super().load(pid, criteria)) is not None]
+        return max(found, key=lambda s: s.metadata.sequence_nr, default=None)
+
+
+class MinimumBoundsIgnoredOnDeleteStore(InmemSnapshotStore):
+    """Deletes by the criteria's maximum bounds only."""
+
+    async def delete_by_criteria(self, persistence_id: str,
+                                 criteria: SnapshotSelectionCriteria) -> None:
+        await super().delete_by_criteria(persistence_id, SnapshotSelectionCriteria(
+            max_sequence_nr=criteria.max_sequence_nr, max_timestamp=criteria.max_timestamp))
+
+
+class NewestTimestampStore(InmemSnapshotStore):
+    """Loads the newest matching snapshot instead of the one with the highest number."""
+
+    async def load(self, persistence_id: str,
+                   criteria: SnapshotSelectionCriteria) -> SelectedSnapshot | None:
+        if criteria.is_none:
+            return None
+        matching = [s for s in self._snapshots.get(persistence_id, {}).values()
+                    if criteria.matches(s.metadata)]
+        return max(matching, key=lambda s: s.metadata.timestamp, default=None)
 
 
 class ForgetsOnReopenSnapshotStore(InmemSnapshotStore):

@@ -313,6 +313,16 @@ def test_the_kit_refuses_a_reject_outside_writes(kit: Kit) -> None:
         kit.kit.journal.on_recovery(Reject())
 
 
+def test_the_kit_on_a_system_without_the_test_plugins_says_what_to_configure(
+        system: ActorSystem) -> None:
+    kit = PersistenceTestKit(system)
+    with pytest.raises(ConfigError, match=r"needs the journal 'default' to be persistent_actors"
+                                          r"\.testing:TestJournal"):
+        kit.journal.on_write(Fail())
+    with pytest.raises(ConfigError, match=r"snapshot store 'default' to be .*TestSnapshotStore"):
+        kit.snapshots.on_load(Fail())
+
+
 async def test_an_undecodable_snapshot_at_sequence_nr_0_falls_back_to_a_full_replay(
         base: str, tmp_path: Path) -> None:
     # Defect 1: a snapshot saved before any event (sequence number 0) whose payload no longer

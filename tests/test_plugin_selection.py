@@ -146,3 +146,104 @@ def test_a_plugin_whose_start_never_returns_fails_its_actors_not_the_system(
         system.actor_of(Counter, "plain", probe.ref).tell(3)  # the default journal works
         assert probe.expect_msg(timeout=10) == ("recovered", 0, 0)
         assert probe.expect_msg(timeout=10) == ("persisted", 3, 1)
+
+
+def _plugins(base: str, journal: str, snapshots: str = "inmem") -> dict[str, object]:
+    return system_config(base, journal={"plugin": f"tests.plugin_actors:{journal}"},
+                         snapshot_store={"plugin": snapshots if snapshots == "inmem" else
+                                         f"tests.plugin_actors:{snapshots}"})
+
+
+@pytest.mark.parametrize(("journal", "expected"), [
+    # A True taken for a rejection: the live state lacked an event that was stored.
+    ("TruthyResults", "TruthyResults.write_messages returned True for write 0: expected None "
+                      "(stored) or an exception (rejected)"),
+    ("NoResults", "NoResults.write_messages returned NoneType: expected a list of one result "
+                  "per write"),
+])
+def test_a_journal_answering_writes_out_of_contract_fails_the_persist_naming_it(
+        base: str, journal: str, expected: str) -> None:
+    with ActorSystem("contract", config=_plugins(base, journal)) as system:
+        probe = TestProbe(system)
+        counter = system.actor_of(Counter, "c", probe.ref)
+        assert probe.expect_msg(timeout=10) == ("recovered", 0, 0)
+        counter.tell(5)
+        assert probe.expect_msg(timeout=10) == ("persist-failed", "JournalError", expected)
+
+
+@pytest.mark.parametrize(("journal", "expected"), [
+    ("HighestNone", ("JournalError", "HighestNone.read_highest_sequence_nr returned None: "
+                                     "expected an int >= 0")),
+    ("CoroutineReplay", ("TypeError", "CoroutineReplay.replay_messages must be an async "
+                                      "generator (an async def that yields), not a coroutine")),
+])
+def test_a_journal_replaying_out_of_contract_fails_the_recovery_naming_it(
+        base: str, journal: str, expected: tuple[str, str]) -> None:
+    with ActorSystem("contract", config=_plugins(base, journal)) as system:
+        probe = TestProbe(system)
+        counter = system.actor_of(Counter, "c", probe.ref)
+        if journal == "CoroutineReplay":  # replayed once there is an event
+            assert probe.expect_msg(timeout=10) == ("recovered", 0, 0)
+            counter.tell(2)
+            assert probe.expect_msg(timeout=10) == ("persisted", 2, 1)
+            system.stop(counter)
+            system.actor_of(Counter, "c", probe.ref)
+        assert probe.expect_msg(timeout=10) == ("recovery-failed", *expected)
+        probe.expect_no_msg(0.3)
+
+
+@pytest.mark.parametrize(("journal", "snapshots"), [("MemoryviewPayloads", "inmem"),
+                                                    ("InmemJournal", "MemoryviewSnapshots")])
+def test_payloads_a_driver_returns_as_memoryviews_recover(base: str, journal: str,
+                                                           snapshots: str) -> None:
+    # On multiproc-tcp a memoryview does not pickle: the replay or the snapshot never reached
+    # the actor, whose recovery timed out naming no cause.
+    journal_spec = "tests.plugin_actors:MemoryviewPayloads" if journal != "InmemJournal" \
+        else "inmem"
+    config = system_config(base, journal={"plugin": journal_spec},
+                           snapshot_store={"plugin": snapshots if snapshots == "inmem" else
+                                           f"tests.plugin_actors:{snapshots}"})
+    with ActorSystem("views", config=config) as system:
+        probe = TestProbe(system)
+        counter = system.actor_of(Counter, "c", probe.ref)
+        assert probe.expect_msg(timeout=10) == ("recovered", 0, 0)
+        counter.tell(3)
+        assert probe.expect_msg(timeout=10) == ("persisted", 3, 1)
+        counter.tell("snap")
+        assert probe.expect_msg(timeout=10) == ("saved", 1)
+        counter.tell(4)
+        assert probe.expect_msg(timeout=10) == ("persisted", 4, 2)
+        system.stop(counter)
+        system.actor_of(Counter, "c", probe.ref)
+        assert probe.expect_msg(timeout=10) == ("recovered", 7, 2)
+
+
+@pytest.mark.parametrize(("snapshots", "expected"), [
+    ("DictSnapshots", "DictSnapshots.load returned dict: expected a SelectedSnapshot or None"),
+    ("OtherIdSnapshots", "OtherIdSnapshots.load returned a snapshot of 'c0' for 'c'"),
+])
+def test_a_snapshot_store_loading_out_of_contract_fails_the_recovery_once(
+        base: str, snapshots: str, expected: str) -> None:
+    # A dict made the actor raise on it and restart in a tight loop, for ever.
+    config = _plugins(base, "InmemJournal", snapshots)
+    config["persistence"]["journal"] = {"plugin": "inmem"}  # type: ignore[index]
+    with ActorSystem("contract", config=config) as system:
+        probe = TestProbe(system)
+        counter = system.actor_of(Counter, "c", probe.ref)
+        if snapshots == "OtherIdSnapshots":  # loads a snapshot once one is saved
+            assert probe.expect_msg(timeout=10) == ("recovered", 0, 0)
+            counter.tell("snap")
+            assert probe.expect_msg(timeout=10) == ("saved", 0)
+            system.stop(counter)
+            system.actor_of(Counter, "c", probe.ref)
+        what, kind, cause = probe.expect_msg(timeout=10)
+        assert (what, kind) == ("recovery-failed", "PluginError")
+        assert expected in cause
+        probe.expect_no_msg(0.5)
+
+
+def test_a_plugin_whose_start_raises_fails_with_a_plugin_error_naming_it(base: str) -> None:
+    with pytest.raises(PluginError, match=r"journal 'default' \(plugin 'tests\.plugin_actors:"
+                                          r"StartRefused'\) failed to start: "
+                                          r"ConnectionRefusedError: .*Connection refused"):
+        ActorSystem("refused", config=_plugins(base, "StartRefused"))

@@ -52,6 +52,15 @@ MUTANTS = [
     ("snapshot_store_spec(TimestampIgnoredUnderSequenceBoundStore)",
      "test_timestamp_bound_holds_under_a_sequence_nr_bound"),
     ("snapshot_store_spec(MillisecondTimestampStore)", "test_metadata_round_trips"),
+    ("journal_spec(PrefixDeletingJournal)",
+     "test_deleting_an_id_spares_the_ids_it_is_a_prefix_of"),
+    ("journal_spec(MemoryviewJournal)", "test_replay_all_messages"),
+    ("snapshot_store_spec(PrefixLoadingStore)",
+     "test_an_id_never_sees_the_snapshots_of_ids_it_is_a_prefix_of"),
+    ("snapshot_store_spec(MinimumBoundsIgnoredOnDeleteStore)",
+     "test_delete_by_criteria_keeps_what_is_below_its_minimum_bounds"),
+    ("snapshot_store_spec(NewestTimestampStore)",
+     "test_latest_is_the_highest_sequence_nr_not_the_newest_timestamp"),
 ]
 
 

@@ -50,7 +50,7 @@ from persistent_actors.messages import (
     SaveSnapshotFailure,
     SaveSnapshotSuccess,
 )
-from persistent_actors.snapshot import SnapshotStore
+from persistent_actors.snapshot import SelectedSnapshot, SnapshotStore
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -223,9 +223,7 @@ def write_batch(run: Callable[[Coroutine[Any, Any, Any]], Any], journal: Journal
     if writes and journal is not None:
         try:
             results = run(journal.write_messages(writes))
-            if len(results) != len(writes):
-                failure = JournalError(
-                    f"journal returned {len(results)} results for {len(writes)} writes")
+            failure = _bad_write_results(journal, results, len(writes))
         except Exception as e:  # noqa: BLE001 - a failed batch fails every write in it
             failure = e
     elif writes:
@@ -261,6 +259,74 @@ def write_batch(run: Callable[[Coroutine[Any, Any, Any]], Any], journal: Journal
         assert journal is not None  # noqa: S101 - results come from it
         written(journal)
     return answers
+
+
+def _bad_write_results(journal: Journal, results: Any, writes: int) -> JournalError | None:
+    """The contract error in what `write_messages` returned, or None.
+
+    One result per write, each None (stored) or an exception (rejected): a True taken for a
+    rejection left the actor's state without an event that was stored (and replayed).
+    """
+    name = f"{type(journal).__qualname__}.write_messages"
+    if not isinstance(results, list | tuple):
+        return JournalError(f"{name} returned {type(results).__name__}: expected a list of one "
+                            "result per write")
+    if len(results) != writes:
+        return JournalError(f"journal returned {len(results)} results for {writes} writes")
+    if results.count(None) != writes:
+        for index, result in enumerate(results):
+            if result is not None and not isinstance(result, BaseException):
+                return JournalError(
+                    f"{name} returned {result!r} for write {index}: expected None (stored) "
+                    "or an exception (rejected)")
+    return None
+
+
+def _check_highest(journal: Journal, highest: Any) -> int:
+    if not isinstance(highest, int) or isinstance(highest, bool) or highest < 0:
+        raise JournalError(f"{type(journal).__qualname__}.read_highest_sequence_nr returned "
+                           f"{highest!r}: expected an int >= 0")
+    return highest
+
+
+def _as_bytes(payload: Any, what: str) -> bytes:
+    if type(payload) is bytes:
+        return payload
+    if isinstance(payload, bytes | bytearray | memoryview):
+        return bytes(payload)  # a driver's memoryview (psycopg's bytea) does not pickle
+    raise PluginError(f"{what} returned a payload of type {type(payload).__name__}: "
+                      "expected bytes")
+
+
+def _bytes_rows(journal: Journal, rows: Any) -> ReplayedRows:
+    """`rows` with payloads as bytes (they travel pickled to the recovering actor)."""
+    if not isinstance(rows, ReplayedRows):
+        raise PluginError(f"{type(journal).__qualname__}.replay_rows yielded "
+                          f"{type(rows).__name__}: expected ReplayedRows")
+    payloads = rows.payloads
+    if payloads and type(payloads[0]) is bytes and type(payloads[-1]) is bytes:
+        return rows  # the usual: a plugin's column is all of one type
+    what = f"{type(journal).__qualname__}.replay_rows"
+    return ReplayedRows(rows.sequence_nrs, rows.manifests,
+                        [_as_bytes(payload, what) for payload in payloads], rows.writer_uuids)
+
+
+def _checked_snapshot(store: SnapshotStore, request: p.LoadSnapshot,
+                      selected: Any) -> SelectedSnapshot | None:
+    """What `load` returned, checked: None or a snapshot of the requested id, bytes payload."""
+    name = f"{type(store).__qualname__}.load"
+    if selected is None:
+        return None
+    if not isinstance(selected, SelectedSnapshot):
+        raise PluginError(f"{name} returned {type(selected).__name__}: expected a "
+                          "SelectedSnapshot or None")
+    if selected.metadata.persistence_id != request.persistence_id:
+        raise PluginError(f"{name} returned a snapshot of {selected.metadata.persistence_id!r} "
+                          f"for {request.persistence_id!r}")
+    if type(selected.payload) is not bytes:
+        return SelectedSnapshot(selected.metadata, selected.manifest,
+                                _as_bytes(selected.payload, name))
+    return selected
 
 
 @overload
@@ -302,12 +368,18 @@ PLUGIN_START_TIMEOUT = 50.0
 
 
 async def _started_within(plugin: Any, start: p.StartPlugin, timeout: float) -> None:
+    kind = start.kind.replace("_", " ")
     try:
         await asyncio.wait_for(plugin.start(), timeout)
     except TimeoutError:
-        kind = start.kind.replace("_", " ")
         raise PluginError(f"{kind} {start.plugin_id!r} (plugin {start.spec!r}) did not start "
                           f"within {timeout:g} s") from None
+    except PluginError:
+        raise
+    except Exception as e:
+        # A bare ConnectionRefusedError said nothing of which store could not start.
+        raise PluginError(f"{kind} {start.plugin_id!r} (plugin {start.spec!r}) failed to "
+                          f"start: {type(e).__name__}: {e}") from e
 
 
 def close_plugin(plugin: Journal | SnapshotStore | None, loop: _PluginLoop, name: str) -> None:
@@ -494,7 +566,8 @@ class PluginHost(FrameBatching, ThespianActor):  # type: ignore[misc]
                 self.send(sender, reply)
             case p.LoadSnapshot() if snapshots is not None:
                 try:
-                    selected = self._run(snapshots.load(message.persistence_id, message.criteria))
+                    selected = _checked_snapshot(snapshots, message, self._run(
+                        snapshots.load(message.persistence_id, message.criteria)))
                     reply = p.LoadSnapshotResult(selected, message.to_sequence_nr,
                                                  message.actor_instance_id)
                 except Exception as e:  # noqa: BLE001 - reported to the actor
@@ -528,8 +601,8 @@ class PluginHost(FrameBatching, ThespianActor):  # type: ignore[misc]
         instance = request.actor_instance_id
         chunks = 0
         try:
-            highest = self._run(journal.read_highest_sequence_nr(
-                request.persistence_id, max(0, request.from_sequence_nr - 1)))
+            highest = _check_highest(journal, self._run(journal.read_highest_sequence_nr(
+                request.persistence_id, max(0, request.from_sequence_nr - 1))))
             to = min(request.to_sequence_nr, highest)
             if to > 0 and request.from_sequence_nr <= to and request.max_count > 0:
                 source = replay_rows_of(journal, request.persistence_id,
@@ -538,7 +611,8 @@ class PluginHost(FrameBatching, ThespianActor):  # type: ignore[misc]
                     # One chunk per page, the columns as the plugin returned them; a page
                     # larger than `REPLAY_CHUNK` (a plugin's `replay_page_size` may be up to
                     # a million) is split, so no one message carries an unbounded history.
-                    while (rows := self._run(_next_page(source))) is not None:
+                    while (page := self._run(_next_page(source))) is not None:
+                        rows = _bytes_rows(journal, page)
                         for start in range(0, len(rows), REPLAY_CHUNK):
                             chunk = rows if len(rows) <= REPLAY_CHUNK else rows.slice(
                                 start, start + REPLAY_CHUNK)

@@ -161,6 +161,12 @@ class JournalSpec:
         pages = [page async for page in replay_rows_of(
             journal, pid, from_sequence_nr, to_sequence_nr, max_count)]
         assert all(len(page) for page in pages), "replay_rows yielded an empty page"
+        # Exactly bytes: a driver's memoryview compares equal, but does not pickle to the
+        # process of the recovering actor (multiproc-tcp).
+        assert all(type(e.payload) is bytes for e in events), \
+            "replay_messages must yield payloads of type bytes (convert a memoryview)"
+        assert all(type(payload) is bytes for page in pages for payload in page.payloads), \
+            "replay_rows must yield payloads of type bytes (convert a memoryview)"
         rows = [row for page in pages for row in zip(
             page.sequence_nrs, page.manifests, page.payloads, page.writer_uuids, strict=True)]
         assert rows == [(e.sequence_nr, e.manifest, e.payload, e.writer_uuid) for e in events], \
@@ -432,6 +438,20 @@ class JournalSpec:
         assert await self.replayed_nrs(journal, pid) == [1, 2, 3, 4, 5]
         assert await self.highest(journal, pid) == 5
 
+    async def test_deleting_an_id_spares_the_ids_it_is_a_prefix_of(
+        self, journal: Journal, pid: str
+    ) -> None:
+        """Deleting ``cart-1`` leaves ``cart-10``: ids match exactly, never as prefixes."""
+        longer = [pid + "0", pid + "-1", pid + " "]
+        for other in longer:
+            writes = [_write(other, "w", nr) for nr in (1, 2, 3)]
+            assert await journal.write_messages(writes) == [None] * len(writes)
+        await journal.delete_messages_to(pid, MAX_SEQUENCE_NR)
+        assert await self.replayed_nrs(journal, pid) == []
+        for other in longer:
+            assert await self.replayed_nrs(journal, other) == [1, 2, 3]
+            assert await self.highest(journal, other) == 3
+
     async def test_write_after_deleting_everything_continues(
         self, journal: Journal, pid: str, writer_uuid: str
     ) -> None:
@@ -470,6 +490,8 @@ class JournalSpec:
             journal, many, 1, MAX_SEQUENCE_NR, MAX_SEQUENCE_NR)]
         assert [nr for page in pages for nr in page.sequence_nrs] == list(range(1, count + 1))
         assert all(len(page) for page in pages), "replay_rows yielded an empty page"
+        assert all(type(payload) is bytes for page in pages for payload in page.payloads), \
+            "replay_rows must yield payloads of type bytes (convert a memoryview)"
         half = count // 2
         window = await self.replayed_nrs(journal, many, half, MAX_SEQUENCE_NR, count // 4)
         assert window == list(range(half, half + count // 4))

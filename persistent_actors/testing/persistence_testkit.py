@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from persistent_actors._config import JOURNAL, SNAPSHOT_STORE, resolve_plugin
 from persistent_actors._serialization import default_serializer
-from persistent_actors.errors import ConfigError, JournalError, SnapshotStoreError
+from persistent_actors.errors import ConfigError, JournalError, PluginError, SnapshotStoreError
 from persistent_actors.journal import AtomicWrite, Journal, PersistentRepr
 from persistent_actors.snapshot import (
     SelectedSnapshot,
@@ -372,8 +372,18 @@ class _PluginControls:
         if isinstance(behaviour, Fail | Reject) and _filtered(behaviour):
             modules = tuple(sorted({cls.__module__ for cls in default_serializer.registered()
                                     if cls.__module__ not in ("__main__", "builtins")}))
-        self._system.plugin_command(self._kind, SetBehaviour(operation, behaviour, modules),
-                                    self._plugin_id)
+        try:
+            self._system.plugin_command(self._kind, SetBehaviour(operation, behaviour, modules),
+                                        self._plugin_id)
+        except PluginError as e:
+            if "accepts no plugin commands" not in str(e):
+                raise
+            test_plugin = "TestJournal" if self._kind == JOURNAL else "TestSnapshotStore"
+            raise ConfigError(
+                f"the persistence test kit needs the {self._kind.replace('_', ' ')} "
+                f"{self._plugin_id or 'default'!r} to be persistent_actors.testing:"
+                f"{test_plugin} (plugin = \"persistent_actors.testing:{test_plugin}\", "
+                f"optionally wrapping another with wrapped = {{ plugin = ... }}): {e}") from e
         def restore() -> None:
             self._set(operation, Pass())
 
