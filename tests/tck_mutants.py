@@ -135,7 +135,7 @@ class MemoryviewJournal(InmemJournal):
     ) -> AsyncIterator[PersistentRepr]:
         async for event in super().replay_messages(persistence_id, from_sequence_nr,
                                                    to_sequence_nr, max_count):
-            yield dataclasses.replace(event, payload=memoryview(event.payload))
+            yield dataclasses.replace(event, payload=memoryview(event.payload))  # type: ignore[arg-type]
 
 
 # --- broken snapshot stores -----------------------------------------------------------------
