@@ -3,10 +3,10 @@
 A projection reads a query from the offset it stored last, calls a handler for each envelope,
 and stores the offset after it, so a restarted projection goes on where it stopped::
 
-    store = SqliteOffsetStore("read-model.db")
-    projection = Projection(
-        "apm", lambda offset: journal.events_by_tag("game", offset), count_action, store)
-    await projection.run()          # returns when the query ends; cancel it to stop a live one
+    async with SqliteOffsetStore("read-model.db") as store:   # closed when the block ends
+        projection = Projection(
+            "apm", lambda offset: journal.events_by_tag("game", offset), count_action, store)
+        await projection.run()      # returns when the query ends; cancel it to stop a live one
 
 * `Projection` is **at-least-once**: the offset is stored after each batch of handled
   envelopes, so after a crash the envelopes handled since the last stored offset are handled
@@ -31,6 +31,7 @@ import functools
 import inspect
 import logging
 import sqlite3
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -157,13 +158,35 @@ class SqliteOffsetStore(OffsetStore):
         self._busy_timeout = busy_timeout
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
+        # Several projections starting together on one store: one opens the connection. Each
+        # opening its own set WAL mode at once, which needs the file to itself and fails at
+        # once ("database is locked", no busy wait).
+        self._opening = asyncio.Lock()
 
     async def connection(self) -> aiosqlite.Connection:
-        """The store's connection (autocommit mode), opened and set up on first use."""
+        """The store's connection (autocommit mode), opened and set up on first use.
+
+        Raises:
+            ProjectionError: the file cannot be opened or is not a SQLite database.
+
+        """
         if self._db is not None:
             return self._db
+        async with self._opening:
+            if self._db is None:
+                self._db = await self._open()
+            return self._db
+
+    async def _open(self) -> aiosqlite.Connection:
+        connecting = aiosqlite.connect(self.path, isolation_level=None)
+        # Its worker thread as a daemon: a store nobody closed (a script that ends, a
+        # projection that crashed) kept the process from exiting, for ever. What it stored is
+        # committed; an open transaction is rolled back by SQLite.
+        thread = getattr(connecting, "_thread", connecting)
+        if isinstance(thread, threading.Thread):
+            thread.daemon = True
         try:
-            db = await aiosqlite.connect(self.path, isolation_level=None)
+            db = await connecting
         except sqlite3.Error as e:
             raise ProjectionError(f"cannot open offset store {str(self.path)!r}: {e}") from e
         try:
@@ -172,13 +195,12 @@ class SqliteOffsetStore(OffsetStore):
             await db.execute("PRAGMA journal_mode = WAL")
             await db.execute(f"PRAGMA synchronous = {self._synchronous}")
             await db.execute(_SCHEMA)
+        except sqlite3.Error as e:
+            await db.close()
+            raise ProjectionError(f"cannot use offset store {str(self.path)!r}: {e}") from e
         except BaseException:
             await db.close()
             raise
-        if self._db is not None:  # another caller connected meanwhile: keep one connection
-            await db.close()
-            return self._db
-        self._db = db
         return db
 
     @contextlib.asynccontextmanager
@@ -219,6 +241,13 @@ class SqliteOffsetStore(OffsetStore):
         db, self._db = self._db, None
         if db is not None:
             await db.close()
+
+    async def __aenter__(self) -> SqliteOffsetStore:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
 
 
 # -- error handling ---------------------------------------------------------------------------
@@ -358,7 +387,7 @@ class _Runner(ABC, Generic[H]):
                     raise ProjectionError(
                         f"projection {self.projection_id!r}: its source yielded a "
                         f"{type(item).__name__}, not an EventEnvelope (a projection reads "
-                        "events_by_tag, all_events or events_by_persistence_id)")
+                        "events_by_tag or all_events from the offset it is given)")
                 if item is _END:
                     return
                 if isinstance(item, _SourceFailed):

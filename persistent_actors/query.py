@@ -26,6 +26,7 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import math
+import sys
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import (
@@ -523,7 +524,9 @@ class SyncReadJournal:
                     raise
                 yield item
         finally:
-            if hasattr(source, "aclose") and not self._closing:
+            # At interpreter exit (an iterator still held by a variable is finalized then) the
+            # loop thread runs no more: waiting for it hung the exit for ever.
+            if hasattr(source, "aclose") and not self._closing and not sys.is_finalizing():
                 self._run(_aclose_when_idle(source))
 
     def current_events_by_persistence_id(self, persistence_id: str, from_sequence_nr: int = 0,
