@@ -51,6 +51,7 @@ from persistent_actors.messages import (
 from persistent_actors.recovery import Recovery
 from persistent_actors.retention import RetentionCriteria, retention_of
 from persistent_actors.snapshot import SnapshotMetadata, SnapshotSelectionCriteria
+from persistent_actors.stored import unstorable
 from persistent_actors.supervision import (
     DiscardToDeadLetterStrategy,
     ReplyToStrategy,
@@ -1092,19 +1093,16 @@ del _probe
 
 
 def _check_encodable(manifest: str, tags: tuple[str, ...]) -> None:
-    r"""Raise `SerializationError` unless every stored string is valid UTF-8 text.
+    r"""Raise `SerializationError` unless every stored string is text a journal stores.
 
     A str may hold lone surrogates (``"x\udc80"``, which a JSON body can carry) that no
     database can store: checked here, the write is rejected alone, the same way on every
     plugin, instead of failing the whole group commit inside the journal's transaction.
     """
     for text in (manifest, *tags):
-        if not text.isascii():
-            try:
-                text.encode()
-            except UnicodeEncodeError as e:
-                raise SerializationError(
-                    f"cannot store {text[:80]!r}: not valid UTF-8 text ({e.reason})") from None
+        reason = unstorable(text)
+        if reason is not None:
+            raise SerializationError(f"cannot store {text[:80]!r}: {reason}")
 
 
 def _check_sequence_nr(name: str, value: int) -> None:

@@ -10,19 +10,18 @@ from typing import Any
 
 from persistent_actors._actor import Actor, EntityRef, ExternalSender
 from persistent_actors._sharding import host_of_shard, shard_of
+from persistent_actors.stored import unstorable
 
 __all__ = ["EntityRegion", "shard_of"]
 
 
 def check_entity_id(entity_id: Any) -> str:
-    """Return `entity_id` if it is a non-empty str of valid UTF-8 text; raise otherwise."""
+    """Return `entity_id` if it is a non-empty str a journal can store; raise otherwise."""
     if not isinstance(entity_id, str) or not entity_id:
         raise ValueError(f"an entity id must be a non-empty str, got {entity_id!r}")
-    if not entity_id.isascii():
-        try:
-            entity_id.encode()
-        except UnicodeEncodeError:
-            raise ValueError(f"entity id {entity_id[:80]!r} is not valid UTF-8 text") from None
+    reason = unstorable(entity_id)
+    if reason is not None:
+        raise ValueError(f"entity id {entity_id[:80]!r} cannot be stored: {reason}")
     return entity_id
 
 

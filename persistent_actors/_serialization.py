@@ -26,6 +26,7 @@ from typing import Any, Final, Protocol, TypeVar, overload
 import msgpack
 
 from persistent_actors.errors import SerializationError
+from persistent_actors.stored import unstorable
 
 __all__ = ["Serializer", "default_serializer", "register"]
 
@@ -596,11 +597,10 @@ def _check_manifest(cls: type[Any], what: str, name: object) -> None:
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"{what} of {cls.__qualname__} must be a non-empty string, "
                          f"got {clip(repr(name))}")
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
+    reason = unstorable(name)
+    if reason is not None:
         raise ValueError(f"{what} of {cls.__qualname__} must be text a journal can store, "
-                         f"got {clip(repr(name))} (a lone surrogate)") from None
+                         f"got {clip(repr(name))}: {reason}")
 
 
 def _check_rebuildable(cls: type[Any]) -> None:

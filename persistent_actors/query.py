@@ -45,7 +45,7 @@ from persistent_actors.adapters import EventAdapters, event_adapters_for
 from persistent_actors.errors import PluginError
 from persistent_actors.event_log import EventLog, EventPage, PersistenceIdPage, StoredEvent
 from persistent_actors.journal import Journal
-from persistent_actors.stored import MAX_SEQUENCE_NR
+from persistent_actors.stored import MAX_SEQUENCE_NR, unstorable
 
 if TYPE_CHECKING:
     import os
@@ -234,13 +234,11 @@ def _check_pid(persistence_id: Any) -> None:
 
 
 def _check_text(name: str, text: str) -> None:
-    """Refuse a str no journal stores (a lone surrogate), the same way on every plugin."""
-    if not text.isascii():
-        try:
-            text.encode()
-        except UnicodeEncodeError:
-            raise ValueError(f"{name} {text[:80]!r} is not valid UTF-8 text (no event can "
-                             "have it)") from None
+    """Refuse a str no journal stores (`unstorable`), the same way on every plugin."""
+    reason = unstorable(text)
+    if reason is not None:
+        raise ValueError(f"{name} {text[:80]!r} cannot be stored ({reason}): no event can "
+                         "have it")
 
 
 def _check_nr(name: str, value: Any) -> None:

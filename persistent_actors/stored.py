@@ -11,7 +11,24 @@ from typing import Final
 
 from persistent_actors._compact_pickle import compact_all
 
-__all__ = ["MAX_SEQUENCE_NR", "AtomicWrite", "PersistentRepr", "ReplayedRows"]
+__all__ = ["MAX_SEQUENCE_NR", "AtomicWrite", "PersistentRepr", "ReplayedRows", "unstorable"]
+
+
+def unstorable(text: str) -> str | None:
+    r"""Why no journal can store `text` (an id, a tag, a manifest), or None if every one can.
+
+    A lone surrogate (``"x\udc80"``, which a JSON body can carry) is not UTF-8; a NUL
+    character is refused by PostgreSQL's text columns. Refused the same way on every plugin,
+    so an application does not work on SQLite and fail on PostgreSQL.
+    """
+    if "\x00" in text:
+        return "it holds a NUL character (\\x00), which PostgreSQL cannot store"
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError as e:
+            return f"not valid UTF-8 text ({e.reason})"
+    return None
 
 # Largest sequence number; also what "no upper bound" means (fits SQLite's signed 64-bit INTEGER).
 MAX_SEQUENCE_NR: Final = 2**63 - 1

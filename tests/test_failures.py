@@ -371,12 +371,14 @@ def test_a_restart_whose_post_restart_raises_stops_the_actor(kit: Kit) -> None:
     assert kit.probe.expect_msg(timeout=10) == ("recovered", 0, 0)
 
 
+@pytest.mark.parametrize("tag", ["x\udc80", "x\x00y"], ids=["surrogate", "nul"])
 @pytest.mark.parametrize("plugin", ["inmem", "sqlite"])
 def test_a_write_that_cannot_be_encoded_is_rejected_alone(
-        base: str, tmp_path: Path, plugin: str) -> None:
+        base: str, tmp_path: Path, plugin: str, tag: str) -> None:
     # Defect 2: a lone surrogate in a tag made SQLite raise UnicodeEncodeError inside the
     # batch transaction, failing (and stopping) every writer of the batch; in memory it was
     # stored. Now it is rejected before the journal, on every plugin, and the rest commits.
+    # A NUL was stored by SQLite and in memory, and refused by PostgreSQL: refused everywhere.
     journal: dict[str, Any] = {"plugin": plugin}
     if plugin == "sqlite":
         journal["path"] = str(tmp_path / "events.db")
@@ -384,7 +386,7 @@ def test_a_write_that_cannot_be_encoded_is_rejected_alone(
         probe = TestProbe(system)
         actor = system.actor_of(TaggingReporter, "p", probe.ref)
         assert probe.expect_msg(timeout=10) == ("recovered", 0, 0)
-        actor.tell(TaggedPair("x\udc80"))
+        actor.tell(TaggedPair(tag))
         assert probe.expect_msg(timeout=10) == ("persisted", 1, 1)
         assert probe.expect_msg(timeout=10) == ("rejected", "SerializationError", "Tagged", 2)
         actor.tell(5)  # the actor goes on
@@ -395,9 +397,13 @@ def test_a_write_that_cannot_be_encoded_is_rejected_alone(
         assert probe.expect_msg(timeout=10) == ("recovered", 6, 3)
 
 
-def test_a_persistence_id_that_cannot_be_encoded_fails_creation(kit: Kit) -> None:
-    with pytest.raises(ActorInitializationError, match=r"persistence_id.*not valid UTF-8"):
-        kit.start(pid="p\udc80")
+@pytest.mark.parametrize(("pid", "reason"), [("p\udc80", "not valid UTF-8"),
+                                             ("p\x00", "NUL character")])
+def test_a_persistence_id_that_cannot_be_encoded_fails_creation(kit: Kit, pid: str,
+                                                                reason: str) -> None:
+    with pytest.raises(ActorInitializationError, match=rf"persistence_id.*cannot be stored: "
+                                                       rf".*{reason}"):
+        kit.start(pid=pid)
     kit.probe.expect_no_msg(0.3)  # never recovered, never wrote
 
 

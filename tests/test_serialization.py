@@ -888,7 +888,7 @@ def test_a_subclass_of_a_stored_stdlib_type_is_refused_not_stored_as_its_base() 
         *default_serializer.to_binary(dt.datetime(2026, 1, 1))) == dt.datetime(2026, 1, 1)
 
 
-@pytest.mark.parametrize("manifest", ["   ", "x\udc80"])
+@pytest.mark.parametrize("manifest", ["   ", "x\udc80", "x\x00"])
 def test_a_manifest_no_journal_can_store_is_refused(manifest: str) -> None:
     with pytest.raises(ValueError, match="manifest of Decorated must be"):
         Serializer().register(Decorated, manifest)

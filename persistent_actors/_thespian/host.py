@@ -64,6 +64,7 @@ from persistent_actors.errors import (
     StashOverflowError,
 )
 from persistent_actors.messages import DeadLetter, Kill, PoisonPill, Terminated
+from persistent_actors.stored import unstorable
 from persistent_actors.supervision import BackoffOptions
 from persistent_actors.timers import NOT_ACTIVE
 
@@ -596,13 +597,11 @@ class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
                 raise ActorInitializationError(
                     f"{cls.__module__}.{cls.__qualname__} has no persistence_id: set a class "
                     f"attribute or a property returning a non-empty str (got {pid!r})")
-            if not pid.isascii():
-                try:
-                    pid.encode()
-                except UnicodeEncodeError:
-                    raise ActorInitializationError(
-                        f"{cls.__qualname__}: persistence_id {pid[:80]!r} is not valid UTF-8 "
-                        "text (a lone surrogate?); no journal can store it") from None
+            reason = unstorable(pid)
+            if reason is not None:
+                raise ActorInitializationError(
+                    f"{cls.__qualname__}: persistence_id {pid[:80]!r} cannot be stored: "
+                    f"{reason}")
             es.persistence_id = pid
         self._actor = actor
         self._es = es
