@@ -316,6 +316,8 @@ class SystemInfo:
     recovery_event_timeout: float = 30.0
     internal_stash_capacity: int = 100_000
     replay_filter: ReplayFilterSettings = dataclasses.field(default_factory=ReplayFilterSettings)
+    # multiproc-tcp: the session of the system's processes (lifetime.reap_session), or None.
+    session_id: int | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

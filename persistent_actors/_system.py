@@ -25,7 +25,11 @@ from persistent_actors._thespian.frame_auth import secure_transport
 from persistent_actors._thespian.guardian import Guardian
 from persistent_actors._thespian.ingress import Ingress
 from persistent_actors._thespian.lazy_identify import lazy_identify
-from persistent_actors._thespian.lifetime import OwnerProcess, install_sigterm_exit
+from persistent_actors._thespian.lifetime import (
+    OwnerProcess,
+    install_sigterm_exit,
+    reap_session,
+)
 from persistent_actors._thespian.loopback import (
     bind_where_advertised,
     free_port,
@@ -197,6 +201,15 @@ class ActorSystem:
         """Stop every actor and the thespian system; idempotent. No process is left behind."""
         if self._endpoint.shutdown():
             _live.discard(self)
+            info: p.SystemInfo | None = getattr(self, "_info", None)
+            if info is not None and info.session_id is not None:
+                # A process stuck in a handler never exits on thespian's request: killed
+                # after REAP_GRACE, so no process (and no admin port) outlives the system.
+                reaped = reap_session(info.session_id)
+                if reaped:
+                    log.warning("actor system %r: %d process(es) did not exit on shutdown "
+                                "(a handler or plugin call still running?); killed",
+                                self.name, len(reaped))
         routes, self._routes = self._routes, None
         if routes is not None:
             routes.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import time
 from typing import Any
 
 from persistent_actors import (
@@ -407,3 +408,10 @@ class StackProbe(Actor):
         while frame is not None and frame.f_code is not roomy:
             frame = frame.f_back  # type: ignore[assignment]
         self.sender.tell(frame is not None)
+
+
+class Stuck(Actor):
+    """Sleeps as many seconds as it is told, in its handler (a call that hangs)."""
+
+    def on_receive(self, message: Any) -> None:
+        time.sleep(message)

@@ -177,3 +177,33 @@ def test_no_process_outlives_the_application_on_multiproc(tmp_path: Path, sig: i
         assert "count=2" in restart.run("read")  # the journal is intact and free
     finally:
         restart.cleanup()
+
+
+@pytest.mark.multiproc
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="counts processes in /proc")
+@pytest.mark.parametrize("end", ["shutdown", "SIGKILL"])
+def test_no_process_outlives_the_application_while_a_handler_is_stuck(
+        tmp_path: Path, end: str) -> None:
+    # Thespian's shutdown asks each process to exit; one stuck in a handler never reads the
+    # request and kept the admin, the logger and the rest alive, the admin port taken.
+    restart = Restart("multiproc-tcp", tmp_path)
+    try:
+        proc, out = restart.start("stuck-exit" if end == "shutdown" else "stuck-hang")
+        config = str(tmp_path / f"config-{len(restart.ports)}.toml")
+        deadline = time.monotonic() + 60
+        while "count=" not in out.read_text(errors="replace"):
+            assert proc.poll() is None, out.read_text(errors="replace")
+            assert time.monotonic() < deadline, "the writer never reported its count"
+            time.sleep(0.05)
+        if end == "SIGKILL":
+            os.kill(proc.pid, signal.SIGKILL)
+        code = proc.wait(timeout=60)
+        assert code == (0 if end == "shutdown" else -signal.SIGKILL), \
+            out.read_text(errors="replace")
+        left = _wait_until_none_left(config, 40)
+        assert not left, f"processes left after {end}: {left}"
+        if end == "shutdown":
+            assert "did not exit on shutdown" in out.read_text(errors="replace")
+        assert "count=2" in restart.run("read")  # the journal is intact and free
+    finally:
+        restart.cleanup()

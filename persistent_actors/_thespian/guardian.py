@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import itertools
+import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -48,7 +49,11 @@ from persistent_actors._thespian.entity_host import EntityHost
 from persistent_actors._thespian.event_stream import EventStreamActor
 from persistent_actors._thespian.frames import FrameBatching, batched
 from persistent_actors._thespian.host import ActorHost
-from persistent_actors._thespian.lifetime import OWNER_POLL_INTERVAL, OwnerProcess
+from persistent_actors._thespian.lifetime import (
+    OWNER_POLL_INTERVAL,
+    OwnerProcess,
+    reap_session_later,
+)
 from persistent_actors._thespian.plugin_host import PluginHost
 from persistent_actors.errors import (
     ActorInitializationError,
@@ -290,7 +295,8 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
             self._info = p.SystemInfo(init.name, init.base, self.myAddress, self._event_stream,
                                       self._settings.recovery_event_timeout,
                                       self._settings.internal_stash_capacity,
-                                      replay_filter=self._settings.replay_filter)
+                                      replay_filter=self._settings.replay_filter,
+                                      session_id=None if init.owner is None else os.getsid(0))
             self.send(requester, p.Reply(init.correlation_id, p.SystemReady(self._info)))
 
         self._when_ready(keys, done)
@@ -302,6 +308,7 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
             return
         log.warning("guardian: the application process %d is gone; shutting the actor system "
                     "down", owner.pid)
+        reap_session_later()  # what the shutdown cannot stop (a handler stuck) is killed
         self.actorSystemShutdown()
 
     def _ensure_plugin(self, kind: str, plugin_id: str | None) -> PluginKey:

@@ -10,21 +10,32 @@ the journal open (thespian.md section 8). Two measures:
 * SIGKILL or the OOM killer leave no chance to clean up: the guardian polls the owner
   (`OwnerProcess.is_alive`) every `OWNER_POLL_INTERVAL` seconds and shuts the whole thespian
   system down when it is gone.
+
+Thespian's shutdown asks each process to exit; one whose actor is stuck in a handler (or a
+plugin call that never returns) never reads the request, and it kept the admin, the logger
+and every other process alive with it, the admin port taken. Every process of a system lives
+in the session the admin's ``setsid`` made: `reap_session` kills what is left of it once a
+shutdown had `REAP_GRACE` seconds (from the application's shutdown, or from a process the
+guardian forks when the application died).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-__all__ = ["OWNER_POLL_INTERVAL", "OwnerProcess", "install_sigterm_exit"]
+__all__ = ["OWNER_POLL_INTERVAL", "REAP_GRACE", "OwnerProcess", "install_sigterm_exit",
+           "reap_session", "reap_session_later"]
 
 OWNER_POLL_INTERVAL = 1.0  # seconds between the guardian's checks of its owner process
+REAP_GRACE = 3.0  # seconds a shut-down system's processes have to exit before SIGKILL
 
 
 def _proc_stat(pid: int) -> list[str] | None:
@@ -95,3 +106,56 @@ def install_sigterm_exit(any_live: Callable[[], bool]) -> None:
 
     signal.signal(signal.SIGTERM, on_sigterm)
     _installed = True
+
+
+def _session_members(sid: int) -> list[int]:
+    """The pids of the live processes of session `sid` (Linux: /proc), this one excluded."""
+    own = os.getpid()
+    members = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit() or int(entry) == own:
+            continue
+        fields = _proc_stat(int(entry))
+        # fields[0] is the state (field 3), fields[3] the session id (field 6).
+        if fields is not None and len(fields) > 3 and fields[0] not in ("Z", "X") and \
+                fields[3] == str(sid):
+            members.append(int(entry))
+    return members
+
+
+def reap_session(sid: int | None, grace: float = REAP_GRACE) -> list[int]:
+    """SIGKILL what is left of session `sid` after `grace` seconds; the pids killed.
+
+    A no-op for None, for the caller's own session (never its own processes), or where
+    /proc does not exist.
+    """
+    if sid is None or sid <= 1 or sid == os.getsid(0):
+        return []
+    deadline = time.monotonic() + grace
+    while (left := _session_members(sid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in left:
+        with contextlib.suppress(OSError):  # exited meanwhile
+            os.kill(pid, signal.SIGKILL)
+    return left
+
+
+def reap_session_later(grace: float = REAP_GRACE * 5) -> None:
+    """From inside the session: fork a process that reaps it once `grace` seconds passed.
+
+    The guardian calls it when the application died: the shutdown it starts then ends the
+    guardian's own process too, so the reaping runs in a child that outlives it.
+    """
+    sid = os.getsid(0)
+    if os.fork() != 0:
+        return
+    try:  # the child: no Python-level cleanup, no flushing of the parent's buffers
+        os.closerange(3, 65536)  # the guardian's sockets: its port is released with it
+        os.setsid()  # out of the session it reaps
+        reap_session(sid, grace)
+    finally:
+        os._exit(0)
