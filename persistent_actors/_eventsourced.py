@@ -888,6 +888,9 @@ class Eventsourced:
                 result = handler(event)
                 if result is not None:
                     refuse_coroutine(result, "a persist handler")
+            except BaseException:
+                self.failed_command = event  # the restart names it, as Akka's preRestart
+                raise
             finally:
                 # `_pop_invocation`, inline.
                 pending = self._pending
@@ -910,6 +913,9 @@ class Eventsourced:
             result = handler(event)
             if result is not None:
                 refuse_coroutine(result, "a persist handler")
+        except BaseException:
+            self.failed_command = event  # the restart names it, as Akka's preRestart
+            raise
         finally:
             # `_flush_batch` inlined, only when it would send something (once per stored event).
             self._pop_invocation()

@@ -516,6 +516,21 @@ def test_a_stashed_command_that_raises_is_the_message_named_on_restart(
         assert any("failed on Boom()" in record.getMessage() for record in caplog.records)
 
 
+def test_a_persist_handler_that_raises_names_its_event_on_restart(
+        system: ActorSystem, caplog: pytest.LogCaptureFixture) -> None:
+    # As Akka's preRestart gets the persisted event: the log and pre_restart named the
+    # journal's internal reply (WriteMessagesResult).
+    probe = TestProbe(system)
+    ref = spawn(system, "pa-handler-boom", probe, NamesWhatFailed)
+    probe.expect_msg(Recovered(0, ()))
+    ref.tell(BoomInHandler("x"))
+    probe.expect_msg("handler-x")
+    probe.expect_msg(("pre_restart", "str"))
+    probe.expect_msg(Replayed("x", 1))
+    if system.settings.base == "simple":  # actor processes log elsewhere
+        assert any("failed on 'x'" in record.getMessage() for record in caplog.records)
+
+
 def test_events_persisted_before_an_exception_are_stored(system: ActorSystem) -> None:
     """Akka: "support restart when Persist followed by exception" (a, err, b, c).
 
