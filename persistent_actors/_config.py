@@ -269,6 +269,24 @@ def _plugin_config(kind: str, plugin_id: str, value: Any, key: str) -> PluginCon
     return PluginConfig(kind, plugin_id, spec, table, adapters)
 
 
+def _ipv4_address(key: str, value: Any) -> ipaddress.IPv4Address:
+    """`value` as an IPv4 address, or a `ConfigError` naming `key`.
+
+    Thespian's TCP transport speaks IPv4 only ("::1" failed later, as a port "in use" or an
+    address family error).
+    """
+    try:
+        # A str only: ip_address(7) would be 0.0.0.7.
+        address = ipaddress.ip_address(value if isinstance(value, str) else None)
+    except (TypeError, ValueError):
+        raise ConfigError(f"config key {key} must be an IPv4 address string (such as "
+                          f"\"127.0.0.1\"), got {value!r}") from None
+    if not isinstance(address, ipaddress.IPv4Address):
+        raise ConfigError(f"config key {key} must be an IPv4 address: thespian's TCP transport "
+                          f"speaks IPv4 only, got {value!r}")
+    return address
+
+
 def load_settings(config: Mapping[str, Any] | str | os.PathLike[str] | None) -> Settings:
     """Validate `config` (a mapping, a TOML path, or None for the environment/defaults)."""
     if config is None:
@@ -314,9 +332,7 @@ def load_settings(config: Mapping[str, Any] | str | os.PathLike[str] | None) -> 
         )
 
     bind_address = system.get("bind_address", "127.0.0.1")
-    if not isinstance(bind_address, str) or not bind_address:
-        raise ConfigError(f"config key actor_system.bind_address must be an IP address string, "
-                          f"got {bind_address!r}")
+    _ipv4_address("actor_system.bind_address", bind_address)
     secret_file = system.get("secret_file")
     if secret_file is not None and (not isinstance(secret_file, str) or not secret_file):
         raise ConfigError(f"config key actor_system.secret_file must be the path of a key file, "
@@ -395,11 +411,7 @@ def _cluster(value: Any, journal: PluginConfig,
         raise ConfigError(f"config key cluster.admin_port must be an int in 1024..65535, "
                           f"got {admin_port!r}")
     bind_address = table.get("bind_address", "127.0.0.1")
-    try:
-        loopback = ipaddress.ip_address(bind_address).is_loopback
-    except (TypeError, ValueError):
-        raise ConfigError(f"config key cluster.bind_address must be an IP address string, got "
-                          f"{bind_address!r}") from None
+    loopback = _ipv4_address("cluster.bind_address", bind_address).is_loopback
     secret_file = table.get("secret_file")
     if secret_file is not None and (not isinstance(secret_file, str) or not secret_file):
         raise ConfigError(f"config key cluster.secret_file must be a file path, got "

@@ -166,6 +166,15 @@ def test_a_config_path_that_cannot_be_read_is_a_config_error_naming_it(
         load_settings(None)
 
 
+@pytest.mark.parametrize(("value", "expected"), [
+    ("::1", "IPv4 only"), ("localhost", "must be an IPv4 address string"),
+    ("", "must be an IPv4 address string"), (7, "must be an IPv4 address string")])
+def test_bind_address_must_be_an_ipv4_address(value: Any, expected: str) -> None:
+    # "::1" passed as loopback, then failed as an admin port "in use", or with gaierror.
+    with pytest.raises(ConfigError, match=rf"actor_system\.bind_address .*{expected}"):
+        load_settings({"actor_system": {"base": "multiproc-tcp", "bind_address": value}})
+
+
 # -- errors ----------------------------------------------------------------------------------
 def test_unknown_top_level_key() -> None:
     with pytest.raises(ConfigError) as info:
