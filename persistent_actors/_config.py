@@ -277,7 +277,7 @@ def _ipv4_address(key: str, value: Any) -> ipaddress.IPv4Address:
     """
     try:
         # A str only: ip_address(7) would be 0.0.0.7.
-        address = ipaddress.ip_address(value if isinstance(value, str) else None)
+        address = ipaddress.ip_address(value if isinstance(value, str) else "-")
     except (TypeError, ValueError):
         raise ConfigError(f"config key {key} must be an IPv4 address string (such as "
                           f"\"127.0.0.1\"), got {value!r}") from None
