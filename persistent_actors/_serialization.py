@@ -692,6 +692,10 @@ def register(
 
 
 def _not_serializable(obj: Any, cause: Exception) -> SerializationError:
+    if isinstance(cause, UnicodeEncodeError):  # not a type missing: a str that is no text
+        return SerializationError(
+            f"cannot serialize {type(obj).__qualname__}: a str in it is not valid UTF-8 text "
+            f"(a lone surrogate, as a JSON body can carry): {cause}")
     return SerializationError(
         f"cannot serialize {type(obj).__qualname__}: {cause}; register the type with "
         "persistent_actors.register or store plain msgpack values")

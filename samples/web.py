@@ -29,6 +29,7 @@ from typing import Any
 from aiohttp import web
 
 from persistent_actors import ActorRef, ActorSystem, EntityRegion, PersistentActorsError
+from persistent_actors.stored import unstorable
 from samples.cart import PUT_IN, TAKE_OUT, Cart, Cmd, UserCart
 
 CART = web.AppKey("cart", ActorRef)
@@ -54,6 +55,15 @@ async def _item(request: web.Request) -> str:
     item = body.get("item") if isinstance(body, dict) else None
     if not isinstance(item, str) or not item:
         raise web.HTTPBadRequest(text="\"item\" must be a non-empty string")
+    return _storable(item)
+
+
+def _storable(item: str) -> str:
+    # A JSON body may carry a lone surrogate ("\ud800"), a URL a NUL: no journal stores them,
+    # so the event would be rejected and the request answered as if it had worked.
+    reason = unstorable(item)
+    if reason is not None:
+        raise web.HTTPBadRequest(text=f"the item cannot be stored: {reason}")
     return item
 
 
@@ -68,7 +78,7 @@ async def put_item(request: web.Request) -> web.Response:
 async def take_item(request: web.Request) -> web.Response:
     """``DELETE /cart/items/{item}``: take one out; answers the new count."""
     cart = request.app[CART]
-    cart.tell(Cmd(f"{request.match_info['item']}: {TAKE_OUT}"))
+    cart.tell(Cmd(f"{_storable(request.match_info['item'])}: {TAKE_OUT}"))
     return await _count(cart)
 
 
@@ -92,7 +102,7 @@ async def put_user_item(request: web.Request) -> web.Response:
 async def take_user_item(request: web.Request) -> web.Response:
     """``DELETE /carts/{user}/items/{item}``: answers the user's new count."""
     cart = _user_cart(request)
-    cart.tell(Cmd(f"{request.match_info['item']}: {TAKE_OUT}"))
+    cart.tell(Cmd(f"{_storable(request.match_info['item'])}: {TAKE_OUT}"))
     return await _count(cart)
 
 

@@ -943,3 +943,9 @@ def test_a_module_named_like_the_tail_of_another_holds_another_class(
         s.register(nested.Created, "Created")
     s.register(again.Created, "Created")  # one file imported under two names: one class
     assert s.class_of("Created") is again.Created
+
+
+def test_a_str_that_is_no_text_is_named_as_such_not_as_a_type_to_register() -> None:
+    with pytest.raises(SerializationError, match="a str in it is not valid UTF-8 text") as info:
+        default_serializer.to_binary({"x": "a\udc80"})
+    assert "register" not in str(info.value)

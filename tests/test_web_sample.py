@@ -51,6 +51,14 @@ async def test_the_cart_over_http(system: ActorSystem) -> None:
             assert response.status == 400
         async with http.post(f"{url}/cart/items", data=b"not json") as response:
             assert response.status == 400
+        # A lone surrogate a JSON body can carry: answered 200 while the event was rejected.
+        async with http.post(f"{url}/cart/items", data=b'{"item": "x\\ud800"}',
+                             headers={"Content-Type": "application/json"}) as response:
+            assert response.status == 400
+            assert "cannot be stored: not valid UTF-8 text" in await response.text()
+        async with http.delete(f"{url}/cart/items/x%00y") as response:
+            assert response.status == 400
+        assert await _count(http, "GET", f"{url}/cart") == 21
 
 
 async def test_one_cart_per_user_through_a_region(system: ActorSystem) -> None:
