@@ -36,6 +36,7 @@ from persistent_actors._actor import (
 from persistent_actors._driver import Driver, settle
 from persistent_actors._thespian.common import check_picklable, log
 from persistent_actors._thespian.frames import unbatch
+from persistent_actors._thespian.wakeups import run_until_idle
 from persistent_actors.errors import AskTimeoutError, PersistentActorsError
 from persistent_actors.messages import Kill, PoisonPill, Status
 
@@ -43,6 +44,8 @@ __all__ = ["Endpoint"]
 
 # Seconds one blocking listen() lasts at most on the inline path (no driver thread to wait on).
 _PUMP_SLICE = 0.05
+# Seconds a simple base's shutdown runs the actors' exits (post_stop, plugins' close) at most.
+SHUTDOWN_DRAIN = 10.0
 # Seconds between checks of a `request`'s cancel event while it waits.
 _CANCEL_CHECK = 0.05
 
@@ -133,6 +136,7 @@ class Endpoint:
             # kept its event-loop thread and its database connections open.
             try:
                 self._asys.tell(self.guardian, ActorExitRequest())
+                run_until_idle(getattr(self._asys, "_systemBase", None), SHUTDOWN_DRAIN)
             except Exception:  # noqa: BLE001 - shutting down anyway
                 log.debug("stopping the actor tree failed", exc_info=True)
         self._asys.shutdown()

@@ -181,3 +181,25 @@ class MemoryviewSnapshots(InmemSnapshotStore):
             return None
         return SelectedSnapshot(found.metadata, found.manifest,
                                 memoryview(found.payload))  # type: ignore[arg-type]
+
+
+class SlowClose(InmemJournal):
+    """A journal whose close() takes a while (it flushes a buffer, says goodbye to a server)."""
+
+    async def close(self) -> None:
+        await asyncio.sleep(0.05)
+        await super().close()
+
+
+class MarksItsStop(Actor):
+    """Writes its name to `path` in post_stop (cleanup a shutdown must run)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def on_receive(self, message: Any) -> None:
+        self.sender.tell(message)
+
+    def post_stop(self) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write("stopped\n")

@@ -62,7 +62,7 @@ from thespian.system.timing import ExpirationTimer, currentTime
 
 from persistent_actors._protocol import InOrder
 
-__all__ = ["deliver_in_order", "fast_wakeup_checks", "runs_in_order"]
+__all__ = ["deliver_in_order", "fast_wakeup_checks", "run_until_idle", "runs_in_order"]
 
 _PATCHED = False
 # Ties between equal deadlines fire in the order they were added, as thespian's list did.
@@ -134,6 +134,19 @@ BATCH_FOLLOWS = [0]
 # once, after taking the replies and queueing what arrived from outside (behind it: the queue
 # stays in order). A pass of service traffic takes a few milliseconds and runs in one go.
 PASS_SECONDS = 0.02
+
+
+def run_until_idle(base: Any, seconds: float) -> None:
+    """Run `base`'s send queue until nothing is queued, for at most `seconds`.
+
+    A shutdown's last run: one run stops after `PASS_SECONDS` (fairness), and thespian's
+    shutdown drops what is still queued, so the exit requests of the actors after a slow step
+    (a plugin's ``close``) were dropped: their ``post_stop`` never ran, their plugin threads
+    and files stayed open.
+    """
+    deadline = monotonic() + seconds
+    while getattr(base, "_pendingSends", None) and monotonic() < deadline:
+        base._runSends()  # noqa: SLF001 - thespian's own loop (patched, or its own)
 
 
 def _run_sends(self: Any, timeout: Any = None, stop_on_available: Any = False) -> None:
