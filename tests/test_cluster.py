@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -23,8 +24,14 @@ from typing import Any
 
 import pytest
 
-from persistent_actors import ActorSystem, AskTimeoutError, ConfigError
+from persistent_actors import (
+    ActorSystem,
+    AskTimeoutError,
+    ConfigError,
+    MessageNotSerializableError,
+)
 from persistent_actors._config import load_settings
+from persistent_actors.cluster._region import ClusterRegion
 from persistent_actors.cluster.node import Node
 from persistent_actors.testing import TestProbe
 from tests.cluster_failover import (
@@ -179,6 +186,11 @@ def test_a_client_without_nodes_fails_clearly(pg_schema: str) -> None:
         carts = system.entities("cart", Cart)
         with pytest.raises(AskTimeoutError, match="no live cluster node owns shard"):
             carts.ask("alice", "items", timeout=0.5)
+        # Not handed to actors: a copy came out broken (its arguments shuffled, no routes).
+        with pytest.raises(TypeError, match="cannot be handed to an actor or pickled"):
+            pickle.dumps(carts)
+        with pytest.raises(MessageNotSerializableError, match="cannot be handed to an actor"):
+            TestProbe(system).ref.tell(carts)
 
 
 @pytest.mark.timeout(120)
@@ -225,3 +237,27 @@ def test_actor_of_on_a_cluster_process_runs_in_its_own_shared_hosts(cluster: Clu
         carts = system.entities("cart", Cart)
         assert carts.ask("alice", AddItem("apple"), timeout=30) == 1
         assert actors[0].ask("total?", timeout=30) == ("total", 5, 1)
+
+
+@pytest.mark.timeout(180)
+def test_a_client_that_only_tells_follows_a_rebalance(cluster: Cluster) -> None:
+    # Its cached owners were re-read only when an ask was refused or timed out: after a node
+    # joined, tells to the shards that moved went to the old owner, which dropped them, for
+    # the rest of the client's life.
+    entities = [f"t{i}" for i in range(24)]
+    first = cluster.start_node()
+    first.wait_up()
+    with ActorSystem("teller", config=cluster.client_config()) as teller, \
+            ActorSystem("observer", config=cluster.client_config()) as observer:
+        tells, looks = teller.entities("cart", Cart), observer.entities("cart", Cart)
+        assert isinstance(looks, ClusterRegion)
+        for entity in entities:  # the teller's owners are read here, before the join
+            assert tells.ask(entity, AddItem("before"), timeout=10) == 1
+        second = cluster.start_node()
+        second.wait_up()
+        wait_for(lambda: second in set(where(looks, entities, [first, second]).values()), 60,
+                 "the second node to serve entities")
+        for entity in entities:
+            tells.tell(entity, AddItem("after"))
+        wait_for(lambda: all(looks.ask(e, "items", timeout=10) == ["before", "after"]
+                             for e in entities), 20, "every told item to arrive")

@@ -1,9 +1,9 @@
 """`ClusterRegion`: ``system.entities(...)`` in a cluster process, routed by shard leases.
 
 An entity id maps to a shard as on one machine (``zlib.crc32 % shards``); the shard's owner
-comes from PostgreSQL (`Routes`, cached per type, re-read when a host answers
-`ShardNotOwned` or an ask times out); the message goes straight to the owner's entity host by
-its TCP address (thespian carries it; no leader, no coordinator on the path).
+comes from PostgreSQL (`Routes`, cached per type for a second, and re-read at once when a
+host answers `ShardNotOwned` or an ask times out); the message goes straight to the owner's
+entity host by its TCP address (thespian carries it; no leader, no coordinator on the path).
 
 Delivery, as in Akka's cluster sharding, is at most once: an ask that a host refused
 (`ShardNotOwned`: not delivered) is sent again to the new owner within the ask's timeout; an
@@ -35,6 +35,10 @@ __all__ = ["ClusterRegion", "Routes", "address_of", "address_text"]
 # at least between two re-reads of one type (many askers refused at once share one query).
 _POLL = 0.2
 _MIN_REFRESH = 0.1
+# Seconds cached owners are used before they are read again: a client that only tells learns
+# of a rebalance or a failover no other way (its tells to the old owner were dropped, for
+# ever). One query per type and process per second.
+_MAX_AGE = 1.0
 # Seconds a refused ask waits before it is sent again (the lease is moving).
 _RETRY_PAUSE = 0.05
 
@@ -75,7 +79,9 @@ class Routes:
 
     def _cached(self, type_name: str, shard: int) -> Owner | None:
         entry = self._owners.get(type_name)
-        return entry[1].get(shard) if entry is not None else None
+        if entry is None or time.monotonic() - entry[0] >= _MAX_AGE:
+            return None
+        return entry[1].get(shard)
 
     def _fresh_enough(self, type_name: str) -> bool:
         entry = self._owners.get(type_name)
@@ -217,6 +223,14 @@ class ClusterRegion(EntityRegion):
                 return reply
             self._routes.forget(self._type_name, owner)
             await asyncio.sleep(_RETRY_PAUSE)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Its routes (leases read from PostgreSQL, a loop thread) belong to this process: a
+        # copy came out with its arguments shuffled and failed on its first use.
+        raise TypeError(
+            f"{self!r} cannot be handed to an actor or pickled: its shard owners are read "
+            "from PostgreSQL by the process that made it; send from that process, or give "
+            "the actor the refs it needs (region.ref(id))")
 
     def __repr__(self) -> str:
         return (f"ClusterRegion({self._type_name!r}, {self._cls.__qualname__}, "
