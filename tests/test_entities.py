@@ -29,7 +29,7 @@ from persistent_actors import (
     PoisonPill,
 )
 from persistent_actors._region import shard_of
-from persistent_actors._thespian import shard_memory
+from persistent_actors._thespian import guardian, shard_memory
 from persistent_actors._thespian.shard_memory import memory_id
 from persistent_actors.testing import TestProbe
 from tests.conftest import system_config
@@ -251,6 +251,28 @@ def test_a_killed_host_process_is_restarted_and_its_entities_recover(tmp_path: P
         moved = [u for u in users if pids[u] == victim]
         assert all(carts.ask(u, "pid", timeout=20) != victim for u in moved)
         assert all(carts.ask(u, "recovered", timeout=20) == 1 for u in moved)
+
+
+@pytest.mark.multiproc
+def test_asks_to_a_host_that_stays_dead_fail_at_once(tmp_path: Path) -> None:
+    # Once a host is not restarted again (its process died 11 times within a minute), later
+    # asks waited out their whole timeout and failed with a bare AskTimeoutError (only the
+    # messages held at that moment were refused).
+    config = system_config("multiproc-tcp",
+                           journal={"plugin": "sqlite", "path": str(tmp_path / "events.db")})
+    config["sharding"] = {"host_processes": 1}
+    with ActorSystem("stays-dead", config=config) as system:
+        carts = system.entities("cart", Cart)
+        for _ in range(guardian.MAX_CRASH_RESTARTS + 1):
+            os.kill(carts.ask("c0", "pid", timeout=20), signal.SIGKILL)
+            time.sleep(0.5)
+        time.sleep(2.0)  # the last death is noticed
+        for entity in ("c0", "c1"):
+            started = time.monotonic()
+            with pytest.raises(EntityUnavailableError,
+                               match=r"died 11 times within 60s; it is not restarted again"):
+                carts.ask(entity, "items", timeout=10)
+            assert time.monotonic() - started < 5  # at once, not after the timeout
 
 
 def test_ask_from_threads_and_event_loops(sharded: ActorSystem) -> None:

@@ -158,6 +158,8 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
         self._entity_starts: dict[str, tuple[p.StartEntityHost, Any]] = {}
         self._entity_live: dict[Any, p.StartEntityHost] = {}
         self._entity_held: dict[Any, list[Any]] = {}
+        # Entity hosts not restarted again (they died too often): their messages fail at once.
+        self._entity_dead: dict[Any, EntityUnavailableError] = {}
         self._entity_suspects: dict[Any, p.StartEntityHost] = {}  # exited unannounced (grace)
         # Shared host processes ([actor_system] host_processes, multiproc-tcp): each index's
         # final address (None until it started), index by host key, starts waiting for a host,
@@ -658,7 +660,7 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
         recent = [t for t in self._crashes.get(name, []) if now - t < CRASH_RESTART_WINDOW]
         if len(recent) >= MAX_CRASH_RESTARTS:
             log.error("guardian: the process of %r died %d times within %.0fs; it stays dead",
-                      name, len(recent), CRASH_RESTART_WINDOW)
+                      name, len(recent) + 1, CRASH_RESTART_WINDOW)  # this death included
             self._flush_held(name)
             return False
         self._crashes[name] = [*recent, now]
@@ -723,6 +725,10 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
                 dead = DeadEnvelope(p.CellAddress(dead.deadAddress, cell),
                                     dataclasses.replace(envelope, message=inner))
         key = _key(dead.deadAddress)
+        given_up = self._entity_dead.get(key)
+        if given_up is not None:  # every later ask fails at once, as the held ones did
+            self._refuse(dead, given_up)
+            return
         if not self._exiting and (key in self._entity_held or key in self._entity_live
                                   or key in self._entity_suspects):
             # An entity host died (its exit may not be reported yet): held for its successor,
@@ -747,6 +753,10 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
             return
         current = self._redirects.get(key)
         if current is not None:
+            given_up = self._entity_dead.get(_key(current))
+            if given_up is not None:  # refused before `_forward` rewrites an ask's envelope
+                self._refuse(dead, given_up)
+                return
             self._forward(current, dead)
             return
         if self._event_stream is not None:
@@ -837,10 +847,11 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
         recent = [t for t in self._crashes.get(name, []) if now - t < CRASH_RESTART_WINDOW]
         if len(recent) >= MAX_CRASH_RESTARTS:
             log.error("guardian: the process of %s died %d times within %.0fs; it stays dead",
-                      name, len(recent), CRASH_RESTART_WINDOW)
+                      name, len(recent) + 1, CRASH_RESTART_WINDOW)  # this death included
             error = EntityUnavailableError(
-                f"the process of {name} died {len(recent)} times within "
+                f"the process of {name} died {len(recent) + 1} times within "
                 f"{CRASH_RESTART_WINDOW:.0f}s; it is not restarted again")
+            self._entity_dead[key] = error
             for dead in self._entity_held.pop(key, []):
                 self._refuse(dead, error)
             return
