@@ -228,6 +228,29 @@ def test_verify_with_imported_classes_rebuilds_objects(store: Path, tmp_path: Pa
     assert here.stdout.startswith("e #1: undecodable event: cannot rebuild Thing")
 
 
+@pytest.mark.parametrize(("body", "expected"), [
+    ('raise RuntimeError("DATABASE_URL is not set")\n',
+     "importing it failed with RuntimeError: DATABASE_URL is not set"),
+    ("def broken(:\n", "importing it failed with SyntaxError: "),
+    ('import os\nos.environ["PA_TEST_UNSET_VARIABLE"]\n',
+     "importing it failed with KeyError: 'PA_TEST_UNSET_VARIABLE'"),
+    ("import sys\nsys.exit(3)\n", "importing it failed with sys.exit(3)"),
+])
+def test_an_imported_module_that_fails_is_one_line(store: Path, tmp_path: Path, body: str,
+                                                    expected: str) -> None:
+    """A module that is found but raises (not ImportError) is a mistake: exit 2, one line."""
+    (tmp_path / "failing_app").mkdir()
+    (tmp_path / "failing_app" / "__init__.py").write_text("")
+    (tmp_path / "failing_app" / "events.py").write_text(body)
+    env = {**ENV, "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"}
+    env.pop("PA_TEST_UNSET_VARIABLE", None)
+    result = cli("--config", str(store), "journal", "verify", "--import", "failing_app.events",
+                 env=env)
+    one_line_error(result, "--import failing_app.events: ", expected)
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
 # -- export, import, copy ----------------------------------------------------------------------
 def test_export_import_round_trip_is_byte_equal(store: Path, tmp_path: Path) -> None:
     first = tmp_path / "first.jsonl"

@@ -87,6 +87,14 @@ def import_modules(names: list[str] | None) -> None:
             importlib.import_module(name)
         except ImportError as e:
             raise UsageError(f"--import {name}: cannot import it: {e}") from e
+        except (Exception, SystemExit) as e:
+            # The module was found but failed while it ran (a bug, a SyntaxError, a missing
+            # environment variable, a sys.exit): the user's mistake to fix, not a traceback.
+            what = f"sys.exit({e.code!r})" if isinstance(e, SystemExit) else \
+                f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+            raise UsageError(f"--import {name}: importing it failed with {what} (expected a "
+                             "module that imports cleanly and registers the event "
+                             "classes)") from e
 
 
 # -- opening the stores a config names ---------------------------------------------------------
