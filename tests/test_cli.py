@@ -7,6 +7,7 @@ replay``), or corrupted by hand; every test checks exit status and output.
 from __future__ import annotations
 
 import asyncio
+import base64
 import fcntl
 import json
 import os
@@ -390,6 +391,56 @@ async def _many(db: Path, ids: int, per_id: int) -> None:
                 for i in range(ids)])
     finally:
         await journal.close()
+
+
+def _group_export(path: Path, count: int, group: range) -> Path:
+    """An export of `count` events of id 'big' where the events in `group` are one atomic write
+    (same writer and timestamp), the others one each."""
+    lines = [{"type": "header", "format": "persistent-actors-export", "version": 1}]
+    payload = base64.b64encode(default_serializer.to_binary("e")[1]).decode()
+    lines.extend({"type": "event", "persistence_id": "big", "sequence_nr": nr, "manifest": "",
+                  "payload": payload, "writer_uuid": "w",
+                  "timestamp": 500.0 if nr in group else float(nr), "tags": []}
+                 for nr in range(1, count + 1))
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+def _noted_writes(db: Path) -> list[list[str]]:
+    """The write_messages calls a WriteNotingJournal at `db` got: their atomic writes."""
+    text = Path(f"{db}-writes").read_text()
+    return [[" ".join(pair) for pair in zip(line.split()[::2], line.split()[1::2], strict=True)]
+            for line in text.splitlines()]
+
+
+def test_import_and_copy_never_split_an_atomic_write_across_batches(tmp_path: Path) -> None:
+    """A persist_all group across the 500-event batch boundary stays one atomic write, in one
+    write_messages call (one transaction): an interruption cannot tear it."""
+    export = _group_export(tmp_path / "group.jsonl", 520, range(495, 505))
+    noting = tmp_path / "noting.toml"
+    noting.write_text(f'[persistence.journal]\nplugin = "tests.cli_journal_plugins:'
+                      f'WriteNotingJournal"\npath = "{tmp_path / "imported.db"}"\n'
+                      f'[persistence.snapshot_store]\nplugin = "sqlite"\n'
+                      f'path = "{tmp_path / "imported.db"}"\n')
+    result = cli("--config", str(noting), "journal", "import", str(export))
+    assert result.returncode == 0, result.stderr
+    calls = _noted_writes(tmp_path / "imported.db")
+    assert [w for call in calls for w in call if w.startswith("big 495")] == ["big 495..504"], \
+        calls
+    assert sum(len(call) for call in calls) == 494 + 1 + 16
+    assert cli("--config", str(noting), "journal", "verify").returncode == 0
+
+    # copy, with a batch of 4 that would end inside the group of 495..504
+    source = write_config(tmp_path / "source.toml", tmp_path / "imported.db")
+    target = tmp_path / "target.toml"
+    target.write_text(noting.read_text().replace("imported.db", "target.db"))
+    copied = cli("--config", str(source), "journal", "copy", "--to", str(target),
+                 "--batch-size", "4")
+    assert copied.returncode == 0, copied.stdout + copied.stderr
+    calls = _noted_writes(tmp_path / "target.db")
+    assert [w for call in calls for w in call if w.startswith("big 495")] == ["big 495..504"]
+    assert all(len(call) <= 4 for call in calls)
+    assert _events_of(tmp_path / "target.db") == _events_of(tmp_path / "imported.db")
 
 
 def test_copy_resumes_after_sigkill_and_checks_counts(tmp_path: Path) -> None:

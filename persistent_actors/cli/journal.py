@@ -95,7 +95,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     sub.add_argument("--to", dest="target", required=True, metavar="OTHER.toml")
     sub.add_argument("--to-journal", metavar="ID", help="a journal id of the other config")
     sub.add_argument("--batch-size", type=_positive, default=DEFAULT_BATCH, metavar="N",
-                     help=f"events per write (default {DEFAULT_BATCH})")
+                     help=f"events per write (default {DEFAULT_BATCH}); one atomic write is "
+                          "never split, so a write may hold more")
     sub.add_argument("--max-events", type=_positive, metavar="N",
                      help="copy at most N events in this run (run again to continue)")
 
@@ -433,18 +434,31 @@ class _Writer:
     """Writes events to a journal in batches of atomic writes, skipping what it already has.
 
     Consecutive events of one id with the same writer and timestamp were stored by one
-    `persist_all` (one atomic write) and go to the target as one atomic write again.
+    `persist_all` (one atomic write) and go to the target as one atomic write again, in one
+    `write_messages` call: a batch holds whole groups only, so it may exceed `batch_size`.
     """
 
     def __init__(self, journal: Journal, batch_size: int) -> None:
         self.journal = journal
         self.batch_size = batch_size
         self.highest: dict[str, int] = {}
-        self.group: list[PersistentRepr] = []
-        self.writes: list[AtomicWrite] = []
-        self.pending = 0
+        self.group: list[PersistentRepr] = []  # the open atomic write: more may belong to it
+        self.writes: list[AtomicWrite] = []  # complete atomic writes, not yet written
+        self.queued = 0  # events in `writes`
         self.written = 0
         self.skipped = 0
+
+    @property
+    def pending(self) -> int:
+        """Events queued and not yet written (the open group included)."""
+        return self.queued + len(self.group)
+
+    def continues_group(self, repr_: PersistentRepr) -> bool:
+        """Whether `repr_` belongs to the open atomic write (same id, writer and timestamp)."""
+        last = self.group[-1] if self.group else None
+        return last is not None and last.persistence_id == repr_.persistence_id \
+            and last.sequence_nr + 1 == repr_.sequence_nr \
+            and (last.writer_uuid, last.timestamp) == (repr_.writer_uuid, repr_.timestamp)
 
     async def add(self, repr_: PersistentRepr) -> int:
         """Queue one event; return how many events were written by this call."""
@@ -453,24 +467,29 @@ class _Writer:
             self.highest[pid] = await self.journal.read_highest_sequence_nr(pid, 0)
         if repr_.sequence_nr <= self.highest[pid]:
             self.skipped += 1  # stored by an earlier, interrupted run
-            return EXIT_OK
-        last = self.group[-1] if self.group else None
-        if last is not None and not (
-                last.persistence_id == pid and last.sequence_nr + 1 == repr_.sequence_nr
-                and (last.writer_uuid, last.timestamp) == (repr_.writer_uuid, repr_.timestamp)):
-            self.writes.append(AtomicWrite(tuple(self.group)))
-            self.group = []
+            return 0
+        written = 0
+        if self.group and not self.continues_group(repr_):
+            self._close_group()
+            if self.queued >= self.batch_size:  # whole groups only: never split one
+                written = await self._write()
         self.group.append(repr_)
-        self.pending += 1
-        return await self.flush() if self.pending >= self.batch_size else 0
+        return written
 
-    async def flush(self) -> int:
-        """Write everything queued; return the number of events written."""
+    def _close_group(self) -> None:
         if self.group:
             self.writes.append(AtomicWrite(tuple(self.group)))
+            self.queued += len(self.group)
             self.group = []
+
+    async def flush(self) -> int:
+        """Write everything queued, the open group as complete; return the events written."""
+        self._close_group()
+        return await self._write()
+
+    async def _write(self) -> int:
         if not self.writes:
-            return EXIT_OK
+            return 0
         writes, self.writes = self.writes, []
         results = await self.journal.write_messages(writes)
         for write, result in zip(writes, results, strict=True):
@@ -478,7 +497,7 @@ class _Writer:
                 raise UsageError(f"the target journal rejected events {write.lowest_sequence_nr}"
                                  f"..{write.highest_sequence_nr} of {write.persistence_id!r}: "
                                  f"{result}")
-        written, self.pending = self.pending, 0
+        written, self.queued = self.queued, 0
         self.written += written
         return written
 
