@@ -521,13 +521,22 @@ def test_copy_sqlite_to_postgres_and_back(store: Path, tmp_path: Path, pg_schema
 
 def test_copy_in_steps_with_max_events(store: Path, tmp_path: Path) -> None:
     target = write_config(tmp_path / "target.toml", tmp_path / "target.db")
+    # a: 1, then 2..4 in one atomic write, then 5. Three events would end inside that write:
+    # the copy finishes it (4 events) rather than leave a torn write in the target.
     step = cli("--config", str(store), "journal", "copy", "--to", str(target), "--max-events", "3")
     assert step.returncode == 1
     assert "stopped after --max-events" in step.stdout
-    assert len(_events_of(tmp_path / "target.db")) == 3
+    assert "copied 4 events" in step.stderr
+    assert [row[:2] for row in _events_of(tmp_path / "target.db")] == [
+        ("a", 1), ("a", 2), ("a", 3), ("a", 4)]
+    assert cli("--config", str(target), "journal", "verify").returncode == 0
+    # At a boundary it stops there: a#5 alone.
+    step = cli("--config", str(store), "journal", "copy", "--to", str(target), "--max-events", "1")
+    assert "copied 1 events" in step.stderr
+    assert len(_events_of(tmp_path / "target.db")) == 5
     rest = cli("--config", str(store), "journal", "copy", "--to", str(target))
     assert rest.returncode == 0, rest.stdout
-    assert "copied 4 events; counts match" in rest.stderr
+    assert "copied 2 events; counts match" in rest.stderr
     assert _events_of(tmp_path / "target.db") == _events_of(tmp_path / "events.db")
     target_stats = json.loads(cli("--config", str(target), "journal", "stats", "--json").stdout)
     source_stats = json.loads(cli("--config", str(store), "journal", "stats", "--json").stdout)

@@ -98,7 +98,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                      help=f"events per write (default {DEFAULT_BATCH}); one atomic write is "
                           "never split, so a write may hold more")
     sub.add_argument("--max-events", type=_positive, metavar="N",
-                     help="copy at most N events in this run (run again to continue)")
+                     help="stop after N events in this run, at the end of an atomic write "
+                          "(one atomic write is copied whole, so it may take the count past N); "
+                          "run again to continue")
 
     sub = add("stats", "events, ids, tags, bytes, oldest and newest event", _stats)
     sub.add_argument("--json", action="store_true", help="one JSON object")
@@ -553,7 +555,8 @@ async def copy_journal(source: Store, target: Store, *, batch_size: int = DEFAUL
     """Copy every event and snapshot of `source` to `target`; resumable.
 
     Events of each id continue after the target's highest sequence number, so a run that was
-    interrupted (or limited by `max_events`) continues where it stopped. Returns the number of
+    interrupted (or limited by `max_events`, which stops at the end of an atomic write, so a
+    group may take the count past it) continues where it stopped. Returns the number of
     events written and the findings of the final count check (empty when complete and equal).
     """
     ids = await source.persistence_ids()
@@ -575,7 +578,10 @@ async def copy_journal(source: Store, target: Store, *, batch_size: int = DEFAUL
     with progress(total if max_events is None else min(total, max_events), "copy") as bar:
         for pid in ids:
             async for repr_ in source.events(pid, remaining[pid] + 1):
-                if max_events is not None and written + writer.pending >= max_events:
+                # Stop only between atomic writes: the one under way is finished even when
+                # that takes the count past max_events (never a torn write in the target).
+                if max_events is not None and written + writer.pending >= max_events \
+                        and not writer.continues_group(repr_):
                     break
                 step = await writer.add(repr_)
                 written += step
