@@ -381,6 +381,66 @@ def test_import_refuses_an_empty_persistence_id(store: Path, tmp_path: Path, num
                    "non-empty str, got ''")
 
 
+@pytest.mark.parametrize("number", [5, 9])  # an event, a snapshot
+@pytest.mark.parametrize(("raw", "shown"), [
+    ("1e400", "got inf"), ("-1e300", "got -1e+300"), ("NaN", "got nan"),
+    ("-Infinity", "got -inf"), ("1e20", "got 1e+20"), ("1" + "0" * 400, "got 1000000000"),
+])
+def test_import_refuses_a_timestamp_that_is_no_time(store: Path, tmp_path: Path, number: int,
+                                                    raw: str, shown: str) -> None:
+    """Infinity (JSON's 1e400), NaN, years beyond 9999: every later command would choke."""
+    lines = _changed(_export_lines(store), number, timestamp="@TS@")
+    result, db = _import_text(tmp_path, "\n".join(lines).replace('"@TS@"', raw) + "\n")
+    kind = "event" if number == 5 else "snapshot"
+    one_line_error(result, f"line {number}: bad {kind} record: timestamp must be seconds since "
+                   "the epoch: a finite number within years 1..9999 (UTC)", shown)
+    if number == 5:
+        assert _nothing_stored(db)
+
+
+def _strict_json(text: str) -> object:
+    def refuse(token: str) -> object:
+        raise AssertionError(f"not JSON: {token}")
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.parametrize("stored", [float("inf"), -1e300, 1e20])
+def test_a_stored_timestamp_that_is_no_time_is_shown_never_a_traceback(
+        store: Path, tmp_path: Path, stored: float) -> None:
+    """Stored by another writer or an older import: shown as it is, and verify finds it."""
+    with sqlite3.connect(tmp_path / "events.db") as db:
+        db.execute("UPDATE journal SET timestamp = ? WHERE persistence_id = 'b'", (stored,))
+        db.execute("UPDATE snapshot SET timestamp = ? WHERE sequence_nr = 4", (stored,))
+    before = _events_of(tmp_path / "events.db")
+    events = cli("--config", str(store), "journal", "events", "b")
+    assert events.returncode == 0, events.stderr
+    assert f"b  #1  (timestamp {stored!r}: not a time)  (plain)" in events.stdout
+    as_json = cli("--config", str(store), "journal", "events", "b", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    record = _strict_json(as_json.stdout)
+    assert isinstance(record, dict)
+    assert record["timestamp"] == (stored if stored != float("inf") else "inf")
+    tail = cli("--config", str(store), "journal", "tail", "--from-start", "--limit", "2")
+    assert tail.returncode == 0, tail.stderr
+    for args in (["stats"], ["stats", "--json"], ["export"], ["ids"]):
+        result = cli("--config", str(store), "journal", *args)
+        assert result.returncode == 0, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+    stats = _strict_json(cli("--config", str(store), "journal", "stats", "--json").stdout)
+    assert isinstance(stats, dict)
+    assert "not a time" in str(stats["newest"] if stored > 0 else stats["oldest"])
+    verify = cli("--config", str(store), "journal", "verify")
+    assert verify.returncode == 1
+    problem = "not a finite number" if stored == float("inf") else "beyond the years 1..9999"
+    # (a snapshot before 1970 is one SnapshotSelectionCriteria never selects: not seen)
+    assert verify.stdout.splitlines() == [
+        f"a snapshot #4: timestamp {stored!r} is {problem} (expected seconds since the epoch: "
+        "a finite number within years 1..9999 (UTC))"] * (stored > 0) + [
+        f"b #1: timestamp {stored!r} is {problem} (expected seconds since the epoch: a finite "
+        "number within years 1..9999 (UTC))"]
+    assert _events_of(tmp_path / "events.db") == before
+
+
 async def _many(db: Path, ids: int, per_id: int) -> None:
     journal = SqliteJournal({"path": str(db), "synchronous": "OFF"})
     await journal.start()

@@ -10,6 +10,7 @@ import datetime as dt
 import decimal
 import importlib
 import json
+import math
 import os
 import sys
 import uuid
@@ -38,6 +39,7 @@ __all__ = [
     "EXIT_FINDINGS",
     "EXIT_OK",
     "EXIT_USAGE",
+    "TIME_EXPECTED",
     "Progress",
     "Store",
     "UsageError",
@@ -46,9 +48,12 @@ __all__ = [
     "decode_structure",
     "fail",
     "import_modules",
+    "iso",
+    "json_number",
     "open_store",
     "progress",
     "snapshots_of",
+    "timestamp_problem",
 ]
 
 PAGE: int = 500
@@ -271,16 +276,52 @@ def jsonable(value: Any) -> Any:
     return repr(value)
 
 
+TIME_EXPECTED: Final = "seconds since the epoch: a finite number within years 1..9999 (UTC)"
+
+
+def timestamp_problem(timestamp: float) -> str | None:
+    """Why `timestamp` is no time a stored event can have (None: it is one). See `TIME_EXPECTED`.
+
+    JSON gives ``1e400`` as infinity and accepts ``NaN``; a plugin may store either, or a number
+    beyond the dates Python has (which every display of it would fail on).
+    """
+    if not isinstance(timestamp, int | float) or isinstance(timestamp, bool):
+        return f"not a number ({type(timestamp).__name__})"
+    if not math.isfinite(timestamp):
+        return "not a finite number"
+    try:
+        dt.datetime.fromtimestamp(timestamp, dt.UTC)
+    except (OverflowError, OSError, ValueError):
+        return "beyond the years 1..9999"
+    return None
+
+
 def iso(timestamp: float) -> str:
-    """Seconds since the epoch as an ISO 8601 UTC time with milliseconds."""
-    moment = dt.datetime.fromtimestamp(timestamp, dt.UTC)
+    """Seconds since the epoch as an ISO 8601 UTC time with milliseconds.
+
+    A stored value that is no time (see `timestamp_problem`) is shown as itself, never raised:
+    the CLI must be able to show what is stored.
+    """
+    try:
+        moment = dt.datetime.fromtimestamp(timestamp, dt.UTC)
+    except (OverflowError, OSError, ValueError, TypeError):
+        return f"(timestamp {timestamp!r}: not a time)"
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def json_number(value: float) -> float | str:
+    """`value` for strict JSON: a non-finite float as its text ('inf', 'nan').
+
+    Not as the tokens Infinity and NaN, which JSON parsers other than Python's refuse.
+    """
+    return value if not isinstance(value, float) or math.isfinite(value) else repr(value)
 
 
 def event_record(repr_: PersistentRepr) -> dict[str, Any]:
     """One event as the ``--json`` output shows it (the event decoded as structure)."""
     return {"persistence_id": repr_.persistence_id, "sequence_nr": repr_.sequence_nr,
-            "timestamp": repr_.timestamp, "manifest": repr_.manifest, "tags": list(repr_.tags),
+            "timestamp": json_number(repr_.timestamp), "manifest": repr_.manifest,
+            "tags": list(repr_.tags),
             "writer_uuid": repr_.writer_uuid,
             "event": jsonable(decode_structure(repr_.payload))}
 

@@ -23,6 +23,7 @@ from persistent_actors.cli._common import (
     EXIT_FINDINGS,
     EXIT_OK,
     PAGE,
+    TIME_EXPECTED,
     Store,
     UsageError,
     add_config_option,
@@ -34,6 +35,7 @@ from persistent_actors.cli._common import (
     open_store,
     progress,
     snapshots_of,
+    timestamp_problem,
 )
 from persistent_actors.errors import SerializationError
 from persistent_actors.journal import Journal
@@ -273,6 +275,9 @@ async def _verify_id(store: Store, pid: str, findings: list[str]) -> int:
     count = 0
     async for repr_ in store.events(pid):
         count += 1
+        if (problem := timestamp_problem(repr_.timestamp)) is not None:
+            findings.append(f"{pid} #{repr_.sequence_nr}: timestamp {repr_.timestamp!r} is "
+                            f"{problem} (expected {TIME_EXPECTED})")
         try:
             decode_strict(repr_.manifest, repr_.payload)
         except SerializationError as e:
@@ -291,6 +296,9 @@ async def _verify_id(store: Store, pid: str, findings: list[str]) -> int:
                         f"{highest} are missing (highest sequence number is {highest})")
     for snapshot in await snapshots_of(store.snapshots, pid):
         nr = snapshot.metadata.sequence_nr
+        if (problem := timestamp_problem(snapshot.metadata.timestamp)) is not None:
+            findings.append(f"{pid} snapshot #{nr}: timestamp {snapshot.metadata.timestamp!r} "
+                            f"is {problem} (expected {TIME_EXPECTED})")
         try:
             decode_strict(snapshot.manifest, snapshot.payload)
         except SerializationError as e:
@@ -390,7 +398,7 @@ def _repr_from(record: dict[str, Any], where: str) -> PersistentRepr:
             manifest=_typed(record, "manifest", str),
             payload=base64.b64decode(_typed(record, "payload", str), validate=True),
             writer_uuid=_typed(record, "writer_uuid", str),
-            timestamp=float(_typed(record, "timestamp", (int, float))),
+            timestamp=_timestamp(record),
             tags=_tags(_typed(record, "tags", list)))
     except (KeyError, TypeError, ValueError, binascii.Error) as e:
         raise UsageError(f"{where}: bad event record: {e}") from None
@@ -418,11 +426,24 @@ def _sequence_nr(record: dict[str, Any], *, lowest: int) -> int:
 def _snapshot_from(record: dict[str, Any], where: str) -> SelectedSnapshot:
     try:
         md = SnapshotMetadata(_persistence_id(record), _sequence_nr(record, lowest=0),
-                              float(_typed(record, "timestamp", (int, float))))
+                              _timestamp(record))
         return SelectedSnapshot(md, _typed(record, "manifest", str),
                                 base64.b64decode(_typed(record, "payload", str), validate=True))
     except (KeyError, TypeError, ValueError, binascii.Error) as e:
         raise UsageError(f"{where}: bad snapshot record: {e}") from None
+
+
+def _timestamp(record: dict[str, Any]) -> float:
+    """The record's timestamp: a time every command can show (not 1e400, NaN, year 10000)."""
+    value = _typed(record, "timestamp", (int, float))
+    try:
+        timestamp = float(value)
+    except OverflowError:  # an int beyond floats: 10**400
+        timestamp = float("inf")
+    if timestamp_problem(timestamp) is not None:
+        shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:37]}..."
+        raise ValueError(f"timestamp must be {TIME_EXPECTED}, got {shown}")
+    return timestamp
 
 
 def _typed(record: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
