@@ -15,10 +15,12 @@ import pty
 import shlex
 import signal
 import sqlite3
+import stat
 import struct
 import subprocess
 import sys
 import termios
+import threading
 import time
 from pathlib import Path
 
@@ -270,6 +272,64 @@ def test_export_import_round_trip_is_byte_equal(store: Path, tmp_path: Path) -> 
     assert json.loads(lines[0]) == {"type": "header", "format": "persistent-actors-export",
                                     "version": 1}
     assert len(lines) == 1 + 7 + 2
+
+
+def test_export_to_a_symlink_a_fifo_or_a_missing_directory(store: Path, tmp_path: Path) -> None:
+    """Only a regular (or new) file is replaced by a complete export; a symlink is followed, a
+    FIFO written to directly: both stay what they are."""
+    expected = cli("--config", str(store), "journal", "export").stdout
+    assert expected.count("\n") == 10
+    backup = tmp_path / "backup-2026.jsonl"
+    backup.write_text("old backup\n")
+    backup.chmod(0o640)
+    link = tmp_path / "latest.jsonl"
+    link.symlink_to(backup.name)
+    result = cli("--config", str(store), "journal", "export", "-o", str(link))
+    assert result.returncode == 0, result.stderr
+    assert link.is_symlink()
+    assert backup.read_text() == expected
+    assert backup.stat().st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir() if ".partial" in p.name) == []
+
+    dangling = tmp_path / "next.jsonl"
+    dangling.symlink_to("new-2027.jsonl")
+    assert cli("--config", str(store), "journal", "export", "-o", str(dangling)).returncode == 0
+    assert dangling.is_symlink()
+    assert (tmp_path / "new-2027.jsonl").read_text() == expected
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received: list[str] = []
+
+    def read() -> None:
+        with fifo.open(encoding="utf-8") as f:
+            received.append(f.read())
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        result = cli("--config", str(store), "journal", "export", "-o", str(fifo))
+    finally:
+        if reader.is_alive():  # unblock a reader that no writer opened
+            with fifo.open("w"):
+                pass
+        reader.join(timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert received == [expected]
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+
+    one_line_error(cli("--config", str(store), "journal", "export", "-o",
+                       str(tmp_path / "missing_dir" / "x.jsonl")),
+                   f"cannot write the export to '{tmp_path / 'missing_dir' / 'x.jsonl'}'",
+                   f"directory '{tmp_path / 'missing_dir'}' does not exist")
+    one_line_error(cli("--config", str(store), "journal", "export", "-o", str(tmp_path)),
+                   f"cannot write the export to '{tmp_path}': it is a directory")
+    # An export that fails leaves the file it would replace as it was, and no FILE.partial.
+    missing = write_config(tmp_path / "missing.toml", tmp_path / "missing.db")
+    one_line_error(cli("--config", str(missing), "journal", "export", "-o", str(link)),
+                   "does not exist")
+    assert backup.read_text() == expected
+    assert sorted(p.name for p in tmp_path.iterdir() if ".partial" in p.name) == []
 
 
 def _events_of(db: Path) -> list[tuple[object, ...]]:

@@ -12,9 +12,11 @@ import asyncio
 import base64
 import binascii
 import json
+import os
+import stat
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Final, TextIO
 
@@ -356,13 +358,58 @@ def _export(args: argparse.Namespace) -> int:
     if args.output is None:
         asyncio.run(run(sys.stdout))
         return EXIT_OK
-    path = Path(args.output)
-    tmp = path.with_name(path.name + ".partial")
-    with tmp.open("w", encoding="utf-8") as out:
-        count = asyncio.run(run(out))
-    tmp.replace(path)  # a complete export or none: never a silently truncated file
-    print(f"exported {count - 1} records to {str(path)!r}", file=sys.stderr)
+    count = _write_output(args.output, lambda out: asyncio.run(run(out)))
+    print(f"exported {count - 1} records to {args.output!r}", file=sys.stderr)
     return EXIT_OK
+
+
+def _write_output(output: str, write: Callable[[TextIO], int]) -> int:
+    """Call `write` with `output` open for writing; return what it returns.
+
+    A regular file (or a new one) gets a complete export or none: `write` fills
+    ``FILE.partial``, renamed over FILE at the end (a failure leaves FILE as it was). A symlink
+    is followed, so the file it points to is replaced and the link stays. Anything else (a
+    FIFO, /dev/stdout, a terminal) is written directly: renaming over it would replace it.
+    """
+    shown = repr(output)
+    target = Path(os.path.realpath(output))  # a symlink's file; the same path otherwise
+    try:
+        mode = target.stat().st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as e:
+        raise UsageError(f"cannot write the export to {shown}: {e.strerror}") from None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise UsageError(f"cannot write the export to {shown}: it is a directory (expected a "
+                         "file name)")
+    if mode is not None and not stat.S_ISREG(mode):
+        try:
+            out = target.open("w", encoding="utf-8")
+        except OSError as e:
+            raise UsageError(f"cannot write the export to {shown}: {e.strerror}") from None
+        with out:
+            return write(out)
+    if not target.parent.is_dir():
+        given = Path(output).parent
+        where = f"directory {str(given)!r}" if not given.is_dir() else \
+            f"it is a symlink to {str(target)!r}, whose directory"
+        raise UsageError(f"cannot write the export to {shown}: {where} does not exist")
+    tmp = target.with_name(target.name + ".partial")
+    try:
+        out = tmp.open("w", encoding="utf-8")
+    except OSError as e:
+        raise UsageError(f"cannot write the export to {shown}: cannot create {str(tmp)!r} "
+                         f"next to it: {e.strerror}") from None
+    try:
+        with out:
+            count = write(out)
+        if mode is not None:
+            os.chmod(tmp, stat.S_IMODE(mode))  # the file it replaces keeps its permissions
+        tmp.replace(target)  # a complete export or none: never a silently truncated file
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return count
 
 
 def _read_export(lines: Iterable[str], source: str) -> Iterator[tuple[int, dict[str, Any]]]:
