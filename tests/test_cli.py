@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import asyncpg
+import msgpack
 import pytest
 
 from journal_plugins.inmem import InmemJournal, InmemSnapshotStore
@@ -229,6 +230,53 @@ def test_verify_with_imported_classes_rebuilds_objects(store: Path, tmp_path: Pa
                cwd=tmp_path, env={**ENV, "PYTHONPATH": str(ROOT)})
     assert here.returncode == 1, here.stderr
     assert here.stdout.startswith("e #1: undecodable event: cannot rebuild Thing")
+
+
+def test_verify_with_imports_finds_manifests_no_module_registers(store: Path,
+                                                                 tmp_path: Path) -> None:
+    """With --import, verify says whether replay would work: a manifest no imported module
+    registers (a renamed class without an alias) is a finding, at the top or nested in plain
+    data, for events and snapshots. Without --import only the structure is checked."""
+    module = tmp_path / "ops_shop_known.py"
+    module.write_text("import dataclasses\nfrom persistent_actors import register\n"
+                      "@register(manifest='shop.Known')\n@dataclasses.dataclass(frozen=True)\n"
+                      "class Known:\n    name: str\n")
+    state = msgpack.packb({"name": "apple"})
+    nested = msgpack.packb([msgpack.ExtType(1, msgpack.packb(["shop.Gone", {"name": "x"}]))])
+
+    async def write() -> None:
+        journal = SqliteJournal({"path": str(tmp_path / "events.db")})
+        snapshots = SqliteSnapshotStore({"path": str(tmp_path / "events.db")})
+        await journal.start()
+        await snapshots.start()
+        try:
+            await journal.write_messages([AtomicWrite((
+                PersistentRepr("k", 1, "shop.Known", state, "w", 1.0),
+                PersistentRepr("k", 2, "shop.ItemAdded", state, "w", 1.0),
+                PersistentRepr("k", 3, "", nested, "w", 1.0)))])
+            await snapshots.save(SnapshotMetadata("k", 3, 2.0), "shop.OldState", state)
+        finally:
+            await snapshots.close()
+            await journal.close()
+
+    asyncio.run(write())
+    before = _events_of(tmp_path / "events.db")
+    env = {**ENV, "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"}
+    structure = cli("--config", str(store), "journal", "verify", env=env)
+    assert structure.returncode == 0, structure.stdout
+    strict = cli("--config", str(store), "journal", "verify", "--import", "ops_shop_known",
+                 env=env)
+    assert strict.returncode == 1, strict.stderr
+    assert strict.stdout.splitlines() == [
+        "k #2: undecodable event: no type is registered for manifest 'shop.ItemAdded'; register "
+        "the class (or an alias for its old name) with persistent_actors.register",
+        "k #3: undecodable event: no type is registered for manifest 'shop.Gone'; register "
+        "the class (or an alias for its old name) with persistent_actors.register",
+        "k snapshot #3: undecodable snapshot: no type is registered for manifest "
+        "'shop.OldState'; register the class (or an alias for its old name) with "
+        "persistent_actors.register"]
+    assert "3 finding(s)" in strict.stderr
+    assert _events_of(tmp_path / "events.db") == before
 
 
 @pytest.mark.parametrize(("body", "expected"), [

@@ -27,7 +27,12 @@ from persistent_actors._config import (
     load_settings,
     resolve_plugin,
 )
-from persistent_actors._serialization import PLAIN_MANIFEST, default_serializer, unpack_nested
+from persistent_actors._serialization import (
+    PLAIN_MANIFEST,
+    clip,
+    default_serializer,
+    unpack_nested,
+)
 from persistent_actors.errors import PersistentActorsError, SerializationError
 from persistent_actors.event_log import EventLog
 from persistent_actors.journal import Journal
@@ -212,15 +217,28 @@ async def snapshots_of(store: SnapshotStore, persistence_id: str) -> list[Select
 
 
 # -- decoding ----------------------------------------------------------------------------------
-def decode_strict(manifest: str, payload: bytes) -> Any:
-    """Decode like replay does. Raises `SerializationError` for bytes that are not msgpack.
+def decode_strict(manifest: str, payload: bytes, *, rebuild: bool = False) -> Any:
+    """Decode a stored payload; raise `SerializationError` where replay would fail.
 
-    A manifest no imported module registered is not an error here (the CLI does not know the
-    application's classes unless ``--import`` names them); its state is decoded as structure.
+    With `rebuild` (``verify --import``: the application's classes are registered), exactly as
+    replay does: a manifest, top-level or nested, that no module registered is an error, as it
+    is for replay. Without it only the structure is checked (msgpack, the extension codes): the
+    CLI does not know the application's classes, so an object of a class it does not know, at
+    the top or nested in plain data, is decoded as structure; a manifest registered in this
+    process (the library's own) is still rebuilt.
     """
-    if manifest == PLAIN_MANIFEST or default_serializer.class_of(manifest) is not None:
+    if rebuild:
         return default_serializer.from_binary(manifest, payload)
-    return decode_structure(payload)
+    try:
+        structure = _unpack(payload)
+    except SerializationError:
+        raise
+    except Exception as e:  # worded as the serializer words it
+        raise SerializationError(f"corrupted payload for manifest {clip(repr(manifest))}: "
+                                 f"{clip(str(e))}") from e
+    if manifest != PLAIN_MANIFEST and default_serializer.class_of(manifest) is not None:
+        return default_serializer.from_binary(manifest, payload)
+    return structure
 
 
 def _structure_hook(code: int, data: bytes) -> Any:

@@ -86,8 +86,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
     sub = add("verify", "check every event, sequence, snapshot and the database itself", _verify)
     sub.add_argument("--import", dest="imports", action="append", metavar="MODULE",
-                     help="import a module that registers event classes, so their events are "
-                          "also rebuilt as objects (repeatable)")
+                     help="import a module that registers event classes (repeatable): every "
+                          "event and snapshot is then rebuilt as replay would, and a manifest "
+                          "no imported module registers is a finding; without it only the "
+                          "structure is checked")
 
     sub = add("export", "write every event and snapshot as JSON lines", _export)
     sub.add_argument("--output", "-o", metavar="FILE", help="default: standard output")
@@ -257,7 +259,8 @@ def _verify(args: argparse.Namespace) -> int:
             ids = await store.persistence_ids()
             checked = 0
             for pid in ids:
-                checked += await _verify_id(store, pid, findings)
+                checked += await _verify_id(store, pid, findings,
+                                            rebuild=bool(args.imports))
             findings.extend(f"database: {problem}"
                             for problem in await store.journal.integrity_check())
             return findings, len(ids), checked
@@ -270,8 +273,13 @@ def _verify(args: argparse.Namespace) -> int:
     return EXIT_FINDINGS if findings else EXIT_OK
 
 
-async def _verify_id(store: Store, pid: str, findings: list[str]) -> int:
-    """Check one id's events and snapshots, appending one line per problem; return the count."""
+async def _verify_id(store: Store, pid: str, findings: list[str], *,
+                     rebuild: bool) -> int:
+    """Check one id's events and snapshots, appending one line per problem; return the count.
+
+    With `rebuild` (``--import``), every payload must decode as replay decodes it: an
+    unregistered manifest is a finding (replay would fail on it).
+    """
     highest = await store.journal.read_highest_sequence_nr(pid, 0)
     previous: PersistentRepr | None = None
     count = 0
@@ -281,7 +289,7 @@ async def _verify_id(store: Store, pid: str, findings: list[str]) -> int:
             findings.append(f"{pid} #{repr_.sequence_nr}: timestamp {repr_.timestamp!r} is "
                             f"{problem} (expected {TIME_EXPECTED})")
         try:
-            decode_strict(repr_.manifest, repr_.payload)
+            decode_strict(repr_.manifest, repr_.payload, rebuild=rebuild)
         except SerializationError as e:
             findings.append(f"{pid} #{repr_.sequence_nr}: undecodable event: {e}")
         if previous is not None and repr_.sequence_nr != previous.sequence_nr + 1:
@@ -302,7 +310,7 @@ async def _verify_id(store: Store, pid: str, findings: list[str]) -> int:
             findings.append(f"{pid} snapshot #{nr}: timestamp {snapshot.metadata.timestamp!r} "
                             f"is {problem} (expected {TIME_EXPECTED})")
         try:
-            decode_strict(snapshot.manifest, snapshot.payload)
+            decode_strict(snapshot.manifest, snapshot.payload, rebuild=rebuild)
         except SerializationError as e:
             findings.append(f"{pid} snapshot #{nr}: undecodable snapshot: {e}")
         if nr > highest:
