@@ -706,6 +706,11 @@ def test_copy_in_steps_with_max_events(store: Path, tmp_path: Path) -> None:
     assert rest.returncode == 0, rest.stdout
     assert "copied 2 events; counts match" in rest.stderr
     assert _events_of(tmp_path / "target.db") == _events_of(tmp_path / "events.db")
+    # A limit that leaves nothing to copy is a complete copy, not a stop.
+    whole = write_config(tmp_path / "whole.toml", tmp_path / "whole.db")
+    step = cli("--config", str(store), "journal", "copy", "--to", str(whole), "--max-events", "7")
+    assert step.returncode == 0, step.stdout
+    assert "copied 7 events; counts match" in step.stderr
     target_stats = json.loads(cli("--config", str(target), "journal", "stats", "--json").stdout)
     source_stats = json.loads(cli("--config", str(store), "journal", "stats", "--json").stdout)
     del target_stats["file_bytes"], source_stats["file_bytes"]

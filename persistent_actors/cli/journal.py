@@ -651,6 +651,7 @@ async def copy_journal(source: Store, target: Store, *, batch_size: int = DEFAUL
             total += repr_.sequence_nr > remaining[pid]
     writer = _Writer(target.journal, batch_size)
     written = 0
+    stopped = False  # by max_events, with events left to copy
     with progress(total if max_events is None else min(total, max_events), "copy") as bar:
         for pid in ids:
             async for repr_ in source.events(pid, remaining[pid] + 1):
@@ -658,6 +659,7 @@ async def copy_journal(source: Store, target: Store, *, batch_size: int = DEFAUL
                 # that takes the count past max_events (never a torn write in the target).
                 if max_events is not None and written + writer.pending >= max_events \
                         and not writer.continues_group(repr_):
+                    stopped = True
                     break
                 step = await writer.add(repr_)
                 written += step
@@ -667,7 +669,7 @@ async def copy_journal(source: Store, target: Store, *, batch_size: int = DEFAUL
             written += step
             if show_progress:
                 bar.update(step)
-            if max_events is not None and written >= max_events:
+            if stopped:
                 return written, ["stopped after --max-events: run again to copy the rest"]
     for pid in ids:
         for snapshot in await snapshots_of(source.snapshots, pid):
