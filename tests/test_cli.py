@@ -366,6 +366,18 @@ def test_export_to_a_symlink_a_fifo_or_a_missing_directory(store: Path, tmp_path
     assert received == [expected]
     assert stat.S_ISFIFO(fifo.lstat().st_mode)
 
+    # -o /dev/stdout: the command's standard output, here a log opened to append (>> log).
+    log = tmp_path / "app.log"
+    log.write_text("log line\n")
+    inode = log.stat().st_ino
+    with log.open("a") as appending:
+        result = subprocess.run([str(SCRIPT), "--config", str(store), "journal", "export", "-o",
+                                 "/dev/stdout"], stdout=appending, stderr=subprocess.PIPE,
+                                text=True, env=ENV, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert log.read_text() == "log line\n" + expected
+    assert log.stat().st_ino == inode
+
     one_line_error(cli("--config", str(store), "journal", "export", "-o",
                        str(tmp_path / "missing_dir" / "x.jsonl")),
                    f"cannot write the export to '{tmp_path / 'missing_dir' / 'x.jsonl'}'",

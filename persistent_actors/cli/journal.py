@@ -377,26 +377,29 @@ def _write_output(output: str, write: Callable[[TextIO], int]) -> int:
     A regular file (or a new one) gets a complete export or none: `write` fills
     ``FILE.partial``, renamed over FILE at the end (a failure leaves FILE as it was). A symlink
     is followed, so the file it points to is replaced and the link stays. Anything else (a
-    FIFO, /dev/stdout, a terminal) is written directly: renaming over it would replace it.
+    FIFO, a device, /dev/stdout even when it is a regular file) is written directly: renaming
+    over it would replace it.
     """
     shown = repr(output)
-    target = Path(os.path.realpath(output))  # a symlink's file; the same path otherwise
     try:
-        mode = target.stat().st_mode
+        mode: int | None = os.stat(output).st_mode  # through symlinks, /dev/stdout's too
     except FileNotFoundError:
-        mode = None
+        mode = None  # a new file, or a symlink to one
     except OSError as e:
         raise UsageError(f"cannot write the export to {shown}: {e.strerror}") from None
     if mode is not None and stat.S_ISDIR(mode):
         raise UsageError(f"cannot write the export to {shown}: it is a directory (expected a "
                          "file name)")
-    if mode is not None and not stat.S_ISREG(mode):
-        try:
-            out = target.open("w", encoding="utf-8")
+    open_file = _names_an_open_file(output)
+    if mode is not None and (not stat.S_ISREG(mode) or open_file):
+        try:  # appending to an open file: `-o /dev/stdout >> log` must not truncate the log
+            out = Path(output).open("a" if open_file else "w",  # noqa: SIM115 - closed below
+                                    encoding="utf-8")
         except OSError as e:
             raise UsageError(f"cannot write the export to {shown}: {e.strerror}") from None
         with out:
             return write(out)
+    target = Path(os.path.realpath(output))  # a symlink's file; the same path otherwise
     if not target.parent.is_dir():
         given = Path(output).parent
         where = f"directory {str(given)!r}" if not given.is_dir() else \
@@ -418,6 +421,23 @@ def _write_output(output: str, write: Callable[[TextIO], int]) -> int:
         tmp.unlink(missing_ok=True)
         raise
     return count
+
+
+def _names_an_open_file(path: str) -> bool:
+    """Whether `path` (through its symlinks) is /dev/stdout, /dev/fd/N or /proc/PID/fd/N.
+
+    Such a name is a process's open file, not an entry of a directory: ``-o /dev/stdout >>
+    log`` writes to the log, where a rename would replace the log by the export.
+    """
+    current = os.path.abspath(path)
+    for _ in range(40):  # the kernel's own limit on symlinks followed
+        if current.startswith(("/proc/", "/dev/fd/")):
+            return True
+        if not os.path.islink(current):
+            return False
+        current = os.path.normpath(os.path.join(os.path.dirname(current),
+                                                os.readlink(current)))
+    return False
 
 
 def _read_export(lines: Iterable[str], source: str) -> Iterator[tuple[int, dict[str, Any]]]:
