@@ -7,6 +7,7 @@ replay``), or corrupted by hand; every test checks exit status and output.
 from __future__ import annotations
 
 import asyncio
+import base64
 import fcntl
 import json
 import os
@@ -14,14 +15,17 @@ import pty
 import shlex
 import signal
 import sqlite3
+import stat
 import struct
 import subprocess
 import sys
 import termios
+import threading
 import time
 from pathlib import Path
 
 import asyncpg
+import msgpack
 import pytest
 
 from journal_plugins.inmem import InmemJournal, InmemSnapshotStore
@@ -228,6 +232,76 @@ def test_verify_with_imported_classes_rebuilds_objects(store: Path, tmp_path: Pa
     assert here.stdout.startswith("e #1: undecodable event: cannot rebuild Thing")
 
 
+def test_verify_with_imports_finds_manifests_no_module_registers(store: Path,
+                                                                 tmp_path: Path) -> None:
+    """With --import, verify says whether replay would work: a manifest no imported module
+    registers (a renamed class without an alias) is a finding, at the top or nested in plain
+    data, for events and snapshots. Without --import only the structure is checked."""
+    module = tmp_path / "ops_shop_known.py"
+    module.write_text("import dataclasses\nfrom persistent_actors import register\n"
+                      "@register(manifest='shop.Known')\n@dataclasses.dataclass(frozen=True)\n"
+                      "class Known:\n    name: str\n")
+    state = msgpack.packb({"name": "apple"})
+    nested = msgpack.packb([msgpack.ExtType(1, msgpack.packb(["shop.Gone", {"name": "x"}]))])
+
+    async def write() -> None:
+        journal = SqliteJournal({"path": str(tmp_path / "events.db")})
+        snapshots = SqliteSnapshotStore({"path": str(tmp_path / "events.db")})
+        await journal.start()
+        await snapshots.start()
+        try:
+            await journal.write_messages([AtomicWrite((
+                PersistentRepr("k", 1, "shop.Known", state, "w", 1.0),
+                PersistentRepr("k", 2, "shop.ItemAdded", state, "w", 1.0),
+                PersistentRepr("k", 3, "", nested, "w", 1.0)))])
+            await snapshots.save(SnapshotMetadata("k", 3, 2.0), "shop.OldState", state)
+        finally:
+            await snapshots.close()
+            await journal.close()
+
+    asyncio.run(write())
+    before = _events_of(tmp_path / "events.db")
+    env = {**ENV, "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"}
+    structure = cli("--config", str(store), "journal", "verify", env=env)
+    assert structure.returncode == 0, structure.stdout
+    strict = cli("--config", str(store), "journal", "verify", "--import", "ops_shop_known",
+                 env=env)
+    assert strict.returncode == 1, strict.stderr
+    assert strict.stdout.splitlines() == [
+        "k #2: undecodable event: no type is registered for manifest 'shop.ItemAdded'; register "
+        "the class (or an alias for its old name) with persistent_actors.register",
+        "k #3: undecodable event: no type is registered for manifest 'shop.Gone'; register "
+        "the class (or an alias for its old name) with persistent_actors.register",
+        "k snapshot #3: undecodable snapshot: no type is registered for manifest "
+        "'shop.OldState'; register the class (or an alias for its old name) with "
+        "persistent_actors.register"]
+    assert "3 finding(s)" in strict.stderr
+    assert _events_of(tmp_path / "events.db") == before
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ('raise RuntimeError("DATABASE_URL is not set")\n',
+     "importing it failed with RuntimeError: DATABASE_URL is not set"),
+    ("def broken(:\n", "importing it failed with SyntaxError: "),
+    ('import os\nos.environ["PA_TEST_UNSET_VARIABLE"]\n',
+     "importing it failed with KeyError: 'PA_TEST_UNSET_VARIABLE'"),
+    ("import sys\nsys.exit(3)\n", "importing it failed with sys.exit(3)"),
+])
+def test_an_imported_module_that_fails_is_one_line(store: Path, tmp_path: Path, body: str,
+                                                    expected: str) -> None:
+    """A module that is found but raises (not ImportError) is a mistake: exit 2, one line."""
+    (tmp_path / "failing_app").mkdir()
+    (tmp_path / "failing_app" / "__init__.py").write_text("")
+    (tmp_path / "failing_app" / "events.py").write_text(body)
+    env = {**ENV, "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"}
+    env.pop("PA_TEST_UNSET_VARIABLE", None)
+    result = cli("--config", str(store), "journal", "verify", "--import", "failing_app.events",
+                 env=env)
+    one_line_error(result, "--import failing_app.events: ", expected)
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
 # -- export, import, copy ----------------------------------------------------------------------
 def test_export_import_round_trip_is_byte_equal(store: Path, tmp_path: Path) -> None:
     first = tmp_path / "first.jsonl"
@@ -246,6 +320,76 @@ def test_export_import_round_trip_is_byte_equal(store: Path, tmp_path: Path) -> 
     assert json.loads(lines[0]) == {"type": "header", "format": "persistent-actors-export",
                                     "version": 1}
     assert len(lines) == 1 + 7 + 2
+
+
+def test_export_to_a_symlink_a_fifo_or_a_missing_directory(store: Path, tmp_path: Path) -> None:
+    """Only a regular (or new) file is replaced by a complete export; a symlink is followed, a
+    FIFO written to directly: both stay what they are."""
+    expected = cli("--config", str(store), "journal", "export").stdout
+    assert expected.count("\n") == 10
+    backup = tmp_path / "backup-2026.jsonl"
+    backup.write_text("old backup\n")
+    backup.chmod(0o640)
+    link = tmp_path / "latest.jsonl"
+    link.symlink_to(backup.name)
+    result = cli("--config", str(store), "journal", "export", "-o", str(link))
+    assert result.returncode == 0, result.stderr
+    assert link.is_symlink()
+    assert backup.read_text() == expected
+    assert backup.stat().st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir() if ".partial" in p.name) == []
+
+    dangling = tmp_path / "next.jsonl"
+    dangling.symlink_to("new-2027.jsonl")
+    assert cli("--config", str(store), "journal", "export", "-o", str(dangling)).returncode == 0
+    assert dangling.is_symlink()
+    assert (tmp_path / "new-2027.jsonl").read_text() == expected
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received: list[str] = []
+
+    def read() -> None:
+        with fifo.open(encoding="utf-8") as f:
+            received.append(f.read())
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        result = cli("--config", str(store), "journal", "export", "-o", str(fifo))
+    finally:
+        if reader.is_alive():  # unblock a reader that no writer opened
+            with fifo.open("w"):
+                pass
+        reader.join(timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert received == [expected]
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+
+    # -o /dev/stdout: the command's standard output, here a log opened to append (>> log).
+    log = tmp_path / "app.log"
+    log.write_text("log line\n")
+    inode = log.stat().st_ino
+    with log.open("a") as appending:
+        result = subprocess.run([str(SCRIPT), "--config", str(store), "journal", "export", "-o",
+                                 "/dev/stdout"], stdout=appending, stderr=subprocess.PIPE,
+                                text=True, env=ENV, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert log.read_text() == "log line\n" + expected
+    assert log.stat().st_ino == inode
+
+    one_line_error(cli("--config", str(store), "journal", "export", "-o",
+                       str(tmp_path / "missing_dir" / "x.jsonl")),
+                   f"cannot write the export to '{tmp_path / 'missing_dir' / 'x.jsonl'}'",
+                   f"directory '{tmp_path / 'missing_dir'}' does not exist")
+    one_line_error(cli("--config", str(store), "journal", "export", "-o", str(tmp_path)),
+                   f"cannot write the export to '{tmp_path}': it is a directory")
+    # An export that fails leaves the file it would replace as it was, and no FILE.partial.
+    missing = write_config(tmp_path / "missing.toml", tmp_path / "missing.db")
+    one_line_error(cli("--config", str(missing), "journal", "export", "-o", str(link)),
+                   "does not exist")
+    assert backup.read_text() == expected
+    assert sorted(p.name for p in tmp_path.iterdir() if ".partial" in p.name) == []
 
 
 def _events_of(db: Path) -> list[tuple[object, ...]]:
@@ -357,6 +501,66 @@ def test_import_refuses_an_empty_persistence_id(store: Path, tmp_path: Path, num
                    "non-empty str, got ''")
 
 
+@pytest.mark.parametrize("number", [5, 9])  # an event, a snapshot
+@pytest.mark.parametrize(("raw", "shown"), [
+    ("1e400", "got inf"), ("-1e300", "got -1e+300"), ("NaN", "got nan"),
+    ("-Infinity", "got -inf"), ("1e20", "got 1e+20"), ("1" + "0" * 400, "got 1000000000"),
+])
+def test_import_refuses_a_timestamp_that_is_no_time(store: Path, tmp_path: Path, number: int,
+                                                    raw: str, shown: str) -> None:
+    """Infinity (JSON's 1e400), NaN, years beyond 9999: every later command would choke."""
+    lines = _changed(_export_lines(store), number, timestamp="@TS@")
+    result, db = _import_text(tmp_path, "\n".join(lines).replace('"@TS@"', raw) + "\n")
+    kind = "event" if number == 5 else "snapshot"
+    one_line_error(result, f"line {number}: bad {kind} record: timestamp must be seconds since "
+                   "the epoch: a finite number within years 1..9999 (UTC)", shown)
+    if number == 5:
+        assert _nothing_stored(db)
+
+
+def _strict_json(text: str) -> object:
+    def refuse(token: str) -> object:
+        raise AssertionError(f"not JSON: {token}")
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.parametrize("stored", [float("inf"), -1e300, 1e20])
+def test_a_stored_timestamp_that_is_no_time_is_shown_never_a_traceback(
+        store: Path, tmp_path: Path, stored: float) -> None:
+    """Stored by another writer or an older import: shown as it is, and verify finds it."""
+    with sqlite3.connect(tmp_path / "events.db") as db:
+        db.execute("UPDATE journal SET timestamp = ? WHERE persistence_id = 'b'", (stored,))
+        db.execute("UPDATE snapshot SET timestamp = ? WHERE sequence_nr = 4", (stored,))
+    before = _events_of(tmp_path / "events.db")
+    events = cli("--config", str(store), "journal", "events", "b")
+    assert events.returncode == 0, events.stderr
+    assert f"b  #1  (timestamp {stored!r}: not a time)  (plain)" in events.stdout
+    as_json = cli("--config", str(store), "journal", "events", "b", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    record = _strict_json(as_json.stdout)
+    assert isinstance(record, dict)
+    assert record["timestamp"] == (stored if stored != float("inf") else "inf")
+    tail = cli("--config", str(store), "journal", "tail", "--from-start", "--limit", "2")
+    assert tail.returncode == 0, tail.stderr
+    for args in (["stats"], ["stats", "--json"], ["export"], ["ids"]):
+        result = cli("--config", str(store), "journal", *args)
+        assert result.returncode == 0, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+    stats = _strict_json(cli("--config", str(store), "journal", "stats", "--json").stdout)
+    assert isinstance(stats, dict)
+    assert "not a time" in str(stats["newest"] if stored > 0 else stats["oldest"])
+    verify = cli("--config", str(store), "journal", "verify")
+    assert verify.returncode == 1
+    problem = "not a finite number" if stored == float("inf") else "beyond the years 1..9999"
+    # (a snapshot before 1970 is one SnapshotSelectionCriteria never selects: not seen)
+    assert verify.stdout.splitlines() == [
+        f"a snapshot #4: timestamp {stored!r} is {problem} (expected seconds since the epoch: "
+        "a finite number within years 1..9999 (UTC))"] * (stored > 0) + [
+        f"b #1: timestamp {stored!r} is {problem} (expected seconds since the epoch: a finite "
+        "number within years 1..9999 (UTC))"]
+    assert _events_of(tmp_path / "events.db") == before
+
+
 async def _many(db: Path, ids: int, per_id: int) -> None:
     journal = SqliteJournal({"path": str(db), "synchronous": "OFF"})
     await journal.start()
@@ -367,6 +571,56 @@ async def _many(db: Path, ids: int, per_id: int) -> None:
                 for i in range(ids)])
     finally:
         await journal.close()
+
+
+def _group_export(path: Path, count: int, group: range) -> Path:
+    """An export of `count` events of id 'big' where the events in `group` are one atomic write
+    (same writer and timestamp), the others one each."""
+    lines = [{"type": "header", "format": "persistent-actors-export", "version": 1}]
+    payload = base64.b64encode(default_serializer.to_binary("e")[1]).decode()
+    lines.extend({"type": "event", "persistence_id": "big", "sequence_nr": nr, "manifest": "",
+                  "payload": payload, "writer_uuid": "w",
+                  "timestamp": 500.0 if nr in group else float(nr), "tags": []}
+                 for nr in range(1, count + 1))
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+def _noted_writes(db: Path) -> list[list[str]]:
+    """The write_messages calls a WriteNotingJournal at `db` got: their atomic writes."""
+    text = Path(f"{db}-writes").read_text()
+    return [[" ".join(pair) for pair in zip(line.split()[::2], line.split()[1::2], strict=True)]
+            for line in text.splitlines()]
+
+
+def test_import_and_copy_never_split_an_atomic_write_across_batches(tmp_path: Path) -> None:
+    """A persist_all group across the 500-event batch boundary stays one atomic write, in one
+    write_messages call (one transaction): an interruption cannot tear it."""
+    export = _group_export(tmp_path / "group.jsonl", 520, range(495, 505))
+    noting = tmp_path / "noting.toml"
+    noting.write_text(f'[persistence.journal]\nplugin = "tests.cli_journal_plugins:'
+                      f'WriteNotingJournal"\npath = "{tmp_path / "imported.db"}"\n'
+                      f'[persistence.snapshot_store]\nplugin = "sqlite"\n'
+                      f'path = "{tmp_path / "imported.db"}"\n')
+    result = cli("--config", str(noting), "journal", "import", str(export))
+    assert result.returncode == 0, result.stderr
+    calls = _noted_writes(tmp_path / "imported.db")
+    assert [w for call in calls for w in call if w.startswith("big 495")] == ["big 495..504"], \
+        calls
+    assert sum(len(call) for call in calls) == 494 + 1 + 16
+    assert cli("--config", str(noting), "journal", "verify").returncode == 0
+
+    # copy, with a batch of 4 that would end inside the group of 495..504
+    source = write_config(tmp_path / "source.toml", tmp_path / "imported.db")
+    target = tmp_path / "target.toml"
+    target.write_text(noting.read_text().replace("imported.db", "target.db"))
+    copied = cli("--config", str(source), "journal", "copy", "--to", str(target),
+                 "--batch-size", "4")
+    assert copied.returncode == 0, copied.stdout + copied.stderr
+    calls = _noted_writes(tmp_path / "target.db")
+    assert [w for call in calls for w in call if w.startswith("big 495")] == ["big 495..504"]
+    assert all(len(call) <= 4 for call in calls)
+    assert _events_of(tmp_path / "target.db") == _events_of(tmp_path / "imported.db")
 
 
 def test_copy_resumes_after_sigkill_and_checks_counts(tmp_path: Path) -> None:
@@ -447,14 +701,28 @@ def test_copy_sqlite_to_postgres_and_back(store: Path, tmp_path: Path, pg_schema
 
 def test_copy_in_steps_with_max_events(store: Path, tmp_path: Path) -> None:
     target = write_config(tmp_path / "target.toml", tmp_path / "target.db")
+    # a: 1, then 2..4 in one atomic write, then 5. Three events would end inside that write:
+    # the copy finishes it (4 events) rather than leave a torn write in the target.
     step = cli("--config", str(store), "journal", "copy", "--to", str(target), "--max-events", "3")
     assert step.returncode == 1
     assert "stopped after --max-events" in step.stdout
-    assert len(_events_of(tmp_path / "target.db")) == 3
+    assert "copied 4 events" in step.stderr
+    assert [row[:2] for row in _events_of(tmp_path / "target.db")] == [
+        ("a", 1), ("a", 2), ("a", 3), ("a", 4)]
+    assert cli("--config", str(target), "journal", "verify").returncode == 0
+    # At a boundary it stops there: a#5 alone.
+    step = cli("--config", str(store), "journal", "copy", "--to", str(target), "--max-events", "1")
+    assert "copied 1 events" in step.stderr
+    assert len(_events_of(tmp_path / "target.db")) == 5
     rest = cli("--config", str(store), "journal", "copy", "--to", str(target))
     assert rest.returncode == 0, rest.stdout
-    assert "copied 4 events; counts match" in rest.stderr
+    assert "copied 2 events; counts match" in rest.stderr
     assert _events_of(tmp_path / "target.db") == _events_of(tmp_path / "events.db")
+    # A limit that leaves nothing to copy is a complete copy, not a stop.
+    whole = write_config(tmp_path / "whole.toml", tmp_path / "whole.db")
+    step = cli("--config", str(store), "journal", "copy", "--to", str(whole), "--max-events", "7")
+    assert step.returncode == 0, step.stdout
+    assert "copied 7 events; counts match" in step.stderr
     target_stats = json.loads(cli("--config", str(target), "journal", "stats", "--json").stdout)
     source_stats = json.loads(cli("--config", str(store), "journal", "stats", "--json").stdout)
     del target_stats["file_bytes"], source_stats["file_bytes"]

@@ -10,6 +10,7 @@ import datetime as dt
 import decimal
 import importlib
 import json
+import math
 import os
 import sys
 import uuid
@@ -26,7 +27,12 @@ from persistent_actors._config import (
     load_settings,
     resolve_plugin,
 )
-from persistent_actors._serialization import PLAIN_MANIFEST, default_serializer, unpack_nested
+from persistent_actors._serialization import (
+    PLAIN_MANIFEST,
+    clip,
+    default_serializer,
+    unpack_nested,
+)
 from persistent_actors.errors import PersistentActorsError, SerializationError
 from persistent_actors.event_log import EventLog
 from persistent_actors.journal import Journal
@@ -38,6 +44,7 @@ __all__ = [
     "EXIT_FINDINGS",
     "EXIT_OK",
     "EXIT_USAGE",
+    "TIME_EXPECTED",
     "Progress",
     "Store",
     "UsageError",
@@ -46,9 +53,12 @@ __all__ = [
     "decode_structure",
     "fail",
     "import_modules",
+    "iso",
+    "json_number",
     "open_store",
     "progress",
     "snapshots_of",
+    "timestamp_problem",
 ]
 
 PAGE: int = 500
@@ -87,6 +97,14 @@ def import_modules(names: list[str] | None) -> None:
             importlib.import_module(name)
         except ImportError as e:
             raise UsageError(f"--import {name}: cannot import it: {e}") from e
+        except (Exception, SystemExit) as e:
+            # The module was found but failed while it ran (a bug, a SyntaxError, a missing
+            # environment variable, a sys.exit): the user's mistake to fix, not a traceback.
+            what = f"sys.exit({e.code!r})" if isinstance(e, SystemExit) else \
+                f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+            raise UsageError(f"--import {name}: importing it failed with {what} (expected a "
+                             "module that imports cleanly and registers the event "
+                             "classes)") from e
 
 
 # -- opening the stores a config names ---------------------------------------------------------
@@ -199,15 +217,28 @@ async def snapshots_of(store: SnapshotStore, persistence_id: str) -> list[Select
 
 
 # -- decoding ----------------------------------------------------------------------------------
-def decode_strict(manifest: str, payload: bytes) -> Any:
-    """Decode like replay does. Raises `SerializationError` for bytes that are not msgpack.
+def decode_strict(manifest: str, payload: bytes, *, rebuild: bool = False) -> Any:
+    """Decode a stored payload; raise `SerializationError` where replay would fail.
 
-    A manifest no imported module registered is not an error here (the CLI does not know the
-    application's classes unless ``--import`` names them); its state is decoded as structure.
+    With `rebuild` (``verify --import``: the application's classes are registered), exactly as
+    replay does: a manifest, top-level or nested, that no module registered is an error, as it
+    is for replay. Without it only the structure is checked (msgpack, the extension codes): the
+    CLI does not know the application's classes, so an object of a class it does not know, at
+    the top or nested in plain data, is decoded as structure; a manifest registered in this
+    process (the library's own) is still rebuilt.
     """
-    if manifest == PLAIN_MANIFEST or default_serializer.class_of(manifest) is not None:
+    if rebuild:
         return default_serializer.from_binary(manifest, payload)
-    return decode_structure(payload)
+    try:
+        structure = _unpack(payload)
+    except SerializationError:
+        raise
+    except Exception as e:  # worded as the serializer words it
+        raise SerializationError(f"corrupted payload for manifest {clip(repr(manifest))}: "
+                                 f"{clip(str(e))}") from e
+    if manifest != PLAIN_MANIFEST and default_serializer.class_of(manifest) is not None:
+        return default_serializer.from_binary(manifest, payload)
+    return structure
 
 
 def _structure_hook(code: int, data: bytes) -> Any:
@@ -263,16 +294,52 @@ def jsonable(value: Any) -> Any:
     return repr(value)
 
 
+TIME_EXPECTED: Final = "seconds since the epoch: a finite number within years 1..9999 (UTC)"
+
+
+def timestamp_problem(timestamp: float) -> str | None:
+    """Why `timestamp` is no time a stored event can have (None: it is one). See `TIME_EXPECTED`.
+
+    JSON gives ``1e400`` as infinity and accepts ``NaN``; a plugin may store either, or a number
+    beyond the dates Python has (which every display of it would fail on).
+    """
+    if not isinstance(timestamp, int | float) or isinstance(timestamp, bool):
+        return f"not a number ({type(timestamp).__name__})"
+    if not math.isfinite(timestamp):
+        return "not a finite number"
+    try:
+        dt.datetime.fromtimestamp(timestamp, dt.UTC)
+    except (OverflowError, OSError, ValueError):
+        return "beyond the years 1..9999"
+    return None
+
+
 def iso(timestamp: float) -> str:
-    """Seconds since the epoch as an ISO 8601 UTC time with milliseconds."""
-    moment = dt.datetime.fromtimestamp(timestamp, dt.UTC)
+    """Seconds since the epoch as an ISO 8601 UTC time with milliseconds.
+
+    A stored value that is no time (see `timestamp_problem`) is shown as itself, never raised:
+    the CLI must be able to show what is stored.
+    """
+    try:
+        moment = dt.datetime.fromtimestamp(timestamp, dt.UTC)
+    except (OverflowError, OSError, ValueError, TypeError):
+        return f"(timestamp {timestamp!r}: not a time)"
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def json_number(value: float) -> float | str:
+    """`value` for strict JSON: a non-finite float as its text ('inf', 'nan').
+
+    Not as the tokens Infinity and NaN, which JSON parsers other than Python's refuse.
+    """
+    return value if not isinstance(value, float) or math.isfinite(value) else repr(value)
 
 
 def event_record(repr_: PersistentRepr) -> dict[str, Any]:
     """One event as the ``--json`` output shows it (the event decoded as structure)."""
     return {"persistence_id": repr_.persistence_id, "sequence_nr": repr_.sequence_nr,
-            "timestamp": repr_.timestamp, "manifest": repr_.manifest, "tags": list(repr_.tags),
+            "timestamp": json_number(repr_.timestamp), "manifest": repr_.manifest,
+            "tags": list(repr_.tags),
             "writer_uuid": repr_.writer_uuid,
             "event": jsonable(decode_structure(repr_.payload))}
 

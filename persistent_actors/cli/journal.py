@@ -12,9 +12,11 @@ import asyncio
 import base64
 import binascii
 import json
+import os
+import stat
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Final, TextIO
 
@@ -23,6 +25,7 @@ from persistent_actors.cli._common import (
     EXIT_FINDINGS,
     EXIT_OK,
     PAGE,
+    TIME_EXPECTED,
     Store,
     UsageError,
     add_config_option,
@@ -34,6 +37,7 @@ from persistent_actors.cli._common import (
     open_store,
     progress,
     snapshots_of,
+    timestamp_problem,
 )
 from persistent_actors.errors import SerializationError
 from persistent_actors.journal import Journal
@@ -82,8 +86,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
     sub = add("verify", "check every event, sequence, snapshot and the database itself", _verify)
     sub.add_argument("--import", dest="imports", action="append", metavar="MODULE",
-                     help="import a module that registers event classes, so their events are "
-                          "also rebuilt as objects (repeatable)")
+                     help="import a module that registers event classes (repeatable): every "
+                          "event and snapshot is then rebuilt as replay would, and a manifest "
+                          "no imported module registers is a finding; without it only the "
+                          "structure is checked")
 
     sub = add("export", "write every event and snapshot as JSON lines", _export)
     sub.add_argument("--output", "-o", metavar="FILE", help="default: standard output")
@@ -95,9 +101,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     sub.add_argument("--to", dest="target", required=True, metavar="OTHER.toml")
     sub.add_argument("--to-journal", metavar="ID", help="a journal id of the other config")
     sub.add_argument("--batch-size", type=_positive, default=DEFAULT_BATCH, metavar="N",
-                     help=f"events per write (default {DEFAULT_BATCH})")
+                     help=f"events per write (default {DEFAULT_BATCH}); one atomic write is "
+                          "never split, so a write may hold more")
     sub.add_argument("--max-events", type=_positive, metavar="N",
-                     help="copy at most N events in this run (run again to continue)")
+                     help="stop after N events in this run, at the end of an atomic write "
+                          "(one atomic write is copied whole, so it may take the count past N); "
+                          "run again to continue")
 
     sub = add("stats", "events, ids, tags, bytes, oldest and newest event", _stats)
     sub.add_argument("--json", action="store_true", help="one JSON object")
@@ -250,7 +259,8 @@ def _verify(args: argparse.Namespace) -> int:
             ids = await store.persistence_ids()
             checked = 0
             for pid in ids:
-                checked += await _verify_id(store, pid, findings)
+                checked += await _verify_id(store, pid, findings,
+                                            rebuild=bool(args.imports))
             findings.extend(f"database: {problem}"
                             for problem in await store.journal.integrity_check())
             return findings, len(ids), checked
@@ -263,15 +273,23 @@ def _verify(args: argparse.Namespace) -> int:
     return EXIT_FINDINGS if findings else EXIT_OK
 
 
-async def _verify_id(store: Store, pid: str, findings: list[str]) -> int:
-    """Check one id's events and snapshots, appending one line per problem; return the count."""
+async def _verify_id(store: Store, pid: str, findings: list[str], *,
+                     rebuild: bool) -> int:
+    """Check one id's events and snapshots, appending one line per problem; return the count.
+
+    With `rebuild` (``--import``), every payload must decode as replay decodes it: an
+    unregistered manifest is a finding (replay would fail on it).
+    """
     highest = await store.journal.read_highest_sequence_nr(pid, 0)
     previous: PersistentRepr | None = None
     count = 0
     async for repr_ in store.events(pid):
         count += 1
+        if (problem := timestamp_problem(repr_.timestamp)) is not None:
+            findings.append(f"{pid} #{repr_.sequence_nr}: timestamp {repr_.timestamp!r} is "
+                            f"{problem} (expected {TIME_EXPECTED})")
         try:
-            decode_strict(repr_.manifest, repr_.payload)
+            decode_strict(repr_.manifest, repr_.payload, rebuild=rebuild)
         except SerializationError as e:
             findings.append(f"{pid} #{repr_.sequence_nr}: undecodable event: {e}")
         if previous is not None and repr_.sequence_nr != previous.sequence_nr + 1:
@@ -288,8 +306,11 @@ async def _verify_id(store: Store, pid: str, findings: list[str]) -> int:
                         f"{highest} are missing (highest sequence number is {highest})")
     for snapshot in await snapshots_of(store.snapshots, pid):
         nr = snapshot.metadata.sequence_nr
+        if (problem := timestamp_problem(snapshot.metadata.timestamp)) is not None:
+            findings.append(f"{pid} snapshot #{nr}: timestamp {snapshot.metadata.timestamp!r} "
+                            f"is {problem} (expected {TIME_EXPECTED})")
         try:
-            decode_strict(snapshot.manifest, snapshot.payload)
+            decode_strict(snapshot.manifest, snapshot.payload, rebuild=rebuild)
         except SerializationError as e:
             findings.append(f"{pid} snapshot #{nr}: undecodable snapshot: {e}")
         if nr > highest:
@@ -345,13 +366,78 @@ def _export(args: argparse.Namespace) -> int:
     if args.output is None:
         asyncio.run(run(sys.stdout))
         return EXIT_OK
-    path = Path(args.output)
-    tmp = path.with_name(path.name + ".partial")
-    with tmp.open("w", encoding="utf-8") as out:
-        count = asyncio.run(run(out))
-    tmp.replace(path)  # a complete export or none: never a silently truncated file
-    print(f"exported {count - 1} records to {str(path)!r}", file=sys.stderr)
+    count = _write_output(args.output, lambda out: asyncio.run(run(out)))
+    print(f"exported {count - 1} records to {args.output!r}", file=sys.stderr)
     return EXIT_OK
+
+
+def _write_output(output: str, write: Callable[[TextIO], int]) -> int:
+    """Call `write` with `output` open for writing; return what it returns.
+
+    A regular file (or a new one) gets a complete export or none: `write` fills
+    ``FILE.partial``, renamed over FILE at the end (a failure leaves FILE as it was). A symlink
+    is followed, so the file it points to is replaced and the link stays. Anything else (a
+    FIFO, a device, /dev/stdout even when it is a regular file) is written directly: renaming
+    over it would replace it.
+    """
+    shown = repr(output)
+    try:
+        mode: int | None = os.stat(output).st_mode  # through symlinks, /dev/stdout's too
+    except FileNotFoundError:
+        mode = None  # a new file, or a symlink to one
+    except OSError as e:
+        raise UsageError(f"cannot write the export to {shown}: {e.strerror}") from None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise UsageError(f"cannot write the export to {shown}: it is a directory (expected a "
+                         "file name)")
+    open_file = _names_an_open_file(output)
+    if mode is not None and (not stat.S_ISREG(mode) or open_file):
+        try:  # appending to an open file: `-o /dev/stdout >> log` must not truncate the log
+            out = Path(output).open("a" if open_file else "w",  # noqa: SIM115 - closed below
+                                    encoding="utf-8")
+        except OSError as e:
+            raise UsageError(f"cannot write the export to {shown}: {e.strerror}") from None
+        with out:
+            return write(out)
+    target = Path(os.path.realpath(output))  # a symlink's file; the same path otherwise
+    if not target.parent.is_dir():
+        given = Path(output).parent
+        where = f"directory {str(given)!r}" if not given.is_dir() else \
+            f"it is a symlink to {str(target)!r}, whose directory"
+        raise UsageError(f"cannot write the export to {shown}: {where} does not exist")
+    tmp = target.with_name(target.name + ".partial")
+    try:
+        out = tmp.open("w", encoding="utf-8")
+    except OSError as e:
+        raise UsageError(f"cannot write the export to {shown}: cannot create {str(tmp)!r} "
+                         f"next to it: {e.strerror}") from None
+    try:
+        with out:
+            count = write(out)
+        if mode is not None:
+            os.chmod(tmp, stat.S_IMODE(mode))  # the file it replaces keeps its permissions
+        tmp.replace(target)  # a complete export or none: never a silently truncated file
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return count
+
+
+def _names_an_open_file(path: str) -> bool:
+    """Whether `path` (through its symlinks) is /dev/stdout, /dev/fd/N or /proc/PID/fd/N.
+
+    Such a name is a process's open file, not an entry of a directory: ``-o /dev/stdout >>
+    log`` writes to the log, where a rename would replace the log by the export.
+    """
+    current = os.path.abspath(path)
+    for _ in range(40):  # the kernel's own limit on symlinks followed
+        if current.startswith(("/proc/", "/dev/fd/")):
+            return True
+        if not os.path.islink(current):
+            return False
+        current = os.path.normpath(os.path.join(os.path.dirname(current),
+                                                os.readlink(current)))
+    return False
 
 
 def _read_export(lines: Iterable[str], source: str) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -387,7 +473,7 @@ def _repr_from(record: dict[str, Any], where: str) -> PersistentRepr:
             manifest=_typed(record, "manifest", str),
             payload=base64.b64decode(_typed(record, "payload", str), validate=True),
             writer_uuid=_typed(record, "writer_uuid", str),
-            timestamp=float(_typed(record, "timestamp", (int, float))),
+            timestamp=_timestamp(record),
             tags=_tags(_typed(record, "tags", list)))
     except (KeyError, TypeError, ValueError, binascii.Error) as e:
         raise UsageError(f"{where}: bad event record: {e}") from None
@@ -415,11 +501,24 @@ def _sequence_nr(record: dict[str, Any], *, lowest: int) -> int:
 def _snapshot_from(record: dict[str, Any], where: str) -> SelectedSnapshot:
     try:
         md = SnapshotMetadata(_persistence_id(record), _sequence_nr(record, lowest=0),
-                              float(_typed(record, "timestamp", (int, float))))
+                              _timestamp(record))
         return SelectedSnapshot(md, _typed(record, "manifest", str),
                                 base64.b64decode(_typed(record, "payload", str), validate=True))
     except (KeyError, TypeError, ValueError, binascii.Error) as e:
         raise UsageError(f"{where}: bad snapshot record: {e}") from None
+
+
+def _timestamp(record: dict[str, Any]) -> float:
+    """The record's timestamp: a time every command can show (not 1e400, NaN, year 10000)."""
+    value = _typed(record, "timestamp", (int, float))
+    try:
+        timestamp = float(value)
+    except OverflowError:  # an int beyond floats: 10**400
+        timestamp = float("inf")
+    if timestamp_problem(timestamp) is not None:
+        shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:37]}..."
+        raise ValueError(f"timestamp must be {TIME_EXPECTED}, got {shown}")
+    return timestamp
 
 
 def _typed(record: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
@@ -433,18 +532,31 @@ class _Writer:
     """Writes events to a journal in batches of atomic writes, skipping what it already has.
 
     Consecutive events of one id with the same writer and timestamp were stored by one
-    `persist_all` (one atomic write) and go to the target as one atomic write again.
+    `persist_all` (one atomic write) and go to the target as one atomic write again, in one
+    `write_messages` call: a batch holds whole groups only, so it may exceed `batch_size`.
     """
 
     def __init__(self, journal: Journal, batch_size: int) -> None:
         self.journal = journal
         self.batch_size = batch_size
         self.highest: dict[str, int] = {}
-        self.group: list[PersistentRepr] = []
-        self.writes: list[AtomicWrite] = []
-        self.pending = 0
+        self.group: list[PersistentRepr] = []  # the open atomic write: more may belong to it
+        self.writes: list[AtomicWrite] = []  # complete atomic writes, not yet written
+        self.queued = 0  # events in `writes`
         self.written = 0
         self.skipped = 0
+
+    @property
+    def pending(self) -> int:
+        """Events queued and not yet written (the open group included)."""
+        return self.queued + len(self.group)
+
+    def continues_group(self, repr_: PersistentRepr) -> bool:
+        """Whether `repr_` belongs to the open atomic write (same id, writer and timestamp)."""
+        last = self.group[-1] if self.group else None
+        return last is not None and last.persistence_id == repr_.persistence_id \
+            and last.sequence_nr + 1 == repr_.sequence_nr \
+            and (last.writer_uuid, last.timestamp) == (repr_.writer_uuid, repr_.timestamp)
 
     async def add(self, repr_: PersistentRepr) -> int:
         """Queue one event; return how many events were written by this call."""
@@ -453,24 +565,29 @@ class _Writer:
             self.highest[pid] = await self.journal.read_highest_sequence_nr(pid, 0)
         if repr_.sequence_nr <= self.highest[pid]:
             self.skipped += 1  # stored by an earlier, interrupted run
-            return EXIT_OK
-        last = self.group[-1] if self.group else None
-        if last is not None and not (
-                last.persistence_id == pid and last.sequence_nr + 1 == repr_.sequence_nr
-                and (last.writer_uuid, last.timestamp) == (repr_.writer_uuid, repr_.timestamp)):
-            self.writes.append(AtomicWrite(tuple(self.group)))
-            self.group = []
+            return 0
+        written = 0
+        if self.group and not self.continues_group(repr_):
+            self._close_group()
+            if self.queued >= self.batch_size:  # whole groups only: never split one
+                written = await self._write()
         self.group.append(repr_)
-        self.pending += 1
-        return await self.flush() if self.pending >= self.batch_size else 0
+        return written
 
-    async def flush(self) -> int:
-        """Write everything queued; return the number of events written."""
+    def _close_group(self) -> None:
         if self.group:
             self.writes.append(AtomicWrite(tuple(self.group)))
+            self.queued += len(self.group)
             self.group = []
+
+    async def flush(self) -> int:
+        """Write everything queued, the open group as complete; return the events written."""
+        self._close_group()
+        return await self._write()
+
+    async def _write(self) -> int:
         if not self.writes:
-            return EXIT_OK
+            return 0
         writes, self.writes = self.writes, []
         results = await self.journal.write_messages(writes)
         for write, result in zip(writes, results, strict=True):
@@ -478,7 +595,7 @@ class _Writer:
                 raise UsageError(f"the target journal rejected events {write.lowest_sequence_nr}"
                                  f"..{write.highest_sequence_nr} of {write.persistence_id!r}: "
                                  f"{result}")
-        written, self.pending = self.pending, 0
+        written, self.queued = self.queued, 0
         self.written += written
         return written
 
@@ -534,7 +651,8 @@ async def copy_journal(source: Store, target: Store, *, batch_size: int = DEFAUL
     """Copy every event and snapshot of `source` to `target`; resumable.
 
     Events of each id continue after the target's highest sequence number, so a run that was
-    interrupted (or limited by `max_events`) continues where it stopped. Returns the number of
+    interrupted (or limited by `max_events`, which stops at the end of an atomic write, so a
+    group may take the count past it) continues where it stopped. Returns the number of
     events written and the findings of the final count check (empty when complete and equal).
     """
     ids = await source.persistence_ids()
@@ -553,10 +671,15 @@ async def copy_journal(source: Store, target: Store, *, batch_size: int = DEFAUL
             total += repr_.sequence_nr > remaining[pid]
     writer = _Writer(target.journal, batch_size)
     written = 0
+    stopped = False  # by max_events, with events left to copy
     with progress(total if max_events is None else min(total, max_events), "copy") as bar:
         for pid in ids:
             async for repr_ in source.events(pid, remaining[pid] + 1):
-                if max_events is not None and written + writer.pending >= max_events:
+                # Stop only between atomic writes: the one under way is finished even when
+                # that takes the count past max_events (never a torn write in the target).
+                if max_events is not None and written + writer.pending >= max_events \
+                        and not writer.continues_group(repr_):
+                    stopped = True
                     break
                 step = await writer.add(repr_)
                 written += step
@@ -566,7 +689,7 @@ async def copy_journal(source: Store, target: Store, *, batch_size: int = DEFAUL
             written += step
             if show_progress:
                 bar.update(step)
-            if max_events is not None and written >= max_events:
+            if stopped:
                 return written, ["stopped after --max-events: run again to copy the rest"]
     for pid in ids:
         for snapshot in await snapshots_of(source.snapshots, pid):
