@@ -28,7 +28,9 @@ from persistent_actors._thespian.lazy_identify import lazy_identify
 from persistent_actors._thespian.lifetime import (
     OwnerProcess,
     install_sigterm_exit,
+    join_admin_starters,
     reap_session,
+    record_admin_starters,
 )
 from persistent_actors._thespian.loopback import (
     bind_where_advertised,
@@ -120,6 +122,7 @@ class ActorSystem:
             # listens on loopback only; forked actor processes inherit the variable.
             os.environ["THESPIAN_BASE_IPADDR"] = self.settings.bind_address
             bind_where_advertised()
+            record_admin_starters()  # their zombies are joined (lifetime.py)
             lazy_identify()  # before thespian forks: every message was described for a debug line
             poll_selector()  # thespian built an epoll set for every wait of its transport
             # Imported here, for multiproc-tcp only: imported with this module, it made the
@@ -149,6 +152,7 @@ class ActorSystem:
         self._regions: dict[str, EntityRegion] = {}
         self._regions_lock = threading.Lock()
         self._routes: Routes | None = None  # a cluster process's shard owners, once needed
+        join_admin_starters()  # this system's (its admin is up) and earlier ones'
         _live.add(self)
         ActorSystem._latest = weakref.ref(self)
         # SIGTERM shuts down as cleanly as SIGINT (see _thespian/lifetime.py).
@@ -201,6 +205,7 @@ class ActorSystem:
         """Stop every actor and the thespian system; idempotent. No process is left behind."""
         if self._endpoint.shutdown():
             _live.discard(self)
+            join_admin_starters()
             info: p.SystemInfo | None = getattr(self, "_info", None)
             if info is not None and info.session_id is not None:
                 # A process stuck in a handler never exits on thespian's request: killed

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -130,6 +132,33 @@ def test_an_admin_port_in_use_is_refused_and_the_running_system_goes_on() -> Non
     # Once it shut down, the port serves the next system.
     with ActorSystem("third", config=config) as third:
         assert third.actor_of(Echo, name="x").ask("hi", timeout=10) == "hi"
+
+
+def _zombie_children() -> list[int]:
+    """Pids of this process's children that exited and were not waited for."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rfind(")") + 2:].split()
+            if fields[0] == "Z" and int(fields[1]) == os.getpid():
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.multiproc
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_systems_started_and_shut_down_leave_no_zombie_children() -> None:
+    # Thespian starts each admin in a process that daemonizes and exits, detached from
+    # multiprocessing: every system left one zombie in the application.
+    before = set(_zombie_children())
+    for _ in range(3):
+        with ActorSystem("zombies", config={"actor_system": {"base": "multiproc-tcp"}}) as s:
+            assert s.actor_of(Echo).ask("hi", timeout=10) == "hi"
+    assert set(_zombie_children()) - before == set()
 
 
 def test_invalid_system_name() -> None:

@@ -30,9 +30,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 __all__ = ["OWNER_POLL_INTERVAL", "REAP_GRACE", "OwnerProcess", "install_sigterm_exit",
-           "reap_session", "reap_session_later"]
+           "join_admin_starters", "reap_session", "reap_session_later", "record_admin_starters"]
 
 OWNER_POLL_INTERVAL = 1.0  # seconds between the guardian's checks of its owner process
 REAP_GRACE = 3.0  # seconds a shut-down system's processes have to exit before SIGKILL
@@ -159,3 +160,43 @@ def reap_session_later(grace: float = REAP_GRACE * 5) -> None:
         reap_session(sid, grace)
     finally:
         os._exit(0)
+
+
+# The processes that started an admin, in this application process (`record_admin_starters`).
+_admin_starters: list[Any] = []
+_recording_pid: int | None = None
+
+
+def record_admin_starters() -> None:
+    """Keep the process thespian starts each admin with, so that it can be joined.
+
+    Thespian starts the admin in a `multiprocessing.Process` that daemonizes (a double fork)
+    and exits, and detaches it from multiprocessing's children (``detach_child``): nobody
+    waited for it, and every system left a zombie in the application until it exited. Only
+    the calling process records (the admin, forked from it, detaches its actors the same way).
+    """
+    global _recording_pid  # noqa: PLW0603 - a process-wide, once-only patch
+    if _recording_pid is not None:
+        return
+    from thespian.system import multiprocCommon  # noqa: PLC0415 - multiproc-tcp only
+
+    original = getattr(multiprocCommon, "detach_child", None)
+    if not callable(original):
+        return  # another thespian version: leave it alone
+    _recording_pid = os.getpid()
+
+    def detach_child(child: Any) -> None:
+        original(child)
+        if os.getpid() == _recording_pid:
+            _admin_starters.append(child)
+
+    multiprocCommon.detach_child = detach_child
+
+
+def join_admin_starters() -> None:
+    """Join (reap) the recorded admin starters that have exited; never waits."""
+    for process in list(_admin_starters):
+        with contextlib.suppress(Exception):  # not ours (a fork), or gone already
+            process.join(timeout=0)
+        if process.exitcode is not None or getattr(process, "_parent_pid", None) != os.getpid():
+            _admin_starters.remove(process)
