@@ -26,6 +26,7 @@ from persistent_actors._thespian.guardian import Guardian
 from persistent_actors._thespian.ingress import Ingress
 from persistent_actors._thespian.lazy_identify import lazy_identify
 from persistent_actors._thespian.lifetime import (
+    REAP_GRACE,
     OwnerProcess,
     install_sigterm_exit,
     join_admin_starters,
@@ -212,9 +213,10 @@ class ActorSystem:
                 # after REAP_GRACE, so no process (and no admin port) outlives the system.
                 reaped = reap_session(info.session_id)
                 if reaped:
-                    log.warning("actor system %r: %d process(es) did not exit on shutdown "
-                                "(a handler or plugin call still running?); killed",
-                                self.name, len(reaped))
+                    log.warning("actor system %r: %d process(es) had not exited %.0f s after "
+                                "the shutdown (a handler or plugin call still running, or "
+                                "thespian waiting for a child's exit); killed",
+                                self.name, len(reaped), REAP_GRACE)
         routes, self._routes = self._routes, None
         if routes is not None:
             routes.close()
