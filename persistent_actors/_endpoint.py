@@ -674,5 +674,5 @@ def _check_timeout(timeout: Any) -> None:
 
 
 def _no_reply(ref: ActorRef, message: Any, timeout: float) -> str:
-    return (f"no reply from {ref.name} to {type(message).__name__} within {timeout}s "
+    return (f"no reply from {ref.name} to {type(message).__name__} within {timeout:.4g}s "
             "(the actor may be dead, busy, or not replying to self.sender)")
