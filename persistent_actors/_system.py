@@ -6,6 +6,7 @@ import atexit
 import inspect
 import logging
 import os
+import pkgutil
 import threading
 import weakref
 from collections.abc import Mapping
@@ -302,6 +303,12 @@ class ActorSystem:
                 return region
             sharding = self.settings.sharding
             if self.settings.cluster is not None:
+                hosted = self.settings.cluster.entities.get(type_name)
+                if hosted is not None and _resolved(hosted) is not cls:
+                    raise ConfigError(
+                        f"entity type {type_name!r} is [cluster.entities] {hosted!r} on this "
+                        f"node, not {cls.__module__}:{cls.__qualname__}: the nodes' entry "
+                        "decides the class")
                 if self._routes is None:
                     self._routes = Routes(self.settings.cluster, sharding.shards)
                 region = ClusterRegion(type_name, cls, args, kwargs, sharding.shards,
@@ -443,3 +450,11 @@ def _shutdown_all() -> None:
             system.shutdown()
         except Exception:
             log.debug("shutdown at exit failed", exc_info=True)
+
+
+def _resolved(spec: str) -> Any:
+    """The object a "module:Name" spec names, or None where it does not import."""
+    try:
+        return pkgutil.resolve_name(spec)
+    except Exception:  # noqa: BLE001 - a node checks its specs itself, naming the error
+        return None

@@ -239,6 +239,16 @@ def test_actor_of_on_a_cluster_process_runs_in_its_own_shared_hosts(cluster: Clu
         assert actors[0].ask("total?", timeout=30) == ("total", 5, 1)
 
 
+def test_a_node_process_refuses_another_class_for_its_entity_type(pg_schema: str) -> None:
+    # Its [cluster.entities] entry decides what runs; another class was accepted silently.
+    config = cluster_config(pg_schema, "127.0.0.1:1", entities={"cart": "tests.entity_actors:Cart"})
+    with ActorSystem("node-process", config=config) as system:
+        with pytest.raises(ConfigError, match=r"'cart' is \[cluster\.entities\] "
+                                              r"'tests\.entity_actors:Cart' on this node"):
+            system.entities("cart", ProcessReporter)
+        assert isinstance(system.entities("cart", Cart), ClusterRegion)
+
+
 @pytest.mark.timeout(180)
 def test_a_client_that_only_tells_follows_a_rebalance(cluster: Cluster) -> None:
     # Its cached owners were re-read only when an ask was refused or timed out: after a node
