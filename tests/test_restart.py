@@ -143,6 +143,19 @@ def _processes_running(marker: str) -> list[int]:
     return found
 
 
+def _started_and_counted(restart: Restart,
+                         phase: str) -> tuple[subprocess.Popen[bytes], Path, str]:
+    """Start `phase`; return once it printed its count: the process, its output, its config."""
+    proc, out = restart.start(phase)
+    config = str(restart.tmp_path / f"config-{len(restart.ports)}.toml")
+    deadline = time.monotonic() + 60
+    while "count=" not in out.read_text(errors="replace"):
+        assert proc.poll() is None, out.read_text(errors="replace")
+        assert time.monotonic() < deadline, "the writer never reported its count"
+        time.sleep(0.05)
+    return proc, out, config
+
+
 def _wait_until_none_left(marker: str, seconds: float) -> list[int]:
     deadline = time.monotonic() + seconds
     while (left := _processes_running(marker)) and time.monotonic() < deadline:
@@ -158,13 +171,7 @@ def test_no_process_outlives_the_application_on_multiproc(tmp_path: Path, sig: i
     # processes lived on for ever, holding the journal open.
     restart = Restart("multiproc-tcp", tmp_path)
     try:
-        proc, out = restart.start("hang")
-        config = str(tmp_path / f"config-{len(restart.ports)}.toml")
-        deadline = time.monotonic() + 60
-        while "count=" not in out.read_text(errors="replace"):
-            assert proc.poll() is None, out.read_text(errors="replace")
-            assert time.monotonic() < deadline, "the writer never reported its count"
-            time.sleep(0.05)
+        proc, out, config = _started_and_counted(restart, "hang")
         running = _processes_running(config)
         assert len(running) >= 5, running  # the application, admin, guardian, plugins, cart
         os.kill(proc.pid, sig)
@@ -188,13 +195,8 @@ def test_no_process_outlives_the_application_while_a_handler_is_stuck(
     # request and kept the admin, the logger and the rest alive, the admin port taken.
     restart = Restart("multiproc-tcp", tmp_path)
     try:
-        proc, out = restart.start("stuck-exit" if end == "shutdown" else "stuck-hang")
-        config = str(tmp_path / f"config-{len(restart.ports)}.toml")
-        deadline = time.monotonic() + 60
-        while "count=" not in out.read_text(errors="replace"):
-            assert proc.poll() is None, out.read_text(errors="replace")
-            assert time.monotonic() < deadline, "the writer never reported its count"
-            time.sleep(0.05)
+        proc, out, config = _started_and_counted(
+            restart, "stuck-exit" if end == "shutdown" else "stuck-hang")
         if end == "SIGKILL":
             os.kill(proc.pid, signal.SIGKILL)
         code = proc.wait(timeout=60)
