@@ -578,10 +578,13 @@ class Actor:
     def become(self, handler: Callable[[Any], None], *, discard_old: bool = True) -> None:
         """Handle the next messages with `handler` instead of the current behaviour.
 
-        `handler` replaces `on_receive` (a persistent actor's `on_command`; its `on_recover` is
-        never replaced). With `discard_old` (the default, Akka's ``Become``) it replaces the
-        current behaviour; with ``discard_old=False`` (``BecomeStacked``) it is pushed on top,
-        and `unbecome` returns to the one below. A restart starts from the class's handler.
+        `handler` takes the place of `on_receive` (a persistent actor's `on_command`; its
+        `on_recover` is never replaced). With `discard_old` (the default, Akka's ``Become``) it
+        replaces the current behaviour; with ``discard_old=False`` (``BecomeStacked``) it is
+        pushed on top, and `unbecome` returns to the one below. A restart starts from the
+        class's handler. As in Akka, ``self.on_command`` (``self.on_receive``) still names the
+        class's handler: ``become(self.on_command)`` returns to it, and a behaviour may hand it
+        what it does not handle itself.
 
         Raises:
             TypeError: `handler` is not callable, or is ``async def`` (see `pipe_to`).
@@ -597,7 +600,6 @@ class Actor:
             stack[-1] = handler
         else:
             stack.append(handler)
-        setattr(self, self._behavior_attribute, handler)
 
     def unbecome(self) -> None:
         """Return to the behaviour below the current one (the class's handler at the bottom).
@@ -605,13 +607,21 @@ class Actor:
         Does nothing when the class's handler is current.
         """
         stack: list[Callable[[Any], None]] = self.__dict__.get("_behaviors", [])
-        if not stack:
-            return
-        stack.pop()
         if stack:
-            setattr(self, self._behavior_attribute, stack[-1])
-        else:
-            self.__dict__.pop(self._behavior_attribute, None)
+            stack.pop()
+
+    def _behavior(self) -> Callable[[Any], Any]:
+        """What handles the next message: the top of the `become` stack, or the class's handler.
+
+        Not set on the instance as ``on_command``: then ``become(self.on_command)`` passed the
+        current behaviour itself and never came back, and a behaviour calling
+        ``self.on_command(msg)`` for the rest recursed for ever.
+        """
+        stack: list[Callable[[Any], Any]] | None = self.__dict__.get("_behaviors")
+        if stack:
+            return stack[-1]
+        handler: Callable[[Any], Any] = getattr(self, self._behavior_attribute)
+        return handler
 
     @classmethod
     def _check_class_settings(cls) -> None:

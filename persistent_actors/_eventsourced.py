@@ -621,7 +621,9 @@ class Eventsourced:
             if self._hooked:
                 result = self.actor._receive_command(message)  # type: ignore[func-returns-value]  # noqa: SLF001
             else:
-                result = self.actor.on_command(message)  # type: ignore[func-returns-value]
+                actor = self.actor
+                behaviors = actor.__dict__.get("_behaviors")  # `Actor._behavior`, inline
+                result = (behaviors[-1] if behaviors else actor.on_command)(message)
             if result is not None:  # an async def (behind a decorator) returned a coroutine
                 refuse_coroutine(result, "on_command")
         except BaseException:

@@ -119,7 +119,7 @@ class PersistentActor(Actor):
     def _receive_command(self, message: Any) -> None:
         # Where the runtime hands over a command; a mixin (at-least-once delivery) takes its
         # own messages out here before `on_command` sees them (Akka's aroundReceive).
-        self.on_command(message)
+        self._behavior()(message)
 
     def _on_replay_success(self) -> None:
         # Called when replay ended, before `RecoveryCompleted` is handled (Akka's

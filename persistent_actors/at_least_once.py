@@ -233,7 +233,7 @@ class AtLeastOnceDeliveryActor(PersistentActor):
 
     def _receive_command(self, message: Any) -> None:
         if not isinstance(message, _RedeliveryTick):
-            self.on_command(message)
+            self._behavior()(message)
             return
         state = self._delivery_state()
         if message.token != state.token:

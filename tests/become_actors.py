@@ -61,7 +61,7 @@ class Door(PersistentActor):
             case "closed":
                 self.unbecome()
             case RecoveryCompleted():
-                self.probe.tell(("recovered", self.on_command.__name__))
+                self.probe.tell(("recovered", self._behavior().__name__))
 
     def on_command(self, message: Any) -> None:  # closed
         match message:
@@ -86,3 +86,48 @@ class Door(PersistentActor):
                 self.probe.tell("welcome")
             case "boom":
                 raise ValueError("boom")
+
+
+class Toggle(Actor):
+    """Akka's idiom: ``Become(Busy)``, back with ``Become(OnReceive)``, the rest handed on."""
+
+    def on_receive(self, message: Any) -> None:
+        match message:
+            case "go-busy":
+                self.become(self.busy)
+            case _:
+                self.sender.tell(("idle", message))
+
+    def busy(self, message: Any) -> None:
+        match message:
+            case "go-idle":
+                self.become(self.on_receive)  # the class's handler, as Akka's OnReceive
+            case "state":
+                self.sender.tell("busy")
+            case _:
+                self.on_receive(message)  # Akka's `default: OnReceive(msg)`
+
+
+class PersistentToggle(PersistentActor):
+    """The same for a persistent actor's on_command."""
+
+    persistence_id = "persistent-toggle"
+
+    def on_recover(self, message: Any) -> None:
+        pass
+
+    def on_command(self, message: Any) -> None:
+        match message:
+            case "go-busy":
+                self.become(self.busy)
+            case _:
+                self.sender.tell(("idle", message))
+
+    def busy(self, message: Any) -> None:
+        match message:
+            case "go-idle":
+                self.become(self.on_command)
+            case "state":
+                self.sender.tell("busy")
+            case _:
+                self.on_command(message)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from persistent_actors import ActorSystem
+import pytest
+
+from persistent_actors import Actor, ActorSystem
 from persistent_actors.testing import TestProbe
-from tests.become_actors import Door, Mood
+from tests.become_actors import Door, Mood, PersistentToggle, Toggle
 
 TIMEOUT = 10
 
@@ -67,3 +69,17 @@ def test_a_persistent_actor_becomes_in_handlers_and_during_recovery(system: Acto
     system.stop(door)
     door = system.actor_of(Door, "door", probe.ref, name="door")
     assert probe.expect_msg(timeout=TIMEOUT) == ("recovered", "on_command")
+
+
+@pytest.mark.parametrize("cls", [Toggle, PersistentToggle])
+def test_self_handler_names_the_class_handler_as_in_akka(system: ActorSystem,
+                                                         cls: type[Actor]) -> None:
+    # become() set the instance's on_receive/on_command to the new behaviour: become(self.
+    # on_command) then passed the current behaviour and stayed in it, and a behaviour handing
+    # a message to self.on_command called itself until RecursionError.
+    toggle = system.actor_of(cls)
+    toggle.tell("go-busy")
+    assert toggle.ask("state", timeout=TIMEOUT) == "busy"
+    assert toggle.ask("other", timeout=TIMEOUT) == ("idle", "other")  # handed on
+    toggle.tell("go-idle")
+    assert toggle.ask("state", timeout=TIMEOUT) == ("idle", "state")

@@ -546,7 +546,9 @@ class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
         self._ctx.begin_handling()
         self._ctx.current = (message, sender)
         try:
-            result = self._actor.on_receive(message)  # type: ignore[func-returns-value]
+            actor = self._actor
+            behaviors = actor.__dict__.get("_behaviors")  # `Actor._behavior`, inline
+            result = (behaviors[-1] if behaviors else actor.on_receive)(message)
             if result is not None:  # an async def (behind a decorator) returned a coroutine
                 refuse_coroutine(result, "on_receive")
         finally:
