@@ -268,6 +268,10 @@ class Eventsourced:
             return
         self._recovery = recovery
         self._progress = time.monotonic()
+        # Replay comes from the journal, not from whoever sent the message that made the last
+        # incarnation fail (the context outlives a restart): from no sender, as in Akka.
+        self._sender = DEAD_LETTERS
+        self.cell.set_sender(DEAD_LETTERS)
         if self.cell.replay_filter.mode != OFF:
             self._replay_filter = ReplayFilter(self.cell.replay_filter, self.persistence_id)
         self.cell.schedule(self.cell.recovery_event_timeout, p.RecoveryTick(self.instance_id))

@@ -335,3 +335,22 @@ class Answerer(PersistentActor):
 
     def on_recover(self, message: Any) -> None:
         pass
+
+
+class TellsItsRecoverySender(PersistentActor):
+    """Tells ``self.sender`` what recovery hands it; "p" persists, "crash" raises."""
+
+    persistence_id = "tells-its-recovery-sender"
+
+    def on_recover(self, message: Any) -> None:
+        self.sender.tell(("recovery sender", "event" if isinstance(message, str) else
+                          type(message).__name__))
+
+    def on_command(self, message: Any) -> None:
+        match message:
+            case "p":
+                self.persist("ev", lambda _: self.sender.tell("persisted"))
+            case "crash":
+                raise RuntimeError("crash")
+            case "ping":
+                self.sender.tell("pong")

@@ -71,6 +71,7 @@ from tests.failure_actors import (
     StopInHandler,
     TaggedPair,
     TaggingReporter,
+    TellsItsRecoverySender,
     TinyStashDrop,
     TinyStashReply,
     TinyStashThrow,
@@ -306,6 +307,18 @@ def test_test_kit_fails_snapshot_saves_and_deletes(kit: Kit) -> None:
         assert kit.probe.expect_msg_type(DeleteMessagesFailure, timeout=10).to_sequence_nr == 1
     actor.tell(DeleteMessagesCmd(1))
     assert kit.probe.expect_msg(timeout=10) == DeleteMessagesSuccess(1)
+
+
+def test_recovery_after_a_restart_comes_from_no_sender(system: ActorSystem) -> None:
+    # The context outlives the restart: replayed events and RecoveryCompleted came "from" the
+    # sender of the message that made the old instance fail, whose replies went to it.
+    probe = TestProbe(system)
+    actor = system.actor_of(TellsItsRecoverySender)
+    actor.tell("p", sender=probe.ref)
+    assert probe.expect_msg(timeout=10) == "persisted"
+    actor.tell("crash", sender=probe.ref)
+    assert actor.ask("ping", timeout=10) == "pong"  # restarted and recovered
+    probe.expect_no_msg(0.3)
 
 
 def test_the_kit_refuses_a_reject_outside_writes(kit: Kit) -> None:
