@@ -150,7 +150,12 @@ class ActorRef:
 
     @property
     def name(self) -> str:
-        """The actor's name, or its address when it was created without one."""
+        """The actor's name, or its address when the ref does not know it.
+
+        A ref from `actor_of` knows the name; one the runtime made from a transport address
+        (``self.sender`` of an actor's plain tell on the simple base) shows the address. Refs
+        compare by address, so either equals the actor's ref: compare refs, not names.
+        """
         return self._name if self._name is not None else str(self._address)
 
     def tell(self, message: Any, sender: ActorRef | None = None) -> None:
