@@ -342,6 +342,9 @@ def test_the_transports_poll_selector_reports_ready_sockets_and_closed_descripto
         right.send(b"x")
         ready = {key.fd: events for key, events in selector.select(1)}
         assert ready[left.fileno()] == tcp.selectors.EVENT_READ
+        # A month's timer: poll takes at most 2**31-1 ms; an OverflowError killed the process.
+        ready = {key.fd: events for key, events in selector.select(30 * 24 * 3600.0)}
+        assert ready[left.fileno()] == tcp.selectors.EVENT_READ
         selector.close()
         _closed_descriptor_raises_ebadf(0)
     finally:

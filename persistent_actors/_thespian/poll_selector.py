@@ -52,6 +52,7 @@ _PATCHED = False
 
 # ``select`` takes descriptors below FD_SETSIZE only (glibc: 1024).
 _SELECT_LIMIT = 1024
+_POLL_MAX_MS = 2**31 - 1  # poll()'s largest timeout in milliseconds
 _READ = selectors.EVENT_READ
 _WRITE = selectors.EVENT_WRITE
 _POLL_MASK = {_READ: select.POLLIN, _WRITE: select.POLLOUT, _READ | _WRITE: select.POLLIN |
@@ -129,7 +130,10 @@ class _TurnSelector:
         elif timeout < 1e-3 and (not wanted or max(wanted) < _SELECT_LIMIT):
             return self._select_briefly(wanted, timeout)
         else:
-            wait = math.ceil(timeout * 1e3)  # as selectors.PollSelector: never wait too short
+            # As selectors.PollSelector: never wait too short; and at most what poll takes
+            # (2**31 - 1 ms, 24.8 days): a longer timer's wait raised OverflowError, which
+            # killed the actor's process (the loop turns again when the wait ends).
+            wait = min(math.ceil(timeout * 1e3), _POLL_MAX_MS)
         ready = []
         for fd, event in poll.poll(wait):
             if event & select.POLLNVAL:
