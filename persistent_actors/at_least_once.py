@@ -28,7 +28,6 @@ handler (and `on_recover`) calls ``confirm_delivery(delivery_id)``.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 import uuid
 from collections.abc import Callable
@@ -39,6 +38,7 @@ from persistent_actors._actor import ActorRef
 from persistent_actors._persistent_actor import PersistentActor
 from persistent_actors._serialization import register
 from persistent_actors.errors import ConfigError, MaxUnconfirmedMessagesExceededError
+from persistent_actors.timers import MAX_TIMER_DELAY
 
 __all__ = [
     "AtLeastOnceDeliveryActor",
@@ -130,9 +130,10 @@ class AtLeastOnceDeliveryActor(PersistentActor):
         name = cls.__qualname__
         interval = cls.redeliver_interval
         if not isinstance(interval, int | float) or isinstance(interval, bool) or \
-                not 0 < interval < math.inf:
+                not 0 < interval <= MAX_TIMER_DELAY:
             raise ConfigError(f"{name}.redeliver_interval must be a finite number of seconds "
-                              f"> 0, got {interval!r}")
+                              f"> 0 and <= {MAX_TIMER_DELAY:.0e} (a timer's limit), got "
+                              f"{interval!r}")
         for attribute in ("redelivery_burst_limit", "warn_after_number_of_unconfirmed_attempts",
                           "max_unconfirmed_messages"):
             value = getattr(cls, attribute)

@@ -265,3 +265,7 @@ class NanIntervalSender(Sender):
 
 class InfiniteIntervalSender(Sender):
     redeliver_interval = math.inf
+
+
+class HugeIntervalSender(Sender):
+    redeliver_interval = 1e16  # finite, beyond a timer's limit

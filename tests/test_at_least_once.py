@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from tests.conftest import system_config
 from tests.ops_actors import (
     BadIntervalSender,
     Destination,
+    HugeIntervalSender,
     InfiniteIntervalSender,
     NanIntervalSender,
     PatientSender,
@@ -115,17 +117,18 @@ def test_the_warning_counts_the_attempts_before_a_redelivery_as_akka(system: Act
     probe.expect_no_msg(0.5)
 
 
-@pytest.mark.parametrize("interval", [math.nan, math.inf, 0])
+@pytest.mark.parametrize("interval", [math.nan, math.inf, 0, 1e16])
 def test_a_bad_redeliver_interval_fails_the_creation(system: ActorSystem,
                                                      interval: float) -> None:
     # Checked before anything is stored: found in a handler, after the event was persisted,
     # it failed every later recovery too.
     probe = TestProbe(system)
     destination = system.actor_of(Destination, 0, probe.ref)
-    bad = {math.nan: NanIntervalSender, math.inf: InfiniteIntervalSender}.get(
-        interval, BadIntervalSender)
+    bad = {math.nan: NanIntervalSender, math.inf: InfiniteIntervalSender,
+           1e16: HugeIntervalSender}.get(interval, BadIntervalSender)
     with pytest.raises(ConfigError, match=rf"{bad.__qualname__}\.redeliver_interval must be a "
-                                          rf"finite number of seconds > 0, got {interval}"):
+                                          rf"finite number of seconds > 0 and <= 1e\+09 .*"
+                                          rf"got {re.escape(str(interval))}"):
         system.actor_of(bad, "alod-bad", destination, probe.ref)
     with pytest.raises(ConfigError, match="redeliver_interval"):
         system.entities("bad-senders", bad, destination, probe.ref)
