@@ -692,6 +692,10 @@ def register(
 
 
 def _not_serializable(obj: Any, cause: Exception) -> SerializationError:
+    if isinstance(cause, ValueError) and "recursion limit" in str(cause):  # msgpack's own
+        return SerializationError(
+            f"cannot serialize {type(obj).__qualname__}: it nests lists or dicts deeper than "
+            "msgpack's limit (1,024 levels); flatten it")
     if isinstance(cause, UnicodeEncodeError):  # not a type missing: a str that is no text
         return SerializationError(
             f"cannot serialize {type(obj).__qualname__}: a str in it is not valid UTF-8 text "

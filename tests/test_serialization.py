@@ -949,3 +949,12 @@ def test_a_str_that_is_no_text_is_named_as_such_not_as_a_type_to_register() -> N
     with pytest.raises(SerializationError, match="a str in it is not valid UTF-8 text") as info:
         default_serializer.to_binary({"x": "a\udc80"})
     assert "register" not in str(info.value)
+
+
+def test_plain_containers_nested_beyond_msgpacks_limit_say_so() -> None:
+    value: Any = []
+    for _ in range(1100):
+        value = [value]
+    with pytest.raises(SerializationError, match="deeper than msgpack's limit") as info:
+        default_serializer.to_binary(value)
+    assert "register" not in str(info.value)  # the hint led nowhere: a list is no class
