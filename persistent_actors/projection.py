@@ -33,6 +33,7 @@ import logging
 import sqlite3
 import threading
 import time
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -157,11 +158,20 @@ class SqliteOffsetStore(OffsetStore):
         self._synchronous = synchronous.upper()
         self._busy_timeout = busy_timeout
         self._db: aiosqlite.Connection | None = None
-        self._lock = asyncio.Lock()
-        # Several projections starting together on one store: one opens the connection. Each
-        # opening its own set WAL mode at once, which needs the file to itself and fails at
-        # once ("database is locked", no busy wait).
-        self._opening = asyncio.Lock()
+        # Its locks, made for the event loop that uses them (`_locks`): asyncio binds a lock to
+        # the loop it first waited in, and a store used again in a second asyncio.run failed.
+        # Of the two, `opening` lets several projections starting together on one store open
+        # one connection (each setting WAL mode at once failed with "database is locked").
+        self._loop: weakref.ReferenceType[asyncio.AbstractEventLoop] | None = None
+        self._lock = self._opening = asyncio.Lock()
+
+    def _locks(self) -> tuple[asyncio.Lock, asyncio.Lock]:
+        """(the transaction lock, the opening lock) of the running event loop."""
+        loop = asyncio.get_running_loop()
+        if self._loop is None or self._loop() is not loop:
+            self._lock, self._opening = asyncio.Lock(), asyncio.Lock()
+            self._loop = weakref.ref(loop)
+        return self._lock, self._opening
 
     async def connection(self) -> aiosqlite.Connection:
         """The store's connection (autocommit mode), opened and set up on first use.
@@ -172,7 +182,7 @@ class SqliteOffsetStore(OffsetStore):
         """
         if self._db is not None:
             return self._db
-        async with self._opening:
+        async with self._locks()[1]:
             if self._db is None:
                 self._db = await self._open()
             return self._db
@@ -206,7 +216,7 @@ class SqliteOffsetStore(OffsetStore):
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """One write transaction: committed if the block ends normally, else rolled back."""
-        async with self._lock:
+        async with self._locks()[0]:
             db = await self.connection()
             try:
                 # Inside the try: a cancel while BEGIN waits for the file's write lock does not

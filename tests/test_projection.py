@@ -37,6 +37,7 @@ from persistent_actors.query import (
     EventEnvelope,
     EventLogReadJournal,
     NoOffset,
+    Offset,
     ReadJournal,
     Sequence,
 )
@@ -555,3 +556,17 @@ async def test_an_offset_store_that_is_no_database_names_its_file(tmp_path: Path
     async with SqliteOffsetStore(path) as store:
         with pytest.raises(ProjectionError, match=rf"offset store '{path}'.*not a database"):
             await store.load("p")
+
+
+def test_an_offset_store_serves_one_event_loop_after_another(tmp_path: Path) -> None:
+    # Its locks were bound to the first loop that waited on them: a second asyncio.run failed
+    # with "is bound to a different event loop".
+    store = SqliteOffsetStore(tmp_path / "offsets.db")
+
+    async def burst(tag: str) -> list[Offset]:
+        await asyncio.gather(*(store.save(f"{tag}{i}", Sequence(i + 1)) for i in range(5)))
+        return [await store.load(f"{tag}{i}") for i in range(5)]
+
+    assert asyncio.run(burst("a")) == [Sequence(i + 1) for i in range(5)]
+    assert asyncio.run(burst("b")) == [Sequence(i + 1) for i in range(5)]
+    asyncio.run(store.close())
