@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Any, ClassVar, TypeVar
 
 from thespian.actors import ActorSystem as ThespianActorSystem
+from thespian.actors import InvalidActorAddress
 
 from persistent_actors import _protocol as p
 from persistent_actors._actor import Actor, ActorRef, HostedRef
@@ -29,6 +30,7 @@ from persistent_actors._thespian.lazy_identify import lazy_identify
 from persistent_actors._thespian.lifetime import (
     REAP_GRACE,
     OwnerProcess,
+    admins_started,
     install_sigterm_exit,
     join_admin_starters,
     reap_session,
@@ -148,8 +150,27 @@ class ActorSystem:
             prepare_actor_processes()
         else:
             fast_wakeup_checks()  # the simple base scans every pending wakeup per message
-        self._asys = ThespianActorSystem(self.settings.thespian_base, capabilities,
-                                         logDefs=log_defs, transientUnique=True)
+        started = admins_started()
+        try:
+            self._asys = ThespianActorSystem(self.settings.thespian_base, capabilities,
+                                             logDefs=log_defs, transientUnique=True)
+            if self.settings.admin_port and started is not None and \
+                    admins_started() == started:
+                # Thespian joined an admin that another system started on the port between
+                # the check above and now: leave it to that system (no shutdown of ours).
+                raise ConfigError(
+                    f"admin_port {self.settings.admin_port} is in use: another actor system "
+                    "started on it at the same time; give each system its own port, or leave "
+                    "admin_port out to take a free one")
+        except InvalidActorAddress as e:
+            if not self.settings.admin_port:
+                raise
+            # Another system took the port between the check above and thespian's bind (two
+            # started at once): thespian says only that the address is no admin.
+            raise ConfigError(
+                f"admin_port {self.settings.admin_port} could not be bound: another actor "
+                "system (or program) took it as this one started; give each system its own "
+                f"port, or leave admin_port out to take a free one ({e})") from e
         self._endpoint = Endpoint(name, self._asys, simple=self.settings.base == "simple")
         self._regions: dict[str, EntityRegion] = {}
         self._regions_lock = threading.Lock()

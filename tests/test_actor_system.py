@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,39 @@ def test_an_admin_port_in_use_is_refused_and_the_running_system_goes_on() -> Non
     # Once it shut down, the port serves the next system.
     with ActorSystem("third", config=config) as third:
         assert third.actor_of(Echo, name="x").ask("hi", timeout=10) == "hi"
+
+
+@pytest.mark.multiproc
+def test_two_systems_starting_on_one_admin_port_at_once_do_not_join() -> None:
+    # The port check and thespian's bind race: the second joined the first one's admin (two
+    # systems in one) or failed with thespian's "not a valid ActorSystem admin".
+    port = free_port(avoid=frozenset(ADMIN_PORTS))
+    config = {"actor_system": {"base": "multiproc-tcp", "admin_port": port}}
+    gate = threading.Barrier(2)
+    outcomes: list[Any] = []
+
+    def start() -> None:
+        gate.wait()
+        try:
+            outcomes.append(ActorSystem("racing", config=config))
+        except ConfigError as e:
+            outcomes.append(e)
+
+    threads = [threading.Thread(target=start) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    systems = [o for o in outcomes if isinstance(o, ActorSystem)]
+    try:
+        errors = [str(o) for o in outcomes if isinstance(o, ConfigError)]
+        assert len(systems) == 1, outcomes
+        assert len(errors) == 1
+        assert f"admin_port {port}" in errors[0]
+        assert systems[0].actor_of(Echo).ask("still one", timeout=10) == "still one"
+    finally:
+        for system in systems:
+            system.shutdown()
 
 
 def _zombie_children() -> list[int]:

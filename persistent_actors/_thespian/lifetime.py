@@ -32,8 +32,17 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-__all__ = ["OWNER_POLL_INTERVAL", "REAP_GRACE", "OwnerProcess", "install_sigterm_exit",
-           "join_admin_starters", "reap_session", "reap_session_later", "record_admin_starters"]
+__all__ = [
+    "OWNER_POLL_INTERVAL",
+    "REAP_GRACE",
+    "OwnerProcess",
+    "admins_started",
+    "install_sigterm_exit",
+    "join_admin_starters",
+    "reap_session",
+    "reap_session_later",
+    "record_admin_starters",
+]
 
 OWNER_POLL_INTERVAL = 1.0  # seconds between the guardian's checks of its owner process
 REAP_GRACE = 3.0  # seconds a shut-down system's processes have to exit before SIGKILL
@@ -162,9 +171,11 @@ def reap_session_later(grace: float = REAP_GRACE * 5) -> None:
         os._exit(0)
 
 
-# The processes that started an admin, in this application process (`record_admin_starters`).
+# The processes that started an admin, in this application process (`record_admin_starters`),
+# and how many admins each thread of it started (systems may start on several threads at once).
 _admin_starters: list[Any] = []
 _recording_pid: int | None = None
+_admins_started = threading.local()
 
 
 def record_admin_starters() -> None:
@@ -189,8 +200,17 @@ def record_admin_starters() -> None:
         original(child)
         if os.getpid() == _recording_pid:
             _admin_starters.append(child)
+            _admins_started.count = getattr(_admins_started, "count", 0) + 1
 
     multiprocCommon.detach_child = detach_child
+
+
+def admins_started() -> int | None:
+    """How many admins the calling thread started, or None where that is not recorded."""
+    if _recording_pid != os.getpid():
+        return None
+    count: int = getattr(_admins_started, "count", 0)
+    return count
 
 
 def join_admin_starters() -> None:
