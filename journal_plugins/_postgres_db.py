@@ -23,10 +23,19 @@ __all__ = ["DEFAULT_SCHEMA", "DSN_ENV_VAR", "Options", "parse_options", "redact"
 DSN_ENV_VAR: Final = "PERSISTENT_ACTORS_PG_DSN"
 DEFAULT_SCHEMA: Final = "persistent_actors"
 
+# What a database call may raise (the server, the connection, the driver itself).
+DB_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError,
+                    OSError, TimeoutError)
+# A connection the server closed (a restart, an idle timeout) before or during a query, or
+# left unusable by an operation cut off with it: an idempotent read may run again.
+LOST: Final = (asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError,
+               asyncpg.InternalClientError, ConnectionError)
 _COMMON_KEYS: Final = frozenset({"dsn", "schema", "pool_size", "connect_timeout"})
 _JOURNAL_KEYS: Final = _COMMON_KEYS | {"replay_page_size"}
 # A plain identifier: quoted anyway, but also used in the NOTIFY channel and lock key.
-_SCHEMA_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+# At most 55 characters: PostgreSQL's identifiers take 63, but the NOTIFY channel of a commit,
+# "<schema>.journal", must fit them too (a longer name passed and every write was rejected).
+_SCHEMA_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,54}")
 # Advisory-lock class ids ("PAJ1", "PAS1"): the ordering lock and the schema-setup lock.
 _ORDERING_LOCK_CLASS: Final = 0x50414A31
 _SETUP_LOCK_CLASS: Final = 0x50415331
@@ -73,7 +82,7 @@ def parse_options(owner: str, settings: Mapping[str, Any],
     schema = settings.get("schema", DEFAULT_SCHEMA)
     if not isinstance(schema, str) or not _SCHEMA_NAME.fullmatch(schema):
         msg = (f"{owner}: setting 'schema' must be an identifier (letters, digits, '_'; at "
-               f"most 63 characters, not starting with a digit), got {schema!r}")
+               f"most 55 characters, not starting with a digit), got {schema!r}")
         raise ConfigError(msg)
     timeout = settings.get("connect_timeout", 10.0)
     if not isinstance(timeout, int | float) or isinstance(timeout, bool) or \

@@ -60,8 +60,10 @@ from journal_plugins._postgres_db import (
     _JOURNAL_KEYS,
     _ORDERING_LOCK_CLASS,
     _SETUP_LOCK_CLASS,
+    DB_ERRORS,
     DEFAULT_SCHEMA,
     DSN_ENV_VAR,
+    LOST,
     Options,
     parse_options,
     redact,
@@ -173,8 +175,13 @@ SNAPSHOT_COLUMNS: Final = {
 
 
 async def open_pool(owner: str, o: Options, statements: Sequence[str],
-                    columns: Mapping[str, set[str]], *, min_size: int = 1) -> asyncpg.Pool:
-    """Connect a bounded pool and create the schema's missing tables, or raise `PluginError`."""
+                    columns: Mapping[str, set[str]], *, min_size: int = 0) -> asyncpg.Pool:
+    """Connect a bounded pool and create the schema's missing tables, or raise `PluginError`.
+
+    No minimum size by default: asyncpg refills a pool's minimum in the background, which
+    runs only while the plugin's loop does (during an operation): a refill cut off there
+    left a connection in a broken state ("another operation is in progress").
+    """
     try:
         pool = await asyncpg.create_pool(
             o.dsn, min_size=min(min_size, o.pool_size), max_size=o.pool_size,
@@ -273,9 +280,13 @@ async def missing_table(owner: str, o: Options, table: str) -> str | None:
 
 # -- journal ---------------------------------------------------------------------------------
 
-_DB_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
-# A connection the server closed (a restart, an idle timeout) before or during a query.
-_LOST: Final = (asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError, ConnectionError)
+_DB_ERRORS: Final = DB_ERRORS
+_LOST: Final = LOST
+# What one write of a batch may cause (a constraint, bad data, an index row too large for a
+# 3,000-character tag or id): the batch is written again write by write, and only the
+# writes that cause it are rejected, not every writer of the group commit.
+_ONE_WRITE_ERRORS: Final = (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError,
+                            asyncpg.ProgramLimitExceededError)
 # Seconds without a query after which the pool's connections are first let to notice a close.
 _IDLE_CHECK: Final = 1.0
 
@@ -296,12 +307,38 @@ class _Liveness:
     def __init__(self) -> None:
         self._last = time.monotonic()
 
-    async def before_query(self) -> None:
+    async def before_query(self) -> bool:
+        """Give the loop its turns after an idle spell; True if there was one (see `probed`)."""
         now = time.monotonic()
-        if now - self._last > _IDLE_CHECK:
+        idle = now - self._last > _IDLE_CHECK
+        if idle:
             for _ in range(3):  # EOF read, then connection_lost called, then marked closed
                 await asyncio.sleep(0)
         self._last = now
+        return idle
+
+
+async def probed(pool: asyncpg.Pool, idle: bool) -> Any:
+    """A connection of `pool`; after an idle spell, one that answered ``SELECT 1``.
+
+    The loop's turns (`_Liveness`) do not always show a connection the server closed while
+    the plugin was idle (an idle timeout, a restart): a write on it failed, though nothing of
+    it had been sent. The probe fails first instead; the connection is dropped and another
+    taken, so the write goes out once, on a live connection. (A write that fails midway is
+    never sent again: it may have been committed.) Release it with ``pool.release``.
+    """
+    for _ in range(3):
+        connection = await pool.acquire()
+        if not idle:
+            return connection
+        try:
+            await connection.execute("SELECT 1")
+        except _LOST:
+            connection.terminate()
+            await pool.release(connection)
+            continue
+        return connection
+    return await pool.acquire()
 
 
 async def _read_again_if_lost(read: Callable[[], Awaitable[T]]) -> T:
@@ -461,13 +498,15 @@ class PostgresJournal(Journal):
             return []
         pool = self._connections()
         events = [event for write in writes for event in write.payload]
-        await self._liveness.before_query()
+        idle = await self._liveness.before_query()
         try:
-            async with pool.acquire() as connection:
-                try:
-                    await connection.execute(self._insert, *event_columns(events))
-                except (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError):
-                    return await self._write_one_by_one(connection, writes)
+            connection = await probed(pool, idle)
+            try:
+                await connection.execute(self._insert, *event_columns(events))
+            except _ONE_WRITE_ERRORS:
+                return await self._write_one_by_one(connection, writes)
+            finally:
+                await pool.release(connection)
         except _DB_ERRORS as e:
             msg = f"{self._owner}: writing {len(writes)} atomic writes failed: {e}"
             raise JournalError(msg) from e
@@ -488,8 +527,9 @@ class PostgresJournal(Journal):
                         f"in {write.lowest_sequence_nr}..{write.highest_sequence_nr}")
                     conflict.__cause__ = e
                     results.append(conflict)
-                except (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError) as e:
-                    rejected = JournalError(f"write of {write.persistence_id!r} rejected: {e}")
+                except _ONE_WRITE_ERRORS as e:
+                    rejected = JournalError(
+                        f"write of {write.persistence_id[:80]!r} rejected: {e}")
                     rejected.__cause__ = e
                     results.append(rejected)
                 else:
@@ -650,11 +690,15 @@ class PostgresSnapshotStore(SnapshotStore):
         if pool is None:
             msg = f"{self._owner} is not started (or already closed)"
             raise SnapshotStoreError(msg)
-        await self._liveness.before_query()
+        idle = await self._liveness.before_query()
         try:
             if read:
                 return list(await _read_again_if_lost(functools.partial(pool.fetch, sql, *args)))
-            return list(await pool.fetch(sql, *args))
+            connection = await probed(pool, idle)  # a write: sent once, on a live connection
+            try:
+                return list(await connection.fetch(sql, *args))
+            finally:
+                await pool.release(connection)
         except _DB_ERRORS as e:
             msg = f"{self._owner}: {what} failed: {e}"
             raise SnapshotStoreError(msg) from e

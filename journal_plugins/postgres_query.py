@@ -26,6 +26,8 @@ import asyncpg
 
 from journal_plugins._postgres_db import (
     _JOURNAL_KEYS,
+    DB_ERRORS,
+    LOST,
     Options,
     parse_options,
     redact,
@@ -41,7 +43,7 @@ __all__ = ["PostgresEventLog"]
 _ID_SCAN_WINDOW: Final = 10_000
 _COLUMNS: Final = ("j.ordering, j.persistence_id, j.sequence_nr, j.manifest, j.payload, "
                    "j.writer_uuid, j.created_at, j.tags")
-_DB_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+_DB_ERRORS: Final = DB_ERRORS
 
 
 class PostgresEventLog(EventLog):
@@ -110,7 +112,10 @@ class PostgresEventLog(EventLog):
     async def _fetch(self, what: str, sql: str, *args: Any) -> list[Any]:
         pool = await self._connections()
         try:
-            return list(await pool.fetch(sql, *args))
+            try:
+                return list(await pool.fetch(sql, *args))
+            except LOST:  # a read: once more, on a fresh connection (a live query goes on)
+                return list(await pool.fetch(sql, *args))
         except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
             return []  # no journal yet: an empty log
         except _DB_ERRORS as e:

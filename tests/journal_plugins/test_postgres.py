@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import secrets
 import socket
 import threading
 import time
@@ -24,12 +25,17 @@ from journal_plugins.postgres import (
     redact,
     tags_literal,
 )
+from journal_plugins.postgres_query import PostgresEventLog
+from persistent_actors import ActorSystem
 from persistent_actors.errors import ConfigError, JournalError, PluginError
 from persistent_actors.journal import MAX_SEQUENCE_NR, AtomicWrite, Journal, PersistentRepr
 from persistent_actors.snapshot import SnapshotMetadata, SnapshotSelectionCriteria, SnapshotStore
+from persistent_actors.testing import TestProbe
 from persistent_actors.testing.journal_spec import JournalSpec
 from persistent_actors.testing.snapshot_store_spec import SnapshotStoreSpec
+from tests.conftest import system_config
 from tests.pg import DSN, drop_schema, require_postgres, schema_for, settings
+from tests.plugin_actors import Counter
 
 
 @pytest.fixture
@@ -75,6 +81,7 @@ async def _replay(journal: Journal, pid: str) -> list[PersistentRepr]:
         ("schema", "bad-name"),
         ("schema", 'x"; DROP SCHEMA public; --'),
         ("schema", "1abc"),
+        ("schema", "s" * 56),  # its NOTIFY channel "<schema>.journal" would not fit 63 bytes
         ("pool_size", 0),
         ("pool_size", True),
         ("connect_timeout", 0),
@@ -297,3 +304,73 @@ async def test_connections_the_server_closed_while_idle_are_replaced(tmp_path: P
         await journal.close()
         await snapshots.close()
         proxy.close()
+
+
+@pytest.mark.usefixtures("own_schema")
+async def test_the_event_log_reads_again_on_a_connection_the_server_closed(
+        tmp_path: Path) -> None:
+    # A live query's read on a connection the server had closed ended the query with a
+    # JournalError; its reads are idempotent, as the journal's own are retried once.
+    proxy = _Proxy()
+    parts = urlsplit(DSN)
+    dsn = urlunsplit(parts._replace(netloc=f"{parts.username or 'postgres'}@127.0.0.1:"
+                                           f"{proxy.port}"))
+    journal = PostgresJournal({"dsn": dsn, "schema": schema_for(tmp_path)})
+    log = PostgresEventLog({"dsn": dsn, "schema": schema_for(tmp_path)})
+    await journal.start()
+    try:
+        assert await journal.write_messages([_event("p", 1)]) == [None]
+        first = await log.highest_ordering()
+        proxy.drop_connections()
+        time.sleep(0.2)  # the loop does not run: the close goes unnoticed, as in a plugin host
+        assert await log.highest_ordering() == first
+    finally:
+        await log.close()
+        await journal.close()
+        proxy.close()
+
+
+@pytest.mark.usefixtures("own_schema")
+async def test_an_index_row_too_large_rejects_only_its_write(tmp_path: Path) -> None:
+    # A 3,000-character tag or id fits SQLite, not a PostgreSQL index row: it failed the whole
+    # group commit (ProgramLimitExceededError), stopping every writer of the batch.
+    journal = PostgresJournal(settings(schema_for(tmp_path)))
+    await journal.start()
+    try:
+        long = secrets.token_hex(1500)  # 3,000 characters that do not compress
+        results = await journal.write_messages(
+            [_event("p", 1), _event("q", 1, long), _event(long, 1), _event("p", 2)])
+        assert results[0] is None
+        assert results[3] is None
+        for rejected in results[1:3]:
+            assert isinstance(rejected, JournalError)
+            assert "index row size" in str(rejected)
+            assert len(str(rejected)) < 1000  # the id is cut in the message
+        assert [e.sequence_nr for e in await _replay(journal, "p")] == [1, 2]
+    finally:
+        await journal.close()
+
+
+@pytest.mark.parametrize("base", ["simple", pytest.param("multiproc-tcp",
+                                                         marks=pytest.mark.multiproc)])
+@pytest.mark.usefixtures("own_schema")
+def test_persists_after_the_server_closed_idle_sessions_are_stored(
+        tmp_path: Path, base: str) -> None:
+    # idle_session_timeout (as a proxy's idle timeout or a server restart): the persist after
+    # an idle spell failed on the closed connection ("another operation is in progress"), and
+    # so did the next recovery.
+    pg = {"plugin": "postgres", "dsn": DSN + "?idle_session_timeout=1000",
+          "schema": schema_for(tmp_path)}
+    with ActorSystem("idle", config=system_config(base, journal=pg,
+                                                  snapshot_store=dict(pg))) as system:
+        probe = TestProbe(system)
+        counter = system.actor_of(Counter, "acct", probe.ref)
+        assert probe.expect_msg(timeout=10) == ("recovered", 0, 0)
+        for n in range(1, 4):
+            time.sleep(1.5)  # the server closes the pool's connections meanwhile
+            counter.tell(n)
+            assert probe.expect_msg(timeout=10) == ("persisted", n, n)
+        system.stop(counter)
+        time.sleep(1.5)
+        system.actor_of(Counter, "acct", probe.ref)
+        assert probe.expect_msg(timeout=10) == ("recovered", 6, 3)
