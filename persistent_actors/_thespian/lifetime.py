@@ -154,7 +154,7 @@ def reap_session(sid: int | None, grace: float = REAP_GRACE) -> list[int]:
     return left
 
 
-def reap_session_later(grace: float = REAP_GRACE * 5) -> None:
+def reap_session_later(grace: float = REAP_GRACE + 2.0) -> None:
     """From inside the session: fork a process that reaps it once `grace` seconds passed.
 
     The guardian calls it when the application died: the shutdown it starts then ends the
