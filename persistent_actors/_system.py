@@ -7,6 +7,7 @@ import inspect
 import logging
 import os
 import pkgutil
+import sys
 import threading
 import weakref
 from collections.abc import Mapping
@@ -276,6 +277,7 @@ class ActorSystem:
             raise ActorInitializationError(
                 f"{cls.__qualname__} is defined in __main__; on the multiproc-tcp base actor "
                 "classes must live in an importable module")
+        self._check_imported(cls)
         self._check_class(cls)
         reply = self._endpoint.request(
             self._guardian, lambda corr: p.CreateActor(cls, args, kwargs, name, corr),
@@ -312,6 +314,7 @@ class ActorSystem:
             raise ActorInitializationError(
                 f"{cls.__qualname__} is defined in __main__; on the multiproc-tcp base entity "
                 "classes must live in an importable module")
+        self._check_imported(cls)
         self._check_class(cls)
         with self._regions_lock:
             region = self._regions.get(type_name)
@@ -340,6 +343,21 @@ class ActorSystem:
                                       self._endpoint)
             self._regions[type_name] = region
             return region
+
+    def _check_imported(self, cls: type[Actor]) -> None:
+        """Refuse, on multiproc-tcp, a class whose module is still being imported.
+
+        The system's driver pickles the class on its own thread, which waits for that
+        module's import lock while the importing thread waits for the actor: it hung 60 s and
+        then blamed the receiving process.
+        """
+        module = sys.modules.get(cls.__module__)
+        if self.settings.base != "simple" and \
+                getattr(getattr(module, "__spec__", None), "_initializing", False):
+            raise ActorInitializationError(
+                f"{cls.__qualname__}'s module {cls.__module__!r} is still being imported: on "
+                "multiproc-tcp create its actors once the import ended (from a function the "
+                "application calls at start), not while the module runs")
 
     def _check_class(self, cls: type[Actor]) -> None:
         """What can be told of an actor class before any instance runs (`actor_of`, `entities`).

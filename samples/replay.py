@@ -443,12 +443,17 @@ def main(argv: Sequence[str] = ()) -> int:
     parser.add_argument("--seconds", type=int, default=MATCH_SECONDS,
                         help=f"length of the match in game seconds (default {MATCH_SECONDS})")
     parser.add_argument("--data", metavar="FOLDER",
-                        help="keep the journal (events.db) in FOLDER, e.g. to look at it with "
+                        help="keep the journal (events.db) in FOLDER, a new or empty one (the "
+                             "match it holds is over), e.g. to look at it with "
                              "`persistent-actors journal`; default: a temporary folder")
     args = parser.parse_args(list(argv))
     commands = scripted_match(args.seconds)
     with tempfile.TemporaryDirectory(prefix="replay-") as scratch:
         folder = args.data or scratch
+        if (Path(folder) / "events.db").exists():
+            # The match recorded there is over: the recovered Match takes no more commands.
+            parser.error(f"--data {folder}: it holds a played match already (events.db); "
+                         "give a new or empty folder")
         Path(folder).mkdir(parents=True, exist_ok=True)
         config = make_config(Path(folder) / "events.db", args.base)
         with ActorSystem("replay", config=config) as system:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -166,6 +168,36 @@ def test_two_systems_starting_on_one_admin_port_at_once_do_not_join() -> None:
     finally:
         for system in systems:
             system.shutdown()
+
+
+_MODULE_THAT_STARTS_A_SYSTEM = """
+from persistent_actors import Actor, ActorSystem
+
+class Echo(Actor):
+    def on_receive(self, message):
+        self.sender.tell(message)
+
+system = ActorSystem("at-import", config={"actor_system": {"base": "multiproc-tcp"}})
+try:
+    system.actor_of(Echo)
+except Exception as e:
+    print(type(e).__name__, e, flush=True)
+finally:
+    system.shutdown()
+"""
+
+
+@pytest.mark.multiproc
+def test_an_actor_of_a_module_still_being_imported_is_refused_at_once(tmp_path: Path) -> None:
+    # The driver's thread pickled the class while the importing thread held the module's
+    # import lock and waited for the actor: 60 s, then an error blaming the receiving process.
+    (tmp_path / "starts_at_import.py").write_text(_MODULE_THAT_STARTS_A_SYSTEM)
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", "import starts_at_import"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert "ActorInitializationError Echo's module 'starts_at_import' is still being " \
+           "imported" in done.stdout, (done.stdout, done.stderr)
+    assert time.monotonic() - started < 30
 
 
 def _zombie_children() -> list[int]:

@@ -908,3 +908,25 @@ def test_a_named_journal_is_chosen_with_dash_dash_journal(store: Path, tmp_path:
         .splitlines() == ["id-0  highest=10  events=10"]
     one_line_error(cli("--config", str(config), "journal", "ids", "--journal", "nope"),
                    "no journal named 'nope'")
+
+
+def test_the_console_script_finds_a_configs_modules_in_the_working_directory(
+        tmp_path: Path) -> None:
+    # `python -m persistent_actors` puts the working directory on the path, the console script
+    # did not: an event adapter (or a node's entity class) of the app failed to import there.
+    (tmp_path / "shop_adapters.py").write_text(
+        "from persistent_actors.adapters import ReadEventAdapter\n"
+        "class Upcaster(ReadEventAdapter):\n"
+        "    def from_journal(self, event, manifest):\n"
+        "        return [event]\n")
+    db = tmp_path / "events.db"
+    asyncio.run(_fill(db))
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[persistence.journal]\nplugin = "sqlite"\npath = "{db}"\n'
+        '[persistence.journal.event_adapters]\nup = "shop_adapters:Upcaster"\n'
+        '[persistence.journal.event_adapter_bindings]\n"old.Event" = "up"\n')
+    env = {**ENV, "PYTHONPATH": str(ROOT)}  # the app's folder is not on it: only the cwd
+    result = cli("journal", "ids", "--config", str(config), cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()

@@ -14,6 +14,7 @@ stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Final
@@ -57,6 +58,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line `argv` (default: ``sys.argv[1:]``) and return the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # The modules a config names ([cluster.entities], event adapters) are found in the working
+    # directory as with `python -m persistent_actors`, which puts it on the path; the console
+    # script did not, and failed with "No module named ..." where the other worked.
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         status: int = args.handler(args)
     except KeyboardInterrupt:
