@@ -169,4 +169,8 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    # Run the copy imported as `samples.cart`: on multiproc-tcp the actor processes import the
+    # cart's class by its module, which `__main__` is not.
+    from samples.cart import main as _main
+
+    sys.exit(_main(sys.argv))

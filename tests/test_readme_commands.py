@@ -161,6 +161,17 @@ def test_a_readme_command_runs_on_a_fresh_clone(clone: Path, command: str) -> No
         assert last_sequence_nr(again.stdout) == 2 * first, again.stdout
 
 
+def test_the_cart_sample_runs_on_multiproc_tcp(clone: Path) -> None:
+    # `python -m samples.cart` runs its module as __main__, which actor processes cannot
+    # import the cart's class from: it was refused with ActorInitializationError.
+    (clone / "mp.toml").write_text(
+        f'[actor_system]\nbase = "multiproc-tcp"\nadmin_port = {free_port()}\n')
+    result = run(clone, ".venv/bin/python -m samples.cart mp.toml")
+    assert result.returncode == 0, result.stderr
+    assert "on base 'multiproc-tcp'" in result.stdout
+    assert "recovered count: 2" in result.stdout, result.stdout
+
+
 def test_a_mistake_in_a_samples_config_is_one_clear_line(clone: Path) -> None:
     (clone / "bad.toml").write_text('[persistence.journal]\nplugin = "sqlite"\npaht = "x.db"\n')
     for command in (".venv/bin/python -m samples.cart bad.toml",
