@@ -138,9 +138,11 @@ def test_an_admin_port_in_use_is_refused_and_the_running_system_goes_on() -> Non
 
 
 @pytest.mark.multiproc
-def test_two_systems_starting_on_one_admin_port_at_once_do_not_join() -> None:
+def test_two_systems_starting_on_one_admin_port_at_once_do_not_join(
+        capfd: pytest.CaptureFixture[str]) -> None:
     # The port check and thespian's bind race: the second joined the first one's admin (two
-    # systems in one) or failed with thespian's "not a valid ActorSystem admin".
+    # systems in one) or failed with thespian's "not a valid ActorSystem admin" (and its admin
+    # process printed the bind's OSError traceback).
     port = free_port(avoid=frozenset(ADMIN_PORTS))
     config = {"actor_system": {"base": "multiproc-tcp", "admin_port": port}}
     gate = threading.Barrier(2)
@@ -168,6 +170,7 @@ def test_two_systems_starting_on_one_admin_port_at_once_do_not_join() -> None:
     finally:
         for system in systems:
             system.shutdown()
+    assert "Traceback" not in capfd.readouterr().err
 
 
 _MODULE_THAT_STARTS_A_SYSTEM = """

@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -203,6 +205,29 @@ def record_admin_starters() -> None:
             _admins_started.count = getattr(_admins_started, "count", 0) + 1
 
     multiprocCommon.detach_child = detach_child
+    _quiet_admin_bind_failure(multiprocCommon)
+
+
+def _quiet_admin_bind_failure(multiproc_common: Any) -> None:
+    """An admin that finds its port taken exits without a traceback on stderr.
+
+    Two systems starting on one admin port at once: the loser's admin process fails to bind,
+    and multiprocessing printed its `OSError` traceback; the starter then raises a
+    `ConfigError` that says what happened.
+    """
+    original = getattr(multiproc_common, "startAdmin", None)
+    if not callable(original):
+        return
+
+    def start_admin(*args: Any, **kwargs: Any) -> None:
+        try:
+            original(*args, **kwargs)
+        except OSError as e:
+            if e.errno != errno.EADDRINUSE:
+                raise
+            sys.exit(1)  # multiprocessing prints no traceback for an int exit code
+
+    multiproc_common.startAdmin = start_admin
 
 
 def admins_started() -> int | None:
