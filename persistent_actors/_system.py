@@ -143,6 +143,9 @@ class ActorSystem:
             fewer_turns()  # and a turn of its loop per message sent and per message received
             from persistent_actors._thespian.lean_loop import lean_loop  # noqa: PLC0415
             lean_loop()  # and per turn, the watch list, idle-socket walk and timeout rebuild
+            from persistent_actors._thespian.exit_notice import exit_notices  # noqa: PLC0415
+            # and an actor's exit notice was lost when a timer of it was due as it exited
+            exit_notices()
             from persistent_actors._thespian.actor_processes import (  # noqa: PLC0415
                 prepare_actor_processes,
             )

@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 from thespian.actors import Actor as ThespianActor
-from thespian.actors import ActorExitRequest, PoisonMessage, WakeupMessage
+from thespian.actors import ActorExitRequest, ChildActorExited, PoisonMessage, WakeupMessage
 from thespian.actors import ActorSystem as ThespianActorSystem
 from thespian.system import multiprocCommon, utilis
 from thespian.system.transport import ReceiveEnvelope, TransmitIntent, streamBuffer
@@ -41,8 +41,10 @@ from thespian.system.transport import asyncTransportBase as async_transport  # n
 from persistent_actors import Actor, ActorSystem
 from persistent_actors import _protocol as p
 from persistent_actors._config import JOURNAL
+from persistent_actors._system import _THESPIAN_LOG_DEFS
 from persistent_actors._thespian import (
     actor_processes,
+    exit_notice,
     fewer_turns,
     frame_auth,
     headroom,
@@ -1066,3 +1068,79 @@ def test_a_free_admin_port_is_none_this_process_used_before(
     monkeypatch.setattr(loopback, "_LOWEST_PORT", low - 64)
     used = set(range(low - 64, low - 1))
     assert not {loopback.free_port(avoid=used) for _ in range(20)} & used
+
+
+# -- exit notices (persistent_actors._thespian.exit_notice) --------------------------------------
+class _LastWords(ThespianActor):  # type: ignore[misc]
+    """On its exit request, with a wakeup of its own due, tells its watcher "one" and "two"."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.watcher: Any = None
+
+    def receiveMessage(self, message: Any, sender: Any) -> None:  # noqa: N802 - thespian's name
+        if message == "watch":
+            self.watcher = sender
+            self.send(sender, "watching")
+        elif isinstance(message, ActorExitRequest) and self.watcher is not None:
+            self.wakeupAfter(datetime.timedelta(0))
+            time.sleep(0.02)  # the wakeup is due when thespian drains what the process sends
+            self.send(self.watcher, "one")
+            self.send(self.watcher, "two")  # waits for the acknowledgement of "one"
+
+
+def test_an_exiting_actor_sends_what_it_queued_though_a_wakeup_of_it_is_due() -> None:
+    # Thespian's drain at exit stopped at the first due wakeup the transport handed back (a
+    # false ReceiveEnvelope), before the transport had sent anything: "two" (and the parent's
+    # ChildActorExited, queued the same way) never left, and a parent waited for ever.
+    exit_notice.exit_notices()
+    system = ThespianActorSystem("multiprocTCPBase", {"Admin Port": loopback.free_port()},
+                                 transientUnique=True, logDefs=_THESPIAN_LOG_DEFS)
+    try:
+        actor = system.createActor(_LastWords)
+        assert system.ask(actor, "watch", datetime.timedelta(seconds=10)) == "watching"
+        system.tell(actor, ActorExitRequest())
+        got: list[Any] = []
+        while "two" not in got and \
+                (message := system.listen(datetime.timedelta(seconds=3))) is not None:
+            got.append(message)
+        assert got == ["one", "two"]
+    finally:
+        system.shutdown()
+
+
+def test_a_child_that_died_unreported_is_reported_when_another_childs_exit_is_handled() -> None:
+    # A SIGCHLD makes thespian look for dead children and report each; handling any child's
+    # exit first dropped every dead child from that list, unreported: a child that died
+    # without its own notice was never reported, and its parent never exited.
+    exit_notice.exit_notices()
+    context = multiprocessing.get_context("fork")
+    go = context.Event()
+    processes = [*(context.Process(target=go.wait, args=(60,)) for _ in range(2)),
+                 context.Process(target=time.sleep, args=(60,))]
+    for process in processes:
+        process.start()  # (a start reaps the children that exited before it)
+    try:
+        go.set()
+        for process in processes[:2]:  # dead, not reaped: as when the SIGCHLD check is pending
+            assert process.pid is not None
+            os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT)
+        addresses = [tcp.ActorAddress(tcp.TCPv4ActorAddress("127.0.0.1", 2600 + i))
+                     for i in range(3)]
+        me = tcp.ActorAddress(tcp.TCPv4ActorAddress("127.0.0.1", 2599))
+        scheduled: list[Any] = []
+        parent = types.SimpleNamespace(
+            _child_procs=[multiprocCommon.ChildInfo(a, "C", proc, i)
+                          for i, (a, proc) in enumerate(zip(addresses, processes, strict=True))],
+            _checkChildLiveness=multiprocCommon.MultiProcReplicator._checkChildLiveness,
+            transport=types.SimpleNamespace(
+                myAddress=me, scheduleTransmit=lambda _, intent: scheduled.append(intent)))
+        # The exit of child 0 is handled (its own notice came); child 1 died unreported.
+        multiprocCommon.MultiProcReplicator._childExited(parent, addresses[0])
+        assert [info.childProc for info in parent._child_procs] == [processes[2]]
+        assert [(i.targetAddr, type(i.message), i.message.childAddress) for i in scheduled] == \
+            [(me, ChildActorExited, addresses[1])]
+    finally:
+        processes[2].kill()
+        for process in processes:
+            process.join(5)
