@@ -419,7 +419,7 @@ class Eventsourced:
                 return
             self.last_sequence_nr = repr_.sequence_nr
             for event in events:
-                if not self._recover_with(event):
+                if not self._recover_with(event) or self._state == _STOPPED:
                     return
 
     def _replay_plain(self, rows: ReplayedRows) -> None:
@@ -438,6 +438,8 @@ class Eventsourced:
             for nr, event in zip(rows.sequence_nrs, events, strict=False):  # up to an error
                 self.last_sequence_nr = nr
                 on_recover(event)
+                if self._state == _STOPPED:  # it stopped itself: no handler runs after
+                    return
         except Exception as e:  # noqa: BLE001 - any user error fails recovery, as in Akka
             self._fail_recovery(e, event)
             return
@@ -502,6 +504,11 @@ class Eventsourced:
                     return
                 self._progress = time.monotonic()
                 self._on_journal_response(message)
+                # Applying a chunk is progress too: the timeout counts only the time nothing
+                # arrived (a slow on_recover that keeps getting events never times out, as in
+                # Akka, where each replayed event resets it).
+                if self.is_recovering:
+                    self._progress = time.monotonic()
         elif cls is p.RecoveryTick:
             if message.actor_instance_id == self.instance_id:
                 self._check_recovery_progress()
@@ -863,7 +870,13 @@ class Eventsourced:
                 return
             assert isinstance(outcome, p.WriteRejected)  # noqa: S101 - narrowed by the caller
             self.last_sequence_nr = seq
-            self.actor.on_persist_rejected(outcome.cause, event, seq)
+            try:
+                self.actor.on_persist_rejected(outcome.cause, event, seq)
+            finally:
+                # What the hook persisted goes out as a handler's would: waiting for the next
+                # command's flush, it held every command in the stash for ever.
+                if self._event_batch or (self._journal_batch and not self._write_in_progress):
+                    self._flush_batch()
 
     def _persist_failed(self, cause: BaseException, event: Any, sequence_nr: int) -> None:
         try:

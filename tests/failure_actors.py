@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from typing import Any
 
 from persistent_actors import (
@@ -354,3 +355,45 @@ class TellsItsRecoverySender(PersistentActor):
                 raise RuntimeError("crash")
             case "ping":
                 self.sender.tell("pong")
+
+
+class PersistsOnRejection(Reporter):
+    """`on_persist_rejected` persists `Added(100)` (a note that the rejection happened)."""
+
+    def on_persist_rejected(self, cause: BaseException, event: Any, sequence_nr: int) -> None:
+        super().on_persist_rejected(cause, event, sequence_nr)
+        self.persist(Added(100), self._added)
+
+
+class PatientBackoffReporter(Reporter):
+    """Waits 30 s for its back-off restart: a test stops it while it waits."""
+
+    backoff = Backoff.on_stop(min_backoff=30.0, max_backoff=30.0, random_factor=0.0)
+
+
+class SlowRecovery(Reporter):
+    """Takes 50 ms per replayed `Added`: longer in all than the tests' recovery timeout."""
+
+    def on_recover(self, message: Any) -> None:
+        if isinstance(message, Added):
+            time.sleep(0.05)
+        super().on_recover(message)
+
+
+class StopsInRecovery(Reporter):
+    """Reports each replayed `Added`; stops itself on the one of value 99."""
+
+    def on_recover(self, message: Any) -> None:
+        if isinstance(message, Added):
+            self.probe.tell(("replayed", message.value))
+            if message.value == 99:
+                self.context.stop()
+        super().on_recover(message)
+
+
+class RaisingRecoveryFailureHook(Reporter):
+    """`on_recovery_failure` raises after it reported."""
+
+    def on_recovery_failure(self, cause: BaseException, event: Any | None) -> None:
+        super().on_recovery_failure(cause, event)
+        raise RuntimeError("the hook itself fails")

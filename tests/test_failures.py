@@ -64,11 +64,16 @@ from tests.failure_actors import (
     FailingRecoveryProperty,
     FailingSecondConstructor,
     Fill,
+    PatientBackoffReporter,
     PersistAllNone,
+    PersistsOnRejection,
     Poison,
     ProcessReporter,
+    RaisingRecoveryFailureHook,
     Reporter,
+    SlowRecovery,
     StopInHandler,
+    StopsInRecovery,
     TaggedPair,
     TaggingReporter,
     TellsItsRecoverySender,
@@ -224,6 +229,105 @@ def test_a_failing_recovery_is_retried_with_backoff_until_it_succeeds(kit: Kit) 
     assert kit.probe.expect_msg(timeout=10) == "stopped"
     kit.kit.journal.on_recovery(Pass())
     assert kit.probe.expect_msg(timeout=10) == ("recovered", 0, 0)
+
+
+def test_a_persist_in_on_persist_rejected_is_written_and_commands_go_on(kit: Kit) -> None:
+    # The hook's persist waited for a flush that never came: every later command stayed in
+    # the internal stash for ever (Akka goes back to commands before the hook runs).
+    actor = kit.start(PersistsOnRejection)
+    assert kit.probe.expect_msg(timeout=10) == ("recovered", 0, 0)
+    with kit.kit.journal.on_write(Reject(on_type=Poison)):
+        actor.tell("poison")
+        assert kit.probe.expect_msg(timeout=10) == ("rejected", "JournalError", "Poison", 1)
+        assert kit.probe.expect_msg(timeout=10) == ("persisted", 100, 2)
+        actor.tell(5)
+        assert kit.probe.expect_msg(timeout=10) == ("persisted", 5, 3)
+
+
+def test_a_stop_while_waiting_for_a_backoff_restart(kit: Kit) -> None:
+    # post_stop ran a second time on the stopped instance, and the messages kept for the
+    # restart (stashed behind the failed write, sent while waiting) vanished unseen.
+    dead = TestProbe(kit.system)
+    kit.system.event_stream.subscribe(dead.ref, DeadLetter)
+    actor = kit.start(PatientBackoffReporter, name="patient")
+    assert kit.probe.expect_msg(timeout=10) == ("recovered", 0, 0)
+    kit.kit.journal.on_write(Fail())
+    actor.tell(1)
+    actor.tell(2)  # stashed behind the write that fails
+    assert kit.probe.expect_msg(timeout=10) == ("persist-failed", "JournalError", 1)
+    assert kit.probe.expect_msg(timeout=10) == "stopped"
+    actor.tell(3)  # kept for the restart
+    kit.system.stop(actor)
+    assert [dead.expect_msg(timeout=10).message for _ in range(2)] == [2, 3]
+    kit.probe.expect_no_msg(0.5)  # no second post_stop
+    dead.expect_no_msg(0.2)
+
+
+def test_applying_replayed_events_is_progress_for_the_recovery_timeout(
+        base: str, tmp_path: Path) -> None:
+    # The timeout counted from each chunk's arrival: an on_recover that took longer than it
+    # for a chunk (8 events x 50 ms here) failed a recovery whose journal never stalled.
+    config = system_config(base, journal={"plugin": "sqlite", "path": str(tmp_path / "j.db"),
+                                          "replay_page_size": 8},
+                           recovery_event_timeout=0.3,
+                           replay_filter={"mode": "off"})  # (it holds the chunks to the end)
+    with ActorSystem("failures", config=config) as system:
+        probe = TestProbe(system)
+        actor = system.actor_of(Reporter, "slow", probe.ref)
+        assert probe.expect_msg(timeout=10) == ("recovered", 0, 0)
+        for value in range(1, 17):
+            actor.tell(value)
+            assert probe.expect_msg(timeout=10) == ("persisted", value, value)
+        system.stop(actor)
+        assert probe.expect_msg(timeout=10) == "stopped"
+        system.actor_of(SlowRecovery, "slow", probe.ref)  # 2 chunks x 8 x 50 ms in on_recover
+        assert probe.expect_msg(timeout=10) == ("recovered", 136, 16)
+
+
+def test_an_actor_that_stops_itself_in_on_recover_replays_no_further(kit: Kit) -> None:
+    actor = kit.start()
+    assert kit.probe.expect_msg(timeout=10) == ("recovered", 0, 0)
+    for value in (1, 99, 2):
+        actor.tell(value)
+        assert kit.probe.expect_msg(timeout=10)[:2] == ("persisted", value)
+    kit.system.stop(actor)
+    assert kit.probe.expect_msg(timeout=10) == "stopped"
+    kit.start(StopsInRecovery, name="again")
+    assert kit.probe.expect_msg(timeout=10) == ("replayed", 1)
+    assert kit.probe.expect_msg(timeout=10) == ("replayed", 99)
+    assert kit.probe.expect_msg(timeout=10) == "stopped"
+    kit.probe.expect_no_msg(0.5)  # the rest of the chunk ran on_recover after post_stop
+
+
+def test_a_failing_recovery_failure_hook_is_logged_as_a_stop(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # It was logged as a restart, naming an internal message; the actor stops (log records
+    # are this process's on the simple base).
+    with ActorSystem("failures", config=kit_config("simple")) as system:
+        kit, probe = PersistenceTestKit(system), TestProbe(system)
+        kit.journal.on_recovery(Fail())
+        system.actor_of(RaisingRecoveryFailureHook, "p", probe.ref)
+        assert probe.expect_msg(timeout=10) == ("recovery-failed", "JournalError")
+        assert probe.expect_msg(timeout=10) == "stopped"
+        probe.expect_no_msg(0.3)
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("persistent")]
+    assert any("raised as it stopped (it stays stopped)" in m for m in messages), messages
+    assert not any("restarts" in m for m in messages), messages
+
+
+def test_a_stopped_actors_timers_are_no_dead_letters(base: str) -> None:
+    # On the simple base the recovery timeout's wakeup of a stopped actor came due later and
+    # was published as a DeadLetter(<thespian WakeupMessage>), as was a user timer's.
+    config = kit_config(base)
+    config["persistence"]["recovery_event_timeout"] = 0.3
+    with ActorSystem("failures", config=config) as system:
+        probe, dead = TestProbe(system), TestProbe(system)
+        system.event_stream.subscribe(dead.ref, DeadLetter)
+        actor = system.actor_of(Reporter, "p", probe.ref)
+        assert probe.expect_msg(timeout=10) == ("recovered", 0, 0)
+        system.stop(actor)
+        assert probe.expect_msg(timeout=10) == "stopped"
+        dead.expect_no_msg(1.0)
 
 
 def test_poison_pill_waits_for_the_pending_persist_handler(kit: Kit) -> None:

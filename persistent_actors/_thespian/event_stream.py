@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from thespian.actors import Actor, ActorAddress, ActorExitRequest, DeadEnvelope
+from thespian.actors import Actor, ActorAddress, ActorExitRequest, ActorSystemMessage, DeadEnvelope
 
 from persistent_actors._actor import ActorRef, ref_of_address, reply_form
 from persistent_actors._protocol import (
@@ -18,6 +18,8 @@ from persistent_actors._protocol import (
 from persistent_actors._thespian.common import log
 from persistent_actors._thespian.frames import FrameBatching, batched
 from persistent_actors.messages import DeadLetter
+
+_PROTOCOL = Envelope.__module__  # the runtime's internal messages
 
 
 class EventStreamActor(FrameBatching, Actor):  # type: ignore[misc]
@@ -63,7 +65,11 @@ class EventStreamActor(FrameBatching, Actor):  # type: ignore[misc]
                 # its sender), not the internal Envelope it travelled in.
                 if isinstance(dead_message, Envelope):
                     dead_message, dead_sender = dead_message.message, dead_message.sender
-                if not isinstance(dead_message, DeadLetter):
+                if not isinstance(dead_message, DeadLetter | ActorSystemMessage) and \
+                        type(dead_message).__module__ != _PROTOCOL:
+                    # (thespian's own messages, such as a timer's wakeup that came due after
+                    # the actor stopped, and the runtime's, such as a journal's answer to it,
+                    # are no user's: `Host.publish_dead_letter` skips the same.)
                     self._publish(DeadLetter(dead_message, dead_sender, dead))
             case ActorExitRequest():
                 pass

@@ -424,7 +424,8 @@ class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
                 case p.InboxWake():
                     deliver_inbox(self)
                     return
-        if self._stopped or self._actor is None or self._ctx is None:
+        if self._stopped or self._ctx is None or \
+                (self._actor is None and self._backing_off is None):
             if not _is_timer(message):  # a stopped actor's timers are gone, not undelivered
                 self.publish_dead_letter(message, sender)
             return
@@ -684,10 +685,12 @@ class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
             # A command taken from the stash after a journal reply (or a timer) failed: name
             # the command, not the message whose handling ran it.
             message, es.failed_command = es.failed_command, None
+        if self._stopped:  # e.g. on_recovery_failure raised: the actor stops all the same
+            log.error("%s raised as it stopped (it stays stopped): %s: %s", self._name(),
+                      type(reason).__name__, reason, exc_info=reason)
+            return
         log.error("%s failed on %r and restarts: %s: %s", self._name(), message,
                   type(reason).__name__, reason, exc_info=reason)
-        if self._stopped:
-            return
         old = self._actor
         try:
             if old is not None:
@@ -783,9 +786,12 @@ class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
     def _take_stashed(self) -> list[tuple[Any, Any]]:
         """Remove and return what waits in the actor's stashes: (message, sender ref) pairs.
 
-        The persistence machine's first, then the user's.
+        What waits for a back-off restart, else the persistence machine's, then the user's.
         """
         left: list[tuple[Any, Any]] = []
+        if self._backing_off:  # what waited for a back-off restart (that stash, then later)
+            left.extend(self._backing_off)
+            self._backing_off.clear()
         if self._es is not None:
             left.extend(self._es.stash)
             self._es.stash.clear()
@@ -805,6 +811,7 @@ class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
         if time.monotonic() - self._started_at >= backoff.min_backoff:
             self._restarts = 0  # the last instance ran long enough: Akka's auto reset
         self._call_post_stop()
+        self._actor = None  # its post_stop ran: a stop while backing off must not run it again
         kept: deque[tuple[Any, ActorRef]] = deque()
         if self._ctx is not None:  # the user stash waits with the rest, in front
             self._ctx.restore_user_stash()
