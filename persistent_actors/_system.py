@@ -146,6 +146,8 @@ class ActorSystem:
             from persistent_actors._thespian.exit_notice import exit_notices  # noqa: PLC0415
             # and an actor's exit notice was lost when a timer of it was due as it exited
             exit_notices()
+            from persistent_actors._thespian.wakeup_drain import due_wakeups_kept  # noqa: PLC0415
+            due_wakeups_kept()  # and a process's timer wakeups while its send queue drained
             from persistent_actors._thespian.actor_processes import (  # noqa: PLC0415
                 prepare_actor_processes,
             )

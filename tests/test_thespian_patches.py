@@ -34,9 +34,16 @@ from thespian.actors import Actor as ThespianActor
 from thespian.actors import ActorExitRequest, ChildActorExited, PoisonMessage, WakeupMessage
 from thespian.actors import ActorSystem as ThespianActorSystem
 from thespian.system import multiprocCommon, utilis
-from thespian.system.transport import ReceiveEnvelope, TransmitIntent, streamBuffer
+from thespian.system.transport import (
+    ReceiveEnvelope,
+    Thespian__Run_Expired,
+    TransmitIntent,
+    TransmitOnly,
+    streamBuffer,
+)
 from thespian.system.transport import TCPTransport as tcp  # noqa: N813 - thespian's module
 from thespian.system.transport import asyncTransportBase as async_transport  # noqa: N813
+from thespian.system.transport import wakeupTransportBase as wakeup_transport  # noqa: N813
 
 from persistent_actors import Actor, ActorSystem
 from persistent_actors import _protocol as p
@@ -53,6 +60,7 @@ from persistent_actors._thespian import (
     loopback,
     poll_selector,
     transmit_timers,
+    wakeup_drain,
 )
 from persistent_actors._thespian import lazy_identify as patch
 from persistent_actors._thespian.frames import unbatch
@@ -1144,3 +1152,138 @@ def test_a_child_that_died_unreported_is_reported_when_another_childs_exit_is_ha
         processes[2].kill()
         for process in processes:
             process.join(5)
+
+
+# -- wakeups during a send-queue drain (persistent_actors._thespian.wakeup_drain) ----------------
+class _QueueTransport(async_transport.asyncTransportBase,  # type: ignore[misc]
+                      wakeup_transport.wakeupTransportBase):  # type: ignore[misc]
+    """Thespian's queue and wakeups over a fake wire: each transmit-only turn sends one queued
+    transmit (as a TCP turn that completes one), unless the run's deadline is over."""
+
+    def __init__(self, queued: int) -> None:
+        super().__init__()
+        self.myAddress = "me"
+        self.run_time = tcp.ExpirationTimer(None)  # as the first run sets it
+        target = tcp.ActorAddress(tcp.TCPv4ActorAddress("127.0.0.1", 2600))
+        self._aTB_queuedPendingTransmits.extend(
+            TransmitIntent(target, nr) for nr in range(queued))
+
+    def _runWithExpiry(self, incomingHandler: Any) -> Any:  # noqa: N802,N803 - thespian's
+        if self.run_time.view().expired() or incomingHandler is not TransmitOnly:
+            return Thespian__Run_Expired()
+        with self._aTB_lock:
+            self._aTB_queuedPendingTransmits.popleft()
+            return len(self._aTB_queuedPendingTransmits)
+
+
+def test_a_wakeup_due_while_the_send_queue_drains_is_delivered_after_it() -> None:
+    # A send that finds 950 queued drains the queue "transmit only" (to 780); the transport
+    # handed a wakeup that came due meanwhile back to that loop, which dropped it: the timer
+    # never fired (a periodic one stopped for ever).
+    wakeup_drain.due_wakeups_kept()
+    transport = _QueueTransport(1000)
+    transport.addWakeup(datetime.timedelta(0), "due")
+    transport.addWakeup(datetime.timedelta(seconds=60), "later")
+    transport._drain_tx_queue_if_needed(datetime.timedelta(seconds=30))
+    assert len(transport._aTB_queuedPendingTransmits) == \
+        async_transport.QUEUE_TRANSMIT_UNBLOCK_THRESHOLD
+    delivered: list[Any] = []
+
+    def handler(envelope: Any) -> bool:
+        delivered.append(envelope.message.payload)
+        return True
+
+    transport.run(handler, datetime.timedelta(0))
+    assert delivered == ["due"]
+    assert [payload for _, payload in transport._pendingWakeups] == ["later"]
+
+
+def test_wakeups_realized_before_or_set_during_a_drain_are_delivered_after_it() -> None:
+    # The drain runs inside the handler of a wakeup, another one realized with it waiting; a
+    # transmit's callback sets a third during the drain: all three are handled once.
+    wakeup_drain.due_wakeups_kept()
+    transport = _QueueTransport(1000)
+    run_with_expiry = transport._runWithExpiry
+    set_during: list[str] = ["during"]
+
+    def set_one_during_the_drain(handler: Any) -> Any:
+        if handler is TransmitOnly and len(transport._aTB_queuedPendingTransmits) <= 900 and \
+                set_during:
+            transport.addWakeup(datetime.timedelta(0), set_during.pop())
+        return run_with_expiry(handler)
+
+    transport._runWithExpiry = set_one_during_the_drain  # type: ignore[method-assign,assignment]
+    transport.addWakeup(datetime.timedelta(0), "a")
+    transport.addWakeup(datetime.timedelta(0), "b")
+    delivered: list[Any] = []
+
+    def handler(envelope: Any) -> bool:
+        delivered.append(envelope.message.payload)
+        if len(delivered) == 1:
+            transport._drain_tx_queue_if_needed(datetime.timedelta(seconds=30))
+        return True
+
+    transport.run(handler, datetime.timedelta(0))
+    assert sorted(delivered) == ["a", "b", "during"]
+    assert len(transport._aTB_queuedPendingTransmits) == \
+        async_transport.QUEUE_TRANSMIT_UNBLOCK_THRESHOLD
+
+
+class _Stalled(ThespianActor):  # type: ignore[misc]
+    """("stall", dir): blocks its handler (acknowledging nothing) until dir/release exists."""
+
+    def receiveMessage(self, message: Any, sender: Any) -> None:  # noqa: N802 - thespian's name
+        if isinstance(message, tuple) and message[0] == "stall":
+            folder = Path(message[1])
+            (folder / "stalled").touch()
+            deadline = time.monotonic() + 60
+            while not (folder / "release").exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+
+
+class _Flooder(ThespianActor):  # type: ignore[misc]
+    """("flood", target, n, dir): a wakeup due at once, then n messages to `target`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.woken = False
+
+    def receiveMessage(self, message: Any, sender: Any) -> None:  # noqa: N802 - thespian's name
+        if isinstance(message, WakeupMessage):
+            self.woken = True
+        elif isinstance(message, tuple) and message[0] == "flood":
+            _, target, count, folder = message
+            self.wakeupAfter(datetime.timedelta(0))
+            (Path(folder) / "flooding").touch()
+            for nr in range(count):
+                self.send(target, nr)  # the 970th waits in the drain until `target` is released
+            self.send(sender, "flooded")
+        elif message == "woken":
+            self.send(sender, self.woken)
+
+
+def test_an_actor_whose_send_queue_overflows_still_gets_its_wakeup(tmp_path: Path) -> None:
+    wakeup_drain.due_wakeups_kept()
+    system = ThespianActorSystem("multiprocTCPBase", {"Admin Port": loopback.free_port()},
+                                 transientUnique=True, logDefs=_THESPIAN_LOG_DEFS)
+    wait = datetime.timedelta(seconds=30)
+    try:
+        stalled = system.createActor(_Stalled)
+        flooder = system.createActor(_Flooder)
+        system.tell(stalled, ("stall", str(tmp_path)))
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "stalled").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        system.tell(flooder, ("flood", stalled, 1000, str(tmp_path)))
+        while not (tmp_path / "flooding").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(1.0)  # 1,000 sends queue in a fraction of that: the flooder drains
+        (tmp_path / "release").touch()
+        assert system.listen(wait) == "flooded"
+        woken = False
+        deadline = time.monotonic() + 10
+        while not woken and time.monotonic() < deadline:
+            woken = system.ask(flooder, "woken", wait)
+        assert woken
+    finally:
+        system.shutdown()
