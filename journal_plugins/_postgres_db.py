@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import re
 import zlib
@@ -86,15 +85,20 @@ def parse_options(owner: str, settings: Mapping[str, Any],
         raise ConfigError(msg)
     timeout = settings.get("connect_timeout", 10.0)
     if not isinstance(timeout, int | float) or isinstance(timeout, bool) or \
-            not 0 < timeout < math.inf:  # NaN fails too (it failed the connect with no reason)
-        msg = (f"{owner}: setting 'connect_timeout' must be a finite number of seconds > 0, "
-               f"got {timeout!r}")
+            not 0 < timeout <= _MAX_CONNECT_TIMEOUT:  # NaN fails (the connect failed unsaid)
+        msg = (f"{owner}: setting 'connect_timeout' must be a number of seconds in (0, "
+               f"{_MAX_CONNECT_TIMEOUT:g}], got {timeout!r}")
         raise ConfigError(msg)
     _check_dsn(owner, dsn)
     return Options(dsn=dsn, schema=schema,
-                   pool_size=_int(owner, settings, "pool_size", 4, minimum=1),
+                   # (10**20 connections: the pool's set-up spun for ever, never yielding)
+                   pool_size=_int(owner, settings, "pool_size", 4, minimum=1, maximum=1000),
                    connect_timeout=float(timeout),
-                   replay_page_size=_int(owner, settings, "replay_page_size", 1000, minimum=1))
+                   replay_page_size=_int(owner, settings, "replay_page_size", 1000, minimum=1,
+                                         maximum=1_000_000))
+
+
+_MAX_CONNECT_TIMEOUT: Final = 3600.0
 
 
 def _check_dsn(owner: str, dsn: str) -> None:

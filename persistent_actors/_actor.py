@@ -190,7 +190,7 @@ class ActorRef:
 
         """
         if _current.context is not None:  # current_context, inline
-            raise RuntimeError(
+            raise IllegalActorStateError(
                 "ActorRef.ask() cannot be used inside an actor (it would block the actor); "
                 "tell() the request and handle the reply as a message"
             )
@@ -210,7 +210,7 @@ class ActorRef:
 
         """
         if _current.context is not None:  # current_context, inline
-            raise RuntimeError(
+            raise IllegalActorStateError(
                 "ActorRef.ask_async() cannot be used inside an actor; tell() the request and "
                 "handle the reply as a message"
             )
@@ -637,8 +637,8 @@ class Actor:
         """
         check_class_int(cls, "stash_capacity", cls.stash_capacity)
         if cls.backoff is not None and not isinstance(cls.backoff, BackoffOptions):
-            raise ConfigError(f"{cls.__qualname__}.backoff must be None or Backoff.on_stop(...) "
-                              f"/ Backoff.on_failure(...), got {cls.backoff!r}")
+            raise ConfigError(f"{cls.__qualname__}.backoff must be None or Backoff.on_stop(...), "
+                              f"got {cls.backoff!r}")
 
     def pre_start(self) -> None:
         """Called after construction, before the first message."""

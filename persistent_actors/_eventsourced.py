@@ -657,7 +657,14 @@ class Eventsourced:
             self._flush_batch()
 
     # -- persisting -------------------------------------------------------------------------
+    def _check_identified(self, what: str) -> None:
+        if not self.persistence_id:
+            raise IllegalActorStateError(
+                f"{what} cannot be called in __init__: the actor's persistence_id is read once "
+                "__init__ returned (call it from on_command, a handler or a hook)")
+
     def _check_may_persist(self) -> None:
+        self._check_identified("persist")
         if self.is_recovering:
             raise IllegalActorStateError(
                 f"cannot persist during replay (persistence id {self.persistence_id!r}): events "
@@ -762,6 +769,8 @@ class Eventsourced:
     def defer(self, event: Any, handler: Callable[[Any], None], *, stashing: bool) -> None:
         """Run `handler(event)` after all pending invocations (at once if there are none)."""
         self._check_may_persist()
+        if not callable(handler):
+            raise TypeError(f"defer handler must be callable, got {handler!r}")
         if not self._pending and self._one is None:
             result = handler(event)  # type: ignore[func-returns-value]
             if result is not None:
@@ -972,6 +981,7 @@ class Eventsourced:
     # -- snapshots and deletion --------------------------------------------------------------
     def save_snapshot(self, snapshot: Any) -> None:
         """Serialize and send `snapshot`; a serialization error becomes SaveSnapshotFailure."""
+        self._check_identified("save_snapshot")
         md = SnapshotMetadata(self.persistence_id, self.last_sequence_nr, time.time())
         try:
             manifest, payload = self.serializer.to_binary(snapshot)
@@ -996,6 +1006,7 @@ class Eventsourced:
 
     def delete_snapshot(self, sequence_nr: int) -> None:
         """Ask the snapshot store to delete the snapshot at `sequence_nr`."""
+        self._check_identified("delete_snapshot")
         _check_sequence_nr("sequence_nr", sequence_nr)
         md = SnapshotMetadata(self.persistence_id, sequence_nr, 0.0)
         if self.cell.snapshot_store is None:
@@ -1006,6 +1017,7 @@ class Eventsourced:
 
     def delete_snapshots(self, criteria: SnapshotSelectionCriteria) -> None:
         """Ask the snapshot store to delete every snapshot matching `criteria`."""
+        self._check_identified("delete_snapshots")
         if not isinstance(criteria, SnapshotSelectionCriteria):
             raise TypeError("delete_snapshots expects a SnapshotSelectionCriteria, got "
                             f"{type(criteria).__name__}")
@@ -1018,6 +1030,7 @@ class Eventsourced:
 
     def delete_messages(self, to_sequence_nr: int) -> None:
         """Delete events up to `to_sequence_nr`, refusing anything beyond `last_sequence_nr`."""
+        self._check_identified("delete_messages")
         _check_sequence_nr("to_sequence_nr", to_sequence_nr)
         if to_sequence_nr == MAX_SEQUENCE_NR:
             to_sequence_nr = self.last_sequence_nr
@@ -1131,5 +1144,6 @@ def _check_encodable(manifest: str, tags: tuple[str, ...]) -> None:
 
 
 def _check_sequence_nr(name: str, value: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SEQUENCE_NR:
+        raise ValueError(f"{name} must be an int in [0, MAX_SEQUENCE_NR = {MAX_SEQUENCE_NR}], "
+                         f"got {value!r}")

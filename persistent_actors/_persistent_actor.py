@@ -6,9 +6,9 @@ from abc import abstractmethod
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from persistent_actors._actor import Actor, check_class_int
+from persistent_actors._actor import Actor, _current, check_class_int
 from persistent_actors._serialization import clip
-from persistent_actors.errors import ConfigError
+from persistent_actors.errors import ConfigError, IllegalActorStateError
 from persistent_actors.recovery import Recovery
 from persistent_actors.retention import RetentionCriteria, default_hook
 from persistent_actors.snapshot import SnapshotSelectionCriteria
@@ -22,6 +22,20 @@ __all__ = ["PersistentActor"]
 E = TypeVar("E")
 
 _DEFAULT_RECOVERY = Recovery()
+
+
+
+def _in_handling(what: str) -> None:
+    """Refuse `what` outside the actor's own message handling (on another thread).
+
+    A persist from a thread the actor started was accepted and never written (writes go out
+    when a message's handling ends), and the next command waited behind it for ever.
+    """
+    if _current.context is None:  # set on the thread handling one of the actor's messages
+        raise IllegalActorStateError(
+            f"{what} must be called while the actor handles a message (on_command, a "
+            "handler, a hook), not from another thread: tell the actor (or pipe_to it) what "
+            "the thread found, and call it there")
 
 
 class PersistentActor(Actor):
@@ -138,6 +152,7 @@ class PersistentActor(Actor):
             IllegalActorStateError: while the actor is recovering.
 
         """
+        _in_handling("persist")
         self._eventsourced.persist_event(event, handler, stashing=True)
 
     def persist_all(self, events: Iterable[E] | None, handler: Callable[[E], None]) -> None:
@@ -149,15 +164,18 @@ class PersistentActor(Actor):
             TypeError: `events` is not an iterable, or is a str/bytes (use `persist`).
 
         """
+        _in_handling("persist_all")
         self._eventsourced.persist(_events(events), handler, stashing=True)
 
     def persist_async(self, event: E, handler: Callable[[E], None]) -> None:
         """Like `persist`, but commands keep being handled while the write is pending."""
+        _in_handling("persist_async")
         self._eventsourced.persist_event(event, handler, stashing=False)
 
     def persist_all_async(self, events: Iterable[E] | None, handler: Callable[[E], None]
                           ) -> None:
         """Like `persist_all` (None does nothing), but without stashing commands."""
+        _in_handling("persist_all_async")
         self._eventsourced.persist(_events(events), handler, stashing=False)
 
     def defer_async(self, event: E, handler: Callable[[E], None]) -> None:
@@ -165,23 +183,28 @@ class PersistentActor(Actor):
 
         Runs at once when nothing is pending. Commands are not stashed meanwhile.
         """
+        _in_handling("defer_async")
         self._eventsourced.defer(event, handler, stashing=False)
 
     def defer(self, event: E, handler: Callable[[E], None]) -> None:
         """Like `defer_async`, but commands are stashed until the handler has run."""
+        _in_handling("defer")
         self._eventsourced.defer(event, handler, stashing=True)
 
     # -- snapshots and deletion --------------------------------------------------------------
     def save_snapshot(self, snapshot: Any) -> None:
         """Store `snapshot` at `snapshot_sequence_nr`; `SaveSnapshotSuccess`/`Failure` follows."""
+        _in_handling("save_snapshot")
         self._eventsourced.save_snapshot(snapshot)
 
     def delete_snapshot(self, sequence_nr: int) -> None:
         """Delete the snapshot at `sequence_nr`; `DeleteSnapshotSuccess`/`Failure` follows."""
+        _in_handling("delete_snapshot")
         self._eventsourced.delete_snapshot(sequence_nr)
 
     def delete_snapshots(self, criteria: SnapshotSelectionCriteria) -> None:
         """Delete snapshots matching `criteria`; `DeleteSnapshotsSuccess`/`Failure` follows."""
+        _in_handling("delete_snapshots")
         self._eventsourced.delete_snapshots(criteria)
 
     def delete_messages(self, to_sequence_nr: int) -> None:
@@ -191,6 +214,7 @@ class PersistentActor(Actor):
         `last_sequence_nr` fails without touching the journal; `MAX_SEQUENCE_NR` means "all".
         The sequence number itself never goes back: new events continue after the old ones.
         """
+        _in_handling("delete_messages")
         self._eventsourced.delete_messages(to_sequence_nr)
 
     # -- state ------------------------------------------------------------------------------

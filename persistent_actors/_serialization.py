@@ -246,6 +246,11 @@ class Serializer:
         if manifest is None:
             manifest = f"{cls.__module__}:{cls.__qualname__}"
         _check_manifest(cls, "manifest", manifest)
+        for name, function in (("encode", encode), ("decode", decode)):
+            # Found later, a decode that is no function failed every replay of stored events.
+            if function is not None and not callable(function):
+                raise TypeError(f"register({cls.__qualname__}): {name}= must be callable (or "
+                                f"None), got {function!r}")
         if (encode is None or decode is None) and issubclass(cls, enum.Enum):
             # A member is stored as its value and read back by value (``cls(value)``), so a
             # member can be renamed; its value must be storable itself.

@@ -66,9 +66,12 @@ class Tagged:
     tags: tuple[str, ...]
 
     def __init__(self, payload: Any, tags: Iterable[str]) -> None:
-        if isinstance(tags, str):
+        if isinstance(tags, str | bytes | bytearray):
             # A bare string is iterable too; "green" must not become ("g", "r", "e", "n").
-            raise TypeError(f"Tagged tags must be an iterable of str, not the str {tags!r}")
+            raise TypeError(f"Tagged tags must be an iterable of str, not the "
+                            f"{type(tags).__name__} {tags!r}")
+        if not isinstance(tags, Iterable):
+            raise TypeError(f"Tagged tags must be an iterable of str, got {tags!r}")
         unique: dict[str, None] = {}
         for tag in tags:
             if not isinstance(tag, str) or not tag:

@@ -198,6 +198,7 @@ class AtLeastOnceDeliveryActor(PersistentActor):
         if not isinstance(snapshot, AtLeastOnceDeliverySnapshot):
             raise TypeError(f"set_delivery_snapshot() needs an AtLeastOnceDeliverySnapshot, got "
                             f"{type(snapshot).__name__}")
+        _check_snapshot(snapshot)
         state = self._delivery_state()
         overdue = time.monotonic() - self.redeliver_interval
         state.current_id = snapshot.current_delivery_id
@@ -265,3 +266,33 @@ class AtLeastOnceDeliveryActor(PersistentActor):
             sent += 1
         if warnings:
             self.self_ref.tell(UnconfirmedWarning(tuple(warnings)))
+
+
+def _check_snapshot(snapshot: AtLeastOnceDeliverySnapshot) -> None:
+    """Refuse a snapshot that contradicts itself, before any of it is applied.
+
+    An unconfirmed id above the counter was given out again by the next `deliver`, which
+    replaced that delivery: it was never sent again.
+    """
+    current = snapshot.current_delivery_id
+    if not isinstance(current, int) or isinstance(current, bool) or current < 0:
+        raise ValueError(f"AtLeastOnceDeliverySnapshot.current_delivery_id must be an int >= 0, "
+                         f"got {current!r}")
+    deliveries = snapshot.unconfirmed_deliveries
+    if not isinstance(deliveries, tuple | list):
+        raise TypeError(f"AtLeastOnceDeliverySnapshot.unconfirmed_deliveries must be a tuple of "
+                        f"UnconfirmedDelivery, got {type(deliveries).__name__}")
+    seen: set[int] = set()
+    for delivery in deliveries:
+        if not isinstance(delivery, UnconfirmedDelivery):
+            raise TypeError(f"AtLeastOnceDeliverySnapshot.unconfirmed_deliveries holds "
+                            f"{delivery!r}: expected UnconfirmedDelivery")
+        nr = delivery.delivery_id
+        if not isinstance(nr, int) or isinstance(nr, bool) or not 1 <= nr <= current or nr in seen:
+            raise ValueError(
+                f"AtLeastOnceDeliverySnapshot: delivery id {nr!r} must be a distinct int in "
+                f"[1, current_delivery_id = {current}]")
+        if not isinstance(delivery.destination, str):
+            raise TypeError(f"UnconfirmedDelivery.destination must be a str (the name "
+                            f"destination_for maps), got {delivery.destination!r}")
+        seen.add(nr)

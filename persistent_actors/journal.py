@@ -67,17 +67,19 @@ def check_settings(owner: str, settings: Mapping[str, Any], allowed: Collection[
 
 
 def int_setting(owner: str, settings: Mapping[str, Any], key: str, default: int, *,
-                minimum: int) -> int:
-    """Plugin API: ``settings[key]`` (or `default`) as an int >= `minimum`.
+                minimum: int, maximum: int | None = None) -> int:
+    """Plugin API: ``settings[key]`` (or `default`) as an int >= `minimum` (and <= `maximum`).
 
     Raises:
-        ConfigError: the value is not an int (bools are not) or is below `minimum`; the
-            message names `owner` and `key`.
+        ConfigError: the value is not an int (bools are not) or is out of range; the message
+            names `owner` and `key`.
 
     """
     value = settings.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        msg = f"{owner}: setting {key!r} must be an int >= {minimum}, got {value!r}"
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum or \
+            (maximum is not None and value > maximum):
+        expected = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
+        msg = f"{owner}: setting {key!r} must be an int {expected}, got {value!r}"
         raise ConfigError(msg)
     return value
 

@@ -281,7 +281,12 @@ class ErrorStrategy:
             or self.max_retries < 0
         ):
             raise ValueError(f"max_retries must be None or an int >= 0, got {self.max_retries!r}")
-        if not 0 <= self.min_backoff <= self.max_backoff:
+        for name in ("min_backoff", "max_backoff"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or \
+                    not 0 <= value <= 1e9:  # NaN fails too
+                raise TypeError(f"{name} must be a number of seconds in [0, 1e9], got {value!r}")
+        if not self.min_backoff <= self.max_backoff:
             raise ValueError(f"need 0 <= min_backoff <= max_backoff, got {self.min_backoff!r} "
                              f"and {self.max_backoff!r}")
 
@@ -326,6 +331,9 @@ class _Runner(ABC, Generic[H]):
             raise TypeError("source and handler must be callables")
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        if error_strategy is not None and not isinstance(error_strategy, ErrorStrategy):
+            raise TypeError(f"error_strategy must be an ErrorStrategy (ErrorStrategy.stop() or "
+                            f".retry(...)), got {error_strategy!r}")
         self.projection_id = projection_id
         self.source = source
         self.handler = handler
@@ -458,6 +466,9 @@ class Projection(_Runner[Handler]):
                  offset_store: OffsetStore, *, error_strategy: ErrorStrategy | None = None,
                  batch_size: int = DEFAULT_BATCH_SIZE) -> None:
         super().__init__(projection_id, source, handler, error_strategy, batch_size)
+        if not isinstance(offset_store, OffsetStore):
+            raise TypeError(f"offset_store must be an OffsetStore (InmemOffsetStore, "
+                            f"SqliteOffsetStore, ...), got {offset_store!r}")
         self._store = offset_store
 
     @property

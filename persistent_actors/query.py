@@ -72,6 +72,7 @@ T = TypeVar("T")
 
 # Events fetched per round-trip to the store.
 DEFAULT_PAGE_SIZE: Final = 500
+MAX_PAGE_SIZE: Final = 1_000_000  # events per round trip, as the journals' replay_page_size
 # Longest time an idle live query waits before it reads again even without a change signal
 # (Akka's refresh-interval). Logs that notice changes wake it earlier.
 DEFAULT_REFRESH_INTERVAL: Final = 3.0
@@ -267,8 +268,9 @@ class EventLogReadJournal(ReadJournal):
     def __init__(self, log: EventLog, adapters: EventAdapters | None = None, *,
                  page_size: int = DEFAULT_PAGE_SIZE,
                  refresh_interval: float = DEFAULT_REFRESH_INTERVAL) -> None:
-        if not isinstance(page_size, int) or isinstance(page_size, bool) or page_size < 1:
-            raise ValueError(f"page_size must be an int >= 1, got {page_size!r}")
+        if not isinstance(page_size, int) or isinstance(page_size, bool) or \
+                not 1 <= page_size <= MAX_PAGE_SIZE:  # (10**20 failed inside SQLite)
+            raise ValueError(f"page_size must be an int in 1..{MAX_PAGE_SIZE}, got {page_size!r}")
         if not isinstance(refresh_interval, int | float) or isinstance(refresh_interval, bool) \
                 or not 0 < refresh_interval < math.inf:  # NaN fails too: it busy-looped
             raise ValueError(f"refresh_interval must be a positive, finite number of seconds, "

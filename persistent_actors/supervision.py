@@ -16,6 +16,8 @@ __all__ = [
     "ThrowOverflowExceptionStrategy",
 ]
 
+MAX_BACKOFF = 1e9  # seconds: a back-off's longest wait
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class BackoffOptions:
@@ -37,12 +39,13 @@ class BackoffOptions:
     def __post_init__(self) -> None:
         # Finite seconds: an infinite back-off would be a stop that keeps the actor's
         # messages waiting for ever (a deliberate stop is the way to say that).
-        if not (_seconds(self.min_backoff) and self.min_backoff > 0):
-            raise ValueError(f"min_backoff must be a finite number of seconds > 0, got "
-                             f"{self.min_backoff!r}")
-        if not (_seconds(self.max_backoff) and self.max_backoff >= self.min_backoff):
-            raise ValueError(f"max_backoff must be a finite number of seconds >= min_backoff, "
-                             f"got {self.max_backoff!r}")
+        # At most 1e9 s (31 years), as timers: beyond ~8.6e13 s thespian's wakeup overflows.
+        if not (_seconds(self.min_backoff) and 0 < self.min_backoff <= MAX_BACKOFF):
+            raise ValueError(f"min_backoff must be a finite number of seconds in (0, "
+                             f"{MAX_BACKOFF:g}], got {self.min_backoff!r}")
+        if not (_seconds(self.max_backoff) and self.min_backoff <= self.max_backoff <= MAX_BACKOFF):
+            raise ValueError(f"max_backoff must be a finite number of seconds >= min_backoff "
+                             f"and <= {MAX_BACKOFF:g}, got {self.max_backoff!r}")
         if not (_seconds(self.random_factor) and 0 <= self.random_factor <= 1):
             raise ValueError(f"random_factor must be in [0, 1], got {self.random_factor!r}")
 

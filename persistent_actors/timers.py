@@ -83,10 +83,12 @@ class TimerScheduler:
 
     def is_timer_active(self, key: Hashable) -> bool:
         """True while the timer under `key` has not fired (single) or been cancelled."""
+        _check_key(key)
         return key in self._timers
 
     def cancel(self, key: Hashable) -> None:
         """Cancel the timer under `key` (nothing if there is none); its message never arrives."""
+        _check_key(key)
         entry = self._timers.pop(key, None)
         if entry is not None:
             del self._by_generation[entry[0]]
@@ -113,11 +115,6 @@ class TimerScheduler:
         return message
 
     def _start(self, key: Hashable, message: Any, delay: float, interval: float | None) -> None:
-        try:
-            hash(key)
-        except TypeError:
-            raise TypeError(
-                f"a timer key must be hashable, got {type(key).__name__}") from None
         self.cancel(key)
         generation = next(_generations)
         # Scheduled first: a schedule that raises leaves no timer marked active.
@@ -129,6 +126,13 @@ class TimerScheduler:
 # The longest delay a timer takes (about 31 years): thespian keeps deadlines as datetimes,
 # which end in the year 9999, and a larger delay overflowed deep inside it.
 MAX_TIMER_DELAY: Final = 1e9
+
+
+def _check_key(key: Any) -> None:
+    try:
+        hash(key)
+    except TypeError:
+        raise TypeError(f"a timer key must be hashable, got {type(key).__name__}") from None
 
 
 def _seconds(name: str, value: Any, *, zero_ok: bool) -> float:

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 from typing import Any
 
 from journal_plugins.sqlite import SqliteJournal
 from persistent_actors import ActorRef, PersistentActor, RecoveryCompleted
+from persistent_actors.at_least_once import (
+    AtLeastOnceDeliveryActor,
+    AtLeastOnceDeliverySnapshot,
+    UnconfirmedDelivery,
+)
 
 
 class Recorder(PersistentActor):
@@ -117,3 +123,90 @@ class Basket(PersistentActor):
     def on_recover(self, message: Any) -> None:
         if isinstance(message, Unregistered):
             self._added(message)
+
+
+@dataclasses.dataclass(frozen=True)
+class Attempt:
+    """Ask `Misuser` to make the bad call named `name` and report what it raised."""
+
+    name: str
+
+
+class Misuser(AtLeastOnceDeliveryActor):
+    """Makes one bad call per `Attempt`; reports ``(name, error class, text)`` or ``(name, None)``.
+
+    The calls run where an actor's code runs (on_command) unless the name says otherwise.
+    """
+
+    persistence_id = "misuser"
+
+    def __init__(self, probe: ActorRef) -> None:
+        self.probe = probe
+
+    def on_recover(self, message: Any) -> None:
+        pass
+
+    def on_command(self, message: Any) -> None:
+        if not isinstance(message, Attempt):
+            self.probe.tell(("handled", message))
+            return
+        try:
+            self._attempt(message.name)
+        except Exception as e:  # reported to the test
+            self.probe.tell((message.name, type(e).__name__, str(e)))
+            return
+        self.probe.tell((message.name, None))
+
+    def _attempt(self, name: str) -> None:
+        match name:
+            case "persist from a thread":
+                errors: list[BaseException] = []
+
+                def persist() -> None:
+                    try:
+                        self.persist("from a thread", lambda _: None)
+                    except Exception as e:  # handed to the actor's thread
+                        errors.append(e)
+
+                thread = threading.Thread(target=persist)
+                thread.start()
+                thread.join()
+                if errors:
+                    raise errors[0]
+            case "defer None after a persist":
+                self.persist("event", lambda _: None)
+                self.defer("deferred", None)  # type: ignore[arg-type]
+            case "delete_snapshot 2**64":
+                self.delete_snapshot(2**64)
+            case "context.stop(5)":
+                self.context.stop(5)  # type: ignore[arg-type]
+            case "is_timer_active([1])":
+                self.timers.is_timer_active([1])  # type: ignore[arg-type]
+            case "delivery snapshot id above its counter":
+                self.set_delivery_snapshot(AtLeastOnceDeliverySnapshot(
+                    0, (UnconfirmedDelivery(1, "dest", "pay 30 EUR"),)))
+            case "delivery snapshot counter 'x'":
+                self.set_delivery_snapshot(AtLeastOnceDeliverySnapshot(
+                    "x", ()))  # type: ignore[arg-type]
+            case "ask inside an actor":
+                self.probe.ask("hello", timeout=1)
+            case _:
+                raise AssertionError(name)
+
+    def destination_for(self, name: str) -> ActorRef:
+        return self.probe
+
+
+class SnapshotsInInit(PersistentActor):
+    """Saves a snapshot in its constructor, before its persistence_id is known."""
+
+    persistence_id = "snapshots-in-init"
+
+    def __init__(self) -> None:
+        self.save_snapshot("too early")
+
+    def on_recover(self, message: Any) -> None:
+        pass
+
+    def on_command(self, message: Any) -> None:
+        pass

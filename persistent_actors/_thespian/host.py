@@ -159,6 +159,9 @@ class _HostContext(ActorContext):
         return self._system
 
     def stop(self, ref: ActorRef | None = None) -> None:
+        if ref is not None and not isinstance(ref, ActorRef):
+            raise TypeError(f"context.stop() needs an ActorRef, or nothing to stop this actor; "
+                            f"got {ref!r}")
         if ref is None or ref == self._self_ref:
             self._host.stop_actor()
         else:

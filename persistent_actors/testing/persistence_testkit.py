@@ -93,6 +93,7 @@ class Fail:
 
     def __post_init__(self) -> None:
         _check_delay("Fail.delay", self.delay)
+        _check_filter("Fail", self.on_type, self.predicate, self.unless)
 
     def matches(self, events: Sequence[Any]) -> bool:
         """True if the behaviour applies to an operation on `events`."""
@@ -100,9 +101,24 @@ class Fail:
 
 
 def _check_delay(name: str, value: Any) -> None:
+    # (1e300 was accepted and held the plugin for ever: no test waits 11 days.)
     if not isinstance(value, int | float) or isinstance(value, bool) or \
-            not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
+            not math.isfinite(value) or not 0 <= value <= _MAX_DELAY:
+        raise ValueError(f"{name} must be a finite number of seconds in [0, {_MAX_DELAY:g}], "
+                         f"got {value!r}")
+
+
+_MAX_DELAY = 1e6
+
+
+def _check_filter(name: str, on_type: Any, predicate: Any, unless: Any) -> None:
+    # Checked here: found at the next write, a bad filter failed (and stopped) the actor.
+    if on_type is not None and not isinstance(on_type, type):
+        raise TypeError(f"{name}.on_type must be a class (or None), got {on_type!r}")
+    if predicate is not None and not callable(predicate):
+        raise TypeError(f"{name}.predicate must be callable (or None), got {predicate!r}")
+    if not isinstance(unless, bool):
+        raise TypeError(f"{name}.unless must be a bool, got {unless!r}")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -116,6 +132,7 @@ class Reject:
 
     def __post_init__(self) -> None:
         _check_delay("Reject.delay", self.delay)
+        _check_filter("Reject", self.on_type, self.predicate, self.unless)
 
     def matches(self, events: Sequence[Any]) -> bool:
         """True if the behaviour applies to a write of `events`."""

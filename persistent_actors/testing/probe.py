@@ -14,6 +14,7 @@ from persistent_actors._system import ActorSystem
 __all__ = ["TestProbe"]
 
 _NOTHING: Final = object()
+MAX_WAIT: Final = 1e6  # seconds: a test waits less; beyond, a mistake (or inf, NaN)
 
 
 class ProbeActor(Actor):
@@ -43,6 +44,8 @@ class TestProbe:
     __test__ = False  # not a pytest test class
 
     def __init__(self, system: ActorSystem, name: str | None = None) -> None:
+        if not isinstance(system, ActorSystem):
+            raise TypeError(f"TestProbe needs the ActorSystem it listens in, got {system!r}")
         self._endpoint = system.endpoint
         self._correlation_id = f"probe-{uuid.uuid4().hex}"
         self._inbox = self._endpoint.register_sink(self._correlation_id)
@@ -52,6 +55,7 @@ class TestProbe:
 
     def receive_one(self, timeout: float = 3.0) -> Any:
         """Return the next message, or `_NOTHING` after `timeout` seconds."""
+        _check_timeout(timeout)
         if not self._inbox:
             if self._outstanding == 0:
                 self._endpoint.send(self.ref.address,
@@ -99,3 +103,11 @@ class TestProbe:
         if self.last_sender is None:
             raise AssertionError("reply() before any message was received")
         self.last_sender.tell(message, sender=self.ref)
+
+
+def _check_timeout(timeout: Any) -> None:
+    # NaN waited for ever (no deadline compares past it); a str failed deep in the wait.
+    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or \
+            not 0 <= timeout <= MAX_WAIT:
+        raise ValueError(f"a probe's timeout must be a number of seconds in [0, {MAX_WAIT:g}], "
+                         f"got {timeout!r}")
