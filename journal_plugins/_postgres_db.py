@@ -9,7 +9,7 @@ import re
 import zlib
 from collections.abc import Mapping
 from typing import Any, Final
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import asyncpg
 
@@ -18,7 +18,7 @@ from persistent_actors.journal import check_settings
 from persistent_actors.journal import int_setting as _int
 
 __all__ = ["DEFAULT_SCHEMA", "DSN_ENV_VAR", "Options", "parse_options", "redact",
-           "reset_connection"]
+           "refusal", "reset_connection", "server_settings"]
 
 DSN_ENV_VAR: Final = "PERSISTENT_ACTORS_PG_DSN"
 DEFAULT_SCHEMA: Final = "persistent_actors"
@@ -132,3 +132,38 @@ async def reset_connection(connection: asyncpg.Connection) -> None:
     """
     if connection.is_in_transaction():
         await connection.execute("ROLLBACK")
+
+
+def refusal(error: BaseException, o: Options, what: str = "writes") -> str:
+    """`error` as text; when the server refused `what` on this connection, says why.
+
+    A read-only connection (a hot standby, ``default_transaction_read_only``) or a role without
+    the privilege reads the schema but cannot change it: its message alone ("cannot execute
+    INSERT in a read-only transaction") did not say what to do.
+    """
+    if isinstance(error, asyncpg.ReadOnlySQLTransactionError):
+        return (f"{error} (the connection to {redact(o.dsn)!r} is read-only: a hot standby, or "
+                f"default_transaction_read_only is on; {what} need a writable primary)")
+    if isinstance(error, asyncpg.InsufficientPrivilegeError):
+        return (f"{error} (the role of {redact(o.dsn)!r} lacks a privilege on schema "
+                f"{o.schema!r} that {what} need)")
+    return str(error)
+
+
+def server_settings(dsn: str, application_name: str) -> dict[str, str]:
+    """The session settings a plugin connects with: `application_name` unless `dsn` names one.
+
+    asyncpg lets the ``server_settings`` argument win over the DSN's parameters, and the server
+    applies a startup parameter after the DSN's ``options=-c ...``, so ours replaced the name
+    an operator gave (``?application_name=billing``) to find the service's sessions in
+    ``pg_stat_activity``.
+    """
+    if "://" in dsn:
+        try:
+            query = parse_qs(urlsplit(dsn).query)
+        except ValueError:
+            query = {}
+        if "application_name" in query or any("application_name" in option
+                                              for option in query.get("options", ())):
+            return {}
+    return {"application_name": application_name}

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final, TypeVar
@@ -67,7 +68,9 @@ from journal_plugins._postgres_db import (
     Options,
     parse_options,
     redact,
+    refusal,
     reset_connection,
+    server_settings,
 )
 from journal_plugins.postgres_query import PostgresEventLog
 from persistent_actors.errors import (
@@ -186,7 +189,7 @@ async def open_pool(owner: str, o: Options, statements: Sequence[str],
         pool = await asyncpg.create_pool(
             o.dsn, min_size=min(min_size, o.pool_size), max_size=o.pool_size,
             timeout=o.connect_timeout, reset=reset_connection,
-            server_settings={"application_name": "persistent_actors"})
+            server_settings=server_settings(o.dsn, "persistent_actors"))
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError,
             ValueError) as e:  # ValueError: asyncpg's reading of a malformed dsn
         reason = str(e) or type(e).__name__  # a TimeoutError has no text
@@ -204,13 +207,83 @@ async def open_pool(owner: str, o: Options, statements: Sequence[str],
     return pool
 
 
+# The journal's triggers: (name, also its function's name; when it fires; for what).
+_TRIGGERS: Final = (("journal_notify", "AFTER", "STATEMENT"),
+                    ("journal_no_reuse", "BEFORE", "ROW"))
+_FUNCTION: Final = re.compile(r"CREATE OR REPLACE FUNCTION \S+\.(\w+)\(\).*?\$\$(.*)\$\$",
+                              re.DOTALL)
+
+
+async def missing_parts(owner: str, connection: _Connection, o: Options,
+                        statements: Sequence[str], columns: Mapping[str, set[str]]) -> list[str]:
+    """What of the schema `statements` make is missing or differs (empty: all in place).
+
+    Reads the catalogue only, so it runs on a read-only connection (a hot standby, a role
+    granted only SELECT, ``default_transaction_read_only``). Raises `PluginError` for a table
+    of one of the plugin's names that the plugin did not create.
+    """
+    if not await connection.fetchval("SELECT count(*) FROM pg_namespace WHERE nspname = $1",
+                                     o.schema):
+        return [f"schema {o.schema!r}"]
+    missing: list[str] = []
+    for table, expected in columns.items():
+        rows = await connection.fetch(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = $1 AND table_name = $2", o.schema, table)
+        found = {str(row[0]) for row in rows}
+        if found and not expected <= found:
+            msg = (f"{owner}: schema {o.schema!r} has a table {table!r} that this plugin did "
+                   f"not create (missing columns {sorted(expected - found)}); refusing to "
+                   "use it")
+            raise PluginError(msg)
+        if not found:
+            missing.append(f"table {table}")
+    for statement in statements:
+        if (function := _FUNCTION.search(statement)) is None:
+            continue
+        body = await connection.fetchval(
+            "SELECT p.prosrc FROM pg_proc AS p JOIN pg_namespace AS n ON n.oid = p.pronamespace "
+            "WHERE n.nspname = $1 AND p.proname = $2", o.schema, function[1])
+        if body != function[2]:
+            missing.append(f"function {function[1]}" if body is None else
+                           f"function {function[1]} of this version")
+    if "journal" in columns and "table journal" not in missing:
+        for name, _, _ in _TRIGGERS:
+            if not await connection.fetchval(
+                    "SELECT count(*) FROM pg_trigger WHERE tgname = $1 AND tgrelid = $2::regclass",
+                    name, o.table("journal")):
+                missing.append(f"trigger {name}")
+    return missing
+
+
 async def ensure_schema(owner: str, connection: _Connection, o: Options,
                         statements: Sequence[str], columns: Mapping[str, set[str]]) -> None:
-    """Create the schema and missing tables in one transaction; refuse foreign tables.
+    """Create the schema and what is missing of it in one transaction; refuse foreign tables.
 
-    Serialised by an advisory lock, so processes starting together do not race on the
-    catalogue.
+    When everything is in place (`missing_parts` reads the catalogue), nothing is run: a
+    read-only connection or a role allowed only to read and write the tables (no CREATE on
+    the schema, not their owner) starts too. Otherwise the setup is serialised by an advisory
+    lock, so processes starting together do not race on the catalogue; a failure names what
+    was missing.
     """
+    missing = await missing_parts(owner, connection, o, statements, columns)
+    if not missing:
+        return
+    try:
+        await _create_schema(owner, connection, o, statements, columns)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:
+        hint = (" (the connection is read-only: a hot standby, or default_transaction_read_only"
+                " is on; create the schema once through a writable connection)"
+                if isinstance(e, asyncpg.ReadOnlySQLTransactionError) else
+                " (the role may not create them: create the schema once with a role that may,"
+                " e.g. its owner)" if isinstance(e, asyncpg.InsufficientPrivilegeError) else "")
+        msg = (f"{owner}: cannot set up schema {o.schema!r} at {redact(o.dsn)!r}: missing "
+               f"{', '.join(missing)}; creating them failed: {e}{hint}")
+        raise PluginError(msg) from e
+
+
+async def _create_schema(owner: str, connection: _Connection, o: Options,
+                         statements: Sequence[str], columns: Mapping[str, set[str]]) -> None:
     async with connection.transaction():
         await connection.execute(f"SELECT pg_advisory_xact_lock({_SETUP_LOCK_CLASS}, "
                                  f"{o.lock_key})")
@@ -219,22 +292,11 @@ async def ensure_schema(owner: str, connection: _Connection, o: Options,
         if not await connection.fetchval("SELECT count(*) FROM pg_namespace WHERE nspname = $1",
                                          o.schema):
             await connection.execute(f'CREATE SCHEMA "{o.schema}"')
-        for table, expected in columns.items():
-            rows = await connection.fetch(
-                "SELECT column_name FROM information_schema.columns "
-                "WHERE table_schema = $1 AND table_name = $2", o.schema, table)
-            found = {str(row[0]) for row in rows}
-            if found and not expected <= found:
-                msg = (f"{owner}: schema {o.schema!r} has a table {table!r} that this plugin did "
-                       f"not create (missing columns {sorted(expected - found)}); refusing to "
-                       "use it")
-                raise PluginError(msg)
+        await missing_parts(owner, connection, o, statements, columns)  # foreign tables
         for statement in statements:
             await connection.execute(statement)
         if "journal" in columns:
-            # (trigger and its function, when it fires, for what)
-            for name, timing, each in (("journal_notify", "AFTER", "STATEMENT"),
-                                       ("journal_no_reuse", "BEFORE", "ROW")):
+            for name, timing, each in _TRIGGERS:
                 exists = await connection.fetchval(
                     "SELECT count(*) FROM pg_trigger WHERE tgname = $1 AND tgrelid = $2::regclass",
                     name, o.table("journal"))
@@ -508,7 +570,8 @@ class PostgresJournal(Journal):
             finally:
                 await pool.release(connection)
         except _DB_ERRORS as e:
-            msg = f"{self._owner}: writing {len(writes)} atomic writes failed: {e}"
+            msg = (f"{self._owner}: writing {len(writes)} atomic writes failed: "
+                   f"{refusal(e, self._options)}")
             raise JournalError(msg) from e
         return [None] * len(writes)
 
@@ -630,7 +693,8 @@ class PostgresJournal(Journal):
         try:
             await pool.execute(self._delete, persistence_id, min(to_sequence_nr, MAX_SEQUENCE_NR))
         except _DB_ERRORS as e:
-            msg = f"{self._owner}: deleting events of {persistence_id!r} failed: {e}"
+            msg = (f"{self._owner}: deleting events of {persistence_id!r} failed: "
+                   f"{refusal(e, self._options, 'deletes')}")
             raise JournalError(msg) from e
 
 
@@ -700,7 +764,8 @@ class PostgresSnapshotStore(SnapshotStore):
             finally:
                 await pool.release(connection)
         except _DB_ERRORS as e:
-            msg = f"{self._owner}: {what} failed: {e}"
+            reason = str(e) if read else refusal(e, self._options, "changes")
+            msg = f"{self._owner}: {what} failed: {reason}"
             raise SnapshotStoreError(msg) from e
 
     async def load(

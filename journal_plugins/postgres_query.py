@@ -32,6 +32,7 @@ from journal_plugins._postgres_db import (
     parse_options,
     redact,
     reset_connection,
+    server_settings,
 )
 from persistent_actors.errors import JournalError
 from persistent_actors.event_log import EventLog, EventPage, PersistenceIdPage, StoredEvent
@@ -103,7 +104,7 @@ class PostgresEventLog(EventLog):
                     self._pool = await asyncpg.create_pool(
                         o.dsn, min_size=0, max_size=o.pool_size, timeout=o.connect_timeout,
                         reset=reset_connection,
-                        server_settings={"application_name": "persistent_actors-query"})
+                        server_settings=server_settings(o.dsn, "persistent_actors-query"))
                 except _DB_ERRORS as e:
                     msg = f"{self._owner}: cannot connect to PostgreSQL at {redact(o.dsn)!r}: {e}"
                     raise JournalError(msg) from e
@@ -210,7 +211,7 @@ class PostgresEventLog(EventLog):
         try:
             listener = await asyncpg.connect(
                 o.dsn, timeout=o.connect_timeout,
-                server_settings={"application_name": "persistent_actors-listen"})
+                server_settings=server_settings(o.dsn, "persistent_actors-listen"))
         except _DB_ERRORS:
             return
         try:

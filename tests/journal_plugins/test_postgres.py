@@ -9,9 +9,9 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -27,7 +27,7 @@ from journal_plugins.postgres import (
 )
 from journal_plugins.postgres_query import PostgresEventLog
 from persistent_actors import ActorSystem
-from persistent_actors.errors import ConfigError, JournalError, PluginError
+from persistent_actors.errors import ConfigError, JournalError, PluginError, SnapshotStoreError
 from persistent_actors.journal import MAX_SEQUENCE_NR, AtomicWrite, Journal, PersistentRepr
 from persistent_actors.snapshot import SnapshotMetadata, SnapshotSelectionCriteria, SnapshotStore
 from persistent_actors.testing import TestProbe
@@ -181,6 +181,137 @@ async def test_plugins_started_together_share_one_new_schema(tmp_path: Path) -> 
     finally:
         for plugin in plugins:
             await plugin.close()
+
+
+def _with_query(dsn: str, parameter: str) -> str:
+    return dsn + ("&" if "?" in dsn else "?") + parameter
+
+
+_READ_ONLY: Final = "options=-c%20default_transaction_read_only%3Don"
+
+
+@contextlib.asynccontextmanager
+async def _role(tmp_path: Path, *grants: str) -> AsyncIterator[str]:
+    """A login role of the test's own with `grants` on its schema's objects; the role's DSN."""
+    role = schema_for(tmp_path) + "_role"
+    connection = await asyncpg.connect(DSN)
+    try:
+        await connection.execute(f'CREATE ROLE "{role}" LOGIN')
+        for grant in grants:
+            await connection.execute(grant.format(role=f'"{role}"',
+                                                  schema=f'"{schema_for(tmp_path)}"'))
+        parts = urlsplit(DSN)
+        yield urlunsplit(parts._replace(netloc=f"{role}@{parts.netloc.rpartition('@')[2]}"))
+    finally:
+        await connection.execute(f'DROP OWNED BY "{role}"')
+        await connection.execute(f'DROP ROLE "{role}"')
+        await connection.close()
+
+
+async def _stored_schema(tmp_path: Path) -> None:
+    """The test's schema with one event of "p" and one snapshot, made by the plugins."""
+    journal = PostgresJournal(settings(schema_for(tmp_path)))
+    snapshots = PostgresSnapshotStore(settings(schema_for(tmp_path)))
+    await journal.start()
+    await snapshots.start()
+    try:
+        assert await journal.write_messages([_event("p", 1)]) == [None]
+        await snapshots.save(SnapshotMetadata("p", 1, 2.0), "m", b"s")
+    finally:
+        await journal.close()
+        await snapshots.close()
+
+
+@pytest.mark.usefixtures("own_schema")
+@pytest.mark.parametrize("how", ["default_transaction_read_only", "role granted SELECT"])
+async def test_a_read_only_connection_reads_an_existing_schema(tmp_path: Path, how: str) -> None:
+    # A hot standby, a read-only setting or a role granted only SELECT: start failed, since it
+    # ran the schema's CREATE ... IF NOT EXISTS (refused there although nothing was missing).
+    await _stored_schema(tmp_path)
+    async with contextlib.AsyncExitStack() as stack:
+        if how == "default_transaction_read_only":
+            dsn = _with_query(DSN, _READ_ONLY)
+            hint = "is read-only: a hot standby, or default_transaction_read_only is on"
+        else:
+            dsn = await stack.enter_async_context(_role(
+                tmp_path, "GRANT USAGE ON SCHEMA {schema} TO {role}",
+                "GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {role}"))
+            hint = "lacks a privilege on schema"
+        journal = PostgresJournal({"dsn": dsn, "schema": schema_for(tmp_path)})
+        snapshots = PostgresSnapshotStore({"dsn": dsn, "schema": schema_for(tmp_path)})
+        await journal.start()
+        stack.push_async_callback(journal.close)
+        await snapshots.start()
+        stack.push_async_callback(snapshots.close)
+        assert [e.sequence_nr for e in await _replay(journal, "p")] == [1]
+        assert await journal.read_highest_sequence_nr("p", 0) == 1
+        loaded = await snapshots.load("p", SnapshotSelectionCriteria.latest())
+        assert loaded is not None
+        assert loaded.metadata.sequence_nr == 1
+        # Writes are refused, saying why.
+        with pytest.raises(JournalError, match=hint):
+            await journal.write_messages([_event("p", 2)])
+        with pytest.raises(JournalError, match=hint):
+            await journal.delete_messages_to("p", 1)
+        with pytest.raises(SnapshotStoreError, match=hint):
+            await snapshots.save(SnapshotMetadata("p", 2, 3.0), "m", b"s")
+        # A schema that is not there cannot be made: the error names it and says why.
+        absent = PostgresJournal({"dsn": dsn, "schema": schema_for(tmp_path) + "_none"})
+        with pytest.raises(PluginError, match=f"cannot set up schema "
+                           f"'{schema_for(tmp_path)}_none'.*missing schema") as info:
+            await absent.start()
+        assert ("read-only" if how == "default_transaction_read_only" else
+                "permission denied") in str(info.value)
+        await absent.close()
+
+
+@pytest.mark.usefixtures("own_schema")
+async def test_a_role_that_may_only_read_and_write_the_tables_starts_and_writes(
+        tmp_path: Path) -> None:
+    # The usual least-privilege role (the schema made once by its owner): start failed with
+    # "permission denied for schema", as the setup ran CREATE ... IF NOT EXISTS regardless.
+    await _stored_schema(tmp_path)
+    async with _role(tmp_path, "GRANT USAGE ON SCHEMA {schema} TO {role}",
+                     "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} "
+                     "TO {role}") as dsn:
+        journal = PostgresJournal({"dsn": dsn, "schema": schema_for(tmp_path)})
+        snapshots = PostgresSnapshotStore({"dsn": dsn, "schema": schema_for(tmp_path)})
+        await journal.start()
+        await snapshots.start()
+        try:
+            assert await journal.write_messages([_event("p", 2, "t")]) == [None]
+            await journal.delete_messages_to("p", 1)
+            assert [e.sequence_nr for e in await _replay(journal, "p")] == [2]
+            await snapshots.save(SnapshotMetadata("p", 2, 3.0), "m", b"s")
+        finally:
+            await journal.close()
+            await snapshots.close()
+
+
+@pytest.mark.usefixtures("own_schema")
+async def test_an_application_name_in_the_dsn_is_kept(tmp_path: Path) -> None:
+    # Ours replaced it (asyncpg's server_settings win over the DSN's parameters), so an
+    # operator could not find the service's sessions in pg_stat_activity by its own name.
+    for parameter, expected in (("application_name=billing", "billing"),
+                                ("options=-c%20application_name%3Dbilling-2", "billing-2"),
+                                ("", "persistent_actors")):
+        dsn = _with_query(DSN, parameter) if parameter else DSN
+        journal = PostgresJournal({"dsn": dsn, "schema": schema_for(tmp_path)})
+        log = PostgresEventLog({"dsn": dsn, "schema": schema_for(tmp_path)})
+        await journal.start()
+        try:
+            pool = journal._connections()
+            assert await pool.fetchval("SELECT current_setting('application_name')") == expected
+            query_pool = await log._connections()
+            assert await query_pool.fetchval("SELECT current_setting('application_name')") == (
+                expected if parameter else "persistent_actors-query")
+            await log.wait_for_change(await log.highest_ordering(), 0.01)  # opens the listener
+            assert log._listener is not None
+            assert await log._listener.fetchval("SELECT current_setting('application_name')") \
+                == (expected if parameter else "persistent_actors-listen")
+        finally:
+            await log.close()
+            await journal.close()
 
 
 @pytest.mark.usefixtures("own_schema")
