@@ -12,16 +12,50 @@ from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import asyncpg
+import asyncpg.connect_utils
 
 from persistent_actors.errors import ConfigError
 from persistent_actors.journal import check_settings
 from persistent_actors.journal import int_setting as _int
 
 __all__ = ["DEFAULT_SCHEMA", "DSN_ENV_VAR", "Options", "parse_options", "redact",
-           "refusal", "reset_connection", "server_settings"]
+           "reason", "reset_connection", "server_settings"]
 
 DSN_ENV_VAR: Final = "PERSISTENT_ACTORS_PG_DSN"
 DEFAULT_SCHEMA: Final = "persistent_actors"
+
+
+def _quiet_cancelled_connects() -> None:
+    """Keep asyncpg from logging an error nobody could have handled when a connect is cancelled.
+
+    asyncpg opens every connection by asking the server for TLS (``sslmode=prefer`` by
+    default) and awaits the answer on a future of `asyncpg.connect_utils.TLSUpgradeProto`. A
+    connect cancelled there (a live query or projection stopped while its listening connection
+    opened, a timeout, a shutdown) closes the socket, and the protocol's ``connection_lost``
+    then sets ``ConnectionError('unexpected connection_lost() call')`` on a future no one awaits
+    any more: asyncio printed "Future exception was never retrieved" with a traceback on
+    stderr. The exception is marked retrieved; a connect that still waits has it raised as
+    before, so no error is hidden.
+    """
+    proto = getattr(getattr(asyncpg, "connect_utils", None), "TLSUpgradeProto", None)
+    lost = getattr(proto, "connection_lost", None)
+    if proto is None or lost is None or getattr(lost, "_persistent_actors", False):
+        return
+
+    def connection_lost(self: Any, exc: Exception | None) -> None:
+        future = getattr(self, "on_data", None)
+        if future is None or future.done():
+            lost(self, exc)
+            return
+        lost(self, exc)
+        if future.done() and not future.cancelled():
+            future.exception()  # marks it retrieved; a waiting connect still has it raised
+
+    connection_lost._persistent_actors = True  # type: ignore[attr-defined]
+    proto.connection_lost = connection_lost
+
+
+_quiet_cancelled_connects()
 
 # What a database call may raise (the server, the connection, the driver itself).
 DB_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError,
@@ -134,20 +168,28 @@ async def reset_connection(connection: asyncpg.Connection) -> None:
         await connection.execute("ROLLBACK")
 
 
-def refusal(error: BaseException, o: Options, what: str = "writes") -> str:
-    """`error` as text; when the server refused `what` on this connection, says why.
+def reason(error: BaseException, o: Options, refused: str | None = None) -> str:
+    """`error` as the text of a message; `refused` (what was attempted: "writes") adds why the
+    server refused it on this connection.
 
-    A read-only connection (a hot standby, ``default_transaction_read_only``) or a role without
-    the privilege reads the schema but cannot change it: its message alone ("cannot execute
-    INSERT in a read-only transaction") did not say what to do.
+    A timeout has no text of its own (a start or a read failed with "...: " and nothing
+    after); a read-only connection (a hot standby, ``default_transaction_read_only``) or a
+    role without the privilege reads the schema but cannot change it, and the server's
+    message alone ("cannot execute INSERT in a read-only transaction") did not say what to do.
     """
+    text = str(error)
+    if not text:
+        text = (f"timed out (no answer within connect_timeout = {o.connect_timeout:g} s)"
+                if isinstance(error, TimeoutError) else type(error).__name__)
+    if refused is None:
+        return text
     if isinstance(error, asyncpg.ReadOnlySQLTransactionError):
-        return (f"{error} (the connection to {redact(o.dsn)!r} is read-only: a hot standby, or "
-                f"default_transaction_read_only is on; {what} need a writable primary)")
+        return (f"{text} (the connection to {redact(o.dsn)!r} is read-only: a hot standby, or "
+                f"default_transaction_read_only is on; {refused} need a writable primary)")
     if isinstance(error, asyncpg.InsufficientPrivilegeError):
-        return (f"{error} (the role of {redact(o.dsn)!r} lacks a privilege on schema "
-                f"{o.schema!r} that {what} need)")
-    return str(error)
+        return (f"{text} (the role of {redact(o.dsn)!r} lacks a privilege on schema "
+                f"{o.schema!r} that {refused} need)")
+    return text
 
 
 def server_settings(dsn: str, application_name: str) -> dict[str, str]:

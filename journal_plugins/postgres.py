@@ -68,7 +68,7 @@ from journal_plugins._postgres_db import (
     Options,
     parse_options,
     redact,
-    refusal,
+    reason,
     reset_connection,
     server_settings,
 )
@@ -185,23 +185,35 @@ async def open_pool(owner: str, o: Options, statements: Sequence[str],
     runs only while the plugin's loop does (during an operation): a refill cut off there
     left a connection in a broken state ("another operation is in progress").
     """
+    pool: asyncpg.Pool | None = None
     try:
         pool = await asyncpg.create_pool(
             o.dsn, min_size=min(min_size, o.pool_size), max_size=o.pool_size,
             timeout=o.connect_timeout, reset=reset_connection,
             server_settings=server_settings(o.dsn, "persistent_actors"))
+        # With no minimum the pool connects on the first acquire: a refused or silent server
+        # is "cannot connect" (it read "cannot set up schema", a timeout with no reason).
+        connection = await pool.acquire()
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError,
             ValueError) as e:  # ValueError: asyncpg's reading of a malformed dsn
-        reason = str(e) or type(e).__name__  # a TimeoutError has no text
-        msg = f"{owner}: cannot connect to PostgreSQL at {redact(o.dsn)!r}: {reason}"
+        if pool is not None:
+            pool.terminate()
+        msg = f"{owner}: cannot connect to PostgreSQL at {redact(o.dsn)!r}: {reason(e, o)}"
         raise PluginError(msg) from e
+    except BaseException:
+        if pool is not None:
+            pool.terminate()
+        raise
     try:
-        async with pool.acquire() as connection:
+        try:
             await ensure_schema(owner, connection, o, statements, columns)
+        finally:
+            await pool.release(connection)
     except BaseException as e:
         pool.terminate()
         if isinstance(e, asyncpg.PostgresError | asyncpg.InterfaceError | OSError):
-            msg = f"{owner}: cannot set up schema {o.schema!r} at {redact(o.dsn)!r}: {e}"
+            msg = (f"{owner}: cannot set up schema {o.schema!r} at {redact(o.dsn)!r}: "
+                   f"{reason(e, o)}")
             raise PluginError(msg) from e
         raise
     return pool
@@ -278,7 +290,7 @@ async def ensure_schema(owner: str, connection: _Connection, o: Options,
                 " (the role may not create them: create the schema once with a role that may,"
                 " e.g. its owner)" if isinstance(e, asyncpg.InsufficientPrivilegeError) else "")
         msg = (f"{owner}: cannot set up schema {o.schema!r} at {redact(o.dsn)!r}: missing "
-               f"{', '.join(missing)}; creating them failed: {e}{hint}")
+               f"{', '.join(missing)}; creating them failed: {reason(e, o)}{hint}")
         raise PluginError(msg) from e
 
 
@@ -326,8 +338,7 @@ async def missing_table(owner: str, o: Options, table: str) -> str | None:
         connection = await asyncpg.connect(o.dsn, timeout=o.connect_timeout)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError,
             ValueError) as e:
-        reason = str(e) or type(e).__name__
-        msg = f"{owner}: cannot connect to PostgreSQL at {redact(o.dsn)!r}: {reason}"
+        msg = f"{owner}: cannot connect to PostgreSQL at {redact(o.dsn)!r}: {reason(e, o)}"
         raise PluginError(msg) from e
     try:
         found = await connection.fetchval(
@@ -571,7 +582,7 @@ class PostgresJournal(Journal):
                 await pool.release(connection)
         except _DB_ERRORS as e:
             msg = (f"{self._owner}: writing {len(writes)} atomic writes failed: "
-                   f"{refusal(e, self._options)}")
+                   f"{reason(e, self._options, 'writes')}")
             raise JournalError(msg) from e
         return [None] * len(writes)
 
@@ -647,7 +658,8 @@ class PostgresJournal(Journal):
                 last = await _read_again_if_lost(
                     lambda: pool.fetchval(self._last_live, persistence_id, to_nr))
             except _DB_ERRORS as e:
-                msg = f"{self._owner}: replay of {persistence_id!r} failed: {e}"
+                msg = (f"{self._owner}: replay of {persistence_id!r} failed: "
+                       f"{reason(e, self._options)}")
                 raise JournalError(msg) from e
             if last is None:
                 return
@@ -658,7 +670,8 @@ class PostgresJournal(Journal):
                 rows = await _read_again_if_lost(
                     functools.partial(pool.fetch, query, persistence_id, next_nr, to_nr, limit))
             except _DB_ERRORS as e:
-                msg = f"{self._owner}: replay of {persistence_id!r} failed: {e}"
+                msg = (f"{self._owner}: replay of {persistence_id!r} failed: "
+                       f"{reason(e, self._options)}")
                 raise JournalError(msg) from e
             if rows:
                 yield rows
@@ -674,7 +687,8 @@ class PostgresJournal(Journal):
         try:
             value = await _read_again_if_lost(lambda: pool.fetchval(self._highest, persistence_id))
         except _DB_ERRORS as e:
-            msg = f"{self._owner}: reading highest of {persistence_id!r} failed: {e}"
+            msg = (f"{self._owner}: reading highest of {persistence_id!r} failed: "
+                   f"{reason(e, self._options)}")
             raise JournalError(msg) from e
         return int(value)
 
@@ -694,7 +708,7 @@ class PostgresJournal(Journal):
             await pool.execute(self._delete, persistence_id, min(to_sequence_nr, MAX_SEQUENCE_NR))
         except _DB_ERRORS as e:
             msg = (f"{self._owner}: deleting events of {persistence_id!r} failed: "
-                   f"{refusal(e, self._options, 'deletes')}")
+                   f"{reason(e, self._options, 'deletes')}")
             raise JournalError(msg) from e
 
 
@@ -764,8 +778,8 @@ class PostgresSnapshotStore(SnapshotStore):
             finally:
                 await pool.release(connection)
         except _DB_ERRORS as e:
-            reason = str(e) if read else refusal(e, self._options, "changes")
-            msg = f"{self._owner}: {what} failed: {reason}"
+            why = reason(e, self._options, None if read else "changes")
+            msg = f"{self._owner}: {what} failed: {why}"
             raise SnapshotStoreError(msg) from e
 
     async def load(

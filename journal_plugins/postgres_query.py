@@ -31,6 +31,7 @@ from journal_plugins._postgres_db import (
     Options,
     parse_options,
     redact,
+    reason,
     reset_connection,
     server_settings,
 )
@@ -106,7 +107,8 @@ class PostgresEventLog(EventLog):
                         reset=reset_connection,
                         server_settings=server_settings(o.dsn, "persistent_actors-query"))
                 except _DB_ERRORS as e:
-                    msg = f"{self._owner}: cannot connect to PostgreSQL at {redact(o.dsn)!r}: {e}"
+                    msg = (f"{self._owner}: cannot connect to PostgreSQL at {redact(o.dsn)!r}: "
+                           f"{reason(e, o)}")
                     raise JournalError(msg) from e
         return self._pool
 
@@ -120,7 +122,8 @@ class PostgresEventLog(EventLog):
         except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
             return []  # no journal yet: an empty log
         except _DB_ERRORS as e:
-            msg = f"{self._owner}: {what} in schema {self._options.schema!r} failed: {e}"
+            msg = (f"{self._owner}: {what} in schema {self._options.schema!r} failed: "
+                   f"{reason(e, self._options)}")
             raise JournalError(msg) from e
 
     async def close(self) -> None:

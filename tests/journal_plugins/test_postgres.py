@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import math
 import secrets
 import socket
@@ -505,3 +506,78 @@ def test_persists_after_the_server_closed_idle_sessions_are_stored(
         time.sleep(1.5)
         system.actor_of(Counter, "acct", probe.ref)
         assert probe.expect_msg(timeout=10) == ("recovered", 6, 3)
+
+
+@pytest.mark.usefixtures("own_schema")
+async def test_a_live_wait_cancelled_while_it_connects_prints_nothing(tmp_path: Path) -> None:
+    # Stopping a live query (or a projection) while its LISTEN connection was being opened:
+    # asyncpg's TLS negotiation future got ConnectionError('unexpected connection_lost() call')
+    # with no one awaiting it, and asyncio printed "Future exception was never retrieved".
+    journal = PostgresJournal(settings(schema_for(tmp_path)))
+    await journal.start()
+    await journal.close()
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, context: reported.append(context))
+    try:
+        for attempt in range(60):
+            log = PostgresEventLog(settings(schema_for(tmp_path)))
+            await log.highest_ordering()
+            wait = asyncio.ensure_future(log.wait_for_change(2**62, 30))
+            await asyncio.sleep(0.0004 * attempt)
+            wait.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await wait
+            await log.close()
+            await asyncio.sleep(0.005)
+            gc.collect()
+    finally:
+        loop.set_exception_handler(None)
+    assert [context["message"] for context in reported] == []
+
+
+def test_a_connect_that_stopped_waiting_leaves_no_unretrieved_error() -> None:
+    # The same, without timing: the negotiation's socket closes after its connect gave up.
+    # A connect still waiting gets the error as before.
+    loop = asyncio.new_event_loop()
+    reported: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, context: reported.append(context))
+    try:
+        abandoned = asyncpg.connect_utils.TLSUpgradeProto(loop, "127.0.0.1", 5432, None, False)
+        abandoned.connection_lost(None)
+        assert abandoned.on_data.done()
+        del abandoned
+        gc.collect()
+        waited = asyncpg.connect_utils.TLSUpgradeProto(loop, "127.0.0.1", 5432, None, False)
+        waiter = loop.create_task(_await(waited.on_data))
+        loop.call_soon(waited.connection_lost, None)
+        with pytest.raises(ConnectionError, match="unexpected connection_lost"):
+            loop.run_until_complete(waiter)
+    finally:
+        loop.close()
+    assert reported == []
+
+
+async def _await(future: asyncio.Future[Any]) -> Any:
+    return await future
+
+
+async def test_a_server_that_never_answers_is_a_timeout_naming_it(tmp_path: Path) -> None:
+    # A hung or overloaded server: start said "cannot set up schema ...: " and the read side
+    # "... failed: ", with no reason (a TimeoutError has no text).
+    silent = socket.create_server(("127.0.0.1", 0))
+    dsn = f"postgresql://postgres@127.0.0.1:{silent.getsockname()[1]}/test"
+    plugin_settings = {"dsn": dsn, "schema": schema_for(tmp_path), "connect_timeout": 0.3}
+    try:
+        for plugin in (PostgresJournal(plugin_settings), PostgresSnapshotStore(plugin_settings)):
+            with pytest.raises(PluginError, match=r"cannot connect to PostgreSQL at .*: timed "
+                               r"out \(no answer within connect_timeout = 0\.3 s\)"):
+                await plugin.start()
+            await plugin.close()
+        log = PostgresEventLog(plugin_settings)
+        with pytest.raises(JournalError, match=r"failed: timed out \(no answer within "
+                           r"connect_timeout = 0\.3 s\)"):
+            await log.highest_ordering()
+        await log.close()
+    finally:
+        silent.close()
