@@ -360,19 +360,26 @@ _LOST: Final = LOST
 # writes that cause it are rejected, not every writer of the group commit.
 _ONE_WRITE_ERRORS: Final = (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError,
                             asyncpg.ProgramLimitExceededError)
-# Seconds without a query after which the pool's connections are first let to notice a close.
+# Seconds without a query after which the pool's connections are first let to notice a close
+# (a few loop turns: microseconds), and after which a write's connection answers SELECT 1 first
+# (a round trip).
+_TURNS_AFTER: Final = 0.001
 _IDLE_CHECK: Final = 1.0
 
 T = TypeVar("T")
 
 
 class _Liveness:
-    """When a pool was last used; after an idle spell the loop gets a few turns first.
+    """When a pool was last used; after a pause the loop gets a few turns first.
 
     The loop of a plugin runs only while one of its operations does (its host drives it then).
-    Connections the server closed meanwhile (a restart) have unread end-of-file on their
-    sockets; a few loop turns read it, asyncpg marks them closed, and the pool opens new ones
-    instead of failing the next query on a dead one.
+    Connections the server closed meanwhile (a restart, ``pg_terminate_backend``, a proxy) have
+    unread end-of-file on their sockets; a few loop turns read it, asyncpg marks them closed,
+    and the pool opens new ones instead of failing the next query on a dead one. The turns are
+    given after any pause of a millisecond, not only after an idle second: under steady
+    traffic, a write on a pooled connection the server had closed 10 ms before failed though
+    nothing of it was sent, and every actor of its group commit stopped. Back-to-back
+    operations keep the loop running, which notices a close by itself.
     """
 
     __slots__ = ("_last",)
@@ -381,14 +388,14 @@ class _Liveness:
         self._last = time.monotonic()
 
     async def before_query(self) -> bool:
-        """Give the loop its turns after an idle spell; True if there was one (see `probed`)."""
+        """Give the loop its turns after a pause; True after an idle spell (see `probed`)."""
         now = time.monotonic()
-        idle = now - self._last > _IDLE_CHECK
-        if idle:
+        pause = now - self._last
+        if pause > _TURNS_AFTER:
             for _ in range(3):  # EOF read, then connection_lost called, then marked closed
                 await asyncio.sleep(0)
         self._last = now
-        return idle
+        return pause > _IDLE_CHECK
 
 
 async def probed(pool: asyncpg.Pool, idle: bool) -> Any:
@@ -412,6 +419,44 @@ async def probed(pool: asyncpg.Pool, idle: bool) -> Any:
             continue
         return connection
     return await pool.acquire()
+
+
+def _not_sent(error: BaseException) -> bool:
+    """True if `error` was raised before any of its operation went to the server.
+
+    asyncpg refuses to start an operation on a connection whose protocol is not idle ("cannot
+    switch to state ...": the server's goodbye, a FATAL from a terminate or a restart, was
+    read but not yet the end of the connection) or that it knows closed ("connection is
+    closed"); both are raised before it writes anything.
+    """
+    text = str(error)
+    return (isinstance(error, asyncpg.InternalClientError) and
+            text.startswith("cannot switch to state")) or \
+        (isinstance(error, asyncpg.InterfaceError) and text.startswith("connection is closed"))
+
+
+async def on_live_connection(pool: asyncpg.Pool, idle: bool,
+                             operation: Callable[[Any], Awaitable[T]]) -> T:
+    """Run the write `operation` on a connection of `pool` (see `probed`), at most once.
+
+    If the connection turns out to be one the server had closed before anything was sent
+    (`_not_sent`), the operation runs on another connection instead: it was never sent.
+    """
+    connection = await probed(pool, idle)
+    try:
+        try:
+            return await operation(connection)
+        except (asyncpg.InternalClientError, asyncpg.InterfaceError) as e:
+            if not _not_sent(e):
+                raise
+        connection.terminate()
+    finally:
+        await pool.release(connection)
+    connection = await pool.acquire()
+    try:
+        return await operation(connection)
+    finally:
+        await pool.release(connection)
 
 
 async def _read_again_if_lost(read: Callable[[], Awaitable[T]]) -> T:
@@ -572,19 +617,20 @@ class PostgresJournal(Journal):
         pool = self._connections()
         events = [event for write in writes for event in write.payload]
         idle = await self._liveness.before_query()
-        try:
-            connection = await probed(pool, idle)
+
+        async def write(connection: _Connection) -> list[BaseException | None]:
             try:
                 await connection.execute(self._insert, *event_columns(events))
             except _ONE_WRITE_ERRORS:
                 return await self._write_one_by_one(connection, writes)
-            finally:
-                await pool.release(connection)
+            return [None] * len(writes)
+
+        try:
+            return await on_live_connection(pool, idle, write)
         except _DB_ERRORS as e:
             msg = (f"{self._owner}: writing {len(writes)} atomic writes failed: "
                    f"{reason(e, self._options, 'writes')}")
             raise JournalError(msg) from e
-        return [None] * len(writes)
 
     async def _write_one_by_one(self, connection: _Connection,
                                 writes: Sequence[AtomicWrite]) -> list[BaseException | None]:
@@ -772,11 +818,9 @@ class PostgresSnapshotStore(SnapshotStore):
         try:
             if read:
                 return list(await _read_again_if_lost(functools.partial(pool.fetch, sql, *args)))
-            connection = await probed(pool, idle)  # a write: sent once, on a live connection
-            try:
-                return list(await connection.fetch(sql, *args))
-            finally:
-                await pool.release(connection)
+            # A write: sent once, on a live connection.
+            return list(await on_live_connection(
+                pool, idle, lambda connection: connection.fetch(sql, *args)))
         except _DB_ERRORS as e:
             why = reason(e, self._options, None if read else "changes")
             msg = f"{self._owner}: {what} failed: {why}"

@@ -581,3 +581,49 @@ async def test_a_server_that_never_answers_is_a_timeout_naming_it(tmp_path: Path
         await log.close()
     finally:
         silent.close()
+
+
+def _terminate_sessions(application_name: str) -> int:
+    """pg_terminate_backend of the sessions named so, from a thread of its own: the caller's
+    loop does not run meanwhile (as a plugin's between its operations); returns how many."""
+    ended: list[int] = []
+
+    async def terminate() -> None:
+        admin = await asyncpg.connect(DSN)
+        try:
+            ended.append(int(await admin.fetchval(
+                "SELECT count(*) FROM (SELECT pg_terminate_backend(pid, 5000) FROM "
+                "pg_stat_activity WHERE application_name = $1) AS t", application_name)))
+        finally:
+            await admin.close()
+
+    thread = threading.Thread(target=asyncio.run, args=(terminate(),))
+    thread.start()
+    thread.join()
+    return ended[0]
+
+
+@pytest.mark.usefixtures("own_schema")
+async def test_writes_soon_after_the_server_ended_pooled_sessions_go_out(tmp_path: Path) -> None:
+    # Under traffic (no idle second, so no SELECT 1 first), a write on a pooled connection the
+    # server had ended 50 ms before (pg_terminate_backend, a restart) failed, though nothing of
+    # it was sent: every actor of its group commit stopped.
+    name = f"pa_test_{secrets.token_hex(4)}"
+    dsn = _with_query(DSN, f"application_name={name}")
+    journal = PostgresJournal({"dsn": dsn, "schema": schema_for(tmp_path)})
+    snapshots = PostgresSnapshotStore({"dsn": dsn, "schema": schema_for(tmp_path)})
+    await journal.start()
+    await snapshots.start()
+    try:
+        for nr in range(1, 6):
+            assert await journal.write_messages([_event("p", nr)]) == [None]
+            await snapshots.save(SnapshotMetadata("p", nr, 2.0), "m", b"s")
+            assert _terminate_sessions(name) >= 1
+            time.sleep(0.05)
+        assert [e.sequence_nr for e in await _replay(journal, "p")] == [1, 2, 3, 4, 5]
+        loaded = await snapshots.load("p", SnapshotSelectionCriteria.latest())
+        assert loaded is not None
+        assert loaded.metadata.sequence_nr == 5
+    finally:
+        await journal.close()
+        await snapshots.close()
