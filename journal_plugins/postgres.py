@@ -239,9 +239,12 @@ async def missing_parts(owner: str, connection: _Connection, o: Options,
         return [f"schema {o.schema!r}"]
     missing: list[str] = []
     for table, expected in columns.items():
+        # The catalogue, not information_schema: that shows only what the role may use, so a
+        # table it was granted nothing on read as missing (and its creation was attempted).
         rows = await connection.fetch(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_schema = $1 AND table_name = $2", o.schema, table)
+            "SELECT a.attname FROM pg_attribute AS a JOIN pg_class AS c ON c.oid = a.attrelid "
+            "JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE n.nspname = $1 "
+            "AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped", o.schema, table)
         found = {str(row[0]) for row in rows}
         if found and not expected <= found:
             msg = (f"{owner}: schema {o.schema!r} has a table {table!r} that this plugin did "
@@ -342,8 +345,8 @@ async def missing_table(owner: str, o: Options, table: str) -> str | None:
         raise PluginError(msg) from e
     try:
         found = await connection.fetchval(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = $1 "
-            "AND table_name = $2", o.schema, table)
+            "SELECT count(*) FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = $1 AND c.relname = $2", o.schema, table)
     finally:
         await connection.close()
     if found:

@@ -627,3 +627,21 @@ async def test_writes_soon_after_the_server_ended_pooled_sessions_go_out(tmp_pat
     finally:
         await journal.close()
         await snapshots.close()
+
+
+@pytest.mark.usefixtures("own_schema")
+async def test_a_table_the_role_was_granted_nothing_on_is_not_called_missing(
+        tmp_path: Path) -> None:
+    # information_schema shows only what the role may use: the snapshot table read as missing
+    # ("has no snapshot table", and start tried to create it), where the role lacked SELECT.
+    await _stored_schema(tmp_path)
+    async with _role(tmp_path, "GRANT USAGE ON SCHEMA {schema} TO {role}",
+                     "GRANT SELECT ON {schema}.journal TO {role}") as dsn:
+        snapshots = PostgresSnapshotStore({"dsn": dsn, "schema": schema_for(tmp_path)})
+        assert await snapshots.missing_store() is None
+        await snapshots.start()
+        try:
+            with pytest.raises(SnapshotStoreError, match="permission denied for table snapshot"):
+                await snapshots.load("p", SnapshotSelectionCriteria.latest())
+        finally:
+            await snapshots.close()
