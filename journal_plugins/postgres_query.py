@@ -68,6 +68,9 @@ class PostgresEventLog(EventLog):
         self._listener: asyncpg.Connection | None = None
         self._notified = asyncio.Event()
         self._generation = 0
+        # The loop the connections, the lock and the event belong to (asyncpg's connections
+        # serve the loop that opened them).
+        self._loop: asyncio.AbstractEventLoop | None = None
         journal = self._options.table("journal")
         self._highest = f"SELECT coalesce(max(ordering), 0) FROM {journal}"
         self._all_page = f"""SELECT {_COLUMNS} FROM {journal} AS j
@@ -93,7 +96,29 @@ class PostgresEventLog(EventLog):
         """The validated settings."""
         return self._options
 
+    def _on_this_loop(self) -> None:
+        """Forget the connections of another event loop (a second ``asyncio.run``).
+
+        They cannot serve this one: every read failed with "Event loop is closed" (or "attached
+        to a different loop"). They are dropped without a goodbye (their loop may be closed);
+        the server ends their sessions when the sockets close.
+        """
+        loop = asyncio.get_running_loop()
+        if self._loop is loop:
+            return
+        if self._loop is not None:
+            pool, self._pool = self._pool, None
+            listener, self._listener = self._listener, None
+            for connections in (pool, listener):
+                if connections is not None:
+                    with contextlib.suppress(RuntimeError):  # their loop is closed
+                        connections.terminate()
+            self._opening = None
+            self._notified = asyncio.Event()
+        self._loop = loop
+
     async def _connections(self) -> asyncpg.Pool:
+        self._on_this_loop()
         if self._pool is not None:
             return self._pool
         if self._opening is None:
@@ -128,6 +153,7 @@ class PostgresEventLog(EventLog):
 
     async def close(self) -> None:
         """Close the connections; idempotent."""
+        self._on_this_loop()  # those of a loop gone are dropped
         pool, self._pool = self._pool, None
         listener, self._listener = self._listener, None
         if listener is not None:
@@ -188,6 +214,7 @@ class PostgresEventLog(EventLog):
 
     async def wait_for_change(self, highest_ordering: int, timeout: float) -> None:
         """Wake on the journal's NOTIFY (any writer, any host), or after `timeout`."""
+        self._on_this_loop()
         generation = self._generation
         await self._listen()
         # A commit between the caller's read and the LISTEN above.

@@ -645,3 +645,29 @@ async def test_a_table_the_role_was_granted_nothing_on_is_not_called_missing(
                 await snapshots.load("p", SnapshotSelectionCriteria.latest())
         finally:
             await snapshots.close()
+
+
+@pytest.mark.usefixtures("own_schema")
+def test_the_event_log_serves_one_event_loop_after_another(tmp_path: Path) -> None:
+    # A second asyncio.run (a script's second step, a test with a loop of its own) failed on
+    # every read with "Event loop is closed": the pool belonged to the first loop.
+    async def write() -> None:
+        journal = PostgresJournal(settings(schema_for(tmp_path)))
+        await journal.start()
+        try:
+            assert await journal.write_messages([_event("p", 1), _event("p", 2)]) == [None] * 2
+        finally:
+            await journal.close()
+
+    asyncio.run(write())
+    log = PostgresEventLog(settings(schema_for(tmp_path)))
+    assert asyncio.run(log.highest_ordering()) >= 2
+
+    async def read_and_wait() -> list[int]:
+        await log.wait_for_change(2**62, 0.05)  # the listener, opened on this loop
+        page = await log.fetch_events(0, 10)
+        return [stored.event.sequence_nr for stored in page.events]
+
+    assert asyncio.run(read_and_wait()) == [1, 2]
+    assert asyncio.run(read_and_wait()) == [1, 2]
+    asyncio.run(log.close())
