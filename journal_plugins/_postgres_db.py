@@ -18,8 +18,16 @@ from persistent_actors.errors import ConfigError
 from persistent_actors.journal import check_settings
 from persistent_actors.journal import int_setting as _int
 
-__all__ = ["DEFAULT_SCHEMA", "DSN_ENV_VAR", "Options", "parse_options", "redact",
-           "reason", "reset_connection", "server_settings"]
+__all__ = [
+    "DEFAULT_SCHEMA",
+    "DSN_ENV_VAR",
+    "Options",
+    "parse_options",
+    "reason",
+    "redact",
+    "reset_connection",
+    "server_settings",
+]
 
 DSN_ENV_VAR: Final = "PERSISTENT_ACTORS_PG_DSN"
 DEFAULT_SCHEMA: Final = "persistent_actors"
@@ -39,7 +47,7 @@ def _quiet_cancelled_connects() -> None:
     """
     proto = getattr(getattr(asyncpg, "connect_utils", None), "TLSUpgradeProto", None)
     lost = getattr(proto, "connection_lost", None)
-    if proto is None or lost is None or getattr(lost, "_persistent_actors", False):
+    if proto is None or lost is None or getattr(lost, "quiet_when_cancelled", False):
         return
 
     def connection_lost(self: Any, exc: Exception | None) -> None:
@@ -51,7 +59,7 @@ def _quiet_cancelled_connects() -> None:
         if future.done() and not future.cancelled():
             future.exception()  # marks it retrieved; a waiting connect still has it raised
 
-    connection_lost._persistent_actors = True  # type: ignore[attr-defined]
+    connection_lost.quiet_when_cancelled = True  # type: ignore[attr-defined]
     proto.connection_lost = connection_lost
 
 
@@ -169,8 +177,7 @@ async def reset_connection(connection: asyncpg.Connection) -> None:
 
 
 def reason(error: BaseException, o: Options, refused: str | None = None) -> str:
-    """`error` as the text of a message; `refused` (what was attempted: "writes") adds why the
-    server refused it on this connection.
+    """`error` as the text of a message; with `refused` ("writes"), why the server refused it.
 
     A timeout has no text of its own (a start or a read failed with "...: " and nothing
     after); a read-only connection (a hot standby, ``default_transaction_read_only``) or a

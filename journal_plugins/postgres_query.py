@@ -30,8 +30,8 @@ from journal_plugins._postgres_db import (
     LOST,
     Options,
     parse_options,
-    redact,
     reason,
+    redact,
     reset_connection,
     server_settings,
 )

@@ -8,6 +8,7 @@ import gc
 import math
 import secrets
 import socket
+import ssl
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -542,13 +543,14 @@ def test_a_connect_that_stopped_waiting_leaves_no_unretrieved_error() -> None:
     loop = asyncio.new_event_loop()
     reported: list[dict[str, Any]] = []
     loop.set_exception_handler(lambda _, context: reported.append(context))
+    context = ssl.create_default_context()
     try:
-        abandoned = asyncpg.connect_utils.TLSUpgradeProto(loop, "127.0.0.1", 5432, None, False)
+        abandoned = asyncpg.connect_utils.TLSUpgradeProto(loop, "127.0.0.1", 5432, context, False)
         abandoned.connection_lost(None)
         assert abandoned.on_data.done()
         del abandoned
         gc.collect()
-        waited = asyncpg.connect_utils.TLSUpgradeProto(loop, "127.0.0.1", 5432, None, False)
+        waited = asyncpg.connect_utils.TLSUpgradeProto(loop, "127.0.0.1", 5432, context, False)
         waiter = loop.create_task(_await(waited.on_data))
         loop.call_soon(waited.connection_lost, None)
         with pytest.raises(ConnectionError, match="unexpected connection_lost"):
