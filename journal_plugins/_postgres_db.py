@@ -8,19 +8,61 @@ import re
 import zlib
 from collections.abc import Mapping
 from typing import Any, Final
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import asyncpg
+import asyncpg.connect_utils
 
 from persistent_actors.errors import ConfigError
 from persistent_actors.journal import check_settings
 from persistent_actors.journal import int_setting as _int
 
-__all__ = ["DEFAULT_SCHEMA", "DSN_ENV_VAR", "Options", "parse_options", "redact",
-           "reset_connection"]
+__all__ = [
+    "DEFAULT_SCHEMA",
+    "DSN_ENV_VAR",
+    "Options",
+    "parse_options",
+    "reason",
+    "redact",
+    "reset_connection",
+    "server_settings",
+]
 
 DSN_ENV_VAR: Final = "PERSISTENT_ACTORS_PG_DSN"
 DEFAULT_SCHEMA: Final = "persistent_actors"
+
+
+def _quiet_cancelled_connects() -> None:
+    """Keep asyncpg from logging an error nobody could have handled when a connect is cancelled.
+
+    asyncpg opens every connection by asking the server for TLS (``sslmode=prefer`` by
+    default) and awaits the answer on a future of `asyncpg.connect_utils.TLSUpgradeProto`. A
+    connect cancelled there (a live query or projection stopped while its listening connection
+    opened, a timeout, a shutdown) closes the socket, and the protocol's ``connection_lost``
+    then sets ``ConnectionError('unexpected connection_lost() call')`` on a future no one awaits
+    any more: asyncio printed "Future exception was never retrieved" with a traceback on
+    stderr. The exception is marked retrieved; a connect that still waits has it raised as
+    before, so no error is hidden.
+    """
+    proto = getattr(getattr(asyncpg, "connect_utils", None), "TLSUpgradeProto", None)
+    lost = getattr(proto, "connection_lost", None)
+    if proto is None or lost is None or getattr(lost, "quiet_when_cancelled", False):
+        return
+
+    def connection_lost(self: Any, exc: Exception | None) -> None:
+        future = getattr(self, "on_data", None)
+        if future is None or future.done():
+            lost(self, exc)
+            return
+        lost(self, exc)
+        if future.done() and not future.cancelled():
+            future.exception()  # marks it retrieved; a waiting connect still has it raised
+
+    connection_lost.quiet_when_cancelled = True  # type: ignore[attr-defined]
+    proto.connection_lost = connection_lost
+
+
+_quiet_cancelled_connects()
 
 # What a database call may raise (the server, the connection, the driver itself).
 DB_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError,
@@ -136,3 +178,45 @@ async def reset_connection(connection: asyncpg.Connection) -> None:
     """
     if connection.is_in_transaction():
         await connection.execute("ROLLBACK")
+
+
+def reason(error: BaseException, o: Options, refused: str | None = None) -> str:
+    """`error` as the text of a message; with `refused` ("writes"), why the server refused it.
+
+    A timeout has no text of its own (a start or a read failed with "...: " and nothing
+    after); a read-only connection (a hot standby, ``default_transaction_read_only``) or a
+    role without the privilege reads the schema but cannot change it, and the server's
+    message alone ("cannot execute INSERT in a read-only transaction") did not say what to do.
+    """
+    text = str(error)
+    if not text:
+        text = (f"timed out (no answer within connect_timeout = {o.connect_timeout:g} s)"
+                if isinstance(error, TimeoutError) else type(error).__name__)
+    if refused is None:
+        return text
+    if isinstance(error, asyncpg.ReadOnlySQLTransactionError):
+        return (f"{text} (the connection to {redact(o.dsn)!r} is read-only: a hot standby, or "
+                f"default_transaction_read_only is on; {refused} need a writable primary)")
+    if isinstance(error, asyncpg.InsufficientPrivilegeError):
+        return (f"{text} (the role of {redact(o.dsn)!r} lacks a privilege on schema "
+                f"{o.schema!r} that {refused} need)")
+    return text
+
+
+def server_settings(dsn: str, application_name: str) -> dict[str, str]:
+    """The session settings a plugin connects with: `application_name` unless `dsn` names one.
+
+    asyncpg lets the ``server_settings`` argument win over the DSN's parameters, and the server
+    applies a startup parameter after the DSN's ``options=-c ...``, so ours replaced the name
+    an operator gave (``?application_name=billing``) to find the service's sessions in
+    ``pg_stat_activity``.
+    """
+    if "://" in dsn:
+        try:
+            query = parse_qs(urlsplit(dsn).query)
+        except ValueError:
+            query = {}
+        if "application_name" in query or any("application_name" in option
+                                              for option in query.get("options", ())):
+            return {}
+    return {"application_name": application_name}

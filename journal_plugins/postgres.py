@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final, TypeVar
@@ -66,8 +67,10 @@ from journal_plugins._postgres_db import (
     LOST,
     Options,
     parse_options,
+    reason,
     redact,
     reset_connection,
+    server_settings,
 )
 from journal_plugins.postgres_query import PostgresEventLog
 from persistent_actors.errors import (
@@ -182,35 +185,120 @@ async def open_pool(owner: str, o: Options, statements: Sequence[str],
     runs only while the plugin's loop does (during an operation): a refill cut off there
     left a connection in a broken state ("another operation is in progress").
     """
+    pool: asyncpg.Pool | None = None
     try:
         pool = await asyncpg.create_pool(
             o.dsn, min_size=min(min_size, o.pool_size), max_size=o.pool_size,
             timeout=o.connect_timeout, reset=reset_connection,
-            server_settings={"application_name": "persistent_actors"})
+            server_settings=server_settings(o.dsn, "persistent_actors"))
+        # With no minimum the pool connects on the first acquire: a refused or silent server
+        # is "cannot connect" (it read "cannot set up schema", a timeout with no reason).
+        connection = await pool.acquire()
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError,
             ValueError) as e:  # ValueError: asyncpg's reading of a malformed dsn
-        reason = str(e) or type(e).__name__  # a TimeoutError has no text
-        msg = f"{owner}: cannot connect to PostgreSQL at {redact(o.dsn)!r}: {reason}"
+        if pool is not None:
+            pool.terminate()
+        msg = f"{owner}: cannot connect to PostgreSQL at {redact(o.dsn)!r}: {reason(e, o)}"
         raise PluginError(msg) from e
+    except BaseException:
+        if pool is not None:
+            pool.terminate()
+        raise
     try:
-        async with pool.acquire() as connection:
+        try:
             await ensure_schema(owner, connection, o, statements, columns)
+        finally:
+            await pool.release(connection)
     except BaseException as e:
         pool.terminate()
         if isinstance(e, asyncpg.PostgresError | asyncpg.InterfaceError | OSError):
-            msg = f"{owner}: cannot set up schema {o.schema!r} at {redact(o.dsn)!r}: {e}"
+            msg = (f"{owner}: cannot set up schema {o.schema!r} at {redact(o.dsn)!r}: "
+                   f"{reason(e, o)}")
             raise PluginError(msg) from e
         raise
     return pool
 
 
+# The journal's triggers: (name, also its function's name; when it fires; for what).
+_TRIGGERS: Final = (("journal_notify", "AFTER", "STATEMENT"),
+                    ("journal_no_reuse", "BEFORE", "ROW"))
+_FUNCTION: Final = re.compile(r"CREATE OR REPLACE FUNCTION \S+\.(\w+)\(\).*?\$\$(.*)\$\$",
+                              re.DOTALL)
+
+
+async def missing_parts(owner: str, connection: _Connection, o: Options,
+                        statements: Sequence[str], columns: Mapping[str, set[str]]) -> list[str]:
+    """What of the schema `statements` make is missing or differs (empty: all in place).
+
+    Reads the catalogue only, so it runs on a read-only connection (a hot standby, a role
+    granted only SELECT, ``default_transaction_read_only``). Raises `PluginError` for a table
+    of one of the plugin's names that the plugin did not create.
+    """
+    if not await connection.fetchval("SELECT count(*) FROM pg_namespace WHERE nspname = $1",
+                                     o.schema):
+        return [f"schema {o.schema!r}"]
+    missing: list[str] = []
+    for table, expected in columns.items():
+        # The catalogue, not information_schema: that shows only what the role may use, so a
+        # table it was granted nothing on read as missing (and its creation was attempted).
+        rows = await connection.fetch(
+            "SELECT a.attname FROM pg_attribute AS a JOIN pg_class AS c ON c.oid = a.attrelid "
+            "JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE n.nspname = $1 "
+            "AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped", o.schema, table)
+        found = {str(row[0]) for row in rows}
+        if found and not expected <= found:
+            msg = (f"{owner}: schema {o.schema!r} has a table {table!r} that this plugin did "
+                   f"not create (missing columns {sorted(expected - found)}); refusing to "
+                   "use it")
+            raise PluginError(msg)
+        if not found:
+            missing.append(f"table {table}")
+    for statement in statements:
+        if (function := _FUNCTION.search(statement)) is None:
+            continue
+        body = await connection.fetchval(
+            "SELECT p.prosrc FROM pg_proc AS p JOIN pg_namespace AS n ON n.oid = p.pronamespace "
+            "WHERE n.nspname = $1 AND p.proname = $2", o.schema, function[1])
+        if body != function[2]:
+            missing.append(f"function {function[1]}" if body is None else
+                           f"function {function[1]} of this version")
+    if "journal" in columns and "table journal" not in missing:
+        for name, _, _ in _TRIGGERS:
+            if not await connection.fetchval(
+                    "SELECT count(*) FROM pg_trigger WHERE tgname = $1 AND tgrelid = $2::regclass",
+                    name, o.table("journal")):
+                missing.append(f"trigger {name}")
+    return missing
+
+
 async def ensure_schema(owner: str, connection: _Connection, o: Options,
                         statements: Sequence[str], columns: Mapping[str, set[str]]) -> None:
-    """Create the schema and missing tables in one transaction; refuse foreign tables.
+    """Create the schema and what is missing of it in one transaction; refuse foreign tables.
 
-    Serialised by an advisory lock, so processes starting together do not race on the
-    catalogue.
+    When everything is in place (`missing_parts` reads the catalogue), nothing is run: a
+    read-only connection or a role allowed only to read and write the tables (no CREATE on
+    the schema, not their owner) starts too. Otherwise the setup is serialised by an advisory
+    lock, so processes starting together do not race on the catalogue; a failure names what
+    was missing.
     """
+    missing = await missing_parts(owner, connection, o, statements, columns)
+    if not missing:
+        return
+    try:
+        await _create_schema(owner, connection, o, statements, columns)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:
+        hint = (" (the connection is read-only: a hot standby, or default_transaction_read_only"
+                " is on; create the schema once through a writable connection)"
+                if isinstance(e, asyncpg.ReadOnlySQLTransactionError) else
+                " (the role may not create them: create the schema once with a role that may,"
+                " e.g. its owner)" if isinstance(e, asyncpg.InsufficientPrivilegeError) else "")
+        msg = (f"{owner}: cannot set up schema {o.schema!r} at {redact(o.dsn)!r}: missing "
+               f"{', '.join(missing)}; creating them failed: {reason(e, o)}{hint}")
+        raise PluginError(msg) from e
+
+
+async def _create_schema(owner: str, connection: _Connection, o: Options,
+                         statements: Sequence[str], columns: Mapping[str, set[str]]) -> None:
     async with connection.transaction():
         await connection.execute(f"SELECT pg_advisory_xact_lock({_SETUP_LOCK_CLASS}, "
                                  f"{o.lock_key})")
@@ -219,22 +307,11 @@ async def ensure_schema(owner: str, connection: _Connection, o: Options,
         if not await connection.fetchval("SELECT count(*) FROM pg_namespace WHERE nspname = $1",
                                          o.schema):
             await connection.execute(f'CREATE SCHEMA "{o.schema}"')
-        for table, expected in columns.items():
-            rows = await connection.fetch(
-                "SELECT column_name FROM information_schema.columns "
-                "WHERE table_schema = $1 AND table_name = $2", o.schema, table)
-            found = {str(row[0]) for row in rows}
-            if found and not expected <= found:
-                msg = (f"{owner}: schema {o.schema!r} has a table {table!r} that this plugin did "
-                       f"not create (missing columns {sorted(expected - found)}); refusing to "
-                       "use it")
-                raise PluginError(msg)
+        await missing_parts(owner, connection, o, statements, columns)  # foreign tables
         for statement in statements:
             await connection.execute(statement)
         if "journal" in columns:
-            # (trigger and its function, when it fires, for what)
-            for name, timing, each in (("journal_notify", "AFTER", "STATEMENT"),
-                                       ("journal_no_reuse", "BEFORE", "ROW")):
+            for name, timing, each in _TRIGGERS:
                 exists = await connection.fetchval(
                     "SELECT count(*) FROM pg_trigger WHERE tgname = $1 AND tgrelid = $2::regclass",
                     name, o.table("journal"))
@@ -264,13 +341,12 @@ async def missing_table(owner: str, o: Options, table: str) -> str | None:
         connection = await asyncpg.connect(o.dsn, timeout=o.connect_timeout)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError,
             ValueError) as e:
-        reason = str(e) or type(e).__name__
-        msg = f"{owner}: cannot connect to PostgreSQL at {redact(o.dsn)!r}: {reason}"
+        msg = f"{owner}: cannot connect to PostgreSQL at {redact(o.dsn)!r}: {reason(e, o)}"
         raise PluginError(msg) from e
     try:
         found = await connection.fetchval(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = $1 "
-            "AND table_name = $2", o.schema, table)
+            "SELECT count(*) FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = $1 AND c.relname = $2", o.schema, table)
     finally:
         await connection.close()
     if found:
@@ -287,19 +363,26 @@ _LOST: Final = LOST
 # writes that cause it are rejected, not every writer of the group commit.
 _ONE_WRITE_ERRORS: Final = (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError,
                             asyncpg.ProgramLimitExceededError)
-# Seconds without a query after which the pool's connections are first let to notice a close.
+# Seconds without a query after which the pool's connections are first let to notice a close
+# (a few loop turns: microseconds), and after which a write's connection answers SELECT 1 first
+# (a round trip).
+_TURNS_AFTER: Final = 0.001
 _IDLE_CHECK: Final = 1.0
 
 T = TypeVar("T")
 
 
 class _Liveness:
-    """When a pool was last used; after an idle spell the loop gets a few turns first.
+    """When a pool was last used; after a pause the loop gets a few turns first.
 
     The loop of a plugin runs only while one of its operations does (its host drives it then).
-    Connections the server closed meanwhile (a restart) have unread end-of-file on their
-    sockets; a few loop turns read it, asyncpg marks them closed, and the pool opens new ones
-    instead of failing the next query on a dead one.
+    Connections the server closed meanwhile (a restart, ``pg_terminate_backend``, a proxy) have
+    unread end-of-file on their sockets; a few loop turns read it, asyncpg marks them closed,
+    and the pool opens new ones instead of failing the next query on a dead one. The turns are
+    given after any pause of a millisecond, not only after an idle second: under steady
+    traffic, a write on a pooled connection the server had closed 10 ms before failed though
+    nothing of it was sent, and every actor of its group commit stopped. Back-to-back
+    operations keep the loop running, which notices a close by itself.
     """
 
     __slots__ = ("_last",)
@@ -308,14 +391,14 @@ class _Liveness:
         self._last = time.monotonic()
 
     async def before_query(self) -> bool:
-        """Give the loop its turns after an idle spell; True if there was one (see `probed`)."""
+        """Give the loop its turns after a pause; True after an idle spell (see `probed`)."""
         now = time.monotonic()
-        idle = now - self._last > _IDLE_CHECK
-        if idle:
+        pause = now - self._last
+        if pause > _TURNS_AFTER:
             for _ in range(3):  # EOF read, then connection_lost called, then marked closed
                 await asyncio.sleep(0)
         self._last = now
-        return idle
+        return pause > _IDLE_CHECK
 
 
 async def probed(pool: asyncpg.Pool, idle: bool) -> Any:
@@ -339,6 +422,44 @@ async def probed(pool: asyncpg.Pool, idle: bool) -> Any:
             continue
         return connection
     return await pool.acquire()
+
+
+def _not_sent(error: BaseException) -> bool:
+    """True if `error` was raised before any of its operation went to the server.
+
+    asyncpg refuses to start an operation on a connection whose protocol is not idle ("cannot
+    switch to state ...": the server's goodbye, a FATAL from a terminate or a restart, was
+    read but not yet the end of the connection) or that it knows closed ("connection is
+    closed"); both are raised before it writes anything.
+    """
+    text = str(error)
+    return (isinstance(error, asyncpg.InternalClientError) and
+            text.startswith("cannot switch to state")) or \
+        (isinstance(error, asyncpg.InterfaceError) and text.startswith("connection is closed"))
+
+
+async def on_live_connection(pool: asyncpg.Pool, idle: bool,
+                             operation: Callable[[Any], Awaitable[T]]) -> T:
+    """Run the write `operation` on a connection of `pool` (see `probed`), at most once.
+
+    If the connection turns out to be one the server had closed before anything was sent
+    (`_not_sent`), the operation runs on another connection instead: it was never sent.
+    """
+    connection = await probed(pool, idle)
+    try:
+        try:
+            return await operation(connection)
+        except (asyncpg.InternalClientError, asyncpg.InterfaceError) as e:
+            if not _not_sent(e):
+                raise
+        connection.terminate()
+    finally:
+        await pool.release(connection)
+    connection = await pool.acquire()
+    try:
+        return await operation(connection)
+    finally:
+        await pool.release(connection)
 
 
 async def _read_again_if_lost(read: Callable[[], Awaitable[T]]) -> T:
@@ -499,18 +620,20 @@ class PostgresJournal(Journal):
         pool = self._connections()
         events = [event for write in writes for event in write.payload]
         idle = await self._liveness.before_query()
-        try:
-            connection = await probed(pool, idle)
+
+        async def write(connection: _Connection) -> list[BaseException | None]:
             try:
                 await connection.execute(self._insert, *event_columns(events))
             except _ONE_WRITE_ERRORS:
                 return await self._write_one_by_one(connection, writes)
-            finally:
-                await pool.release(connection)
+            return [None] * len(writes)
+
+        try:
+            return await on_live_connection(pool, idle, write)
         except _DB_ERRORS as e:
-            msg = f"{self._owner}: writing {len(writes)} atomic writes failed: {e}"
+            msg = (f"{self._owner}: writing {len(writes)} atomic writes failed: "
+                   f"{reason(e, self._options, 'writes')}")
             raise JournalError(msg) from e
-        return [None] * len(writes)
 
     async def _write_one_by_one(self, connection: _Connection,
                                 writes: Sequence[AtomicWrite]) -> list[BaseException | None]:
@@ -584,7 +707,8 @@ class PostgresJournal(Journal):
                 last = await _read_again_if_lost(
                     lambda: pool.fetchval(self._last_live, persistence_id, to_nr))
             except _DB_ERRORS as e:
-                msg = f"{self._owner}: replay of {persistence_id!r} failed: {e}"
+                msg = (f"{self._owner}: replay of {persistence_id!r} failed: "
+                       f"{reason(e, self._options)}")
                 raise JournalError(msg) from e
             if last is None:
                 return
@@ -595,7 +719,8 @@ class PostgresJournal(Journal):
                 rows = await _read_again_if_lost(
                     functools.partial(pool.fetch, query, persistence_id, next_nr, to_nr, limit))
             except _DB_ERRORS as e:
-                msg = f"{self._owner}: replay of {persistence_id!r} failed: {e}"
+                msg = (f"{self._owner}: replay of {persistence_id!r} failed: "
+                       f"{reason(e, self._options)}")
                 raise JournalError(msg) from e
             if rows:
                 yield rows
@@ -611,7 +736,8 @@ class PostgresJournal(Journal):
         try:
             value = await _read_again_if_lost(lambda: pool.fetchval(self._highest, persistence_id))
         except _DB_ERRORS as e:
-            msg = f"{self._owner}: reading highest of {persistence_id!r} failed: {e}"
+            msg = (f"{self._owner}: reading highest of {persistence_id!r} failed: "
+                   f"{reason(e, self._options)}")
             raise JournalError(msg) from e
         return int(value)
 
@@ -630,7 +756,8 @@ class PostgresJournal(Journal):
         try:
             await pool.execute(self._delete, persistence_id, min(to_sequence_nr, MAX_SEQUENCE_NR))
         except _DB_ERRORS as e:
-            msg = f"{self._owner}: deleting events of {persistence_id!r} failed: {e}"
+            msg = (f"{self._owner}: deleting events of {persistence_id!r} failed: "
+                   f"{reason(e, self._options, 'deletes')}")
             raise JournalError(msg) from e
 
 
@@ -694,13 +821,12 @@ class PostgresSnapshotStore(SnapshotStore):
         try:
             if read:
                 return list(await _read_again_if_lost(functools.partial(pool.fetch, sql, *args)))
-            connection = await probed(pool, idle)  # a write: sent once, on a live connection
-            try:
-                return list(await connection.fetch(sql, *args))
-            finally:
-                await pool.release(connection)
+            # A write: sent once, on a live connection.
+            return list(await on_live_connection(
+                pool, idle, lambda connection: connection.fetch(sql, *args)))
         except _DB_ERRORS as e:
-            msg = f"{self._owner}: {what} failed: {e}"
+            why = reason(e, self._options, None if read else "changes")
+            msg = f"{self._owner}: {what} failed: {why}"
             raise SnapshotStoreError(msg) from e
 
     async def load(

@@ -30,8 +30,10 @@ from journal_plugins._postgres_db import (
     LOST,
     Options,
     parse_options,
+    reason,
     redact,
     reset_connection,
+    server_settings,
 )
 from persistent_actors.errors import JournalError
 from persistent_actors.event_log import EventLog, EventPage, PersistenceIdPage, StoredEvent
@@ -66,6 +68,9 @@ class PostgresEventLog(EventLog):
         self._listener: asyncpg.Connection | None = None
         self._notified = asyncio.Event()
         self._generation = 0
+        # The loop the connections, the lock and the event belong to (asyncpg's connections
+        # serve the loop that opened them).
+        self._loop: asyncio.AbstractEventLoop | None = None
         journal = self._options.table("journal")
         self._highest = f"SELECT coalesce(max(ordering), 0) FROM {journal}"
         self._all_page = f"""SELECT {_COLUMNS} FROM {journal} AS j
@@ -91,7 +96,29 @@ class PostgresEventLog(EventLog):
         """The validated settings."""
         return self._options
 
+    def _on_this_loop(self) -> None:
+        """Forget the connections of another event loop (a second ``asyncio.run``).
+
+        They cannot serve this one: every read failed with "Event loop is closed" (or "attached
+        to a different loop"). They are dropped without a goodbye (their loop may be closed);
+        the server ends their sessions when the sockets close.
+        """
+        loop = asyncio.get_running_loop()
+        if self._loop is loop:
+            return
+        if self._loop is not None:
+            pool, self._pool = self._pool, None
+            listener, self._listener = self._listener, None
+            for connections in (pool, listener):
+                if connections is not None:
+                    with contextlib.suppress(RuntimeError):  # their loop is closed
+                        connections.terminate()
+            self._opening = None
+            self._notified = asyncio.Event()
+        self._loop = loop
+
     async def _connections(self) -> asyncpg.Pool:
+        self._on_this_loop()
         if self._pool is not None:
             return self._pool
         if self._opening is None:
@@ -103,9 +130,10 @@ class PostgresEventLog(EventLog):
                     self._pool = await asyncpg.create_pool(
                         o.dsn, min_size=0, max_size=o.pool_size, timeout=o.connect_timeout,
                         reset=reset_connection,
-                        server_settings={"application_name": "persistent_actors-query"})
+                        server_settings=server_settings(o.dsn, "persistent_actors-query"))
                 except _DB_ERRORS as e:
-                    msg = f"{self._owner}: cannot connect to PostgreSQL at {redact(o.dsn)!r}: {e}"
+                    msg = (f"{self._owner}: cannot connect to PostgreSQL at {redact(o.dsn)!r}: "
+                           f"{reason(e, o)}")
                     raise JournalError(msg) from e
         return self._pool
 
@@ -119,11 +147,13 @@ class PostgresEventLog(EventLog):
         except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
             return []  # no journal yet: an empty log
         except _DB_ERRORS as e:
-            msg = f"{self._owner}: {what} in schema {self._options.schema!r} failed: {e}"
+            msg = (f"{self._owner}: {what} in schema {self._options.schema!r} failed: "
+                   f"{reason(e, self._options)}")
             raise JournalError(msg) from e
 
     async def close(self) -> None:
         """Close the connections; idempotent."""
+        self._on_this_loop()  # those of a loop gone are dropped
         pool, self._pool = self._pool, None
         listener, self._listener = self._listener, None
         if listener is not None:
@@ -184,6 +214,7 @@ class PostgresEventLog(EventLog):
 
     async def wait_for_change(self, highest_ordering: int, timeout: float) -> None:
         """Wake on the journal's NOTIFY (any writer, any host), or after `timeout`."""
+        self._on_this_loop()
         generation = self._generation
         await self._listen()
         # A commit between the caller's read and the LISTEN above.
@@ -210,7 +241,7 @@ class PostgresEventLog(EventLog):
         try:
             listener = await asyncpg.connect(
                 o.dsn, timeout=o.connect_timeout,
-                server_settings={"application_name": "persistent_actors-listen"})
+                server_settings=server_settings(o.dsn, "persistent_actors-listen"))
         except _DB_ERRORS:
             return
         try:

@@ -930,3 +930,41 @@ def test_the_console_script_finds_a_configs_modules_in_the_working_directory(
     result = cli("journal", "ids", "--config", str(config), cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()
+
+
+def test_reading_commands_work_on_a_read_only_postgres_connection(
+        store: Path, tmp_path: Path, pg_schema: str) -> None:
+    # A hot standby, or default_transaction_read_only: every command failed, since starting
+    # the journal ran its schema setup (CREATE TABLE IF NOT EXISTS is refused there too).
+    writable = tmp_path / "writable.toml"
+    section = f'plugin = "postgres"\ndsn = "{DSN}"\nschema = "{pg_schema}"\n'
+    writable.write_text(f"[persistence.journal]\n{section}[persistence.snapshot_store]\n{section}")
+    assert cli("--config", str(store), "journal", "copy", "--to", str(writable)).returncode == 0
+    read_only = tmp_path / "read_only.toml"
+    dsn = DSN + ("&" if "?" in DSN else "?") + "options=-c%20default_transaction_read_only%3Don"
+    section = f'plugin = "postgres"\ndsn = "{dsn}"\nschema = "{pg_schema}"\n'
+    read_only.write_text(f"[persistence.journal]\n{section}[persistence.snapshot_store]\n{section}")
+    for command in (["ids"], ["events", "a"], ["stats"], ["verify"], ["export"],
+                    ["tail", "--from-start", "--limit", "2"]):
+        expected = cli("--config", str(writable), "journal", *command)
+        result = cli("--config", str(read_only), "journal", *command)
+        assert result.returncode == 0, (command, result.stderr)
+        assert (result.stdout, result.stderr) == (expected.stdout, expected.stderr), command
+        assert result.stdout or "ok" in result.stderr
+    copied = cli("--config", str(read_only), "journal", "copy", "--to",
+                 str(write_config(tmp_path / "back.toml", tmp_path / "back.db")))
+    assert copied.returncode == 0, copied.stderr
+    # Writing through it is refused, saying why.
+    exported = tmp_path / "other.jsonl"
+    exported.write_text(cli("--config", str(store), "journal", "export").stdout
+                        .replace('"persistence_id":"a"', '"persistence_id":"new"'))
+    one_line_error(cli("--config", str(read_only), "journal", "import", str(exported)),
+                   "cannot execute INSERT in a read-only transaction",
+                   "is read-only: a hot standby, or default_transaction_read_only is on")
+    # A schema that is not there is named, and not created.
+    missing = tmp_path / "missing.toml"
+    missing.write_text(read_only.read_text().replace(pg_schema, pg_schema + "_none"))
+    one_line_error(cli("--config", str(missing), "journal", "ids"),
+                   f"schema {pg_schema + '_none'!r}", "has no journal table")
+    one_line_error(cli("--config", str(missing), "journal", "import", str(exported)),
+                   f"cannot set up schema {pg_schema + '_none'!r}", "read-only")
