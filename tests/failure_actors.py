@@ -397,3 +397,15 @@ class RaisingRecoveryFailureHook(Reporter):
     def on_recovery_failure(self, cause: BaseException, event: Any | None) -> None:
         super().on_recovery_failure(cause, event)
         raise RuntimeError("the hook itself fails")
+
+
+class WrongRecoveryType(Reporter):
+    """Its `recovery` is no `Recovery` (a mistake found at actor_of, not at recovery)."""
+
+    recovery = "from the start"  # type: ignore[assignment]
+
+
+class WrongRetentionType(Reporter):
+    """Its `retention` is no `RetentionCriteria`."""
+
+    retention = 5  # type: ignore[assignment]

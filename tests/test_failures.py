@@ -80,6 +80,8 @@ from tests.failure_actors import (
     TinyStashDrop,
     TinyStashReply,
     TinyStashThrow,
+    WrongRecoveryType,
+    WrongRetentionType,
     is_big,
     is_one,
 )
@@ -459,8 +461,13 @@ async def test_an_undecodable_snapshot_at_sequence_nr_0_falls_back_to_a_full_rep
         probe.expect_no_msg(0.3)  # no restart
 
 
-@pytest.mark.parametrize(("cls", "cause"), [(FailingPreStart, "pre_start is broken"),
-                                            (FailingRecoveryProperty, "no recovery for you")])
+@pytest.mark.parametrize(("cls", "cause"), [
+    (FailingPreStart, "pre_start is broken"),
+    (FailingRecoveryProperty, "no recovery for you"),
+    # These two failed recovery later (on_recovery_failure), where actor_of had returned.
+    (WrongRecoveryType, "recovery must be a Recovery, got str"),
+    (WrongRetentionType, "retention"),
+])
 def test_an_actor_whose_initialization_raises_is_stopped_and_actor_of_raises(
         kit: Kit, cls: type[Reporter], cause: str) -> None:
     # Defect 3: pre_start (or the recovery property) raising restarted the actor ~1,500
