@@ -600,6 +600,8 @@ class Actor:
         if inspect.iscoroutinefunction(handler):
             raise TypeError(f"become() needs a plain function, got the async def {handler!r}: "
                             "start awaiting work with pipe_to and handle its result as a message")
+        if not isinstance(discard_old, bool):  # ("no" would replace the current behaviour)
+            raise TypeError(f"become() discard_old must be a bool, got {discard_old!r}")
         stack: list[Callable[[Any], None]] = self.__dict__.setdefault("_behaviors", [])
         if discard_old and stack:
             stack[-1] = handler

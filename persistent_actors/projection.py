@@ -108,11 +108,18 @@ class InmemOffsetStore(OffsetStore):
 
     async def load(self, projection_id: str) -> Offset:
         """See `OffsetStore.load`."""
-        return self.offsets.get(projection_id, NO_OFFSET)
+        return self.offsets.get(_checked_id(projection_id), NO_OFFSET)
 
     async def save(self, projection_id: str, offset: Offset) -> None:
         """See `OffsetStore.save`."""
-        self.offsets[projection_id] = offset
+        _offset_value(offset)  # as SqliteOffsetStore checks it: the stores are swappable
+        self.offsets[_checked_id(projection_id)] = offset
+
+
+def _checked_id(projection_id: Any) -> str:
+    if not isinstance(projection_id, str) or not projection_id:
+        raise ValueError(f"projection_id must be a non-empty str, got {projection_id!r}")
+    return projection_id
 
 
 _SCHEMA: Final = """CREATE TABLE IF NOT EXISTS projection_offset (
@@ -233,10 +240,11 @@ class SqliteOffsetStore(OffsetStore):
 
     async def save_in(self, db: aiosqlite.Connection, projection_id: str, offset: Offset) -> None:
         """Store `offset` through `db`, inside the caller's transaction."""
-        await db.execute(_SAVE, (projection_id, _offset_value(offset), time.time()))
+        await db.execute(_SAVE, (_checked_id(projection_id), _offset_value(offset), time.time()))
 
     async def load(self, projection_id: str) -> Offset:
         """See `OffsetStore.load`."""
+        _checked_id(projection_id)
         db = await self.connection()
         rows = list(await db.execute_fetchall(_LOAD, (projection_id,)))
         return Sequence(int(rows[0][0])) if rows else NO_OFFSET
@@ -325,8 +333,7 @@ async def _call(handler: Callable[..., Any], *args: Any) -> None:
 class _Runner(ABC, Generic[H]):
     def __init__(self, projection_id: str, source: Source, handler: H,
                  error_strategy: ErrorStrategy | None, batch_size: int) -> None:
-        if not isinstance(projection_id, str) or not projection_id:
-            raise ValueError(f"projection_id must be a non-empty str, got {projection_id!r}")
+        _checked_id(projection_id)
         if not callable(source) or not callable(handler):
             raise TypeError("source and handler must be callables")
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:

@@ -188,6 +188,8 @@ class Misuser(AtLeastOnceDeliveryActor):
             case "delivery snapshot counter 'x'":
                 self.set_delivery_snapshot(AtLeastOnceDeliverySnapshot(
                     "x", ()))  # type: ignore[arg-type]
+            case "become discard_old='no'":
+                self.become(self.on_command, discard_old="no")  # type: ignore[arg-type]
             case "ask inside an actor":
                 self.probe.ask("hello", timeout=1)
             case _:

@@ -6,6 +6,7 @@ failed with an error that named something else.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import math
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 
 from journal_plugins._postgres_db import parse_options
 from persistent_actors import (
+    NO_OFFSET,
     ActorInitializationError,
     ActorSystem,
     ConfigError,
@@ -22,7 +24,13 @@ from persistent_actors import (
     register,
 )
 from persistent_actors.journal import int_setting
-from persistent_actors.projection import ErrorStrategy, InmemOffsetStore, Projection
+from persistent_actors.projection import (
+    ErrorStrategy,
+    InmemOffsetStore,
+    OffsetStore,
+    Projection,
+    SqliteOffsetStore,
+)
 from persistent_actors.supervision import Backoff
 from persistent_actors.testing import Delay, Fail, Reject, TestProbe
 from tests.bad_input_actors import Attempt, Misuser, SnapshotsInInit
@@ -97,6 +105,32 @@ def test_int_setting_checks_an_upper_bound_when_given() -> None:
         int_setting("p", {"n": 6}, "n", 1, minimum=1, maximum=5)
 
 
+def test_offset_stores_check_ids_and_offsets_alike(tmp_path: Path) -> None:
+    # InmemOffsetStore took save("p", 5), which SqliteOffsetStore refused: swapping the store
+    # for the real one failed only then.
+    async def check(store: OffsetStore) -> None:
+        with pytest.raises(TypeError, match="a projection offset must be NoOffset"):
+            await store.save("p", 5)  # type: ignore[arg-type]
+        for bad in (None, ""):
+            with pytest.raises(ValueError, match="projection_id must be a non-empty str"):
+                await store.load(bad)  # type: ignore[arg-type]
+            with pytest.raises(ValueError, match="projection_id must be a non-empty str"):
+                await store.save(bad, NO_OFFSET)  # type: ignore[arg-type]
+
+    async def both() -> None:
+        await check(InmemOffsetStore())
+        async with SqliteOffsetStore(tmp_path / "offsets.db") as store:
+            await check(store)
+
+    asyncio.run(both())
+
+
+def test_a_sqlite_path_with_a_nul_is_a_config_error_naming_it() -> None:
+    with pytest.raises(ConfigError, match="setting 'path' must be a file name without NUL"):
+        ActorSystem("entry", config=system_config(
+            "simple", journal={"plugin": "sqlite", "path": "events\0.db"}))
+
+
 def test_probe_and_read_journal_arguments(tmp_path: Path) -> None:
     config = system_config("simple", journal={"plugin": "sqlite",
                                               "path": str(tmp_path / "j.db")})
@@ -126,6 +160,7 @@ ATTEMPTS = {
     "delivery snapshot counter 'x'": (
         "ValueError", "current_delivery_id must be an int >= 0, got 'x'"),
     "ask inside an actor": ("IllegalActorStateError", "cannot be used inside an actor"),
+    "become discard_old='no'": ("TypeError", "become() discard_old must be a bool, got 'no'"),
 }
 
 
