@@ -412,10 +412,8 @@ class Eventsourced:
             try:
                 # Read adapters may turn one stored event into several (or none): upcasting.
                 events = self.adapters.from_journal(repr_)
-            except SerializationError as e:
-                self._fail_recovery(RecoveryError(
-                    f"cannot decode event {repr_.sequence_nr} of {self.persistence_id!r}: {e}"),
-                    None)
+            except SerializationError as e:  # (its text names the event already)
+                self._fail_recovery(RecoveryError(str(e)), None)
                 return
             self.last_sequence_nr = repr_.sequence_nr
             for event in events:

@@ -396,7 +396,8 @@ class ActorSystem:
             return
         journal = self.settings.plugin(JOURNAL, getattr(cls, "journal_plugin_id", None))
         snapshots = self.settings.plugin(SNAPSHOT_STORE, getattr(cls, "snapshot_plugin_id", None))
-        if snapshots.spec == "inmem" and journal.spec != "inmem":
+        if _innermost(snapshots.spec, snapshots.settings) == "inmem" and \
+                _innermost(journal.spec, journal.settings) != "inmem":
             raise ActorInitializationError(
                 f"{cls.__qualname__}: its retention deletes events on snapshot, but its snapshot "
                 f"store is the in-memory one while its journal ({journal.spec!r}) keeps events: "
@@ -502,3 +503,14 @@ def _resolved(spec: str) -> Any:
         return pkgutil.resolve_name(spec)
     except Exception:  # noqa: BLE001 - a node checks its specs itself, naming the error
         return None
+
+
+def _innermost(spec: str, settings: Mapping[str, Any]) -> str:
+    """The plugin that stores the data: a test kit plugin's `wrapped` one (inmem by default)."""
+    while spec.startswith("persistent_actors.testing") and \
+            spec.rpartition(":")[2] in ("TestJournal", "TestSnapshotStore"):
+        wrapped = settings.get("wrapped", {"plugin": "inmem"})
+        if not isinstance(wrapped, Mapping):
+            break
+        spec, settings = str(wrapped.get("plugin", "inmem")), wrapped
+    return spec

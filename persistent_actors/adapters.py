@@ -176,8 +176,29 @@ def split_adapter_settings(
         if len(writers) > 1:
             raise ConfigError(f"config key {key} binds {len(writers)} write adapters {writers}; "
                               "an event type can have at most one (any number of read adapters)")
+        if writers and not _names_a_class(str(event_type)):
+            # A write adapter acts on events persisted now, of classes that exist: a mistyped
+            # key bound it to nothing, and every event was stored untagged, silently.
+            raise ConfigError(
+                f"config key {key} binds write adapter {writers[0]!r} to {event_type!r}, which "
+                "is neither an importable \"module:QualName\" class nor the manifest of a "
+                "registered class (is it mistyped?)")
         bindings.append((str(event_type), tuple(listed)))
     return rest, AdapterSpec(tuple(adapters), tuple(bindings))
+
+
+def _names_a_class(event_type: str) -> bool:
+    """False if `event_type` has the shape of a class name but names no class (a typo)."""
+    if default_serializer.class_of(event_type) is not None:
+        return True
+    if ":" not in event_type or "<locals>" in event_type:
+        # A manifest, perhaps registered later (its module not imported yet), or a class
+        # defined in a function, which no import reaches.
+        return True
+    try:
+        return isinstance(pkgutil.resolve_name(event_type), type)
+    except (ImportError, AttributeError, ValueError):
+        return False
 
 
 def _resolve_adapter_class(target: str) -> type[Any]:
@@ -223,11 +244,12 @@ class EventAdapters:
             return cached
         found: tuple[Any, ...] = ()
         for klass in cls.__mro__:
+            # A class bound under both of its keys has the adapters of both (it took those of
+            # the first key only: a read adapter by class hid a write adapter by manifest).
             for key in (f"{klass.__module__}:{klass.__qualname__}",
                         self.serializer.manifest_of(klass)):
                 if key is not None and key in self._bindings:
-                    found = self._bindings[key]
-                    break
+                    found += tuple(a for a in self._bindings[key] if a not in found)
             if found:
                 break
         with self._lock:
@@ -243,8 +265,14 @@ class EventAdapters:
         """
         stored = event
         if not isinstance(event, Tagged) and self._bindings:
-            writer = next((a for a in self._bound_to(type(event))
-                           if isinstance(a, WriteEventAdapter)), None)
+            writers = [a for a in self._bound_to(type(event)) if isinstance(a, WriteEventAdapter)]
+            if len(writers) > 1:  # bound by its class and by its manifest
+                raise SerializationError(
+                    f"{type(event).__qualname__} is bound to {len(writers)} write adapters (by "
+                    f"its class and by its manifest: "
+                    f"{[type(w).__qualname__ for w in writers]}); an event type can have at most "
+                    "one")
+            writer = writers[0] if writers else None
             if writer is not None:
                 try:
                     stored = writer.to_journal(event)
@@ -267,8 +295,12 @@ class EventAdapters:
         readers: tuple[Any, ...] = ()
         try:
             if self._bindings and repr_.manifest in self._bindings:
-                readers = self._bindings[repr_.manifest]
-                # A manifest no class carries any more (renamed, removed): hand over the state.
+                readers = tuple(a for a in self._bindings[repr_.manifest]
+                                if isinstance(a, ReadEventAdapter))
+            if readers:
+                # A manifest no class carries any more (renamed, removed): its read adapters
+                # get the state. (Only read adapters: a write adapter bound by a removed
+                # class's manifest handed its events on as dicts, with no error.)
                 manifest = (repr_.manifest if self.serializer.class_of(repr_.manifest)
                             else PLAIN_MANIFEST)
                 event = self.serializer.from_binary(manifest, repr_.payload)

@@ -263,3 +263,21 @@ def test_deleting_durable_events_for_in_memory_snapshots_is_refused(base: str, d
         probe = TestProbe(system)
         system.actor_of(RetentionCounter, "ledger", probe.ref)
         probe.expect_msg_type(Recovered, timeout=10)
+
+
+def test_the_retention_check_looks_through_the_test_kits_plugins(base: str, db: Path) -> None:
+    # It compared plugin names: a test kit snapshot store over the in-memory one, with a
+    # durable journal, passed (and the next start lost the state); a test kit journal over
+    # the in-memory one, with the in-memory snapshots, was refused.
+    kit_snapshots = {"plugin": "persistent_actors.testing:TestSnapshotStore"}
+    config = system_config(base, journal={"plugin": "sqlite", "path": str(db)},
+                           snapshot_store=kit_snapshots)
+    with ActorSystem("retention", config=config) as system:
+        probe = TestProbe(system)
+        with pytest.raises(ActorInitializationError, match="snapshot store is the in-memory"):
+            system.actor_of(RetentionCounter, "ledger", probe.ref)
+    config = system_config(base, journal={"plugin": "persistent_actors.testing:TestJournal"})
+    with ActorSystem("retention", config=config) as system:
+        probe = TestProbe(system)
+        system.actor_of(RetentionCounter, "ledger", probe.ref)
+        probe.expect_msg_type(Recovered, timeout=10)
