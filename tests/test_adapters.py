@@ -321,7 +321,7 @@ def test_a_write_adapter_bound_by_a_removed_classes_manifest_hands_out_no_dicts(
         "event_adapter_bindings": {"gone.Item": "fruit"},
     }, "j")
     stored = PersistentRepr("p-1", 1, "gone.Item", default_serializer.to_binary({"i": 1})[1])
-    with pytest.raises(SerializationError, match="no type is registered for manifest 'gone.Item'"):
+    with pytest.raises(SerializationError, match=r"no type is registered for manifest .gone"):
         EventAdapters(spec).from_journal(stored)
 
 
