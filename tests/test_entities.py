@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import random
 import signal
 import sqlite3
 import threading
@@ -630,3 +631,44 @@ def test_remembered_entities_come_back_when_their_host_process_is_killed(
         ups = _ups(system, lambda: os.kill(victim, signal.SIGKILL), len(moved))
         assert set(ups) == moved
         assert all(up.pid != victim for up in ups.values())
+
+
+def test_poison_pills_under_the_active_limit_leave_the_region_working(
+        base: str, tmp_path: Path) -> None:
+    # A host's passivation PoisonPill stashed behind a user's was carried to the entity's next
+    # incarnation, which stopped on it right after recovery; its start at the limit passivated
+    # another entity, and so on for ever: no entity answered again, even after the traffic.
+    ids = [f"u{n}" for n in range(40)]
+    config = system_config(base, journal={"plugin": "sqlite", "path": str(tmp_path / "j.db")})
+    config["sharding"] = {"host_processes": 1, "passivate_idle_after": 0,
+                          "max_active_entities": 3}
+    with ActorSystem("entities", config=config) as system:
+        region = system.entities("cart", Cart)
+        done = threading.Event()
+
+        def pills() -> None:
+            rnd = random.Random(7)
+            while not done.is_set():
+                region.tell(rnd.choice(ids), PoisonPill)
+                time.sleep(0.005)
+
+        async def traffic() -> list[Any]:
+            async def client(c: int) -> list[Any]:
+                rnd = random.Random(c)
+                return [await region.ask_async(rnd.choice(ids), AddItem(f"{c}-{i}"), timeout=10)
+                        for i in range(30)]
+            answers: list[Any] = await asyncio.gather(*(client(c) for c in range(150)),
+                                                      return_exceptions=True)
+            return answers
+
+        thread = threading.Thread(target=pills)
+        thread.start()
+        try:
+            answers = asyncio.run(traffic())
+        finally:
+            done.set()
+            thread.join()
+        assert all(isinstance(a, list) for a in answers), [a for a in answers
+                                                            if not isinstance(a, list)][:3]
+        stored = sum(len(region.ask(i, "items", timeout=30)) for i in ids)
+        assert stored == 150 * 30

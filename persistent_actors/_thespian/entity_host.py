@@ -26,7 +26,7 @@ from __future__ import annotations
 import datetime
 import time
 from collections import OrderedDict, deque
-from typing import Any
+from typing import Any, Final
 
 from thespian.actors import ActorExitRequest, ChildActorExited, PoisonMessage, WakeupMessage
 
@@ -45,6 +45,9 @@ from persistent_actors._thespian.shard_memory import (
 )
 from persistent_actors._thespian.thread_inbox import close_inbox, deliver_inbox, install_inbox
 from persistent_actors.messages import PoisonPill
+
+# The PoisonPill the host passivates an entity with: this one object, known by identity.
+_PASSIVATION_PILL: Final = PoisonPill()
 
 __all__ = ["EntityHost"]
 
@@ -415,7 +418,7 @@ class EntityHost(CellHost[_EntityCell]):
             self._remove(cell)
             return
         # A PoisonPill: a persistent entity handles what it stashed while persisting first.
-        cell.receiveMessage(PoisonPill(), self.myAddress)
+        cell.receiveMessage(_PASSIVATION_PILL, self.myAddress)
 
     def _schedule_idle_check(self) -> None:
         assert self._start is not None  # noqa: S101
@@ -442,6 +445,12 @@ class EntityHost(CellHost[_EntityCell]):
         came in, so a reply still reaches its asker.
         """
         for message, sender in messages:
+            if message is _PASSIVATION_PILL:
+                # Stashed behind another stop (a user's PoisonPill), it was meant for the
+                # incarnation that stopped: carried over, it stopped the next one right after
+                # its recovery, whose start at max_active_entities passivated another entity,
+                # and so on for ever, the real messages carried along and never handled.
+                continue
             if isinstance(sender, AskRef):
                 envelope = p.Envelope(message, None, sender.correlation_id, sender.address)
             else:
