@@ -21,7 +21,7 @@ import pytest
 
 from persistent_actors import ActorRef, ActorSystem, PersistentActor
 from persistent_actors import _protocol as p
-from persistent_actors._actor import DEAD_LETTERS
+from persistent_actors._actor import DEAD_LETTERS, set_current_context
 from persistent_actors._eventsourced import Eventsourced
 from persistent_actors._replay_filter import ReplayFilterSettings
 from persistent_actors._serialization import default_serializer
@@ -175,8 +175,16 @@ class _Harness:
     def writes(self) -> list[p.WriteMessages]:
         return [m for m in self.cell.to_journal if isinstance(m, p.WriteMessages)]
 
+    def receive(self, message: Any) -> None:
+        """Hand the machine `message` as the host does: with the actor's context current."""
+        previous = set_current_context(self.cell)  # type: ignore[arg-type]
+        try:
+            self.es.receive(message, DEAD_LETTERS)
+        finally:
+            set_current_context(previous)
+
     def command(self, command: Callable[[_Scripted], None]) -> None:
-        self.es.receive(command, DEAD_LETTERS)
+        self.receive(command)
         self._check()
 
     def answer_next(self) -> p.WriteMessages:
@@ -184,7 +192,7 @@ class _Harness:
         request: p.WriteMessages = self.cell.to_journal.pop(0)
         outcomes = tuple(p.Looped() if isinstance(item, p.LoopMessage) else p.WriteStored()
                          for item in request.items)
-        self.es.receive(p.WriteMessagesResult(outcomes, 1), DEAD_LETTERS)
+        self.receive(p.WriteMessagesResult(outcomes, 1))
         self._check()
         return request
 
@@ -273,7 +281,7 @@ def test_failed_command_with_queued_events_sends_nothing_extra_while_in_flight()
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
-        h.es.receive(fail, DEAD_LETTERS)
+        h.receive(fail)
     h._check()
 
     assert len(h.writes) == 1  # "b" waits for the outstanding write
