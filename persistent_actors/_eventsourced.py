@@ -659,7 +659,7 @@ class Eventsourced:
         if not self.persistence_id:
             raise IllegalActorStateError(
                 f"{what} cannot be called in __init__: the actor's persistence_id is read once "
-                "__init__ returned (call it from on_command, a handler or a hook)")
+                "__init__ returned (call it from on_command or a persist handler)")
 
     def _check_may_persist(self) -> None:
         self._check_identified("persist")

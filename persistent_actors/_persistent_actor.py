@@ -33,8 +33,8 @@ def _in_handling(what: str) -> None:
     """
     if _current.context is None:  # set on the thread handling one of the actor's messages
         raise IllegalActorStateError(
-            f"{what} must be called while the actor handles a message (on_command, a "
-            "handler, a hook), not from another thread: tell the actor (or pipe_to it) what "
+            f"{what} must be called while the actor handles a message (in on_command or a "
+            "persist handler), not from another thread: tell the actor (or pipe_to it) what "
             "the thread found, and call it there")
 
 

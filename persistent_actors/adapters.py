@@ -21,6 +21,7 @@ plain ``dict``: that is how an event whose class was renamed or removed is still
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import pkgutil
 import threading
 from abc import ABC, abstractmethod
@@ -181,24 +182,33 @@ def split_adapter_settings(
             # key bound it to nothing, and every event was stored untagged, silently.
             raise ConfigError(
                 f"config key {key} binds write adapter {writers[0]!r} to {event_type!r}, which "
-                "is neither an importable \"module:QualName\" class nor the manifest of a "
-                "registered class (is it mistyped?)")
+                "names no class of that module and is the manifest of no registered class (is "
+                "it mistyped?)")
         bindings.append((str(event_type), tuple(listed)))
     return rest, AdapterSpec(tuple(adapters), tuple(bindings))
 
 
 def _names_a_class(event_type: str) -> bool:
-    """False if `event_type` has the shape of a class name but names no class (a typo)."""
-    if default_serializer.class_of(event_type) is not None:
-        return True
-    if ":" not in event_type or "<locals>" in event_type:
-        # A manifest, perhaps registered later (its module not imported yet), or a class
-        # defined in a function, which no import reaches.
-        return True
+    """False if `event_type` is ``module:QualName`` of a module that has no such class (a typo).
+
+    A key whose module cannot be imported is trusted: it may be a manifest with a colon that
+    a module not imported yet registers (a cluster node reads its config before it imports
+    its entity classes).
+    """
+    if default_serializer.class_of(event_type) is not None or ":" not in event_type or \
+            "<locals>" in event_type:
+        return True  # (a class defined in a function: no import reaches it)
+    module_name, _, qualname = event_type.partition(":")
     try:
-        return isinstance(pkgutil.resolve_name(event_type), type)
-    except (ImportError, AttributeError, ValueError):
-        return False
+        module: Any = importlib.import_module(module_name)
+    except Exception:  # noqa: BLE001 - not importable here: cannot tell, so trusted
+        return True
+    obj = module
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return False
+    return isinstance(obj, type)
 
 
 def _resolve_adapter_class(target: str) -> type[Any]:

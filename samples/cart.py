@@ -169,8 +169,10 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    # Run the copy imported as `samples.cart`: on multiproc-tcp the actor processes import the
-    # cart's class by its module, which `__main__` is not.
-    from samples.cart import main as _main
+    if __spec__ is not None and __spec__.name == "samples.cart":  # python -m samples.cart
+        # Run the copy imported as `samples.cart`: on multiproc-tcp the actor processes import
+        # the cart's class by its module, which `__main__` is not.
+        from samples.cart import main as _main
 
-    sys.exit(_main(sys.argv))
+        sys.exit(_main(sys.argv))
+    sys.exit(main(sys.argv))  # run as a file (python samples/cart.py): the simple base

@@ -409,3 +409,9 @@ class WrongRetentionType(Reporter):
     """Its `retention` is no `RetentionCriteria`."""
 
     retention = 5  # type: ignore[assignment]
+
+
+class SecondBackoffReporter(Reporter):
+    """Waits 1 s for its back-off restart."""
+
+    backoff = Backoff.on_stop(min_backoff=1.0, max_backoff=1.0, random_factor=0.0)

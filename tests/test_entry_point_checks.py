@@ -52,6 +52,12 @@ def test_register_refuses_an_encode_or_decode_that_is_no_function() -> None:
         register(Money, manifest="tests.entry.Money", encode=not_a_function, decode=Money)
 
 
+def test_test_kit_filters_take_what_isinstance_takes() -> None:
+    assert Fail(on_type=(int, bytes)).matches([b"x"])
+    assert Reject(on_type=int | bytes).matches([3])
+    assert not Reject(on_type=int | bytes).matches(["x"])
+
+
 @pytest.mark.parametrize("seconds", [1e15, 8.7e13])
 def test_a_backoff_beyond_1e9_seconds_is_refused(seconds: float) -> None:
     # 1e15 overflowed thespian's wakeup when the actor failed (after its event was lost).
@@ -66,10 +72,12 @@ _SOURCE: Any = lambda offset: None  # noqa: E731 - never called
 
 
 @pytest.mark.parametrize(("build", "error", "text"), [
-    (lambda: Fail(on_type=5), TypeError, "Fail.on_type must be a class"),  # type: ignore[arg-type]
+    (lambda: Fail(on_type=5), TypeError, "Fail.on_type must be a class, a tuple"),  # type: ignore[arg-type]
     (lambda: Reject(predicate=5), TypeError,  # type: ignore[arg-type]
      "Reject.predicate must be callable"),
     (lambda: Fail(unless="yes"), TypeError, "Fail.unless must be a bool"),  # type: ignore[arg-type]
+    (lambda: Fail(on_type=(int, 5)), TypeError,  # type: ignore[arg-type]
+     "Fail.on_type must be a class, a tuple"),
     (lambda: Delay(1e300), ValueError, "Delay.seconds must be a finite number of seconds"),
     (lambda: Tagged("e", None), TypeError, "Tagged tags must be an iterable of str"),  # type: ignore[arg-type]
     (lambda: Tagged("e", _BYTES), TypeError, "not the bytes"),

@@ -71,6 +71,7 @@ from tests.failure_actors import (
     ProcessReporter,
     RaisingRecoveryFailureHook,
     Reporter,
+    SecondBackoffReporter,
     SlowRecovery,
     StopInHandler,
     StopsInRecovery,
@@ -330,6 +331,22 @@ def test_a_stopped_actors_timers_are_no_dead_letters(base: str) -> None:
         system.stop(actor)
         assert probe.expect_msg(timeout=10) == "stopped"
         dead.expect_no_msg(1.0)
+
+
+def test_late_plugin_answers_to_a_backed_off_instance_are_no_commands(base: str) -> None:
+    # The replay of a recovery that timed out arrived while the actor waited for its back-off
+    # restart, was kept with the messages for the next instance, and reached its on_command.
+    config = kit_config(base)
+    config["persistence"]["recovery_event_timeout"] = 0.3
+    with ActorSystem("failures", config=config) as system:
+        kit, probe = PersistenceTestKit(system), TestProbe(system)
+        kit.journal.on_recovery(Delay(0.6))
+        system.actor_of(SecondBackoffReporter, "late", probe.ref)
+        assert probe.expect_msg(timeout=10) == ("recovery-failed", "RecoveryTimedOutError")
+        assert probe.expect_msg(timeout=10) == "stopped"
+        kit.journal.on_recovery(Pass())
+        assert probe.expect_msg(timeout=10) == ("recovered", 0, 0)
+        probe.expect_no_msg(1.0)
 
 
 def test_poison_pill_waits_for_the_pending_persist_handler(kit: Kit) -> None:

@@ -161,6 +161,14 @@ def test_a_readme_command_runs_on_a_fresh_clone(clone: Path, command: str) -> No
         assert last_sequence_nr(again.stdout) == 2 * first, again.stdout
 
 
+def test_the_cart_sample_runs_as_a_file(clone: Path) -> None:
+    # Its hand-over to `samples.cart` (for multiproc-tcp) failed when run by path, where the
+    # package is not importable.
+    result = run(clone, ".venv/bin/python samples/cart.py")
+    assert result.returncode == 0, result.stderr
+    assert "recovered count: 2" in result.stdout, result.stdout
+
+
 def test_the_cart_sample_runs_on_multiproc_tcp(clone: Path) -> None:
     # `python -m samples.cart` runs its module as __main__, which actor processes cannot
     # import the cart's class from: it was refused with ActorInitializationError.

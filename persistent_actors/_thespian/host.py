@@ -459,7 +459,9 @@ class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
         if self._backing_off is not None:
             if isinstance(message, PoisonPill):
                 self.stop_actor()
-            else:
+            elif type(message).__module__ != p.__name__:
+                # (A plugin's late answer to the stopped instance, such as the replay of a
+                # recovery that timed out, is not kept: the next instance got it as a command.)
                 self._backing_off.append((message, sender_ref))
             return
         es = self._es

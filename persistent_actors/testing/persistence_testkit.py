@@ -37,7 +37,7 @@ import logging
 import math
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from types import TracebackType
+from types import TracebackType, UnionType
 from typing import TYPE_CHECKING, Any, Final
 
 from persistent_actors._config import JOURNAL, SNAPSHOT_STORE, resolve_plugin
@@ -55,6 +55,10 @@ if TYPE_CHECKING:
     from persistent_actors._system import ActorSystem
 
 log = logging.getLogger(__name__)
+
+
+# What `isinstance` takes: a class, a tuple of classes, a union (``A | B``).
+ClassFilter = type[Any] | tuple[type[Any], ...] | UnionType
 
 __all__ = [
     "Delay",
@@ -86,7 +90,7 @@ class Delay:
 class Fail:
     """Raise a plugin error for matching events (every operation when no filter is given)."""
 
-    on_type: type[Any] | None = None
+    on_type: ClassFilter | None = None
     predicate: Callable[[Any], bool] | None = None
     unless: bool = False
     delay: float = 0.0
@@ -113,8 +117,12 @@ _MAX_DELAY = 1e6
 
 def _check_filter(name: str, on_type: Any, predicate: Any, unless: Any) -> None:
     # Checked here: found at the next write, a bad filter failed (and stopped) the actor.
-    if on_type is not None and not isinstance(on_type, type):
-        raise TypeError(f"{name}.on_type must be a class (or None), got {on_type!r}")
+    if on_type is not None:
+        try:  # a class, a tuple of classes or a union, as isinstance takes them
+            isinstance(None, on_type)
+        except TypeError:
+            raise TypeError(f"{name}.on_type must be a class, a tuple of classes or a union "
+                            f"(or None), got {on_type!r}") from None
     if predicate is not None and not callable(predicate):
         raise TypeError(f"{name}.predicate must be callable (or None), got {predicate!r}")
     if not isinstance(unless, bool):
@@ -125,7 +133,7 @@ def _check_filter(name: str, on_type: Any, predicate: Any, unless: Any) -> None:
 class Reject:
     """Reject matching journal writes: not stored, the actor's ``on_persist_rejected`` runs."""
 
-    on_type: type[Any] | None = None
+    on_type: ClassFilter | None = None
     predicate: Callable[[Any], bool] | None = None
     unless: bool = False
     delay: float = 0.0
@@ -146,7 +154,7 @@ def _filtered(behaviour: Fail | Reject) -> bool:
     return behaviour.on_type is not None or behaviour.predicate is not None
 
 
-def _matches(on_type: type[Any] | None, predicate: Callable[[Any], bool] | None, unless: bool,
+def _matches(on_type: ClassFilter | None, predicate: Callable[[Any], bool] | None, unless: bool,
              events: Sequence[Any]) -> bool:
     if on_type is None and predicate is None:
         hit = True
