@@ -291,9 +291,10 @@ class ErrorStrategy:
             raise ValueError(f"max_retries must be None or an int >= 0, got {self.max_retries!r}")
         for name in ("min_backoff", "max_backoff"):
             value = getattr(self, name)
-            if not isinstance(value, int | float) or isinstance(value, bool) or \
-                    not 0 <= value <= 1e9:  # NaN fails too
+            if not isinstance(value, int | float) or isinstance(value, bool):
                 raise TypeError(f"{name} must be a number of seconds in [0, 1e9], got {value!r}")
+            if not 0 <= value <= 1e9:  # NaN fails too
+                raise ValueError(f"{name} must be a number of seconds in [0, 1e9], got {value!r}")
         if not self.min_backoff <= self.max_backoff:
             raise ValueError(f"need 0 <= min_backoff <= max_backoff, got {self.min_backoff!r} "
                              f"and {self.max_backoff!r}")
