@@ -661,8 +661,8 @@ def test_poison_pills_under_the_active_limit_leave_the_region_working(
             async def client(c: int) -> list[Any]:
                 rnd = random.Random(c)
                 return [await region.ask_async(rnd.choice(ids), AddItem(f"{c}-{i}"), timeout=10)
-                        for i in range(30)]
-            answers: list[Any] = await asyncio.gather(*(client(c) for c in range(150)),
+                        for i in range(20)]
+            answers: list[Any] = await asyncio.gather(*(client(c) for c in range(100)),
                                                       return_exceptions=True)
             return answers
 
@@ -676,4 +676,4 @@ def test_poison_pills_under_the_active_limit_leave_the_region_working(
         assert all(isinstance(a, list) for a in answers), [a for a in answers
                                                             if not isinstance(a, list)][:3]
         stored = sum(len(region.ask(i, "items", timeout=30)) for i in ids)
-        assert stored == 150 * 30
+        assert stored == 100 * 20

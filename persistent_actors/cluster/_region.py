@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import threading
 import time
 from typing import Any
@@ -28,6 +29,8 @@ from persistent_actors._region import EntityRegion, check_entity_id, shard_of
 from persistent_actors.cluster._directory import Directory, LoopThread, Owner
 from persistent_actors.cluster._messages import ShardNotOwned
 from persistent_actors.errors import AskTimeoutError
+
+log = logging.getLogger("persistent_actors")
 
 __all__ = ["ClusterRegion", "Routes", "address_of", "address_text"]
 
@@ -178,8 +181,18 @@ class ClusterRegion(EntityRegion):
         return self._ref(entity_id, owner)
 
     def tell(self, entity_id: str, message: Any, sender: Any = None) -> None:
-        """Send to the entity at its shard's current owner (at most once; see the module doc)."""
-        self.ref(entity_id).tell(message, sender)
+        """Send to the entity at its shard's current owner (at most once; see the module doc).
+
+        With no live owner within 5 s (every node down) the message is dropped with a
+        warning: a tell never raises for the cluster's state (it raised AskTimeoutError).
+        """
+        try:
+            ref = self.ref(entity_id)
+        except AskTimeoutError as e:
+            log.warning("cluster region %r: dropped a tell to %r: %s", self._type_name,
+                        entity_id, e)
+            return
+        ref.tell(message, sender)
 
     def ask(self, entity_id: str, message: Any, timeout: float = 5.0) -> Any:
         """Ask the entity, re-sending within `timeout` while a host refuses the shard.
@@ -192,9 +205,12 @@ class ClusterRegion(EntityRegion):
         check_entity_id(entity_id)
         shard = shard_of(entity_id, self._shards)
         deadline = time.monotonic() + timeout
+        refused = False
         while True:
             owner = self._routes.owner(self._type_name, shard, deadline)
             remaining = deadline - time.monotonic()
+            if remaining <= 0 and refused:
+                raise AskTimeoutError(_refused(self._type_name, entity_id, shard, timeout))
             try:
                 reply = self._ref(entity_id, owner).ask(message, max(remaining, 0.001))
             except AskTimeoutError as e:
@@ -202,6 +218,7 @@ class ClusterRegion(EntityRegion):
                 raise AskTimeoutError(_lost(self._type_name, entity_id, owner, e)) from None
             if not isinstance(reply, ShardNotOwned):
                 return reply
+            refused = True
             self._routes.forget(self._type_name, owner)
             time.sleep(_RETRY_PAUSE)
 
@@ -210,9 +227,12 @@ class ClusterRegion(EntityRegion):
         check_entity_id(entity_id)
         shard = shard_of(entity_id, self._shards)
         deadline = time.monotonic() + timeout
+        refused = False
         while True:
             owner = await self._routes.owner_async(self._type_name, shard, deadline)
             remaining = deadline - time.monotonic()
+            if remaining <= 0 and refused:
+                raise AskTimeoutError(_refused(self._type_name, entity_id, shard, timeout))
             try:
                 reply = await self._ref(entity_id, owner).ask_async(message, max(remaining,
                                                                                   0.001))
@@ -221,6 +241,7 @@ class ClusterRegion(EntityRegion):
                 raise AskTimeoutError(_lost(self._type_name, entity_id, owner, e)) from None
             if not isinstance(reply, ShardNotOwned):
                 return reply
+            refused = True
             self._routes.forget(self._type_name, owner)
             await asyncio.sleep(_RETRY_PAUSE)
 
@@ -241,3 +262,10 @@ def _lost(type_name: str, entity_id: str, owner: Owner, error: AskTimeoutError) 
     return (f"{error} (entity {type_name}/{entity_id} on cluster node {owner.node_id!r}; if "
             "that node failed, the message may or may not have been applied and is not re-sent; "
             "its shards move to other nodes once their leases expire)")
+
+
+def _refused(type_name: str, entity_id: str, shard: int, timeout: float) -> str:
+    return (f"the owners of shard {shard} of entity type {type_name!r} refused "
+            f"{type_name}/{entity_id} until the ask's timeout ({timeout:g}s): the shard was "
+            "moving (a rebalance or failover), or this client's [sharding] shards differs from "
+            "the cluster's; the message was not delivered")
