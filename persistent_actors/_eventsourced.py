@@ -253,17 +253,25 @@ class Eventsourced:
         return self._stash
 
     # -- recovery ---------------------------------------------------------------------------
-    def start_recovery(self) -> None:
-        """Begin recovery: load a snapshot (unless the criteria select none), then replay."""
+    def recovery_settings(self) -> tuple[Recovery, RetentionCriteria | None]:
+        """The actor's `recovery` and `retention`, checked (the host reads them at start too).
+
+        Raises:
+            TypeError: `recovery` is not a `Recovery`.
+            ConfigError: `retention` is not valid.
+
+        """
         recovery = self.actor.recovery
         if not isinstance(recovery, Recovery):
-            self._fail_recovery(
-                TypeError(f"{type(self.actor).__qualname__}.recovery must be a Recovery, got "
-                          f"{type(recovery).__name__}"), None)
-            return
+            raise TypeError(f"{type(self.actor).__qualname__}.recovery must be a Recovery, "
+                            f"got {type(recovery).__name__}")
+        return recovery, retention_of(self.actor)
+
+    def start_recovery(self) -> None:
+        """Begin recovery: load a snapshot (unless the criteria select none), then replay."""
         try:
-            self._retention = retention_of(self.actor)
-        except ConfigError as e:
+            recovery, self._retention = self.recovery_settings()
+        except (TypeError, ConfigError) as e:
             self._fail_recovery(e, None)
             return
         self._recovery = recovery

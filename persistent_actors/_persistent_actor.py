@@ -24,7 +24,6 @@ E = TypeVar("E")
 _DEFAULT_RECOVERY = Recovery()
 
 
-
 def _in_handling(what: str) -> None:
     """Refuse `what` outside the actor's own message handling (on another thread).
 

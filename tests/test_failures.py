@@ -198,8 +198,7 @@ def test_a_failing_snapshot_load_fails_recovery(kit: Kit) -> None:
 
 
 def test_recovery_without_progress_times_out(base: str) -> None:
-    config = kit_config(base)
-    config["persistence"]["recovery_event_timeout"] = 0.3
+    config = kit_config(base, recovery_event_timeout=0.3)
     with ActorSystem("failures", config=config) as system:
         kit, probe = PersistenceTestKit(system), TestProbe(system)
         kit.journal.on_recovery(Delay(1.0))
@@ -321,8 +320,7 @@ def test_a_failing_recovery_failure_hook_is_logged_as_a_stop(
 def test_a_stopped_actors_timers_are_no_dead_letters(base: str) -> None:
     # On the simple base the recovery timeout's wakeup of a stopped actor came due later and
     # was published as a DeadLetter(<thespian WakeupMessage>), as was a user timer's.
-    config = kit_config(base)
-    config["persistence"]["recovery_event_timeout"] = 0.3
+    config = kit_config(base, recovery_event_timeout=0.3)
     with ActorSystem("failures", config=config) as system:
         probe, dead = TestProbe(system), TestProbe(system)
         system.event_stream.subscribe(dead.ref, DeadLetter)
@@ -336,8 +334,7 @@ def test_a_stopped_actors_timers_are_no_dead_letters(base: str) -> None:
 def test_late_plugin_answers_to_a_backed_off_instance_are_no_commands(base: str) -> None:
     # The replay of a recovery that timed out arrived while the actor waited for its back-off
     # restart, was kept with the messages for the next instance, and reached its on_command.
-    config = kit_config(base)
-    config["persistence"]["recovery_event_timeout"] = 0.3
+    config = kit_config(base, recovery_event_timeout=0.3)
     with ActorSystem("failures", config=config) as system:
         kit, probe = PersistenceTestKit(system), TestProbe(system)
         kit.journal.on_recovery(Delay(0.6))

@@ -64,8 +64,6 @@ from persistent_actors.errors import (
     StashOverflowError,
 )
 from persistent_actors.messages import DeadLetter, Kill, PoisonPill, Terminated
-from persistent_actors.recovery import Recovery
-from persistent_actors.retention import retention_of
 from persistent_actors.stored import unstorable
 from persistent_actors.supervision import BackoffOptions
 from persistent_actors.timers import NOT_ACTIVE
@@ -636,11 +634,7 @@ class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
         if self._es is not None:
             # Read now, while a failure still fails actor_of (ActorInitializationError):
             # recovery itself starts later, when the guardian grants a recovery permit.
-            recovery = self._es.actor.recovery
-            if not isinstance(recovery, Recovery):
-                raise TypeError(f"{type(self._es.actor).__qualname__}.recovery must be a "
-                                f"Recovery, got {type(recovery).__name__}")
-            retention_of(self._es.actor)  # a ConfigError for a bad `retention`
+            self._es.recovery_settings()
             self._want_recovery()
 
     def _want_recovery(self) -> None:
