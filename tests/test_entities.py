@@ -633,17 +633,15 @@ def test_remembered_entities_come_back_when_their_host_process_is_killed(
         assert all(up.pid != victim for up in ups.values())
 
 
-@pytest.mark.parametrize("entity_base", [
-    "simple", pytest.param("multiproc-tcp", marks=pytest.mark.multiproc)])
-def test_poison_pills_under_the_active_limit_leave_the_region_working(
-        entity_base: str, tmp_path: Path) -> None:
-    # (Entity hosts are the same with or without shared actor_of hosts: two bases, not three;
-    # it takes 10-15 s on multiproc-tcp.)
+@pytest.mark.multiproc
+def test_poison_pills_under_the_active_limit_leave_the_region_working(tmp_path: Path) -> None:
+    # (On multiproc-tcp only, where it fails without the fix: on the simple base the loop
+    # drained by itself. Entity hosts are the same with or without shared actor_of hosts.)
     # A host's passivation PoisonPill stashed behind a user's was carried to the entity's next
     # incarnation, which stopped on it right after recovery; its start at the limit passivated
     # another entity, and so on for ever: no entity answered again, even after the traffic.
     ids = [f"u{n}" for n in range(40)]
-    config = system_config(entity_base,
+    config = system_config("multiproc-tcp",
                            journal={"plugin": "sqlite", "path": str(tmp_path / "j.db")})
     config["sharding"] = {"host_processes": 1, "passivate_idle_after": 0,
                           "max_active_entities": 3}
