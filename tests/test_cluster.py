@@ -27,10 +27,12 @@ import pytest
 from persistent_actors import (
     ActorSystem,
     AskTimeoutError,
+    ClusterError,
     ConfigError,
     MessageNotSerializableError,
 )
 from persistent_actors._config import load_settings
+from persistent_actors.cluster._directory import Directory
 from persistent_actors.cluster._region import ClusterRegion
 from persistent_actors.cluster.node import Node
 from persistent_actors.testing import TestProbe
@@ -196,6 +198,35 @@ def test_a_client_without_nodes_fails_clearly(pg_schema: str,
             pickle.dumps(carts)
         with pytest.raises(MessageNotSerializableError, match="cannot be handed to an actor"):
             TestProbe(system).ref.tell(carts)
+
+
+def test_a_client_with_another_shard_count_than_the_nodes_fails_clearly(pg_schema: str) -> None:
+    # The nodes checked their counts against each other, a client not: with another count it
+    # sent each entity's messages to the owner of another shard, refused until the timeout.
+    settings = load_settings(cluster_config(pg_schema, "127.0.0.1:1", shards=8)).cluster
+    assert settings is not None
+    directory = Directory(settings, 8)
+
+    async def register() -> None:
+        await directory.start()
+        try:
+            await directory.register("node-x", "127.0.0.1:1", {"cart": []})
+        finally:
+            await directory.close()
+
+    asyncio.run(register())
+    with ActorSystem("client", config=cluster_config(pg_schema, "127.0.0.1:1",
+                                                     shards=32)) as system:
+        carts = system.entities("cart", Cart)
+        expected = r"'cart' has 8 shards in the cluster, this client is configured with " \
+                   r"\[sharding\] shards = 32"
+        with pytest.raises(ClusterError, match=expected):
+            carts.ask("alice", "items", timeout=5)
+        with pytest.raises(ClusterError, match=expected):
+            carts.tell("alice", "items")
+        # The type not stored yet (no node ran it): no error, as no owner either.
+        with pytest.raises(AskTimeoutError, match="no live cluster node owns shard"):
+            system.entities("wallet", Cart).ask("alice", "items", timeout=0.5)
 
 
 @pytest.mark.timeout(120)

@@ -95,6 +95,17 @@ class Directory:
         self.shards = shards
         self._pool: Any = None
         self._schema = '"' + settings.schema + '"'
+        self._shards_checked: set[str] = set()  # types whose stored shard count matched
+
+    def _check_shards(self, type_name: str, stored: int, who: str) -> None:
+        """Refuse a `stored` shard count (0: none stored yet) other than this process's."""
+        if stored and stored != self.shards:
+            raise ClusterError(
+                f"entity type {type_name!r} has {stored} shards in the cluster, this {who} "
+                f"is configured with [sharding] shards = {self.shards}; the number of shards "
+                "is fixed for the life of the cluster (every node and client must use it)")
+        if stored:
+            self._shards_checked.add(type_name)
 
     def _t(self, name: str) -> str:
         return f"{self._schema}.{name}"
@@ -144,11 +155,7 @@ class Directory:
                 stored = await c.fetchval(
                     f"SELECT count(*) FROM {self._t('shard_leases')} WHERE type_name = $1",
                     type_name)
-                if stored and stored != self.shards:
-                    raise ClusterError(
-                        f"entity type {type_name!r} has {stored} shards in the cluster, this "
-                        f"node is configured with [sharding] shards = {self.shards}; the "
-                        "number of shards is fixed for the life of the cluster")
+                self._check_shards(type_name, stored, "node")
                 await c.execute(
                     f"""INSERT INTO {self._t('shard_leases')} (type_name, shard, expires_at)
                         SELECT $1, s, '-infinity' FROM generate_series(0, $2 - 1) AS s
@@ -234,8 +241,19 @@ class Directory:
 
     # -- a client's side -----------------------------------------------------------------------
     async def owners(self, type_name: str) -> dict[int, Owner]:
-        """Shard -> its owner, for the shards with an unexpired lease of a current node."""
+        """Shard -> its owner, for the shards with an unexpired lease of a current node.
+
+        Raises:
+            ClusterError: the type's stored shard count differs from this process's (a
+                client with another ``[sharding] shards`` would send each entity's messages
+                to the owner of another shard, which refuses them).
+
+        """
         async with self._pool.acquire() as c:
+            if type_name not in self._shards_checked:  # once per type, once a node stored it
+                self._check_shards(type_name, await c.fetchval(
+                    f"SELECT count(*) FROM {self._t('shard_leases')} WHERE type_name = $1",
+                    type_name), "client")
             rows = await c.fetch(
                 f"""SELECT l.shard, l.node_id, n.hosts -> $1 AS hosts
                     FROM {self._t('shard_leases')} l JOIN {self._t('cluster_nodes')} n
