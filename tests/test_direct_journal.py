@@ -144,7 +144,10 @@ def test_a_command_that_raises_after_persist_restarts_and_the_event_is_replayed(
     # The second command waits for the first's handler, then persists and raises.
     assert sender.ask([(ledger, ("p", 4)), (ledger, ("raise", 5))], timeout=TIMEOUT) == "sent"
     # The old instance's handler never runs (its result is not the new instance's); the new
-    # instance replays the event, then carries on from its sequence number.
+    # instance replays the event, then carries on from its sequence number. Waited for: on
+    # multiproc-tcp the sender's tells may reach the ledger after an ask from here (they come
+    # from another process), and then ("ask", 6) was stored first, as event 1.
+    _wait_log(ledger, ("recovery-completed", 2))
     assert ledger.ask(("ask", 6), timeout=TIMEOUT) == ("stored", 6, 3)
     assert _log(ledger) == [("recovered", 4, 1), ("recovered", 5, 2), ("recovery-completed", 2),
                             ("cmd", 6), ("evt", 6, 3)]
