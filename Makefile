@@ -31,10 +31,13 @@ sample: $(STAMP)
 replay: $(STAMP)
 	$(PY) -m samples.replay
 
+# The suite runs on TEST_WORKERS pytest-xdist workers (each test still starts and shuts down
+# its own actor systems); `make test TEST_WORKERS=0` runs it in one process.
+TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m mypy
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 CYCLES ?= 500
 torture: $(STAMP)

@@ -68,9 +68,14 @@ A = TypeVar("A", bound=Actor)
 # The systems still running, shut down at interpreter exit.
 _live: weakref.WeakSet[ActorSystem] = weakref.WeakSet()
 
-# Every admin port this process used for a multi-process system: a test session sweeps them at
-# the end (re-attach and shut down), which also cleans up after a crashed test.
+# Every admin port this process used for a multi-process system (a new system avoids them: old
+# actor processes may still be exiting), and those whose system this process started and has
+# not shut down: a test session sweeps these at the end (re-attach and shut down), which cleans
+# up after a crashed test and leaves alone a port that another process took since.
 ADMIN_PORTS: list[int] = []
+OPEN_ADMIN_PORTS: set[int | None] = set()
+# Ports tried for a system whose admin_port is left to choose (see `ActorSystem._start_admin`).
+_FREE_PORT_ATTEMPTS = 5
 
 _THESPIAN_LOG_DEFS: dict[str, Any] = {
     # A dict, never False: logDefs=False kills every child actor on the multi-process bases
@@ -104,24 +109,11 @@ class ActorSystem:
             raise ValueError(f"actor system name must be a non-empty str, got {name!r}")
         self.name = name
         self.settings: Settings = load_settings(config)
-        capabilities: dict[str, Any] = {}
         log_defs: Any = False  # simple base: leave the application's logging alone
+        self._admin_port: int | None = None  # multiproc-tcp's, once its admin runs
         if self.settings.base != "simple":
             # Before thespian starts: it forks every process from this one (they inherit it).
             secure_transport(self.settings.bind_address, self.settings.secret_file)
-            port = self.settings.admin_port or free_port(avoid=frozenset(ADMIN_PORTS))
-            if self.settings.admin_port and listened_on(self.settings.bind_address, port):
-                # Thespian would join the admin listening there (another system's, maybe of
-                # another service): two systems in one, and this one's shutdown ends both.
-                raise ConfigError(
-                    f"admin_port {port} is in use on {self.settings.bind_address}: another "
-                    "actor system (or program) listens there; give each system its own port, "
-                    "or leave admin_port out to take a free one")
-            ADMIN_PORTS.append(port)
-            capabilities["Admin Port"] = port
-            cluster = self.settings.cluster
-            if cluster is not None:  # before thespian forks its admin: see cluster/_transport
-                capabilities.update(cluster_capabilities(cluster, port, node_id_of(cluster, port)))
             log_defs = _THESPIAN_LOG_DEFS
             # Thespian unpickles whatever reaches an actor's port, so by default every port
             # listens on loopback only; forked actor processes inherit the variable.
@@ -154,29 +146,11 @@ class ActorSystem:
             # and each actor process's collector walked the inherited heap, and its loop
             # started wherever its parent's stack happened to be
             prepare_actor_processes()
+            self._asys, self._admin_port = self._start_admin(log_defs)
         else:
             fast_wakeup_checks()  # the simple base scans every pending wakeup per message
-        started = admins_started()
-        try:
-            self._asys = ThespianActorSystem(self.settings.thespian_base, capabilities,
+            self._asys = ThespianActorSystem(self.settings.thespian_base, {},
                                              logDefs=log_defs, transientUnique=True)
-            if self.settings.admin_port and started is not None and \
-                    admins_started() == started:
-                # Thespian joined an admin that another system started on the port between
-                # the check above and now: leave it to that system (no shutdown of ours).
-                raise ConfigError(
-                    f"admin_port {self.settings.admin_port} is in use: another actor system "
-                    "started on it at the same time; give each system its own port, or leave "
-                    "admin_port out to take a free one")
-        except InvalidActorAddress as e:
-            if not self.settings.admin_port:
-                raise
-            # Another system took the port between the check above and thespian's bind (two
-            # started at once): thespian says only that the address is no admin.
-            raise ConfigError(
-                f"admin_port {self.settings.admin_port} could not be bound: another actor "
-                "system (or program) took it as this one started; give each system its own "
-                f"port, or leave admin_port out to take a free one ({e})") from e
         self._endpoint = Endpoint(name, self._asys, simple=self.settings.base == "simple")
         self._regions: dict[str, EntityRegion] = {}
         self._regions_lock = threading.Lock()
@@ -230,6 +204,60 @@ class ActorSystem:
         """The external side (send, listen, request); for the package's own tools."""
         return self._endpoint
 
+    def _start_admin(self, log_defs: Any) -> tuple[ThespianActorSystem, int]:
+        """Start this system's multiproc-tcp admin: the thespian system and its admin port.
+
+        A port left to choose (no ``admin_port``) is taken again, up to
+        `_FREE_PORT_ATTEMPTS` times, when another system took the same one as this one started
+        (two applications starting at once on one machine): thespian would otherwise have
+        joined that system's admin silently (two systems in one; this one's shutdown ends
+        both). A configured port in use is a `ConfigError`.
+        """
+        configured = self.settings.admin_port
+        for attempt in range(1, _FREE_PORT_ATTEMPTS + 1):
+            port = configured or free_port(avoid=frozenset(ADMIN_PORTS))
+            if configured and listened_on(self.settings.bind_address, port):
+                # Thespian would join the admin listening there (another system's, maybe of
+                # another service): two systems in one, and this one's shutdown ends both.
+                raise ConfigError(
+                    f"admin_port {port} is in use on {self.settings.bind_address}: another "
+                    "actor system (or program) listens there; give each system its own port, "
+                    "or leave admin_port out to take a free one")
+            ADMIN_PORTS.append(port)
+            capabilities: dict[str, Any] = {"Admin Port": port}
+            cluster = self.settings.cluster
+            if cluster is not None:  # before thespian forks its admin: see cluster/_transport
+                capabilities.update(cluster_capabilities(cluster, port, node_id_of(cluster, port)))
+            started = admins_started()
+            try:
+                asys = ThespianActorSystem(self.settings.thespian_base, capabilities,
+                                           logDefs=log_defs, transientUnique=True)
+            except InvalidActorAddress as e:
+                # Another system took the port between the check and thespian's bind (two
+                # started at once): thespian says only that the address is no admin.
+                if not configured and attempt < _FREE_PORT_ATTEMPTS:
+                    continue
+                if not configured:
+                    raise
+                raise ConfigError(
+                    f"admin_port {port} could not be bound: another actor system (or "
+                    "program) took it as this one started; give each system its own port, or "
+                    f"leave admin_port out to take a free one ({e})") from e
+            if started is None or admins_started() != started:
+                OPEN_ADMIN_PORTS.add(port)
+                return asys, port
+            # Thespian joined an admin that another system started on the port between the
+            # check above and now: leave that system alone (no shutdown, only our socket).
+            asys._systemBase.transport.close()  # noqa: SLF001 - thespian has no other way
+            if configured:
+                raise ConfigError(
+                    f"admin_port {port} is in use: another actor system started on it at the "
+                    "same time; give each system its own port, or leave admin_port out to "
+                    "take a free one")
+        raise ConfigError(
+            f"no free admin port could be taken in {_FREE_PORT_ATTEMPTS} attempts: other "
+            "actor systems took each one as this one started; set [actor_system] admin_port")
+
     def shutdown(self) -> None:
         """Stop every actor and the thespian system; idempotent. No process is left behind."""
         if self._endpoint.shutdown():
@@ -245,6 +273,7 @@ class ActorSystem:
                                 "the shutdown (a handler or plugin call still running, or "
                                 "thespian waiting for a child's exit); killed",
                                 self.name, len(reaped), REAP_GRACE)
+            OPEN_ADMIN_PORTS.discard(self._admin_port)
         routes, self._routes = self._routes, None
         if routes is not None:
             routes.close()

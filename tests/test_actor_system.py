@@ -28,8 +28,9 @@ from persistent_actors import (
     PoisonPill,
     Status,
     Terminated,
+    _system,
 )
-from persistent_actors._system import ADMIN_PORTS
+from persistent_actors._system import ADMIN_PORTS, OPEN_ADMIN_PORTS
 from persistent_actors._thespian.loopback import free_port
 from persistent_actors.testing import TestProbe
 from tests.conftest import system_config
@@ -135,6 +136,28 @@ def test_an_admin_port_in_use_is_refused_and_the_running_system_goes_on() -> Non
     # Once it shut down, the port serves the next system.
     with ActorSystem("third", config=config) as third:
         assert third.actor_of(Echo, name="x").ask("hi", timeout=10) == "hi"
+
+
+@pytest.mark.multiproc
+def test_a_free_port_another_system_took_meanwhile_is_chosen_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two applications starting at once without admin_port may pick the same free port: the
+    # second joined the first one's admin silently (two systems in one; its shutdown ended the
+    # first). Here the second is handed the first one's port, as such a race would.
+    with ActorSystem("first", config={"actor_system": {"base": "multiproc-tcp"}}) as first:
+        taken = ADMIN_PORTS[-1]
+        echo = first.actor_of(Echo, name="x")
+        picks = iter([taken])
+        real = free_port
+        monkeypatch.setattr(_system, "free_port",
+                            lambda **kw: next(picks, None) or real(**kw))
+        with ActorSystem("second", config={"actor_system": {"base": "multiproc-tcp"}}) as second:
+            assert ADMIN_PORTS[-1] != taken
+            assert second.actor_of(Echo, name="x").ask("mine", timeout=10) == "mine"
+        assert taken in OPEN_ADMIN_PORTS  # and only the first's: the sweep leaves the other
+        assert echo.ask("still here", timeout=10) == "still here"
+        assert first.actor_of(Echo).ask("and new ones", timeout=10) == "and new ones"
+    assert taken not in OPEN_ADMIN_PORTS  # shut down: no sweep of a port another may take
 
 
 @pytest.mark.multiproc

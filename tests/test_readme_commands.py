@@ -52,7 +52,9 @@ RUN = {  # run for real in the fresh clone
     "make sample", "make replay", ".venv/bin/python -m samples.cart samples/sqlite.toml",
 }
 SERVE = {".venv/bin/python -m samples.web [samples/sqlite.toml]"}  # started, queried, stopped
-DRY_RUN = {"make test", "make bench", "make torture CYCLES=500"}  # the target exists
+DRY_RUN = {  # the target exists (and takes the variable given)
+    "make test", "make test TEST_WORKERS=0", "make bench", "make torture CYCLES=500",
+}
 ARGUMENTS = {  # the module exists and accepts these arguments (--help after them)
     ".venv/bin/python -m bench --out docs/bench",
     ".venv/bin/python -m bench --rounds 3 --only persist,es_save_1,raw_tx1",
@@ -234,6 +236,8 @@ def test_a_long_readme_make_command_names_a_real_target(clone: Path, command: st
     result = run(clone, command.replace("make ", "make -n ", 1))
     assert result.returncode == 0, result.stderr
     assert ".venv/bin/python -m" in result.stdout
+    if "TEST_WORKERS=0" in command:
+        assert "pytest -q -n 0" in result.stdout, result.stdout
 
 
 @pytest.mark.parametrize("command", sorted(ARGUMENTS))

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 from thespian.actors import ActorSystem as ThespianActorSystem
 
-from persistent_actors._system import ADMIN_PORTS
+from persistent_actors._system import OPEN_ADMIN_PORTS
 
 __all__ = ["shutdown_admin", "sweep_admin_ports"]
 
@@ -27,6 +27,13 @@ def shutdown_admin(port: int, bind_address: str = "127.0.0.1") -> None:
 
 
 def sweep_admin_ports(ports: Iterable[int] | None = None) -> None:
-    """`shutdown_admin` for every port given, by default every port this process used."""
-    for port in sorted(set(ADMIN_PORTS if ports is None else ports)):
+    """`shutdown_admin` for every port given.
+
+    By default, the ports of the multi-process systems this process started and did not shut
+    down (a test that failed before its teardown): not every port it used, since another
+    process (a parallel test worker) may have taken a port since its system here shut down.
+    """
+    chosen = [port for port in OPEN_ADMIN_PORTS if port is not None] if ports is None \
+        else ports
+    for port in sorted(set(chosen)):
         shutdown_admin(port)
