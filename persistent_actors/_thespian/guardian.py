@@ -82,9 +82,6 @@ CRASH_GRACE = 0.5
 # Times in a row a shared host process may die before it reports itself started: then the
 # actors waiting for it fail to start (a host that cannot start is not retried for ever).
 POOL_START_ATTEMPTS = 3
-# What a process that died too often is told (this death included: the restarts were all used).
-_GIVEN_UP = (f"died {MAX_CRASH_RESTARTS + 1} times within {CRASH_RESTART_WINDOW:.0f}s; it is not "
-             "restarted again")
 # Seconds after its creation at which a shared host that has not reported itself started is
 # logged (it neither started nor died: a hung process, which nothing else would report while
 # the actor_of calls placed there wait out their timeout).
@@ -102,6 +99,13 @@ class _StartCheck:
 
     index: int
     created: Any
+
+
+def _given_up() -> str:
+    """What is said of a process that died too often to be started again (`_may_restart`)."""
+    # This death included: the restarts within the window were all used.
+    return (f"died {MAX_CRASH_RESTARTS + 1} times within {CRASH_RESTART_WINDOW:.0f}s; it is not "
+            "restarted again")
 
 
 def _key(address: Any) -> Any:
@@ -151,7 +155,7 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
         # The facade listens for moves (`p.PluginMoved`) under its InitSystem's correlation id.
         self._init_id: str | None = None
         # What each actor in a process of its own was started with, until it reports started
-        # (a move meanwhile is sent to it then: see `_send_moves`).
+        # (a move meanwhile is sent to it then: see `_catch_up`).
         self._start_records: dict[int, p.StartActor] = {}
         # Crash restarts (a host process died without being stopped; multiproc-tcp only).
         self._outside: Any = None  # the facade's endpoint: where asks came from
@@ -449,7 +453,7 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
         name = f"{kind} plugin {plugin_id!r}"
         if not self._restarts_runtime_process(name):
             if not self._exiting:
-                self._given_up[key] = PluginError(f"the process of {name} {_GIVEN_UP}")
+                self._given_up[key] = PluginError(f"the process of {name} {_given_up()}")
             return
         self._ensure_plugin(kind, plugin_id)
 
@@ -859,7 +863,7 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
         now = time.monotonic()
         recent = [t for t in self._crashes.get(name, []) if now - t < CRASH_RESTART_WINDOW]
         if len(recent) >= MAX_CRASH_RESTARTS:
-            log.error("guardian: the process of %s %s", name, _GIVEN_UP)
+            log.error("guardian: the process of %s %s", name, _given_up())
             return False
         self._crashes[name] = [*recent, now]
         return True
@@ -1026,7 +1030,7 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
         """
         name = f"entity host {start.type_name!r} #{start.correlation_id.rpartition('/')[2]}"
         if not self._may_restart(name):
-            error = EntityUnavailableError(f"the process of {name} {_GIVEN_UP}")
+            error = EntityUnavailableError(f"the process of {name} {_given_up()}")
             self._entity_dead[key] = error
             for dead in self._entity_held.pop(key, []):
                 self._refuse(dead, error)
