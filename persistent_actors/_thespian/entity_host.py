@@ -199,8 +199,6 @@ class EntityHost(CellHost[_EntityCell]):
                 self._collect_local()
             case p.InboxWake():
                 deliver_inbox(self)
-            case p.PluginMoved():
-                self.plugin_moved(message)
             case ActorExitRequest():
                 if self._start is not None:
                     # A stop, not a crash: the guardian must not restart this host.
@@ -217,6 +215,8 @@ class EntityHost(CellHost[_EntityCell]):
             case PoisonMessage():
                 log.error("entity host %s: a message it sent could not be delivered: %r (%s)",
                           self.type_name, message.poisonMessage, message.details)
+            case p.PluginMoved():
+                self.plugin_moved(message)
             case _:
                 self._plugin_reply(message, sender)
         self._drain()

@@ -113,8 +113,6 @@ class SharedHost(CellHost[_HostedCell]):
                 self._fire_timers()
             case p.DrainLocal():
                 self._drain_pending = False
-            case p.PluginMoved():
-                self.plugin_moved(message)
             case ActorExitRequest():
                 if self._guardian is not None:
                     # A stop, not a crash: the guardian must not restart this host's actors.
@@ -130,6 +128,8 @@ class SharedHost(CellHost[_HostedCell]):
             case PoisonMessage():
                 log.error("shared host: a message it sent could not be delivered: %r (%s)",
                           message.poisonMessage, message.details)
+            case p.PluginMoved():
+                self.plugin_moved(message)
             case _:
                 self._plugin_reply(message, sender)
         if self._local:
