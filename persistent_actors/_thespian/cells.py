@@ -192,7 +192,7 @@ class CellHost(FrameBatching, ThespianActor, Generic[C]):  # type: ignore[misc]
         raise NotImplementedError
 
     def _live_cells(self) -> list[C]:
-        """Every cell whose actor has not stopped (or is backing off)."""
+        """Every cell the host holds (`ActorHost.plugin_moved` leaves a stopped one alone)."""
         raise NotImplementedError
 
     def _move_starts(self, move: Move) -> None:
