@@ -11,6 +11,10 @@ Persistence ids are kept the same way: within one system, a persistence id has a
 actor per journal. A second actor claiming it while the first runs is refused
 (`PersistenceIdInUseError` from ``actor_of``); while the first is stopping, the second waits
 until it exited, as a name does. An actor recovers only once it holds its persistence id.
+
+The event stream's and the plugins' processes are started again when they die while the system
+runs (at most `MAX_CRASH_RESTARTS` times within `CRASH_RESTART_WINDOW`, as actors' are), and
+every holder of the dead address is told the new one (`p.PluginMoved`, `_announce_if_replacing`).
 """
 
 from __future__ import annotations
