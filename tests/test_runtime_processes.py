@@ -83,13 +83,14 @@ def test_an_actor_restarted_after_its_journal_died_recovers_from_the_new_one(
         assert probe.expect_msg(timeout=10) == ("persisted", 2, 2)
 
 
+@pytest.mark.parametrize("host_processes", _SHARED_HOSTS)
 def test_a_write_in_flight_to_a_dead_journal_fails_and_the_actor_restarts(
-        tmp_path: Path) -> None:
+        tmp_path: Path, host_processes: int | None) -> None:
     # A journal written through its plugin process: the write in flight when that process
     # died was never answered, and the actor waited for it for ever (its commands stashed).
     # Now it fails as Akka's circuit breaker fails it (on_persist_failure: the actor stops),
     # and the back-off restart recovers from the new process.
-    config = _config(tmp_path, journal="StallingJournal")
+    config = _config(tmp_path, journal="StallingJournal", host_processes=host_processes)
     with ActorSystem("write-lost", config=config) as system:
         probe = TestProbe(system)
         actor = system.actor_of(BackoffBoomer, "stalled", probe.ref, name="stalled")
