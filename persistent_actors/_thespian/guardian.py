@@ -454,7 +454,7 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
         del self._plugins[key]
         self._plugin_ready.discard(key)
         kind, plugin_id = key
-        name = f"{kind} plugin {plugin_id!r}"
+        name = f"{kind.replace('_', ' ')} plugin {plugin_id!r}"
         if not self._restarts_runtime_process(name):
             if not self._exiting:
                 self._given_up[key] = PluginError(f"the process of {name} {_given_up()}")
