@@ -31,10 +31,12 @@ from persistent_actors.adapters import EventAdapters, Tagged
 from persistent_actors.errors import (
     ConfigError,
     IllegalActorStateError,
+    JournalError,
     RecoveryError,
     RecoveryTimedOutError,
     ReplayFilterError,
     SerializationError,
+    SnapshotStoreError,
     StashOverflowError,
 )
 from persistent_actors.journal import MAX_SEQUENCE_NR, AtomicWrite, PersistentRepr, ReplayedRows
@@ -244,6 +246,34 @@ class Eventsourced:
     def is_recovering(self) -> bool:
         """True until recovery has finished."""
         return self._state in (_RECOVERY_STARTED, _REPLAYING)
+
+    def lost_reply(self, reason: str, *, journal: bool, snapshot_store: bool,
+                   writes: bool) -> Any:
+        """The failure this machine gets for a request lost in a dead plugin process, or None.
+
+        The process of its journal (`journal`) or snapshot store (`snapshot_store`) died, and
+        the requests in flight to it will never be answered; `writes`: its writes went there
+        too (not to a journal its host writes itself). Returns the reply to hand to `receive`
+        as the plugin's answer, its error saying `reason`: a recovery waiting for that plugin
+        fails (Akka's ``onRecoveryFailure``: the actor stops), a write in flight fails as
+        Akka's journal circuit breaker fails it after its call timeout (``onPersistFailure``:
+        it may or may not have been stored; the actor stops). None if it waits for neither.
+        """
+        if self._state == _STOPPED:
+            return None
+        if self.is_recovering:
+            if not self._progress:  # recovery has not begun (it waits for its permit)
+                return None
+            if self._state == _RECOVERY_STARTED:
+                return p.LoadSnapshotFailed(SnapshotStoreError(reason), self.instance_id) \
+                    if snapshot_store else None
+            return p.ReplayMessagesFailure(JournalError(reason), self.instance_id) \
+                if journal else None
+        if writes and self._write_in_progress:
+            error = JournalError(f"{reason}; the write may or may not have been stored")
+            return p.WriteMessagesResult(tuple(p.WriteFailed(error) for _ in self._in_flight),
+                                         self.instance_id)
+        return None
 
     @property
     def stash(self) -> deque[tuple[Any, ActorRef]]:

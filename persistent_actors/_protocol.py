@@ -378,7 +378,15 @@ class ActorFailed:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class StartEventStream:
-    """Guardian -> event stream actor; answered with EventStreamStarted (from its address)."""
+    """Guardian -> event stream actor; answered with EventStreamStarted (from its address).
+
+    It starts with `subscriptions` ((subscriber, class) pairs: its dead predecessor's); with
+    `report`, it tells the guardian each change of its subscriptions (as the `Subscribe` or
+    `Unsubscribe` that made it), so that a successor can start with them.
+    """
+
+    subscriptions: tuple[tuple[ActorRef, type[Any]], ...] = ()
+    report: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -460,6 +468,20 @@ class PluginFailed:
     plugin_id: str
     kind: str
     error: BaseException
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PluginMoved:
+    """Guardian -> hosts (and the facade): a runtime process died and runs again elsewhere.
+
+    `old` is the dead process's address (a journal or snapshot-store plugin's, or the event
+    stream's), `new` its successor's, which has started. Whoever holds `old` (compared by
+    ``addressDetails``: thespian addresses are unhashable) holds `new` instead from now on;
+    what was in flight to `old` is lost with it (see `ActorHost.plugin_moved`).
+    """
+
+    old: Address
+    new: Address
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -42,6 +42,7 @@ from persistent_actors._thespian.loopback import (
     free_port,
     listened_on,
 )
+from persistent_actors._thespian.moved import Move
 from persistent_actors._thespian.poll_selector import poll_selector
 from persistent_actors._thespian.wakeups import fast_wakeup_checks
 from persistent_actors.cluster._region import ClusterRegion, Routes
@@ -165,12 +166,16 @@ class ActorSystem:
             # Only the simple base needs the ingress actor (see _driver.py).
             ingress = self._asys.createActor(Ingress) if self._endpoint.simple else None
             self._endpoint.start(self._guardian, ingress)
-            reply = self._endpoint.request(
-                self._guardian,
-                lambda corr: p.InitSystem(
+            init_ids: list[str] = []
+
+            def init(corr: str) -> p.InitSystem:
+                init_ids.append(corr)
+                return p.InitSystem(
                     name, self.settings.base, self.settings, corr,
-                    None if self.settings.base == "simple" else OwnerProcess.current()),
-                timeout=60.0, what="starting the actor system")
+                    None if self.settings.base == "simple" else OwnerProcess.current())
+
+            reply = self._endpoint.request(self._guardian, init, timeout=60.0,
+                                           what="starting the actor system")
         except BaseException:
             self.shutdown()
             raise
@@ -180,9 +185,25 @@ class ActorSystem:
         self._info: p.SystemInfo = reply.info
         self.event_stream = EventStream(ActorRef(self._info.event_stream, "eventStream",
                                                   self._endpoint))
+        # The guardian tells of a runtime process that moved under the InitSystem's id.
+        self._endpoint.add_sink(init_ids[0], self._runtime_moved)
         if self.settings.journals["default"].spec == "inmem":
             log.warning("actor system %r uses the in-memory journal: events will not survive "
                         "the process (configure [persistence.journal] plugin = \"sqlite\")", name)
+
+    def _runtime_moved(self, moved: Any) -> None:
+        """Follow the event stream if its process died and runs again (`p.PluginMoved`).
+
+        The handle `event_stream` is the one the application holds: it is re-pointed in place.
+        The driver thread calls this.
+        """
+        if not isinstance(moved, p.PluginMoved):
+            return
+        info = Move(moved).system(self._info)
+        if info is not self._info:
+            self._info = info
+            self.event_stream._ref = ActorRef(  # noqa: SLF001 - the handle the caller holds
+                info.event_stream, "eventStream", self._endpoint)
 
     # -- lifecycle ---------------------------------------------------------------------------
     @classmethod

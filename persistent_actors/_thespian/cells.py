@@ -34,6 +34,7 @@ from persistent_actors import messages as m
 from persistent_actors._actor import ActorRef, reply_form
 from persistent_actors._thespian.frames import NESTED, FrameBatching
 from persistent_actors._thespian.host import ActorHost, _HostContext, _SystemView
+from persistent_actors._thespian.moved import Move, address_key
 from persistent_actors.messages import Kill, PoisonPill
 
 if TYPE_CHECKING:
@@ -179,8 +180,8 @@ class CellHost(FrameBatching, ThespianActor, Generic[C]):  # type: ignore[misc]
         raise NotImplementedError
 
     def _order_key(self, kind: str, plugin: Any) -> Any:
-        """How deletion requests of `kind` to `plugin` are queued."""
-        raise NotImplementedError
+        """How deletion requests of `kind` to `plugin` are queued (per kind and plugin)."""
+        return (kind, address_key(plugin))
 
     def _no_cell(self, message: Any) -> None:
         """A plugin's reply found no running cell."""
@@ -189,6 +190,39 @@ class CellHost(FrameBatching, ThespianActor, Generic[C]):  # type: ignore[misc]
     def _local_result(self, journal: Any, result: p.WriteMessagesResult) -> None:
         """Queue `result` (of a write this host stored itself) for its cell, after this message."""
         raise NotImplementedError
+
+    def _live_cells(self) -> list[C]:
+        """Every cell the host holds (`ActorHost.plugin_moved` leaves a stopped one alone)."""
+        raise NotImplementedError
+
+    def _move_starts(self, move: Move) -> None:
+        """Replace the dead address of `move` in the host's own start records."""
+        raise NotImplementedError
+
+    # -- a runtime process moved (`p.PluginMoved`) -------------------------------------------
+    def plugin_moved(self, moved: p.PluginMoved) -> None:
+        """The process at `moved.old` died and runs again at `moved.new`: hold the new one.
+
+        In the host's start records, its system view, its own journal instances, and each
+        cell (`ActorHost.plugin_moved`); a cell that waited for an answer from the dead process
+        gets its failure now, as that plugin's answer.
+        """
+        move = Move(moved)
+        self._move_starts(move)
+        if self.system_view is not None:
+            self.system_view.moved(move)
+        journals = self._journals
+        writes_here = journals is not None and journals.is_local(moved.old)
+        if journals is not None:
+            journals.moved(move)
+        self._address_kinds.clear()
+        # Deletion requests the dead process never answered: none will come.
+        for key in [key for key in self._in_order if key[1] == move.old]:
+            del self._in_order[key]
+        for cell in self._live_cells():
+            lost = cell.plugin_moved(move, writes_here=writes_here)
+            if lost is not None:
+                cell.receiveMessage(lost, moved.new)
 
     # -- the journals it writes itself (`local_journal`) ---------------------------------------
     def _start_local_journals(self, name: str, journal: Any, plugin: p.StartPlugin | None

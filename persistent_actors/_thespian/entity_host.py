@@ -37,6 +37,7 @@ from persistent_actors._thespian.cells import Cell, CellContext, CellHost
 from persistent_actors._thespian.common import log
 from persistent_actors._thespian.frames import batched
 from persistent_actors._thespian.host import ActorHost, _SystemView
+from persistent_actors._thespian.moved import Move
 from persistent_actors._thespian.shard_memory import (
     EntityStarted,
     EntityStopped,
@@ -214,6 +215,8 @@ class EntityHost(CellHost[_EntityCell]):
             case PoisonMessage():
                 log.error("entity host %s: a message it sent could not be delivered: %r (%s)",
                           self.type_name, message.poisonMessage, message.details)
+            case p.PluginMoved():
+                self.plugin_moved(message)
             case _:
                 self._plugin_reply(message, sender)
         self._drain()
@@ -360,18 +363,24 @@ class EntityHost(CellHost[_EntityCell]):
                 self.send(self._guardian, message)
 
     # The entities of a host are of one class, started with the host's journal and snapshot
-    # store: the persistence id (the reply kind) alone names a request.
+    # store: the persistence id alone names a snapshot request.
     def _pid_key(self, plugin: Any, persistence_id: str) -> Any:
         return persistence_id
-
-    def _order_key(self, kind: str, plugin: Any) -> Any:
-        return kind
 
     def _no_cell(self, message: Any) -> None:
         log.debug("entity host %r: no entity for %r", self.type_name, message)
 
     def _local_result(self, journal: Any, result: p.WriteMessagesResult) -> None:
         self._journal_results.append((result, journal))
+
+    def _live_cells(self) -> list[_EntityCell]:
+        return [*self._cells.values(), *self._memories.values()]
+
+    def _move_starts(self, move: Move) -> None:
+        if self._start is not None:
+            self._start = move.start(self._start)
+        if self._entity_start is not None:  # shared by the entities: moved once for all
+            self._entity_start = move.start(self._entity_start)
 
     def _cell(self, key: Any) -> _EntityCell | None:
         """The running cell `key` names: an entity by id, a shard's memory by shard."""

@@ -11,6 +11,10 @@ Persistence ids are kept the same way: within one system, a persistence id has a
 actor per journal. A second actor claiming it while the first runs is refused
 (`PersistenceIdInUseError` from ``actor_of``); while the first is stopping, the second waits
 until it exited, as a name does. An actor recovers only once it holds its persistence id.
+
+The event stream's and the plugins' processes are started again when they die while the system
+runs (at most `MAX_CRASH_RESTARTS` times within `CRASH_RESTART_WINDOW`, as actors' are), and
+every holder of the dead address is told the new one (`p.PluginMoved`, `_announce_if_replacing`).
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ from persistent_actors._config import JOURNAL, SNAPSHOT_STORE, PluginConfig, Set
 from persistent_actors._persistent_actor import PersistentActor
 from persistent_actors._thespian.common import log, portable_error
 from persistent_actors._thespian.entity_host import EntityHost
-from persistent_actors._thespian.event_stream import EventStreamActor
+from persistent_actors._thespian.event_stream import EventStreamActor, Subscriptions
 from persistent_actors._thespian.frames import FrameBatching, batched
 from persistent_actors._thespian.host import ActorHost
 from persistent_actors._thespian.lifetime import (
@@ -54,12 +58,14 @@ from persistent_actors._thespian.lifetime import (
     OwnerProcess,
     reap_session_later,
 )
+from persistent_actors._thespian.moved import Move
 from persistent_actors._thespian.plugin_host import PluginHost
 from persistent_actors.errors import (
     ActorInitializationError,
     EntityUnavailableError,
     InvalidActorNameError,
     PersistenceIdInUseError,
+    PluginError,
 )
 from persistent_actors.messages import Terminated
 
@@ -99,6 +105,13 @@ class _StartCheck:
     created: Any
 
 
+def _given_up() -> str:
+    """What is said of a process that died too often to be started again (`_may_restart`)."""
+    # This death included: the restarts within the window were all used.
+    return (f"died {MAX_CRASH_RESTARTS + 1} times within {CRASH_RESTART_WINDOW:.0f}s; it is not "
+            "restarted again")
+
+
 def _key(address: Any) -> Any:
     # Thespian addresses are unhashable; their addressDetails are hashable and compare alike.
     return getattr(address, "addressDetails", address)
@@ -128,6 +141,26 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
         self._host_ids = itertools.count(1)
         self._anonymous = itertools.count()
         self._event_stream: Any = None
+        # Runtime processes started again after their death (plugins, the event stream; not
+        # during shutdown): the address each replacement stands in for until it reports
+        # started, every dead address's successor so far (`_key(dead)` -> (dead, successor)),
+        # and those not started again (they died too often): `_ensure_plugin` fails with it.
+        self._replacing: dict[PluginKey, Any] = {}
+        self._successors: dict[Any, tuple[Any, Any]] = {}
+        self._given_up: dict[PluginKey, BaseException] = {}
+        # The event stream's process (as created), what was sent to the event stream while
+        # none ran (its process being restarted), the addresses of its dead predecessors, and
+        # a copy of its subscriptions (multiproc-tcp: it reports each change), which its
+        # successor starts with.
+        self._event_stream_process: Any = None
+        self._stream_waiting: list[Any] = []
+        self._dead_streams: set[Any] = set()
+        self._subscriptions = Subscriptions()
+        # The facade listens for moves (`p.PluginMoved`) under its InitSystem's correlation id.
+        self._init_id: str | None = None
+        # What each actor in a process of its own was started with, until it reports started
+        # (a move meanwhile is sent to it then: see `_catch_up`).
+        self._start_records: dict[int, p.StartActor] = {}
         # Crash restarts (a host process died without being stopped; multiproc-tcp only).
         self._outside: Any = None  # the facade's endpoint: where asks came from
         self._requests: dict[str, p.CreateActor] = {}  # name -> how it was created
@@ -156,7 +189,7 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
         # (correlation id -> start; and, for a crash restart, the dead host's key), and the
         # messages held for a dead host until its successor runs (dead host key -> letters).
         self._entity_starts: dict[str, tuple[p.StartEntityHost, Any]] = {}
-        self._entity_live: dict[Any, p.StartEntityHost] = {}
+        self._entity_live: dict[Any, tuple[Any, p.StartEntityHost]] = {}  # key -> (host, start)
         self._entity_held: dict[Any, list[Any]] = {}
         # Entity hosts not restarted again (they died too often): their messages fail at once.
         self._entity_dead: dict[Any, EntityUnavailableError] = {}
@@ -173,6 +206,7 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
         # thespian resolves to the final one) and how often each index's host died before it
         # reported itself started, in a row (see `_pool_died_early`).
         self._pool_creating: dict[int, Any] = {}
+        self._pool_records: dict[int, p.StartSharedHost] = {}  # each one's start (`_catch_up`)
         self._pool_early_deaths: dict[int, int] = {}
 
     @batched
@@ -228,14 +262,17 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
                 if _key(address) in self._by_address:
                     self._stopping.add(_key(address))
             case p.EventStreamStarted():
-                self._event_stream = sender
-                self._plugin_ready.add(_EVENT_STREAM)
-                self._wake_waiters()
+                self._event_stream_started(sender)
             case p.PluginStarted(plugin_id, kind):
                 # The reply's sender is the plugin's final address (see ActorStarted).
                 self._plugins[(kind, plugin_id)] = sender
                 self._plugin_ready.add((kind, plugin_id))
+                self._announce_if_replacing((kind, plugin_id), sender)
                 self._wake_waiters()
+            case p.Subscribe(subscriber, cls):  # the event stream's copy (`_start_event_stream`)
+                self._subscriptions.subscribe(subscriber, cls)
+            case p.Unsubscribe(subscriber, cls):
+                self._subscriptions.unsubscribe(subscriber, cls)
             case p.PluginFailed(plugin_id, kind, error):
                 self._plugins.pop((kind, plugin_id), None)
                 self._plugin_errors[(kind, plugin_id)] = error
@@ -281,12 +318,13 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
     def _init(self, init: p.InitSystem, requester: Any) -> None:
         self._settings = init.settings
         self._outside = requester
+        self._init_id = init.correlation_id
         # Every dead letter comes here first: those for a crashed actor are held for its next
         # incarnation; the rest go on to the event stream, which publishes them.
         self.handleDeadLetters(startHandling=True)
         if init.owner is not None:
             self._watch_owner(init.owner)
-        self.send(self.createActor(EventStreamActor), p.StartEventStream())
+        self._start_event_stream()
         keys = {_EVENT_STREAM, self._ensure_plugin(JOURNAL, None),
                 self._ensure_plugin(SNAPSHOT_STORE, None)}
 
@@ -316,6 +354,10 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
     def _ensure_plugin(self, kind: str, plugin_id: str | None) -> PluginKey:
         config = self._settings.plugin(kind, plugin_id)
         key = (kind, config.plugin_id)
+        given_up = self._given_up.get(key)
+        if given_up is not None:  # its process died too often: whoever needs it fails
+            self._plugin_errors[key] = given_up
+            return key
         if key not in self._plugins:
             self._plugin_errors.pop(key, None)
             self._plugin_ready.discard(key)
@@ -361,6 +403,137 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
             errors = [self._plugin_errors[k] for k in keys if k in self._plugin_errors]
             callback(errors[0] if errors else None)
         self._waiters = waiting
+
+    # -- the runtime's own processes: started again after their death -------------------------
+    def _start_event_stream(self) -> None:
+        """Create the event stream's process, with the subscriptions its predecessor had."""
+        # On multiproc-tcp it reports each change of its subscriptions here, for its successor.
+        report = self._settings.base != "simple"
+        self._event_stream_process = self.createActor(EventStreamActor)
+        self.send(self._event_stream_process,
+                  p.StartEventStream(tuple(self._subscriptions.pairs), report))
+
+    def _event_stream_started(self, stream: Any) -> None:
+        self._event_stream = stream  # its final address
+        self._plugin_ready.add(_EVENT_STREAM)
+        self._announce_if_replacing(_EVENT_STREAM, stream)
+        waiting, self._stream_waiting = self._stream_waiting, []
+        for message in waiting:
+            self.send(stream, message)
+        self._wake_waiters()
+
+    def _to_event_stream(self, message: Any) -> None:
+        """Send `message` to the event stream; kept while its process is being restarted."""
+        if self._event_stream is not None:
+            self.send(self._event_stream, message)
+        elif _EVENT_STREAM in self._replacing and not self._exiting:
+            self._stream_waiting.append(message)
+
+    def _event_stream_exited(self) -> None:
+        """The event stream's process exited: start another, unless the system shuts down."""
+        if self._event_stream is not None:
+            self._dead_streams.add(_key(self._event_stream))
+            self._replacing.setdefault(_EVENT_STREAM, self._event_stream)
+        self._event_stream = self._event_stream_process = None
+        self._plugin_ready.discard(_EVENT_STREAM)
+        if not self._restarts_runtime_process("the event stream"):
+            self._replacing.pop(_EVENT_STREAM, None)
+            self._stream_waiting.clear()
+            return
+        self._start_event_stream()
+
+    def _plugin_exited(self, key: PluginKey) -> None:
+        """A plugin's process exited: start another at once, unless the system shuts down.
+
+        Its successor is announced once it reports started (`_announce_if_replacing`). After
+        too many deaths (`_may_restart`) it is not started again: whatever needs it then
+        fails with a `PluginError` (`_ensure_plugin`).
+        """
+        if key in self._plugin_ready:  # the address the actors hold
+            self._replacing.setdefault(key, self._plugins[key])
+        del self._plugins[key]
+        self._plugin_ready.discard(key)
+        kind, plugin_id = key
+        name = f"{kind.replace('_', ' ')} plugin {plugin_id!r}"
+        if not self._restarts_runtime_process(name):
+            if not self._exiting:
+                self._given_up[key] = PluginError(f"the process of {name} {_given_up()}")
+            return
+        self._ensure_plugin(kind, plugin_id)
+
+    def _restarts_runtime_process(self, name: str) -> bool:
+        """True if the runtime process `name`, which just died, is to be started again."""
+        if self._exiting or self._settings.base == "simple":
+            return False  # the system shuts down (the simple base has no processes to lose)
+        if not self._may_restart(name):
+            return False
+        log.warning("guardian: the process of %s died; starting it again", name)
+        return True
+
+    def _announce_if_replacing(self, key: PluginKey, new: Any) -> None:
+        """`key`'s process reported started at `new`: if it replaces a dead one, announce it.
+
+        Every host running now, and the facade, get `p.PluginMoved` and hold `new` wherever
+        they held the dead address; the guardian's own start records (what it starts or
+        restarts hosts from) are moved too. A host started before and reporting started later
+        is told then (`_catch_up`).
+        """
+        old = self._replacing.pop(key, None)
+        if old is None:
+            return
+        moved = p.PluginMoved(old, new)
+        move = Move(moved)
+        # Every dead address's successor: a dead predecessor's is now `new` too.
+        for dead_key, (dead, successor) in list(self._successors.items()):
+            if move.holds_old(successor):
+                self._successors[dead_key] = (dead, new)
+        self._successors[move.old] = (old, new)
+        if self._info is not None:
+            self._info = move.system(self._info)
+        for live_key, (host, start) in self._entity_live.items():
+            self._entity_live[live_key] = (host, move.start(start))
+        for suspect_key, start in self._entity_suspects.items():
+            self._entity_suspects[suspect_key] = move.start(start)
+        for waiting in self._pool_waiting.values():  # not sent yet: sent as they are now
+            waiting[:] = [(cell, move.start(start)) for cell, start in waiting]
+        for host in self._live_hosts():
+            self.send(host, moved)
+        if self._outside is not None and self._init_id is not None:
+            self.send(self._outside, p.Reply(self._init_id, moved))
+
+    def _live_hosts(self) -> list[Any]:
+        """The processes hosting actors that may hold a runtime process's address.
+
+        Those of actors in processes of their own (also those waiting for their persistence
+        id), the shared hosts and the entity hosts; an actor in a shared host is reached
+        through its host.
+        """
+        hosts = [address for address in self._names.values()
+                 if address is not _RESERVED and type(address) is not p.CellAddress]
+        hosts.extend(waiting[1] for entries in self._claim_waiting.values()
+                     for waiting in entries if type(waiting[1]) is not p.CellAddress)
+        hosts.extend(host for host in self._pool if host is not None)
+        hosts.extend(host for host, _ in self._entity_live.values())
+        return hosts
+
+    def _catch_up(self, host: Any, start: Any) -> Any:
+        """Tell `host`, which just reported started, the moves since its start was sent.
+
+        `start` is the record it was started with (`StartActor`, `StartEntityHost`,
+        `StartSharedHost`): a runtime process that died and was announced meanwhile was
+        announced to the hosts running then, not to it. Returns the record with today's
+        addresses.
+        """
+        if not self._successors:
+            return start
+        for address in (start.system.event_stream, getattr(start, "journal", None),
+                        getattr(start, "snapshot_store", None)):
+            entry = self._successors.get(_key(address)) if address is not None else None
+            if entry is not None:
+                moved = p.PluginMoved(*entry)
+                self.send(host, moved)
+                start = Move(moved).start(start)
+        return start
 
     # -- user actors -------------------------------------------------------------------------
     def _create(self, request: p.CreateActor, requester: Any) -> None:
@@ -435,9 +608,13 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
                 start = dataclasses.replace(start, journal_plugin=_start_plugin(JOURNAL, config))
             self._start_in_pool(host_id, start)
             return
+        self._start_records[host_id] = start
         self.send(self.createActor(ActorHost), start)
 
     def _actor_started(self, host_id: int, host: Any, persistence_id: str | None) -> None:
+        record = self._start_records.pop(host_id, None)
+        if record is not None:
+            self._catch_up(host, record)
         started = self._starting.pop(host_id, None)
         if started is None:
             return
@@ -536,6 +713,7 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
         self._recovery_queue.extendleft(reversed(blocked))
 
     def _actor_failed(self, host_id: int, error: BaseException) -> None:
+        self._start_records.pop(host_id, None)
         started = self._starting.pop(host_id, None)
         if started is None:
             return
@@ -561,8 +739,9 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
             if created == address:  # thespian compares the provisional and final address
                 self._pool_died_early(index)
                 return
-        entity_host = self._entity_live.pop(key, None)
-        if entity_host is not None:
+        live = self._entity_live.pop(key, None)
+        if live is not None:
+            entity_host = live[1]
             if key not in self._stopping and not self._exiting and self._info is not None \
                     and self._info.base != "simple":
                 # Exited without ActorStopping: its process died, unless that message is
@@ -593,9 +772,10 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
                 return
             self._exited(name)
         for plugin_key, plugin in list(self._plugins.items()):
-            if plugin == address:
-                del self._plugins[plugin_key]
-                self._plugin_ready.discard(plugin_key)
+            if plugin == address:  # (thespian's equality: a provisional address too)
+                self._plugin_exited(plugin_key)
+        if self._event_stream_process is not None and self._event_stream_process == address:
+            self._event_stream_exited()
 
     def _exited(self, name: str) -> None:
         """The actor named `name` is gone for good: free the name."""
@@ -656,14 +836,9 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
         request = self._requests.get(name)
         if request is None:
             return False
-        now = time.monotonic()
-        recent = [t for t in self._crashes.get(name, []) if now - t < CRASH_RESTART_WINDOW]
-        if len(recent) >= MAX_CRASH_RESTARTS:
-            log.error("guardian: the process of %r died %d times within %.0fs; it stays dead",
-                      name, len(recent) + 1, CRASH_RESTART_WINDOW)  # this death included
+        if not self._may_restart(repr(name)):
             self._flush_held(name)
             return False
-        self._crashes[name] = [*recent, now]
         log.warning("guardian: the process of actor %r died; restarting it", name)
         self._names[name] = _RESERVED
         self._restarting[key] = name
@@ -683,6 +858,20 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
         self._when_ready(keys, plugins_ready)
         return True
 
+    def _may_restart(self, name: str) -> bool:
+        """Note that the process of `name` died; False if it is not to be started again.
+
+        At most `MAX_CRASH_RESTARTS` restarts within `CRASH_RESTART_WINDOW` seconds: a process
+        killed over and over (the OOM killer) is not retried for ever. Giving up is logged.
+        """
+        now = time.monotonic()
+        recent = [t for t in self._crashes.get(name, []) if now - t < CRASH_RESTART_WINDOW]
+        if len(recent) >= MAX_CRASH_RESTARTS:
+            log.error("guardian: the process of %s %s", name, _given_up())
+            return False
+        self._crashes[name] = [*recent, now]
+        return True
+
     def _give_up(self, name: str) -> None:
         if self._names.get(name) is _RESERVED:
             del self._names[name]
@@ -696,7 +885,7 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
 
     def _flush_held(self, name: str) -> None:
         for message in self._held.pop(name, []):
-            self.send(self._event_stream, message)
+            self._to_event_stream(message)
 
     def _with_sender(self, dead: DeadEnvelope, sender: Any) -> DeadEnvelope:
         """`dead` with its sender named, if it was a bare tell from another actor.
@@ -725,6 +914,9 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
                 dead = DeadEnvelope(p.CellAddress(dead.deadAddress, cell),
                                     dataclasses.replace(envelope, message=inner))
         key = _key(dead.deadAddress)
+        if key in self._dead_streams:  # to an event stream that died: to its successor
+            self._to_event_stream(dead.deadMessage)
+            return
         given_up = self._entity_dead.get(key)
         if given_up is not None:  # every later ask fails at once, as the held ones did
             self._refuse(dead, given_up)
@@ -759,8 +951,7 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
                 return
             self._forward(current, dead)
             return
-        if self._event_stream is not None:
-            self.send(self._event_stream, dead)  # it publishes the DeadLetter
+        self._to_event_stream(dead)  # it publishes the DeadLetter
 
     def _refuse(self, dead: DeadEnvelope, error: EntityUnavailableError) -> None:
         """A held message cannot be delivered: its ask fails with `error`; else a dead letter."""
@@ -770,8 +961,7 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
             self.send(self._outside, p.Reply(message.correlation_id, p.AskRefused(error)))
             return
         log.warning("guardian: %s", error)
-        if self._event_stream is not None:
-            self.send(self._event_stream, dead)  # it publishes the DeadLetter
+        self._to_event_stream(dead)  # it publishes the DeadLetter
 
     def _forward(self, target: Any, dead: DeadEnvelope) -> None:
         """Deliver a message sent to a dead incarnation to the current one."""
@@ -843,19 +1033,12 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
         inside the dead process are lost, as in any crash (their asks time out).
         """
         name = f"entity host {start.type_name!r} #{start.correlation_id.rpartition('/')[2]}"
-        now = time.monotonic()
-        recent = [t for t in self._crashes.get(name, []) if now - t < CRASH_RESTART_WINDOW]
-        if len(recent) >= MAX_CRASH_RESTARTS:
-            log.error("guardian: the process of %s died %d times within %.0fs; it stays dead",
-                      name, len(recent) + 1, CRASH_RESTART_WINDOW)  # this death included
-            error = EntityUnavailableError(
-                f"the process of {name} died {len(recent) + 1} times within "
-                f"{CRASH_RESTART_WINDOW:.0f}s; it is not restarted again")
+        if not self._may_restart(name):
+            error = EntityUnavailableError(f"the process of {name} {_given_up()}")
             self._entity_dead[key] = error
             for dead in self._entity_held.pop(key, []):
                 self._refuse(dead, error)
             return
-        self._crashes[name] = [*recent, now]
         log.warning("guardian: the process of %s died; restarting it", name)
         self._entity_held.setdefault(key, [])
         self._create_entity_host(start, key)
@@ -865,7 +1048,7 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
         if started is None:
             return
         start, replaces = started
-        self._entity_live[_key(host)] = start
+        self._entity_live[_key(host)] = (host, self._catch_up(host, start))
         if replaces is not None:  # a crash restart: refs to the dead host now lead here
             for old, current in list(self._redirects.items()):
                 if _key(current) == replaces:
@@ -907,7 +1090,8 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
             # children it forks).
             from persistent_actors._thespian.shared_host import SharedHost  # noqa: PLC0415
             created = self._pool_creating[index] = self.createActor(SharedHost)
-            self.send(created, p.StartSharedHost(self._info, index))
+            record = self._pool_records[index] = p.StartSharedHost(self._info, index)
+            self.send(created, record)
             self.wakeupAfter(datetime.timedelta(seconds=SLOW_HOST_START),
                              payload=_StartCheck(index, created))
         waiting.append((cell, start))
@@ -921,6 +1105,9 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
                         len(self._pool_waiting.get(index, ())))
 
     def _pool_started(self, index: int, host: Any) -> None:
+        record = self._pool_records.pop(index, None)
+        if record is not None:
+            self._catch_up(host, record)
         self._pool_creating.pop(index, None)
         self._pool_early_deaths.pop(index, None)
         self._pool[index] = host  # its final address (see ActorStarted)
@@ -937,6 +1124,7 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
         actor placed there tries a new host again.
         """
         del self._pool_creating[index]
+        self._pool_records.pop(index, None)
         waiting = self._pool_waiting.pop(index, [])
         for cell, _ in waiting:
             if self._cell_index.pop(cell, None) is not None:

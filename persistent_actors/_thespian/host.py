@@ -56,6 +56,7 @@ from persistent_actors._thespian.frames import (
     frame_rest,
     take_from_frame,
 )
+from persistent_actors._thespian.moved import Move
 from persistent_actors._thespian.thread_inbox import close_inbox, deliver_inbox, install_inbox
 from persistent_actors.adapters import event_adapters_for
 from persistent_actors.errors import (
@@ -83,6 +84,13 @@ class _SystemView(SystemView):
     @property
     def event_stream(self) -> EventStream:
         return self._event_stream
+
+    def moved(self, move: Move) -> None:
+        """The event stream's process may have moved: its handle (which actors may keep) too."""
+        info = move.system(self._info)
+        if info is not self._info:
+            self._info = info
+            self._event_stream._ref = ActorRef(info.event_stream, "eventStream")  # noqa: SLF001
 
 
 class _HostContext(ActorContext):
@@ -119,6 +127,12 @@ class _HostContext(ActorContext):
         # The refs it watches (`watch`): a Terminated for any other is dropped. Kept across
         # restarts, as Akka keeps an actor's watches; created on first use.
         self._watching: set[ActorRef] | None = None
+
+    def moved(self, move: Move) -> None:
+        """Hold `move`'s new address wherever this context held the dead one."""
+        self.journal = move.address(self.journal)
+        self.snapshot_store = move.address(self.snapshot_store)
+        self._system.moved(move)  # (a cell's is its host's: moved once, then a no-op)
 
     @property
     def user_stash(self) -> deque[tuple[Any, ActorRef]]:
@@ -330,7 +344,7 @@ _NO_SENDER = object()  # matches no thespian address
 # next one goes through the send queue (`ActorHost.receiveMessage`).
 DIRECT_TURNS = 100
 _CONTROL = (p.StartActor, p.RecoveryPermitted, ActorExitRequest, WakeupMessage, ChildActorExited,
-            PoisonMessage, p.InboxWake)
+            PoisonMessage, p.InboxWake, p.PluginMoved)
 # Never stashed with the rest of a frame (`_stash_frame_rest`): `_receive_one` acts on them.
 _TAKEN_ALONE = (*_CONTROL, Kill, p.TimerFired, Terminated)
 
@@ -426,6 +440,11 @@ class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
                     return
                 case p.InboxWake():
                     deliver_inbox(self)
+                    return
+                case p.PluginMoved():
+                    lost = self.plugin_moved(Move(message))
+                    if lost is not None:
+                        self._receive_result(lost, message.new)
                     return
         if self._stopped or self._ctx is None or \
                 (self._actor is None and self._backing_off is None):
@@ -561,6 +580,30 @@ class ActorHost(FrameBatching, ThespianActor):  # type: ignore[misc]
             self._ctx.current = None
 
     # -- lifecycle ---------------------------------------------------------------------------
+    def plugin_moved(self, move: Move, *, writes_here: bool = False) -> Any:
+        """Hold `move`'s new address wherever this actor held the dead one (`p.PluginMoved`).
+
+        Returns the failure to hand the actor as its plugin's answer (`_receive_result`) for
+        a request lost in the dead process (`Eventsourced.lost_reply`), or None. `writes_here`:
+        the host writes the actor's journal itself (`local_journal`), so no write was lost.
+        """
+        if self._start is not None:
+            self._start = move.start(self._start)
+        ctx = self._ctx
+        if ctx is None:
+            return None
+        journal, snapshot_store = move.holds_old(ctx.journal), move.holds_old(ctx.snapshot_store)
+        ctx.moved(move)
+        es = self._es
+        if es is None or self._stopped or self._backing_off is not None or \
+                not (journal or snapshot_store):
+            return None
+        kind = "journal" if journal else "snapshot store"
+        return es.lost_reply(
+            f"{self._name()}: the process of its {kind} plugin died with its request in "
+            "flight (the plugin was started again)", journal=journal,
+            snapshot_store=snapshot_store, writes=journal and not writes_here)
+
     def _on_start(self, start: p.StartActor, guardian: Any) -> None:
         self._start = start
         # Its own process (host_processes = 0): the actor's other threads tell through it.

@@ -40,6 +40,8 @@ from typing import Any
 
 from persistent_actors import _protocol as p
 from persistent_actors._thespian.common import log
+from persistent_actors._thespian.moved import Move
+from persistent_actors._thespian.moved import address_key as _key
 from persistent_actors._thespian.plugin_host import close_plugin, start_plugin, write_batch
 from persistent_actors._thespian.wake_pipe import WakePipe
 from persistent_actors.errors import JournalError
@@ -48,8 +50,7 @@ from persistent_actors.journal import Journal
 __all__ = ["LocalJournals"]
 
 
-def _key(address: Any) -> Any:
-    return getattr(address, "addressDetails", address)
+_ABSENT: Any = object()
 
 
 def _concurrent(plugin: Any) -> bool:
@@ -197,6 +198,19 @@ class LocalJournals:
     def is_local(self, address: Any) -> bool:
         """True if the journal at `address` runs in this process."""
         return self._by_key.get(_key(address)) is not None
+
+    def moved(self, move: Move) -> None:
+        """The journal's plugin process moved (`p.PluginMoved`): keyed by its new address.
+
+        The instance here lives on (its writes never went through the dead process), now
+        answering for the new address.
+        """
+        local = self._by_key.pop(move.old, _ABSENT)
+        if local is _ABSENT:
+            return
+        if local is not None:
+            local.address = move.new
+        self._by_key[_key(move.new)] = local
 
     def write(self, address: Any, request: p.WriteMessages) -> bool:
         """Gather `request` for the journal at `address`; True if it is written here.

@@ -39,6 +39,7 @@ from persistent_actors._thespian.cells import Cell, CellHost
 from persistent_actors._thespian.common import log
 from persistent_actors._thespian.frames import batched
 from persistent_actors._thespian.host import _SystemView
+from persistent_actors._thespian.moved import Move
 from persistent_actors._thespian.thread_inbox import close_inbox, deliver_inbox, install_inbox
 from persistent_actors.messages import DeadLetter
 
@@ -127,6 +128,8 @@ class SharedHost(CellHost[_HostedCell]):
             case PoisonMessage():
                 log.error("shared host: a message it sent could not be delivered: %r (%s)",
                           message.poisonMessage, message.details)
+            case p.PluginMoved():
+                self.plugin_moved(message)
             case _:
                 self._plugin_reply(message, sender)
         if self._local:
@@ -232,11 +235,15 @@ class SharedHost(CellHost[_HostedCell]):
     def _pid_key(self, plugin: Any, persistence_id: str) -> Any:
         return (_key(plugin), persistence_id)
 
-    def _order_key(self, kind: str, plugin: Any) -> Any:
-        return (kind, _key(plugin))
-
     def _no_cell(self, message: Any) -> None:
         log.debug("shared host: no actor for %r", message)
+
+    def _live_cells(self) -> list[_HostedCell]:
+        return list(self._cells.values())
+
+    def _move_starts(self, move: Move) -> None:
+        if self._start is not None:
+            self._start = move.start(self._start)
 
     def _local_result(self, journal: Any, result: p.WriteMessagesResult) -> None:
         cell = self._by_instance.get(result.actor_instance_id)
