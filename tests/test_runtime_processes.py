@@ -261,9 +261,10 @@ def test_calls_fail_at_once_when_the_guardian_dies(tmp_path: Path) -> None:
         quiet = system.actor_of(Quiet, name="quiet")
         assert quiet.ask("pid", timeout=10) > 0
         waiting = _timed(lambda: quiet.ask("no answer", timeout=30))
+        awaiting = _timed(lambda: asyncio.run(quiet.ask_async("no answer", timeout=30)))
         session = _kill_guardian(system)
         creating = _timed(lambda: system.actor_of(Quiet))
-        for result in (creating, waiting):
+        for result in (creating, waiting, awaiting):
             error, took = result(10)
             assert isinstance(error, PersistentActorsError), error
             assert re.search(_GUARDIAN_DIED, str(error)), error
