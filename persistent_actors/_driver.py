@@ -58,7 +58,7 @@ from persistent_actors._thespian.listen_wake import WOKEN, ListenWake
 from persistent_actors._thespian.outbound import Outbound
 from persistent_actors._thespian.simple_direct import BadAddressError, SimpleDirect
 
-__all__ = ["WATCH_INTERVAL", "Driver", "in_event_loop", "settle"]
+__all__ = ["Driver", "in_event_loop", "settle"]
 
 log = logging.getLogger("persistent_actors")
 

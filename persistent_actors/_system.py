@@ -224,7 +224,7 @@ class ActorSystem:
 
     @property
     def is_terminated(self) -> bool:
-        """True once `shutdown` has run."""
+        """True once `shutdown` has run, or the system ended on its own (its guardian died)."""
         return self._endpoint.closed
 
     @property
