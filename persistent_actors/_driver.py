@@ -31,6 +31,10 @@ replies are awaited or frames are unacknowledged (a listen also completes the se
 that queues work meanwhile cuts the listen short (`_thespian/listen_wake.py`: thespian's listen
 takes no interruption, so the transport also watches a pipe). Where that cannot be set up (a
 thespian whose loop is not ours) a new message waits for the slice to end at most.
+
+Between passes (every `_IDLE_TICK` seconds at most) the driver also runs what it was asked to
+`watch`: a liveness check due every `WATCH_INTERVAL` seconds (the actor system's guardian
+process on multiproc-tcp), one clock read per pass until it is due.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import queue
 import threading
 import time
@@ -71,6 +76,8 @@ _DRAIN = 0.0001
 _LINGER = 0.001
 # Most messages in one IngressBatch (one thespian frame).
 MAX_BATCH = 500
+# Seconds between the calls of a `Driver.watch` check.
+WATCH_INTERVAL = 0.5
 
 _NOTHING: Any = object()  # the queue was empty
 _STOP: Any = object()
@@ -136,6 +143,10 @@ class Driver:
         self._outbound = None if simple else Outbound(asys)
         # Multiproc-tcp: `submit` cuts a listen short (None where the transport's loop differs).
         self._wake = None if simple else ListenWake.of(asys)
+        # What `watch` checks, and when next (never while nothing is watched).
+        self._alive: Callable[[], bool] | None = None
+        self._lost: Callable[[], object] | None = None
+        self._next_watch = math.inf
         # Its loop at the start of a frame-stack chunk of its own (see `headroom`).
         self._thread = threading.Thread(target=call_with_headroom, args=(self._serve,),
                                         daemon=True,
@@ -150,6 +161,15 @@ class Driver:
     def unacknowledged_for(self, address: Any) -> float | None:
         """Multiproc-tcp: seconds a frame to `address` has waited for its ack (None: none)."""
         return None if self._outbound is None else self._outbound.unacknowledged_for(address)
+
+    def watch(self, alive: Callable[[], bool], lost: Callable[[], object]) -> None:
+        """From now on call `alive()` every `WATCH_INTERVAL` seconds; once False, `lost()`.
+
+        Both run on the driver thread, between passes; `lost` runs once, and then nothing is
+        watched any more. Neither may wait for the driver (`stop` from another thread, say).
+        """
+        self._alive, self._lost = alive, lost
+        self._next_watch = time.monotonic() + WATCH_INTERVAL
 
     def submit(self, address: Any, message: Any) -> None:
         """Queue `message` for `address`; it is sent in order with everything else queued."""
@@ -206,11 +226,27 @@ class Driver:
                 self._receive(idle=not sends)
             except Exception:  # keep serving: the waiting callers time out with a clear error
                 log.warning("driver: talking to thespian failed", exc_info=True)
+            if time.monotonic() >= self._next_watch:
+                self._check_watched()
             if stopping:
                 self._drain()
                 if self._wake is not None:
                     self._wake.close()
                 return
+
+    def _check_watched(self) -> None:
+        """Run the `watch` check that is due; on a False, stop watching and call `lost`."""
+        alive, lost = self._alive, self._lost
+        try:
+            if alive is None or lost is None or alive():
+                self._next_watch = time.monotonic() + WATCH_INTERVAL
+                return
+            self._alive = self._lost = None
+            self._next_watch = math.inf
+            lost()
+        except Exception:  # keep serving; a check that failed is tried again when due
+            log.warning("driver: a watched check failed", exc_info=True)
+            self._next_watch = time.monotonic() + WATCH_INTERVAL
 
     def _listening(self) -> bool:
         """True on multiproc-tcp while a reply is awaited or a frame is not acknowledged yet."""

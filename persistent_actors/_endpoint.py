@@ -76,6 +76,7 @@ class Endpoint:
         self._pumping = 0  # threads waiting in `pump`
         self._driver: Driver | None = None
         self._closed = False
+        self._reason: str | None = None  # why the system ended on its own (`shutdown`)
         # The ask_async timeouts of each event loop that asks (see `_Deadlines`).
         self._deadlines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Deadlines] = \
             weakref.WeakKeyDictionary()
@@ -98,6 +99,14 @@ class Endpoint:
         self._driver = Driver(self.name, self._asys, simple=self.simple, ingress=ingress,
                               route=self.route_all, awaiting=lambda: bool(self._sinks))
 
+    def watch(self, alive: Callable[[], bool], lost: Callable[[], object]) -> None:
+        """Have the driver thread check `alive()` often; `lost()` once it is False.
+
+        See `Driver.watch`: both run on the driver thread, which `lost` must not wait for.
+        """
+        if self._driver is not None:
+            self._driver.watch(alive, lost)
+
     # -- lifecycle ---------------------------------------------------------------------------
     @property
     def closed(self) -> bool:
@@ -112,23 +121,34 @@ class Endpoint:
 
         """
         if self._closed:
-            raise PersistentActorsError(f"actor system {self.name!r} has been shut down")
+            raise self._shut_down_error()
 
-    def shutdown(self) -> bool:
+    def _shut_down_error(self) -> PersistentActorsError:
+        reason = "" if self._reason is None else f": {self._reason}"
+        return PersistentActorsError(f"actor system {self.name!r} has been shut down{reason}")
+
+    def shutdown(self, reason: str | None = None) -> bool:
         """Send what is queued, fail the asks still waiting, stop the actor tree and thespian.
 
-        Returns False if that happened already.
+        A `reason` says why the system ended on its own (its guardian died): the asks still
+        waiting fail at once, before the driver stops, and every shut-down error names it.
+        Returns False if the endpoint was shut down already.
         """
         with self._lock:
             if self._closed:
                 return False
+            self._reason = reason  # before `_closed`: whoever sees it closed sees the reason
             self._closed = True
             failers = [fail for fail in map(_failer, list(self._sinks.values()))
                        if fail is not None]
+        error = self._shut_down_error()
+        if reason is not None:  # the system is lost: no reply is waited for
+            for fail in failers:
+                fail(error)
+            failers = []
         driver, self._driver = self._driver, None
         if driver is not None:
             driver.stop()
-        error = PersistentActorsError(f"actor system {self.name!r} has been shut down")
         for fail in failers:
             fail(error)
         if self.simple and self.guardian is not None:

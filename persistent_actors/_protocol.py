@@ -416,6 +416,8 @@ class SystemReady:
     """Guardian -> facade: the system is ready."""
 
     info: SystemInfo
+    # multiproc-tcp: the guardian's process; the facade terminates the system once it died.
+    guardian: Any = None  # persistent_actors._thespian.lifetime.OwnerProcess
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

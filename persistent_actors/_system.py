@@ -112,6 +112,9 @@ class ActorSystem:
         self.settings: Settings = load_settings(config)
         log_defs: Any = False  # simple base: leave the application's logging alone
         self._admin_port: int | None = None  # multiproc-tcp's, once its admin runs
+        # Held through a shutdown's cleanup: one called while another runs (the system
+        # terminating after its guardian died) returns once that one left no process behind.
+        self._shutdown_lock = threading.Lock()
         if self.settings.base != "simple":
             # Before thespian starts: it forks every process from this one (they inherit it).
             secure_transport(self.settings.bind_address, self.settings.secret_file)
@@ -183,6 +186,10 @@ class ActorSystem:
             self.shutdown()
             raise reply.error
         self._info: p.SystemInfo = reply.info
+        guardian: OwnerProcess | None = reply.guardian
+        if guardian is not None:  # multiproc-tcp: the system ends with its guardian's process
+            died = weakref.WeakMethod(self._guardian_died)  # the driver keeps no system alive
+            self._endpoint.watch(guardian.is_alive, lambda: _call(died, guardian.pid))
         self.event_stream = EventStream(ActorRef(self._info.event_stream, "eventStream",
                                                   self._endpoint))
         # The guardian tells of a runtime process that moved under the InitSystem's id.
@@ -217,7 +224,7 @@ class ActorSystem:
 
     @property
     def is_terminated(self) -> bool:
-        """True once `shutdown` has run."""
+        """True once `shutdown` has run, or the system ended on its own (its guardian died)."""
         return self._endpoint.closed
 
     @property
@@ -280,24 +287,60 @@ class ActorSystem:
             "actor systems took each one as this one started; set [actor_system] admin_port")
 
     def shutdown(self) -> None:
-        """Stop every actor and the thespian system; idempotent. No process is left behind."""
-        if self._endpoint.shutdown():
-            _live.discard(self)
-            join_admin_starters()
-            info: p.SystemInfo | None = getattr(self, "_info", None)
-            if info is not None and info.session_id is not None:
-                # A process stuck in a handler never exits on thespian's request: killed
-                # after REAP_GRACE, so no process (and no admin port) outlives the system.
-                reaped = reap_session(info.session_id)
-                if reaped:
-                    log.warning("actor system %r: %d process(es) had not exited %.0f s after "
-                                "the shutdown (a handler or plugin call still running, or "
-                                "thespian waiting for a child's exit); killed",
-                                self.name, len(reaped), REAP_GRACE)
-            OPEN_ADMIN_PORTS.discard(self._admin_port)
+        """Stop every actor and the thespian system; idempotent. No process is left behind.
+
+        Also when the system is terminating on its own (its guardian died): then this returns
+        once that termination has ended.
+        """
+        self._terminate(None)
+
+    def _guardian_died(self, pid: int) -> None:
+        """The guardian's process is gone (multiproc-tcp; called on the driver thread).
+
+        The guardian is the root of the system: it created every actor and keeps names,
+        persistence-id claims and supervision. Without it the system is lost, as an Akka
+        ActorSystem terminates with its guardian: every call from now on, and every call
+        waiting now, fails with the reason. The rest of the shutdown runs on a thread of its
+        own (it waits for the driver); not a daemon, so that it ends before the process does.
+        """
+        if self._endpoint.closed:
+            return  # shutting down already (its guardian exits with it)
+        reason = f"the actor system's guardian process (pid {pid}) died"
+        log.error("actor system %r: %s; the system is shut down", self.name, reason)
+        threading.Thread(target=self._terminate, args=(reason,),
+                         name=f"persistent_actors-terminate-{self.name}").start()
+
+    def _terminate(self, reason: str | None) -> None:
+        """`shutdown`; with a `reason` (the guardian died) what waits fails at once, naming it."""
+        with self._shutdown_lock:
+            if self._endpoint.shutdown(reason):
+                _live.discard(self)
+                join_admin_starters()
+                info: p.SystemInfo | None = getattr(self, "_info", None)
+                if info is not None and info.session_id is not None:
+                    self._reap(info.session_id, orphaned=reason is not None)
+                OPEN_ADMIN_PORTS.discard(self._admin_port)
         routes, self._routes = self._routes, None
         if routes is not None:
             routes.close()
+
+    def _reap(self, session_id: int, *, orphaned: bool) -> None:
+        """Kill what is left of the system's processes (`session_id`) after thespian's shutdown.
+
+        A process stuck in a handler never exits on thespian's request: killed after
+        REAP_GRACE, so no process (and no admin port) outlives the system. `orphaned`: the
+        guardian died, and with it the only actor that could ask the actor, plugin and event
+        stream processes to exit: no grace would help them, so what is left is killed at once
+        (also thespian's admin if it is still finishing the exit its shutdown asked for).
+        """
+        if orphaned:
+            reap_session(session_id, grace=0.0)
+            return
+        reaped = reap_session(session_id)
+        if reaped:
+            log.warning("actor system %r: %d process(es) had not exited %.0f s after the "
+                        "shutdown (a handler or plugin call still running, or thespian "
+                        "waiting for a child's exit); killed", self.name, len(reaped), REAP_GRACE)
 
     def __enter__(self) -> ActorSystem:
         return self
@@ -545,6 +588,13 @@ def _shutdown_all() -> None:
             system.shutdown()
         except Exception:
             log.debug("shutdown at exit failed", exc_info=True)
+
+
+def _call(method: weakref.WeakMethod[Any], *args: Any) -> None:
+    """Call the method behind `method` with `args` unless its object was collected."""
+    bound = method()
+    if bound is not None:
+        bound(*args)
 
 
 def _resolved(spec: str) -> Any:

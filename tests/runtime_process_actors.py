@@ -86,3 +86,11 @@ class Listener(Actor):
                 self.sender.tell(os.getpid())
             case str():
                 self.probe.tell(("got", message))
+
+
+class Quiet(Actor):
+    """Answers "pid" with its process id and nothing else (an ask of anything else waits)."""
+
+    def on_receive(self, message: Any) -> None:
+        if message == "pid":
+            self.sender.tell(os.getpid())

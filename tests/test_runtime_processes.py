@@ -2,13 +2,16 @@
 
 multiproc-tcp only: the simple base has no processes to kill. Each test kills one process of a
 running system and checks that what used it before goes on using its successor (README,
-"The runtime's own processes").
+"The runtime's own processes"); the guardian's death instead terminates the system.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
 import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,11 +21,12 @@ import pytest
 
 from persistent_actors import ActorSystem
 from persistent_actors._thespian import event_stream, guardian
-from persistent_actors.errors import AskTimeoutError, PluginError
+from persistent_actors._thespian.lifetime import _proc_stat, _session_members
+from persistent_actors.errors import AskTimeoutError, PersistentActorsError, PluginError
 from persistent_actors.testing import TestProbe
 from tests.conftest import system_config
 from tests.entity_actors import AddItem, Cart
-from tests.runtime_process_actors import BackoffBoomer, Boomer, Listener
+from tests.runtime_process_actors import BackoffBoomer, Boomer, Listener, Quiet
 
 pytestmark = pytest.mark.multiproc
 
@@ -198,3 +202,92 @@ def _got(probe: TestProbe, text: str, timeout: float) -> bool:
         if not (isinstance(message, tuple) and message[0] == "got"):
             return False  # nothing (or something else) came
     return False
+
+
+# What every call raises once the system terminated after its guardian's death.
+_GUARDIAN_DIED = r"has been shut down: the actor system's guardian process \(pid \d+\) died"
+
+
+def _kill_guardian(system: ActorSystem) -> int:
+    """SIGKILL the system's guardian; the session id of the system's processes.
+
+    The guardian is the parent of every plugin process (thespian forks a child from its
+    parent), so its pid is the journal plugin's parent's.
+    """
+    journal = system.plugin_command("journal", "pid")
+    stat = _proc_stat(journal)
+    assert stat is not None
+    os.kill(int(stat[1]), signal.SIGKILL)  # field 4: the parent's pid
+    return os.getsid(journal)
+
+
+def _timed(call: Callable[[], object]) -> Callable[[float], tuple[BaseException | None, float]]:
+    """Run `call` on a thread now; the returned function waits up to its argument in seconds
+    for the end and gives what it raised (None if nothing) and the seconds it took.
+    """
+    outcome: list[tuple[BaseException | None, float]] = []
+    start = time.monotonic()
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as e:  # handed to the test
+            outcome.append((e, time.monotonic() - start))
+        else:
+            outcome.append((None, time.monotonic() - start))
+
+    thread = threading.Thread(target=run, daemon=True)  # daemon: without the fix it hangs 60 s
+    thread.start()
+
+    def result(timeout: float) -> tuple[BaseException | None, float]:
+        thread.join(timeout)
+        assert outcome, f"still waiting after {time.monotonic() - start:.1f}s"
+        return outcome[0]
+
+    return result
+
+
+def _none_left(session: int, timeout: float = 5.0) -> None:
+    """Every process of `session` exits within `timeout` seconds (zombies do not count)."""
+    _until(lambda: not _session_members(session), timeout)
+
+
+def test_calls_fail_at_once_when_the_guardian_dies(tmp_path: Path) -> None:
+    # With the guardian's process dead, actor_of waited out its 60 s and an ask waiting for a
+    # reply its timeout; every process of the system lived on. Now the system terminates:
+    # what waits fails within about a second, naming why, and what comes later fails at once.
+    with ActorSystem("guardian-dies", config=_config(tmp_path)) as system, \
+            ActorSystem("bystander", config=_config(tmp_path / "other")) as bystander:
+        quiet = system.actor_of(Quiet, name="quiet")
+        assert quiet.ask("pid", timeout=10) > 0
+        waiting = _timed(lambda: quiet.ask("no answer", timeout=30))
+        awaiting = _timed(lambda: asyncio.run(quiet.ask_async("no answer", timeout=30)))
+        session = _kill_guardian(system)
+        creating = _timed(lambda: system.actor_of(Quiet))
+        for result in (creating, waiting, awaiting):
+            error, took = result(10)
+            assert isinstance(error, PersistentActorsError), error
+            assert re.search(_GUARDIAN_DIED, str(error)), error
+            assert took < 5, took
+        assert system.is_terminated
+        with pytest.raises(PersistentActorsError, match=_GUARDIAN_DIED):
+            quiet.tell("later")
+        with pytest.raises(PersistentActorsError, match=_GUARDIAN_DIED):
+            asyncio.run(quiet.ask_async("pid", timeout=10))
+        system.shutdown()  # the termination's: it returns once that ended
+        _none_left(session)
+        # Another system of the same application goes on.
+        assert bystander.actor_of(Quiet).ask("pid", timeout=10) > 0
+
+
+def test_an_idle_system_terminates_when_its_guardian_dies(tmp_path: Path) -> None:
+    # Nobody calls: the guardian's death is noticed all the same, and no process of the
+    # system outlives it (they did, until the application exited: the guardian, which
+    # watches the application, was gone).
+    with ActorSystem("idle-guardian-dies", config=_config(tmp_path)) as system:
+        quiet = system.actor_of(Quiet, name="quiet")
+        session = _kill_guardian(system)
+        _until(lambda: system.is_terminated, timeout=5)
+        _none_left(session)
+        with pytest.raises(PersistentActorsError, match=_GUARDIAN_DIED):
+            quiet.ask("pid", timeout=10)

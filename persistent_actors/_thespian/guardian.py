@@ -337,7 +337,8 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
                                       self._settings.internal_stash_capacity,
                                       replay_filter=self._settings.replay_filter,
                                       session_id=None if init.owner is None else os.getsid(0))
-            self.send(requester, p.Reply(init.correlation_id, p.SystemReady(self._info)))
+            self.send(requester, p.Reply(init.correlation_id, p.SystemReady(
+                self._info, None if init.owner is None else OwnerProcess.current())))
 
         self._when_ready(keys, done)
 

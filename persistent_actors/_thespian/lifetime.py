@@ -17,6 +17,10 @@ and every other process alive with it, the admin port taken. Every process of a 
 in the session the admin's ``setsid`` made: `reap_session` kills what is left of it once a
 shutdown had `REAP_GRACE` seconds (from the application's shutdown, or from a process the
 guardian forks when the application died).
+
+The other way round, the application's driver thread watches the guardian's process (an
+`OwnerProcess` too, from `SystemReady`): when it dies the system terminates and its processes
+are reaped at once (`ActorSystem._guardian_died`).
 """
 
 from __future__ import annotations
