@@ -99,5 +99,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Say once, at the end, that the PostgreSQL tests were skipped and how to run them."""
-    for line in skipped_line:
+    lines = list(skipped_line)
+    # Under pytest-xdist (`make test`) the tests, and their skips, ran in the workers: the
+    # line is found in their reports.
+    for report in terminalreporter.stats.get("skipped", []) if not lines else ():
+        longrepr = getattr(report, "longrepr", None)
+        reason = str(longrepr[2]) if isinstance(longrepr, tuple) and len(longrepr) == 3 else ""
+        if "to run the PostgreSQL tests" in reason:
+            lines.append(f"PostgreSQL tests skipped: {reason.removeprefix('Skipped: ')}")
+            break
+    for line in lines:
         terminalreporter.write_line(line, yellow=True)
