@@ -72,6 +72,8 @@ class Endpoint:
         # By correlation id. The sink of an ask (`_Waiter`, `_FutureSink`) also fails it when the
         # system shuts down or the ask is refused (`_failer`).
         self._sinks: dict[str, Callable[[Any], None]] = {}
+        # Sinks for the endpoint's life (`add_standing_sink`): no caller waits on them.
+        self._standing: dict[str, Callable[[Any], None]] = {}
         self._routed = threading.Condition(self._lock)  # notified when a reply was routed
         self._pumping = 0  # threads waiting in `pump`
         self._driver: Driver | None = None
@@ -214,6 +216,16 @@ class Endpoint:
         with self._lock:
             self._sinks[correlation_id] = sink
 
+    def add_standing_sink(self, correlation_id: str, sink: Callable[[Any], None]) -> None:
+        """Hand the replies carrying `correlation_id` to `sink` for the endpoint's life.
+
+        Unlike `add_sink`'s, no caller waits on it: it does not keep the driver listening on
+        multiproc-tcp (a 2 ms slice, round after round, and no lingering for the callers'
+        next sends); what arrives for it is collected at the driver's idle polls.
+        """
+        with self._lock:
+            self._standing[correlation_id] = sink
+
     def drop_sink(self, correlation_id: str) -> None:
         """Forget the sink of `correlation_id`; later replies to it are dropped."""
         with self._lock:
@@ -256,7 +268,11 @@ class Endpoint:
                     failer(message.error)  # the ask raises it
                     continue
             if sink is None:
-                log.debug("dropped unsolicited message to the outside: %r", incoming)
+                sink = self._standing.get(incoming.correlation_id)
+                if sink is not None:
+                    sink(message)
+                else:
+                    log.debug("dropped unsolicited message to the outside: %r", incoming)
                 continue
             routed = True
             if type(sink) is _FutureSink:

@@ -193,7 +193,7 @@ class ActorSystem:
         self.event_stream = EventStream(ActorRef(self._info.event_stream, "eventStream",
                                                   self._endpoint))
         # The guardian tells of a runtime process that moved under the InitSystem's id.
-        self._endpoint.add_sink(init_ids[0], self._runtime_moved)
+        self._endpoint.add_standing_sink(init_ids[0], self._runtime_moved)
         if self.settings.journals["default"].spec == "inmem":
             log.warning("actor system %r uses the in-memory journal: events will not survive "
                         "the process (configure [persistence.journal] plugin = \"sqlite\")", name)

@@ -460,3 +460,18 @@ def test_replies_routed_to_many_blocking_askers_wake_each_once(system: ActorSyst
         assert not waiters[n].wait(0)  # woken once
     for n in range(4):
         endpoint.drop_sink(f"chain-{n}")
+
+
+@pytest.mark.multiproc
+def test_an_idle_multiproc_driver_listens_only_while_a_reply_is_awaited() -> None:
+    # The facade's standing sink (moves of the runtime's processes: `PluginMoved`) counted as
+    # a caller awaiting a reply: the driver listened in 2 ms slices for ever, and never
+    # lingered for its callers' next sends (the batching of service traffic).
+    with ActorSystem("idle", config={"actor_system": {"base": "multiproc-tcp"}}) as system:
+        assert system.actor_of(Echo).ask("hi", timeout=10) == "hi"
+        driver = system._endpoint._driver
+        assert driver is not None
+        deadline = time.monotonic() + 10  # once the ask's frame is acknowledged too
+        while driver._listening() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not driver._listening()
