@@ -262,15 +262,11 @@ def _wrapped(kind: str, settings: Mapping[str, Any]) -> Any:
     return resolve_plugin(kind, spec)(wrapped)
 
 
-class TestJournal(Journal):
-    """A journal that wraps another and fails, rejects or delays as the test says."""
+class _Wrapping:
+    """The test kit plugins' common part: the wrapped plugin's start and close, and commands."""
 
-    __test__ = False  # not a pytest test class
-
-    def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
-        super().__init__(settings)
-        self.wrapped: Journal = _wrapped(JOURNAL, self.settings)
-        self.behaviours = _Behaviours(JOURNAL_OPERATIONS, JournalError)
+    wrapped: Journal | SnapshotStore
+    behaviours: _Behaviours
 
     async def start(self) -> None:
         """Start the wrapped plugin."""
@@ -283,6 +279,17 @@ class TestJournal(Journal):
     async def receive_plugin_internal(self, message: Any) -> Any:
         """Accept a `SetBehaviour` command."""
         self.behaviours.set(message)
+
+
+class TestJournal(_Wrapping, Journal):
+    """A journal that wraps another and fails, rejects or delays as the test says."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
+        super().__init__(settings)
+        self.wrapped: Journal = _wrapped(JOURNAL, self.settings)
+        self.behaviours = _Behaviours(JOURNAL_OPERATIONS, JournalError)
 
     async def write_messages(self, writes: Sequence[AtomicWrite]) -> list[BaseException | None]:
         """Write through, unless the write behaviour fails or rejects."""
@@ -323,7 +330,7 @@ class TestJournal(Journal):
         await self.wrapped.delete_messages_to(persistence_id, to_sequence_nr)
 
 
-class TestSnapshotStore(SnapshotStore):
+class TestSnapshotStore(_Wrapping, SnapshotStore):
     """A snapshot store that wraps another and fails or delays as the test says."""
 
     __test__ = False  # not a pytest test class
@@ -332,18 +339,6 @@ class TestSnapshotStore(SnapshotStore):
         super().__init__(settings)
         self.wrapped: SnapshotStore = _wrapped(SNAPSHOT_STORE, self.settings)
         self.behaviours = _Behaviours(SNAPSHOT_OPERATIONS, SnapshotStoreError)
-
-    async def start(self) -> None:
-        """Start the wrapped plugin."""
-        await self.wrapped.start()
-
-    async def close(self) -> None:
-        """Close the wrapped plugin."""
-        await self.wrapped.close()
-
-    async def receive_plugin_internal(self, message: Any) -> Any:
-        """Accept a `SetBehaviour` command."""
-        self.behaviours.set(message)
 
     async def load(self, persistence_id: str,
                    criteria: SnapshotSelectionCriteria) -> SelectedSnapshot | None:
