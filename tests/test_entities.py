@@ -34,7 +34,7 @@ from persistent_actors._region import shard_of
 from persistent_actors._thespian import guardian, shard_memory
 from persistent_actors._thespian.shard_memory import memory_id
 from persistent_actors.testing import TestProbe
-from tests.conftest import system_config
+from tests.conftest import subscribe_synced, system_config
 from tests.crash_torture import Totals, check
 from tests.entity_actors import (
     AddItem,
@@ -445,7 +445,7 @@ def _sqlite_config(base: str, folder: Path, **sharding: Any) -> dict[str, Any]:
 def _ups(system: ActorSystem, start: Any, count: int) -> dict[str, EntityUp]:
     """Subscribe to `EntityUp`, run `start()`, collect `count` of them, then expect no more."""
     probe = TestProbe(system)
-    system.event_stream.subscribe(probe.ref, EntityUp)
+    subscribe_synced(system, probe, EntityUp, EntityUp("synced", (), 0))
     start()
     ups = [probe.expect_msg_type(EntityUp, timeout=20) for _ in range(count)]
     probe.expect_no_msg(0.5)

@@ -111,6 +111,9 @@ def test_every_subscriber_receives(system: ActorSystem) -> None:
 def test_publish_from_inside_an_actor(system: ActorSystem) -> None:
     probe = TestProbe(system)
     system.event_stream.subscribe(probe.ref, Ping)
+    # The subscription comes from here, the publishes from the publisher: on multiproc-tcp
+    # they reach the stream from two processes, in no guaranteed order. Wait until it is in.
+    synced(system, probe, Ping(0))
     publisher = system.actor_of(Publisher)
     publisher.tell(Publish(Ping(1)))
     publisher.tell(Publish(Pong(2)))

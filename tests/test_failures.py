@@ -52,7 +52,7 @@ from persistent_actors.testing.persistence_testkit import (
     _Behaviours,
     _decode,
 )
-from tests.conftest import system_config
+from tests.conftest import subscribe_synced, system_config
 from tests.failure_actors import (
     Answerer,
     AsyncRaces,
@@ -250,7 +250,7 @@ def test_a_stop_while_waiting_for_a_backoff_restart(kit: Kit) -> None:
     # post_stop ran a second time on the stopped instance, and the messages kept for the
     # restart (stashed behind the failed write, sent while waiting) vanished unseen.
     dead = TestProbe(kit.system)
-    kit.system.event_stream.subscribe(dead.ref, DeadLetter)
+    subscribe_synced(kit.system, dead, DeadLetter, DeadLetter("synced", None, dead.ref))
     actor = kit.start(PatientBackoffReporter, name="patient")
     assert kit.probe.expect_msg(timeout=10) == ("recovered", 0, 0)
     kit.kit.journal.on_write(Fail())
@@ -358,7 +358,7 @@ def test_poison_pill_waits_for_the_pending_persist_handler(kit: Kit) -> None:
 
 def test_stash_overflow_discards_to_dead_letters(kit: Kit) -> None:
     dead = TestProbe(kit.system)
-    kit.system.event_stream.subscribe(dead.ref, DeadLetter)
+    subscribe_synced(kit.system, dead, DeadLetter, DeadLetter("synced", None, dead.ref))
     actor = kit.start(TinyStashDrop)
     assert kit.probe.expect_msg(timeout=10) == ("recovered", 0, 0)
     actor.tell(Fill(3, dead.ref))
