@@ -70,10 +70,13 @@ def test_a_periodic_timer_repeats_until_cancelled(
 def test_starting_a_timer_under_a_key_in_use_replaces_it(
         timer_user: tuple[ActorRef, TestProbe]) -> None:
     ref, probe = timer_user
-    ref.tell(("single", "k", "old", 0.2))
+    # "old" is due after 1 s (was 0.2 s): the second tell may follow the first by more than
+    # 0.2 s on a loaded machine (on multiproc-tcp it waits for the first frame's
+    # acknowledgement), and "old" would have fired before it was replaced.
+    ref.tell(("single", "k", "old", 1.0))
     ref.tell(("single", "k", "new", 0.01))
     assert probe.expect_msg(timeout=10.0) == ("got", "new", False)
-    probe.expect_no_msg(timeout=0.4)
+    probe.expect_no_msg(timeout=1.2)  # past the time "old" was due
 
 
 def test_a_cancelled_timers_message_already_queued_is_not_handled(
