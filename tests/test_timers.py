@@ -72,7 +72,7 @@ def test_starting_a_timer_under_a_key_in_use_replaces_it(
     ref, probe = timer_user
     # "old" is due after 1 s (was 0.2 s): the second tell may follow the first by more than
     # 0.2 s on a loaded machine (on multiproc-tcp it waits for the first frame's
-    # acknowledgement), and "old" would have fired before it was replaced.
+    # acknowledgement), and "old" could fire before it was replaced.
     ref.tell(("single", "k", "old", 1.0))
     ref.tell(("single", "k", "new", 0.01))
     assert probe.expect_msg(timeout=10.0) == ("got", "new", False)
