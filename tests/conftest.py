@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from persistent_actors import ActorSystem
+from persistent_actors.testing import TestProbe
 from persistent_actors.testing.cleanup import sweep_admin_ports
 from tests.pg import (
     pg_schema,  # noqa: F401 - the PostgreSQL tests' schema fixture
@@ -61,6 +62,21 @@ def system_config(base: str, **persistence: Any) -> dict[str, Any]:
     if persistence:
         config["persistence"] = persistence
     return config
+
+
+def subscribe_synced(system: ActorSystem, probe: TestProbe, cls: type[Any],
+                     marker: Any) -> None:
+    """Subscribe `probe` to `cls` and return once the subscription is in place.
+
+    A subscribe is a tell from this process; what an actor publishes comes from its own. On
+    multiproc-tcp the two reach the event stream in no guaranteed order, so an event published
+    by an actor right after a subscribe from here may find no subscription yet. `marker` (an
+    instance of `cls`) is published from here, after the subscribe: once `probe` has it, the
+    subscription is in place.
+    """
+    system.event_stream.subscribe(probe.ref, cls)
+    system.event_stream.publish(marker)
+    assert probe.expect_msg(timeout=10) == marker
 
 
 @pytest.fixture(params=BASES)

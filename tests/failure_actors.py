@@ -372,11 +372,11 @@ class PatientBackoffReporter(Reporter):
 
 
 class SlowRecovery(Reporter):
-    """Takes 50 ms per replayed `Added`: longer in all than the tests' recovery timeout."""
+    """Takes 100 ms per replayed `Added`: longer per chunk than the test's recovery timeout."""
 
     def on_recover(self, message: Any) -> None:
         if isinstance(message, Added):
-            time.sleep(0.05)
+            time.sleep(0.1)
         super().on_recover(message)
 
 

@@ -882,9 +882,10 @@ def spawn(system: ActorSystem, persistence_id: str, probe: TestProbe,
     A respawn right after `kill` may still find the name taken for a moment: the host runs
     post_stop (our "it stopped" signal) before it tells the guardian it is stopping, and the
     two messages travel on different connections. So a name conflict is retried (each attempt
-    is a round trip to the guardian) until a deadline, after which it is raised.
+    is a round trip to the guardian) until a deadline (generous: the guardian can be slow to
+    hear on a loaded machine), after which it is raised.
     """
-    deadline = time.monotonic() + 5.0
+    deadline = time.monotonic() + 20.0
     while True:
         try:
             return system.actor_of(cls, persistence_id, probe.ref, name=persistence_id,

@@ -33,7 +33,7 @@ from persistent_actors import (
 from persistent_actors._system import ADMIN_PORTS, OPEN_ADMIN_PORTS
 from persistent_actors._thespian.loopback import free_port
 from persistent_actors.testing import TestProbe
-from tests.conftest import system_config
+from tests.conftest import subscribe_synced, system_config
 from tests.system_actors import (
     AskInside,
     CodedError,
@@ -474,8 +474,8 @@ def test_actor_stops_another_actor(system: ActorSystem, how: str) -> None:
     assert probe.expect_msg(timeout=5) == Lifecycle("post_stop")
     with pytest.raises(AskTimeoutError):
         target.ask("count", timeout=0.3)
-    # The name is free again once the old actor has exited.
-    deadline = time.monotonic() + 5
+    # The name is free again once the old actor has exited (the deadline only bounds the wait).
+    deadline = time.monotonic() + 20
     while True:
         try:
             again = system.actor_of(Echo, name="target")
@@ -604,8 +604,9 @@ def test_a_dead_letter_from_an_actors_own_tell_names_that_actor(base: str) -> No
     # base. (With host_processes = 0 thespian's admin forwards it and the sender is unknown.)
     with ActorSystem("dead-sender", config=system_config(base)) as system:
         dead_letters = TestProbe(system)
-        system.event_stream.subscribe(dead_letters.ref, DeadLetter)
         probe = TestProbe(system)
+        subscribe_synced(system, dead_letters, DeadLetter,
+                         DeadLetter("synced", None, probe.ref))
         target = started(probe, system)
         target.tell(Kill)
         assert probe.expect_msg(timeout=5) == Lifecycle("post_stop")
@@ -626,8 +627,9 @@ def test_a_message_right_behind_system_stop_is_a_dead_letter(base: str) -> None:
     # reaching the exiting process may be dropped by thespian's transport: see above.)
     with ActorSystem("stop-then-tell", config=system_config(base)) as system:
         dead_letters = TestProbe(system)
-        system.event_stream.subscribe(dead_letters.ref, DeadLetter)
         probe = TestProbe(system)
+        subscribe_synced(system, dead_letters, DeadLetter,
+                         DeadLetter("synced", None, probe.ref))
         actor = started(probe, system)
         system.stop(actor)
         actor.tell("right behind", sender=probe.ref)

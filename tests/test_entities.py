@@ -12,7 +12,7 @@ import sqlite3
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from persistent_actors._region import shard_of
 from persistent_actors._thespian import guardian, shard_memory
 from persistent_actors._thespian.shard_memory import memory_id
 from persistent_actors.testing import TestProbe
-from tests.conftest import system_config
+from tests.conftest import subscribe_synced, system_config
 from tests.crash_torture import Totals, check
 from tests.entity_actors import (
     AddItem,
@@ -277,7 +277,17 @@ def test_asks_to_a_host_that_stays_dead_fail_at_once(tmp_path: Path) -> None:
         for _ in range(guardian.MAX_CRASH_RESTARTS + 1):
             os.kill(host_pid(), signal.SIGKILL)
             time.sleep(0.5)
-        time.sleep(2.0)  # the last death is noticed
+        # Until the last death is noticed (a fixed 2 s may be too short on a loaded machine):
+        # an ask sent before that goes to the dead process and is lost.
+        deadline = time.monotonic() + 30
+        while True:
+            assert time.monotonic() < deadline, "the last death was never noticed"
+            try:
+                carts.ask("c0", "items", timeout=2)
+            except EntityUnavailableError:
+                break
+            except AskTimeoutError:
+                pass
         for entity in ("c0", "c1"):
             started = time.monotonic()
             with pytest.raises(EntityUnavailableError,
@@ -335,7 +345,9 @@ def test_a_regions_ref(sharded: ActorSystem) -> None:
 def test_entities_reply_to_entities_and_actors(sharded: ActorSystem) -> None:
     carts = sharded.entities("cart", Cart)
     relays = sharded.entities("relay", Relay)
-    carts.tell("alice", AddItem("banana"))
+    # Asked, not told: the relay's message reaches alice from its own process, in no order
+    # with a tell from here (on multiproc-tcp it could come first and find no banana).
+    assert carts.ask("alice", AddItem("banana"), timeout=10) == 1
     relays.tell("r1", ("relay", carts.ref("alice"), "items"))
     relays.tell("r2", ("relay", carts.ref("alice"), "whoami"))
     deadline = time.monotonic() + 20
@@ -442,10 +454,26 @@ def _sqlite_config(base: str, folder: Path, **sharding: Any) -> dict[str, Any]:
     return config
 
 
+def _wait_journal_count(db: Path, where: str, done: Callable[[int], bool]) -> int:
+    """Poll the journal's count of live events ``WHERE where`` until `done` says so (20 s).
+
+    For what the system writes asynchronously (remembered ids, compaction): a fixed sleep
+    may be too short on a loaded machine.
+    """
+    deadline = time.monotonic() + 20
+    while True:
+        with contextlib.closing(sqlite3.connect(db, timeout=10)) as conn:
+            count: int = conn.execute(
+                f"SELECT count(*) FROM journal WHERE deleted = 0 AND {where}").fetchone()[0]
+        if done(count) or time.monotonic() > deadline:
+            return count
+        time.sleep(0.05)
+
+
 def _ups(system: ActorSystem, start: Any, count: int) -> dict[str, EntityUp]:
     """Subscribe to `EntityUp`, run `start()`, collect `count` of them, then expect no more."""
     probe = TestProbe(system)
-    system.event_stream.subscribe(probe.ref, EntityUp)
+    subscribe_synced(system, probe, EntityUp, EntityUp("synced", (), 0))
     start()
     ups = [probe.expect_msg_type(EntityUp, timeout=20) for _ in range(count)]
     probe.expect_no_msg(0.5)
@@ -503,10 +531,11 @@ def test_the_remembered_ids_are_compacted(tmp_path: Path, monkeypatch: pytest.Mo
         for n in range(0, 10, 2):
             assert carts.ask(f"u{n}", "passivate", timeout=10) == "passivating"
         assert carts.ask("u1", "items", timeout=10) == ["x"]
-        time.sleep(0.5)  # the last snapshot and deletion
-    with sqlite3.connect(tmp_path / "events.db") as db:
-        events = db.execute("SELECT count(*) FROM journal WHERE persistence_id = ? AND "
-                            "deleted = 0", (memory_id("cart", 0),)).fetchone()[0]
+        # The last snapshot and deletion are asynchronous: waited for (a fixed 0.5 s may be
+        # too short on a loaded machine).
+        events = _wait_journal_count(tmp_path / "events.db",
+                                     f"persistence_id = '{memory_id('cart', 0)}'",
+                                     lambda n: n < 4)
     assert events < 4  # 15 were written (10 starts, 5 passivations); snapshots replaced them
     with ActorSystem("entities", config=config) as system:
         ups = _ups(system, lambda: system.entities("cart", RememberedCart), 5)
@@ -626,7 +655,11 @@ def test_remembered_entities_come_back_when_their_host_process_is_killed(
         pids = {user: carts.ask(user, "pid", timeout=20) for user in users}
         victim = pids["user-0"]
         moved = {user for user, pid in pids.items() if pid == victim}
-        time.sleep(0.5)  # the EntityStarted writes (asynchronous) are done
+        # The EntityStarted writes are asynchronous: waited for until all are stored (after a
+        # fixed 0.5 s, on a loaded machine, the host could die with some still unwritten).
+        assert _wait_journal_count(tmp_path / "events.db",
+                                   "persistence_id LIKE '/sharding/cartShard/%'",
+                                   lambda n: n >= len(users)) == len(users)
         # Nothing is sent to them: the restarted host starts them because they were running.
         ups = _ups(system, lambda: os.kill(victim, signal.SIGKILL), len(moved))
         assert set(ups) == moved

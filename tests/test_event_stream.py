@@ -31,6 +31,18 @@ def synced(system: ActorSystem, probe: TestProbe, marker: Any) -> None:
     assert probe.expect_msg(timeout=5) == marker
 
 
+def late_dead_letters(dead_letters: TestProbe) -> list[Any]:
+    """The messages of the DeadLetters `dead_letters` gets until it has been quiet for 0.5 s.
+
+    A message sent before the dead actor was noticed may still come back as a dead letter:
+    on a loaded machine one can take longer than a test waited for it.
+    """
+    late = []
+    while isinstance(letter := dead_letters.receive_one(0.5), DeadLetter):
+        late.append(letter.message)
+    return late
+
+
 def test_event_stream_handle(system: ActorSystem) -> None:
     assert isinstance(system.event_stream, EventStream)
 
@@ -111,6 +123,9 @@ def test_every_subscriber_receives(system: ActorSystem) -> None:
 def test_publish_from_inside_an_actor(system: ActorSystem) -> None:
     probe = TestProbe(system)
     system.event_stream.subscribe(probe.ref, Ping)
+    # The subscription comes from here, the publishes from the publisher: on multiproc-tcp
+    # they reach the stream from two processes, in no guaranteed order. Wait until it is in.
+    synced(system, probe, Ping(0))
     publisher = system.actor_of(Publisher)
     publisher.tell(Publish(Ping(1)))
     publisher.tell(Publish(Pong(2)))
@@ -219,16 +234,19 @@ def test_stopped_subscriber_is_dropped(system: ActorSystem) -> None:
         assert survivor.expect_msg(timeout=5) == Ping(n)
         letter = dead_letters.receive_one(0.25)
         if isinstance(letter, DeadLetter):
-            assert letter.message == Ping(n)
+            # Not always Ping(n)'s: under load an earlier event's can take longer than 0.25 s.
+            assert letter.message in [Ping(k) for k in range(1, n + 1)]
             assert letter.recipient == doomed
             dropped = True
             break
     assert dropped, "the dead subscriber's events never became dead letters"
-    # Dropped: later events reach the others and no longer produce dead letters.
-    for n in range(100, 103):
-        stream.publish(Ping(n))
-        assert survivor.expect_msg(timeout=5) == Ping(n)
-    dead_letters.expect_no_msg(0.5)
+    # Dropped: later events reach the others and no longer produce dead letters (those of
+    # the events published before it was noticed may still come).
+    for later in range(100, 103):
+        stream.publish(Ping(later))
+        assert survivor.expect_msg(timeout=5) == Ping(later)
+    late = late_dead_letters(dead_letters)
+    assert all(message in [Ping(k) for k in range(1, n + 1)] for message in late), late
     lifecycle.expect_no_msg(0.1)
 
 
@@ -246,11 +264,14 @@ def test_dead_letters_are_not_published_as_dead_letters(system: ActorSystem) -> 
         doomed.tell(Ping(n))
         letter = dead_letters.receive_one(0.25)
         if isinstance(letter, DeadLetter):
-            assert letter.message == Ping(n)
+            # Not always Ping(n)'s: under load an earlier one's can take longer than 0.25 s.
+            assert letter.message in [Ping(k) for k in range(n + 1)]
             break
     else:
         pytest.fail("no dead letter for a message to the stopped actor")
-    dead_letters.expect_no_msg(0.5)
+    # The earlier tells' dead letters may still come; none of a DeadLetter (no loop).
+    late = late_dead_letters(dead_letters)
+    assert all(message in [Ping(k) for k in range(n + 1)] for message in late), late
 
 
 def test_invalid_arguments_raise_type_error(system: ActorSystem) -> None:

@@ -52,7 +52,7 @@ from persistent_actors.testing.persistence_testkit import (
     _Behaviours,
     _decode,
 )
-from tests.conftest import system_config
+from tests.conftest import subscribe_synced, system_config
 from tests.failure_actors import (
     Answerer,
     AsyncRaces,
@@ -250,7 +250,7 @@ def test_a_stop_while_waiting_for_a_backoff_restart(kit: Kit) -> None:
     # post_stop ran a second time on the stopped instance, and the messages kept for the
     # restart (stashed behind the failed write, sent while waiting) vanished unseen.
     dead = TestProbe(kit.system)
-    kit.system.event_stream.subscribe(dead.ref, DeadLetter)
+    subscribe_synced(kit.system, dead, DeadLetter, DeadLetter("synced", None, dead.ref))
     actor = kit.start(PatientBackoffReporter, name="patient")
     assert kit.probe.expect_msg(timeout=10) == ("recovered", 0, 0)
     kit.kit.journal.on_write(Fail())
@@ -268,10 +268,11 @@ def test_a_stop_while_waiting_for_a_backoff_restart(kit: Kit) -> None:
 def test_applying_replayed_events_is_progress_for_the_recovery_timeout(
         base: str, tmp_path: Path) -> None:
     # The timeout counted from each chunk's arrival: an on_recover that took longer than it
-    # for a chunk (8 events x 50 ms here) failed a recovery whose journal never stalled.
+    # for a chunk (8 events x 100 ms here) failed a recovery whose journal never stalled.
+    # (0.6 s, not less: the journal's own answers must come within it on a loaded machine.)
     config = system_config(base, journal={"plugin": "sqlite", "path": str(tmp_path / "j.db"),
                                           "replay_page_size": 8},
-                           recovery_event_timeout=0.3,
+                           recovery_event_timeout=0.6,
                            replay_filter={"mode": "off"})  # (it holds the chunks to the end)
     with ActorSystem("failures", config=config) as system:
         probe = TestProbe(system)
@@ -282,7 +283,7 @@ def test_applying_replayed_events_is_progress_for_the_recovery_timeout(
             assert probe.expect_msg(timeout=10) == ("persisted", value, value)
         system.stop(actor)
         assert probe.expect_msg(timeout=10) == "stopped"
-        system.actor_of(SlowRecovery, "slow", probe.ref)  # 2 chunks x 8 x 50 ms in on_recover
+        system.actor_of(SlowRecovery, "slow", probe.ref)  # 2 chunks x 8 x 100 ms in on_recover
         assert probe.expect_msg(timeout=10) == ("recovered", 136, 16)
 
 
@@ -320,7 +321,9 @@ def test_a_failing_recovery_failure_hook_is_logged_as_a_stop(
 def test_a_stopped_actors_timers_are_no_dead_letters(base: str) -> None:
     # On the simple base the recovery timeout's wakeup of a stopped actor came due later and
     # was published as a DeadLetter(<thespian WakeupMessage>), as was a user timer's.
-    config = kit_config(base, recovery_event_timeout=0.3)
+    # The timeout is 1 s (the recovery must finish within it on a loaded machine), and the
+    # wait for a dead letter outlasts it.
+    config = kit_config(base, recovery_event_timeout=1.0)
     with ActorSystem("failures", config=config) as system:
         probe, dead = TestProbe(system), TestProbe(system)
         system.event_stream.subscribe(dead.ref, DeadLetter)
@@ -328,16 +331,18 @@ def test_a_stopped_actors_timers_are_no_dead_letters(base: str) -> None:
         assert probe.expect_msg(timeout=10) == ("recovered", 0, 0)
         system.stop(actor)
         assert probe.expect_msg(timeout=10) == "stopped"
-        dead.expect_no_msg(1.0)
+        dead.expect_no_msg(1.5)
 
 
 def test_late_plugin_answers_to_a_backed_off_instance_are_no_commands(base: str) -> None:
     # The replay of a recovery that timed out arrived while the actor waited for its back-off
     # restart, was kept with the messages for the next instance, and reached its on_command.
-    config = kit_config(base, recovery_event_timeout=0.3)
+    # A 1 s timeout, for the second recovery must finish within it on a loaded machine; the
+    # late replay comes at 1.5 s, during the 1 s back-off.
+    config = kit_config(base, recovery_event_timeout=1.0)
     with ActorSystem("failures", config=config) as system:
         kit, probe = PersistenceTestKit(system), TestProbe(system)
-        kit.journal.on_recovery(Delay(0.6))
+        kit.journal.on_recovery(Delay(1.5))
         system.actor_of(SecondBackoffReporter, "late", probe.ref)
         assert probe.expect_msg(timeout=10) == ("recovery-failed", "RecoveryTimedOutError")
         assert probe.expect_msg(timeout=10) == "stopped"
@@ -358,7 +363,7 @@ def test_poison_pill_waits_for_the_pending_persist_handler(kit: Kit) -> None:
 
 def test_stash_overflow_discards_to_dead_letters(kit: Kit) -> None:
     dead = TestProbe(kit.system)
-    kit.system.event_stream.subscribe(dead.ref, DeadLetter)
+    subscribe_synced(kit.system, dead, DeadLetter, DeadLetter("synced", None, dead.ref))
     actor = kit.start(TinyStashDrop)
     assert kit.probe.expect_msg(timeout=10) == ("recovered", 0, 0)
     actor.tell(Fill(3, dead.ref))

@@ -223,7 +223,12 @@ def test_asks_waiting_when_the_system_shuts_down_fail_at_once(base: str) -> None
     for t in threads:
         t.start()
     waiting.wait()
-    time.sleep(0.3)  # both asks are registered and waiting
+    # Both asks are registered and waiting once the recorder has both (a fixed 0.3 s may not
+    # be enough on a loaded machine: an ask made after the shutdown fails differently).
+    deadline = time.monotonic() + 30
+    while len(silent.ask("log", timeout=10)) < 2:
+        assert time.monotonic() < deadline, "the asks never reached the recorder"
+        time.sleep(0.01)
     system.shutdown()
     for t in threads:
         t.join(timeout=30)

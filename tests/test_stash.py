@@ -5,6 +5,7 @@ from __future__ import annotations
 from persistent_actors import ActorSystem
 from persistent_actors.messages import DeadLetter, PoisonPill
 from persistent_actors.testing import TestProbe
+from tests.conftest import subscribe_synced
 from tests.stash_actors import (
     AsyncStashingActor,
     BoundedStash,
@@ -155,7 +156,7 @@ def test_a_plain_actor_stopped_with_stashed_messages_makes_them_dead_letters(
     # Akka: a stopped actor's stash goes to dead letters, each with its sender (the stop
     # raised AttributeError here before, and the stash was lost silently).
     probe, other, dead_letters = TestProbe(system), TestProbe(system), TestProbe(system)
-    system.event_stream.subscribe(dead_letters.ref, DeadLetter)
+    subscribe_synced(system, dead_letters, DeadLetter, DeadLetter("synced", None, probe.ref))
     ref = system.actor_of(PlainStasher, probe.ref)
     ref.tell("one", sender=other.ref)
     ref.tell(PoisonPill)

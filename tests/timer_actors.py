@@ -61,11 +61,15 @@ class TimerEntity(TimerUser):
 
 
 class ReportedTimerEntity(TimerEntity):
-    """A `TimerEntity` that tells `probe` ("started", its id) when an incarnation starts."""
+    """A `TimerEntity` that tells `probe` ("started", its id) when an incarnation starts, and
+    ("stopped", its id) when it stops."""
 
     def __init__(self, entity_id: str, probe: ActorRef) -> None:
         super().__init__(entity_id, probe)
         probe.tell(("started", entity_id))
+
+    def post_stop(self) -> None:
+        self.probe.tell(("stopped", self.entity_id_seen))
 
 
 class PersistentTimer(PersistentActor):
