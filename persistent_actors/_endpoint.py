@@ -148,6 +148,8 @@ class Endpoint:
             for fail in failers:
                 fail(error)
             failers = []
+        with self._routed:  # waits in `pump` (a TestProbe's) end with the shut-down error
+            self._routed.notify_all()
         driver, self._driver = self._driver, None
         if driver is not None:
             driver.stop()
@@ -305,6 +307,11 @@ class Endpoint:
 
         Returns done(). On the driver thread itself (inside an actor on the simple base) it
         receives and routes replies itself.
+
+        Raises:
+            PersistentActorsError: the system was shut down, before or during the wait (which
+                `shutdown` cuts short).
+
         """
         driver = self._driver
         if driver is None or driver.on_thread():
@@ -313,6 +320,7 @@ class Endpoint:
             self._pumping += 1
             try:
                 while not done():
+                    self.ensure_running()
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         return False

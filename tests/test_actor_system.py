@@ -888,3 +888,28 @@ def test_a_watcher_that_stopped_is_told_nothing(system: ActorSystem) -> None:
         letter = letters.receive_one(timeout=left)
         assert not (isinstance(letter, DeadLetter) and isinstance(letter.message, Terminated)), \
             letter
+
+
+def test_a_probe_waiting_when_the_system_shuts_down_fails_at_once(base: str) -> None:
+    # Its wait went on to its own timeout (Akka's TestProbe fails when the system terminates).
+    system = ActorSystem("probe-waits", config=system_config(base))
+    outcome: list[BaseException | object] = []
+    try:
+        probe = TestProbe(system)
+
+        def wait() -> None:
+            try:
+                outcome.append(probe.expect_msg(timeout=60))
+            except BaseException as e:
+                outcome.append(e)
+
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        time.sleep(0.2)  # (if it is not waiting yet, it fails at its send: the same error)
+    finally:
+        system.shutdown()
+    waiter.join(10)
+    assert not waiter.is_alive(), "the probe waited on after the shutdown"
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], PersistentActorsError), outcome
+    assert "shut down" in str(outcome[0])
