@@ -515,7 +515,7 @@ class CellAddress:
     cell: int
 
     @property
-    def addressDetails(self) -> Any:  # noqa: N802 - thespian's name, read by guardian._key
+    def addressDetails(self) -> Any:  # noqa: N802 - thespian's name, read by moved.address_key
         return (getattr(self.host, "addressDetails", self.host), self.cell)
 
     def __eq__(self, other: object) -> bool:

@@ -59,6 +59,7 @@ from persistent_actors._thespian.lifetime import (
     reap_session_later,
 )
 from persistent_actors._thespian.moved import Move
+from persistent_actors._thespian.moved import address_key as _key
 from persistent_actors._thespian.plugin_host import PluginHost
 from persistent_actors.errors import (
     ActorInitializationError,
@@ -110,11 +111,6 @@ def _given_up() -> str:
     # This death included: the restarts within the window were all used.
     return (f"died {MAX_CRASH_RESTARTS + 1} times within {CRASH_RESTART_WINDOW:.0f}s; it is not "
             "restarted again")
-
-
-def _key(address: Any) -> Any:
-    # Thespian addresses are unhashable; their addressDetails are hashable and compare alike.
-    return getattr(address, "addressDetails", address)
 
 
 

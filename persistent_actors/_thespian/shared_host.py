@@ -40,6 +40,7 @@ from persistent_actors._thespian.common import log
 from persistent_actors._thespian.frames import batched
 from persistent_actors._thespian.host import _SystemView
 from persistent_actors._thespian.moved import Move
+from persistent_actors._thespian.moved import address_key as _key
 from persistent_actors._thespian.thread_inbox import close_inbox, deliver_inbox, install_inbox
 from persistent_actors.messages import DeadLetter
 
@@ -51,10 +52,6 @@ _LOCAL_BUDGET = 1_000
 # What a cell sends the guardian about itself: wrapped in FromCell (the others, e.g. a
 # StopRequested about another actor, go as they are).
 _ABOUT_ITSELF = (p.ActorStarted, p.ActorFailed, p.StartRecovery, p.RecoveryDone, p.ActorStopping)
-
-
-def _key(address: Any) -> Any:
-    return getattr(address, "addressDetails", address)
 
 
 class _HostedCell(Cell):
