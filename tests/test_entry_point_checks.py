@@ -32,7 +32,7 @@ from persistent_actors.projection import (
     SqliteOffsetStore,
 )
 from persistent_actors.supervision import Backoff
-from persistent_actors.testing import Delay, Fail, Reject, TestProbe
+from persistent_actors.testing import Delay, Fail, PersistenceTestKit, Reject, TestProbe
 from tests.bad_input_actors import Attempt, Misuser, SnapshotsInInit
 from tests.conftest import system_config
 
@@ -139,12 +139,32 @@ def test_a_sqlite_path_with_a_nul_is_a_config_error_naming_it() -> None:
             "simple", journal={"plugin": "sqlite", "path": "events\0.db"}))
 
 
+@pytest.mark.parametrize(("wrapped", "text"), [
+    ("sqlite", r"setting 'wrapped' must be a table of the wrapped plugin's settings, as "
+               r"wrapped = \{ plugin = \"sqlite\", path = \"...\" \}, got 'sqlite'"),
+    (None, r"setting 'wrapped' must be a table .* got None"),
+    ({"plugin": 5}, r"setting 'wrapped.plugin' must be a plugin name .* got 5"),
+])
+@pytest.mark.parametrize("kind", ["journal", "snapshot_store"])
+def test_a_test_plugins_wrapped_setting_is_checked(kind: str, wrapped: Any, text: str) -> None:
+    # A str or None was a PluginError saying "dictionary update sequence element #0 has
+    # length 1; 2 is required", naming neither the setting nor what it takes.
+    plugin = "TestJournal" if kind == "journal" else "TestSnapshotStore"
+    config = system_config("simple", **{kind: {
+        "plugin": f"persistent_actors.testing:{plugin}", "wrapped": wrapped}})
+    with pytest.raises(ConfigError, match=rf"\[persistence\.{kind}\] {text}"):
+        ActorSystem("entry", config=config)
+
+
 def test_probe_and_read_journal_arguments(tmp_path: Path) -> None:
     config = system_config("simple", journal={"plugin": "sqlite",
                                               "path": str(tmp_path / "j.db")})
     with ActorSystem("entry", config=config) as system:
         with pytest.raises(TypeError, match="TestProbe needs the ActorSystem"):
             TestProbe(None)  # type: ignore[arg-type]
+        # Accepted before: the first setter failed with an AttributeError naming neither.
+        with pytest.raises(TypeError, match="PersistenceTestKit needs the ActorSystem"):
+            PersistenceTestKit("system")  # type: ignore[arg-type]
         probe = TestProbe(system)
         for timeout in (math.nan, "1", None, -1):
             # NaN waited for ever; a str failed deep in the wait.
@@ -162,6 +182,8 @@ ATTEMPTS = {
     "defer None after a persist": ("TypeError", "defer handler must be callable, got None"),
     "delete_snapshot 2**64": ("ValueError", "sequence_nr must be an int in [0, MAX_SEQUENCE_NR"),
     "context.stop(5)": ("TypeError", "context.stop() needs an ActorRef"),
+    # A silent no-op: the watch stayed, and the Terminated meant to be cancelled still came.
+    "context.unwatch(name)": ("TypeError", "unwatch() takes the ActorRef given to watch()"),
     "is_timer_active([1])": ("TypeError", "a timer key must be hashable, got list"),
     "delivery snapshot id above its counter": (
         "ValueError", "delivery id 1 must be a distinct int in [1, current_delivery_id = 0]"),
