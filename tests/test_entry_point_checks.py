@@ -20,6 +20,7 @@ from persistent_actors import (
     ActorInitializationError,
     ActorSystem,
     ConfigError,
+    SyncReadJournal,
     Tagged,
     register,
 )
@@ -172,6 +173,9 @@ def test_probe_and_read_journal_arguments(tmp_path: Path) -> None:
                 probe.expect_msg(timeout=timeout)  # type: ignore[arg-type]
         with pytest.raises(ValueError, match=r"page_size must be an int in 1\.\.1000000"):
             system.read_journal(page_size=10**20)  # failed inside SQLite, at the first read
+        # Accepted before: the first query failed with an AttributeError.
+        with pytest.raises(TypeError, match="SyncReadJournal wraps a ReadJournal"):
+            SyncReadJournal(system)  # type: ignore[arg-type]
 
 
 ATTEMPTS = {
