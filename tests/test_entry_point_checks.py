@@ -85,6 +85,8 @@ _SOURCE: Any = lambda offset: None  # noqa: E731 - never called
     (lambda: ErrorStrategy.retry(3, "a", "b"), TypeError,  # type: ignore[arg-type]
      "min_backoff must be a number of seconds"),
     (lambda: ErrorStrategy.retry(3, True), TypeError, "min_backoff"),
+    (lambda: SqliteOffsetStore(5), TypeError,  # type: ignore[arg-type]
+     "SqliteOffsetStore: path must be a str or os.PathLike"),
     (lambda: Projection("p", _SOURCE, lambda e: None, None),  # type: ignore[arg-type]
      TypeError, "offset_store must be an OffsetStore"),
     (lambda: Projection("p", _SOURCE, lambda e: None, InmemOffsetStore(),
