@@ -169,6 +169,9 @@ def test_probe_and_read_journal_arguments(tmp_path: Path) -> None:
         with pytest.raises(TypeError, match="PersistenceTestKit needs the ActorSystem"):
             PersistenceTestKit("system")  # type: ignore[arg-type]
         probe = TestProbe(system)
+        # It waited out its timeout first, then reported a timeout.
+        with pytest.raises(TypeError, match=r"expect_msg_type\(\) needs a class"):
+            probe.expect_msg_type(5, timeout=60)  # type: ignore[arg-type]
         for timeout in (math.nan, "1", None, -1):
             # NaN waited for ever; a str failed deep in the wait.
             with pytest.raises(ValueError, match="a probe's timeout must be a number"):
@@ -219,3 +222,17 @@ def test_a_snapshot_in_init_is_refused(base: str) -> None:
             pytest.raises(ActorInitializationError, match="save_snapshot cannot be called in "
                                                           "__init__"):
         system.actor_of(SnapshotsInInit)
+
+
+def test_receive_one_returns_none_after_its_timeout() -> None:
+    # As Akka's ReceiveOne (null); it returned a private sentinel object no caller could test.
+    with ActorSystem("entry", config=system_config("simple")) as system:
+        probe = TestProbe(system)
+        assert probe.receive_one(timeout=0.05) is None
+        probe.ref.tell("hello")
+        assert probe.receive_one(timeout=10) == "hello"
+        with pytest.raises(AssertionError, match="timeout"):
+            probe.expect_msg(timeout=0.05)
+        probe.ref.tell(None)  # a None message is a message to expect_msg and expect_no_msg
+        with pytest.raises(AssertionError, match="expected no message, got None"):
+            probe.expect_no_msg(timeout=10)
