@@ -44,6 +44,7 @@ from persistent_actors._thespian.loopback import (
 )
 from persistent_actors._thespian.moved import Move
 from persistent_actors._thespian.poll_selector import poll_selector
+from persistent_actors._thespian.simple_direct import distinct_addresses
 from persistent_actors._thespian.wakeups import fast_wakeup_checks
 from persistent_actors.cluster._region import ClusterRegion, Routes
 from persistent_actors.cluster._transport import cluster_capabilities, node_id_of
@@ -155,6 +156,7 @@ class ActorSystem:
             fast_wakeup_checks()  # the simple base scans every pending wakeup per message
             self._asys = ThespianActorSystem(self.settings.thespian_base, {},
                                              logDefs=log_defs, transientUnique=True)
+            distinct_addresses(self._asys)  # before its first actor (see the function)
         self._endpoint = Endpoint(name, self._asys, simple=self.settings.base == "simple")
         self._regions: dict[str, EntityRegion] = {}
         self._regions_lock = threading.Lock()
