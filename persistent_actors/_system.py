@@ -438,6 +438,8 @@ class ActorSystem:
                 region = ClusterRegion(type_name, cls, args, kwargs, sharding.shards,
                                        self._endpoint, self._routes)
             else:
+                # (Not for a cluster: the nodes' [cluster.entities] build them, not these.)
+                _check_entity_constructor(type_name, cls, args, kwargs)
                 hosts = self._start_entity_hosts(type_name, cls, args, kwargs)
                 region = EntityRegion(type_name, cls, args, kwargs, hosts, sharding.shards,
                                       self._endpoint)
@@ -581,6 +583,26 @@ class ActorSystem:
         if isinstance(result, p.Failure):
             raise result.error
         return result
+
+
+def _check_entity_constructor(type_name: str, cls: type[Actor], args: tuple[Any, ...],
+                              kwargs: dict[str, Any]) -> None:
+    """Raise `TypeError` unless ``cls(entity_id, *args, **kwargs)`` binds to its constructor.
+
+    Found only at each entity's start before: every message to the type failed with Python's
+    "__init__() takes exactly one argument", which did not say that the id comes first.
+    """
+    try:
+        signature = inspect.signature(cls)
+    except (TypeError, ValueError):  # a constructor inspect cannot read: its start will tell
+        return
+    try:
+        signature.bind("entity-id", *args, **kwargs)
+    except TypeError as e:
+        raise TypeError(
+            f"entities({type_name!r}, {cls.__qualname__}, ...): each entity is built as "
+            f"{cls.__qualname__}(entity_id, *args, **kwargs), which its constructor does not "
+            f"take ({e}); give it an __init__(self, entity_id, ...)") from None
 
 
 @atexit.register

@@ -17,6 +17,7 @@ import pytest
 from journal_plugins._postgres_db import parse_options
 from persistent_actors import (
     NO_OFFSET,
+    Actor,
     ActorInitializationError,
     ActorSystem,
     ConfigError,
@@ -36,6 +37,7 @@ from persistent_actors.supervision import Backoff
 from persistent_actors.testing import Delay, Fail, PersistenceTestKit, Reject, TestProbe
 from tests.bad_input_actors import Attempt, Misuser, SnapshotsInInit
 from tests.conftest import system_config
+from tests.failure_actors import Reporter
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,3 +238,22 @@ def test_receive_one_returns_none_after_its_timeout() -> None:
         probe.ref.tell(None)  # a None message is a message to expect_msg and expect_no_msg
         with pytest.raises(AssertionError, match="expected no message, got None"):
             probe.expect_no_msg(timeout=10)
+
+
+class NoIdActor(Actor):
+    """An Actor without an __init__ taking the entity id."""
+
+    def on_receive(self, message: Any) -> None:
+        self.sender.tell(message)
+
+
+def test_entities_checks_that_its_class_takes_the_entity_id_and_arguments(base: str) -> None:
+    # Accepted before: every message to the type then failed at the entity's start, with
+    # Python's "__init__() takes exactly one argument", which did not say the id comes first.
+    with ActorSystem("entry", config=system_config(base)) as system:
+        with pytest.raises(TypeError, match=r"each entity is built as NoIdActor\(entity_id, "
+                                            r"\*args, \*\*kwargs\), which its constructor"):
+            system.entities("no-id", NoIdActor)
+        with pytest.raises(TypeError, match=r"missing a required argument: 'probe'"):
+            system.entities("reporter", Reporter)
+        assert system.entities("reporter", Reporter, TestProbe(system).ref) is not None
