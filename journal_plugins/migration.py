@@ -11,6 +11,8 @@ From the command line::
 
     python -m journal_plugins.migration to-postgres events.db postgresql://host/db [SCHEMA]
     python -m journal_plugins.migration to-sqlite postgresql://host/db events.db [SCHEMA]
+
+It prints what it copied and exits 0, or prints one line ``... error: ...`` and exits 2.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from journal_plugins.postgres import (
     tags_literal,
 )
 from journal_plugins.sqlite import SqliteJournal, SqliteSnapshotStore
-from persistent_actors.errors import PluginError
+from persistent_actors.errors import PersistentActorsError, PluginError
 
 __all__ = ["Copied", "copy_postgres_to_sqlite", "copy_sqlite_to_postgres"]
 
@@ -279,10 +281,17 @@ def main(argv: list[str]) -> int:
         print(usage, file=sys.stderr)
         return 2
     schema = {"schema": argv[4]} if len(argv) == 5 else {}
-    if argv[1] == "to-postgres":
-        copied = asyncio.run(copy_sqlite_to_postgres(argv[2], {"dsn": argv[3], **schema}))
-    else:
-        copied = asyncio.run(copy_postgres_to_sqlite({"dsn": argv[2], **schema}, argv[3]))
+    try:
+        if argv[1] == "to-postgres":
+            copied = asyncio.run(copy_sqlite_to_postgres(argv[2], {"dsn": argv[3], **schema}))
+        else:
+            copied = asyncio.run(copy_postgres_to_sqlite({"dsn": argv[2], **schema}, argv[3]))
+    except (PersistentActorsError, OSError, sqlite3.Error, asyncpg.PostgresError) as e:
+        # A mistake (a missing file, a target holding events, a bad schema name, a server
+        # that refuses) is one line, as the persistent-actors command prints it: the traceback
+        # of the copy's internals said nothing more and buried the message.
+        print(f"python -m journal_plugins.migration: error: {e}", file=sys.stderr)
+        return 2
     print(copied)
     return 0
 

@@ -460,7 +460,14 @@ class ActorContext(ABC):
         raise NotImplementedError
 
     def unwatch(self, ref: ActorRef) -> ActorRef:
-        """Stop watching `ref`: no ``Terminated(ref)`` arrives after this (Akka's ``Unwatch``)."""
+        """Stop watching `ref`: no ``Terminated(ref)`` arrives after this (Akka's ``Unwatch``).
+
+        Returns `ref`; one not watched is no error.
+
+        Raises:
+            TypeError: `ref` is not an `ActorRef`.
+
+        """
         raise NotImplementedError
 
     def passivate(self) -> None:

@@ -441,8 +441,11 @@ def _cluster(value: Any, journal: PluginConfig,
                           f"got {limit!r}")
     entities = dict(_expect_table(table.get("entities", {}), "cluster.entities"))
     for type_name, spec in entities.items():
-        if not type_name or "/" in type_name or not isinstance(spec, str) or \
-                not re.fullmatch(r"[\w.]+:[\w.]+", spec):
+        if not type_name or "/" in type_name:
+            # Checked apart from the value: a bad type name was reported as a bad class path.
+            raise ConfigError(f"config key cluster.entities.{type_name!r}: an entity type name "
+                              "must be a non-empty str without '/', as for system.entities()")
+        if not isinstance(spec, str) or not re.fullmatch(r"[\w.]+:[\w.]+", spec):
             raise ConfigError(f"config key cluster.entities.{type_name} must be "
                               f"\"package.module:Class\" (an entity class), got {spec!r}")
     if journal.spec != "postgres":

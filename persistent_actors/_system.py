@@ -44,6 +44,7 @@ from persistent_actors._thespian.loopback import (
 )
 from persistent_actors._thespian.moved import Move
 from persistent_actors._thespian.poll_selector import poll_selector
+from persistent_actors._thespian.simple_direct import distinct_addresses
 from persistent_actors._thespian.wakeups import fast_wakeup_checks
 from persistent_actors.cluster._region import ClusterRegion, Routes
 from persistent_actors.cluster._transport import cluster_capabilities, node_id_of
@@ -155,6 +156,7 @@ class ActorSystem:
             fast_wakeup_checks()  # the simple base scans every pending wakeup per message
             self._asys = ThespianActorSystem(self.settings.thespian_base, {},
                                              logDefs=log_defs, transientUnique=True)
+            distinct_addresses(self._asys)  # before its first actor (see the function)
         self._endpoint = Endpoint(name, self._asys, simple=self.settings.base == "simple")
         self._regions: dict[str, EntityRegion] = {}
         self._regions_lock = threading.Lock()
@@ -436,6 +438,8 @@ class ActorSystem:
                 region = ClusterRegion(type_name, cls, args, kwargs, sharding.shards,
                                        self._endpoint, self._routes)
             else:
+                # (Not for a cluster: the nodes' [cluster.entities] build them, not these.)
+                _check_entity_constructor(type_name, cls, args, kwargs)
                 hosts = self._start_entity_hosts(type_name, cls, args, kwargs)
                 region = EntityRegion(type_name, cls, args, kwargs, hosts, sharding.shards,
                                       self._endpoint)
@@ -579,6 +583,26 @@ class ActorSystem:
         if isinstance(result, p.Failure):
             raise result.error
         return result
+
+
+def _check_entity_constructor(type_name: str, cls: type[Actor], args: tuple[Any, ...],
+                              kwargs: dict[str, Any]) -> None:
+    """Raise `TypeError` unless ``cls(entity_id, *args, **kwargs)`` binds to its constructor.
+
+    Found only at each entity's start before: every message to the type failed with Python's
+    "__init__() takes exactly one argument", which did not say that the id comes first.
+    """
+    try:
+        signature = inspect.signature(cls)
+    except (TypeError, ValueError):  # a constructor inspect cannot read: its start will tell
+        return
+    try:
+        signature.bind("entity-id", *args, **kwargs)
+    except TypeError as e:
+        raise TypeError(
+            f"entities({type_name!r}, {cls.__qualname__}, ...): each entity is built as "
+            f"{cls.__qualname__}(entity_id, *args, **kwargs), which its constructor does not "
+            f"take ({e}); give it an __init__(self, entity_id, ...)") from None
 
 
 @atexit.register

@@ -1,4 +1,9 @@
-"""The one error hierarchy of persistent_actors: every error the library raises derives from it."""
+"""The one error hierarchy of persistent_actors.
+
+Every error the library raises for a reason of its own (configuration, plugins, persistence,
+the actor system) derives from `PersistentActorsError`. A bad argument to a call is a
+`TypeError` or `ValueError` naming the argument, as with Python's own functions.
+"""
 
 from __future__ import annotations
 
@@ -58,7 +63,11 @@ class AskTimeoutError(PersistentActorsError, TimeoutError):
 
 
 class ActorDeadError(PersistentActorsError):
-    """The target actor is not running."""
+    """The target actor is not running.
+
+    Not raised at present: an ask to a stopped actor ends with `AskTimeoutError`, as Akka's
+    does (its message becomes a ``DeadLetter``). Kept for code that catches it.
+    """
 
 
 class MessageNotSerializableError(PersistentActorsError):

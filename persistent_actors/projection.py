@@ -30,6 +30,7 @@ import dataclasses
 import functools
 import inspect
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -155,6 +156,10 @@ class SqliteOffsetStore(OffsetStore):
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL",
                  busy_timeout: int = 5000) -> None:
+        if not isinstance(path, str | os.PathLike):
+            # Path(5) raised "expected str, bytes or os.PathLike object", naming no argument.
+            raise TypeError(f"SqliteOffsetStore: path must be a str or os.PathLike (the "
+                            f"database file), got {path!r}")
         if not isinstance(synchronous, str) or synchronous.upper() not in _SYNCHRONOUS:
             raise ConfigError(f"SqliteOffsetStore: synchronous must be one of "
                               f"{sorted(_SYNCHRONOUS)}, got {synchronous!r}")

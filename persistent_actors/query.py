@@ -488,6 +488,11 @@ class SyncReadJournal:
     """
 
     def __init__(self, read_journal: ReadJournal) -> None:
+        if not isinstance(read_journal, ReadJournal):
+            # Accepted before, it failed at the first query with an AttributeError, after a
+            # thread and its event loop had been started for it.
+            raise TypeError(f"SyncReadJournal wraps a ReadJournal (system.read_journal() or "
+                            f"open_read_journal(config)), got {read_journal!r}")
         self.read_journal = read_journal
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever,

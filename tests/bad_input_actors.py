@@ -180,6 +180,8 @@ class Misuser(AtLeastOnceDeliveryActor):
                 self.delete_snapshot(2**64)
             case "context.stop(5)":
                 self.context.stop(5)  # type: ignore[arg-type]
+            case "context.unwatch(name)":
+                self.context.unwatch(self.self_ref.name)  # type: ignore[arg-type]
             case "is_timer_active([1])":
                 self.timers.is_timer_active([1])  # type: ignore[arg-type]
             case "delivery snapshot id above its counter":

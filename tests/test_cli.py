@@ -483,6 +483,20 @@ def test_import_takes_a_snapshot_at_sequence_nr_0(store: Path, tmp_path: Path) -
         assert sorted(conn.execute("SELECT sequence_nr FROM snapshot")) == [(0,), (4,)]
 
 
+@pytest.mark.parametrize(("number", "kind", "field"), [
+    (3, "event", "persistence_id"), (3, "event", "payload"), (9, "snapshot", "manifest")])
+def test_import_names_a_missing_field(store: Path, tmp_path: Path, number: int, kind: str,
+                                      field: str) -> None:
+    # It said "bad event record: 'persistence_id'" (a KeyError's text).
+    lines = _export_lines(store)
+    record = json.loads(lines[number - 1])
+    del record[field]
+    lines[number - 1] = json.dumps(record)
+    result, db = _import_text(tmp_path, "\n".join(lines) + "\n")
+    one_line_error(result, f"line {number}: bad {kind} record: field {field!r} is missing")
+    assert kind == "snapshot" or _nothing_stored(db)  # (a snapshot comes after the events)
+
+
 @pytest.mark.parametrize("tags", [[""], ["t", ""]])
 def test_import_refuses_an_empty_tag_as_the_runtime_does(store: Path, tmp_path: Path,
                                                          tags: list[str]) -> None:

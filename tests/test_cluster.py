@@ -82,6 +82,10 @@ def test_cluster_section_makes_a_multiproc_process_with_its_ports() -> None:
     ({"heartbeat_interval": 0}, None, "cluster.heartbeat_interval must be"),
     ({"rebalance_limit": 0}, None, "cluster.rebalance_limit must be"),
     ({"entities": {"cart": "no-colon"}}, None, "cluster.entities.cart must be"),
+    # A bad type name was reported as a bad class path (naming the good value).
+    ({"entities": {"a/b": "a.b:C"}}, None,
+     r"cluster\.entities\.'a/b': an entity type name must be a non-empty str without '/'"),
+    ({"entities": {"": "a.b:C"}}, None, r"cluster\.entities\.'': an entity type name"),
     ({"colour": 1}, None, "unknown config key cluster.colour"),
     ({}, {"journal": {"plugin": "inmem"}}, "needs the PostgreSQL journal"),
 ])

@@ -431,3 +431,17 @@ def test_an_extra_store_may_not_take_the_default_id(key: str, plugin_id: str) ->
                               key: {plugin_id: {"plugin": "inmem"}}}}
     with pytest.raises(ConfigError, match=f"id {plugin_id!r} is reserved"):
         load_settings(config)
+
+
+def test_a_relative_database_path_is_taken_from_the_current_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # README (Configuration): relative to the current directory, not to the config file's.
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "run").mkdir()
+    path = write(tmp_path / "conf", '[persistence.journal]\nplugin = "sqlite"\n'
+                                    'path = "data/events.db"\n')
+    monkeypatch.chdir(tmp_path / "run")
+    with ActorSystem("relative", config=path):
+        pass
+    assert (tmp_path / "run" / "data" / "events.db").is_file()
+    assert not (tmp_path / "conf" / "data").exists()

@@ -17,9 +17,11 @@ import pytest
 from journal_plugins._postgres_db import parse_options
 from persistent_actors import (
     NO_OFFSET,
+    Actor,
     ActorInitializationError,
     ActorSystem,
     ConfigError,
+    SyncReadJournal,
     Tagged,
     register,
 )
@@ -32,9 +34,10 @@ from persistent_actors.projection import (
     SqliteOffsetStore,
 )
 from persistent_actors.supervision import Backoff
-from persistent_actors.testing import Delay, Fail, Reject, TestProbe
+from persistent_actors.testing import Delay, Fail, PersistenceTestKit, Reject, TestProbe
 from tests.bad_input_actors import Attempt, Misuser, SnapshotsInInit
 from tests.conftest import system_config
+from tests.failure_actors import Reporter
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +87,8 @@ _SOURCE: Any = lambda offset: None  # noqa: E731 - never called
     (lambda: ErrorStrategy.retry(3, "a", "b"), TypeError,  # type: ignore[arg-type]
      "min_backoff must be a number of seconds"),
     (lambda: ErrorStrategy.retry(3, True), TypeError, "min_backoff"),
+    (lambda: SqliteOffsetStore(5), TypeError,  # type: ignore[arg-type]
+     "SqliteOffsetStore: path must be a str or os.PathLike"),
     (lambda: Projection("p", _SOURCE, lambda e: None, None),  # type: ignore[arg-type]
      TypeError, "offset_store must be an OffsetStore"),
     (lambda: Projection("p", _SOURCE, lambda e: None, InmemOffsetStore(),
@@ -139,19 +144,45 @@ def test_a_sqlite_path_with_a_nul_is_a_config_error_naming_it() -> None:
             "simple", journal={"plugin": "sqlite", "path": "events\0.db"}))
 
 
+@pytest.mark.parametrize(("wrapped", "text"), [
+    ("sqlite", r"setting 'wrapped' must be a table of the wrapped plugin's settings, as "
+               r"wrapped = \{ plugin = \"sqlite\", path = \"...\" \}, got 'sqlite'"),
+    (None, r"setting 'wrapped' must be a table .* got None"),
+    ({"plugin": 5}, r"setting 'wrapped.plugin' must be a plugin name .* got 5"),
+])
+@pytest.mark.parametrize("kind", ["journal", "snapshot_store"])
+def test_a_test_plugins_wrapped_setting_is_checked(kind: str, wrapped: Any, text: str) -> None:
+    # A str or None was a PluginError saying "dictionary update sequence element #0 has
+    # length 1; 2 is required", naming neither the setting nor what it takes.
+    plugin = "TestJournal" if kind == "journal" else "TestSnapshotStore"
+    config = system_config("simple", **{kind: {
+        "plugin": f"persistent_actors.testing:{plugin}", "wrapped": wrapped}})
+    with pytest.raises(ConfigError, match=rf"\[persistence\.{kind}\] {text}"):
+        ActorSystem("entry", config=config)
+
+
 def test_probe_and_read_journal_arguments(tmp_path: Path) -> None:
     config = system_config("simple", journal={"plugin": "sqlite",
                                               "path": str(tmp_path / "j.db")})
     with ActorSystem("entry", config=config) as system:
         with pytest.raises(TypeError, match="TestProbe needs the ActorSystem"):
             TestProbe(None)  # type: ignore[arg-type]
+        # Accepted before: the first setter failed with an AttributeError naming neither.
+        with pytest.raises(TypeError, match="PersistenceTestKit needs the ActorSystem"):
+            PersistenceTestKit("system")  # type: ignore[arg-type]
         probe = TestProbe(system)
+        # It waited out its timeout first, then reported a timeout.
+        with pytest.raises(TypeError, match=r"expect_msg_type\(\) needs a class"):
+            probe.expect_msg_type(5, timeout=60)  # type: ignore[arg-type]
         for timeout in (math.nan, "1", None, -1):
             # NaN waited for ever; a str failed deep in the wait.
             with pytest.raises(ValueError, match="a probe's timeout must be a number"):
                 probe.expect_msg(timeout=timeout)  # type: ignore[arg-type]
         with pytest.raises(ValueError, match=r"page_size must be an int in 1\.\.1000000"):
             system.read_journal(page_size=10**20)  # failed inside SQLite, at the first read
+        # Accepted before: the first query failed with an AttributeError.
+        with pytest.raises(TypeError, match="SyncReadJournal wraps a ReadJournal"):
+            SyncReadJournal(system)  # type: ignore[arg-type]
 
 
 ATTEMPTS = {
@@ -162,6 +193,8 @@ ATTEMPTS = {
     "defer None after a persist": ("TypeError", "defer handler must be callable, got None"),
     "delete_snapshot 2**64": ("ValueError", "sequence_nr must be an int in [0, MAX_SEQUENCE_NR"),
     "context.stop(5)": ("TypeError", "context.stop() needs an ActorRef"),
+    # A silent no-op: the watch stayed, and the Terminated meant to be cancelled still came.
+    "context.unwatch(name)": ("TypeError", "unwatch() takes the ActorRef given to watch()"),
     "is_timer_active([1])": ("TypeError", "a timer key must be hashable, got list"),
     "delivery snapshot id above its counter": (
         "ValueError", "delivery id 1 must be a distinct int in [1, current_delivery_id = 0]"),
@@ -191,3 +224,36 @@ def test_a_snapshot_in_init_is_refused(base: str) -> None:
             pytest.raises(ActorInitializationError, match="save_snapshot cannot be called in "
                                                           "__init__"):
         system.actor_of(SnapshotsInInit)
+
+
+def test_receive_one_returns_none_after_its_timeout() -> None:
+    # As Akka's ReceiveOne (null); it returned a private sentinel object no caller could test.
+    with ActorSystem("entry", config=system_config("simple")) as system:
+        probe = TestProbe(system)
+        assert probe.receive_one(timeout=0.05) is None
+        probe.ref.tell("hello")
+        assert probe.receive_one(timeout=10) == "hello"
+        with pytest.raises(AssertionError, match="timeout"):
+            probe.expect_msg(timeout=0.05)
+        probe.ref.tell(None)  # a None message is a message to expect_msg and expect_no_msg
+        with pytest.raises(AssertionError, match="expected no message, got None"):
+            probe.expect_no_msg(timeout=10)
+
+
+class NoIdActor(Actor):
+    """An Actor without an __init__ taking the entity id."""
+
+    def on_receive(self, message: Any) -> None:
+        self.sender.tell(message)
+
+
+def test_entities_checks_that_its_class_takes_the_entity_id_and_arguments(base: str) -> None:
+    # Accepted before: every message to the type then failed at the entity's start, with
+    # Python's "__init__() takes exactly one argument", which did not say the id comes first.
+    with ActorSystem("entry", config=system_config(base)) as system:
+        with pytest.raises(TypeError, match=r"each entity is built as NoIdActor\(entity_id, "
+                                            r"\*args, \*\*kwargs\), which its constructor"):
+            system.entities("no-id", NoIdActor)
+        with pytest.raises(TypeError, match=r"missing a required argument: 'probe'"):
+            system.entities("reporter", Reporter)
+        assert system.entities("reporter", Reporter, TestProbe(system).ref) is not None

@@ -74,7 +74,7 @@ from persistent_actors.testing import Delay, PersistenceTestKit, TestProbe
 from tests.conftest import system_config
 from tests.failure_actors import Reporter
 from tests.plugin_actors import GroupRecordingJournal
-from tests.system_actors import StackProbe
+from tests.system_actors import Forward, Forwarder, Relay, StackProbe
 from tests.test_failures import kit_config
 
 
@@ -1287,3 +1287,19 @@ def test_an_actor_whose_send_queue_overflows_still_gets_its_wakeup(tmp_path: Pat
         assert woken
     finally:
         system.shutdown()
+
+
+def test_two_simple_systems_of_one_process_give_their_actors_different_addresses() -> None:
+    # Both numbered their actors from 0: a's "x" and b's "x" had one address, their refs
+    # compared equal, and a's ref told inside b reached b's "x" (simple_direct.distinct_addresses).
+    config = {"actor_system": {"base": "simple"}}
+    with ActorSystem("patch-a", config=config) as a, ActorSystem("patch-b", config=config) as b:
+        probe_a, probe_b = TestProbe(a), TestProbe(b)
+        in_a = a.actor_of(Relay, "in-a", probe_a.ref, name="x")
+        in_b = b.actor_of(Relay, "in-b", probe_b.ref, name="x")
+        assert in_a != in_b
+        assert in_a.address != in_b.address
+        forwarder = b.actor_of(Forwarder)
+        forwarder.tell(Forward(in_a, "for a"))  # no actor of b has a's address
+        forwarder.tell(Forward(in_b, "for b"))  # after it, from the same sender
+        assert probe_b.expect_msg(timeout=10) == ("in-b", "for b")

@@ -197,6 +197,10 @@ class _HostContext(ActorContext):
         return ref
 
     def unwatch(self, ref: ActorRef) -> ActorRef:
+        if not isinstance(ref, ActorRef):
+            # It was a silent no-op: unwatch(ref.name) left the watch in place, and the
+            # Terminated the caller meant to cancel still came.
+            raise TypeError(f"unwatch() takes the ActorRef given to watch(), got {ref!r}")
         if self._watching is not None and ref in self._watching:
             self._watching.discard(ref)
             self._host.send(self._guardian, p.Unwatch(guardian_address(ref), self.self))

@@ -19,6 +19,7 @@ the ingress path. ``tests/test_thespian_patches.py`` pins what this relies on.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,7 +30,26 @@ from thespian.system import simpleSystemBase as _simple  # noqa: N813 - thespian
 from persistent_actors import _protocol as p
 from persistent_actors._thespian.wakeups import deliver_in_order
 
-__all__ = ["BadAddressError", "SimpleDirect"]
+__all__ = ["BadAddressError", "SimpleDirect", "distinct_addresses"]
+
+# Each simple-base system numbers the actors created directly under it from 0, and their
+# children's addresses extend that number: two systems of one process made the same addresses
+# ("/A~a~b"), so refs of different systems compared equal, and a ref of one system told inside
+# the other reached that system's actor of the same address, silently. Each system now starts
+# its numbering at a stride of its own; the first keeps thespian's addresses.
+_ADDRESS_STRIDE = 2**32
+_systems = itertools.count()
+
+
+def distinct_addresses(asys: Any) -> None:
+    """Give simple-base actor system `asys` actor addresses no other system of the process has.
+
+    Call it before the system creates its first actor. Does nothing if thespian's internals
+    (``_primaryCount``, pinned by ``tests/test_thespian_patches.py``) differ.
+    """
+    base: Any = getattr(asys, "_systemBase", None)
+    if isinstance(getattr(base, "_primaryCount", None), int):
+        base._primaryCount = next(_systems) * _ADDRESS_STRIDE  # noqa: SLF001
 
 
 class BadAddressError(TypeError):

@@ -522,6 +522,9 @@ def _timestamp(record: dict[str, Any]) -> float:
 
 
 def _typed(record: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
+    if key not in record:
+        # A KeyError printed as "bad event record: 'persistence_id'": named, but not as missing.
+        raise ValueError(f"field {key!r} is missing")
     value = record[key]
     if not isinstance(value, kind) or isinstance(value, bool):
         raise TypeError(f"{key} has the wrong type ({type(value).__name__})")

@@ -257,8 +257,17 @@ def _wrapped(kind: str, settings: Mapping[str, Any]) -> Any:
     extra = set(settings) - {"wrapped"}
     if extra:
         raise ConfigError(f"unknown test plugin setting(s) {sorted(extra)}; accepted: ['wrapped']")
-    wrapped = dict(settings.get("wrapped", {"plugin": "inmem"}))
+    given = settings.get("wrapped", {"plugin": "inmem"})
+    # Checked here: dict() of a str or a list failed with a message naming neither the setting
+    # nor what it takes ("dictionary update sequence element #0 has length 1").
+    if not isinstance(given, Mapping):
+        raise ConfigError(f"setting 'wrapped' must be a table of the wrapped plugin's settings, "
+                          f"as wrapped = {{ plugin = \"sqlite\", path = \"...\" }}, got {given!r}")
+    wrapped = dict(given)
     spec = wrapped.pop("plugin", "inmem")
+    if not isinstance(spec, str) or not spec:
+        raise ConfigError(f"setting 'wrapped.plugin' must be a plugin name (\"inmem\", "
+                          f"\"sqlite\", ...) or \"package.module:Class\", got {spec!r}")
     return resolve_plugin(kind, spec)(wrapped)
 
 
@@ -449,5 +458,12 @@ class PersistenceTestKit:
 
     def __init__(self, system: ActorSystem, journal_plugin_id: str | None = None,
                  snapshot_plugin_id: str | None = None) -> None:
+        # The plugin processes import this module for TestJournal; they need no ActorSystem.
+        from persistent_actors._system import ActorSystem  # noqa: PLC0415
+
+        # Checked here, as TestProbe does: anything else failed only at the first setter.
+        if not isinstance(system, ActorSystem):
+            raise TypeError(f"PersistenceTestKit needs the ActorSystem whose test plugins it "
+                            f"controls, got {system!r}")
         self.journal = JournalControls(system, JOURNAL, journal_plugin_id)
         self.snapshots = SnapshotControls(system, SNAPSHOT_STORE, snapshot_plugin_id)

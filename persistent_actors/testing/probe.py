@@ -54,7 +54,17 @@ class TestProbe:
         self.last_sender: ActorRef | None = None
 
     def receive_one(self, timeout: float = 3.0) -> Any:
-        """Return the next message, or `_NOTHING` after `timeout` seconds."""
+        """Return the next message, or None if none came within `timeout` seconds.
+
+        As Akka's ``ReceiveOne``, which returns null. A message that is None itself looks the
+        same: `expect_msg` and `expect_no_msg` tell the two apart.
+        """
+        message = self._receive(timeout)
+        # It returned a private sentinel object, which a caller could not test for.
+        return None if message is _NOTHING else message
+
+    def _receive(self, timeout: float) -> Any:
+        """The next message, or `_NOTHING` after `timeout` seconds."""
         _check_timeout(timeout)
         if not self._inbox:
             if self._outstanding == 0:
@@ -77,7 +87,7 @@ class TestProbe:
             AssertionError: nothing arrived, or it differs from `expected` (when given).
 
         """
-        message = self.receive_one(timeout)
+        message = self._receive(timeout)
         if message is _NOTHING:
             detail = "" if expected is _NOTHING else f" (expected {expected!r})"
             raise AssertionError(f"timeout ({timeout}s) while waiting for a message{detail}")
@@ -87,6 +97,10 @@ class TestProbe:
 
     def expect_msg_type(self, cls: type[Any], timeout: float = 3.0) -> Any:
         """Like `expect_msg`, but check only that the message is an instance of `cls`."""
+        if not isinstance(cls, type | tuple):
+            # Checked first: expect_msg_type(5) waited out its timeout, then blamed the wait.
+            raise TypeError(f"expect_msg_type() needs a class (or a tuple of classes), got "
+                            f"{cls!r}")
         message = self.expect_msg(timeout=timeout)
         if not isinstance(message, cls):
             raise AssertionError(f"expected a {cls.__qualname__}, got {message!r}")  # noqa: TRY004
@@ -94,7 +108,7 @@ class TestProbe:
 
     def expect_no_msg(self, timeout: float = 0.3) -> None:
         """Assert that nothing arrives within `timeout` seconds."""
-        message = self.receive_one(timeout)
+        message = self._receive(timeout)
         if message is not _NOTHING:
             raise AssertionError(f"expected no message, got {message!r}")
 

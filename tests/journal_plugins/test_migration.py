@@ -8,7 +8,12 @@ from typing import Any
 
 import pytest
 
-from journal_plugins.migration import Copied, copy_postgres_to_sqlite, copy_sqlite_to_postgres
+from journal_plugins.migration import (
+    Copied,
+    copy_postgres_to_sqlite,
+    copy_sqlite_to_postgres,
+    main,
+)
 from journal_plugins.postgres import PostgresJournal, PostgresSnapshotStore
 from journal_plugins.postgres_query import PostgresEventLog
 from journal_plugins.sqlite import SqliteJournal, SqliteSnapshotStore
@@ -147,3 +152,20 @@ async def test_copies_refuse_a_target_that_holds_events(tmp_path: Path, schema: 
         await copy_postgres_to_sqlite(settings(schema), source)
     with pytest.raises(PluginError, match="does not exist"):
         await copy_sqlite_to_postgres(tmp_path / "missing.db", settings(schema))
+
+
+@pytest.mark.parametrize(("args", "text"), [
+    (["to-postgres", "{tmp}/missing.db", "postgresql://127.0.0.1:1/test"],
+     "SQLite database '{tmp}/missing.db' does not exist"),
+    (["to-postgres", "{tmp}/missing.db", "postgresql://127.0.0.1:1/test", "bad-schema!"],
+     "setting 'schema' must be an identifier"),
+])
+def test_the_command_line_prints_a_mistake_as_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], text: str) -> None:
+    # It printed the copy's traceback, the message on its last line.
+    argv = ["migration", *(a.format(tmp=tmp_path) for a in args)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith("python -m journal_plugins.migration: error: "), err
+    assert text.format(tmp=tmp_path) in err, err
