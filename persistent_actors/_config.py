@@ -71,7 +71,12 @@ from pathlib import Path
 from typing import Any, Final
 
 from persistent_actors._replay_filter import REPLAY_FILTER_MODES, ReplayFilterSettings
-from persistent_actors.adapters import AdapterSpec, split_adapter_settings
+from persistent_actors.adapters import (
+    ADAPTERS_KEY,
+    BINDINGS_KEY,
+    AdapterSpec,
+    split_adapter_settings,
+)
 from persistent_actors.errors import ConfigError, PluginError
 from persistent_actors.journal import Journal
 from persistent_actors.snapshot import SnapshotStore
@@ -249,6 +254,13 @@ def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None
 
 def _plugin_config(kind: str, plugin_id: str, value: Any, key: str) -> PluginConfig:
     table = dict(_expect_table(value, key))
+    own = sorted(k for k in table if k not in (ADAPTERS_KEY, BINDINGS_KEY))
+    if "plugin" not in table and own:
+        # Without `plugin` the in-memory default would reject the settings as its own
+        # ("InmemJournal: unknown setting 'path'"), which blames the key, not the omission.
+        raise ConfigError(f"config key {key}.plugin is missing: a table with settings "
+                          f"({', '.join(own)}) must name its plugin, e.g. "
+                          f"plugin = \"sqlite\" (without any settings the default is \"inmem\")")
     spec = table.pop("plugin", "inmem")
     if not isinstance(spec, str) or not spec:
         raise ConfigError(f"config key {key}.plugin must be a non-empty string, got {spec!r}")

@@ -98,6 +98,7 @@ def test_use_after_shutdown_raises_clear_error(system: ActorSystem) -> None:
         lambda: echo.ask("hi", timeout=1),
         lambda: system.stop(echo),
         lambda: system.event_stream.publish("x"),
+        system.__enter__,  # `with system:` again: a shut-down system does not start again
     ):
         with pytest.raises(PersistentActorsError, match=r"shut down|no running ActorSystem"):
             action()

@@ -445,3 +445,13 @@ def test_a_relative_database_path_is_taken_from_the_current_directory(
         pass
     assert (tmp_path / "run" / "data" / "events.db").is_file()
     assert not (tmp_path / "conf" / "data").exists()
+
+
+@pytest.mark.parametrize("section", ["journal", "snapshot_store"])
+def test_settings_without_their_plugin_name_the_missing_plugin(section: str) -> None:
+    # The in-memory default took them as its own: "InmemJournal: unknown setting 'path'".
+    with pytest.raises(ConfigError, match=rf"persistence\.{section}\.plugin is missing.*\(path\)"):
+        load_settings({"persistence": {section: {"path": "x.db"}}})
+    # Adapter keys belong to the runtime: with them alone the in-memory default stands.
+    settings = load_settings({"persistence": {"journal": {"event_adapters": {}}}})
+    assert settings.plugin(JOURNAL, None).spec == "inmem"
