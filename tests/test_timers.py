@@ -309,3 +309,6 @@ def test_a_hosts_periodic_timer_goes_on_though_its_wakeup_was_lost(
     deliver(check)  # the timers' wakeups came: it fires nothing, and follows the next one
     assert fired == ["tick", "tick", "tick"]
     assert [payload for _, payload in armed] == [host._TIMER_PAYLOAD, host._CHECK_PAYLOAD]
+    deliver(check)  # a check before the one pending (one taken for lost, late): nothing
+    assert fired == ["tick", "tick", "tick"]
+    assert len(armed) == 2

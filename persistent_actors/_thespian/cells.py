@@ -397,9 +397,12 @@ class CellHost(FrameBatching, ThespianActor, Generic[C]):  # type: ignore[misc]
 
     def _check_timers(self) -> None:
         """The check's wakeup: fire the timers if their wakeup is long overdue (lost)."""
+        now = time.monotonic()
+        if self._check_for is not None and now < self._check_for:
+            return  # one taken for lost that came after all: the one pending now serves
         self._check_for = None
         armed = self._armed_for
-        if armed is not None and time.monotonic() >= armed + _WAKEUP_OVERDUE:
+        if armed is not None and now >= armed + _WAKEUP_OVERDUE:
             self._fire_timers()  # and arms both again for what is left
         else:
             self._arm()  # the next check, while timers are pending
