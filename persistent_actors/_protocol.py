@@ -579,7 +579,12 @@ class InboxWake:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class CellTimer:
-    """The wakeup payload of a shared host: its cells' timers are due."""
+    """The wakeup payload of a shared host: its cells' timers are due.
+
+    With `check`: see whether their wakeup came (`CellHost._check_timers`).
+    """
+
+    check: bool = False
 
 
 # -- entities (sharding) ---------------------------------------------------------------------

@@ -753,6 +753,60 @@ def test_lean_loop_leaves_transmits_alone_when_none_is_due(
             sock.close()
 
 
+class _RecordedWaits:
+    """A turn selector (`poll_selector`) that records each turn's wait; an endless one is cut."""
+
+    def __init__(self, inner: Any, waits: list[Any]) -> None:
+        self._inner = inner
+        self._waits = waits
+
+    def want(self, reads: list[Any], writes: list[Any]) -> bool:
+        return bool(self._inner.want(reads, writes))
+
+    def register(self, fileobj: Any, events: int, data: Any = None) -> None:
+        self._inner.register(fileobj, events, data)
+
+    def select(self, timeout: float | None = None) -> Any:
+        self._waits.append(timeout)
+        return self._inner.select(0.5 if timeout is None else timeout)  # no test hangs
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def test_lean_loop_waits_no_longer_than_a_wakeup_due_in_under_half_a_microsecond(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # lean_loop: a turn whose clock read less than half a microsecond before the first wakeup
+    # got ``timedelta(0)`` for the time left, which thespian drops as false: with no other
+    # deadline, the turn waited for ever (until a message came), past that wakeup and every
+    # later one. A host whose cells' timers ride on one wakeup stopped them all for good.
+    poll_selector.poll_selector()
+    lean_loop.lean_loop()
+    turn_selector = tcp.selectors.DefaultSelector
+    waits: list[Any] = []
+    monkeypatch.setattr(tcp, "selectors", types.SimpleNamespace(
+        DefaultSelector=lambda: _RecordedWaits(turn_selector(), waits),
+        EVENT_READ=tcp.selectors.EVENT_READ, EVENT_WRITE=tcp.selectors.EVENT_WRITE))
+    transport = _real_transport()
+    try:
+        transport.run_time = tcp.ExpirationTimer(None)
+        transport.addWakeup(datetime.timedelta(seconds=0), "due")
+        due = transport._pendingWakeups[0][0]._time_to_quit
+        monkeypatch.setattr(tcp, "currentTime", lambda: due - 3e-7)  # the turn's clock
+        got: list[Any] = []
+
+        def handler(envelope: Any) -> bool:
+            got.append(envelope.message)
+            return False  # the run ends with the first message
+
+        transport.run(handler, datetime.timedelta(seconds=5))
+        assert [(type(m), m.payload) for m in got] == [(WakeupMessage, "due")]
+        assert waits[0] is not None  # bounded by the wakeup (thespian: None, for ever)
+        assert waits[0] <= 1e-6
+    finally:
+        transport.close()
+
+
 # -- frame-stack headroom (persistent_actors/_thespian/headroom.py) -----------------------------
 def _leaf(n: int) -> int:
     return _leaf(n - 1) if n else 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import math
 import time
 import uuid
@@ -240,9 +241,13 @@ def test_a_hosts_timer_wakeup_long_overdue_is_armed_again(
     now = [100.0]
     monkeypatch.setattr(cells, "time", type("Clock", (), {"monotonic": lambda: now[0]}))
     host = EntityHost() if host_class == "entity" else SharedHost()
-    armed: list[float] = []
-    monkeypatch.setattr(host, "wakeupAfter",
-                        lambda delay, payload=None: armed.append(delay.total_seconds()))
+    armed: list[float] = []  # the timers' wakeups (not their checks)
+
+    def wakeup_after(delay: datetime.timedelta, payload: Any = None) -> None:
+        if payload == host._TIMER_PAYLOAD:
+            armed.append(delay.total_seconds())
+
+    monkeypatch.setattr(host, "wakeupAfter", wakeup_after)
     host.schedule("a", 0.05, "first")
     host.schedule("b", 0.5, "later")  # a wakeup before it is pending: none more
     assert armed == [pytest.approx(0.05)]
@@ -253,3 +258,57 @@ def test_a_hosts_timer_wakeup_long_overdue_is_armed_again(
     host.schedule("d", 0.05, "fourth")
     assert len(armed) == 2
     assert armed[1] == pytest.approx(0.001)  # for the overdue timers, at once
+
+
+@pytest.mark.parametrize("host_class", ["entity", "shared"])
+def test_a_hosts_periodic_timer_goes_on_though_its_wakeup_was_lost(
+        host_class: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A periodic timer's next firing is scheduled only once the previous one is handled: when
+    # the one wakeup a host's timers ride on was lost and nothing else was scheduled, the
+    # timer stopped for good. A check follows that wakeup and fires the timers if it did not
+    # come. Thespian is faked here: a clock, wakeups recorded (and one dropped), a cell.
+    from thespian.actors import WakeupMessage  # noqa: PLC0415 - only here
+
+    from persistent_actors._thespian import cells  # noqa: PLC0415 - internal, only here
+    from persistent_actors._thespian.entity_host import EntityHost  # noqa: PLC0415
+    from persistent_actors._thespian.shared_host import SharedHost  # noqa: PLC0415
+
+    now = [100.0]
+    monkeypatch.setattr(cells, "time", type("Clock", (), {"monotonic": lambda: now[0]}))
+    host = EntityHost() if host_class == "entity" else SharedHost()
+    armed: list[tuple[float, Any]] = []  # (when due, payload)
+    monkeypatch.setattr(host, "wakeupAfter", lambda delay, payload=None: armed.append(
+        (now[0] + delay.total_seconds(), payload)))
+    fired: list[Any] = []
+
+    class _Cell:
+        def fire_timer(self, payload: Any) -> None:
+            fired.append(payload)
+            host.schedule("k", 0.02, payload)  # as a periodic timer's handled firing does
+
+    cell = _Cell()
+    monkeypatch.setattr(host, "_cell", lambda key: cell if key == "k" else None)
+
+    def deliver(wakeup: tuple[float, Any]) -> None:
+        now[0] = max(now[0], wakeup[0])
+        host.receiveMessage(WakeupMessage(datetime.timedelta(0), wakeup[1]), None)
+
+    host.schedule("k", 0.02, "tick")
+    timer, check = armed
+    assert (timer[1], check[1]) == (host._TIMER_PAYLOAD, host._CHECK_PAYLOAD)
+    armed.clear()
+    deliver(check)  # the timers' wakeup never came
+    assert fired == ["tick"]
+    assert [payload for _, payload in armed] == [host._TIMER_PAYLOAD, host._CHECK_PAYLOAD]
+    timer, check = armed
+    armed.clear()
+    deliver(timer)  # it comes again: the timer goes on; the check pending still serves
+    assert fired == ["tick", "tick"]
+    assert [payload for _, payload in armed] == [host._TIMER_PAYLOAD]
+    deliver(armed.pop())
+    deliver(check)  # the timers' wakeups came: it fires nothing, and follows the next one
+    assert fired == ["tick", "tick", "tick"]
+    assert [payload for _, payload in armed] == [host._TIMER_PAYLOAD, host._CHECK_PAYLOAD]
+    deliver(check)  # a check before the one pending (one taken for lost, late): nothing
+    assert fired == ["tick", "tick", "tick"]
+    assert len(armed) == 2

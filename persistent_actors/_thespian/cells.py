@@ -128,10 +128,10 @@ C = TypeVar("C", bound=Cell)
 # itself, see `local_journal`).
 _HOME, _GUARDIAN, _ELSEWHERE, _LOCAL_JOURNAL = 0, 1, 2, 3
 _MAX_ADDRESS_KINDS = 256
-# Seconds by which the wakeup a host armed for its timers may be overdue before the next
-# `schedule` takes it for lost and arms another. One lost wakeup stopped every timer of a host
-# for good (seen once under load; the loss itself was not found). A duplicate is harmless:
-# `_fire_timers` fires what is due and arms for the rest.
+# Seconds by which the wakeup a host armed for its timers may be overdue before it is taken
+# for lost: the next `schedule` arms another, and the check (`CellHost._check_timers`) fires
+# the timers itself. One lost wakeup stopped every timer of a host for good (seen once under
+# load). A duplicate is harmless: `_fire_timers` fires what is due and arms for the rest.
 _WAKEUP_OVERDUE = 1.0
 _LOCAL_FLUSH = p.LocalFlush()
 _LOCAL_WRITTEN = p.LocalWritten()
@@ -140,8 +140,10 @@ _LOCAL_WRITTEN = p.LocalWritten()
 class CellHost(FrameBatching, ThespianActor, Generic[C]):  # type: ignore[misc]
     """A thespian actor hosting cells of type `C`: their sends, plugin replies and timers."""
 
-    # The wakeup payload that means "the cells' timers are due".
+    # The wakeup payload that means "the cells' timers are due", and the one of the check
+    # that their wakeup came (`_check_timers`).
     _TIMER_PAYLOAD: Any = None
+    _CHECK_PAYLOAD: Any = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -157,6 +159,7 @@ class CellHost(FrameBatching, ThespianActor, Generic[C]):  # type: ignore[misc]
         self._timers: list[tuple[float, int, Hashable, Any]] = []
         self._timer_seq = itertools.count()
         self._armed_for: float | None = None
+        self._check_for: float | None = None  # when the pending check is due
         # id(address) -> (address, the guardian then, what it is: _HOME, _GUARDIAN or
         # _ELSEWHERE), for `cell_send`: thespian's address equality is a chain of Python
         # calls, two per send, and a cell sends to few address objects (its journal, the
@@ -375,11 +378,34 @@ class CellHost(FrameBatching, ThespianActor, Generic[C]):  # type: ignore[misc]
         due = self._timers[0][0]
         armed = self._armed_for
         now = time.monotonic()
-        if armed is not None and armed <= due and now < armed + _WAKEUP_OVERDUE:
-            return  # a wakeup at or before it is pending already
-        self._armed_for = due
-        self.wakeupAfter(datetime.timedelta(seconds=max(due - now, 0.001)),
-                         payload=self._TIMER_PAYLOAD)
+        # Unless a wakeup at or before it is pending already (and not long overdue).
+        if armed is None or armed > due or now >= armed + _WAKEUP_OVERDUE:
+            self._armed_for = armed = due
+            self.wakeupAfter(datetime.timedelta(seconds=max(due - now, 0.001)),
+                             payload=self._TIMER_PAYLOAD)
+        # Every timer of the host rides on that one wakeup, and each firing of a periodic
+        # timer is scheduled only when its previous one is handled: if that wakeup never came,
+        # no timer of the host fired again, and nothing arms another while no new timer is
+        # scheduled. So a second wakeup, the check, follows it while timers are pending (one
+        # at a time, about one a second) and fires them if it did not come. A check that was
+        # lost itself is replaced as that wakeup is.
+        check = self._check_for
+        if check is None or now >= check + _WAKEUP_OVERDUE:
+            self._check_for = check = armed + _WAKEUP_OVERDUE
+            self.wakeupAfter(datetime.timedelta(seconds=max(check - now, 0.001)),
+                             payload=self._CHECK_PAYLOAD)
+
+    def _check_timers(self) -> None:
+        """The check's wakeup: fire the timers if their wakeup is long overdue (lost)."""
+        now = time.monotonic()
+        if self._check_for is not None and now < self._check_for:
+            return  # one taken for lost that came after all: the one pending now serves
+        self._check_for = None
+        armed = self._armed_for
+        if armed is not None and now >= armed + _WAKEUP_OVERDUE:
+            self._fire_timers()  # and arms both again for what is left
+        else:
+            self._arm()  # the next check, while timers are pending
 
     def _fire_timers(self) -> None:
         self._armed_for = None

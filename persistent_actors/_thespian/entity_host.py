@@ -152,6 +152,7 @@ class EntityHost(CellHost[_EntityCell]):
     """Hosts the entities of one type whose shards map to it; started by `StartEntityHost`."""
 
     _TIMER_PAYLOAD = p.EntityTimer(None, "timers")
+    _CHECK_PAYLOAD = p.EntityTimer(None, "timers-check")
 
     def __init__(self) -> None:
         super().__init__()
@@ -191,6 +192,8 @@ class EntityHost(CellHost[_EntityCell]):
                 self._passivate_now(entity_id)
             case WakeupMessage(payload=p.EntityTimer(None, "timers")):
                 self._fire_timers()
+            case WakeupMessage(payload=p.EntityTimer(None, "timers-check")):
+                self._check_timers()
             case WakeupMessage(payload=p.EntityTimer(None, _)):
                 self._idle_check()
             case p.LocalFlush():

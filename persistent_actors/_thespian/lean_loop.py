@@ -45,6 +45,12 @@ host's background commit finished; the external driver has work queued while it 
 Thespian's own watch (an actor returns ``ThespianWatch``) is reset by every message the actor
 handles without returning it again.
 
+One bug of thespian's is fixed here: a turn whose clock read less than half a microsecond
+before the first pending wakeup took the time left (``timedelta(0)``, false) for no deadline
+and, with no other, waited without a timeout: the process slept past its wakeups until a
+message came, for good if none did. Upstream thespian would need the same (keep a zero
+remaining run time among the waits).
+
 Apart from that, what is sent and received, when, and on which socket is unchanged: the
 same statements run for every socket that has something to do.
 ``tests/test_thespian_patches.py`` pins the loop on real sockets. Upstream thespian would
@@ -170,7 +176,13 @@ def _runWithExpiry(self: Any, incomingHandler: Any) -> Any:  # noqa: N802,N803 -
             wrecv: list[Any] = []
             delays: list[Any] = []
             run_left = self.run_time.view(ct).remaining()
-            if run_left:
+            if run_left is not None:
+                # Thespian drops every false delay (``filter(None, ...)``), and a run time less
+                # than half a microsecond away reads as ``timedelta(0)``, which is false: with
+                # nothing else to bound it, the turn waited for ever, past the wakeup due then,
+                # until a message came. An idle process slept through its timers for good (a
+                # host's cells' timers ride on one wakeup). Not expired (checked above): the
+                # wait is at most what is left, polling if that rounds to nothing.
                 delays.append(run_left)
             for T in self._transmitIntents.values():
                 if not _pausing(T):

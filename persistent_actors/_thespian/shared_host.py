@@ -75,6 +75,7 @@ class SharedHost(CellHost[_HostedCell]):
     """Hosts ``actor_of`` actors in cells; started by `StartSharedHost` (see module doc)."""
 
     _TIMER_PAYLOAD = p.CellTimer()
+    _CHECK_PAYLOAD = p.CellTimer(check=True)
 
     def __init__(self) -> None:
         super().__init__()
@@ -106,6 +107,8 @@ class SharedHost(CellHost[_HostedCell]):
                 install_inbox(self, self._guardian)  # its actors' other threads tell through it
                 self.system_view = _SystemView(message.system)
                 self.send(sender, p.SharedHostStarted(message.index))
+            case WakeupMessage(payload=p.CellTimer(check=True)):
+                self._check_timers()
             case WakeupMessage(payload=p.CellTimer()):
                 self._fire_timers()
             case p.DrainLocal():
