@@ -34,6 +34,7 @@ from persistent_actors._system import ADMIN_PORTS, OPEN_ADMIN_PORTS
 from persistent_actors._thespian.loopback import free_port
 from persistent_actors.testing import TestProbe
 from tests.conftest import subscribe_synced, system_config
+from tests.entity_actors import Counter
 from tests.system_actors import (
     AskInside,
     CodedError,
@@ -857,7 +858,7 @@ def test_after_unwatch_no_terminated_arrives(system: ActorSystem) -> None:
 
 def test_an_entity_cannot_be_watched(system: ActorSystem) -> None:
     watcher = system.actor_of(Watcher, TestProbe(system).ref)
-    entity = system.entities("watched", Echo).ref("e1")
+    entity = system.entities("watched", Counter).ref("e1")
     answer = watcher.ask(("watch", entity), timeout=10.0)
     assert "watch() takes a ref of an actor from actor_of" in answer
     assert "passivation" in answer
