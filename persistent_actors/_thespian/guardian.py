@@ -57,6 +57,7 @@ from persistent_actors._thespian.lifetime import (
     OWNER_POLL_INTERVAL,
     OwnerProcess,
     reap_session_later,
+    runtime_processes,
 )
 from persistent_actors._thespian.moved import Move
 from persistent_actors._thespian.moved import address_key as _key
@@ -320,6 +321,9 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
         self.handleDeadLetters(startHandling=True)
         if init.owner is not None:
             self._watch_owner(init.owner)
+        if init.started_id is not None:  # leaves as this handler returns: before the plugins run
+            self.send(requester, p.Reply(init.started_id, p.RuntimeStarted(
+                runtime_processes(), os.getsid(0))))
         self._start_event_stream()
         keys = {_EVENT_STREAM, self._ensure_plugin(JOURNAL, None),
                 self._ensure_plugin(SNAPSHOT_STORE, None)}
@@ -333,8 +337,7 @@ class Guardian(FrameBatching, ThespianActor):  # type: ignore[misc]
                                       self._settings.internal_stash_capacity,
                                       replay_filter=self._settings.replay_filter,
                                       session_id=None if init.owner is None else os.getsid(0))
-            self.send(requester, p.Reply(init.correlation_id, p.SystemReady(
-                self._info, None if init.owner is None else OwnerProcess.current())))
+            self.send(requester, p.Reply(init.correlation_id, p.SystemReady(self._info)))
 
         self._when_ready(keys, done)
 
