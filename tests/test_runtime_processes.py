@@ -294,19 +294,23 @@ def test_an_idle_system_terminates_when_its_guardian_dies(tmp_path: Path) -> Non
             quiet.ask("pid", timeout=10)
 
 
+@pytest.mark.parametrize("step", [
+    pytest.param("_start_runtime", id="before-the-plugins"),  # its first step after the report
+    pytest.param("_event_stream_started", id="plugins-starting"),
+])
 def test_the_start_fails_when_the_guardian_dies_during_it(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str) -> None:
     # The guardian's pid came with SystemReady only: with the guardian dead while the plugins
     # started, the start waited out its 60 s. Now it fails at once, naming why, and leaves no
     # process behind (the plugin processes started meanwhile included).
     session_file = tmp_path / "session"
 
-    def dying(self: Any, stream: Any) -> None:  # in the guardian's process, forked from here
-        del self, stream
+    def dying(*args: Any) -> None:  # in the guardian's process, forked from this one
+        del args
         session_file.write_text(str(os.getsid(0)))
         os.kill(os.getpid(), signal.SIGKILL)
 
-    monkeypatch.setattr(guardian.Guardian, "_event_stream_started", dying)
+    monkeypatch.setattr(guardian.Guardian, step, dying)
     starting = _timed(lambda: ActorSystem("guardian-dies-starting", config=_config(tmp_path)))
     error, _ = starting(30)  # (the old wait, 60 s, ended in a timeout)
     assert isinstance(error, PersistentActorsError), error
