@@ -33,8 +33,8 @@ takes no interruption, so the transport also watches a pipe). Where that cannot 
 thespian whose loop is not ours) a new message waits for the slice to end at most.
 
 Between passes (every `_IDLE_TICK` seconds at most) the driver also runs what it was asked to
-`watch`: a liveness check due every `WATCH_INTERVAL` seconds (the actor system's guardian
-process on multiproc-tcp), one clock read per pass until it is due.
+`watch`: a liveness check due every `WATCH_INTERVAL` seconds (the system's guardian and
+thespian's admin and logger processes on multiproc-tcp), one clock read per pass until it is due.
 """
 
 from __future__ import annotations

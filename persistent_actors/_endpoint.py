@@ -36,6 +36,7 @@ from persistent_actors._actor import (
 from persistent_actors._driver import Driver, settle
 from persistent_actors._thespian.common import check_picklable, log
 from persistent_actors._thespian.frames import unbatch
+from persistent_actors._thespian.lifetime import shutdown_thespian
 from persistent_actors._thespian.wakeups import run_until_idle
 from persistent_actors.errors import AskTimeoutError, PersistentActorsError
 from persistent_actors.messages import Kill, PoisonPill, Status
@@ -79,6 +80,7 @@ class Endpoint:
         self._driver: Driver | None = None
         self._closed = False
         self._reason: str | None = None  # why the system ended on its own (`shutdown`)
+        self.admin_lost = False  # thespian's admin died before it confirmed the shutdown
         # The ask_async timeouts of each event loop that asks (see `_Deadlines`).
         self._deadlines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Deadlines] = \
             weakref.WeakKeyDictionary()
@@ -129,12 +131,20 @@ class Endpoint:
         reason = "" if self._reason is None else f": {self._reason}"
         return PersistentActorsError(f"actor system {self.name!r} has been shut down{reason}")
 
-    def shutdown(self, reason: str | None = None) -> bool:
+    @property
+    def reason(self) -> str | None:
+        """Why the system ended on its own (a runtime process died); None otherwise."""
+        return self._reason
+
+    def shutdown(self, reason: str | None = None, *,
+                 admin_alive: Callable[[], bool] | None = None) -> bool:
         """Send what is queued, fail the asks still waiting, stop the actor tree and thespian.
 
-        A `reason` says why the system ended on its own (its guardian died): the asks still
-        waiting fail at once, before the driver stops, and every shut-down error names it.
-        Returns False if the endpoint was shut down already.
+        A `reason` says why the system ended on its own (a runtime process died): the asks
+        still waiting fail at once, before the driver stops, and every shut-down error names
+        it. `admin_alive` (multiproc-tcp): thespian's shutdown ends once it is False (it waited
+        10 s for a dead admin's answer); `admin_lost` then says if the admin died before it
+        confirmed. Returns False if the endpoint was shut down already.
         """
         with self._lock:
             if self._closed:
@@ -163,7 +173,10 @@ class Endpoint:
                 run_until_idle(getattr(self._asys, "_systemBase", None), SHUTDOWN_DRAIN)
             except Exception:  # noqa: BLE001 - shutting down anyway
                 log.debug("stopping the actor tree failed", exc_info=True)
-        self._asys.shutdown()
+        if admin_alive is None:
+            self._asys.shutdown()
+        else:
+            self.admin_lost = shutdown_thespian(self._asys, admin_alive)
         return True
 
     # -- sending -----------------------------------------------------------------------------

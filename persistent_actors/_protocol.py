@@ -409,6 +409,20 @@ class InitSystem:
     correlation_id: str
     # multiproc-tcp: the application process; the guardian shuts the system down once it died.
     owner: Any = None  # persistent_actors._thespian.lifetime.OwnerProcess
+    # multiproc-tcp: the guardian answers `RuntimeStarted` under this id at once.
+    started_id: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RuntimeStarted:
+    """Guardian -> facade, first thing on `InitSystem`: the processes the system lives with.
+
+    Before the plugins report started, so that the facade watches them during the start.
+    """
+
+    # (what it is, its OwnerProcess): the guardian's, thespian's admin's and logger's.
+    processes: tuple[tuple[str, Any], ...]
+    session_id: int  # the session of every process of the system (lifetime.reap_session)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -416,8 +430,6 @@ class SystemReady:
     """Guardian -> facade: the system is ready."""
 
     info: SystemInfo
-    # multiproc-tcp: the guardian's process; the facade terminates the system once it died.
-    guardian: Any = None  # persistent_actors._thespian.lifetime.OwnerProcess
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

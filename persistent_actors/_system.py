@@ -29,6 +29,7 @@ from persistent_actors._thespian.guardian import Guardian
 from persistent_actors._thespian.ingress import Ingress
 from persistent_actors._thespian.lazy_identify import lazy_identify
 from persistent_actors._thespian.lifetime import (
+    ADMIN,
     REAP_GRACE,
     OwnerProcess,
     admins_started,
@@ -166,32 +167,47 @@ class ActorSystem:
         ActorSystem._latest = weakref.ref(self)
         # SIGTERM shuts down as cleanly as SIGINT (see _thespian/lifetime.py).
         install_sigterm_exit(lambda: any(not s.is_terminated for s in _live))
+        # Multiproc-tcp: the processes the system ends with, and their session, once the
+        # guardian reported them (`p.RuntimeStarted`, early in the start).
+        self._runtime: tuple[tuple[str, OwnerProcess], ...] = ()
+        self._session_id: int | None = None
         try:
             self._guardian = self._asys.createActor(Guardian)
             # Only the simple base needs the ingress actor (see _driver.py).
             ingress = self._asys.createActor(Ingress) if self._endpoint.simple else None
             self._endpoint.start(self._guardian, ingress)
+            started_id = None
+            if not self._endpoint.simple:
+                started_id = self._endpoint.new_correlation_id()
+                started = weakref.WeakMethod(self._runtime_started)  # the driver keeps no
+                self._endpoint.add_sink(started_id, lambda m: _call(started, m))  # system alive
             init_ids: list[str] = []
 
             def init(corr: str) -> p.InitSystem:
                 init_ids.append(corr)
                 return p.InitSystem(
                     name, self.settings.base, self.settings, corr,
-                    None if self.settings.base == "simple" else OwnerProcess.current())
+                    None if self.settings.base == "simple" else OwnerProcess.current(),
+                    started_id)
 
             reply = self._endpoint.request(self._guardian, init, timeout=60.0,
                                            what="starting the actor system")
-        except BaseException:
+            self._endpoint.ensure_running()  # the reply came as the system was terminating
+        except BaseException as e:
             self.shutdown()
+            reason = self._endpoint.reason
+            if reason is not None and isinstance(e, PersistentActorsError):
+                raise PersistentActorsError(
+                    f"actor system {name!r} could not start: {reason}") from None
             raise
+        if started_id is not None:
+            self._endpoint.drop_sink(started_id)
         if isinstance(reply, p.Failure):
             self.shutdown()
             raise reply.error
         self._info: p.SystemInfo = reply.info
-        guardian: OwnerProcess | None = reply.guardian
-        if guardian is not None:  # multiproc-tcp: the system ends with its guardian's process
-            died = weakref.WeakMethod(self._guardian_died)  # the driver keeps no system alive
-            self._endpoint.watch(guardian.is_alive, lambda: _call(died, guardian.pid))
+        if self._session_id is None:
+            self._session_id = self._info.session_id
         self.event_stream = EventStream(ActorRef(self._info.event_stream, "eventStream",
                                                   self._endpoint))
         # The guardian tells of a runtime process that moved under the InitSystem's id.
@@ -199,6 +215,27 @@ class ActorSystem:
         if self.settings.journals["default"].spec == "inmem":
             log.warning("actor system %r uses the in-memory journal: events will not survive "
                         "the process (configure [persistence.journal] plugin = \"sqlite\")", name)
+
+    def _runtime_started(self, started: Any) -> None:
+        """Watch the processes the system ends with (`p.RuntimeStarted`; multiproc-tcp).
+
+        From the start on: one of them dying during the start fails it at once. The driver
+        thread calls this.
+        """
+        if not isinstance(started, p.RuntimeStarted) or self._runtime:
+            return
+        self._session_id = started.session_id
+        processes = self._runtime = started.processes
+        died = weakref.WeakMethod(self._runtime_died)  # the driver keeps no system alive
+        dead: list[tuple[str, OwnerProcess]] = []
+
+        def alive() -> bool:
+            found = _first_dead(processes)
+            if found is not None:
+                dead.append(found)
+            return found is None
+
+        self._endpoint.watch(alive, lambda: _call(died, *dead[0]))
 
     def _runtime_moved(self, moved: Any) -> None:
         """Follow the event stream if its process died and runs again (`p.PluginMoved`).
@@ -296,31 +333,47 @@ class ActorSystem:
         """
         self._terminate(None)
 
-    def _guardian_died(self, pid: int) -> None:
-        """The guardian's process is gone (multiproc-tcp; called on the driver thread).
+    def _runtime_died(self, what: str, process: OwnerProcess) -> None:
+        """A process the system cannot run without is gone (multiproc-tcp; on the driver thread).
 
         The guardian is the root of the system: it created every actor and keeps names,
-        persistence-id claims and supervision. Without it the system is lost, as an Akka
-        ActorSystem terminates with its guardian: every call from now on, and every call
-        waiting now, fails with the reason. The rest of the shutdown runs on a thread of its
-        own (it waits for the driver); not a daemon, so that it ends before the process does.
+        persistence-id claims and supervision. Thespian's admin routes every dead letter (the
+        guardian holds those for a crashed actor's next incarnation) and ends thespian's system;
+        its logger's death takes the admin with it. Without any of them the system is lost, as
+        an Akka ActorSystem terminates with its guardian: every call from now on, and every
+        call waiting now, fails with the reason. The rest of the shutdown runs on a thread of
+        its own (it waits for the driver); not a daemon, so that it ends before the process
+        does.
         """
         if self._endpoint.closed:
-            return  # shutting down already (its guardian exits with it)
-        reason = f"the actor system's guardian process (pid {pid}) died"
-        log.error("actor system %r: %s; the system is shut down", self.name, reason)
+            return  # shutting down already (its processes exit with it)
+        reason = self._died(what, process)
         threading.Thread(target=self._terminate, args=(reason,),
                          name=f"persistent_actors-terminate-{self.name}").start()
 
+    def _died(self, what: str, process: OwnerProcess) -> str:
+        """Log that `process` died; the reason every call gives from now on."""
+        reason = f"{what} (pid {process.pid}) died"
+        log.error("actor system %r: %s; the system is shut down", self.name, reason)
+        return reason
+
     def _terminate(self, reason: str | None) -> None:
-        """`shutdown`; with a `reason` (the guardian died) what waits fails at once, naming it."""
+        """`shutdown`; with a `reason` (a runtime process died) what waits fails at once."""
         with self._shutdown_lock:
-            if self._endpoint.shutdown(reason):
+            if reason is None and not self._endpoint.closed and \
+                    (found := _first_dead(self._runtime)) is not None:
+                reason = self._died(*found)  # died unnoticed yet: no slow shutdown through it
+            admin = next((process for what, process in self._runtime if what == ADMIN), None)
+            if self._endpoint.shutdown(reason, admin_alive=None if admin is None else
+                                       admin.is_alive):
+                orphaned = reason is not None
+                if self._endpoint.admin_lost and admin is not None and not orphaned:
+                    self._died(ADMIN, admin)  # during this shutdown: nobody asks the rest
+                    orphaned = True
                 _live.discard(self)
                 join_admin_starters()
-                info: p.SystemInfo | None = getattr(self, "_info", None)
-                if info is not None and info.session_id is not None:
-                    self._reap(info.session_id, orphaned=reason is not None)
+                if self._session_id is not None:
+                    self._reap(self._session_id, orphaned=orphaned)
                 OPEN_ADMIN_PORTS.discard(self._admin_port)
         routes, self._routes = self._routes, None
         if routes is not None:
@@ -330,10 +383,11 @@ class ActorSystem:
         """Kill what is left of the system's processes (`session_id`) after thespian's shutdown.
 
         A process stuck in a handler never exits on thespian's request: killed after
-        REAP_GRACE, so no process (and no admin port) outlives the system. `orphaned`: the
-        guardian died, and with it the only actor that could ask the actor, plugin and event
-        stream processes to exit: no grace would help them, so what is left is killed at once
-        (also thespian's admin if it is still finishing the exit its shutdown asked for).
+        REAP_GRACE, so no process (and no admin port) outlives the system. `orphaned`: a
+        runtime process died (the guardian, the only actor that could ask the actor, plugin and
+        event stream processes to exit; or thespian's admin, through which the guardian is
+        asked): no grace would help them, so what is left is killed at once (also thespian's
+        admin if it is still finishing the exit its shutdown asked for).
         """
         if orphaned:
             reap_session(session_id, grace=0.0)
@@ -622,6 +676,15 @@ def _call(method: weakref.WeakMethod[Any], *args: Any) -> None:
     bound = method()
     if bound is not None:
         bound(*args)
+
+
+def _first_dead(processes: tuple[tuple[str, OwnerProcess], ...]) -> \
+        tuple[str, OwnerProcess] | None:
+    """The first of `processes` that is no longer alive, or None."""
+    for what, process in processes:
+        if not process.is_alive():
+            return what, process
+    return None
 
 
 def _resolved(spec: str) -> Any:

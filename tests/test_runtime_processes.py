@@ -2,7 +2,8 @@
 
 multiproc-tcp only: the simple base has no processes to kill. Each test kills one process of a
 running system and checks that what used it before goes on using its successor (README,
-"The runtime's own processes"); the guardian's death instead terminates the system.
+"The runtime's own processes"); the death of the guardian, or of thespian's admin or logger,
+instead terminates the system (or fails its start).
 """
 
 from __future__ import annotations
@@ -291,3 +292,96 @@ def test_an_idle_system_terminates_when_its_guardian_dies(tmp_path: Path) -> Non
         _none_left(session)
         with pytest.raises(PersistentActorsError, match=_GUARDIAN_DIED):
             quiet.ask("pid", timeout=10)
+
+
+@pytest.mark.parametrize("step", [
+    pytest.param("_start_runtime", id="before-the-plugins"),  # its first step after the report
+    pytest.param("_event_stream_started", id="plugins-starting"),
+])
+def test_the_start_fails_when_the_guardian_dies_during_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str) -> None:
+    # The guardian's pid came with SystemReady only: with the guardian dead while the plugins
+    # started, the start waited out its 60 s. Now it fails at once, naming why, and leaves no
+    # process behind (the plugin processes started meanwhile included).
+    session_file = tmp_path / "session"
+
+    def dying(*args: Any) -> None:  # in the guardian's process, forked from this one
+        del args
+        session_file.write_text(str(os.getsid(0)))
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    monkeypatch.setattr(guardian.Guardian, step, dying)
+    starting = _timed(lambda: ActorSystem("guardian-dies-starting", config=_config(tmp_path)))
+    error, _ = starting(30)  # (the old wait, 60 s, ended in a timeout)
+    assert isinstance(error, PersistentActorsError), error
+    assert re.search(r"'guardian-dies-starting' could not start: the actor system's guardian "
+                     r"process \(pid \d+\) died", str(error)), error
+    _none_left(int(session_file.read_text()))
+
+
+def _thespian_process(system: ActorSystem, which: str) -> tuple[int, int]:
+    """The pid of thespian's admin or logger process of `system`, and the system's session.
+
+    The admin is the guardian's parent (the application creates the guardian through it);
+    the logger is the admin's other child at the start (see `runtime_processes`).
+    """
+    journal = system.plugin_command("journal", "pid")
+    stat = _proc_stat(journal)
+    assert stat is not None
+    guardian_pid = int(stat[1])
+    stat = _proc_stat(guardian_pid)
+    assert stat is not None
+    admin = int(stat[1])
+    session = os.getsid(journal)
+    if which == "admin":
+        return admin, session
+    children = [pid for pid in _session_members(session)
+                if pid != guardian_pid and (stat := _proc_stat(pid)) and stat[1] == str(admin)]
+    assert len(children) == 1, children
+    return children[0], session
+
+
+_THESPIAN_PROCESSES = ["admin", "logger"]
+
+
+@pytest.mark.parametrize("which", _THESPIAN_PROCESSES)
+def test_the_system_terminates_when_thespians_admin_or_logger_dies(
+        tmp_path: Path, which: str, caplog: pytest.LogCaptureFixture) -> None:
+    # The system went on (actors answered) without the admin that routes dead letters (the
+    # guardian holds those for a crashed actor's restart) and ends thespian's system (a
+    # dead logger takes the admin with it), and its shutdown killed what was left only after
+    # 3 s (13 s without the admin). Now it terminates as with the guardian's death.
+    with ActorSystem(f"{which}-dies", config=_config(tmp_path)) as system:
+        quiet = system.actor_of(Quiet, name="quiet")
+        assert quiet.ask("pid", timeout=10) > 0
+        waiting = _timed(lambda: quiet.ask("no answer", timeout=30))
+        victim, session = _thespian_process(system, which)
+        os.kill(victim, signal.SIGKILL)
+        error, _ = waiting(10)
+        died = rf"has been shut down: thespian's {which} process \(pid {victim}\) died"
+        assert isinstance(error, PersistentActorsError), error
+        assert re.search(died, str(error)), error
+        _until(lambda: system.is_terminated, timeout=5)
+        with pytest.raises(PersistentActorsError, match=died):
+            system.actor_of(Quiet)
+        system.shutdown()
+        _none_left(session)
+    # What was left was killed at once: no grace for processes nobody could ask to exit.
+    assert "had not exited" not in caplog.text
+
+
+@pytest.mark.parametrize("which", _THESPIAN_PROCESSES)
+def test_a_shutdown_right_after_thespians_admin_or_logger_died_is_prompt(
+        tmp_path: Path, which: str, caplog: pytest.LogCaptureFixture) -> None:
+    # The death is not noticed yet (the driver looks every 0.5 s): thespian's shutdown waited
+    # 10 s for the dead admin's answer, and then the processes it could not ask to exit had
+    # 3 s of grace. Now it looks at the admin while it waits, and kills them at once.
+    system = ActorSystem(f"{which}-dies-shutdown", config=_config(tmp_path))
+    try:
+        assert system.actor_of(Quiet).ask("pid", timeout=10) > 0
+        victim, session = _thespian_process(system, which)
+        os.kill(victim, signal.SIGKILL)
+    finally:
+        system.shutdown()
+    _none_left(session)
+    assert "had not exited" not in caplog.text  # not the slow path

@@ -18,9 +18,10 @@ in the session the admin's ``setsid`` made: `reap_session` kills what is left of
 shutdown had `REAP_GRACE` seconds (from the application's shutdown, or from a process the
 guardian forks when the application died).
 
-The other way round, the application's driver thread watches the guardian's process (an
-`OwnerProcess` too, from `SystemReady`): when it dies the system terminates and its processes
-are reaped at once (`ActorSystem._guardian_died`).
+The other way round, the application's driver thread watches the system's own processes
+(`runtime_processes`: the guardian, thespian's admin and logger; `OwnerProcess`es the guardian
+reports as it starts): when one dies the system terminates and its processes are reaped at
+once (`ActorSystem._runtime_died`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ from types import FrameType
 from typing import Any
 
 __all__ = [
+    "ADMIN",
+    "GUARDIAN",
+    "LOGGER",
     "OWNER_POLL_INTERVAL",
     "REAP_GRACE",
     "OwnerProcess",
@@ -48,10 +52,17 @@ __all__ = [
     "reap_session",
     "reap_session_later",
     "record_admin_starters",
+    "runtime_processes",
+    "shutdown_thespian",
 ]
 
 OWNER_POLL_INTERVAL = 1.0  # seconds between the guardian's checks of its owner process
 REAP_GRACE = 3.0  # seconds a shut-down system's processes have to exit before SIGKILL
+
+# What `runtime_processes` names each process (in the error once it died).
+GUARDIAN = "the actor system's guardian process"
+ADMIN = "thespian's admin process"
+LOGGER = "thespian's logger process"
 
 
 def _proc_stat(pid: int) -> list[str] | None:
@@ -81,6 +92,12 @@ class OwnerProcess:
         fields = _proc_stat(pid)
         return cls(pid, fields[19] if fields else None)  # field 22: starttime
 
+    @classmethod
+    def of(cls, pid: int) -> OwnerProcess | None:
+        """The live process `pid` (None where /proc does not show it)."""
+        fields = _proc_stat(pid)
+        return None if fields is None else cls(pid, fields[19])
+
     def is_alive(self) -> bool:
         """False once the process has exited (a zombie counts as exited)."""
         fields = _proc_stat(self.pid)
@@ -95,6 +112,83 @@ class OwnerProcess:
         except PermissionError:
             return True
         return True
+
+
+def runtime_processes() -> tuple[tuple[str, OwnerProcess], ...]:
+    """From the guardian: the processes the system cannot run without, each with its name.
+
+    The guardian itself, thespian's admin (its parent: the application created the guardian
+    through it) and thespian's logger (the admin's first child: it starts the logger before it
+    answers anything). Without the admin, dead letters (thespian routes them through it) are
+    lost; a dead logger takes the admin with it (thespian 4.0.1 fails to start another) and
+    every actor process keeps logging to its address. Where /proc does not exist: the guardian
+    alone.
+    """
+    own = OwnerProcess.current()
+    found = [(GUARDIAN, own)]
+    admin = OwnerProcess.of(os.getppid())
+    if admin is None:
+        return tuple(found)
+    children = []
+    for pid in _session_members(os.getsid(0)):
+        fields = _proc_stat(pid)
+        if fields is not None and fields[1] == str(admin.pid):  # field 4: the parent's pid
+            children.append((int(fields[19]), pid))  # by start time (field 22)
+    if children:
+        logger = OwnerProcess.of(min(children)[1])
+        if logger is not None:  # before the admin: the logger's death is the cause of both
+            found.append((LOGGER, logger))
+    found.append((ADMIN, admin))
+    return tuple(found)
+
+
+# Seconds between looks at the admin while thespian's shutdown waits for its answer.
+_ADMIN_LOOK = 0.1
+
+
+def shutdown_thespian(asys: Any, admin_alive: Callable[[], bool]) -> bool:
+    """Thespian's ``ActorSystem.shutdown``, which also ends once `admin_alive()` is False.
+
+    Thespian's waits up to 10 s for the admin's answer, also for an admin that died (SIGKILL:
+    its request was not refused); this one looks at the admin between slices of that wait
+    and then only closes this side's transport. Thespian's own where its internals differ.
+    Returns True if the admin died before it confirmed the shutdown.
+    """
+    base = getattr(asys, "_systemBase", None)
+    tx_to_admin = getattr(base, "_tx_to_admin", None)
+    run_transport = getattr(base, "_run_transport", None)
+    if base is None or not callable(tx_to_admin) or not callable(run_transport):
+        asys.shutdown()
+        return False
+    from thespian.system.messages.admin import (  # noqa: PLC0415 - multiproc-tcp only
+        SystemShutdown,
+        SystemShutdownCompleted,
+    )
+    from thespian.system.transport import (  # noqa: PLC0415
+        ReceiveEnvelope,
+        Thespian__Run_Terminated,
+    )
+
+    def ended(response: Any) -> bool:
+        return isinstance(response, Thespian__Run_Terminated) or (
+            isinstance(response, ReceiveEnvelope) and
+            isinstance(response.message, SystemShutdownCompleted))
+
+    lost = not admin_alive()
+    if not lost:
+        sent = tx_to_admin(SystemShutdown())
+        deadline = time.monotonic() + 10.0  # thespian's MAX_SYSTEM_SHUTDOWN_DELAY
+        while (left := deadline - time.monotonic()) > 0:
+            if ended(run_transport(min(left, _ADMIN_LOOK))) or sent.failed:
+                break
+            if not admin_alive():
+                # An admin exits right after it confirmed: the confirmation may be here.
+                lost = not ended(run_transport(_ADMIN_LOOK))
+                break
+    with contextlib.suppress(Exception):  # closed already
+        base.transport.close()
+    asys._systemBase = None  # noqa: SLF001 - as thespian's shutdown leaves it
+    return lost
 
 
 _installed = False
