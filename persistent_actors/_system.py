@@ -399,8 +399,10 @@ class ActorSystem:
                         "waiting for a child's exit); killed", self.name, len(reaped), REAP_GRACE)
 
     def __enter__(self) -> ActorSystem:
-        """The system itself; `PersistentActorsError` if it has been shut down (a system
-        cannot be started again: make a new one)."""
+        """The system itself; `PersistentActorsError` if it has been shut down.
+
+        A system does not start again: make a new one.
+        """
         self._endpoint.ensure_running()
         return self
 
