@@ -734,6 +734,24 @@ def test_a_message_that_would_not_unpickle_is_refused_at_the_tell(tcp_system: Ac
 
 
 @pytest.mark.multiproc
+def test_a_message_of_a_main_class_is_refused_at_the_tell(
+        tcp_system: ActorSystem, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A class of the application's script (`__main__`) pickles and loads again here, but the
+    # actor's process cannot import it: thespian dropped the frame there without a word, and
+    # with it every message travelling in the same frame (an ask of another thread: it timed
+    # out). The README says messages live in importable modules; the tell says so at once.
+    echo = tcp_system.actor_of(Echo)
+    main_class = type("ScriptMessage", (), {"__module__": "__main__"})
+    monkeypatch.setattr(sys.modules["__main__"], "ScriptMessage", main_class, raising=False)
+    with pytest.raises(MessageNotSerializableError, match=r"__main__\.ScriptMessage"):
+        echo.tell(main_class())
+    with pytest.raises(MessageNotSerializableError, match="importable module"):
+        echo.ask([1, ("nested", main_class)], timeout=5)
+    assert echo.ask("__main__") == "__main__"  # a mere string is no class of the script
+    assert echo.ask("fine") == "fine"
+
+
+@pytest.mark.multiproc
 def test_actor_of_unpicklable_argument(tcp_system: ActorSystem) -> None:
     with pytest.raises(MessageNotSerializableError):
         tcp_system.actor_of(CtorArgs, lambda: 1)
