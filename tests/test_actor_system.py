@@ -296,6 +296,17 @@ def test_a_status_failure_reply_fails_the_ask_with_its_cause(system: ActorSystem
     with pytest.raises(FileNotFoundError, match="/nope") as missing:
         echo.ask(Status.Failure(FileNotFoundError(2, "No such file or directory", "/nope")))
     assert (missing.value.errno, missing.value.filename) == (2, "/nope")
+    # Parts that cannot pickle (a lock as an argument, a lambda as an attribute) stay
+    # behind on multiproc-tcp: the ask still raises the class with its text. It timed out.
+    lock = threading.Lock()
+    held = CodedError(409, "conflict")
+    held.retry = lambda: 1  # type: ignore[attr-defined]
+    with pytest.raises(CodedError, match="conflict") as conflict:
+        echo.ask(Status.Failure(held), timeout=10)
+    assert conflict.value.code == 409
+    with pytest.raises(ValueError, match="lock") as locked:
+        echo.ask(Status.Failure(ValueError("busy", lock)), timeout=10)
+    assert locked.value.args[0] == "busy"
     # A success is an ordinary reply, and the actor is unharmed by having sent a failure.
     assert echo.ask(Status.Success(3)) == Status.Success(3)
     assert echo.ask("still here") == "still here"
