@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ from tests.system_actors import (
     Forward,
     Forwarder,
     Holder,
+    LambdaReplier,
     LambdaSender,
     Lifecycle,
     LifecycleActor,
@@ -760,6 +762,29 @@ def test_a_message_of_a_main_class_is_refused_at_the_tell(
         echo.ask([1, ("nested", main_class)], timeout=5)
     assert echo.ask("__main__") == "__main__"  # a mere string is no class of the script
     assert echo.ask("fine") == "fine"
+
+
+@pytest.mark.multiproc
+@pytest.mark.parametrize("host_processes", [None, 0], ids=["shared", "isolated"])
+def test_a_reply_that_cannot_travel_fails_the_ask_at_once(host_processes: int | None) -> None:
+    # The replying actor's tell raises (it restarts, as for any tell of what cannot travel);
+    # its asker waited for the whole timeout, not knowing why. Now the ask raises the error.
+    config = system_config("multiproc-tcp")
+    if host_processes is not None:
+        config["actor_system"]["host_processes"] = host_processes
+    with ActorSystem("replies", config=config) as system:
+        replier = system.actor_of(LambdaReplier)
+        entities = system.entities("repliers", LambdaReplier)
+        asks: list[Callable[[], Any]] = [
+            lambda: replier.ask("lambda", timeout=30),
+            lambda: entities.ask("a", "lambda", timeout=30),
+            lambda: asyncio.run(replier.ask_async("lambda", timeout=30)),
+        ]
+        for ask in asks:
+            with pytest.raises(MessageNotSerializableError, match="cannot be sent"):
+                ask()
+        assert replier.ask("fine", timeout=10) == "fine"
+        assert entities.ask("a", "fine", timeout=10) == "fine"
 
 
 @pytest.mark.multiproc
