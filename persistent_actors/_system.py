@@ -460,6 +460,7 @@ class ActorSystem:
             InvalidActorNameError: `type_name` is malformed, or already names another
                 definition (a different class or arguments).
             MessageNotSerializableError: on multiproc-tcp, an argument cannot be pickled.
+            PersistentActorsError: the system has been shut down.
 
         """
         if not isinstance(type_name, str) or not type_name or "/" in type_name:
@@ -475,6 +476,9 @@ class ActorSystem:
                 "classes must live in an importable module")
         self._check_imported(cls)
         self._check_class(cls)
+        # Before the look-up: a shut-down system's region is dead, and handing it back said
+        # the system still ran (only a new type reached the endpoint and raised).
+        self._endpoint.ensure_running()
         with self._regions_lock:
             region = self._regions.get(type_name)
             if region is not None:

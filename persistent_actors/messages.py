@@ -169,8 +169,10 @@ class Status:
     class Failure:
         """The operation failed with `cause`, an exception; `state` is optional context.
 
-        On multiproc-tcp `cause` travels pickled, so it must be an exception that pickles
-        (the built-in ones and most user ones do).
+        On multiproc-tcp `cause` travels pickled. One that does not round-trip travels as its
+        class, args and attributes, rebuilt without ``__init__``; an argument that cannot
+        pickle travels as its repr, an attribute that cannot is dropped. The class itself
+        must be importable (not local, not in ``__main__``).
         """
 
         cause: BaseException
@@ -186,14 +188,29 @@ class Status:
             # their fields: an OSError's filename, a SystemExit's code). Otherwise (an
             # exception whose __init__ takes other arguments than it gives BaseException,
             # ``MyError(code, text)``, pickles but would not load) as its class, args and
-            # attributes, rebuilt without calling its __init__.
+            # attributes, rebuilt without calling its __init__. What of those cannot travel
+            # (a lock, a connection, a lambda the error kept) is left behind: an argument as
+            # its repr, an attribute not at all, so the asker still gets the error's class and
+            # text instead of waiting for its timeout while the replying actor restarts.
             cause = self.cause
             try:
                 pickle.loads(pickle.dumps(cause))  # noqa: S301 - our own bytes, just made
             except Exception:  # noqa: BLE001 - any failure: the rebuild below
-                state = getattr(cause, "__dict__", None) or None
-                return (_rebuilt_failure, (type(cause), cause.args, state, self.state))
+                state = {key: value for key, value in
+                         (getattr(cause, "__dict__", None) or {}).items()
+                         if _travels(value)} or None
+                args = tuple(arg if _travels(arg) else repr(arg) for arg in cause.args)
+                return (_rebuilt_failure, (type(cause), args, state, self.state))
             return (Status.Failure, (cause, self.state))
+
+
+def _travels(value: Any) -> bool:
+    """True if `value` pickles and loads again (a part of a `Status.Failure`'s cause)."""
+    try:
+        pickle.loads(pickle.dumps(value))  # noqa: S301 - our own bytes, just made
+    except Exception:  # noqa: BLE001 - any failure: it stays behind
+        return False
+    return True
 
 
 def _rebuilt_failure(cls: type[BaseException], args: tuple[Any, ...],

@@ -336,6 +336,19 @@ class LambdaSender(Actor):
             self.probe.tell("sent")
 
 
+class LambdaReplier(Actor):
+    """Answers "lambda" with a lambda (which cannot travel), anything else with itself.
+
+    Also an entity: ``LambdaReplier(entity_id)``.
+    """
+
+    def __init__(self, entity_id: str = "") -> None:
+        self.entity_id_given = entity_id
+
+    def on_receive(self, message: Any) -> None:
+        self.sender.tell((lambda: 42) if message == "lambda" else message)
+
+
 class DefaultHooks(Actor):
     """Overrides only pre_start/post_stop: the default restart hooks must call them."""
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ from tests.system_actors import (
     Forward,
     Forwarder,
     Holder,
+    LambdaReplier,
     LambdaSender,
     Lifecycle,
     LifecycleActor,
@@ -297,6 +299,17 @@ def test_a_status_failure_reply_fails_the_ask_with_its_cause(system: ActorSystem
     with pytest.raises(FileNotFoundError, match="/nope") as missing:
         echo.ask(Status.Failure(FileNotFoundError(2, "No such file or directory", "/nope")))
     assert (missing.value.errno, missing.value.filename) == (2, "/nope")
+    # Parts that cannot pickle (a lock as an argument, a lambda as an attribute) stay
+    # behind on multiproc-tcp: the ask still raises the class with its text. It timed out.
+    lock = threading.Lock()
+    held = CodedError(409, "conflict")
+    held.retry = lambda: 1  # type: ignore[attr-defined]
+    with pytest.raises(CodedError, match="conflict") as conflict:
+        echo.ask(Status.Failure(held), timeout=10)
+    assert conflict.value.code == 409
+    with pytest.raises(ValueError, match="lock") as locked:
+        echo.ask(Status.Failure(ValueError("busy", lock)), timeout=10)
+    assert locked.value.args[0] == "busy"
     # A success is an ordinary reply, and the actor is unharmed by having sent a failure.
     assert echo.ask(Status.Success(3)) == Status.Success(3)
     assert echo.ask("still here") == "still here"
@@ -732,6 +745,47 @@ def test_a_message_that_would_not_unpickle_is_refused_at_the_tell(tcp_system: Ac
     with pytest.raises(MessageNotSerializableError, match="cannot be unpickled"):
         echo.ask(CodedError(1, "x"), timeout=5)
     assert echo.ask("fine") == "fine"
+
+
+@pytest.mark.multiproc
+def test_a_message_of_a_main_class_is_refused_at_the_tell(
+        tcp_system: ActorSystem, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A class of the application's script (`__main__`) pickles and loads again here, but the
+    # actor's process cannot import it: thespian dropped the frame there without a word, and
+    # with it every message travelling in the same frame (an ask of another thread: it timed
+    # out). The README says messages live in importable modules; the tell says so at once.
+    echo = tcp_system.actor_of(Echo)
+    main_class = type("ScriptMessage", (), {"__module__": "__main__"})
+    monkeypatch.setattr(sys.modules["__main__"], "ScriptMessage", main_class, raising=False)
+    with pytest.raises(MessageNotSerializableError, match=r"__main__\.ScriptMessage"):
+        echo.tell(main_class())
+    with pytest.raises(MessageNotSerializableError, match="importable module"):
+        echo.ask([1, ("nested", main_class)], timeout=5)
+    assert echo.ask("__main__") == "__main__"  # a mere string is no class of the script
+    assert echo.ask("fine") == "fine"
+
+
+@pytest.mark.multiproc
+@pytest.mark.parametrize("host_processes", [None, 0], ids=["shared", "isolated"])
+def test_a_reply_that_cannot_travel_fails_the_ask_at_once(host_processes: int | None) -> None:
+    # The replying actor's tell raises (it restarts, as for any tell of what cannot travel);
+    # its asker waited for the whole timeout, not knowing why. Now the ask raises the error.
+    config = system_config("multiproc-tcp")
+    if host_processes is not None:
+        config["actor_system"]["host_processes"] = host_processes
+    with ActorSystem("replies", config=config) as system:
+        replier = system.actor_of(LambdaReplier)
+        entities = system.entities("repliers", LambdaReplier)
+        asks: list[Callable[[], Any]] = [
+            lambda: replier.ask("lambda", timeout=30),
+            lambda: entities.ask("a", "lambda", timeout=30),
+            lambda: asyncio.run(replier.ask_async("lambda", timeout=30)),
+        ]
+        for ask in asks:
+            with pytest.raises(MessageNotSerializableError, match="cannot be sent"):
+                ask()
+        assert replier.ask("fine", timeout=10) == "fine"
+        assert entities.ask("a", "fine", timeout=10) == "fine"
 
 
 @pytest.mark.multiproc

@@ -28,6 +28,7 @@ from persistent_actors import (
     EntityRegion,
     EntityUnavailableError,
     InvalidActorNameError,
+    PersistentActorsError,
     PoisonPill,
 )
 from persistent_actors._region import shard_of
@@ -394,6 +395,20 @@ def test_entity_timers_run_on_the_host(sharded: ActorSystem) -> None:
     assert probe.expect_msg(timeout=10) == ("hello", 1)
     assert probe.expect_msg(timeout=10) == ("hello", 1)  # redelivered after 0.2 s
     assert probe.expect_msg(timeout=10) == ("hello", 1)
+
+
+def test_entities_on_a_shut_down_system_raises_also_for_a_known_type(
+        sharded: ActorSystem) -> None:
+    # A known type handed back its cached, dead region as if the system still ran (only a new
+    # type raised); the README's rule for a shut-down system covers every call.
+    carts = sharded.entities("cart", Cart)
+    sharded.shutdown()
+    with pytest.raises(PersistentActorsError, match="shut down"):
+        sharded.entities("cart", Cart)
+    with pytest.raises(PersistentActorsError, match="shut down"):
+        sharded.entities("new-type", Cart)
+    with pytest.raises(PersistentActorsError, match="shut down"):
+        carts.tell("alice", "items")
 
 
 def test_the_same_type_name_returns_the_same_region(sharded: ActorSystem) -> None:

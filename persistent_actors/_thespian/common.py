@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import pickletools
 from typing import Any
 
 from thespian.actors import ActorAddress
@@ -33,6 +34,18 @@ def check_picklable(message: Any, target: Any) -> None:
             f"multiproc-tcp base: {e} (send module-level classes and plain data, not lambdas, "
             "local classes or open resources)"
         ) from e
+    # A class or function of `__main__` pickles by reference to the script the application
+    # runs; an actor process cannot import that (it knows what the script defined before it
+    # was forked at most), so the receiving process fails to load the frame and thespian drops
+    # it whole, with every other message it carries (another thread's ask included), and
+    # without a word. The README says messages must live in importable modules: refuse here.
+    main = _main_global(data)
+    if main is not None:
+        raise MessageNotSerializableError(
+            f"message {message!r} to {target} refers to {main}, which is defined in __main__: "
+            "another process cannot import it, so it cannot be sent between processes on the "
+            "multiproc-tcp base (move the class to an importable module)"
+        )
     # Also back: a message that pickles but cannot be unpickled (an exception class whose
     # __init__ takes other arguments than it gives BaseException) would fail in the receiving
     # process, where thespian drops the whole frame with the other messages it carries and
@@ -47,6 +60,58 @@ def check_picklable(message: Any, target: Any) -> None:
             "cause: reply it inside Status.Failure, which carries any exception, or define "
             "__reduce__)"
         ) from e
+
+
+_STRING_OPS = frozenset(
+    {
+        "SHORT_BINUNICODE",
+        "BINUNICODE",
+        "BINUNICODE8",
+        "UNICODE",
+        "STRING",
+        "BINSTRING",
+        "SHORT_BINSTRING",
+    }
+)
+_GET_OPS = frozenset({"GET", "BINGET", "LONG_BINGET"})
+_PUT_OPS = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
+
+
+def _main_global(data: bytes) -> str | None:
+    """The first `__main__` global (``"__main__.Name"``) the pickle `data` refers to, or None.
+
+    Cheap for the usual message: the opcodes are walked only when the bytes mention
+    ``__main__`` at all. The walk follows the memo, since a repeated module name is pickled
+    as a memo reference.
+    """
+    if b"__main__" not in data:
+        return None
+    memo: dict[Any, Any] = {}
+    pushed: list[Any] = []  # what the last opcodes pushed (strings; None for anything else)
+    for opcode, arg, _ in pickletools.genops(data):
+        name = opcode.name
+        if name in _STRING_OPS:
+            pushed.append(arg)
+        elif name in _GET_OPS:
+            pushed.append(memo.get(arg))
+        elif name == "MEMOIZE":
+            memo[len(memo)] = pushed[-1] if pushed else None
+        elif name in _PUT_OPS:
+            memo[arg] = pushed[-1] if pushed else None
+        elif name == "STACK_GLOBAL":
+            if len(pushed) >= 2 and pushed[-2] == "__main__":
+                return f"__main__.{pushed[-1]}"
+            pushed.append(None)
+        elif name in ("GLOBAL", "INST"):
+            module, _, qualname = str(arg).partition(" ")
+            if module == "__main__":
+                return f"__main__.{qualname}"
+            pushed.append(None)
+        else:
+            pushed.append(None)
+        if len(pushed) > 8:
+            del pushed[:-2]
+    return None
 
 
 def _tcp_address_pickles(address: Any) -> bool:

@@ -62,6 +62,7 @@ from persistent_actors.adapters import event_adapters_for
 from persistent_actors.errors import (
     ActorInitializationError,
     IllegalActorStateError,
+    MessageNotSerializableError,
     StashOverflowError,
 )
 from persistent_actors.messages import DeadLetter, Kill, PoisonPill, Terminated
@@ -235,7 +236,7 @@ class _HostContext(ActorContext):
         if sender is not None and sender != self._self_ref and not isinstance(wrapped, p.Reply):
             wrapped = p.Envelope(wrapped, sender)
         if self._multiproc:  # `send_to_address`, inline: one call less per message
-            check_picklable(wrapped, address)
+            self._check_picklable(wrapped, address)
         host = self._host
         if address is host._last_address and type(wrapped) is not p.Reply and \
                 not isinstance(wrapped, SENT_ALONE):  # noqa: SLF001 - frames' own shortcut
@@ -282,10 +283,24 @@ class _HostContext(ActorContext):
         front.extendleft(reversed(self.user_stash))
         self.user_stash.clear()
 
+    def _check_picklable(self, message: Any, address: Any) -> None:
+        """`check_picklable`; a reply to an ask that cannot travel also fails that ask.
+
+        The handler gets `MessageNotSerializableError`, as for any tell of what cannot travel
+        (the actor restarts); the asker, which waited for its timeout, now raises it at once.
+        """
+        try:
+            check_picklable(message, address)
+        except MessageNotSerializableError as e:
+            if type(message) is p.Reply:
+                self._host.send(address, p.new_reply(
+                    message.correlation_id, p.AskRefused(MessageNotSerializableError(str(e)))))
+            raise
+
     # EntityCell
     def send_to_address(self, address: Any, message: Any) -> None:
         if self._multiproc:
-            check_picklable(message, address)
+            self._check_picklable(message, address)
         self._host.send(address, message)
 
     def write_messages(self, request: p.WriteMessages) -> None:
