@@ -72,6 +72,8 @@ _LISTEN_SLICE = 0.002
 # ends with one such listen that finds nothing, so it is kept short (it waits that long since
 # `poll_selector` waits below a millisecond with `select`; before, poll made it 1 ms).
 _DRAIN = 0.0001
+# Seconds `Driver.stop` waits for the driver thread to end.
+STOP_WAIT = 30.0
 # Longest wait for callers answered in the last pass to send again (see `Driver._linger`).
 _LINGER = 0.001
 # Most messages in one IngressBatch (one thespian frame).
@@ -187,13 +189,19 @@ class Driver:
         with contextlib.suppress(RuntimeError):  # signalled already
             self._gathered.release()
 
-    def stop(self) -> None:
-        """Send what is queued, then end the thread (waits for it unless called on it)."""
+    def stop(self) -> bool:
+        """Send what is queued, then end the thread (waits for it unless called on it).
+
+        Waits up to `STOP_WAIT` seconds; returns False if the thread is still running then
+        (on the simple base: actors still handling what was queued before the stop).
+        """
         if self._thread.is_alive():
             self._ops.put(_STOP)
             self._signal()  # a lingering pass takes the stop at once
-            if not self.on_thread():
-                self._thread.join(timeout=30)
+            if self.on_thread():
+                return True
+            self._thread.join(timeout=STOP_WAIT)
+        return not self._thread.is_alive()
 
     # -- the driver thread ---------------------------------------------------------------------
     def _serve(self) -> None:

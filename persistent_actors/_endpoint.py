@@ -161,10 +161,18 @@ class Endpoint:
         with self._routed:  # waits in `pump` (a TestProbe's) end with the shut-down error
             self._routed.notify_all()
         driver, self._driver = self._driver, None
-        if driver is not None:
-            driver.stop()
+        ended = driver is None or driver.stop()
         for fail in failers:
             fail(error)
+        if self.simple and not ended:
+            # The driver thread still runs actors (what was queued before the stop: a backlog
+            # of slow handlers). Thespian's simple base is single-threaded: running it from
+            # here too would hand an actor its next message while it still handles one. The
+            # actors are left to the driver thread (a daemon) and end with the process.
+            log.warning("actor system %r: the driver thread is still running actors (what "
+                        "was queued before the shutdown) after the shutdown's wait; they are "
+                        "left to it (their post_stop does not run)", self.name)
+            return True
         if self.simple and self.guardian is not None:
             # The simple base's shutdown() stops no actor: without this, every plugin actor
             # kept its event-loop thread and its database connections open.

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from persistent_actors import (
+    Actor,
     ActorInitializationError,
     ActorRef,
     ActorSystem,
@@ -29,6 +30,7 @@ from persistent_actors import (
     PoisonPill,
     Status,
     Terminated,
+    _driver,
     _system,
 )
 from persistent_actors._system import ADMIN_PORTS, OPEN_ADMIN_PORTS
@@ -969,3 +971,41 @@ def test_a_probe_waiting_when_the_system_shuts_down_fails_at_once(base: str) -> 
     assert len(outcome) == 1
     assert isinstance(outcome[0], PersistentActorsError), outcome
     assert "shut down" in str(outcome[0])
+
+
+class _Gated(Actor):
+    """Blocks its first message on `gate`; records the thread that handles each message."""
+
+    def __init__(self, gate: threading.Event, handled: list[tuple[str, str]]) -> None:
+        self.gate = gate
+        self.handled = handled
+
+    def on_receive(self, message: Any) -> None:
+        self.handled.append((message, threading.current_thread().name))
+        if message == "block":
+            self.gate.wait(30)
+
+
+def test_a_shutdown_that_outwaits_a_busy_driver_leaves_its_actors_to_it(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    # Simple base (objects shared in-process): thespian's simple base is single-threaded. The
+    # shutdown drove it from the calling thread once its wait for the driver ran out, and
+    # handed the busy actor its next message there while the first still ran.
+    monkeypatch.setattr(_driver, "STOP_WAIT", 0.3)
+    gate = threading.Event()
+    handled: list[tuple[str, str]] = []
+    system = ActorSystem("busy", config=system_config("simple"))
+    try:
+        gated = system.actor_of(_Gated, gate, handled)
+        gated.tell("block")
+        deadline = time.monotonic() + 20
+        while not handled:
+            assert time.monotonic() < deadline, "the first message never arrived"
+            time.sleep(0.01)
+        gated.tell("next")
+        system.shutdown()
+        assert [m for m, _ in handled] == ["block"]  # "next" waits for the driver thread
+        assert "still running actors" in caplog.text
+    finally:
+        gate.set()
+    assert all(thread != threading.current_thread().name for _, thread in handled)
