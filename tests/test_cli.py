@@ -866,6 +866,32 @@ def test_user_mistakes_are_one_line_never_a_traceback(store: Path, tmp_path: Pat
     assert "expected a sequence number >= 0" in usage.stderr
 
 
+@pytest.mark.parametrize(("args", "fragment"), [
+    (("journal", "events", "a", "--from", "x"), "journal events: argument --from"),
+    (("journal", "nosuch"), "journal: argument COMMAND: invalid choice: 'nosuch'"),
+    (("journal", "copy"), "journal copy: the following arguments are required: --to"),
+    ((), "the following arguments are required: GROUP"),
+])
+def test_a_malformed_command_line_is_the_usage_then_the_one_error_line(
+        store: Path, args: tuple[str, ...], fragment: str) -> None:
+    # argparse words a sub-command's error "persistent-actors journal events: error: ...";
+    # the README promises "persistent-actors: error: ..." after the usage line, on every level.
+    result = cli("--config", str(store), *args)
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("usage: persistent-actors")
+    assert lines[-1].startswith("persistent-actors: error: "), result.stderr
+    assert fragment in lines[-1]
+    assert "Traceback" not in result.stderr
+
+
+def test_config_is_accepted_between_the_group_and_the_command(store: Path) -> None:
+    # Before the group, after the command, and here: a user types it where it comes to mind.
+    result = cli("journal", "--config", str(store), "ids")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == cli("--config", str(store), "journal", "ids").stdout
+
+
 # -- the README's commands -------------------------------------------------------------------------
 def _readme_commands() -> list[list[str]]:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
