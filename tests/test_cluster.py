@@ -204,6 +204,20 @@ def test_a_client_without_nodes_fails_clearly(pg_schema: str,
             TestProbe(system).ref.tell(carts)
 
 
+def test_a_cluster_regions_ask_checks_its_timeout_as_a_local_regions_does(pg_schema: str) -> None:
+    # README "Errors": a timeout that is no number is a TypeError or ValueError naming the
+    # argument, at the call. The cluster region's ask said "unsupported operand type(s) for +"
+    # for a str and took a negative one for an expired deadline.
+    with ActorSystem("client", config=cluster_config(pg_schema, "127.0.0.1:1")) as system:
+        carts = system.entities("cart", Cart)
+        bad: list[Any] = ["1", -1, 0, True]
+        for timeout in bad:
+            with pytest.raises(ValueError, match="ask timeout must be a positive, finite number"):
+                carts.ask("alice", "items", timeout=timeout)
+            with pytest.raises(ValueError, match="ask timeout must be a positive, finite number"):
+                asyncio.run(carts.ask_async("alice", "items", timeout=timeout))
+
+
 def test_a_client_with_another_shard_count_than_the_nodes_fails_clearly(pg_schema: str) -> None:
     # The nodes checked their counts against each other, a client not: with another count it
     # sent each entity's messages to the owner of another shard, refused until the timeout.

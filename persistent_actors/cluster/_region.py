@@ -25,6 +25,7 @@ from thespian.system.transport.IPBase import TCPv4ActorAddress
 
 from persistent_actors._actor import Actor, EntityRef, ExternalSender
 from persistent_actors._config import ClusterSettings
+from persistent_actors._endpoint import _check_timeout
 from persistent_actors._region import EntityRegion, check_entity_id, shard_of
 from persistent_actors.cluster._directory import Directory, LoopThread, Owner
 from persistent_actors.cluster._messages import ShardNotOwned
@@ -203,6 +204,9 @@ class ClusterRegion(EntityRegion):
 
         """
         check_entity_id(entity_id)
+        # As a local region's ask: a timeout that is no positive, finite number is a ValueError
+        # naming it, before anything is sent (a str failed deep inside, an inf waited forever).
+        _check_timeout(timeout)
         shard = shard_of(entity_id, self._shards)
         deadline = time.monotonic() + timeout
         refused = False
@@ -225,6 +229,7 @@ class ClusterRegion(EntityRegion):
     async def ask_async(self, entity_id: str, message: Any, timeout: float = 5.0) -> Any:
         """`ask` for a coroutine (see `ask`)."""
         check_entity_id(entity_id)
+        _check_timeout(timeout)
         shard = shard_of(entity_id, self._shards)
         deadline = time.monotonic() + timeout
         refused = False
