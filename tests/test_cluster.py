@@ -30,6 +30,7 @@ from persistent_actors import (
     ClusterError,
     ConfigError,
     MessageNotSerializableError,
+    PersistentActorsError,
 )
 from persistent_actors._config import load_settings
 from persistent_actors.cluster._directory import Directory
@@ -216,6 +217,23 @@ def test_a_cluster_regions_ask_checks_its_timeout_as_a_local_regions_does(pg_sch
                 carts.ask("alice", "items", timeout=timeout)
             with pytest.raises(ValueError, match="ask timeout must be a positive, finite number"):
                 asyncio.run(carts.ask_async("alice", "items", timeout=timeout))
+
+
+def test_a_cluster_region_of_a_shut_down_system_raises_as_a_local_one(pg_schema: str) -> None:
+    # README "Errors": once shutdown() has run, tell and ask raise "actor system ... has been
+    # shut down". The cluster region re-opened its routes instead and waited for an owner: 5 s
+    # and a dropped-tell warning for a tell, an AskTimeoutError for an ask.
+    with ActorSystem("client", config=cluster_config(pg_schema, "127.0.0.1:1")) as system:
+        carts = system.entities("cart", Cart)
+    shut_down = "actor system 'client' has been shut down"
+    with pytest.raises(PersistentActorsError, match=shut_down):
+        carts.tell("alice", "items")
+    with pytest.raises(PersistentActorsError, match=shut_down):
+        carts.ref("alice")
+    with pytest.raises(PersistentActorsError, match=shut_down):
+        carts.ask("alice", "items", timeout=30)
+    with pytest.raises(PersistentActorsError, match=shut_down):
+        asyncio.run(carts.ask_async("alice", "items", timeout=30))
 
 
 def test_a_client_with_another_shard_count_than_the_nodes_fails_clearly(pg_schema: str) -> None:
