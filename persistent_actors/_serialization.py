@@ -494,14 +494,14 @@ class Serializer:
         if kind is tuple:
             return msgpack.ExtType(_EXT_TUPLE, self._pack(list(obj)))
         if kind is _dt.datetime:
-            return msgpack.ExtType(_EXT_DATETIME, self._pack(obj.isoformat()))
+            return msgpack.ExtType(_EXT_DATETIME, self._pack(_with_fold(obj)))
         if kind is _dt.date:
             return msgpack.ExtType(_EXT_DATE, self._pack(obj.isoformat()))
         if kind is _dt.timedelta:
             return msgpack.ExtType(_EXT_TIMEDELTA, self._pack(
                 [obj.days, obj.seconds, obj.microseconds]))
         if kind is _dt.time:
-            return msgpack.ExtType(_EXT_TIME, self._pack(obj.isoformat()))
+            return msgpack.ExtType(_EXT_TIME, self._pack(_with_fold(obj)))
         if kind is uuid.UUID:
             return msgpack.ExtType(_EXT_UUID, obj.bytes)
         if kind is decimal.Decimal:
@@ -546,7 +546,7 @@ class Serializer:
             case 2:  # _EXT_TUPLE
                 return tuple(unpack(data))
             case 3:  # _EXT_DATETIME
-                return _dt.datetime.fromisoformat(unpack(data))
+                return _from_iso(_dt.datetime, unpack(data))
             case 4:  # _EXT_UUID
                 return uuid.UUID(bytes=data)
             case 5:  # _EXT_DECIMAL
@@ -561,7 +561,7 @@ class Serializer:
                 days, seconds, microseconds = unpack(data)
                 return _dt.timedelta(days, seconds, microseconds)
             case 10:  # _EXT_TIME
-                return _dt.time.fromisoformat(unpack(data))
+                return _from_iso(_dt.time, unpack(data))
         raise SerializationError(f"unknown msgpack extension code {code} in stored payload")
 
     def _decode_object(self, manifest: str, state: Any) -> Any:
@@ -584,6 +584,27 @@ class Serializer:
 def _unknown(state: Any) -> Any:
     """The decoder of an unregistered manifest: `from_binary` then reports it."""
     raise SerializationError(f"unknown manifest for {type(state).__name__}")
+
+
+def _with_fold(value: _dt.datetime | _dt.time) -> str | list[Any]:
+    """A datetime's or time's stored form: its ISO text, with ``fold`` beside it when it is 1.
+
+    ISO text has no place for ``fold`` (the second of two equal wall-clock times when a clock
+    goes back), so it came back as 0: another instant once converted with a time zone. A value
+    with ``fold=0`` is stored as before, so existing payloads keep their bytes.
+    """
+    return [value.isoformat(), 1] if value.fold else value.isoformat()
+
+
+_Clock = TypeVar("_Clock", _dt.datetime, _dt.time)
+
+
+def _from_iso(kind: type[_Clock], stored: Any) -> _Clock:
+    """Rebuild what `_with_fold` stored."""
+    if isinstance(stored, list):
+        text, fold = stored
+        return kind.fromisoformat(text).replace(fold=fold)
+    return kind.fromisoformat(stored)
 
 
 def clip(text: str, limit: int = 300) -> str:

@@ -154,6 +154,8 @@ def main(argv: list[str]) -> int:
     cycles = int(argv[1]) if len(argv) > 1 else 500
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(argv[2]) if len(argv) > 2 else Path(tmp)
+        # The README's long run names a fresh folder (/tmp/torture): make it, as the journal does.
+        workdir.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         store = argv[3] if len(argv) > 3 else None
         totals = torture(workdir, cycles, verbose=True, store=store)

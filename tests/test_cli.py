@@ -866,6 +866,49 @@ def test_user_mistakes_are_one_line_never_a_traceback(store: Path, tmp_path: Pat
     assert "expected a sequence number >= 0" in usage.stderr
 
 
+@pytest.mark.parametrize(("args", "fragment"), [
+    (("journal", "events", "a", "--from", "x"), "journal events: argument --from"),
+    (("journal", "nosuch"), "journal: argument COMMAND: invalid choice: 'nosuch'"),
+    (("journal", "copy"), "journal copy: the following arguments are required: --to"),
+    ((), "the following arguments are required: GROUP"),
+])
+def test_a_malformed_command_line_is_the_usage_then_the_one_error_line(
+        store: Path, args: tuple[str, ...], fragment: str) -> None:
+    # argparse words a sub-command's error "persistent-actors journal events: error: ...";
+    # the README promises "persistent-actors: error: ..." after the usage line, on every level.
+    result = cli("--config", str(store), *args)
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("usage: persistent-actors")
+    assert lines[-1].startswith("persistent-actors: error: "), result.stderr
+    assert fragment in lines[-1]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (("tail", "--tag", ""), "tag must be a non-empty str"),
+    # An argument that is not UTF-8 reaches Python as a lone surrogate: no event can have it.
+    (("tail", "--tag", "a\udcff"), "tag 'a\\udcff' cannot be stored"),
+    (("events", ""), "persistence_id must be a non-empty str"),
+    (("events", "a\udcff"), "persistence_id 'a\\udcff' cannot be stored"),
+])
+def test_an_id_or_tag_no_event_can_have_is_one_line(store: Path, args: tuple[str, ...],
+                                                    fragment: str) -> None:
+    # README: the ids and tags of queries are checked the same way on every plugin. `tail`
+    # followed the journal for ever waiting for such a tag; `events` failed with SQLite's own
+    # encoding error. A short timeout: without the check `tail` never ends.
+    result = subprocess.run([str(SCRIPT), "--config", str(store), "journal", *args],
+                            capture_output=True, text=True, timeout=30, env=ENV, check=False)
+    one_line_error(result, fragment)
+
+
+def test_config_is_accepted_between_the_group_and_the_command(store: Path) -> None:
+    # Before the group, after the command, and here: a user types it where it comes to mind.
+    result = cli("journal", "--config", str(store), "ids")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == cli("--config", str(store), "journal", "ids").stdout
+
+
 # -- the README's commands -------------------------------------------------------------------------
 def _readme_commands() -> list[list[str]]:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")

@@ -30,6 +30,7 @@ from persistent_actors import (
     ClusterError,
     ConfigError,
     MessageNotSerializableError,
+    PersistentActorsError,
 )
 from persistent_actors._config import load_settings
 from persistent_actors.cluster._directory import Directory
@@ -202,6 +203,37 @@ def test_a_client_without_nodes_fails_clearly(pg_schema: str,
             pickle.dumps(carts)
         with pytest.raises(MessageNotSerializableError, match="cannot be handed to an actor"):
             TestProbe(system).ref.tell(carts)
+
+
+def test_a_cluster_regions_ask_checks_its_timeout_as_a_local_regions_does(pg_schema: str) -> None:
+    # README "Errors": a timeout that is no number is a TypeError or ValueError naming the
+    # argument, at the call. The cluster region's ask said "unsupported operand type(s) for +"
+    # for a str and took a negative one for an expired deadline.
+    with ActorSystem("client", config=cluster_config(pg_schema, "127.0.0.1:1")) as system:
+        carts = system.entities("cart", Cart)
+        bad: list[Any] = ["1", -1, 0, True]
+        for timeout in bad:
+            with pytest.raises(ValueError, match="ask timeout must be a positive, finite number"):
+                carts.ask("alice", "items", timeout=timeout)
+            with pytest.raises(ValueError, match="ask timeout must be a positive, finite number"):
+                asyncio.run(carts.ask_async("alice", "items", timeout=timeout))
+
+
+def test_a_cluster_region_of_a_shut_down_system_raises_as_a_local_one(pg_schema: str) -> None:
+    # README "Errors": once shutdown() has run, tell and ask raise "actor system ... has been
+    # shut down". The cluster region re-opened its routes instead and waited for an owner: 5 s
+    # and a dropped-tell warning for a tell, an AskTimeoutError for an ask.
+    with ActorSystem("client", config=cluster_config(pg_schema, "127.0.0.1:1")) as system:
+        carts = system.entities("cart", Cart)
+    shut_down = "actor system 'client' has been shut down"
+    with pytest.raises(PersistentActorsError, match=shut_down):
+        carts.tell("alice", "items")
+    with pytest.raises(PersistentActorsError, match=shut_down):
+        carts.ref("alice")
+    with pytest.raises(PersistentActorsError, match=shut_down):
+        carts.ask("alice", "items", timeout=30)
+    with pytest.raises(PersistentActorsError, match=shut_down):
+        asyncio.run(carts.ask_async("alice", "items", timeout=30))
 
 
 def test_a_client_with_another_shard_count_than_the_nodes_fails_clearly(pg_schema: str) -> None:

@@ -157,6 +157,27 @@ def test_datetime_with_offset_keeps_it() -> None:
 
 
 @pytest.mark.parametrize("value", [
+    dt.datetime(2021, 11, 7, 1, 30, fold=1),  # the second 01:30 when US clocks go back
+    dt.datetime(2021, 11, 7, 1, 30, tzinfo=dt.timezone(dt.timedelta(hours=-5)), fold=1),
+    dt.time(1, 30, fold=1),
+])
+def test_a_datetime_or_time_keeps_its_fold(value: dt.datetime | dt.time) -> None:
+    # "round-trip exactly": ISO text has no fold, and a naive local time with fold=1 came back
+    # as the first of the two 01:30s, an hour off once given its time zone.
+    for restored in (round_trip(value), round_trip([value])[0], round_trip(Holder(value)).item):
+        assert restored == value
+        assert restored.fold == 1
+        assert type(restored) is type(value)
+    # fold=0, the usual case, keeps the bytes it always had (ISO text alone).
+    plain = value.replace(fold=0)
+    code = 3 if isinstance(value, dt.datetime) else 10
+    assert default_serializer.to_binary(plain)[1] == msgpack.packb(
+        msgpack.ExtType(code, msgpack.packb(plain.isoformat())))
+    # The CLI shows it as its ISO text, as any other datetime.
+    assert decode_structure(default_serializer.to_binary(value)[1]) == value.isoformat()
+
+
+@pytest.mark.parametrize("value", [
     None, True, False, 0, -1, 2**63 - 1, -(2**63), 1.5, "", "한국어 text", b"", b"\x00\x01",
     [], [1, [2, [3]]], {}, {"a": {"b": [1, 2]}}, {1: "x", 2: "y"}, (), (1, "a", (2.5, None)),
     {(1, 2): "tuple key"}, {"set": {1, 2}}, frozenset({"x"}), decimal.Decimal("1e-30"),
@@ -496,6 +517,8 @@ def test_pickle_payload_is_not_unpickled(monkeypatch: pytest.MonkeyPatch) -> Non
     msgpack.packb(msgpack.ExtType(4, b"short")),       # a UUID of the wrong length
     msgpack.packb(msgpack.ExtType(5, b"not a number")),  # a bad Decimal
     msgpack.packb(msgpack.ExtType(3, msgpack.packb(42))),  # a datetime that is not a str
+    msgpack.packb(msgpack.ExtType(3, msgpack.packb(["2020-01-01T00:00:00", 2]))),  # bad fold
+    msgpack.packb(msgpack.ExtType(10, msgpack.packb([]))),  # a time of no text
     msgpack.packb(msgpack.ExtType(1, msgpack.packb("no state"))),  # object without a state
 ])
 def test_corrupted_bytes(payload: bytes) -> None:

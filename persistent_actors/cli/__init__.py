@@ -17,14 +17,22 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Final
+from typing import Final, NoReturn
 
 from persistent_actors.cli import journal, node
-from persistent_actors.cli._common import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, UsageError, fail
+from persistent_actors.cli._common import (
+    EXIT_FINDINGS,
+    EXIT_OK,
+    EXIT_USAGE,
+    UsageError,
+    add_config_option,
+    fail,
+)
 from persistent_actors.errors import PersistentActorsError
 
 __all__ = ["COMMANDS", "EXIT_FINDINGS", "EXIT_OK", "EXIT_USAGE", "GROUPS", "build_parser", "main"]
 
+PROG: Final = "persistent-actors"
 # name -> (help, register). A group registers its sub-commands on the subparsers it is given.
 GROUPS: Final[dict[str, tuple[str, Callable[[argparse._SubParsersAction[argparse.ArgumentParser]],
                                              None]]]] = {
@@ -36,10 +44,26 @@ COMMANDS: Final[dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]]
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors, on every level, read ``persistent-actors: error: ...``.
+
+    argparse words a sub-command's error with the sub-command's prog (``persistent-actors
+    journal events: error: ...``); the command's promise is one form for every mistake, so the
+    sub-command is named after the prefix instead. Sub-parsers are of this class too
+    (``add_subparsers`` makes them of the parent's type).
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        where = self.prog.removeprefix(PROG).strip()
+        self.exit(EXIT_USAGE, f"{PROG}: error: {where + ': ' if where else ''}{message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line: global options, then one sub-parser per group."""
-    parser = argparse.ArgumentParser(
-        prog="persistent-actors",
+    # Typed as the base class: the groups register on `_SubParsersAction[ArgumentParser]`.
+    parser: argparse.ArgumentParser = _Parser(
+        prog=PROG,
         description="Operate persistent_actors event stores (inspect, verify, export, copy) "
                     "and run cluster nodes.")
     parser.add_argument(
@@ -48,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     groups = parser.add_subparsers(dest="group", metavar="GROUP", required=True)
     for name, (help_text, register) in GROUPS.items():
         group = groups.add_parser(name, help=help_text, description=help_text)
+        # `persistent-actors journal --config F ids` too: between group and command.
+        add_config_option(group)
         register(group.add_subparsers(dest="command", metavar="COMMAND", required=True))
     for name, (help_text, register_command) in COMMANDS.items():
         register_command(groups.add_parser(name, help=help_text, description=help_text))

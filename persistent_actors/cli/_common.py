@@ -250,8 +250,9 @@ def _structure_hook(code: int, data: bytes) -> Any:
             return {"@manifest": manifest, "state": state}
         case 2 | 6 | 7:
             return unpack_nested(data, _structure_hook)
-        case 3 | 8 | 10:
-            return str(unpack_nested(data, _structure_hook))
+        case 3 | 8 | 10:  # ISO text; a datetime or time with fold=1 as [text, 1]
+            stored = unpack_nested(data, _structure_hook)
+            return str(stored[0] if isinstance(stored, list) and stored else stored)
         case 9:  # a timedelta: [days, seconds, microseconds]
             days, seconds, microseconds = unpack_nested(data, _structure_hook)
             return str(dt.timedelta(days, seconds, microseconds))

@@ -41,7 +41,7 @@ from persistent_actors.cli._common import (
 )
 from persistent_actors.errors import SerializationError
 from persistent_actors.journal import Journal
-from persistent_actors.query import _check_pid
+from persistent_actors.query import _check_pid, _checked_tag
 from persistent_actors.snapshot import (
     SelectedSnapshot,
     SnapshotMetadata,
@@ -158,6 +158,10 @@ def _ids(args: argparse.Namespace) -> int:
 
 
 def _events(args: argparse.Namespace) -> int:
+    # The read side's rule, on every plugin: an id no event can have is a mistake, said as one
+    # (SQLite failed with an encoding error of its own, another plugin may find nothing).
+    _check_pid(args.persistence_id)
+
     async def run() -> None:
         async with open_store(args.config, plugin_id=args.plugin_id) as store:
             shown = 0
@@ -182,6 +186,10 @@ def _describe(repr_: PersistentRepr, *, as_json: bool) -> str:
 
 
 def _tail(args: argparse.Namespace) -> int:
+    if args.tag is not None:
+        # A tag no event can have ('' or a lone surrogate) followed the journal for ever.
+        _checked_tag(args.tag)
+
     async def run() -> None:
         async with open_store(args.config, plugin_id=args.plugin_id) as store:
             log = store.log

@@ -25,6 +25,7 @@ from thespian.system.transport.IPBase import TCPv4ActorAddress
 
 from persistent_actors._actor import Actor, EntityRef, ExternalSender
 from persistent_actors._config import ClusterSettings
+from persistent_actors._endpoint import _check_timeout
 from persistent_actors._region import EntityRegion, check_entity_id, shard_of
 from persistent_actors.cluster._directory import Directory, LoopThread, Owner
 from persistent_actors.cluster._messages import ShardNotOwned
@@ -159,6 +160,11 @@ class ClusterRegion(EntityRegion):
         super().__init__(type_name, cls, args, kwargs, (), shards, endpoint)
         self._routes = routes
 
+    def _ensure_running(self) -> None:
+        # Always set here: a ClusterRegion is made by its system and never pickled.
+        if self._endpoint is not None:
+            self._endpoint.ensure_running()
+
     def _ref(self, entity_id: str, owner: Owner) -> EntityRef:
         shard = shard_of(entity_id, self._shards)
         host = owner.hosts[shard % len(owner.hosts)]
@@ -173,9 +179,13 @@ class ClusterRegion(EntityRegion):
         Raises:
             ValueError: `entity_id` is not a non-empty str of valid UTF-8 text.
             AskTimeoutError: no live node owns the entity's shard.
+            PersistentActorsError: the actor system has been shut down.
 
         """
         check_entity_id(entity_id)
+        # A shut-down system raises as a local region's does, rather than re-opening its routes
+        # (a new loop thread and PostgreSQL pool) and waiting for an owner it cannot send to.
+        self._ensure_running()
         shard = shard_of(entity_id, self._shards)
         owner = self._routes.owner(self._type_name, shard, time.monotonic() + 5.0)
         return self._ref(entity_id, owner)
@@ -200,9 +210,15 @@ class ClusterRegion(EntityRegion):
         Raises:
             AskTimeoutError: no reply within `timeout` (no owner, or the owner failed with the
                 message inside: it may have been applied, so it is not re-sent).
+            ValueError: `timeout` is not a positive, finite number of seconds.
+            PersistentActorsError: the actor system has been shut down.
 
         """
         check_entity_id(entity_id)
+        # As a local region's ask: a timeout that is no positive, finite number is a ValueError
+        # naming it, before anything is sent (a str failed deep inside, an inf waited forever).
+        _check_timeout(timeout)
+        self._ensure_running()
         shard = shard_of(entity_id, self._shards)
         deadline = time.monotonic() + timeout
         refused = False
@@ -225,6 +241,8 @@ class ClusterRegion(EntityRegion):
     async def ask_async(self, entity_id: str, message: Any, timeout: float = 5.0) -> Any:
         """`ask` for a coroutine (see `ask`)."""
         check_entity_id(entity_id)
+        _check_timeout(timeout)
+        self._ensure_running()
         shard = shard_of(entity_id, self._shards)
         deadline = time.monotonic() + timeout
         refused = False
