@@ -864,6 +864,9 @@ def test_user_mistakes_are_one_line_never_a_traceback(store: Path, tmp_path: Pat
     assert usage.returncode == 2
     assert "Traceback" not in usage.stderr
     assert "expected a sequence number >= 0" in usage.stderr
+    limit = cli("--config", str(store), "journal", "tail", "--limit", "-1")
+    assert limit.returncode == 2
+    assert "argument --limit: expected a number of events >= 0, got '-1'" in limit.stderr
 
 
 @pytest.mark.parametrize(("args", "fragment"), [

@@ -81,7 +81,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     sub.add_argument("--tag", help="only events stored with this tag")
     sub.add_argument("--from-start", action="store_true",
                      help="print the stored events first, then follow")
-    sub.add_argument("--limit", type=_nr, metavar="N", help="stop after N events")
+    sub.add_argument("--limit", type=_count, metavar="N", help="stop after N events")
     sub.add_argument("--json", action="store_true", help="one JSON object per line")
 
     sub = add("verify", "check every event, sequence, snapshot and the database itself", _verify)
@@ -112,15 +112,18 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     sub.add_argument("--json", action="store_true", help="one JSON object")
 
 
-def _nr(text: str) -> int:
+def _nr(text: str, what: str = "a sequence number") -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a sequence number >= 0, got {text!r}") \
-            from None
+        raise argparse.ArgumentTypeError(f"expected {what} >= 0, got {text!r}") from None
     if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a sequence number >= 0, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected {what} >= 0, got {text!r}")
     return value
+
+
+def _count(text: str) -> int:
+    return _nr(text, "a number of events")
 
 
 def _positive(text: str) -> int:
