@@ -39,7 +39,9 @@ class RetentionCriteria:
     def __post_init__(self) -> None:
         for name in ("snapshot_every_n_events", "keep_n_snapshots"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"RetentionCriteria.{name} must be an int >= 1, got {value!r}")
+            if value < 1:
                 raise ValueError(f"RetentionCriteria.{name} must be an int >= 1, got {value!r}")
         if not isinstance(self.delete_events_on_snapshot, bool):
             raise TypeError("RetentionCriteria.delete_events_on_snapshot must be a bool, got "

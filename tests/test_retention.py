@@ -199,6 +199,10 @@ def test_retention_criteria_validate_and_compute() -> None:
         RetentionCriteria.snapshot_every(0)
     with pytest.raises(ValueError, match="keep_n_snapshots must be an int >= 1, got 0"):
         RetentionCriteria.snapshot_every(10, 0)
+    # A value of the wrong type is a TypeError, as the README's error convention says.
+    for bad in (1.5, "2", True):
+        with pytest.raises(TypeError, match="snapshot_every_n_events must be an int >= 1"):
+            RetentionCriteria.snapshot_every(bad)  # type: ignore[arg-type]
 
 
 # -- SQLite really gives the space back ------------------------------------------------------------
