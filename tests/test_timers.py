@@ -228,19 +228,25 @@ def test_an_entitys_own_timer_does_not_keep_it_from_idle_passivation(base: str) 
         assert probe.expect_msg(timeout=10.0) == ("started", "e1")
 
 
-@pytest.mark.parametrize("host_class", ["entity", "shared"])
-def test_a_hosts_timer_wakeup_long_overdue_is_armed_again(
-        host_class: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    # A host multiplexes its actors' timers on one thespian wakeup and arms none while one is
-    # pending: when that wakeup was lost (seen once under load), no timer of the host ever
-    # fired again, new ones included. Thespian is faked here: a clock, and wakeups recorded.
+def _host_on_a_fake_clock(host_class: str,
+                          monkeypatch: pytest.MonkeyPatch) -> tuple[Any, list[float]]:
+    """An entity or shared host outside thespian, whose clock is the returned list's item."""
     from persistent_actors._thespian import cells  # noqa: PLC0415 - internal, only here
     from persistent_actors._thespian.entity_host import EntityHost  # noqa: PLC0415
     from persistent_actors._thespian.shared_host import SharedHost  # noqa: PLC0415
 
     now = [100.0]
     monkeypatch.setattr(cells, "time", type("Clock", (), {"monotonic": lambda: now[0]}))
-    host = EntityHost() if host_class == "entity" else SharedHost()
+    return (EntityHost() if host_class == "entity" else SharedHost()), now
+
+
+@pytest.mark.parametrize("host_class", ["entity", "shared"])
+def test_a_hosts_timer_wakeup_long_overdue_is_armed_again(
+        host_class: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A host multiplexes its actors' timers on one thespian wakeup and arms none while one is
+    # pending: when that wakeup was lost (seen once under load), no timer of the host ever
+    # fired again, new ones included. Thespian is faked here: a clock, and wakeups recorded.
+    host, now = _host_on_a_fake_clock(host_class, monkeypatch)
     armed: list[float] = []  # the timers' wakeups (not their checks)
 
     def wakeup_after(delay: datetime.timedelta, payload: Any = None) -> None:
@@ -269,13 +275,7 @@ def test_a_hosts_periodic_timer_goes_on_though_its_wakeup_was_lost(
     # come. Thespian is faked here: a clock, wakeups recorded (and one dropped), a cell.
     from thespian.actors import WakeupMessage  # noqa: PLC0415 - only here
 
-    from persistent_actors._thespian import cells  # noqa: PLC0415 - internal, only here
-    from persistent_actors._thespian.entity_host import EntityHost  # noqa: PLC0415
-    from persistent_actors._thespian.shared_host import SharedHost  # noqa: PLC0415
-
-    now = [100.0]
-    monkeypatch.setattr(cells, "time", type("Clock", (), {"monotonic": lambda: now[0]}))
-    host = EntityHost() if host_class == "entity" else SharedHost()
+    host, now = _host_on_a_fake_clock(host_class, monkeypatch)
     armed: list[tuple[float, Any]] = []  # (when due, payload)
     monkeypatch.setattr(host, "wakeupAfter", lambda delay, payload=None: armed.append(
         (now[0] + delay.total_seconds(), payload)))

@@ -89,14 +89,13 @@ class OwnerProcess:
     def current(cls) -> OwnerProcess:
         """The calling process."""
         pid = os.getpid()
-        fields = _proc_stat(pid)
-        return cls(pid, fields[19] if fields else None)  # field 22: starttime
+        return cls.of(pid) or cls(pid, None)  # no /proc: identified by its pid alone
 
     @classmethod
     def of(cls, pid: int) -> OwnerProcess | None:
         """The live process `pid` (None where /proc does not show it)."""
         fields = _proc_stat(pid)
-        return None if fields is None else cls(pid, fields[19])
+        return None if fields is None else cls(pid, fields[19])  # field 22: starttime
 
     def is_alive(self) -> bool:
         """False once the process has exited (a zombie counts as exited)."""
