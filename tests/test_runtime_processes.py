@@ -381,6 +381,9 @@ def test_a_shutdown_right_after_thespians_admin_or_logger_died_is_prompt(
         assert system.actor_of(Quiet).ask("pid", timeout=10) > 0
         victim, session = _thespian_process(system, which)
         os.kill(victim, signal.SIGKILL)
+        # kill() returns before the process has exited: dead (or a zombie) before the shutdown,
+        # as the test means, or the shutdown may begin while it still runs.
+        _until(lambda: (stat := _proc_stat(victim)) is None or stat[0] in ("Z", "X"))
     finally:
         system.shutdown()
     _none_left(session)
